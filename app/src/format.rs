@@ -1,0 +1,164 @@
+//! Pure formatting helpers of the dashboard (shared by server render and hydration, so both
+//! print exactly the same text).
+
+use flowtrail_types::StepSummary;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+/// `2026-11-21 10:00:02 UTC`.
+pub fn timestamp(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
+/// A duration between two instants: `2.35 s`, `20 ms`, `3 min 4 s`.
+pub fn duration(from: OffsetDateTime, to: Option<OffsetDateTime>) -> String {
+    let Some(to) = to else { return "—".into() };
+    let ms = (to - from).whole_milliseconds();
+    if ms < 0 {
+        "—".into()
+    } else if ms < 1_000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.2} s", ms as f64 / 1000.0)
+    } else {
+        format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+/// `5,000`.
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `5,000 → 30` with the share eliminated, or what is known of it.
+pub fn funnel(step: &StepSummary) -> String {
+    match (step.candidates_in, step.candidates_out) {
+        (Some(i), Some(o)) => match step.eliminated_ratio() {
+            Some(r) if r > 0.0 => format!("{} → {} (−{})", count(i), count(o), percent(r)),
+            _ => format!("{} → {}", count(i), count(o)),
+        },
+        (Some(i), None) => format!("{} in", count(i)),
+        (None, Some(o)) => format!("{} out", count(o)),
+        (None, None) => "—".into(),
+    }
+}
+
+/// `99.4 %`, `12 %`.
+pub fn percent(ratio: f64) -> String {
+    let p = ratio * 100.0;
+    if p > 0.0 && p < 10.0 || p > 90.0 && p < 100.0 {
+        format!("{p:.1} %")
+    } else {
+        format!("{p:.0} %")
+    }
+}
+
+/// A score with three decimals, or a dash.
+pub fn score(score: Option<f64>) -> String {
+    score.map(|s| format!("{s:.3}")).unwrap_or_else(|| "—".into())
+}
+
+/// A JSON value for a table cell: strings bare, the rest compact JSON.
+pub fn value(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "—".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A JSON value shown in a `<pre>`: pretty, or a dash when empty.
+pub fn pretty(value: &Value) -> String {
+    match value {
+        Value::Null => "—".into(),
+        Value::Object(map) if map.is_empty() => "—".into(),
+        other => serde_json::to_string_pretty(other).unwrap_or_default(),
+    }
+}
+
+/// Index of the step that eliminated the largest share of its candidates: where "why this
+/// output" usually starts.
+pub fn largest_drop(steps: &[StepSummary]) -> Option<usize> {
+    steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.eliminated_ratio().map(|r| (i, r)))
+        .filter(|(_, r)| *r > 0.0)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowtrail_types::{Capture, StepKind, StepStatus};
+    use std::collections::BTreeMap;
+
+    fn step(seq: u32, i: Option<u64>, o: Option<u64>) -> StepSummary {
+        StepSummary {
+            seq,
+            name: format!("s{seq}"),
+            kind: StepKind::Filter,
+            status: StepStatus::Succeeded,
+            started_at: None,
+            ended_at: None,
+            input: Value::Null,
+            output: Value::Null,
+            reasoning: None,
+            candidates_in: i,
+            candidates_out: o,
+            reasons: BTreeMap::new(),
+            capture: Capture::Full,
+            observation_count: 0,
+        }
+    }
+
+    #[test]
+    fn counts_and_funnels_read_like_people_write_them() {
+        assert_eq!(count(5000), "5,000");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1234567), "1,234,567");
+        assert_eq!(funnel(&step(1, Some(5000), Some(30))), "5,000 → 30 (−99.4 %)");
+        assert_eq!(funnel(&step(1, None, None)), "—");
+        assert_eq!(funnel(&step(1, Some(425), Some(425))), "425 → 425");
+        assert_eq!(percent(0.5), "50 %");
+    }
+
+    #[test]
+    fn durations_pick_a_unit() {
+        let t = OffsetDateTime::UNIX_EPOCH;
+        assert_eq!(duration(t, Some(t + time::Duration::milliseconds(20))), "20 ms");
+        assert_eq!(duration(t, Some(t + time::Duration::milliseconds(2350))), "2.35 s");
+        assert_eq!(duration(t, None), "—");
+        assert_eq!(timestamp(t), "1970-01-01 00:00:00 UTC");
+    }
+
+    #[test]
+    fn the_largest_drop_is_found() {
+        let steps = vec![
+            step(0, Some(10), Some(10)),
+            step(1, Some(5000), Some(30)),
+            step(2, Some(30), Some(5)),
+            step(3, None, None),
+        ];
+        assert_eq!(largest_drop(&steps), Some(1));
+        assert_eq!(largest_drop(&steps[3..]), None);
+    }
+}

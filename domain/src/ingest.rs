@@ -1,0 +1,255 @@
+//! Ingest rules: what a flow record must look like, how it is queued, and how a queued job
+//! becomes stored flows, steps and payloads. The HTTP handlers and the workers only call in.
+
+use std::collections::HashSet;
+
+use flowtrail_types::FlowRecord;
+use serde_json::error::Category;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::payloads::PayloadStore;
+use crate::queue::{EnqueueOutcome, Job, NewJob};
+use crate::store::{StepPayloads, UpsertOutcome};
+use crate::{Error, Result, Services};
+
+/// Bounds on what one flow may carry. Each is named in the error that enforces it.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_steps: usize,
+    pub max_observations_per_step: usize,
+    /// Names, pipeline, candidate ids, reason codes, tag keys.
+    pub max_name_len: usize,
+    /// Reasoning, reason texts, tag values, error.
+    pub max_text_len: usize,
+    pub max_tags: usize,
+    pub max_reasons_per_observation: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_steps: 1_000,
+            max_observations_per_step: 100_000,
+            max_name_len: 256,
+            max_text_len: 64 * 1024,
+            max_tags: 64,
+            max_reasons_per_observation: 32,
+        }
+    }
+}
+
+/// Parses a flow record, telling malformed JSON from JSON that breaks the schema, with the
+/// path of the offending field.
+pub fn parse_flow(body: &[u8]) -> Result<FlowRecord> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let flow: FlowRecord = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            Category::Data => Error::Validation {
+                field: (path != ".").then_some(path),
+                message: data_error_message(&inner),
+            },
+            _ => Error::Malformed {
+                message: format!("the body is not valid JSON: {inner}"),
+            },
+        }
+    })?;
+    deserializer.end().map_err(|e| Error::Malformed {
+        message: format!("the body is not valid JSON: {e}"),
+    })?;
+    Ok(flow)
+}
+
+/// serde's message without its "at line 1 column 40" suffix, which means nothing to a person
+/// who sent a generated body; the field path says where instead.
+fn data_error_message(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" at line ") {
+        Some(cut) => text[..cut].to_string(),
+        None => text,
+    }
+}
+
+/// Checks everything serde cannot: lengths, counts, uniqueness, consistency.
+pub fn validate(flow: &FlowRecord, limits: &Limits) -> Result<()> {
+    let name = |field: &str, value: &str| -> Result<()> {
+        if value.trim().is_empty() {
+            return Err(Error::invalid(field, format!("{field} must not be empty")));
+        }
+        if value.len() > limits.max_name_len {
+            return Err(Error::invalid(
+                field,
+                format!("{field} is {} bytes; the limit is {}", value.len(), limits.max_name_len),
+            ));
+        }
+        Ok(())
+    };
+    let text = |field: &str, value: &str| -> Result<()> {
+        if value.len() > limits.max_text_len {
+            return Err(Error::invalid(
+                field,
+                format!("{field} is {} bytes; the limit is {}", value.len(), limits.max_text_len),
+            ));
+        }
+        Ok(())
+    };
+    if flow.id.is_nil() {
+        return Err(Error::invalid("id", "id must be a non-nil UUID (UUIDv7 recommended)"));
+    }
+    if flow.version == 0 {
+        return Err(Error::invalid("version", "version starts at 1"));
+    }
+    name("pipeline", &flow.pipeline)?;
+    if let Some(ended) = flow.ended_at
+        && ended < flow.started_at
+    {
+        return Err(Error::invalid("ended_at", "ended_at is before started_at"));
+    }
+    if flow.tags.len() > limits.max_tags {
+        return Err(Error::invalid(
+            "tags",
+            format!("{} tags; the limit is {}", flow.tags.len(), limits.max_tags),
+        ));
+    }
+    for (key, value) in &flow.tags {
+        name(&format!("tags.{key}"), key)?;
+        text(&format!("tags.{key}"), value)?;
+    }
+    if let Some(error) = &flow.error {
+        text("error", error)?;
+    }
+    if flow.steps.len() > limits.max_steps {
+        return Err(Error::invalid(
+            "steps",
+            format!("{} steps; the limit is {}", flow.steps.len(), limits.max_steps),
+        ));
+    }
+    let mut seqs = HashSet::with_capacity(flow.steps.len());
+    for (i, step) in flow.steps.iter().enumerate() {
+        let at = |field: &str| format!("steps[{i}].{field}");
+        if !seqs.insert(step.seq) {
+            return Err(Error::invalid(
+                at("seq"),
+                format!("seq {} appears twice in this flow", step.seq),
+            ));
+        }
+        name(&at("name"), &step.name)?;
+        if let Some(reasoning) = &step.reasoning {
+            text(&at("reasoning"), reasoning)?;
+        }
+        if let (Some(start), Some(end)) = (step.started_at, step.ended_at)
+            && end < start
+        {
+            return Err(Error::invalid(at("ended_at"), "ended_at is before started_at"));
+        }
+        if let (Some(input), Some(output)) = (step.candidates_in, step.candidates_out)
+            && output > input
+        {
+            return Err(Error::invalid(
+                at("candidates_out"),
+                format!("candidates_out ({output}) is larger than candidates_in ({input})"),
+            ));
+        }
+        for code in step.reasons.keys() {
+            name(&format!("{}.{code}", at("reasons")), code)?;
+        }
+        if step.observations.len() > limits.max_observations_per_step {
+            return Err(Error::invalid(
+                at("observations"),
+                format!(
+                    "{} observations; the limit is {} per step",
+                    step.observations.len(),
+                    limits.max_observations_per_step
+                ),
+            ));
+        }
+        if step.capture == flowtrail_types::Capture::CountsOnly && !step.observations.is_empty() {
+            return Err(Error::invalid(
+                at("observations"),
+                "a counts_only step carries no observations",
+            ));
+        }
+        for (j, observation) in step.observations.iter().enumerate() {
+            let at = |field: &str| format!("steps[{i}].observations[{j}].{field}");
+            name(&at("candidate_id"), &observation.candidate_id)?;
+            if observation.reasons.len() > limits.max_reasons_per_observation {
+                return Err(Error::invalid(
+                    at("reasons"),
+                    format!(
+                        "{} reasons; the limit is {}",
+                        observation.reasons.len(),
+                        limits.max_reasons_per_observation
+                    ),
+                ));
+            }
+            for (k, reason) in observation.reasons.iter().enumerate() {
+                name(&at(&format!("reasons[{k}].code")), &reason.code)?;
+                if let Some(reason_text) = &reason.text {
+                    text(&at(&format!("reasons[{k}].text")), reason_text)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The answer to an accepted (or replayed) flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    pub flow_id: Uuid,
+    /// The same key and body had already been accepted.
+    pub replayed: bool,
+}
+
+/// Validates a flow record and enqueues it durably. `body` is the uncompressed JSON.
+pub async fn submit(
+    services: &Services,
+    team_id: i64,
+    idempotency_key: Option<&str>,
+    body: &[u8],
+    request_id: Option<&str>,
+) -> Result<Accepted> {
+    let flow = parse_flow(body)?;
+    validate(&flow, &services.limits)?;
+    let idempotency_key = match idempotency_key {
+        Some(key) => key.to_string(),
+        None => format!("{}:{}", flow.id, flow.version),
+    };
+    let job = NewJob {
+        team_id,
+        idempotency_key,
+        body_sha256: hex::encode(Sha256::digest(body)),
+        flow_id: flow.id,
+        flow_version: flow.version,
+        body: zstd::bulk::compress(body, 1)?,
+        request_id: request_id.map(str::to_string),
+    };
+    match services.queue.enqueue(job).await? {
+        EnqueueOutcome::Accepted => Ok(Accepted {
+            flow_id: flow.id,
+            replayed: false,
+        }),
+        EnqueueOutcome::Replayed => Ok(Accepted {
+            flow_id: flow.id,
+            replayed: true,
+        }),
+        EnqueueOutcome::KeyReused => Err(Error::IdempotencyKeyReused),
+    }
+}
+
+/// Turns one queued job into stored payloads, flow and steps. Safe to run twice.
+pub async fn store_job(services: &Services, job: &Job) -> Result<UpsertOutcome> {
+    let body = zstd::stream::decode_all(job.body.as_slice())
+        .map_err(|e| Error::Malformed { message: format!("queued body does not decompress: {e}") })?;
+    let flow = parse_flow(&body)?;
+    let mut payloads = StepPayloads::new();
+    for step in flow.steps.iter().filter(|s| !s.observations.is_empty()) {
+        let encoded =
+            PayloadStore::encode(job.team_id, flow.id, flow.version, step.seq, &step.observations)?;
+        services.payloads.put(&encoded).await?;
+        payloads.insert(step.seq, encoded.reference);
+    }
+    services.metadata.upsert_flow(job.team_id, &flow, &payloads).await
+}

@@ -1,0 +1,74 @@
+//! The durable ingest queue.
+//!
+//! A job's life: enqueued (acknowledged only after it is durable) → claimed by a worker with a
+//! lease → done, or back to queued for a retry after a delay, or dead (kept for inspection and
+//! redrive). A job whose lease expires (its worker crashed) is claimed again; processing is
+//! idempotent, so a second run has no visible effect.
+//!
+//! Idempotency lives here too: jobs are unique per (team, idempotency key), and a repeat is
+//! answered from the stored job instead of being enqueued again.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::Result;
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub team_id: i64,
+    /// The caller's `Idempotency-Key`, or `{flow_id}:{version}`.
+    pub idempotency_key: String,
+    /// SHA-256 (hex) of the uncompressed body: a repeat must carry the same.
+    pub body_sha256: String,
+    pub flow_id: Uuid,
+    pub flow_version: u32,
+    /// The flow record, zstd-compressed JSON.
+    pub body: Vec<u8>,
+    /// Correlation id of the request that brought it.
+    pub request_id: Option<String>,
+}
+
+/// What enqueueing did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// Durably stored now.
+    Accepted,
+    /// The same key and body were already accepted; nothing was stored again.
+    Replayed,
+    /// The key was already used with another body.
+    KeyReused,
+}
+
+/// A claimed job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub team_id: i64,
+    pub flow_id: Uuid,
+    pub body: Vec<u8>,
+    pub request_id: Option<String>,
+    /// How many times it has been claimed, this time included.
+    pub attempts: u32,
+}
+
+/// Queue engine: SQLite table (embedded) or Redis Streams (scale-out).
+#[async_trait]
+pub trait IngestQueue: Send + Sync {
+    /// Stores a job durably, or recognises a repeat. Returns only once durable.
+    async fn enqueue(&self, job: NewJob) -> Result<EnqueueOutcome>;
+    /// Claims up to `max` ready jobs for `lease`.
+    async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<Job>>;
+    /// The job is done: its body is dropped, its idempotency record kept.
+    async fn complete(&self, job_id: i64) -> Result<()>;
+    /// The job failed transiently: try again after `delay`.
+    async fn retry(&self, job_id: i64, error: &str, delay: Duration) -> Result<()>;
+    /// The job failed permanently: keep it in the dead-letter queue.
+    async fn bury(&self, job_id: i64, error: &str) -> Result<()>;
+    /// Jobs waiting or being processed.
+    async fn depth(&self) -> Result<u64>;
+    /// Resolves when new jobs may be ready (or after a while): workers wait on it.
+    async fn wait_for_jobs(&self, at_most: Duration);
+}

@@ -1,0 +1,83 @@
+//! The embedded profile: metadata and the ingest queue in one SQLite file.
+//!
+//! Rules: WAL with `synchronous=FULL`, so a committed transaction survives a crash or a power
+//! cut; foreign keys on; SQL only here, explicit column lists; times as Unix milliseconds.
+
+mod metadata;
+mod queue;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+use crate::{Error, Result};
+
+pub use metadata::SqliteMetadata;
+pub use queue::SqliteQueue;
+
+/// Migrations of the embedded profile, compiled into the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// Opens (creating if needed) the SQLite database at `path`.
+pub async fn open_file(path: &Path) -> Result<SqlitePool> {
+    open(SqliteConnectOptions::new().filename(path).create_if_missing(true)).await
+}
+
+/// Opens a database from a `sqlite:` URL.
+pub async fn open_url(url: &str) -> Result<SqlitePool> {
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|e| Error::Config(format!("bad SQLite URL {url:?}: {e}")))?
+        .create_if_missing(true);
+    open(options).await
+}
+
+async fn open(options: SqliteConnectOptions) -> Result<SqlitePool> {
+    let options = options
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10))
+        .pragma("temp_store", "memory")
+        .pragma("cache_size", "-32000");
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .min_connections(1)
+        .connect_with(options)
+        .await?;
+    assert_durable(&pool).await?;
+    Ok(pool)
+}
+
+/// Refuses to run unless commits are durable: WAL and `synchronous=FULL` (2).
+async fn assert_durable(pool: &SqlitePool) -> Result<()> {
+    let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(pool).await?;
+    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await?;
+    if !journal.eq_ignore_ascii_case("wal") || synchronous != 2 {
+        return Err(Error::Config(format!(
+            "SQLite must run with journal_mode=wal and synchronous=FULL, found {journal} and {synchronous}"
+        )));
+    }
+    Ok(())
+}
+
+/// Applies pending migrations; start-up stops if one fails.
+pub async fn migrate(pool: &SqlitePool) -> Result<()> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+pub(crate) fn now_ms() -> i64 {
+    to_ms(time::OffsetDateTime::now_utc())
+}
+
+pub(crate) fn to_ms(at: time::OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub(crate) fn from_ms(ms: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}

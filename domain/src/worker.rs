@@ -1,0 +1,132 @@
+//! The ingest worker: claims queued jobs in batches and stores them.
+//!
+//! Errors are sorted once: transient ones (an engine down or busy) are retried with
+//! exponential backoff and full jitter; permanent ones (invalid data, a checksum mismatch) go
+//! to the dead-letter queue at once, as does a job that keeps failing past `max_attempts`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::ingest::store_job;
+use crate::queue::Job;
+use crate::Services;
+
+/// How a worker behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Jobs claimed at once.
+    pub batch: usize,
+    /// How long a claimed job is ours before another worker may take it.
+    pub lease: Duration,
+    /// Attempts before a transiently failing job is declared dead.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Longest idle wait between polls of the queue.
+    pub idle_poll: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            batch: 32,
+            lease: Duration::from_secs(60),
+            max_attempts: 10,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(300),
+            idle_poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Runs until `shutdown` turns true; finishes the batch in hand first.
+pub async fn run(services: Arc<Services>, config: WorkerConfig, mut shutdown: watch::Receiver<bool>) {
+    tracing::info!(batch = config.batch, "ingest worker started");
+    while !*shutdown.borrow() {
+        let jobs = match services.queue.claim(config.batch, config.lease).await {
+            Ok(jobs) => jobs,
+            Err(error) => {
+                tracing::warn!(%error, "could not claim jobs; will retry");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+        };
+        if jobs.is_empty() {
+            tokio::select! {
+                _ = services.queue.wait_for_jobs(config.idle_poll) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        for job in jobs {
+            let span = tracing::info_span!(
+                "ingest_job",
+                job_id = job.id,
+                flow_id = %job.flow_id,
+                request_id = job.request_id.as_deref().unwrap_or("-"),
+                attempt = job.attempts,
+            );
+            process(&services, &config, &job).instrument(span).await;
+        }
+    }
+    tracing::info!("ingest worker stopped");
+}
+
+async fn process(services: &Services, config: &WorkerConfig, job: &Job) {
+    let outcome = match store_job(services, job).await {
+        Ok(outcome) => {
+            tracing::debug!(?outcome, "stored");
+            services.queue.complete(job.id).await
+        }
+        Err(error) if error.is_transient() && job.attempts < config.max_attempts => {
+            let delay = backoff(config, job.attempts);
+            tracing::warn!(%error, ?delay, "transient failure; retrying");
+            services.queue.retry(job.id, &error.to_string(), delay).await
+        }
+        Err(error) => {
+            tracing::error!(%error, "permanent failure; moved to the dead-letter queue");
+            services.queue.bury(job.id, &error.to_string()).await
+        }
+    };
+    if let Err(error) = outcome {
+        // The lease expires and the job is claimed again: nothing is lost.
+        tracing::warn!(%error, "could not record the job's outcome");
+    }
+}
+
+/// Exponential backoff with full jitter: uniform in [0, min(max, base * 2^(attempt-1))].
+pub fn backoff(config: &WorkerConfig, attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(20);
+    let ceiling = config
+        .backoff_base
+        .saturating_mul(1u32 << exponent)
+        .min(config.backoff_max);
+    let millis = ceiling.as_millis() as u64;
+    Duration::from_millis(rand::rng().random_range(0..=millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let config = WorkerConfig::default();
+        for _ in 0..100 {
+            assert!(backoff(&config, 1) <= Duration::from_millis(500));
+            assert!(backoff(&config, 4) <= Duration::from_millis(4_000));
+            assert!(backoff(&config, 40) <= config.backoff_max);
+        }
+        let late: u128 = (0..200).map(|_| backoff(&config, 8).as_millis()).sum();
+        let early: u128 = (0..200).map(|_| backoff(&config, 1).as_millis()).sum();
+        assert!(late > early * 4, "later attempts wait longer on average");
+    }
+}

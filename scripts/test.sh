@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Sets up and runs every test: Rust unit, router, repository and SDK-integration tests, then
+# the browser tests in Debian's Chromium, then the lints. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+scripts/setup.sh test
+scripts/build-site.sh
+# Builds the binary and the examples the browser tests use, then runs the Rust suites.
+cargo test --workspace --exclude flowtrail-frontend
+(cd end2end && npx playwright test)
+cargo fmt --all -- --check
+cargo clippy --workspace --exclude flowtrail-frontend --all-targets -- -D warnings

@@ -1,0 +1,474 @@
+//! Record why a multi-step decision pipeline chose its output, and send it to Flow Trail.
+//!
+//! ```no_run
+//! use flowtrail_sdk::{Candidate, Client, StepKind};
+//!
+//! let client = Client::from_env()?; // FLOWTRAIL_URL, FLOWTRAIL_API_KEY
+//! let mut flow = client.flow("competitor_selection").input(serde_json::json!({"asin": "B0STAND42"}));
+//! let mut step = flow.step("price_filter", StepKind::Filter);
+//! step.observe(Candidate::rejected("B0CASE0001").reason("price_out_of_range", "9.99 < 22.50"));
+//! step.finish();
+//! flow.succeed(serde_json::json!({"selected": "B0STAND43"}));
+//! client.shutdown(std::time::Duration::from_secs(5));
+//! # Ok::<(), flowtrail_sdk::Error>(())
+//! ```
+//!
+//! Recording is in memory; sending happens on a background thread with retries, so the
+//! pipeline is never blocked or broken by the backend. What cannot be delivered is counted in
+//! [`Stats`], never raised in the caller's path.
+
+mod sender;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub use flowtrail_types::{Capture, FlowRecord, FlowStatus, Observation, Reason, StepKind, Verdict};
+
+use flowtrail_types::{SdkInfo, StepRecord};
+use sender::Sender;
+pub use sender::Stats;
+
+/// Errors of setting up a client. Recording and sending never return errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0} is not set")]
+    MissingEnv(&'static str),
+    #[error("invalid Flow Trail URL {0:?}")]
+    InvalidUrl(String),
+    #[error("the HTTP client could not be built: {0}")]
+    Http(String),
+}
+
+/// How a [`Client`] sends.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Base URL of the server, e.g. `http://127.0.0.1:3000`.
+    pub url: String,
+    /// An API key with scope `ingest` or `all`.
+    pub api_key: String,
+    /// Timeout of one request.
+    pub request_timeout: Duration,
+    /// Flows waiting to be sent; beyond it new flows are dropped and counted.
+    pub queue_capacity: usize,
+    /// Attempts per flow before it is given up (and counted as failed).
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with full jitter.
+    pub backoff_base: Duration,
+    /// Bodies larger than this are sent zstd-compressed.
+    pub compress_above: usize,
+}
+
+impl Config {
+    pub fn new(url: impl Into<String>, api_key: impl Into<String>) -> Self {
+        Config {
+            url: url.into(),
+            api_key: api_key.into(),
+            request_timeout: Duration::from_secs(10),
+            queue_capacity: 1_000,
+            max_attempts: 8,
+            backoff_base: Duration::from_millis(200),
+            compress_above: 16 * 1024,
+        }
+    }
+}
+
+/// Sends flows to Flow Trail from a background thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    sender: Arc<Sender>,
+}
+
+impl Client {
+    /// A client for the server at `url` with `api_key`.
+    pub fn new(url: impl Into<String>, api_key: impl Into<String>) -> Result<Self, Error> {
+        Self::with_config(Config::new(url, api_key))
+    }
+
+    /// A client from `FLOWTRAIL_URL` and `FLOWTRAIL_API_KEY`.
+    pub fn from_env() -> Result<Self, Error> {
+        let url = std::env::var("FLOWTRAIL_URL").map_err(|_| Error::MissingEnv("FLOWTRAIL_URL"))?;
+        let key =
+            std::env::var("FLOWTRAIL_API_KEY").map_err(|_| Error::MissingEnv("FLOWTRAIL_API_KEY"))?;
+        Self::new(url, key)
+    }
+
+    pub fn with_config(config: Config) -> Result<Self, Error> {
+        Ok(Client {
+            sender: Arc::new(Sender::start(config)?),
+        })
+    }
+
+    /// Starts recording a run of `pipeline`.
+    pub fn flow(&self, pipeline: impl Into<String>) -> Flow {
+        Flow {
+            client: self.clone(),
+            record: FlowRecord {
+                id: Uuid::now_v7(),
+                version: 1,
+                pipeline: pipeline.into(),
+                status: FlowStatus::Running,
+                started_at: OffsetDateTime::now_utc(),
+                ended_at: None,
+                input: Value::Null,
+                output: Value::Null,
+                tags: BTreeMap::new(),
+                error: None,
+                sdk: Some(SdkInfo {
+                    name: "flowtrail-rust".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                }),
+                steps: Vec::new(),
+            },
+            sent: false,
+        }
+    }
+
+    /// Queues a finished flow record for sending. Never blocks; a full queue drops and counts.
+    pub fn send(&self, record: FlowRecord) {
+        self.sender.enqueue(record);
+    }
+
+    /// Waits until everything queued so far is delivered or given up, at most `timeout`.
+    /// Returns whether it got there in time.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        self.sender.flush(timeout)
+    }
+
+    /// Flushes, then stops the background thread. Returns within `timeout`.
+    pub fn shutdown(&self, timeout: Duration) -> bool {
+        self.sender.shutdown(timeout)
+    }
+
+    /// Counters of what happened to the flows handed to this client.
+    pub fn stats(&self) -> Stats {
+        self.sender.stats()
+    }
+}
+
+fn to_value(value: impl Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or_else(|e| Value::String(format!("<unserialisable: {e}>")))
+}
+
+/// One run of a pipeline being recorded. Finish it with [`Flow::succeed`] or [`Flow::fail`];
+/// dropped unfinished, it is sent as failed.
+pub struct Flow {
+    client: Client,
+    record: FlowRecord,
+    sent: bool,
+}
+
+impl Flow {
+    /// The flow's id (UUIDv7), e.g. to log or link to `/flows/{id}`.
+    pub fn id(&self) -> Uuid {
+        self.record.id
+    }
+
+    /// A small summary of what the flow was asked.
+    pub fn input(mut self, input: impl Serialize) -> Self {
+        self.record.input = to_value(input);
+        self
+    }
+
+    /// A tag to filter flows by (`env=prod`, `seller=…`).
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.record.tags.insert(key.into(), value.into());
+        self
+    }
+
+    /// Starts the next step. It is added to the flow when finished or dropped.
+    pub fn step(&mut self, name: impl Into<String>, kind: StepKind) -> Step<'_> {
+        let seq = self.record.steps.iter().map(|s| s.seq + 1).max().unwrap_or(0);
+        Step {
+            flow: self,
+            record: StepRecord {
+                seq,
+                name: name.into(),
+                kind,
+                status: FlowStatus::Running,
+                started_at: Some(OffsetDateTime::now_utc()),
+                ended_at: None,
+                input: Value::Null,
+                output: Value::Null,
+                reasoning: None,
+                candidates_in: None,
+                candidates_out: None,
+                reasons: BTreeMap::new(),
+                capture: Capture::Full,
+                observations: Vec::new(),
+            },
+            finished: false,
+        }
+    }
+
+    /// Ends the flow successfully with `output` and queues it for sending.
+    pub fn succeed(mut self, output: impl Serialize) {
+        self.record.output = to_value(output);
+        self.finish(FlowStatus::Succeeded, None);
+    }
+
+    /// Ends the flow as failed with `error` and queues it for sending.
+    pub fn fail(mut self, error: impl Into<String>) {
+        self.finish(FlowStatus::Failed, Some(error.into()));
+    }
+
+    fn finish(&mut self, status: FlowStatus, error: Option<String>) {
+        if self.sent {
+            return;
+        }
+        self.sent = true;
+        self.record.status = status;
+        self.record.error = error;
+        self.record.ended_at = Some(OffsetDateTime::now_utc());
+        let record = std::mem::replace(&mut self.record, empty_record());
+        self.client.send(record);
+    }
+}
+
+fn empty_record() -> FlowRecord {
+    FlowRecord {
+        id: Uuid::nil(),
+        version: 1,
+        pipeline: String::new(),
+        status: FlowStatus::Running,
+        started_at: OffsetDateTime::UNIX_EPOCH,
+        ended_at: None,
+        input: Value::Null,
+        output: Value::Null,
+        tags: BTreeMap::new(),
+        error: None,
+        sdk: None,
+        steps: Vec::new(),
+    }
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        if !self.sent {
+            let error = if std::thread::panicking() {
+                "the pipeline panicked"
+            } else {
+                "the flow was dropped without succeed() or fail()"
+            };
+            self.finish(FlowStatus::Failed, Some(error.into()));
+        }
+    }
+}
+
+/// One step being recorded. Added to its flow on [`Step::finish`] or drop (as failed if the
+/// thread is panicking).
+pub struct Step<'a> {
+    flow: &'a mut Flow,
+    record: StepRecord,
+    finished: bool,
+}
+
+impl Step<'_> {
+    /// What the step was given (a small summary).
+    pub fn input(&mut self, input: impl Serialize) -> &mut Self {
+        self.record.input = to_value(input);
+        self
+    }
+
+    /// What the step produced (a small summary).
+    pub fn output(&mut self, output: impl Serialize) -> &mut Self {
+        self.record.output = to_value(output);
+        self
+    }
+
+    /// The step's explanation of what it did and why.
+    pub fn reasoning(&mut self, text: impl Into<String>) -> &mut Self {
+        self.record.reasoning = Some(text.into());
+        self
+    }
+
+    /// Exact number of candidates received, when not every one is observed.
+    pub fn candidates_in(&mut self, n: u64) -> &mut Self {
+        self.record.candidates_in = Some(n);
+        self
+    }
+
+    /// Exact number of candidates passed on, when not every one is observed.
+    pub fn candidates_out(&mut self, n: u64) -> &mut Self {
+        self.record.candidates_out = Some(n);
+        self
+    }
+
+    /// Records one candidate's fate.
+    pub fn observe(&mut self, candidate: Candidate) -> &mut Self {
+        self.record.observations.push(candidate.0);
+        self
+    }
+
+    /// Adds the step to its flow as succeeded.
+    pub fn finish(mut self) {
+        self.close(FlowStatus::Succeeded);
+    }
+
+    /// Adds the step to its flow as failed.
+    pub fn fail(mut self, reasoning: impl Into<String>) {
+        self.record.reasoning = Some(reasoning.into());
+        self.close(FlowStatus::Failed);
+    }
+
+    fn close(&mut self, status: FlowStatus) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let mut record = std::mem::replace(&mut self.record, placeholder_step());
+        record.status = status;
+        record.ended_at = Some(OffsetDateTime::now_utc());
+        // Counts stay exact whatever is captured: derive what the caller did not say.
+        if record.candidates_in.is_none() && !record.observations.is_empty() {
+            record.candidates_in = Some(record.observations.len() as u64);
+        }
+        if record.candidates_out.is_none() && !record.observations.is_empty() {
+            record.candidates_out =
+                Some(record.observations.iter().filter(|o| o.verdict.passes()).count() as u64);
+        }
+        if record.reasons.is_empty() {
+            record.reasons = record.effective_reasons();
+        }
+        self.flow.record.steps.push(record);
+    }
+}
+
+fn placeholder_step() -> StepRecord {
+    StepRecord {
+        seq: 0,
+        name: String::new(),
+        kind: StepKind::Custom,
+        status: FlowStatus::Running,
+        started_at: None,
+        ended_at: None,
+        input: Value::Null,
+        output: Value::Null,
+        reasoning: None,
+        candidates_in: None,
+        candidates_out: None,
+        reasons: BTreeMap::new(),
+        capture: Capture::Full,
+        observations: Vec::new(),
+    }
+}
+
+impl Drop for Step<'_> {
+    fn drop(&mut self) {
+        let status = if std::thread::panicking() {
+            FlowStatus::Failed
+        } else {
+            FlowStatus::Succeeded
+        };
+        self.close(status);
+    }
+}
+
+/// A candidate's fate, built fluently: `Candidate::rejected("B0…").score(0.1).reason(…)`.
+#[derive(Debug, Clone)]
+pub struct Candidate(Observation);
+
+impl Candidate {
+    pub fn new(id: impl Into<String>, verdict: Verdict) -> Self {
+        Candidate(Observation {
+            candidate_id: id.into(),
+            verdict,
+            score: None,
+            reasons: Vec::new(),
+            attributes: Default::default(),
+        })
+    }
+
+    pub fn kept(id: impl Into<String>) -> Self {
+        Self::new(id, Verdict::Kept)
+    }
+
+    pub fn rejected(id: impl Into<String>) -> Self {
+        Self::new(id, Verdict::Rejected)
+    }
+
+    pub fn selected(id: impl Into<String>) -> Self {
+        Self::new(id, Verdict::Selected)
+    }
+
+    pub fn score(mut self, score: f64) -> Self {
+        self.0.score = score.is_finite().then_some(score);
+        self
+    }
+
+    /// A reason: a stable `code` for machines, a `text` for people.
+    pub fn reason(mut self, code: impl Into<String>, text: impl Into<String>) -> Self {
+        self.0.reasons.push(Reason {
+            code: code.into(),
+            text: Some(text.into()),
+        });
+        self
+    }
+
+    /// A free attribute (`price`, `rating`, `category`…).
+    pub fn attr(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
+        self.0.attributes.insert(key.into(), to_value(value));
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offline_client() -> Client {
+        // Port 9 (discard) refuses connections: nothing is delivered, nothing breaks.
+        let mut config = Config::new("http://127.0.0.1:9", "ftk_test");
+        config.max_attempts = 1;
+        Client::with_config(config).unwrap()
+    }
+
+    #[test]
+    fn steps_get_sequence_numbers_and_exact_counts() {
+        let client = offline_client();
+        let mut flow = client.flow("p");
+        {
+            let mut step = flow.step("filter", StepKind::Filter);
+            step.observe(Candidate::kept("a"))
+                .observe(Candidate::rejected("b").reason("price", "too cheap"))
+                .observe(Candidate::rejected("c").reason("price", "too dear"));
+            step.finish();
+        }
+        {
+            let mut step = flow.step("rank", StepKind::Rank);
+            step.candidates_in(5000).candidates_out(30);
+        } // dropped: finished as succeeded
+        let steps = &flow.record.steps;
+        assert_eq!(steps.len(), 2);
+        assert_eq!((steps[0].seq, steps[1].seq), (0, 1));
+        assert_eq!(steps[0].candidates_in, Some(3));
+        assert_eq!(steps[0].candidates_out, Some(1));
+        assert_eq!(steps[0].reasons["price"], 2);
+        assert_eq!(steps[1].candidates_in, Some(5000));
+        assert_eq!(steps[1].status, FlowStatus::Succeeded);
+        flow.succeed("done");
+        assert!(client.shutdown(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_dropped_flow_is_sent_as_failed_and_an_unreachable_server_is_counted() {
+        let client = offline_client();
+        drop(client.flow("p"));
+        assert!(client.flush(Duration::from_secs(5)));
+        let stats = client.stats();
+        assert_eq!(stats.queued, 1);
+        assert_eq!(stats.failed, 1);
+        assert_eq!(stats.sent, 0);
+    }
+
+    #[test]
+    fn non_finite_scores_are_not_recorded() {
+        assert_eq!(Candidate::kept("a").score(f64::NAN).0.score, None);
+        assert_eq!(Candidate::kept("a").score(0.5).0.score, Some(0.5));
+    }
+}

@@ -1,0 +1,147 @@
+//! The binary's commands: `serve`, `worker`, `migrate`, `admin …`.
+
+use std::io::BufRead;
+use std::sync::Arc;
+
+use anyhow::Context;
+use flowtrail_domain::Services;
+use flowtrail_domain::worker::{self, WorkerConfig};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::{AdminCommand, Command, ServeArgs, StorageArgs, WorkerArgs};
+use crate::{HttpConfig, build_app, default_site_root};
+
+/// Runs one command to completion.
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => serve(args).await,
+        Command::Worker(args) => work(args).await,
+        Command::Migrate(storage) => {
+            open(&storage).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Admin(AdminCommand::CreateUser(args)) => {
+            let password = read_password()?;
+            let services = open(&args.storage).await?;
+            services
+                .create_user(&args.email, &password, &args.team, args.role.into())
+                .await
+                .context("cannot create the user")?;
+            tracing::info!(email = %args.email, team = %args.team, "user created");
+            Ok(())
+        }
+        Command::Admin(AdminCommand::CreateApiKey(args)) => {
+            let services = open(&args.storage).await?;
+            services.metadata.ensure_team(&args.team).await?;
+            let secret = services
+                .create_api_key(&args.team, &args.name, args.scope.into())
+                .await
+                .context("cannot create the API key")?;
+            // The contract: the key alone on stdout.
+            println!("{secret}");
+            Ok(())
+        }
+    }
+}
+
+async fn open(storage: &StorageArgs) -> anyhow::Result<Arc<Services>> {
+    let config = storage.storage()?;
+    let services = Services::open(&config)
+        .await
+        .with_context(|| format!("cannot open storage ({config:?})"))?;
+    Ok(Arc::new(services))
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    anyhow::ensure!(!password.is_empty(), "no password on standard input");
+    Ok(password)
+}
+
+fn spawn_workers(
+    services: &Arc<Services>,
+    count: usize,
+    shutdown: &watch::Receiver<bool>,
+) -> JoinSet<()> {
+    let mut workers = JoinSet::new();
+    for _ in 0..count {
+        workers.spawn(worker::run(services.clone(), WorkerConfig::default(), shutdown.clone()));
+    }
+    workers
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let services = open(&args.storage).await?;
+    let admin = match (&args.admin_email, &args.admin_password) {
+        (Some(email), Some(password)) => Some((email.as_str(), password.as_str())),
+        (None, None) => None,
+        _ => anyhow::bail!("set both FLOWTRAIL_ADMIN_EMAIL and FLOWTRAIL_ADMIN_PASSWORD, or neither"),
+    };
+    services.bootstrap(admin).await.context("cannot prepare the first start")?;
+    let site_root = args.site_root.clone().unwrap_or_else(default_site_root);
+    if !site_root.join("pkg").is_dir() {
+        tracing::warn!(site_root = %site_root.display(), "dashboard assets not found; pages will not hydrate (run scripts/build-site.sh)");
+    }
+    let config = HttpConfig {
+        addr: args.addr,
+        site_root,
+        max_body_bytes: args.max_body_bytes,
+        secure_cookies: args.secure_cookies,
+    };
+    let app = build_app(services.clone(), &config).await?;
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let (stop, shutdown) = watch::channel(false);
+    let mut workers = spawn_workers(&services, args.workers, &shutdown);
+    tracing::info!(addr = %listener.local_addr()?, workers = args.workers, "Flow Trail is serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the HTTP server failed")?;
+    let _ = stop.send(true);
+    while workers.join_next().await.is_some() {}
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn work(args: WorkerArgs) -> anyhow::Result<()> {
+    let services = open(&args.storage).await?;
+    let (stop, shutdown) = watch::channel(false);
+    let mut workers = spawn_workers(&services, args.workers.max(1), &shutdown);
+    tracing::info!(workers = args.workers.max(1), "workers running");
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    while workers.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,176 @@
+//! Command line and environment: every flag has a `FLOWTRAIL_<FLAG>` variable. This is the only
+//! place that reads the environment. Secrets are never printed (no `Debug` on what holds them).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use flowtrail_domain::StorageConfig;
+use flowtrail_domain::auth::{Role, Scope};
+
+/// Flow Trail: an X-Ray for multi-step decision pipelines.
+#[derive(Parser)]
+#[command(name = "flowtrail", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log as JSON lines (for log shippers) instead of text.
+    #[arg(long, env = "FLOWTRAIL_LOG_JSON", global = true)]
+    pub log_json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// API, dashboard and workers in one process.
+    Serve(ServeArgs),
+    /// Ingest workers only (scale-out: run many against shared engines).
+    Worker(WorkerArgs),
+    /// Apply database migrations and exit.
+    Migrate(StorageArgs),
+    /// Administration.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// Where data lives. No URL = the embedded default under `--data-dir`.
+#[derive(Args, Clone)]
+pub struct StorageArgs {
+    /// Directory of the embedded default: SQLite file, queue and payload directory.
+    #[arg(long, env = "FLOWTRAIL_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Metadata database URL (`sqlite:…`); default: `<data-dir>/flowtrail.db`.
+    #[arg(long, env = "FLOWTRAIL_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Payload store URL (`file:///…`); default: `<data-dir>/payloads`.
+    #[arg(long, env = "FLOWTRAIL_OBJECT_STORE_URL", hide_env_values = true)]
+    pub object_store_url: Option<String>,
+    /// Redis URL for the scale-out queue, cache, rate limits and fan-out.
+    #[arg(long, env = "FLOWTRAIL_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+}
+
+impl StorageArgs {
+    /// The domain's storage configuration, or why this one cannot be used.
+    pub fn storage(&self) -> anyhow::Result<StorageConfig> {
+        if self.redis_url.is_some() {
+            anyhow::bail!(
+                "FLOWTRAIL_REDIS_URL is set, but this build runs the embedded profile only; unset it"
+            );
+        }
+        Ok(StorageConfig {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            object_store_url: self.object_store_url.clone(),
+        })
+    }
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Address to listen on.
+    #[arg(long, env = "FLOWTRAIL_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+    /// Directory of the built dashboard assets (`pkg/`); default: `target/site` next to the
+    /// binary, else `./target/site`.
+    #[arg(long, env = "FLOWTRAIL_SITE_ROOT")]
+    pub site_root: Option<PathBuf>,
+    /// E-mail of the first admin, created on the first start with an empty database.
+    #[arg(long, env = "FLOWTRAIL_ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+    /// Password of the first admin.
+    #[arg(long, env = "FLOWTRAIL_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Ingest worker tasks in this process (0: leave ingest to `flowtrail worker`).
+    #[arg(long, env = "FLOWTRAIL_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+    /// Largest accepted request body, compressed and decompressed, in bytes.
+    #[arg(long, env = "FLOWTRAIL_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Mark session cookies `Secure` (set when served over HTTPS).
+    #[arg(long, env = "FLOWTRAIL_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+}
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Worker tasks in this process.
+    #[arg(long, env = "FLOWTRAIL_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Create a user; the password is read from standard input.
+    CreateUser(CreateUserArgs),
+    /// Create an API key and print it, alone, on standard output. It is shown only once.
+    CreateApiKey(CreateApiKeyArgs),
+}
+
+#[derive(Args)]
+pub struct CreateUserArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[arg(long)]
+    pub email: String,
+    /// Read the password from the first line of standard input.
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
+    /// Team slug (created if missing).
+    #[arg(long, default_value = "default")]
+    pub team: String,
+    #[arg(long, value_enum, default_value_t = RoleArg::Member)]
+    pub role: RoleArg,
+}
+
+#[derive(Args)]
+pub struct CreateApiKeyArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Team slug (created if missing).
+    #[arg(long, default_value = "default")]
+    pub team: String,
+    /// A name to tell keys apart (e.g. the pipeline using it).
+    #[arg(long)]
+    pub name: String,
+    /// What the key may do.
+    #[arg(long, value_enum, default_value_t = ScopeArg::All)]
+    pub scope: ScopeArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    Member,
+    Viewer,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Member => Role::Member,
+            RoleArg::Viewer => Role::Viewer,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ScopeArg {
+    Ingest,
+    Read,
+    All,
+}
+
+impl From<ScopeArg> for Scope {
+    fn from(scope: ScopeArg) -> Self {
+        match scope {
+            ScopeArg::Ingest => Scope::Ingest,
+            ScopeArg::Read => Scope::Read,
+            ScopeArg::All => Scope::All,
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Who is calling: an API key (`Authorization: Bearer …`) or a dashboard session.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use flowtrail_domain::auth::SESSION_USER_KEY;
+use tower_sessions::Session;
+
+use super::error::ApiError;
+use crate::state::AppState;
+
+/// The team a request acts for.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub team_id: i64,
+    pub team: String,
+}
+
+/// A caller allowed to ingest: an API key with scope `ingest` or `all`.
+pub struct Ingester(pub Caller);
+
+/// A caller allowed to read: an API key with scope `read` or `all`, or a signed-in member.
+pub struct Reader(pub Caller);
+
+/// The bearer token, if the request carries one; a malformed header is an error.
+fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    let Some(value) = parts.headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("the Authorization header is not valid text".into()))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(ApiError::Unauthorized(
+            "use the header Authorization: Bearer <api key>".into(),
+        )),
+    }
+}
+
+async fn api_key(
+    state: &AppState,
+    secret: &str,
+) -> Result<flowtrail_domain::store::ApiKey, ApiError> {
+    state
+        .services
+        .api_key(secret)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("this API key is unknown or has been revoked".into()))
+}
+
+impl FromRequestParts<AppState> for Ingester {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let secret = bearer(parts)?.ok_or_else(|| {
+            ApiError::Unauthorized(
+                "sending flows needs an API key: Authorization: Bearer <api key>".into(),
+            )
+        })?;
+        let key = api_key(state, secret).await?;
+        if !key.scope.allows_ingest() {
+            return Err(ApiError::Forbidden(format!(
+                "this API key has scope {}; sending flows needs scope ingest or all",
+                key.scope.as_str()
+            )));
+        }
+        Ok(Ingester(Caller {
+            team_id: key.team.id,
+            team: key.team.slug,
+        }))
+    }
+}
+
+impl FromRequestParts<AppState> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(secret) = bearer(parts)? {
+            let key = api_key(state, secret).await?;
+            if !key.scope.allows_read() {
+                return Err(ApiError::Forbidden(format!(
+                    "this API key has scope {}; reading needs scope read or all",
+                    key.scope.as_str()
+                )));
+            }
+            return Ok(Reader(Caller {
+                team_id: key.team.id,
+                team: key.team.slug,
+            }));
+        }
+        let unauthorized =
+            || ApiError::Unauthorized("sign in, or send Authorization: Bearer <api key>".into());
+        let session = Session::from_request_parts(parts, state)
+            .await
+            .map_err(|_| unauthorized())?;
+        let user_id: Option<i64> = session.get(SESSION_USER_KEY).await.map_err(|error| {
+            tracing::warn!(%error, "session store failed");
+            ApiError::Unavailable {
+                retry_after: 1,
+                message: "sessions are unavailable right now".into(),
+            }
+        })?;
+        let user = match user_id {
+            Some(id) => state.services.metadata.user_by_id(id).await?,
+            None => None,
+        };
+        let membership = user
+            .and_then(|u| u.memberships.into_iter().next())
+            .ok_or_else(unauthorized)?;
+        Ok(Reader(Caller {
+            team_id: membership.team.id,
+            team: membership.team.slug,
+        }))
+    }
+}

@@ -1,0 +1,350 @@
+//! `/api/v1/flows`: ingest (POST) and the query endpoints of flows, steps and observations.
+
+use std::io::Read;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use flowtrail_domain::ingest;
+use flowtrail_domain::store::{FlowCursor, FlowQuery};
+use flowtrail_types::{FlowStatus, IngestAccepted, StepKind};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use super::auth::{Ingester, Reader};
+use super::error::ApiError;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/flows", get(list).post(accept))
+        .route("/api/v1/flows/{id}", get(show))
+        .route("/api/v1/flows/{id}/steps/{seq}/observations", get(observations))
+}
+
+/// Longest accepted `Idempotency-Key`.
+const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+/// `POST /api/v1/flows`: validate, enqueue durably, answer 202.
+#[tracing::instrument(skip_all, fields(team = %caller.team))]
+async fn accept(
+    State(state): State<AppState>,
+    Ingester(caller): Ingester,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let result = accept_inner(&state, &caller, &headers, body).await;
+    match &result {
+        Ok(_) => {}
+        Err(e) if e.status().is_client_error() => {
+            state.metrics.flows_rejected.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(_) => {}
+    }
+    result
+}
+
+async fn accept_inner(
+    state: &AppState,
+    caller: &super::auth::Caller,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_content_type(headers)?;
+    let encoding = content_encoding(headers)?;
+    let idempotency_key = idempotency_key(headers)?;
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let limit = state.max_body_bytes;
+    let raw = read_limited(body, limit).await?;
+    let json = match encoding {
+        Encoding::Identity => raw.to_vec(),
+        compressed => decompress(compressed, &raw, limit)?,
+    };
+    let accepted = ingest::submit(
+        &state.services,
+        caller.team_id,
+        idempotency_key.as_deref(),
+        &json,
+        request_id.as_deref(),
+    )
+    .await?;
+    let counter = if accepted.replayed {
+        &state.metrics.flows_replayed
+    } else {
+        &state.metrics.flows_accepted
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    let body = IngestAccepted {
+        flow_id: accepted.flow_id,
+        status: "queued".into(),
+    };
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if accepted.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or_default();
+    let mime = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type {text:?} is not accepted; send the flow record as application/json"
+        )))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Identity,
+    Gzip,
+    Zstd,
+}
+
+fn content_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(Encoding::Identity);
+    };
+    match value.to_str().unwrap_or_default().trim().to_ascii_lowercase().as_str() {
+        "" | "identity" => Ok(Encoding::Identity),
+        "gzip" | "x-gzip" => Ok(Encoding::Gzip),
+        "zstd" => Ok(Encoding::Zstd),
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Encoding {other:?} is not accepted; use gzip, zstd or none"
+        ))),
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let field = "Idempotency-Key";
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::invalid(field, "the Idempotency-Key must be printable ASCII"))?
+        .trim();
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+        return Err(ApiError::invalid(
+            field,
+            format!("the Idempotency-Key must have 1 to {MAX_IDEMPOTENCY_KEY} characters"),
+        ));
+    }
+    Ok(Some(key.to_string()))
+}
+
+async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
+        Err(error) => Err(ApiError::MalformedJson(format!(
+            "the request body could not be read: {error}"
+        ))),
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "the body is larger than the limit of {limit} bytes (compressed or decompressed); \
+         send fewer observations per flow, or capture them sampled"
+    ))
+}
+
+/// Decompresses inside the limit, so a small bomb costs nothing.
+fn decompress(encoding: Encoding, raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    let name = if encoding == Encoding::Gzip { "gzip" } else { "zstd" };
+    let undecodable =
+        |e: std::io::Error| ApiError::MalformedJson(format!("the {name} body does not decompress: {e}"));
+    let reader: Box<dyn Read + '_> = match encoding {
+        Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+        _ => Box::new(zstd::stream::read::Decoder::new(raw).map_err(undecodable)?),
+    };
+    let mut out = Vec::with_capacity(raw.len() * 4);
+    reader
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(undecodable)?;
+    if out.len() > limit {
+        return Err(too_large(limit));
+    }
+    Ok(out)
+}
+
+/// `GET /api/v1/flows`.
+#[tracing::instrument(skip_all, fields(team = %caller.team))]
+async fn list(
+    State(state): State<AppState>,
+    Reader(caller): Reader,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = parse_flow_query(raw.as_deref().unwrap_or_default())?;
+    let page = state.services.metadata.list_flows(caller.team_id, &query).await?;
+    Ok(Json(page).into_response())
+}
+
+/// Parses the flows list's query string into a [`FlowQuery`], naming the bad parameter.
+pub fn parse_flow_query(raw: &str) -> Result<FlowQuery, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
+        .map_err(|e| ApiError::invalid("query", format!("the query string is not valid: {e}")))?;
+    let mut query = FlowQuery {
+        limit: 50,
+        ..FlowQuery::default()
+    };
+    let time = |name: &str, value: &str| {
+        OffsetDateTime::parse(value, &Rfc3339).map_err(|_| {
+            ApiError::invalid(name, format!("{name} must be an RFC 3339 time, e.g. 2026-11-21T10:00:00Z"))
+        })
+    };
+    for (name, value) in pairs {
+        if value.is_empty() {
+            continue;
+        }
+        match name.as_str() {
+            "pipeline" => query.pipeline = Some(value),
+            "status" => {
+                query.status = Some(FlowStatus::parse(&value).ok_or_else(|| {
+                    ApiError::invalid("status", "status is one of running, succeeded, failed")
+                })?)
+            }
+            "tag" => {
+                let (key, tag_value) = value.split_once(':').ok_or_else(|| {
+                    ApiError::invalid("tag", "tag filters are written key:value")
+                })?;
+                query.tags.push((key.to_string(), tag_value.to_string()));
+            }
+            "since" => query.since = Some(time("since", &value)?),
+            "until" => query.until = Some(time("until", &value)?),
+            "q" => query.text = Some(value),
+            "step_kind" => {
+                query.step_kind = Some(StepKind::parse(&value).ok_or_else(|| {
+                    ApiError::invalid(
+                        "step_kind",
+                        "step_kind is one of generate, retrieve, filter, rank, judge, select, transform, custom",
+                    )
+                })?)
+            }
+            "min_eliminated" => {
+                let share: f64 = value
+                    .parse()
+                    .ok()
+                    .filter(|v: &f64| (0.0..=1.0).contains(v))
+                    .ok_or_else(|| {
+                        ApiError::invalid("min_eliminated", "min_eliminated is a share from 0 to 1")
+                    })?;
+                query.min_eliminated = Some(share);
+            }
+            "limit" => {
+                query.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|v| (1..=500).contains(v))
+                    .ok_or_else(|| ApiError::invalid("limit", "limit is a whole number from 1 to 500"))?;
+            }
+            "cursor" => {
+                query.cursor = Some(FlowCursor::decode(&value).ok_or_else(|| {
+                    ApiError::invalid("cursor", "cursor is not one this server handed out")
+                })?)
+            }
+            _ => {}
+        }
+    }
+    Ok(query)
+}
+
+fn flow_id(text: &str) -> Result<Uuid, ApiError> {
+    Uuid::try_parse(text).map_err(|_| ApiError::NotFound(format!("no flow has the id {text:?}")))
+}
+
+/// `GET /api/v1/flows/{id}`.
+#[tracing::instrument(skip_all, fields(team = %caller.team))]
+async fn show(
+    State(state): State<AppState>,
+    Reader(caller): Reader,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = flow_id(&id)?;
+    let flow = state
+        .services
+        .metadata
+        .get_flow(caller.team_id, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no flow {id} in team {}", caller.team)))?;
+    Ok(Json(flow).into_response())
+}
+
+/// `GET /api/v1/flows/{id}/steps/{seq}/observations`: immutable, with a strong ETag.
+#[tracing::instrument(skip_all, fields(team = %caller.team))]
+async fn observations(
+    State(state): State<AppState>,
+    Reader(caller): Reader,
+    Path((id, seq)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = flow_id(&id)?;
+    let seq: u32 = seq
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("no step has the seq {seq:?}")))?;
+    let payload = state
+        .services
+        .metadata
+        .step_payload(caller.team_id, id, seq)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no step {seq} in flow {id}")))?;
+    let etag = format!(
+        "\"{}\"",
+        payload.as_ref().map(|p| p.sha256.as_str()).unwrap_or("empty")
+    );
+    let cache = [
+        (header::ETAG, etag.clone()),
+        (header::CACHE_CONTROL, "private, max-age=31536000, immutable".to_string()),
+    ];
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+    if matches {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
+    let array = match &payload {
+        Some(reference) => match state.services.payloads.get_json(reference).await {
+            Ok(json) => json,
+            Err(error) => {
+                if matches!(error, flowtrail_domain::Error::Integrity(_)) {
+                    state.metrics.integrity_failures.fetch_add(1, Ordering::Relaxed);
+                }
+                return Err(error.into());
+            }
+        },
+        None => b"[]".to_vec(),
+    };
+    // The stored payload is already the JSON array: wrap it without re-parsing.
+    let mut body = Vec::with_capacity(array.len() + 20);
+    body.extend_from_slice(b"{\"observations\":");
+    body.extend_from_slice(&array);
+    body.push(b'}');
+    Ok((
+        StatusCode::OK,
+        cache,
+        [(header::CONTENT_TYPE, "application/json".to_string())],
+        body,
+    )
+        .into_response())
+}

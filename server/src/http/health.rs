@@ -1,0 +1,95 @@
+//! Liveness, readiness and metrics: no authentication.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+/// The process is up.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Every engine answers.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let services = &state.services;
+    let verdict = |result: flowtrail_domain::Result<()>| match result {
+        Ok(()) => "ok".to_string(),
+        Err(error) => {
+            tracing::warn!(%error, "readiness check failed");
+            "unavailable".to_string()
+        }
+    };
+    let database = verdict(services.metadata.ping().await);
+    let object_store = verdict(services.payloads.ping().await);
+    let queue = verdict(services.queue.depth().await.map(|_| ()));
+    let ready = [&database, &object_store, &queue].iter().all(|s| *s == "ok");
+    let engines = json!({"database": database, "object_store": object_store, "queue": queue});
+    if ready {
+        Json(json!({"status": "ready", "engines": engines})).into_response()
+    } else {
+        let body = json!({
+            "status": "unavailable",
+            "engines": engines,
+            "error": {"code": "unavailable", "message": "an engine does not answer; see engines"}
+        });
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            Json(body),
+        )
+            .into_response()
+    }
+}
+
+/// Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let m = &state.metrics;
+    let depth = state.services.queue.depth().await.ok();
+    let mut text = String::new();
+    let mut counter = |name: &str, help: &str, value: u64| {
+        let _ = write!(text, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");
+    };
+    counter(
+        "flowtrail_flows_accepted_total",
+        "Flows acknowledged with 202 (replays excluded).",
+        m.flows_accepted.load(Ordering::Relaxed),
+    );
+    counter(
+        "flowtrail_flows_replayed_total",
+        "Repeated flows answered from the idempotency record.",
+        m.flows_replayed.load(Ordering::Relaxed),
+    );
+    counter(
+        "flowtrail_flows_rejected_total",
+        "Ingest requests refused with a 4xx answer.",
+        m.flows_rejected.load(Ordering::Relaxed),
+    );
+    counter(
+        "flowtrail_payload_integrity_failures_total",
+        "Stored payloads whose SHA-256 did not match on read.",
+        m.integrity_failures.load(Ordering::Relaxed),
+    );
+    if let Some(depth) = depth {
+        let _ = write!(
+            text,
+            "# HELP flowtrail_queue_depth Ingest jobs queued or in progress.\n# TYPE flowtrail_queue_depth gauge\nflowtrail_queue_depth {depth}\n"
+        );
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}

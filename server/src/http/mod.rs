@@ -1,0 +1,21 @@
+//! The JSON API: one module per resource, each with its `router()`, merged here.
+
+pub mod auth;
+pub mod error;
+pub mod flows;
+pub mod health;
+
+use axum::Router;
+use axum::routing::any;
+
+use crate::state::AppState;
+
+/// Every API route, plus JSON answers for unknown endpoints and wrong methods under `/api`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(flows::router())
+        .merge(health::router())
+        .route("/api", any(error::unknown_endpoint))
+        .route("/api/{*rest}", any(error::unknown_endpoint))
+        .method_not_allowed_fallback(error::method_not_allowed)
+}

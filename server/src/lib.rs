@@ -1,0 +1,94 @@
+//! The `flowtrail` server: configuration, HTTP wiring and the commands of the binary.
+//! Business rules live in `flowtrail-domain`; this crate only connects them to the world.
+
+#![recursion_limit = "256"]
+
+pub mod commands;
+pub mod config;
+pub mod http;
+pub mod state;
+pub mod web;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::Request;
+use flowtrail_domain::Services;
+use leptos::config::LeptosOptions;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions_sqlx_store::SqliteStore;
+
+use state::{App, AppState, Metrics};
+
+/// How the HTTP side is set up.
+pub struct HttpConfig {
+    pub addr: SocketAddr,
+    pub site_root: PathBuf,
+    pub max_body_bytes: usize,
+    pub secure_cookies: bool,
+}
+
+/// Builds the whole application: API, dashboard, sessions, request ids and tracing.
+pub async fn build_app(services: Arc<Services>, config: &HttpConfig) -> anyhow::Result<Router> {
+    let leptos = LeptosOptions::builder()
+        .output_name("flowtrail")
+        .site_root(config.site_root.to_string_lossy().to_string())
+        .site_pkg_dir("pkg")
+        .site_addr(config.addr)
+        .env(leptos::config::Env::PROD)
+        .build();
+    let pool = services
+        .sqlite
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("sessions need the SQLite database of the embedded profile"))?;
+    let store = SqliteStore::new(pool).with_table_name("sessions").map_err(anyhow::Error::msg)?;
+    store.migrate().await?;
+    let sessions = SessionManagerLayer::new(store)
+        .with_name("flowtrail_session")
+        .with_secure(config.secure_cookies)
+        .with_same_site(SameSite::Lax)
+        .with_http_only(true)
+        .with_expiry(Expiry::OnInactivity(time::Duration::days(7)));
+    let state = AppState(Arc::new(App {
+        services,
+        leptos,
+        max_body_bytes: config.max_body_bytes,
+        metrics: Metrics::default(),
+    }));
+    let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+        let request_id = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            path = %request.uri().path(),
+            request_id = %request_id,
+        )
+    });
+    Ok(Router::new()
+        .merge(http::router())
+        .merge(web::router(&state))
+        .layer(sessions)
+        .layer(trace)
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state))
+}
+
+/// Where the built dashboard assets are when no `--site-root` is given: `target/site` beside
+/// the binary's profile directory, else `./target/site`.
+pub fn default_site_root() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().and_then(|dir| dir.parent()).map(|t| t.join("site")))
+        .filter(|dir| dir.join("pkg").is_dir())
+        .unwrap_or_else(|| PathBuf::from("target/site"))
+}

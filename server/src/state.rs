@@ -1,0 +1,52 @@
+//! Shared state of the HTTP server.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use axum::extract::FromRef;
+use flowtrail_domain::Services;
+use leptos::config::LeptosOptions;
+
+/// Cheap to clone: one `Arc`.
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+/// What every handler may use.
+pub struct App {
+    /// Storage engines, queue and ingest limits.
+    pub services: Arc<Services>,
+    /// How the dashboard is rendered and where its assets are.
+    pub leptos: LeptosOptions,
+    /// Largest request body, compressed and decompressed.
+    pub max_body_bytes: usize,
+    /// Counters exposed on `/metrics`.
+    pub metrics: Metrics,
+}
+
+/// Process-wide counters (Prometheus text on `/metrics`).
+#[derive(Default)]
+pub struct Metrics {
+    /// Flows acknowledged with 202 (replays excluded).
+    pub flows_accepted: AtomicU64,
+    /// Repeats answered from the idempotency record.
+    pub flows_replayed: AtomicU64,
+    /// Ingest requests refused with a 4xx.
+    pub flows_rejected: AtomicU64,
+    /// Observation payloads whose checksum did not match.
+    pub integrity_failures: AtomicU64,
+}
+
+impl Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}

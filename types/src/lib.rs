@@ -1,0 +1,394 @@
+//! Wire and domain types of Flow Trail.
+//!
+//! One definition of everything that crosses a process boundary: the flow record that SDKs
+//! send (`POST /api/v1/flows`), the answers of the query API, and the JSON error body. The SDK,
+//! the server and the dashboard (compiled to WASM) all depend on this crate, so it carries
+//! nothing but `serde` types and pure helpers: no I/O, no HTTP, no UI.
+//!
+//! Rules: field names are the public contract (CONTRACT.md) — add fields, never rename them;
+//! unknown fields in input are ignored so older servers accept newer SDKs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub mod api;
+
+pub use api::*;
+
+/// Free attributes of a candidate (`price`, `rating`, `category`…).
+pub type Attributes = serde_json::Map<String, Value>;
+
+/// One run of a pipeline, as an SDK sends it: the body of `POST /api/v1/flows`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowRecord {
+    /// Client-generated id (UUIDv7 recommended) so that retries are idempotent.
+    pub id: Uuid,
+    /// Grows with every re-send of the same flow; the highest version wins.
+    #[serde(default = "default_version")]
+    pub version: u32,
+    /// The kind of flow within the team, e.g. `competitor_selection`.
+    pub pipeline: String,
+    pub status: FlowStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub ended_at: Option<OffsetDateTime>,
+    /// Small summary of what the flow was asked.
+    #[serde(default)]
+    pub input: Value,
+    /// Small summary of what it answered.
+    #[serde(default)]
+    pub output: Value,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub sdk: Option<SdkInfo>,
+    #[serde(default)]
+    pub steps: Vec<StepRecord>,
+}
+
+fn default_version() -> u32 {
+    1
+}
+
+/// Which SDK recorded a flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SdkInfo {
+    pub name: String,
+    pub version: String,
+}
+
+/// One decision point of a flow, ordered by `seq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub seq: u32,
+    pub name: String,
+    pub kind: StepKind,
+    #[serde(default)]
+    pub status: StepStatus,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub ended_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub input: Value,
+    #[serde(default)]
+    pub output: Value,
+    /// The step's own explanation of what it did and why.
+    #[serde(default)]
+    pub reasoning: Option<String>,
+    /// Exact number of candidates the step received, whatever was captured.
+    #[serde(default)]
+    pub candidates_in: Option<u64>,
+    /// Exact number of candidates the step passed on.
+    #[serde(default)]
+    pub candidates_out: Option<u64>,
+    /// Exact reason histogram: reason code → how many candidates it rejected.
+    #[serde(default)]
+    pub reasons: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub capture: Capture,
+    #[serde(default)]
+    pub observations: Vec<Observation>,
+}
+
+/// One candidate's fate inside a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    /// Stable id of the candidate across steps and flows (a SKU, an ASIN, a URL…).
+    pub candidate_id: String,
+    pub verdict: Verdict,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<Reason>,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub attributes: Attributes,
+}
+
+/// Why a candidate got its verdict: a stable code for machines, a text for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// Every value, in the order of the vocabulary.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The wire spelling.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            /// Parses the wire spelling.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum! {
+    /// The fixed vocabulary of step kinds that makes cross-pipeline questions possible.
+    StepKind {
+        /// Produces something new (LLM keyword generation…).
+        Generate => "generate",
+        /// Fetches candidates (catalog search…).
+        Retrieve => "retrieve",
+        /// Eliminates candidates by rules.
+        Filter => "filter",
+        /// Orders candidates.
+        Rank => "rank",
+        /// LLM or human evaluation of candidates.
+        Judge => "judge",
+        /// Picks the output.
+        Select => "select",
+        /// Reshapes data without deciding.
+        Transform => "transform",
+        /// Anything else.
+        Custom => "custom",
+    }
+}
+
+wire_enum! {
+    /// What happened to a candidate in a step.
+    Verdict {
+        Kept => "kept",
+        Rejected => "rejected",
+        Selected => "selected",
+    }
+}
+
+wire_enum! {
+    /// How much of a step's candidates the observations hold.
+    Capture {
+        /// Every candidate.
+        Full => "full",
+        /// Every kept/selected candidate and a sample of the rejected ones.
+        Sampled => "sampled",
+        /// No observations: counts and reason histogram only.
+        CountsOnly => "counts_only",
+    }
+}
+
+wire_enum! {
+    /// Life of a flow.
+    FlowStatus {
+        Running => "running",
+        Succeeded => "succeeded",
+        Failed => "failed",
+    }
+}
+
+/// Life of a step: the same vocabulary as a flow's.
+pub type StepStatus = FlowStatus;
+
+impl Default for Capture {
+    fn default() -> Self {
+        Capture::Full
+    }
+}
+
+impl Default for FlowStatus {
+    fn default() -> Self {
+        FlowStatus::Succeeded
+    }
+}
+
+impl Verdict {
+    /// Kept and selected candidates pass on to the next step.
+    pub fn passes(self) -> bool {
+        matches!(self, Verdict::Kept | Verdict::Selected)
+    }
+}
+
+impl StepRecord {
+    /// `candidates_in`, or — when the step holds every candidate — the number of observations.
+    pub fn effective_candidates_in(&self) -> Option<u64> {
+        self.candidates_in.or_else(|| {
+            (self.capture == Capture::Full && !self.observations.is_empty())
+                .then_some(self.observations.len() as u64)
+        })
+    }
+
+    /// `candidates_out`, or — when the step holds every candidate — how many passed.
+    pub fn effective_candidates_out(&self) -> Option<u64> {
+        self.candidates_out.or_else(|| {
+            (self.capture == Capture::Full && !self.observations.is_empty()).then(|| {
+                self.observations
+                    .iter()
+                    .filter(|o| o.verdict.passes())
+                    .count() as u64
+            })
+        })
+    }
+
+    /// The reason histogram, or — when absent and the step holds every candidate — the one
+    /// the observations imply (each rejected candidate counted once per reason code).
+    pub fn effective_reasons(&self) -> BTreeMap<String, u64> {
+        if !self.reasons.is_empty() || self.capture != Capture::Full {
+            return self.reasons.clone();
+        }
+        let mut histogram = BTreeMap::new();
+        for observation in self
+            .observations
+            .iter()
+            .filter(|o| o.verdict == Verdict::Rejected)
+        {
+            for reason in &observation.reasons {
+                *histogram.entry(reason.code.clone()).or_insert(0) += 1;
+            }
+        }
+        histogram
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTRACT_EXAMPLE: &str = r#"{
+      "id": "01936b2e-7c4a-7cc0-9a57-4c1f0e6d2b11",
+      "version": 1,
+      "pipeline": "competitor_selection",
+      "status": "succeeded",
+      "started_at": "2026-11-21T10:00:00.000Z",
+      "ended_at": "2026-11-21T10:00:02.350Z",
+      "input": {"title": "Adjustable aluminium laptop stand", "category": "Laptop Stands"},
+      "output": {"selected": "B0STAND42"},
+      "tags": {"seller": "B0SELLER01", "env": "prod"},
+      "error": null,
+      "sdk": {"name": "flowtrail-rust", "version": "0.1.0"},
+      "steps": [{
+          "seq": 2, "name": "price_and_rating_filter", "kind": "filter", "status": "succeeded",
+          "started_at": "2026-11-21T10:00:01.000Z", "ended_at": "2026-11-21T10:00:01.020Z",
+          "input": {"max_price": 80, "min_rating": 4.0}, "output": {"kept": 30},
+          "reasoning": "Kept candidates within 0.5x-2x of the seller's price with rating >= 4.0",
+          "candidates_in": 5000, "candidates_out": 30,
+          "reasons": {"price_out_of_range": 4100, "rating_below_threshold": 870},
+          "capture": "sampled",
+          "observations": [{
+              "candidate_id": "B0CASE0001", "verdict": "rejected", "score": 0.12,
+              "reasons": [{"code": "price_out_of_range", "text": "9.99 is below 0.5x of 45.00"}],
+              "attributes": {"price": 9.99, "rating": 4.6, "category": "Cell Phone Cases"}
+          }]
+      }]
+    }"#;
+
+    #[test]
+    fn the_contract_example_parses_and_round_trips() {
+        let flow: FlowRecord = serde_json::from_str(CONTRACT_EXAMPLE).unwrap();
+        assert_eq!(flow.pipeline, "competitor_selection");
+        assert_eq!(flow.steps[0].kind, StepKind::Filter);
+        assert_eq!(flow.steps[0].capture, Capture::Sampled);
+        assert_eq!(flow.steps[0].reasons["price_out_of_range"], 4100);
+        let obs = &flow.steps[0].observations[0];
+        assert_eq!(obs.verdict, Verdict::Rejected);
+        assert_eq!(obs.reasons[0].code, "price_out_of_range");
+        assert_eq!(
+            flow.ended_at.unwrap() - flow.started_at,
+            time::Duration::milliseconds(2350)
+        );
+        let again: FlowRecord =
+            serde_json::from_str(&serde_json::to_string(&flow).unwrap()).unwrap();
+        assert_eq!(again, flow);
+    }
+
+    #[test]
+    fn unknown_enum_values_are_rejected() {
+        let bad = CONTRACT_EXAMPLE.replace("\"kind\": \"filter\"", "\"kind\": \"sieve\"");
+        assert!(serde_json::from_str::<FlowRecord>(&bad).is_err());
+    }
+
+    #[test]
+    fn wire_spellings_round_trip() {
+        for kind in StepKind::ALL {
+            assert_eq!(StepKind::parse(kind.as_str()), Some(*kind));
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                Value::String(kind.as_str().into())
+            );
+        }
+        assert_eq!(Capture::parse("counts_only"), Some(Capture::CountsOnly));
+        assert_eq!(Verdict::parse("maybe"), None);
+    }
+
+    #[test]
+    fn full_capture_derives_missing_counts_and_histogram() {
+        let obs = |id: &str, verdict, code: Option<&str>| Observation {
+            candidate_id: id.into(),
+            verdict,
+            score: None,
+            reasons: code
+                .map(|c| {
+                    vec![Reason {
+                        code: c.into(),
+                        text: None,
+                    }]
+                })
+                .unwrap_or_default(),
+            attributes: Attributes::new(),
+        };
+        let step = StepRecord {
+            seq: 1,
+            name: "f".into(),
+            kind: StepKind::Filter,
+            status: StepStatus::Succeeded,
+            started_at: None,
+            ended_at: None,
+            input: Value::Null,
+            output: Value::Null,
+            reasoning: None,
+            candidates_in: None,
+            candidates_out: None,
+            reasons: BTreeMap::new(),
+            capture: Capture::Full,
+            observations: vec![
+                obs("a", Verdict::Kept, None),
+                obs("b", Verdict::Rejected, Some("price")),
+                obs("c", Verdict::Rejected, Some("price")),
+                obs("d", Verdict::Selected, None),
+            ],
+        };
+        assert_eq!(step.effective_candidates_in(), Some(4));
+        assert_eq!(step.effective_candidates_out(), Some(2));
+        assert_eq!(step.effective_reasons()["price"], 2);
+
+        let sampled = StepRecord {
+            capture: Capture::Sampled,
+            ..step
+        };
+        assert_eq!(sampled.effective_candidates_in(), None);
+        assert!(sampled.effective_reasons().is_empty());
+    }
+}
