@@ -39,7 +39,7 @@ pub fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -72,7 +72,9 @@ pub fn percent(ratio: f64) -> String {
 
 /// A score with three decimals, or a dash.
 pub fn score(score: Option<f64>) -> String {
-    score.map(|s| format!("{s:.3}")).unwrap_or_else(|| "—".into())
+    score
+        .map(|s| format!("{s:.3}"))
+        .unwrap_or_else(|| "—".into())
 }
 
 /// A JSON value for a table cell: strings bare, the rest compact JSON.
@@ -135,7 +137,10 @@ mod tests {
         assert_eq!(count(5000), "5,000");
         assert_eq!(count(999), "999");
         assert_eq!(count(1234567), "1,234,567");
-        assert_eq!(funnel(&step(1, Some(5000), Some(30))), "5,000 → 30 (−99.4 %)");
+        assert_eq!(
+            funnel(&step(1, Some(5000), Some(30))),
+            "5,000 → 30 (−99.4 %)"
+        );
         assert_eq!(funnel(&step(1, None, None)), "—");
         assert_eq!(funnel(&step(1, Some(425), Some(425))), "425 → 425");
         assert_eq!(percent(0.5), "50 %");
@@ -144,8 +149,14 @@ mod tests {
     #[test]
     fn durations_pick_a_unit() {
         let t = OffsetDateTime::UNIX_EPOCH;
-        assert_eq!(duration(t, Some(t + time::Duration::milliseconds(20))), "20 ms");
-        assert_eq!(duration(t, Some(t + time::Duration::milliseconds(2350))), "2.35 s");
+        assert_eq!(
+            duration(t, Some(t + time::Duration::milliseconds(20))),
+            "20 ms"
+        );
+        assert_eq!(
+            duration(t, Some(t + time::Duration::milliseconds(2350))),
+            "2.35 s"
+        );
         assert_eq!(duration(t, None), "—");
         assert_eq!(timestamp(t), "1970-01-01 00:00:00 UTC");
     }

@@ -2,8 +2,8 @@
 //! key scopes. API keys are 192 random bits, so a fast hash is enough to store them; passwords
 //! are low-entropy, so they get a slow, salted one.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 

@@ -81,7 +81,11 @@ pub fn validate(flow: &FlowRecord, limits: &Limits) -> Result<()> {
         if value.len() > limits.max_name_len {
             return Err(Error::invalid(
                 field,
-                format!("{field} is {} bytes; the limit is {}", value.len(), limits.max_name_len),
+                format!(
+                    "{field} is {} bytes; the limit is {}",
+                    value.len(),
+                    limits.max_name_len
+                ),
             ));
         }
         Ok(())
@@ -90,13 +94,20 @@ pub fn validate(flow: &FlowRecord, limits: &Limits) -> Result<()> {
         if value.len() > limits.max_text_len {
             return Err(Error::invalid(
                 field,
-                format!("{field} is {} bytes; the limit is {}", value.len(), limits.max_text_len),
+                format!(
+                    "{field} is {} bytes; the limit is {}",
+                    value.len(),
+                    limits.max_text_len
+                ),
             ));
         }
         Ok(())
     };
     if flow.id.is_nil() {
-        return Err(Error::invalid("id", "id must be a non-nil UUID (UUIDv7 recommended)"));
+        return Err(Error::invalid(
+            "id",
+            "id must be a non-nil UUID (UUIDv7 recommended)",
+        ));
     }
     if flow.version == 0 {
         return Err(Error::invalid("version", "version starts at 1"));
@@ -123,7 +134,11 @@ pub fn validate(flow: &FlowRecord, limits: &Limits) -> Result<()> {
     if flow.steps.len() > limits.max_steps {
         return Err(Error::invalid(
             "steps",
-            format!("{} steps; the limit is {}", flow.steps.len(), limits.max_steps),
+            format!(
+                "{} steps; the limit is {}",
+                flow.steps.len(),
+                limits.max_steps
+            ),
         ));
     }
     let mut seqs = HashSet::with_capacity(flow.steps.len());
@@ -142,7 +157,10 @@ pub fn validate(flow: &FlowRecord, limits: &Limits) -> Result<()> {
         if let (Some(start), Some(end)) = (step.started_at, step.ended_at)
             && end < start
         {
-            return Err(Error::invalid(at("ended_at"), "ended_at is before started_at"));
+            return Err(Error::invalid(
+                at("ended_at"),
+                "ended_at is before started_at",
+            ));
         }
         if let (Some(input), Some(output)) = (step.candidates_in, step.candidates_out)
             && output > input
@@ -241,15 +259,24 @@ pub async fn submit(
 
 /// Turns one queued job into stored payloads, flow and steps. Safe to run twice.
 pub async fn store_job(services: &Services, job: &Job) -> Result<UpsertOutcome> {
-    let body = zstd::stream::decode_all(job.body.as_slice())
-        .map_err(|e| Error::Malformed { message: format!("queued body does not decompress: {e}") })?;
+    let body = zstd::stream::decode_all(job.body.as_slice()).map_err(|e| Error::Malformed {
+        message: format!("queued body does not decompress: {e}"),
+    })?;
     let flow = parse_flow(&body)?;
     let mut payloads = StepPayloads::new();
     for step in flow.steps.iter().filter(|s| !s.observations.is_empty()) {
-        let encoded =
-            PayloadStore::encode(job.team_id, flow.id, flow.version, step.seq, &step.observations)?;
+        let encoded = PayloadStore::encode(
+            job.team_id,
+            flow.id,
+            flow.version,
+            step.seq,
+            &step.observations,
+        )?;
         services.payloads.put(&encoded).await?;
         payloads.insert(step.seq, encoded.reference);
     }
-    services.metadata.upsert_flow(job.team_id, &flow, &payloads).await
+    services
+        .metadata
+        .upsert_flow(job.team_id, &flow, &payloads)
+        .await
 }

@@ -110,7 +110,8 @@ impl Services {
         if let Some((email, password)) = admin
             && self.metadata.user_count().await? == 0
         {
-            self.create_user(email, password, &team.slug, Role::Admin).await?;
+            self.create_user(email, password, &team.slug, Role::Admin)
+                .await?;
             tracing::info!(email, "created the first admin");
         }
         Ok(team)
@@ -129,7 +130,10 @@ impl Services {
             return Err(Error::invalid("email", "an e-mail address is needed"));
         }
         if password.chars().count() < 8 {
-            return Err(Error::invalid("password", "passwords have at least 8 characters"));
+            return Err(Error::invalid(
+                "password",
+                "passwords have at least 8 characters",
+            ));
         }
         let team = self.metadata.ensure_team(team).await?;
         let hash = auth::hash_password(password)?;
@@ -158,6 +162,8 @@ impl Services {
 
     /// The live API key with this secret.
     pub async fn api_key(&self, secret: &str) -> Result<Option<store::ApiKey>> {
-        self.metadata.api_key_by_hash(&auth::hash_api_key(secret)).await
+        self.metadata
+            .api_key_by_hash(&auth::hash_api_key(secret))
+            .await
     }
 }

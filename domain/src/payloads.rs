@@ -150,7 +150,12 @@ mod tests {
         let store = PayloadStore::local(dir.path()).unwrap();
         let id = Uuid::now_v7();
         let encoded = PayloadStore::encode(1, id, 1, 2, &observations()).unwrap();
-        assert!(encoded.reference.key.starts_with(&format!("t1/flows/{id}/v1/s2-")));
+        assert!(
+            encoded
+                .reference
+                .key
+                .starts_with(&format!("t1/flows/{id}/v1/s2-"))
+        );
         store.put(&encoded).await.unwrap();
         let json = store.get_json(&encoded.reference).await.unwrap();
         let back: Vec<Observation> = serde_json::from_slice(&json).unwrap();

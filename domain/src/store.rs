@@ -12,9 +12,9 @@ use flowtrail_types::{FlowDetail, FlowPage, FlowRecord, FlowStatus, StepKind};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::Result;
 use crate::auth::{Role, Scope};
 use crate::payloads::PayloadRef;
-use crate::Result;
 
 /// A team (the tenant).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,9 +11,9 @@ use rand::Rng;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::Services;
 use crate::ingest::store_job;
 use crate::queue::Job;
-use crate::Services;
 
 /// How a worker behaves.
 #[derive(Debug, Clone)]
@@ -45,7 +45,11 @@ impl Default for WorkerConfig {
 }
 
 /// Runs until `shutdown` turns true; finishes the batch in hand first.
-pub async fn run(services: Arc<Services>, config: WorkerConfig, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    services: Arc<Services>,
+    config: WorkerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
     tracing::info!(batch = config.batch, "ingest worker started");
     while !*shutdown.borrow() {
         let jobs = match services.queue.claim(config.batch, config.lease).await {
@@ -89,7 +93,10 @@ async fn process(services: &Services, config: &WorkerConfig, job: &Job) {
         Err(error) if error.is_transient() && job.attempts < config.max_attempts => {
             let delay = backoff(config, job.attempts);
             tracing::warn!(%error, ?delay, "transient failure; retrying");
-            services.queue.retry(job.id, &error.to_string(), delay).await
+            services
+                .queue
+                .retry(job.id, &error.to_string(), delay)
+                .await
         }
         Err(error) => {
             tracing::error!(%error, "permanent failure; moved to the dead-letter queue");

@@ -30,12 +30,45 @@ struct Product {
 const SELLER_PRICE: f64 = 45.0;
 
 const KINDS: &[(&str, &[&str], f64)] = &[
-    ("Laptop Stands", &["Adjustable Aluminium Laptop Stand", "Ergonomic Laptop Riser", "Foldable Laptop Stand for Desk", "Ventilated Notebook Stand"], 42.0),
-    ("Cell Phone Cases", &["Phone Case with Kickstand", "Rugged Phone Stand Case", "Slim Phone Case Stand Grip"], 12.0),
-    ("Phone Stands", &["Adjustable Phone Stand", "Desk Phone Holder Stand"], 18.0),
-    ("Monitor Arms", &["Single Monitor Arm Stand", "Gas Spring Monitor Mount"], 75.0),
-    ("Tablet Stands", &["Tablet Stand Holder", "Adjustable iPad Stand"], 25.0),
-    ("Laptop Sleeves", &["Laptop Sleeve 14 inch", "Water-resistant Laptop Bag"], 22.0),
+    (
+        "Laptop Stands",
+        &[
+            "Adjustable Aluminium Laptop Stand",
+            "Ergonomic Laptop Riser",
+            "Foldable Laptop Stand for Desk",
+            "Ventilated Notebook Stand",
+        ],
+        42.0,
+    ),
+    (
+        "Cell Phone Cases",
+        &[
+            "Phone Case with Kickstand",
+            "Rugged Phone Stand Case",
+            "Slim Phone Case Stand Grip",
+        ],
+        12.0,
+    ),
+    (
+        "Phone Stands",
+        &["Adjustable Phone Stand", "Desk Phone Holder Stand"],
+        18.0,
+    ),
+    (
+        "Monitor Arms",
+        &["Single Monitor Arm Stand", "Gas Spring Monitor Mount"],
+        75.0,
+    ),
+    (
+        "Tablet Stands",
+        &["Tablet Stand Holder", "Adjustable iPad Stand"],
+        25.0,
+    ),
+    (
+        "Laptop Sleeves",
+        &["Laptop Sleeve 14 inch", "Water-resistant Laptop Bag"],
+        22.0,
+    ),
 ];
 
 fn catalog(rng: &mut StdRng) -> Vec<Product> {
@@ -108,7 +141,11 @@ fn run(client: &Client, seed: u64) -> (String, String, String) {
         let mut step = flow.step("catalog_search", StepKind::Retrieve);
         step.input(json!({"keywords": keywords, "limit": 1000}))
             .output(json!({"found": retrieved.len()}))
-            .reasoning(format!("Matched {} of {} catalog products on any keyword.", retrieved.len(), products.len()));
+            .reasoning(format!(
+                "Matched {} of {} catalog products on any keyword.",
+                retrieved.len(),
+                products.len()
+            ));
         for p in &retrieved {
             step.observe(
                 Candidate::kept(&p.id)
@@ -135,11 +172,20 @@ fn run(client: &Client, seed: u64) -> (String, String, String) {
                 .attr("price", p.price)
                 .attr("rating", p.rating);
             if p.price < low {
-                step.observe(base.reason("price_out_of_range", format!("{:.2} is below 0.5x of {SELLER_PRICE:.2}", p.price)));
+                step.observe(base.reason(
+                    "price_out_of_range",
+                    format!("{:.2} is below 0.5x of {SELLER_PRICE:.2}", p.price),
+                ));
             } else if p.price > high {
-                step.observe(base.reason("price_out_of_range", format!("{:.2} is above 2x of {SELLER_PRICE:.2}", p.price)));
+                step.observe(base.reason(
+                    "price_out_of_range",
+                    format!("{:.2} is above 2x of {SELLER_PRICE:.2}", p.price),
+                ));
             } else if p.rating < 4.0 {
-                step.observe(base.reason("rating_below_threshold", format!("rating {:.1} is below 4.0", p.rating)));
+                step.observe(base.reason(
+                    "rating_below_threshold",
+                    format!("rating {:.1} is below 4.0", p.rating),
+                ));
             } else {
                 step.observe(
                     Candidate::kept(&p.id)
@@ -174,11 +220,22 @@ fn run(client: &Client, seed: u64) -> (String, String, String) {
             let score = score.min(0.99);
             let candidate = if score >= 0.6 {
                 relevant.push((*p, score));
-                Candidate::kept(&p.id).reason("relevant", format!("judged a {} comparable to a laptop stand", p.category))
+                Candidate::kept(&p.id).reason(
+                    "relevant",
+                    format!("judged a {} comparable to a laptop stand", p.category),
+                )
             } else {
-                Candidate::rejected(&p.id).reason("not_same_product_type", format!("a {} is not a laptop stand", p.category))
+                Candidate::rejected(&p.id).reason(
+                    "not_same_product_type",
+                    format!("a {} is not a laptop stand", p.category),
+                )
             };
-            step.observe(candidate.score(score).attr("title", &p.title).attr("category", p.category));
+            step.observe(
+                candidate
+                    .score(score)
+                    .attr("title", &p.title)
+                    .attr("category", p.category),
+            );
         }
         step.output(json!({"relevant": relevant.len()}))
             .reasoning(if drift {
@@ -199,7 +256,11 @@ fn run(client: &Client, seed: u64) -> (String, String, String) {
         let mut step = flow.step("rank_and_select", StepKind::Rank);
         step.input(json!({"formula": "relevance * ln(1 + reviews)"}));
         for (i, (p, score)) in relevant.iter().enumerate() {
-            let c = if i == 0 { Candidate::selected(&p.id) } else { Candidate::kept(&p.id) };
+            let c = if i == 0 {
+                Candidate::selected(&p.id)
+            } else {
+                Candidate::kept(&p.id)
+            };
             step.observe(
                 c.score(score * (p.reviews as f64).ln_1p())
                     .attr("rank", i + 1)

@@ -28,7 +28,9 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use flowtrail_types::{Capture, FlowRecord, FlowStatus, Observation, Reason, StepKind, Verdict};
+pub use flowtrail_types::{
+    Capture, FlowRecord, FlowStatus, Observation, Reason, StepKind, Verdict,
+};
 
 use flowtrail_types::{SdkInfo, StepRecord};
 use sender::Sender;
@@ -93,8 +95,8 @@ impl Client {
     /// A client from `FLOWTRAIL_URL` and `FLOWTRAIL_API_KEY`.
     pub fn from_env() -> Result<Self, Error> {
         let url = std::env::var("FLOWTRAIL_URL").map_err(|_| Error::MissingEnv("FLOWTRAIL_URL"))?;
-        let key =
-            std::env::var("FLOWTRAIL_API_KEY").map_err(|_| Error::MissingEnv("FLOWTRAIL_API_KEY"))?;
+        let key = std::env::var("FLOWTRAIL_API_KEY")
+            .map_err(|_| Error::MissingEnv("FLOWTRAIL_API_KEY"))?;
         Self::new(url, key)
     }
 
@@ -183,7 +185,13 @@ impl Flow {
 
     /// Starts the next step. It is added to the flow when finished or dropped.
     pub fn step(&mut self, name: impl Into<String>, kind: StepKind) -> Step<'_> {
-        let seq = self.record.steps.iter().map(|s| s.seq + 1).max().unwrap_or(0);
+        let seq = self
+            .record
+            .steps
+            .iter()
+            .map(|s| s.seq + 1)
+            .max()
+            .unwrap_or(0);
         Step {
             flow: self,
             record: StepRecord {
@@ -329,8 +337,13 @@ impl Step<'_> {
             record.candidates_in = Some(record.observations.len() as u64);
         }
         if record.candidates_out.is_none() && !record.observations.is_empty() {
-            record.candidates_out =
-                Some(record.observations.iter().filter(|o| o.verdict.passes()).count() as u64);
+            record.candidates_out = Some(
+                record
+                    .observations
+                    .iter()
+                    .filter(|o| o.verdict.passes())
+                    .count() as u64,
+            );
         }
         if record.reasons.is_empty() {
             record.reasons = record.effective_reasons();

@@ -121,7 +121,10 @@ impl Sender {
         if let Ok(mut queue) = self.queue.lock() {
             queue.take(); // closing the channel ends the thread once it is idle
         }
-        if flushed && let Ok(mut thread) = self.thread.lock() && let Some(handle) = thread.take() {
+        if flushed
+            && let Ok(mut thread) = self.thread.lock()
+            && let Some(handle) = thread.take()
+        {
             let _ = handle.join();
         }
         flushed
@@ -162,7 +165,10 @@ enum Attempt {
 
 impl Worker {
     fn run(self, commands: Receiver<Command>) {
-        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             Ok(runtime) => runtime,
             Err(error) => {
                 tracing::error!(%error, "flowtrail: cannot start the sender; flows will be counted as failed");

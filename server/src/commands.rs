@@ -72,7 +72,11 @@ fn spawn_workers(
 ) -> JoinSet<()> {
     let mut workers = JoinSet::new();
     for _ in 0..count {
-        workers.spawn(worker::run(services.clone(), WorkerConfig::default(), shutdown.clone()));
+        workers.spawn(worker::run(
+            services.clone(),
+            WorkerConfig::default(),
+            shutdown.clone(),
+        ));
     }
     workers
 }
@@ -82,9 +86,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin = match (&args.admin_email, &args.admin_password) {
         (Some(email), Some(password)) => Some((email.as_str(), password.as_str())),
         (None, None) => None,
-        _ => anyhow::bail!("set both FLOWTRAIL_ADMIN_EMAIL and FLOWTRAIL_ADMIN_PASSWORD, or neither"),
+        _ => {
+            anyhow::bail!("set both FLOWTRAIL_ADMIN_EMAIL and FLOWTRAIL_ADMIN_PASSWORD, or neither")
+        }
     };
-    services.bootstrap(admin).await.context("cannot prepare the first start")?;
+    services
+        .bootstrap(admin)
+        .await
+        .context("cannot prepare the first start")?;
     let site_root = args.site_root.clone().unwrap_or_else(default_site_root);
     if !site_root.join("pkg").is_dir() {
         tracing::warn!(site_root = %site_root.display(), "dashboard assets not found; pages will not hydrate (run scripts/build-site.sh)");

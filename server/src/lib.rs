@@ -42,11 +42,12 @@ pub async fn build_app(services: Arc<Services>, config: &HttpConfig) -> anyhow::
         .site_addr(config.addr)
         .env(leptos::config::Env::PROD)
         .build();
-    let pool = services
-        .sqlite
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("sessions need the SQLite database of the embedded profile"))?;
-    let store = SqliteStore::new(pool).with_table_name("sessions").map_err(anyhow::Error::msg)?;
+    let pool = services.sqlite.clone().ok_or_else(|| {
+        anyhow::anyhow!("sessions need the SQLite database of the embedded profile")
+    })?;
+    let store = SqliteStore::new(pool)
+        .with_table_name("sessions")
+        .map_err(anyhow::Error::msg)?;
     store.migrate().await?;
     let sessions = SessionManagerLayer::new(store)
         .with_name("flowtrail_session")
@@ -88,7 +89,11 @@ pub async fn build_app(services: Arc<Services>, config: &HttpConfig) -> anyhow::
 pub fn default_site_root() -> PathBuf {
     std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().and_then(|dir| dir.parent()).map(|t| t.join("site")))
+        .and_then(|exe| {
+            exe.parent()
+                .and_then(|dir| dir.parent())
+                .map(|t| t.join("site"))
+        })
         .filter(|dir| dir.join("pkg").is_dir())
         .unwrap_or_else(|| PathBuf::from("target/site"))
 }

@@ -22,10 +22,16 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let context = move || provide_context::<Arc<Services>>(services.clone());
     let options = state.leptos.clone();
     Router::new()
-        .leptos_routes_with_context(state, generate_route_list(App), context.clone(), move || {
-            shell(options.clone())
-        })
-        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
+        .leptos_routes_with_context(
+            state,
+            generate_route_list(App),
+            context.clone(),
+            move || shell(options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(context, shell))
         .layer(middleware::from_fn(require_session))
 }
 

@@ -213,12 +213,15 @@ wire_enum! {
 /// Life of a step: the same vocabulary as a flow's.
 pub type StepStatus = FlowStatus;
 
+// `wire_enum!` derives for every enum alike, so defaults are written by hand.
+#[allow(clippy::derivable_impls)]
 impl Default for Capture {
     fn default() -> Self {
         Capture::Full
     }
 }
 
+#[allow(clippy::derivable_impls)]
 impl Default for FlowStatus {
     fn default() -> Self {
         FlowStatus::Succeeded

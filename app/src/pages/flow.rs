@@ -19,7 +19,8 @@ pub fn FlowPage() -> impl IntoView {
     let query = use_query_map();
     let id = move || params.read().get("id").unwrap_or_default();
     let flow = Resource::new(id, get_flow);
-    let selected = Signal::derive(move || query.read().get("step").and_then(|s| s.parse::<u32>().ok()));
+    let selected =
+        Signal::derive(move || query.read().get("step").and_then(|s| s.parse::<u32>().ok()));
     view! {
         <Suspense fallback=|| view! { <p class="loading">"Loading flow…"</p> }>
             {move || Suspend::new(async move {
@@ -153,7 +154,11 @@ fn StepCard(step: StepSummary, largest: bool, current: Memo<Option<u32>>) -> imp
         .reasons
         .iter()
         .map(|(code, n)| {
-            let share = if total > 0 { *n as f64 / total as f64 * 100.0 } else { 0.0 };
+            let share = if total > 0 {
+                *n as f64 / total as f64 * 100.0
+            } else {
+                0.0
+            };
             view! {
                 <li>
                     <span class="reason-code">{code.clone()}</span>
@@ -193,10 +198,16 @@ fn StepCard(step: StepSummary, largest: bool, current: Memo<Option<u32>>) -> imp
 #[component]
 fn Observations(flow_id: String, step: StepSummary) -> impl IntoView {
     let seq = step.seq;
-    let observations = Resource::new(move || (flow_id.clone(), seq), |(id, seq)| get_observations(id, seq));
+    let observations = Resource::new(
+        move || (flow_id.clone(), seq),
+        |(id, seq)| get_observations(id, seq),
+    );
     let (text, set_text) = signal(String::new());
     let (verdict, set_verdict) = signal(None::<Verdict>);
-    let filter = Memo::new(move |_| ObservationFilter { text: text.get(), verdict: verdict.get() });
+    let filter = Memo::new(move |_| ObservationFilter {
+        text: text.get(),
+        verdict: verdict.get(),
+    });
     view! {
         <section class="card observations" aria-label="Observations">
             <h2>"Observations of "<span class="mono">{step.name.clone()}</span></h2>
@@ -238,7 +249,10 @@ fn Observations(flow_id: String, step: StepSummary) -> impl IntoView {
 }
 
 #[component]
-fn ObservationTable(all: StoredValue<Vec<Observation>>, filter: Memo<ObservationFilter>) -> impl IntoView {
+fn ObservationTable(
+    all: StoredValue<Vec<Observation>>,
+    filter: Memo<ObservationFilter>,
+) -> impl IntoView {
     let total = all.with_value(Vec::len);
     if total == 0 {
         return view! { <p class="empty">"This step recorded no observations."</p> }.into_any();
@@ -266,9 +280,18 @@ fn ObservationTable(all: StoredValue<Vec<Observation>>, filter: Memo<Observation
     let summary = move || {
         let shown = matching.with(Vec::len);
         if shown > MAX_ROWS {
-            format!("{} of {} match; showing the first {}", format::count(shown as u64), format::count(total as u64), MAX_ROWS)
+            format!(
+                "{} of {} match; showing the first {}",
+                format::count(shown as u64),
+                format::count(total as u64),
+                MAX_ROWS
+            )
         } else {
-            format!("{} of {} observations", format::count(shown as u64), format::count(total as u64))
+            format!(
+                "{} of {} observations",
+                format::count(shown as u64),
+                format::count(total as u64)
+            )
         }
     };
     view! {

@@ -12,7 +12,14 @@ use crate::format;
 pub fn FlowsPage() -> impl IntoView {
     let query = use_query_map();
     let param = move |name: &str| query.read().get(name).filter(|v| !v.is_empty());
-    let filters = move || (param("pipeline"), param("status"), param("q"), param("cursor"));
+    let filters = move || {
+        (
+            param("pipeline"),
+            param("status"),
+            param("q"),
+            param("cursor"),
+        )
+    };
     let flows = Resource::new(filters, |(pipeline, status, q, cursor)| {
         list_flows(pipeline, status, q, cursor)
     });
@@ -68,7 +75,12 @@ pub fn FlowsPage() -> impl IntoView {
     }
 }
 
-type Filters = (Option<String>, Option<String>, Option<String>, Option<String>);
+type Filters = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 #[component]
 fn FlowTable(page: FlowPage, query: Filters) -> impl IntoView {
@@ -90,7 +102,11 @@ fn FlowTable(page: FlowPage, query: Filters) -> impl IntoView {
     }
     let next = page.next_cursor.map(|cursor| {
         let mut href = format!("/?cursor={cursor}");
-        for (name, value) in [("pipeline", &query.0), ("status", &query.1), ("q", &query.2)] {
+        for (name, value) in [
+            ("pipeline", &query.0),
+            ("status", &query.1),
+            ("q", &query.2),
+        ] {
             if let Some(value) = value {
                 href.push_str(&format!("&{name}={}", encode(value)));
             }

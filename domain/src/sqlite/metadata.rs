@@ -81,8 +81,12 @@ fn step_summary(row: &SqliteRow) -> Result<StepSummary> {
         input: parse_json(&input, "step input")?,
         output: parse_json(&output, "step output")?,
         reasoning: row.try_get("reasoning")?,
-        candidates_in: row.try_get::<Option<i64>, _>("candidates_in")?.map(|n| n as u64),
-        candidates_out: row.try_get::<Option<i64>, _>("candidates_out")?.map(|n| n as u64),
+        candidates_in: row
+            .try_get::<Option<i64>, _>("candidates_in")?
+            .map(|n| n as u64),
+        candidates_out: row
+            .try_get::<Option<i64>, _>("candidates_out")?
+            .map(|n| n as u64),
         reasons: parse_json(&reasons, "reason histogram")?,
         capture: Capture::parse(&capture).ok_or_else(|| corrupt("capture"))?,
         observation_count: row.try_get::<i64, _>("observation_count")? as u64,
@@ -139,11 +143,13 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn ensure_team(&self, slug: &str) -> Result<Team> {
-        sqlx::query("INSERT INTO teams (slug, created_at) VALUES (?, ?) ON CONFLICT (slug) DO NOTHING")
-            .bind(slug)
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO teams (slug, created_at) VALUES (?, ?) ON CONFLICT (slug) DO NOTHING",
+        )
+        .bind(slug)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
         self.team_by_slug(slug)
             .await?
             .ok_or_else(|| Error::Internal("team vanished after insert".into()))
@@ -188,7 +194,9 @@ impl MetadataStore for SqliteMetadata {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = inserted else {
-            return Err(Error::Conflict(format!("a user with e-mail {email} already exists")));
+            return Err(Error::Conflict(format!(
+                "a user with e-mail {email} already exists"
+            )));
         };
         let user_id: i64 = row.try_get("id")?;
         sqlx::query("INSERT INTO memberships (team_id, user_id, role) VALUES (?, ?, ?)")
@@ -284,11 +292,13 @@ impl MetadataStore for SqliteMetadata {
                 .fetch_one(&mut *tx)
                 .await?;
         for table in ["steps", "flow_tags"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE team_id = ? AND flow_id = ?"))
-                .bind(team_id)
-                .bind(&flow_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE team_id = ? AND flow_id = ?"
+            ))
+            .bind(team_id)
+            .bind(&flow_id)
+            .execute(&mut *tx)
+            .await?;
         }
         let tags = serde_json::to_string(&flow.tags).map_err(|e| Error::Internal(e.to_string()))?;
         sqlx::query(
@@ -394,7 +404,12 @@ impl MetadataStore for SqliteMetadata {
             .push(")");
         }
         if let Some(text) = &query.text {
-            let pattern = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            let pattern = format!(
+                "%{}%",
+                text.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
             sql.push(" AND (p.name LIKE ")
                 .push_bind(pattern.clone())
                 .push(" ESCAPE '\\' OR EXISTS (SELECT 1 FROM steps s WHERE s.team_id = f.team_id AND s.flow_id = f.id AND (s.name LIKE ")
@@ -517,4 +532,3 @@ impl MetadataStore for SqliteMetadata {
         }))
     }
 }
-

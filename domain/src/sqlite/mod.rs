@@ -10,8 +10,8 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::{Error, Result};
 
@@ -23,7 +23,12 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sql
 
 /// Opens (creating if needed) the SQLite database at `path`.
 pub async fn open_file(path: &Path) -> Result<SqlitePool> {
-    open(SqliteConnectOptions::new().filename(path).create_if_missing(true)).await
+    open(
+        SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true),
+    )
+    .await
 }
 
 /// Opens a database from a `sqlite:` URL.
@@ -53,8 +58,12 @@ async fn open(options: SqliteConnectOptions) -> Result<SqlitePool> {
 
 /// Refuses to run unless commits are durable: WAL and `synchronous=FULL` (2).
 async fn assert_durable(pool: &SqlitePool) -> Result<()> {
-    let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(pool).await?;
-    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await?;
+    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(pool)
+        .await?;
+    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(pool)
+        .await?;
     if !journal.eq_ignore_ascii_case("wal") || synchronous != 2 {
         return Err(Error::Config(format!(
             "SQLite must run with journal_mode=wal and synchronous=FULL, found {journal} and {synchronous}"

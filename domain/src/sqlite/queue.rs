@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::{Row, SqlitePool};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::now_ms;
@@ -152,7 +152,9 @@ impl IngestQueue for SqliteQueue {
                     team_id: row.try_get("team_id")?,
                     flow_id: Uuid::try_parse(&flow_id)
                         .map_err(|_| Error::Internal("stored job has a bad flow id".into()))?,
-                    body: row.try_get::<Option<Vec<u8>>, _>("body")?.unwrap_or_default(),
+                    body: row
+                        .try_get::<Option<Vec<u8>>, _>("body")?
+                        .unwrap_or_default(),
                     request_id: row.try_get("request_id")?,
                     attempts: row.try_get::<i64, _>("attempts")? as u32,
                 })

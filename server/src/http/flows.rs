@@ -26,7 +26,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/flows", get(list).post(accept))
         .route("/api/v1/flows/{id}", get(show))
-        .route("/api/v1/flows/{id}/steps/{seq}/observations", get(observations))
+        .route(
+            "/api/v1/flows/{id}/steps/{seq}/observations",
+            get(observations),
+        )
 }
 
 /// Longest accepted `Idempotency-Key`.
@@ -102,7 +105,12 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
         return Ok(());
     };
     let text = value.to_str().unwrap_or_default();
-    let mime = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let mime = text
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
         Ok(())
     } else {
@@ -123,7 +131,13 @@ fn content_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
     let Some(value) = headers.get(header::CONTENT_ENCODING) else {
         return Ok(Encoding::Identity);
     };
-    match value.to_str().unwrap_or_default().trim().to_ascii_lowercase().as_str() {
+    match value
+        .to_str()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "" | "identity" => Ok(Encoding::Identity),
         "gzip" | "x-gzip" => Ok(Encoding::Gzip),
         "zstd" => Ok(Encoding::Zstd),
@@ -170,9 +184,14 @@ fn too_large(limit: usize) -> ApiError {
 
 /// Decompresses inside the limit, so a small bomb costs nothing.
 fn decompress(encoding: Encoding, raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
-    let name = if encoding == Encoding::Gzip { "gzip" } else { "zstd" };
-    let undecodable =
-        |e: std::io::Error| ApiError::MalformedJson(format!("the {name} body does not decompress: {e}"));
+    let name = if encoding == Encoding::Gzip {
+        "gzip"
+    } else {
+        "zstd"
+    };
+    let undecodable = |e: std::io::Error| {
+        ApiError::MalformedJson(format!("the {name} body does not decompress: {e}"))
+    };
     let reader: Box<dyn Read + '_> = match encoding {
         Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
         _ => Box::new(zstd::stream::read::Decoder::new(raw).map_err(undecodable)?),
@@ -196,7 +215,11 @@ async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let query = parse_flow_query(raw.as_deref().unwrap_or_default())?;
-    let page = state.services.metadata.list_flows(caller.team_id, &query).await?;
+    let page = state
+        .services
+        .metadata
+        .list_flows(caller.team_id, &query)
+        .await?;
     Ok(Json(page).into_response())
 }
 
@@ -210,7 +233,10 @@ pub fn parse_flow_query(raw: &str) -> Result<FlowQuery, ApiError> {
     };
     let time = |name: &str, value: &str| {
         OffsetDateTime::parse(value, &Rfc3339).map_err(|_| {
-            ApiError::invalid(name, format!("{name} must be an RFC 3339 time, e.g. 2026-11-21T10:00:00Z"))
+            ApiError::invalid(
+                name,
+                format!("{name} must be an RFC 3339 time, e.g. 2026-11-21T10:00:00Z"),
+            )
         })
     };
     for (name, value) in pairs {
@@ -310,16 +336,25 @@ async fn observations(
         .ok_or_else(|| ApiError::NotFound(format!("no step {seq} in flow {id}")))?;
     let etag = format!(
         "\"{}\"",
-        payload.as_ref().map(|p| p.sha256.as_str()).unwrap_or("empty")
+        payload
+            .as_ref()
+            .map(|p| p.sha256.as_str())
+            .unwrap_or("empty")
     );
     let cache = [
         (header::ETAG, etag.clone()),
-        (header::CACHE_CONTROL, "private, max-age=31536000, immutable".to_string()),
+        (
+            header::CACHE_CONTROL,
+            "private, max-age=31536000, immutable".to_string(),
+        ),
     ];
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|tag| tag.trim() == etag || tag.trim() == "*")
+        });
     if matches {
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
@@ -328,7 +363,10 @@ async fn observations(
             Ok(json) => json,
             Err(error) => {
                 if matches!(error, flowtrail_domain::Error::Integrity(_)) {
-                    state.metrics.integrity_failures.fetch_add(1, Ordering::Relaxed);
+                    state
+                        .metrics
+                        .integrity_failures
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 return Err(error.into());
             }

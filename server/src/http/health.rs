@@ -38,7 +38,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let database = verdict(services.metadata.ping().await);
     let object_store = verdict(services.payloads.ping().await);
     let queue = verdict(services.queue.depth().await.map(|_| ()));
-    let ready = [&database, &object_store, &queue].iter().all(|s| *s == "ok");
+    let ready = [&database, &object_store, &queue]
+        .iter()
+        .all(|s| *s == "ok");
     let engines = json!({"database": database, "object_store": object_store, "queue": queue});
     if ready {
         Json(json!({"status": "ready", "engines": engines})).into_response()
@@ -63,7 +65,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let depth = state.services.queue.depth().await.ok();
     let mut text = String::new();
     let mut counter = |name: &str, help: &str, value: u64| {
-        let _ = write!(text, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");
+        let _ = write!(
+            text,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+        );
     };
     counter(
         "flowtrail_flows_accepted_total",

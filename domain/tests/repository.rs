@@ -1,0 +1,620 @@
+//! Repository and queue conformance suite. Every test gets a fresh, migrated database and
+//! talks to the engines only through their traits, so the same suite runs against each
+//! backend (SQLite today; PostgreSQL joins by adding a constructor to `fresh()`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use flowtrail_domain::auth::{Role, Scope};
+use flowtrail_domain::ingest::{self, Limits};
+use flowtrail_domain::queue::{EnqueueOutcome, NewJob};
+use flowtrail_domain::store::{FlowCursor, FlowQuery, StepPayloads, UpsertOutcome};
+use flowtrail_domain::{Error, Services, StorageConfig};
+use flowtrail_types::{
+    Attributes, Capture, FlowRecord, FlowStatus, Observation, Reason, StepKind, StepRecord, Verdict,
+};
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+struct Fixture {
+    services: Services,
+    team: i64,
+    _dir: tempfile::TempDir,
+}
+
+async fn fresh() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let services = Services::open(&StorageConfig {
+        data_dir: dir.path().to_path_buf(),
+        database_url: None,
+        object_store_url: None,
+    })
+    .await
+    .unwrap();
+    let team = services.bootstrap(None).await.unwrap().id;
+    Fixture {
+        services,
+        team,
+        _dir: dir,
+    }
+}
+
+fn at(seconds: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_790_000_000 + seconds).unwrap()
+}
+
+fn observation(id: &str, verdict: Verdict, code: Option<&str>) -> Observation {
+    let mut attributes = Attributes::new();
+    attributes.insert("price".into(), json!(9.99));
+    Observation {
+        candidate_id: id.into(),
+        verdict,
+        score: Some(0.5),
+        reasons: code
+            .map(|c| {
+                vec![Reason {
+                    code: c.into(),
+                    text: Some(format!("{id} failed {c}")),
+                }]
+            })
+            .unwrap_or_default(),
+        attributes,
+    }
+}
+
+fn step(seq: u32, name: &str, kind: StepKind, counts: (u64, u64)) -> StepRecord {
+    StepRecord {
+        seq,
+        name: name.into(),
+        kind,
+        status: FlowStatus::Succeeded,
+        started_at: Some(at(0)),
+        ended_at: Some(at(1)),
+        input: json!({"seq": seq}),
+        output: json!({"kept": counts.1}),
+        reasoning: Some(format!("{name} reasoning about laptop stands")),
+        candidates_in: Some(counts.0),
+        candidates_out: Some(counts.1),
+        reasons: BTreeMap::new(),
+        capture: Capture::Sampled,
+        observations: Vec::new(),
+    }
+}
+
+fn flow(pipeline: &str, started: i64, tags: &[(&str, &str)]) -> FlowRecord {
+    let mut filter = step(1, "price_filter", StepKind::Filter, (5000, 30));
+    filter.reasons = BTreeMap::from([("price_out_of_range".to_string(), 4100)]);
+    filter.observations = vec![
+        observation("B0CASE0001", Verdict::Rejected, Some("price_out_of_range")),
+        observation("B0STAND0042", Verdict::Kept, None),
+    ];
+    FlowRecord {
+        id: Uuid::now_v7(),
+        version: 1,
+        pipeline: pipeline.into(),
+        status: FlowStatus::Succeeded,
+        started_at: at(started),
+        ended_at: Some(at(started + 2)),
+        input: json!({"title": "laptop stand"}),
+        output: json!({"selected": "B0STAND0042"}),
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        error: None,
+        sdk: None,
+        steps: vec![
+            step(0, "keywords", StepKind::Generate, (0, 0)),
+            filter,
+            step(2, "rank", StepKind::Rank, (30, 30)),
+        ],
+    }
+}
+
+async fn store(f: &Fixture, record: &FlowRecord) {
+    let outcome = f
+        .services
+        .metadata
+        .upsert_flow(f.team, record, &StepPayloads::new())
+        .await
+        .unwrap();
+    assert_eq!(outcome, UpsertOutcome::Written);
+}
+
+fn query() -> FlowQuery {
+    FlowQuery {
+        limit: 50,
+        ..FlowQuery::default()
+    }
+}
+
+async fn ids(f: &Fixture, q: &FlowQuery) -> Vec<Uuid> {
+    let page = f.services.metadata.list_flows(f.team, q).await.unwrap();
+    page.flows.iter().map(|s| s.id).collect()
+}
+
+#[tokio::test]
+async fn a_flow_round_trips_with_steps_in_order() {
+    let f = fresh().await;
+    let record = flow("competitor_selection", 0, &[("env", "prod")]);
+    store(&f, &record).await;
+    let detail = f
+        .services
+        .metadata
+        .get_flow(f.team, record.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(detail.summary.pipeline, "competitor_selection");
+    assert_eq!(detail.summary.step_count, 3);
+    assert_eq!(detail.summary.tags["env"], "prod");
+    assert_eq!(detail.summary.started_at, record.started_at);
+    assert_eq!(detail.input, record.input);
+    let seqs: Vec<u32> = detail.steps.iter().map(|s| s.seq).collect();
+    assert_eq!(seqs, vec![0, 1, 2]);
+    let filter = &detail.steps[1];
+    assert_eq!(filter.kind, StepKind::Filter);
+    assert_eq!(
+        (filter.candidates_in, filter.candidates_out),
+        (Some(5000), Some(30))
+    );
+    assert_eq!(filter.reasons["price_out_of_range"], 4100);
+    assert_eq!(filter.capture, Capture::Sampled);
+    assert_eq!(filter.observation_count, 2);
+    assert_eq!(
+        filter.reasoning.as_deref(),
+        Some("price_filter reasoning about laptop stands")
+    );
+}
+
+#[tokio::test]
+async fn flows_are_scoped_to_their_team() {
+    let f = fresh().await;
+    let other = f.services.metadata.ensure_team("other").await.unwrap();
+    let record = flow("p", 0, &[]);
+    store(&f, &record).await;
+    let metadata = &f.services.metadata;
+    assert!(
+        metadata
+            .get_flow(other.id, record.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        metadata
+            .list_flows(other.id, &query())
+            .await
+            .unwrap()
+            .flows
+            .is_empty()
+    );
+    assert!(
+        metadata
+            .step_payload(other.id, record.id, 1)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn an_older_version_never_overwrites_a_newer_one() {
+    let f = fresh().await;
+    let mut v2 = flow("p", 0, &[]);
+    v2.version = 2;
+    v2.steps.truncate(2);
+    store(&f, &v2).await;
+    let mut v1 = v2.clone();
+    v1.version = 1;
+    v1.steps = vec![step(0, "only", StepKind::Custom, (1, 1))];
+    let outcome = f
+        .services
+        .metadata
+        .upsert_flow(f.team, &v1, &StepPayloads::new())
+        .await
+        .unwrap();
+    assert_eq!(outcome, UpsertOutcome::Stale);
+    let detail = f
+        .services
+        .metadata
+        .get_flow(f.team, v2.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((detail.summary.version, detail.steps.len()), (2, 2));
+
+    let mut v3 = v2.clone();
+    v3.version = 3;
+    v3.steps = vec![step(0, "replaced", StepKind::Custom, (1, 1))];
+    store(&f, &v3).await;
+    let detail = f
+        .services
+        .metadata
+        .get_flow(f.team, v2.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(detail.steps.len(), 1);
+    assert_eq!(detail.steps[0].name, "replaced");
+}
+
+#[tokio::test]
+async fn list_filters_combine_and_match_what_was_sent() {
+    let f = fresh().await;
+    let a = flow(
+        "competitor_selection",
+        10,
+        &[("env", "prod"), ("seller", "S1")],
+    );
+    let b = flow("competitor_selection", 20, &[("env", "dev")]);
+    let mut c = flow("categorization", 30, &[("env", "prod")]);
+    c.status = FlowStatus::Failed;
+    c.steps[1].candidates_out = Some(4900); // eliminates only 2 %
+    c.steps[1].name = "category_gate".into();
+    c.steps[1].reasoning = Some("checks the taxonomy".into());
+    for record in [&a, &b, &c] {
+        store(&f, record).await;
+    }
+
+    assert_eq!(
+        ids(&f, &query()).await,
+        vec![c.id, b.id, a.id],
+        "newest first"
+    );
+    let by_pipeline = FlowQuery {
+        pipeline: Some("competitor_selection".into()),
+        ..query()
+    };
+    assert_eq!(ids(&f, &by_pipeline).await, vec![b.id, a.id]);
+    let failed = FlowQuery {
+        status: Some(FlowStatus::Failed),
+        ..query()
+    };
+    assert_eq!(ids(&f, &failed).await, vec![c.id]);
+    let tagged = FlowQuery {
+        tags: vec![
+            ("env".into(), "prod".into()),
+            ("seller".into(), "S1".into()),
+        ],
+        ..query()
+    };
+    assert_eq!(ids(&f, &tagged).await, vec![a.id]);
+    let window = FlowQuery {
+        since: Some(at(15)),
+        until: Some(at(30)),
+        ..query()
+    };
+    assert_eq!(
+        ids(&f, &window).await,
+        vec![b.id],
+        "since inclusive, until exclusive"
+    );
+    let text = FlowQuery {
+        text: Some("TAXONOMY".into()),
+        ..query()
+    };
+    assert_eq!(
+        ids(&f, &text).await,
+        vec![c.id],
+        "case-insensitive text in reasoning"
+    );
+    let reason_code = FlowQuery {
+        text: Some("price_out_of_range".into()),
+        ..query()
+    };
+    assert_eq!(ids(&f, &reason_code).await.len(), 3, "text in reason codes");
+    let literal = FlowQuery {
+        text: Some("100%_".into()),
+        ..query()
+    };
+    assert!(
+        ids(&f, &literal).await.is_empty(),
+        "LIKE wildcards are literal"
+    );
+    let drastic = FlowQuery {
+        step_kind: Some(StepKind::Filter),
+        min_eliminated: Some(0.9),
+        ..query()
+    };
+    assert_eq!(ids(&f, &drastic).await, vec![b.id, a.id]);
+    let ranks = FlowQuery {
+        step_kind: Some(StepKind::Rank),
+        min_eliminated: Some(0.5),
+        ..query()
+    };
+    assert!(ids(&f, &ranks).await.is_empty());
+}
+
+#[tokio::test]
+async fn cursor_pagination_returns_every_flow_exactly_once() {
+    let f = fresh().await;
+    let mut sent = Vec::new();
+    for i in 0..23 {
+        // Pairs share a start time, so the id breaks ties.
+        let record = flow("p", i / 2, &[]);
+        store(&f, &record).await;
+        sent.push(record.id);
+    }
+    let mut seen = Vec::new();
+    let mut q = FlowQuery {
+        limit: 5,
+        ..query()
+    };
+    loop {
+        let page = f.services.metadata.list_flows(f.team, &q).await.unwrap();
+        assert!(page.flows.len() <= 5);
+        seen.extend(page.flows.iter().map(|s| s.id));
+        match page.next_cursor {
+            Some(cursor) => q.cursor = Some(FlowCursor::decode(&cursor).unwrap()),
+            None => break,
+        }
+    }
+    let mut expected = sent.clone();
+    expected.sort();
+    let mut got = seen.clone();
+    got.sort();
+    assert_eq!(got, expected);
+    assert_eq!(seen.len(), 23);
+}
+
+#[tokio::test]
+async fn users_and_keys() {
+    let f = fresh().await;
+    let s = &f.services;
+    let id = s
+        .create_user("Ana@Example.com", "long enough", "default", Role::Admin)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_user("ana@example.com", "long enough", "default", Role::Member)
+            .await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        s.create_user("bob@example.com", "short", "default", Role::Member)
+            .await,
+        Err(Error::Validation { .. })
+    ));
+    let user = s
+        .authenticate("ana@example.com", "long enough")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.id, id);
+    assert_eq!(user.memberships[0].role, Role::Admin);
+    assert_eq!(user.memberships[0].team.slug, "default");
+    assert!(
+        s.authenticate("ana@example.com", "wrong")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(!user.password_hash.contains("long enough"));
+
+    let secret = s
+        .create_api_key("default", "pipeline", Scope::Ingest)
+        .await
+        .unwrap();
+    let key = s.api_key(&secret).await.unwrap().unwrap();
+    assert_eq!(
+        (key.scope, key.team.id, key.name.as_str()),
+        (Scope::Ingest, f.team, "pipeline")
+    );
+    assert!(s.api_key("ftk_not_a_key").await.unwrap().is_none());
+    assert!(matches!(
+        s.create_api_key("nope", "x", Scope::All).await,
+        Err(Error::NotFound("team"))
+    ));
+}
+
+fn job(team: i64, key: &str, body: &str) -> NewJob {
+    NewJob {
+        team_id: team,
+        idempotency_key: key.into(),
+        body_sha256: format!("sha-of-{body}"),
+        flow_id: Uuid::now_v7(),
+        flow_version: 1,
+        body: body.as_bytes().to_vec(),
+        request_id: Some("req-1".into()),
+    }
+}
+
+#[tokio::test]
+async fn the_queue_dedups_by_team_and_key() {
+    let f = fresh().await;
+    let q = &f.services.queue;
+    let other = f.services.metadata.ensure_team("other").await.unwrap().id;
+    assert_eq!(
+        q.enqueue(job(f.team, "k1", "a")).await.unwrap(),
+        EnqueueOutcome::Accepted
+    );
+    assert_eq!(
+        q.enqueue(job(f.team, "k1", "a")).await.unwrap(),
+        EnqueueOutcome::Replayed
+    );
+    assert_eq!(
+        q.enqueue(job(f.team, "k1", "b")).await.unwrap(),
+        EnqueueOutcome::KeyReused
+    );
+    assert_eq!(
+        q.enqueue(job(other, "k1", "b")).await.unwrap(),
+        EnqueueOutcome::Accepted
+    );
+    assert_eq!(q.depth().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn claimed_jobs_are_leased_retried_and_buried() {
+    let f = fresh().await;
+    let q = &f.services.queue;
+    q.enqueue(job(f.team, "k1", "a")).await.unwrap();
+    q.enqueue(job(f.team, "k2", "b")).await.unwrap();
+
+    let first = q.claim(10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[0].attempts, 1);
+    assert_eq!(first[0].request_id.as_deref(), Some("req-1"));
+    assert!(
+        q.claim(10, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased"
+    );
+
+    q.complete(first[0].id).await.unwrap();
+    q.retry(first[1].id, "engine down", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(
+        q.claim(10, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty(),
+        "not before run_after"
+    );
+    assert_eq!(q.depth().await.unwrap(), 1);
+
+    q.enqueue(job(f.team, "k3", "c")).await.unwrap();
+    let crashed = q.claim(1, Duration::from_millis(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let again = q.claim(1, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(
+        again[0].id, crashed[0].id,
+        "an expired lease is claimed again"
+    );
+    assert_eq!(again[0].attempts, 2);
+    q.bury(again[0].id, "invalid").await.unwrap();
+    assert_eq!(q.depth().await.unwrap(), 1, "dead jobs leave the queue");
+}
+
+#[tokio::test]
+async fn a_submitted_flow_is_stored_once_with_verified_payloads() {
+    let f = fresh().await;
+    let record = flow("competitor_selection", 0, &[]);
+    let body = serde_json::to_vec(&record).unwrap();
+    let accepted = ingest::submit(&f.services, f.team, None, &body, None)
+        .await
+        .unwrap();
+    assert_eq!((accepted.flow_id, accepted.replayed), (record.id, false));
+    let again = ingest::submit(&f.services, f.team, None, &body, None)
+        .await
+        .unwrap();
+    assert!(again.replayed, "flow id + version is the default key");
+
+    let jobs = f
+        .services
+        .queue
+        .claim(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    for _ in 0..2 {
+        // Processing twice has no visible effect.
+        ingest::store_job(&f.services, &jobs[0]).await.unwrap();
+    }
+    let page = f
+        .services
+        .metadata
+        .list_flows(f.team, &query())
+        .await
+        .unwrap();
+    assert_eq!(page.flows.len(), 1);
+    let reference = f
+        .services
+        .metadata
+        .step_payload(f.team, record.id, 1)
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the filter step has observations");
+    let json = f.services.payloads.get_json(&reference).await.unwrap();
+    let observations: Vec<Observation> = serde_json::from_slice(&json).unwrap();
+    assert_eq!(observations, record.steps[1].observations);
+    assert_eq!(
+        f.services
+            .metadata
+            .step_payload(f.team, record.id, 0)
+            .await
+            .unwrap(),
+        Some(None),
+        "a step without observations has no payload"
+    );
+}
+
+#[test]
+fn malformed_json_and_schema_errors_are_told_apart_with_a_path() {
+    assert!(matches!(
+        ingest::parse_flow(b"{\"id\": "),
+        Err(Error::Malformed { .. })
+    ));
+    assert!(matches!(
+        ingest::parse_flow(b"not json"),
+        Err(Error::Malformed { .. })
+    ));
+    let mut value = serde_json::to_value(flow("p", 0, &[])).unwrap();
+    value["steps"][1]["kind"] = json!("sieve");
+    match ingest::parse_flow(&serde_json::to_vec(&value).unwrap()) {
+        Err(Error::Validation { field, message }) => {
+            assert_eq!(field.as_deref(), Some("steps[1].kind"));
+            assert!(message.contains("sieve"), "{message}");
+        }
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+    let mut value = serde_json::to_value(flow("p", 0, &[])).unwrap();
+    value["steps"][1]["observations"][0]["score"] = json!("high");
+    match ingest::parse_flow(&serde_json::to_vec(&value).unwrap()) {
+        Err(Error::Validation { field, .. }) => {
+            assert_eq!(field.as_deref(), Some("steps[1].observations[0].score"))
+        }
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+}
+
+#[test]
+fn validation_names_the_limit_and_the_field() {
+    let limits = Limits::default();
+    let ok = flow("p", 0, &[]);
+    assert!(ingest::validate(&ok, &limits).is_ok());
+    let field_of = |record: &FlowRecord, limits: &Limits| match ingest::validate(record, limits) {
+        Err(Error::Validation { field, .. }) => field.unwrap_or_default(),
+        other => panic!("expected a validation error, got {other:?}"),
+    };
+
+    let mut twice = ok.clone();
+    twice.steps[2].seq = 1;
+    assert_eq!(field_of(&twice, &limits), "steps[2].seq");
+    let mut blank = ok.clone();
+    blank.pipeline = " ".into();
+    assert_eq!(field_of(&blank, &limits), "pipeline");
+    let mut grew = ok.clone();
+    grew.steps[1].candidates_out = Some(6000);
+    assert_eq!(field_of(&grew, &limits), "steps[1].candidates_out");
+    let mut backwards = ok.clone();
+    backwards.ended_at = Some(at(-10));
+    assert_eq!(field_of(&backwards, &limits), "ended_at");
+    let mut empty_id = ok.clone();
+    empty_id.steps[1].observations[0].candidate_id = String::new();
+    assert_eq!(
+        field_of(&empty_id, &limits),
+        "steps[1].observations[0].candidate_id"
+    );
+    let small = Limits {
+        max_steps: 2,
+        ..Limits::default()
+    };
+    assert_eq!(field_of(&ok, &small), "steps");
+    let small = Limits {
+        max_observations_per_step: 1,
+        ..Limits::default()
+    };
+    assert_eq!(field_of(&ok, &small), "steps[1].observations");
+    let mut counts_only = ok.clone();
+    counts_only.steps[1].capture = Capture::CountsOnly;
+    assert_eq!(field_of(&counts_only, &limits), "steps[1].observations");
+    let mut nil = ok;
+    nil.id = Uuid::nil();
+    assert_eq!(field_of(&nil, &limits), "id");
+}

@@ -1,0 +1,553 @@
+//! HTTP API tests through the router, without a socket (`tower::ServiceExt::oneshot`), on a
+//! fresh embedded data directory each.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode, header};
+use flowtrail_domain::auth::Scope;
+use flowtrail_domain::{Services, StorageConfig, worker};
+use flowtrail_server::{HttpConfig, build_app};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct TestApp {
+    router: Router,
+    services: Arc<Services>,
+    key: String,
+    _dir: tempfile::TempDir,
+}
+
+const MAX_BODY: usize = 256 * 1024;
+
+async fn app() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let services = Arc::new(
+        Services::open(&StorageConfig {
+            data_dir: dir.path().to_path_buf(),
+            database_url: None,
+            object_store_url: None,
+        })
+        .await
+        .unwrap(),
+    );
+    services.bootstrap(None).await.unwrap();
+    let key = services
+        .create_api_key("default", "test", Scope::All)
+        .await
+        .unwrap();
+    let router = build_app(
+        services.clone(),
+        &HttpConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            site_root: dir.path().join("site"),
+            max_body_bytes: MAX_BODY,
+            secure_cookies: false,
+        },
+    )
+    .await
+    .unwrap();
+    TestApp {
+        router,
+        services,
+        key,
+        _dir: dir,
+    }
+}
+
+fn flow_json(id: &str) -> Value {
+    json!({
+        "id": id,
+        "version": 1,
+        "pipeline": "competitor_selection",
+        "status": "succeeded",
+        "started_at": "2026-11-21T10:00:00.000Z",
+        "ended_at": "2026-11-21T10:00:02.350Z",
+        "input": {"title": "Adjustable aluminium laptop stand"},
+        "output": {"selected": "B0STAND42"},
+        "tags": {"env": "prod"},
+        "steps": [{
+            "seq": 2, "name": "price_and_rating_filter", "kind": "filter",
+            "reasoning": "Kept candidates within 0.5x-2x of the seller's price",
+            "candidates_in": 5000, "candidates_out": 30,
+            "reasons": {"price_out_of_range": 4100, "rating_below_threshold": 870},
+            "capture": "sampled",
+            "observations": [{
+                "candidate_id": "B0CASE0001", "verdict": "rejected", "score": 0.12,
+                "reasons": [{"code": "price_out_of_range", "text": "9.99 is below 0.5x of 45.00"}],
+                "attributes": {"price": 9.99, "category": "Cell Phone Cases"}
+            }]
+        }]
+    })
+}
+
+const FLOW_ID: &str = "01936b2e-7c4a-7cc0-9a57-4c1f0e6d2b11";
+
+impl TestApp {
+    async fn call(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec();
+        (status, headers, body)
+    }
+
+    fn post(&self, body: impl Into<Body>) -> axum::http::request::Builder {
+        let _ = body;
+        Request::post("/api/v1/flows")
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.key))
+            .header(header::CONTENT_TYPE, "application/json")
+    }
+
+    async fn send(&self, body: &Value) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let bytes = serde_json::to_vec(body).unwrap();
+        let request = self.post(()).body(Body::from(bytes)).unwrap();
+        let (status, headers, body) = self.call(request).await;
+        (
+            status,
+            headers,
+            serde_json::from_slice(&body).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let request = Request::get(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.key))
+            .body(Body::empty())
+            .unwrap();
+        self.call(request).await
+    }
+
+    async fn get_json(&self, uri: &str) -> (StatusCode, Value) {
+        let (status, _, body) = self.get(uri).await;
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    /// Runs a worker until the flow is queryable.
+    async fn drain(&self, id: &str) {
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(worker::run(
+            self.services.clone(),
+            Default::default(),
+            shutdown,
+        ));
+        for _ in 0..200 {
+            if self.get_json(&format!("/api/v1/flows/{id}")).await.0 == StatusCode::OK {
+                let _ = stop.send(true);
+                task.await.unwrap();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("flow {id} never became queryable");
+    }
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+#[tokio::test]
+async fn a_flow_is_accepted_then_queryable_with_its_steps_and_observations() {
+    let app = app().await;
+    let (status, headers, body) = app.send(&flow_json(FLOW_ID)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(body, json!({"flow_id": FLOW_ID, "status": "queued"}));
+    assert!(headers.get("idempotent-replayed").is_none());
+    assert!(
+        headers.get("x-request-id").is_some(),
+        "every answer carries a request id"
+    );
+
+    app.drain(FLOW_ID).await;
+    let (status, list) = app.get_json("/api/v1/flows").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["flows"][0]["id"], FLOW_ID);
+    assert_eq!(list["flows"][0]["step_count"], 1);
+    assert_eq!(list["next_cursor"], Value::Null);
+
+    let (_, flow) = app.get_json(&format!("/api/v1/flows/{FLOW_ID}")).await;
+    assert_eq!(flow["pipeline"], "competitor_selection");
+    assert_eq!(flow["steps"][0]["name"], "price_and_rating_filter");
+    assert_eq!(flow["steps"][0]["candidates_in"], 5000);
+    assert_eq!(flow["steps"][0]["reasons"]["rating_below_threshold"], 870);
+    assert!(
+        flow["steps"][0].get("observations").is_none(),
+        "no observations in the flow"
+    );
+
+    let uri = format!("/api/v1/flows/{FLOW_ID}/steps/2/observations");
+    let (status, headers, body) = app.get(&uri).await;
+    assert_eq!(status, StatusCode::OK);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        body["observations"],
+        flow_json(FLOW_ID)["steps"][0]["observations"]
+    );
+    let etag = headers[header::ETAG].to_str().unwrap().to_string();
+    assert!(
+        etag.starts_with('"') && etag.len() == 66,
+        "strong ETag of the SHA-256: {etag}"
+    );
+    assert!(
+        headers[header::CACHE_CONTROL]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+
+    let request = Request::get(&uri)
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.key))
+        .header(header::IF_NONE_MATCH, &etag)
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = app.call(request).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    assert!(body.is_empty());
+}
+
+#[tokio::test]
+async fn idempotency_replays_and_refuses_a_reused_key() {
+    let app = app().await;
+    let first = app.send(&flow_json(FLOW_ID)).await;
+    assert_eq!(first.0, StatusCode::ACCEPTED);
+    let replay = app.send(&flow_json(FLOW_ID)).await;
+    assert_eq!(replay.0, StatusCode::ACCEPTED);
+    assert_eq!(replay.1["idempotent-replayed"], "true");
+    assert_eq!(replay.2, first.2);
+
+    let mut changed = flow_json(FLOW_ID);
+    changed["output"] = json!({"selected": "B0OTHER"});
+    let (status, _, body) = app.send(&changed).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(&body), "idempotency_key_reused");
+
+    // An explicit key scopes by key, not by flow id.
+    let bytes = serde_json::to_vec(&changed).unwrap();
+    let request = app
+        .post(())
+        .header("idempotency-key", "run-42")
+        .body(Body::from(bytes))
+        .unwrap();
+    assert_eq!(app.call(request).await.0, StatusCode::ACCEPTED);
+    assert_eq!(app.services.queue.depth().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_json_error_with_a_stable_code() {
+    let app = app().await;
+    let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
+        (
+            Request::post("/api/v1/flows")
+                .body(Body::from("{}"))
+                .unwrap(),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            Request::post("/api/v1/flows")
+                .header(header::AUTHORIZATION, "Bearer ftk_revoked_or_unknown")
+                .body(Body::from("{}"))
+                .unwrap(),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            Request::post("/api/v1/flows")
+                .header(header::AUTHORIZATION, "Basic dXNlcjpwYXNz")
+                .body(Body::from("{}"))
+                .unwrap(),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            app.post(()).body(Body::from("{\"id\": ")).unwrap(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            app.post(()).body(Body::from("")).unwrap(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            app.post(()).body(Body::from("[1, 2]")).unwrap(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            Request::post("/api/v1/flows")
+                .header(header::AUTHORIZATION, format!("Bearer {}", app.key))
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from("{}"))
+                .unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            app.post(())
+                .header(header::CONTENT_ENCODING, "br")
+                .body(Body::from("{}"))
+                .unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            app.post(())
+                .header(header::CONTENT_ENCODING, "gzip")
+                .body(Body::from("not gzip"))
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            app.post(())
+                .body(Body::from(vec![b' '; MAX_BODY + 1]))
+                .unwrap(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            app.post(())
+                .header("idempotency-key", "k".repeat(129))
+                .body(Body::from("{}"))
+                .unwrap(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            Request::delete("/api/v1/flows")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            Request::get("/api/v1/nothing").body(Body::empty()).unwrap(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let what = format!("{} {}", request.method(), request.uri());
+        let (got, headers, body) = app.call(request).await;
+        let body: Value =
+            serde_json::from_slice(&body).unwrap_or_else(|_| panic!("{what}: not JSON"));
+        assert_eq!((got, error_code(&body)), (status, code), "{what}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
+        assert!(
+            headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json"),
+            "{what}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn schema_errors_name_the_field() {
+    let app = app().await;
+    let mut bad = flow_json(FLOW_ID);
+    bad["steps"][0]["observations"][0]["verdict"] = json!("maybe");
+    let (status, _, body) = app.send(&bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        body["error"],
+        json!({
+            "code": "validation_failed",
+            "message": "unknown variant `maybe`, expected one of `kept`, `rejected`, `selected`",
+            "field": "steps[0].observations[0].verdict"
+        })
+    );
+    let mut bad = flow_json(FLOW_ID);
+    bad["steps"][0]["candidates_out"] = json!(6000);
+    let (_, _, body) = app.send(&bad).await;
+    assert_eq!(body["error"]["field"], "steps[0].candidates_out");
+    // Nesting inside a free-form field: refused at serde_json's depth limit, never a crash.
+    let deep = format!(
+        "{{\"id\": \"{FLOW_ID}\", \"pipeline\": \"p\", \"status\": \"running\", \
+         \"started_at\": \"2026-11-21T10:00:00Z\", \"input\": {}1{}}}",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let request = app.post(()).body(Body::from(deep)).unwrap();
+    let (status, _, body) = app.call(request).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "too deep is refused, not a crash"
+    );
+    assert_eq!(
+        error_code(&serde_json::from_slice(&body).unwrap()),
+        "malformed_json"
+    );
+}
+
+#[tokio::test]
+async fn compressed_bodies_are_accepted_and_bombs_are_refused() {
+    let app = app().await;
+    let bytes = serde_json::to_vec(&flow_json(FLOW_ID)).unwrap();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(&bytes).unwrap();
+    let request = app
+        .post(())
+        .header(header::CONTENT_ENCODING, "gzip")
+        .body(Body::from(gzip.finish().unwrap()))
+        .unwrap();
+    assert_eq!(app.call(request).await.0, StatusCode::ACCEPTED);
+
+    let other = flow_json("01936b2e-7c4a-7cc0-9a57-4c1f0e6d2b12");
+    let zstd = zstd::bulk::compress(&serde_json::to_vec(&other).unwrap(), 3).unwrap();
+    let request = app
+        .post(())
+        .header(header::CONTENT_ENCODING, "zstd")
+        .body(Body::from(zstd))
+        .unwrap();
+    assert_eq!(app.call(request).await.0, StatusCode::ACCEPTED);
+
+    // 64 MiB of spaces compress to a few KiB: refused without inflating it all.
+    let bomb = zstd::bulk::compress(&vec![b' '; 64 * 1024 * 1024], 19).unwrap();
+    assert!(bomb.len() < MAX_BODY);
+    let request = app
+        .post(())
+        .header(header::CONTENT_ENCODING, "zstd")
+        .body(Body::from(bomb))
+        .unwrap();
+    let (status, _, body) = app.call(request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&MAX_BODY.to_string())
+    );
+}
+
+#[tokio::test]
+async fn keys_are_checked_for_scope_and_queries_for_validity() {
+    let app = app().await;
+    let read_only = app
+        .services
+        .create_api_key("default", "reader", Scope::Read)
+        .await
+        .unwrap();
+    let request = Request::post("/api/v1/flows")
+        .header(header::AUTHORIZATION, format!("Bearer {read_only}"))
+        .body(Body::from(serde_json::to_vec(&flow_json(FLOW_ID)).unwrap()))
+        .unwrap();
+    let (status, _, body) = app.call(request).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        error_code(&serde_json::from_slice(&body).unwrap()),
+        "forbidden"
+    );
+
+    let ingest_only = app
+        .services
+        .create_api_key("default", "pipeline", Scope::Ingest)
+        .await
+        .unwrap();
+    let request = Request::get("/api/v1/flows")
+        .header(header::AUTHORIZATION, format!("Bearer {ingest_only}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.call(request).await.0, StatusCode::FORBIDDEN);
+    let anonymous = Request::get("/api/v1/flows").body(Body::empty()).unwrap();
+    assert_eq!(app.call(anonymous).await.0, StatusCode::UNAUTHORIZED);
+
+    for (query, field) in [
+        ("status=done", "status"),
+        ("limit=501", "limit"),
+        ("limit=0", "limit"),
+        ("since=yesterday", "since"),
+        ("tag=novalue", "tag"),
+        ("step_kind=sieve", "step_kind"),
+        ("min_eliminated=1.5", "min_eliminated"),
+        ("cursor=garbage", "cursor"),
+    ] {
+        let (status, body) = app.get_json(&format!("/api/v1/flows?{query}")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+        assert_eq!(body["error"]["field"], field, "{query}");
+    }
+    let (status, _) = app
+        .get_json("/api/v1/flows?pipeline=p&status=failed&tag=env:prod&tag=a:b&since=2026-11-21T00:00:00Z&step_kind=filter&min_eliminated=0.9&limit=500&q=x")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    for uri in [
+        "/api/v1/flows/not-a-uuid",
+        "/api/v1/flows/01936b2e-7c4a-7cc0-9a57-4c1f0e6d2b99",
+        "/api/v1/flows/01936b2e-7c4a-7cc0-9a57-4c1f0e6d2b99/steps/1/observations",
+        "/api/v1/flows/01936b2e-7c4a-7cc0-9a57-4c1f0e6d2b99/steps/x/observations",
+    ] {
+        let (status, body) = app.get_json(uri).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{uri}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_need_no_auth() {
+    let app = app().await;
+    let (status, body) = app.get_json("/healthz").await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let (status, body) = app.get_json("/readyz").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["engines"],
+        json!({"database": "ok", "object_store": "ok", "queue": "ok"})
+    );
+    app.send(&flow_json(FLOW_ID)).await;
+    let (status, _, text) = app.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("flowtrail_flows_accepted_total 1"), "{text}");
+    assert!(text.contains("flowtrail_queue_depth 1"), "{text}");
+}
+
+#[tokio::test]
+async fn dashboard_pages_send_visitors_without_a_session_to_sign_in() {
+    let app = app().await;
+    for path in ["/", "/flows/01936b2e-7c4a-7cc0-9a57-4c1f0e6d2b11?step=2"] {
+        let (status, headers, _) = app
+            .call(Request::get(path).body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{path}");
+        assert!(
+            headers[header::LOCATION]
+                .to_str()
+                .unwrap()
+                .starts_with("/login?next=%2F")
+        );
+    }
+    let (status, _, body) = app
+        .call(Request::get("/login").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let html = String::from_utf8(body).unwrap();
+    assert!(html.contains("Sign in to Flow Trail"));
+    assert!(html.contains("type=\"password\""));
+    assert!(
+        html.contains("/pkg/flowtrail.js"),
+        "hydration script is linked"
+    );
+}

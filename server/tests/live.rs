@@ -1,0 +1,287 @@
+//! Real sockets and the real binary: the SDK against a server on port 0, and the CLI contract.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowtrail_domain::auth::Scope;
+use flowtrail_domain::{Services, StorageConfig, worker};
+use flowtrail_sdk::{Candidate, Client, StepKind};
+use flowtrail_server::{HttpConfig, build_app};
+use serde_json::{Value, json};
+
+struct Live {
+    url: String,
+    key: String,
+    services: Arc<Services>,
+    _dir: tempfile::TempDir,
+}
+
+async fn live() -> Live {
+    let dir = tempfile::tempdir().unwrap();
+    let services = Arc::new(
+        Services::open(&StorageConfig {
+            data_dir: dir.path().to_path_buf(),
+            database_url: None,
+            object_store_url: None,
+        })
+        .await
+        .unwrap(),
+    );
+    services.bootstrap(None).await.unwrap();
+    let key = services
+        .create_api_key("default", "sdk", Scope::All)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = build_app(
+        services.clone(),
+        &HttpConfig {
+            addr,
+            site_root: dir.path().join("site"),
+            max_body_bytes: 32 * 1024 * 1024,
+            secure_cookies: false,
+        },
+    )
+    .await
+    .unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(worker::run(
+        services.clone(),
+        Default::default(),
+        shutdown.clone(),
+    ));
+    std::mem::forget(_stop); // workers run for the whole test
+    Live {
+        url: format!("http://{addr}"),
+        key,
+        services,
+        _dir: dir,
+    }
+}
+
+async fn get(live: &Live, path: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .get(format!("{}{path}", live.url))
+        .bearer_auth(&live.key)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_sdk_records_is_what_the_api_returns() {
+    let live = live().await;
+    let (url, key) = (live.url.clone(), live.key.clone());
+    // The SDK is synchronous on the caller's side: record on a plain thread.
+    let (flow_id, stats) = tokio::task::spawn_blocking(move || {
+        let client = Client::new(url, key).unwrap();
+        let mut flow = client
+            .flow("competitor_selection")
+            .input(json!({"title": "laptop stand"}))
+            .tag("env", "test");
+        let id = flow.id();
+        {
+            let mut step = flow.step("keyword_generation", StepKind::Generate);
+            step.output(json!({"keywords": ["laptop stand"]}))
+                .reasoning("kept the product type");
+            step.finish();
+        }
+        {
+            let mut step = flow.step("price_filter", StepKind::Filter);
+            for i in 0..2_000 {
+                let candidate = if i % 4 == 0 {
+                    Candidate::kept(format!("B0{i:06}"))
+                } else {
+                    Candidate::rejected(format!("B0{i:06}"))
+                        .reason("price_out_of_range", format!("{i}.99 too cheap"))
+                };
+                step.observe(
+                    candidate
+                        .score(i as f64 / 2000.0)
+                        .attr("price", i as f64 + 0.99),
+                );
+            }
+            step.finish();
+        }
+        flow.succeed(json!({"selected": "B0000000"}));
+        assert!(client.shutdown(Duration::from_secs(20)));
+        (id, client.stats())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (stats.queued, stats.sent, stats.failed, stats.dropped),
+        (1, 1, 0, 0)
+    );
+
+    let path = format!("/api/v1/flows/{flow_id}");
+    let mut flow = Value::Null;
+    for _ in 0..250 {
+        let (status, body) = get(&live, &path).await;
+        if status == 200 {
+            flow = body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        flow["pipeline"], "competitor_selection",
+        "the flow became queryable"
+    );
+    assert_eq!(flow["status"], "succeeded");
+    assert_eq!(flow["sdk"]["name"], "flowtrail-rust");
+    assert_eq!(flow["steps"][1]["candidates_in"], 2000);
+    assert_eq!(flow["steps"][1]["candidates_out"], 500);
+    assert_eq!(flow["steps"][1]["reasons"]["price_out_of_range"], 1500);
+    let (status, observations) = get(&live, &format!("{path}/steps/1/observations")).await;
+    assert_eq!(status, 200);
+    let observations = observations["observations"].as_array().unwrap();
+    assert_eq!(observations.len(), 2000);
+    assert_eq!(observations[1]["candidate_id"], "B0000001");
+    assert_eq!(observations[1]["verdict"], "rejected");
+    assert_eq!(observations[1]["reasons"][0]["text"], "1.99 too cheap");
+    assert_eq!(live.services.queue.depth().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_is_counted_not_retried_and_never_raised() {
+    let live = live().await;
+    let url = live.url.clone();
+    let stats = tokio::task::spawn_blocking(move || {
+        let client = Client::new(url, "ftk_wrong").unwrap();
+        client.flow("p").succeed(json!(null));
+        assert!(client.flush(Duration::from_secs(10)));
+        client.stats()
+    })
+    .await
+    .unwrap();
+    assert_eq!((stats.sent, stats.failed, stats.retried), (0, 1, 0));
+}
+
+fn flowtrail(args: &[&str], data: &std::path::Path, stdin: Option<&str>) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowtrail"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("FLOWTRAIL_DATABASE_URL")
+        .env_remove("FLOWTRAIL_REDIS_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn the_cli_creates_users_and_prints_a_key_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrate = flowtrail(&["migrate"], dir.path(), None);
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    assert!(dir.path().join("flowtrail.db").exists());
+
+    let user = flowtrail(
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "ops@example.com",
+            "--password-stdin",
+            "--role",
+            "admin",
+        ],
+        dir.path(),
+        Some("a long password\n"),
+    );
+    assert!(
+        user.status.success(),
+        "{}",
+        String::from_utf8_lossy(&user.stderr)
+    );
+    let again = flowtrail(
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "ops@example.com",
+            "--password-stdin",
+        ],
+        dir.path(),
+        Some("a long password\n"),
+    );
+    assert!(!again.status.success(), "a duplicate e-mail is refused");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    let key = flowtrail(
+        &[
+            "admin",
+            "create-api-key",
+            "--team",
+            "acme",
+            "--name",
+            "pipeline",
+            "--scope",
+            "ingest",
+        ],
+        dir.path(),
+        None,
+    );
+    assert!(
+        key.status.success(),
+        "{}",
+        String::from_utf8_lossy(&key.stderr)
+    );
+    let stdout = String::from_utf8(key.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "the key alone on stdout: {stdout:?}");
+    assert!(lines[0].starts_with("ftk_") && lines[0].len() == 52);
+
+    let services = Services::open(&StorageConfig {
+        data_dir: dir.path().to_path_buf(),
+        database_url: None,
+        object_store_url: None,
+    })
+    .await
+    .unwrap();
+    let stored = services.api_key(lines[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.team.slug.as_str(), stored.scope),
+        ("acme", Scope::Ingest)
+    );
+    let user = services
+        .authenticate("ops@example.com", "a long password")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        user.memberships[0].role,
+        flowtrail_domain::auth::Role::Admin
+    );
+
+    let unsupported = Command::new(env!("CARGO_BIN_EXE_flowtrail"))
+        .args(["migrate", "--data-dir"])
+        .arg(dir.path())
+        .env("FLOWTRAIL_DATABASE_URL", "mysql://nope")
+        .output()
+        .unwrap();
+    assert!(!unsupported.status.success());
+    assert!(String::from_utf8_lossy(&unsupported.stderr).contains("unsupported database URL"));
+}
