@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-200}
-cargo build --release -q -p flowtrail-server -p flowtrail-sdk --example competitor_selection
+cargo build --release -q -p flowtrail-server
+cargo build --release -q -p flowtrail-sdk --example competitor_selection
 bin=target/release/flowtrail
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -37,6 +37,17 @@ pub struct StorageConfig {
     pub object_store_url: Option<String>,
 }
 
+impl StorageConfig {
+    /// The embedded default under `data_dir`: SQLite file and payload directory.
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
+        StorageConfig {
+            data_dir: data_dir.into(),
+            database_url: None,
+            object_store_url: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for StorageConfig {
     // URLs may carry passwords: show only their scheme.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -58,8 +69,8 @@ pub struct Services {
     pub queue: Arc<dyn IngestQueue>,
     pub payloads: PayloadStore,
     pub limits: Limits,
-    /// The SQLite pool of the embedded profile (sessions live there too).
-    pub sqlite: Option<sqlx::SqlitePool>,
+    /// The SQLite database of the embedded profile (sessions live there too).
+    pub sqlite: Option<sqlite::Database>,
 }
 
 impl Services {
@@ -71,7 +82,7 @@ impl Services {
                 config.data_dir.display()
             ))
         })?;
-        let pool = match config.database_url.as_deref() {
+        let db = match config.database_url.as_deref() {
             None => sqlite::open_file(&config.data_dir.join("flowtrail.db")).await?,
             Some(url) if url.starts_with("sqlite:") => sqlite::open_url(url).await?,
             Some(url) => {
@@ -81,7 +92,7 @@ impl Services {
                 )));
             }
         };
-        sqlite::migrate(&pool).await?;
+        sqlite::migrate(&db).await?;
         let payloads = match config.object_store_url.as_deref() {
             None => PayloadStore::local(&config.data_dir.join("payloads"))?,
             Some(url) if url.starts_with("file://") => {
@@ -95,11 +106,11 @@ impl Services {
             }
         };
         Ok(Services {
-            metadata: Arc::new(sqlite::SqliteMetadata::new(pool.clone())),
-            queue: Arc::new(sqlite::SqliteQueue::start(pool.clone())),
+            metadata: Arc::new(sqlite::SqliteMetadata::new(db.clone())),
+            queue: Arc::new(sqlite::SqliteQueue::start(&db)),
             payloads,
             limits: Limits::default(),
-            sqlite: Some(pool),
+            sqlite: Some(db),
         })
     }
 

@@ -25,13 +25,9 @@ struct Fixture {
 
 async fn fresh() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let services = Services::open(&StorageConfig {
-        data_dir: dir.path().to_path_buf(),
-        database_url: None,
-        object_store_url: None,
-    })
-    .await
-    .unwrap();
+    let services = Services::open(&StorageConfig::embedded(dir.path()))
+        .await
+        .unwrap();
     let team = services.bootstrap(None).await.unwrap().id;
     Fixture {
         services,

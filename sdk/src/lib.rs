@@ -19,7 +19,6 @@
 
 mod sender;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,21 +110,11 @@ impl Client {
         Flow {
             client: self.clone(),
             record: FlowRecord {
-                id: Uuid::now_v7(),
-                version: 1,
-                pipeline: pipeline.into(),
-                status: FlowStatus::Running,
-                started_at: OffsetDateTime::now_utc(),
-                ended_at: None,
-                input: Value::Null,
-                output: Value::Null,
-                tags: BTreeMap::new(),
-                error: None,
                 sdk: Some(SdkInfo {
                     name: "flowtrail-rust".into(),
                     version: env!("CARGO_PKG_VERSION").into(),
                 }),
-                steps: Vec::new(),
+                ..FlowRecord::new(Uuid::now_v7(), pipeline, OffsetDateTime::now_utc())
             },
             sent: false,
         }
@@ -195,20 +184,8 @@ impl Flow {
         Step {
             flow: self,
             record: StepRecord {
-                seq,
-                name: name.into(),
-                kind,
-                status: FlowStatus::Running,
                 started_at: Some(OffsetDateTime::now_utc()),
-                ended_at: None,
-                input: Value::Null,
-                output: Value::Null,
-                reasoning: None,
-                candidates_in: None,
-                candidates_out: None,
-                reasons: BTreeMap::new(),
-                capture: Capture::Full,
-                observations: Vec::new(),
+                ..StepRecord::new(seq, name, kind)
             },
             finished: false,
         }
@@ -239,20 +216,7 @@ impl Flow {
 }
 
 fn empty_record() -> FlowRecord {
-    FlowRecord {
-        id: Uuid::nil(),
-        version: 1,
-        pipeline: String::new(),
-        status: FlowStatus::Running,
-        started_at: OffsetDateTime::UNIX_EPOCH,
-        ended_at: None,
-        input: Value::Null,
-        output: Value::Null,
-        tags: BTreeMap::new(),
-        error: None,
-        sdk: None,
-        steps: Vec::new(),
-    }
+    FlowRecord::new(Uuid::nil(), "", OffsetDateTime::UNIX_EPOCH)
 }
 
 impl Drop for Flow {
@@ -353,22 +317,7 @@ impl Step<'_> {
 }
 
 fn placeholder_step() -> StepRecord {
-    StepRecord {
-        seq: 0,
-        name: String::new(),
-        kind: StepKind::Custom,
-        status: FlowStatus::Running,
-        started_at: None,
-        ended_at: None,
-        input: Value::Null,
-        output: Value::Null,
-        reasoning: None,
-        candidates_in: None,
-        candidates_out: None,
-        reasons: BTreeMap::new(),
-        capture: Capture::Full,
-        observations: Vec::new(),
-    }
+    StepRecord::new(0, "", StepKind::Custom)
 }
 
 impl Drop for Step<'_> {

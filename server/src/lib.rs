@@ -42,9 +42,14 @@ pub async fn build_app(services: Arc<Services>, config: &HttpConfig) -> anyhow::
         .site_addr(config.addr)
         .env(leptos::config::Env::PROD)
         .build();
-    let pool = services.sqlite.clone().ok_or_else(|| {
-        anyhow::anyhow!("sessions need the SQLite database of the embedded profile")
-    })?;
+    // Session reads are frequent and writes rare: they use the read pool.
+    let pool = services
+        .sqlite
+        .as_ref()
+        .map(|db| db.read.clone())
+        .ok_or_else(|| {
+            anyhow::anyhow!("sessions need the SQLite database of the embedded profile")
+        })?;
     let store = SqliteStore::new(pool)
         .with_table_name("sessions")
         .map_err(anyhow::Error::msg)?;

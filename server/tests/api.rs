@@ -9,10 +9,11 @@ use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
 use flowtrail_domain::auth::Scope;
-use flowtrail_domain::{Services, StorageConfig, worker};
-use flowtrail_server::{HttpConfig, build_app};
+use flowtrail_domain::{Services, worker};
 use serde_json::{Value, json};
 use tower::ServiceExt;
+
+mod common;
 
 struct TestApp {
     router: Router,
@@ -24,37 +25,12 @@ struct TestApp {
 const MAX_BODY: usize = 256 * 1024;
 
 async fn app() -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let services = Arc::new(
-        Services::open(&StorageConfig {
-            data_dir: dir.path().to_path_buf(),
-            database_url: None,
-            object_store_url: None,
-        })
-        .await
-        .unwrap(),
-    );
-    services.bootstrap(None).await.unwrap();
-    let key = services
-        .create_api_key("default", "test", Scope::All)
-        .await
-        .unwrap();
-    let router = build_app(
-        services.clone(),
-        &HttpConfig {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            site_root: dir.path().join("site"),
-            max_body_bytes: MAX_BODY,
-            secure_cookies: false,
-        },
-    )
-    .await
-    .unwrap();
+    let fixture = common::fixture("127.0.0.1:0".parse().unwrap(), MAX_BODY).await;
     TestApp {
-        router,
-        services,
-        key,
-        _dir: dir,
+        router: fixture.router,
+        services: fixture.services,
+        key: fixture.key,
+        _dir: fixture.dir,
     }
 }
 

@@ -8,58 +8,37 @@ use std::time::Duration;
 use flowtrail_domain::auth::Scope;
 use flowtrail_domain::{Services, StorageConfig, worker};
 use flowtrail_sdk::{Candidate, Client, StepKind};
-use flowtrail_server::{HttpConfig, build_app};
 use serde_json::{Value, json};
 
 struct Live {
     url: String,
     key: String,
     services: Arc<Services>,
+    /// Workers run until the fixture is dropped.
+    _stop: tokio::sync::watch::Sender<bool>,
     _dir: tempfile::TempDir,
 }
 
+mod common;
+
 async fn live() -> Live {
-    let dir = tempfile::tempdir().unwrap();
-    let services = Arc::new(
-        Services::open(&StorageConfig {
-            data_dir: dir.path().to_path_buf(),
-            database_url: None,
-            object_store_url: None,
-        })
-        .await
-        .unwrap(),
-    );
-    services.bootstrap(None).await.unwrap();
-    let key = services
-        .create_api_key("default", "sdk", Scope::All)
-        .await
-        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = build_app(
-        services.clone(),
-        &HttpConfig {
-            addr,
-            site_root: dir.path().join("site"),
-            max_body_bytes: 32 * 1024 * 1024,
-            secure_cookies: false,
-        },
-    )
-    .await
-    .unwrap();
+    let fixture = common::fixture(addr, 32 * 1024 * 1024).await;
+    let app = fixture.router;
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
     tokio::spawn(worker::run(
-        services.clone(),
+        fixture.services.clone(),
         Default::default(),
-        shutdown.clone(),
+        shutdown,
     ));
-    std::mem::forget(_stop); // workers run for the whole test
     Live {
         url: format!("http://{addr}"),
-        key,
-        services,
-        _dir: dir,
+        key: fixture.key,
+        services: fixture.services,
+        _stop: stop,
+        _dir: fixture.dir,
     }
 }
 
@@ -254,13 +233,9 @@ async fn the_cli_creates_users_and_prints_a_key_alone() {
     assert_eq!(lines.len(), 1, "the key alone on stdout: {stdout:?}");
     assert!(lines[0].starts_with("ftk_") && lines[0].len() == 52);
 
-    let services = Services::open(&StorageConfig {
-        data_dir: dir.path().to_path_buf(),
-        database_url: None,
-        object_store_url: None,
-    })
-    .await
-    .unwrap();
+    let services = Services::open(&StorageConfig::embedded(dir.path()))
+        .await
+        .unwrap();
     let stored = services.api_key(lines[0]).await.unwrap().unwrap();
     assert_eq!(
         (stored.team.slug.as_str(), stored.scope),

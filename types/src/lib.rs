@@ -54,6 +54,26 @@ pub struct FlowRecord {
     pub steps: Vec<StepRecord>,
 }
 
+impl FlowRecord {
+    /// A running flow with nothing recorded yet.
+    pub fn new(id: Uuid, pipeline: impl Into<String>, started_at: OffsetDateTime) -> Self {
+        FlowRecord {
+            id,
+            version: 1,
+            pipeline: pipeline.into(),
+            status: FlowStatus::Running,
+            started_at,
+            ended_at: None,
+            input: Value::Null,
+            output: Value::Null,
+            tags: BTreeMap::new(),
+            error: None,
+            sdk: None,
+            steps: Vec::new(),
+        }
+    }
+}
+
 fn default_version() -> u32 {
     1
 }
@@ -236,6 +256,26 @@ impl Verdict {
 }
 
 impl StepRecord {
+    /// A running step with nothing recorded yet (full capture).
+    pub fn new(seq: u32, name: impl Into<String>, kind: StepKind) -> Self {
+        StepRecord {
+            seq,
+            name: name.into(),
+            kind,
+            status: StepStatus::Running,
+            started_at: None,
+            ended_at: None,
+            input: Value::Null,
+            output: Value::Null,
+            reasoning: None,
+            candidates_in: None,
+            candidates_out: None,
+            reasons: BTreeMap::new(),
+            capture: Capture::Full,
+            observations: Vec::new(),
+        }
+    }
+
     /// `candidates_in`, or — when the step holds every candidate — the number of observations.
     pub fn effective_candidates_in(&self) -> Option<u64> {
         self.candidates_in.or_else(|| {
@@ -363,25 +403,13 @@ mod tests {
             attributes: Attributes::new(),
         };
         let step = StepRecord {
-            seq: 1,
-            name: "f".into(),
-            kind: StepKind::Filter,
-            status: StepStatus::Succeeded,
-            started_at: None,
-            ended_at: None,
-            input: Value::Null,
-            output: Value::Null,
-            reasoning: None,
-            candidates_in: None,
-            candidates_out: None,
-            reasons: BTreeMap::new(),
-            capture: Capture::Full,
             observations: vec![
                 obs("a", Verdict::Kept, None),
                 obs("b", Verdict::Rejected, Some("price")),
                 obs("c", Verdict::Rejected, Some("price")),
                 obs("d", Verdict::Selected, None),
             ],
+            ..StepRecord::new(1, "f", StepKind::Filter)
         };
         assert_eq!(step.effective_candidates_in(), Some(4));
         assert_eq!(step.effective_candidates_out(), Some(2));

@@ -7,10 +7,10 @@ use flowtrail_types::{
 };
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
-use super::{from_ms, now_ms, to_ms};
+use super::{Database, from_ms, now_ms, to_ms};
 use crate::auth::{Role, Scope};
 use crate::payloads::PayloadRef;
 use crate::store::{
@@ -22,12 +22,12 @@ use crate::{Error, Result};
 /// Metadata in the embedded SQLite database.
 #[derive(Clone)]
 pub struct SqliteMetadata {
-    pool: SqlitePool,
+    db: Database,
 }
 
 impl SqliteMetadata {
-    pub fn new(pool: SqlitePool) -> Self {
-        SqliteMetadata { pool }
+    pub fn new(db: Database) -> Self {
+        SqliteMetadata { db }
     }
 }
 
@@ -100,7 +100,7 @@ impl SqliteMetadata {
              WHERE m.user_id = ? ORDER BY t.id",
         )
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.read)
         .await?;
         rows.iter()
             .map(|row| {
@@ -120,7 +120,7 @@ impl SqliteMetadata {
         let sql = format!("SELECT id, email, password_hash FROM users WHERE {column} = ?");
         let Some(row) = sqlx::query(&sql)
             .bind(value.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db.read)
             .await?
         else {
             return Ok(None);
@@ -138,7 +138,7 @@ impl SqliteMetadata {
 #[async_trait]
 impl MetadataStore for SqliteMetadata {
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.db.read).await?;
         Ok(())
     }
 
@@ -148,7 +148,7 @@ impl MetadataStore for SqliteMetadata {
         )
         .bind(slug)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.db.write)
         .await?;
         self.team_by_slug(slug)
             .await?
@@ -158,7 +158,7 @@ impl MetadataStore for SqliteMetadata {
     async fn team_by_slug(&self, slug: &str) -> Result<Option<Team>> {
         let row = sqlx::query("SELECT id, slug FROM teams WHERE slug = ?")
             .bind(slug)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db.read)
             .await?;
         row.map(|row| {
             Ok(Team {
@@ -171,7 +171,7 @@ impl MetadataStore for SqliteMetadata {
 
     async fn user_count(&self) -> Result<u64> {
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.db.read)
             .await?;
         Ok(count as u64)
     }
@@ -183,7 +183,7 @@ impl MetadataStore for SqliteMetadata {
         team_id: i64,
         role: Role,
     ) -> Result<i64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.write.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO users (email, password_hash, created_at) VALUES (?, ?, ?) \
              ON CONFLICT (email) DO NOTHING RETURNING id",
@@ -235,7 +235,7 @@ impl MetadataStore for SqliteMetadata {
         .bind(display_prefix)
         .bind(hash)
         .bind(now_ms())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db.write)
         .await?;
         Ok(id)
     }
@@ -246,7 +246,7 @@ impl MetadataStore for SqliteMetadata {
              JOIN teams t ON t.id = k.team_id WHERE k.key_hash = ? AND k.revoked_at IS NULL",
         )
         .bind(hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.read)
         .await?;
         row.map(|row| {
             let scope: String = row.try_get("scope")?;
@@ -270,7 +270,7 @@ impl MetadataStore for SqliteMetadata {
         payloads: &StepPayloads,
     ) -> Result<UpsertOutcome> {
         let flow_id = flow.id.hyphenated().to_string();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.write.begin().await?;
         let stored: Option<i64> =
             sqlx::query_scalar("SELECT version FROM flows WHERE team_id = ? AND id = ?")
                 .bind(team_id)
@@ -446,7 +446,7 @@ impl MetadataStore for SqliteMetadata {
         let limit = query.limit.clamp(1, 500);
         sql.push(" ORDER BY f.started_at DESC, f.id DESC LIMIT ")
             .push_bind(i64::from(limit) + 1);
-        let rows = sql.build().fetch_all(&self.pool).await?;
+        let rows = sql.build().fetch_all(&self.db.read).await?;
         let mut flows = rows.iter().map(flow_summary).collect::<Result<Vec<_>>>()?;
         let next_cursor = if flows.len() > limit as usize {
             flows.truncate(limit as usize);
@@ -471,7 +471,7 @@ impl MetadataStore for SqliteMetadata {
         ))
         .bind(team_id)
         .bind(&id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.read)
         .await?
         else {
             return Ok(None);
@@ -492,7 +492,7 @@ impl MetadataStore for SqliteMetadata {
         )
         .bind(team_id)
         .bind(&id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.read)
         .await?;
         Ok(Some(FlowDetail {
             summary: flow_summary(&row)?,
@@ -516,7 +516,7 @@ impl MetadataStore for SqliteMetadata {
         .bind(team_id)
         .bind(flow_id.hyphenated().to_string())
         .bind(i64::from(seq))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.read)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let key: Option<String> = row.try_get("payload_key")?;

@@ -21,8 +21,21 @@ pub use queue::SqliteQueue;
 /// Migrations of the embedded profile, compiled into the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
+/// The embedded database: one writer connection, several readers.
+///
+/// SQLite admits one writer at a time. Writers on separate connections would wait for each
+/// other inside SQLite's busy handler, which sleeps and retries; with a single write
+/// connection they queue fairly in the pool instead, and readers (WAL) never wait for them.
+#[derive(Clone)]
+pub struct Database {
+    /// Every write goes through this pool of one connection.
+    pub write: SqlitePool,
+    /// Reads, concurrent with the writer.
+    pub read: SqlitePool,
+}
+
 /// Opens (creating if needed) the SQLite database at `path`.
-pub async fn open_file(path: &Path) -> Result<SqlitePool> {
+pub async fn open_file(path: &Path) -> Result<Database> {
     open(
         SqliteConnectOptions::new()
             .filename(path)
@@ -32,14 +45,14 @@ pub async fn open_file(path: &Path) -> Result<SqlitePool> {
 }
 
 /// Opens a database from a `sqlite:` URL.
-pub async fn open_url(url: &str) -> Result<SqlitePool> {
+pub async fn open_url(url: &str) -> Result<Database> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|e| Error::Config(format!("bad SQLite URL {url:?}: {e}")))?
         .create_if_missing(true);
     open(options).await
 }
 
-async fn open(options: SqliteConnectOptions) -> Result<SqlitePool> {
+async fn open(options: SqliteConnectOptions) -> Result<Database> {
     let options = options
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
@@ -47,13 +60,18 @@ async fn open(options: SqliteConnectOptions) -> Result<SqlitePool> {
         .busy_timeout(Duration::from_secs(10))
         .pragma("temp_store", "memory")
         .pragma("cache_size", "-32000");
-    let pool = SqlitePoolOptions::new()
+    let write = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .connect_with(options.clone())
+        .await?;
+    assert_durable(&write).await?;
+    let read = SqlitePoolOptions::new()
         .max_connections(8)
         .min_connections(1)
         .connect_with(options)
         .await?;
-    assert_durable(&pool).await?;
-    Ok(pool)
+    Ok(Database { write, read })
 }
 
 /// Refuses to run unless commits are durable: WAL and `synchronous=FULL` (2).
@@ -73,8 +91,8 @@ async fn assert_durable(pool: &SqlitePool) -> Result<()> {
 }
 
 /// Applies pending migrations; start-up stops if one fails.
-pub async fn migrate(pool: &SqlitePool) -> Result<()> {
-    MIGRATOR.run(pool).await?;
+pub async fn migrate(db: &Database) -> Result<()> {
+    MIGRATOR.run(&db.write).await?;
     Ok(())
 }
 

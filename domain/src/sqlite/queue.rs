@@ -12,7 +12,7 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
-use super::now_ms;
+use super::{Database, now_ms};
 use crate::queue::{EnqueueOutcome, IngestQueue, Job, NewJob};
 use crate::{Error, Result};
 
@@ -23,19 +23,23 @@ type Reply = oneshot::Sender<Result<EnqueueOutcome>>;
 
 /// The embedded queue.
 pub struct SqliteQueue {
+    /// The write connection: enqueue, claim and outcomes.
     pool: SqlitePool,
+    read: SqlitePool,
     writer: mpsc::Sender<(NewJob, Reply)>,
     ready: Arc<Notify>,
 }
 
 impl SqliteQueue {
     /// Starts the group-commit writer on the current Tokio runtime.
-    pub fn start(pool: SqlitePool) -> Self {
+    pub fn start(db: &Database) -> Self {
+        let pool = db.write.clone();
         let (writer, requests) = mpsc::channel(4 * MAX_GROUP);
         let ready = Arc::new(Notify::new());
         tokio::spawn(group_commit(pool.clone(), requests, ready.clone()));
         SqliteQueue {
             pool,
+            read: db.read.clone(),
             writer,
             ready,
         }
@@ -206,7 +210,7 @@ impl IngestQueue for SqliteQueue {
         let depth: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM ingest_jobs WHERE state IN ('queued', 'claimed')",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.read)
         .await?;
         Ok(depth as u64)
     }

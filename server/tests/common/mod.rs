@@ -1,0 +1,46 @@
+//! What the server's test files share: a fresh embedded data directory with its services, an
+//! API key, and the application built over them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use flowtrail_domain::auth::Scope;
+use flowtrail_domain::{Services, StorageConfig};
+use flowtrail_server::{HttpConfig, build_app};
+
+/// A fresh, bootstrapped embedded profile and its application.
+pub struct Fixture {
+    pub router: Router,
+    pub services: Arc<Services>,
+    /// An API key with scope `all` in team `default`.
+    pub key: String,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn fixture(addr: SocketAddr, max_body_bytes: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let services = Arc::new(
+        Services::open(&StorageConfig::embedded(dir.path()))
+            .await
+            .unwrap(),
+    );
+    services.bootstrap(None).await.unwrap();
+    let key = services
+        .create_api_key("default", "test", Scope::All)
+        .await
+        .unwrap();
+    let config = HttpConfig {
+        addr,
+        site_root: dir.path().join("site"),
+        max_body_bytes,
+        secure_cookies: false,
+    };
+    let router = build_app(services.clone(), &config).await.unwrap();
+    Fixture {
+        router,
+        services,
+        key,
+        dir,
+    }
+}
