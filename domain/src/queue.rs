@@ -54,6 +54,22 @@ pub struct Job {
     pub attempts: u32,
 }
 
+/// A job in the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub team_id: i64,
+    pub flow_id: Uuid,
+    pub flow_version: u32,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub request_id: Option<String>,
+    /// Unix milliseconds.
+    pub enqueued_at: i64,
+    /// Unix milliseconds.
+    pub died_at: Option<i64>,
+}
+
 /// Queue engine: SQLite table (embedded) or Redis Streams (scale-out).
 #[async_trait]
 pub trait IngestQueue: Send + Sync {
@@ -67,6 +83,11 @@ pub trait IngestQueue: Send + Sync {
     async fn retry(&self, job_id: i64, error: &str, delay: Duration) -> Result<()>;
     /// The job failed permanently: keep it in the dead-letter queue.
     async fn bury(&self, job_id: i64, error: &str) -> Result<()>;
+    /// Dead jobs, newest first, of one team or of all.
+    async fn dead_letters(&self, team_id: Option<i64>, limit: u32) -> Result<Vec<DeadLetter>>;
+    /// Puts dead jobs (one, or all of a team, or all) back in the queue with fresh attempts.
+    /// Returns how many.
+    async fn redrive(&self, team_id: Option<i64>, job_id: Option<i64>) -> Result<u64>;
     /// Jobs waiting or being processed.
     async fn depth(&self) -> Result<u64>;
     /// Resolves when new jobs may be ready (or after a while): workers wait on it.

@@ -9,6 +9,8 @@ use flowtrail_domain::auth::{Role, Scope};
 use flowtrail_domain::ingest::{self, Limits};
 use flowtrail_domain::queue::{EnqueueOutcome, NewJob};
 use flowtrail_domain::store::{FlowCursor, FlowQuery, StepPayloads, UpsertOutcome};
+use flowtrail_domain::payloads::PayloadStore;
+use flowtrail_domain::worker::{self, WorkerConfig};
 use flowtrail_domain::{Error, Services, StorageConfig};
 use flowtrail_types::{
     Attributes, Capture, FlowRecord, FlowStatus, Observation, Reason, StepKind, StepRecord, Verdict,
@@ -613,4 +615,92 @@ fn validation_names_the_limit_and_the_field() {
     let mut nil = ok;
     nil.id = Uuid::nil();
     assert_eq!(field_of(&nil, &limits), "id");
+}
+
+/// Runs a worker until `done` holds (or fails the test after 10 s).
+async fn work_until<F, Fut>(services: std::sync::Arc<Services>, config: WorkerConfig, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(worker::run(services, config, shutdown));
+    for _ in 0..500 {
+        if done().await {
+            let _ = stop.send(true);
+            task.await.unwrap();
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the worker never got there");
+}
+
+#[tokio::test]
+async fn poison_goes_to_the_dead_letter_queue_and_redrive_brings_it_back() {
+    let f = fresh().await;
+    let fast = WorkerConfig {
+        max_attempts: 3,
+        backoff_base: Duration::from_millis(1),
+        idle_poll: Duration::from_millis(10),
+        ..WorkerConfig::default()
+    };
+    // A permanent error (the body is not a flow) is buried at once, without retries.
+    f.services.queue.enqueue(job(f.team, "poison", "not zstd json")).await.unwrap();
+    let shared = std::sync::Arc::new(Services {
+        metadata: f.services.metadata.clone(),
+        queue: f.services.queue.clone(),
+        payloads: f.services.payloads.clone(),
+        limits: Limits::default(),
+        sqlite: f.services.sqlite.clone(),
+    });
+    let q = f.services.queue.clone();
+    work_until(shared.clone(), fast.clone(), || async { q.depth().await.unwrap() == 0 }).await;
+    let dead = f.services.queue.dead_letters(Some(f.team), 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 1, "permanent errors are not retried");
+    assert!(dead[0].last_error.as_deref().unwrap().contains("decompress"), "{dead:?}");
+    assert_eq!(dead[0].request_id.as_deref(), Some("req-1"));
+
+    // A transient error (the payload store is broken) is retried, then buried.
+    let broken_dir = f._dir.path().join("broken");
+    std::fs::create_dir(&broken_dir).unwrap();
+    let broken = std::sync::Arc::new(Services {
+        payloads: PayloadStore::local(&broken_dir).unwrap(),
+        metadata: f.services.metadata.clone(),
+        queue: f.services.queue.clone(),
+        limits: Limits::default(),
+        sqlite: f.services.sqlite.clone(),
+    });
+    std::fs::remove_dir(&broken_dir).unwrap();
+    std::fs::write(&broken_dir, b"a file where a directory should be").unwrap();
+    let record = flow("p", 0, &[]);
+    ingest::submit(&broken, f.team, None, &serde_json::to_vec(&record).unwrap(), None)
+        .await
+        .unwrap();
+    let q = f.services.queue.clone();
+    let team = f.team;
+    work_until(broken.clone(), fast.clone(), || async {
+        q.dead_letters(Some(team), 10).await.unwrap().len() == 2
+    })
+    .await;
+    let dead = f.services.queue.dead_letters(Some(f.team), 10).await.unwrap();
+    assert_eq!(dead[0].flow_id, record.id);
+    assert_eq!(dead[0].attempts, 3, "retried up to max_attempts");
+
+    // Fixed, redriven: stored. The poison, redriven too, dies again.
+    std::fs::remove_file(&broken_dir).unwrap();
+    std::fs::create_dir(&broken_dir).unwrap();
+    assert_eq!(f.services.queue.redrive(Some(f.team), Some(dead[0].id)).await.unwrap(), 1);
+    assert_eq!(f.services.queue.redrive(Some(f.team), Some(dead[0].id)).await.unwrap(), 0);
+    let metadata = f.services.metadata.clone();
+    work_until(broken.clone(), fast.clone(), || async {
+        metadata.get_flow(team, record.id).await.unwrap().is_some()
+    })
+    .await;
+    assert_eq!(f.services.queue.redrive(None, None).await.unwrap(), 1);
+    let q = f.services.queue.clone();
+    work_until(broken, fast, || async { q.depth().await.unwrap() == 0 }).await;
+    let dead = f.services.queue.dead_letters(None, 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "only the poison is dead again");
 }

@@ -9,7 +9,7 @@ use flowtrail_domain::worker::{self, WorkerConfig};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{AdminCommand, Command, ServeArgs, StorageArgs, WorkerArgs};
+use crate::config::{AdminCommand, Command, DlqCommand, ServeArgs, StorageArgs, WorkerArgs};
 use crate::{HttpConfig, build_app, default_site_root};
 
 /// Runs one command to completion.
@@ -43,7 +43,33 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             println!("{secret}");
             Ok(())
         }
+        Command::Admin(AdminCommand::Dlq(DlqCommand::List(args))) => {
+            let services = open(&args.storage).await?;
+            let team = team_id(&services, args.team.as_deref()).await?;
+            for dead in services.queue.dead_letters(team, args.limit).await? {
+                println!("{}", serde_json::to_string(&dead)?);
+            }
+            Ok(())
+        }
+        Command::Admin(AdminCommand::Dlq(DlqCommand::Redrive(args))) => {
+            let services = open(&args.storage).await?;
+            let team = team_id(&services, args.team.as_deref()).await?;
+            let moved = services.queue.redrive(team, args.id).await?;
+            println!("{moved}");
+            tracing::info!(moved, "dead jobs back in the queue");
+            Ok(())
+        }
     }
+}
+
+async fn team_id(services: &Services, slug: Option<&str>) -> anyhow::Result<Option<i64>> {
+    let Some(slug) = slug else { return Ok(None) };
+    let team = services
+        .metadata
+        .team_by_slug(slug)
+        .await?
+        .with_context(|| format!("no team {slug:?}"))?;
+    Ok(Some(team.id))
 }
 
 async fn open(storage: &StorageArgs) -> anyhow::Result<Arc<Services>> {

@@ -108,6 +108,40 @@ pub enum AdminCommand {
     CreateUser(CreateUserArgs),
     /// Create an API key and print it, alone, on standard output. It is shown only once.
     CreateApiKey(CreateApiKeyArgs),
+    /// Inspect and redrive the dead-letter queue (jobs that failed permanently).
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Subcommand)]
+pub enum DlqCommand {
+    /// List dead jobs, newest first, one JSON object per line.
+    List(DlqListArgs),
+    /// Put dead jobs back in the queue with fresh attempts; prints how many.
+    Redrive(DlqRedriveArgs),
+}
+
+#[derive(Args)]
+pub struct DlqListArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Only this team's jobs.
+    #[arg(long)]
+    pub team: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+}
+
+#[derive(Args)]
+pub struct DlqRedriveArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Only this job (default: every dead job).
+    #[arg(long)]
+    pub id: Option<i64>,
+    /// Only this team's jobs.
+    #[arg(long)]
+    pub team: Option<String>,
 }
 
 #[derive(Args)]

@@ -527,3 +527,60 @@ async fn dashboard_pages_send_visitors_without_a_session_to_sign_in() {
         "hydration script is linked"
     );
 }
+
+#[tokio::test]
+async fn admins_list_and_redrive_dead_letters() {
+    let app = app().await;
+    let poison = flowtrail_domain::queue::NewJob {
+        team_id: app.services.metadata.team_by_slug("default").await.unwrap().unwrap().id,
+        idempotency_key: "poison".into(),
+        body_sha256: "x".into(),
+        flow_id: uuid::Uuid::now_v7(),
+        flow_version: 1,
+        body: b"not a flow".to_vec(),
+        request_id: None,
+    };
+    app.services.queue.enqueue(poison).await.unwrap();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(worker::run(app.services.clone(), Default::default(), shutdown));
+    for _ in 0..200 {
+        if app.services.queue.depth().await.unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(true);
+    task.await.unwrap();
+
+    let (status, body) = app.get_json("/api/v1/admin/dead-letters").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let dead = body["dead_letters"].as_array().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["attempts"], 1);
+    let id = dead[0]["id"].as_i64().unwrap();
+
+    let reader = app.services.create_api_key("default", "r", Scope::Read).await.unwrap();
+    let request = Request::get("/api/v1/admin/dead-letters")
+        .header(header::AUTHORIZATION, format!("Bearer {reader}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.call(request).await.0, StatusCode::FORBIDDEN);
+    let (status, _) = app.get_json("/api/v1/admin/dead-letters?limit=0").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let redrive = |body: &'static str| {
+        Request::post("/api/v1/admin/dead-letters/redrive")
+            .header(header::AUTHORIZATION, format!("Bearer {}", app.key))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let (status, _, body) = app.call(redrive("{\"id\": 999999}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), json!({"redriven": 0}));
+    let body = format!("{{\"id\": {id}}}");
+    let (status, _, body) = app.call(redrive(Box::leak(body.into_boxed_str()))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), json!({"redriven": 1}));
+    assert_eq!(app.services.queue.depth().await.unwrap(), 1);
+}

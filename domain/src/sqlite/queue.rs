@@ -13,7 +13,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{Database, now_ms};
-use crate::queue::{EnqueueOutcome, IngestQueue, Job, NewJob};
+use crate::queue::{DeadLetter, EnqueueOutcome, IngestQueue, Job, NewJob};
 use crate::{Error, Result};
 
 /// Most jobs committed in one transaction.
@@ -204,6 +204,53 @@ impl IngestQueue for SqliteQueue {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn dead_letters(&self, team_id: Option<i64>, limit: u32) -> Result<Vec<DeadLetter>> {
+        let rows = sqlx::query(
+            "SELECT id, team_id, flow_id, flow_version, attempts, last_error, request_id, \
+             enqueued_at, finished_at FROM ingest_jobs \
+             WHERE state = 'dead' AND (?1 IS NULL OR team_id = ?1) ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(team_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let flow_id: String = row.try_get("flow_id")?;
+                Ok(DeadLetter {
+                    id: row.try_get("id")?,
+                    team_id: row.try_get("team_id")?,
+                    flow_id: Uuid::try_parse(&flow_id)
+                        .map_err(|_| Error::Internal("stored job has a bad flow id".into()))?,
+                    flow_version: row.try_get::<i64, _>("flow_version")? as u32,
+                    attempts: row.try_get::<i64, _>("attempts")? as u32,
+                    last_error: row.try_get("last_error")?,
+                    request_id: row.try_get("request_id")?,
+                    enqueued_at: row.try_get("enqueued_at")?,
+                    died_at: row.try_get("finished_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn redrive(&self, team_id: Option<i64>, job_id: Option<i64>) -> Result<u64> {
+        let moved = sqlx::query(
+            "UPDATE ingest_jobs SET state = 'queued', attempts = 0, run_after = ?1, \
+             lease_until = NULL, finished_at = NULL \
+             WHERE state = 'dead' AND (?2 IS NULL OR team_id = ?2) AND (?3 IS NULL OR id = ?3)",
+        )
+        .bind(now_ms())
+        .bind(team_id)
+        .bind(job_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if moved > 0 {
+            self.ready.notify_one();
+        }
+        Ok(moved)
     }
 
     async fn depth(&self) -> Result<u64> {

@@ -22,6 +22,9 @@ pub struct Ingester(pub Caller);
 /// A caller allowed to read: an API key with scope `read` or `all`, or a signed-in member.
 pub struct Reader(pub Caller);
 
+/// A team admin: a signed-in member with role admin, or an API key with scope `all`.
+pub struct Admin(pub Caller);
+
 /// The bearer token, if the request carries one; a malformed header is an error.
 fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
     let Some(value) = parts.headers.get(AUTHORIZATION) else {
@@ -76,6 +79,59 @@ impl FromRequestParts<AppState> for Ingester {
     }
 }
 
+/// The signed-in user's first membership, from the session cookie.
+async fn session_membership(
+    parts: &mut Parts,
+    state: &AppState,
+) -> Result<flowtrail_domain::store::Membership, ApiError> {
+    let unauthorized =
+        || ApiError::Unauthorized("sign in, or send Authorization: Bearer <api key>".into());
+    let session = Session::from_request_parts(parts, state)
+        .await
+        .map_err(|_| unauthorized())?;
+    let user_id: Option<i64> = session.get(SESSION_USER_KEY).await.map_err(|error| {
+        tracing::warn!(%error, "session store failed");
+        ApiError::Unavailable {
+            retry_after: 1,
+            message: "sessions are unavailable right now".into(),
+        }
+    })?;
+    let user = match user_id {
+        Some(id) => state.services.metadata.user_by_id(id).await?,
+        None => None,
+    };
+    user.and_then(|u| u.memberships.into_iter().next())
+        .ok_or_else(unauthorized)
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(secret) = bearer(parts)? {
+            let key = api_key(state, secret).await?;
+            if key.scope != flowtrail_domain::auth::Scope::All {
+                return Err(ApiError::Forbidden(format!(
+                    "this API key has scope {}; administration needs scope all",
+                    key.scope.as_str()
+                )));
+            }
+            return Ok(Admin(Caller {
+                team_id: key.team.id,
+                team: key.team.slug,
+            }));
+        }
+        let membership = session_membership(parts, state).await?;
+        if membership.role != flowtrail_domain::auth::Role::Admin {
+            return Err(ApiError::Forbidden("this needs the admin role in the team".into()));
+        }
+        Ok(Admin(Caller {
+            team_id: membership.team.id,
+            team: membership.team.slug,
+        }))
+    }
+}
+
 impl FromRequestParts<AppState> for Reader {
     type Rejection = ApiError;
 
@@ -93,25 +149,7 @@ impl FromRequestParts<AppState> for Reader {
                 team: key.team.slug,
             }));
         }
-        let unauthorized =
-            || ApiError::Unauthorized("sign in, or send Authorization: Bearer <api key>".into());
-        let session = Session::from_request_parts(parts, state)
-            .await
-            .map_err(|_| unauthorized())?;
-        let user_id: Option<i64> = session.get(SESSION_USER_KEY).await.map_err(|error| {
-            tracing::warn!(%error, "session store failed");
-            ApiError::Unavailable {
-                retry_after: 1,
-                message: "sessions are unavailable right now".into(),
-            }
-        })?;
-        let user = match user_id {
-            Some(id) => state.services.metadata.user_by_id(id).await?,
-            None => None,
-        };
-        let membership = user
-            .and_then(|u| u.memberships.into_iter().next())
-            .ok_or_else(unauthorized)?;
+        let membership = session_membership(parts, state).await?;
         Ok(Reader(Caller {
             team_id: membership.team.id,
             team: membership.team.slug,

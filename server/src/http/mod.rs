@@ -1,5 +1,6 @@
 //! The JSON API: one module per resource, each with its `router()`, merged here.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod flows;
@@ -13,6 +14,7 @@ use crate::state::AppState;
 /// Every API route, plus JSON answers for unknown endpoints and wrong methods under `/api`.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(admin::router())
         .merge(flows::router())
         .merge(health::router())
         .route("/api", any(error::unknown_endpoint))
