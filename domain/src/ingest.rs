@@ -229,8 +229,21 @@ pub async fn submit(
     body: &[u8],
     request_id: Option<&str>,
 ) -> Result<Accepted> {
+    let job = prepare(&services.limits, team_id, idempotency_key, body, request_id)?;
+    enqueue(services, job).await
+}
+
+/// Parses and validates a flow record and makes it a queue job (CPU only, no I/O), so the
+/// caller knows the idempotency key before anything is stored.
+pub fn prepare(
+    limits: &Limits,
+    team_id: i64,
+    idempotency_key: Option<&str>,
+    body: &[u8],
+    request_id: Option<&str>,
+) -> Result<NewJob> {
     let flow = parse_flow(body)?;
-    validate(&flow, &services.limits)?;
+    validate(&flow, limits)?;
     let idempotency_key = match idempotency_key {
         Some(key) => key.to_string(),
         None => format!("{}:{}", flow.id, flow.version),
@@ -244,13 +257,19 @@ pub async fn submit(
         body: zstd::bulk::compress(body, 1)?,
         request_id: request_id.map(str::to_string),
     };
+    Ok(job)
+}
+
+/// Enqueues a prepared job durably; answers once it is committed.
+pub async fn enqueue(services: &Services, job: NewJob) -> Result<Accepted> {
+    let flow_id = job.flow_id;
     match services.queue.enqueue(job).await? {
         EnqueueOutcome::Accepted => Ok(Accepted {
-            flow_id: flow.id,
+            flow_id,
             replayed: false,
         }),
         EnqueueOutcome::Replayed => Ok(Accepted {
-            flow_id: flow.id,
+            flow_id,
             replayed: true,
         }),
         EnqueueOutcome::KeyReused => Err(Error::IdempotencyKeyReused),

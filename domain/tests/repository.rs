@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use flowtrail_domain::auth::{Role, Scope};
 use flowtrail_domain::ingest::{self, Limits};
+use flowtrail_domain::payloads::PayloadStore;
 use flowtrail_domain::queue::{EnqueueOutcome, NewJob};
 use flowtrail_domain::store::{FlowCursor, FlowQuery, StepPayloads, UpsertOutcome};
-use flowtrail_domain::payloads::PayloadStore;
 use flowtrail_domain::worker::{self, WorkerConfig};
 use flowtrail_domain::{Error, Services, StorageConfig};
 use flowtrail_types::{
@@ -646,7 +646,11 @@ async fn poison_goes_to_the_dead_letter_queue_and_redrive_brings_it_back() {
         ..WorkerConfig::default()
     };
     // A permanent error (the body is not a flow) is buried at once, without retries.
-    f.services.queue.enqueue(job(f.team, "poison", "not zstd json")).await.unwrap();
+    f.services
+        .queue
+        .enqueue(job(f.team, "poison", "not zstd json"))
+        .await
+        .unwrap();
     let shared = std::sync::Arc::new(Services {
         metadata: f.services.metadata.clone(),
         queue: f.services.queue.clone(),
@@ -655,11 +659,26 @@ async fn poison_goes_to_the_dead_letter_queue_and_redrive_brings_it_back() {
         sqlite: f.services.sqlite.clone(),
     });
     let q = f.services.queue.clone();
-    work_until(shared.clone(), fast.clone(), || async { q.depth().await.unwrap() == 0 }).await;
-    let dead = f.services.queue.dead_letters(Some(f.team), 10).await.unwrap();
+    work_until(shared.clone(), fast.clone(), || async {
+        q.depth().await.unwrap() == 0
+    })
+    .await;
+    let dead = f
+        .services
+        .queue
+        .dead_letters(Some(f.team), 10)
+        .await
+        .unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].attempts, 1, "permanent errors are not retried");
-    assert!(dead[0].last_error.as_deref().unwrap().contains("decompress"), "{dead:?}");
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("decompress"),
+        "{dead:?}"
+    );
     assert_eq!(dead[0].request_id.as_deref(), Some("req-1"));
 
     // A transient error (the payload store is broken) is retried, then buried.
@@ -675,24 +694,49 @@ async fn poison_goes_to_the_dead_letter_queue_and_redrive_brings_it_back() {
     std::fs::remove_dir(&broken_dir).unwrap();
     std::fs::write(&broken_dir, b"a file where a directory should be").unwrap();
     let record = flow("p", 0, &[]);
-    ingest::submit(&broken, f.team, None, &serde_json::to_vec(&record).unwrap(), None)
-        .await
-        .unwrap();
+    ingest::submit(
+        &broken,
+        f.team,
+        None,
+        &serde_json::to_vec(&record).unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
     let q = f.services.queue.clone();
     let team = f.team;
     work_until(broken.clone(), fast.clone(), || async {
         q.dead_letters(Some(team), 10).await.unwrap().len() == 2
     })
     .await;
-    let dead = f.services.queue.dead_letters(Some(f.team), 10).await.unwrap();
+    let dead = f
+        .services
+        .queue
+        .dead_letters(Some(f.team), 10)
+        .await
+        .unwrap();
     assert_eq!(dead[0].flow_id, record.id);
     assert_eq!(dead[0].attempts, 3, "retried up to max_attempts");
 
     // Fixed, redriven: stored. The poison, redriven too, dies again.
     std::fs::remove_file(&broken_dir).unwrap();
     std::fs::create_dir(&broken_dir).unwrap();
-    assert_eq!(f.services.queue.redrive(Some(f.team), Some(dead[0].id)).await.unwrap(), 1);
-    assert_eq!(f.services.queue.redrive(Some(f.team), Some(dead[0].id)).await.unwrap(), 0);
+    assert_eq!(
+        f.services
+            .queue
+            .redrive(Some(f.team), Some(dead[0].id))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        f.services
+            .queue
+            .redrive(Some(f.team), Some(dead[0].id))
+            .await
+            .unwrap(),
+        0
+    );
     let metadata = f.services.metadata.clone();
     work_until(broken.clone(), fast.clone(), || async {
         metadata.get_flow(team, record.id).await.unwrap().is_some()

@@ -125,10 +125,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(site_root = %site_root.display(), "dashboard assets not found; pages will not hydrate (run scripts/build-site.sh)");
     }
     let config = HttpConfig {
-        addr: args.addr,
-        site_root,
         max_body_bytes: args.max_body_bytes,
         secure_cookies: args.secure_cookies,
+        rate_limit_per_second: args.rate_limit_per_second,
+        rate_limit_burst: args.rate_limit_burst,
+        max_queue_depth: args.max_queue_depth,
+        ..HttpConfig::new(args.addr, site_root)
     };
     let app = build_app(services.clone(), &config).await?;
     let listener = tokio::net::TcpListener::bind(args.addr)

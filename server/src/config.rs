@@ -91,6 +91,15 @@ pub struct ServeArgs {
     /// Mark session cookies `Secure` (set when served over HTTPS).
     #[arg(long, env = "FLOWTRAIL_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// Flows per second per API key (token bucket; 0 = unlimited).
+    #[arg(long, env = "FLOWTRAIL_RATE_LIMIT_PER_SECOND", default_value_t = 1_000)]
+    pub rate_limit_per_second: u32,
+    /// Burst above the rate an API key may send at once.
+    #[arg(long, env = "FLOWTRAIL_RATE_LIMIT_BURST", default_value_t = 2_000)]
+    pub rate_limit_burst: u32,
+    /// Ingest answers 503 + Retry-After while the queue holds this many flows (0 = unbounded).
+    #[arg(long, env = "FLOWTRAIL_MAX_QUEUE_DEPTH", default_value_t = 100_000)]
+    pub max_queue_depth: u64,
 }
 
 #[derive(Args)]

@@ -3,6 +3,7 @@
 
 #![recursion_limit = "256"]
 
+pub mod admission;
 pub mod commands;
 pub mod config;
 pub mod http;
@@ -31,6 +32,26 @@ pub struct HttpConfig {
     pub site_root: PathBuf,
     pub max_body_bytes: usize,
     pub secure_cookies: bool,
+    /// Flows per second per API key (0: unlimited), and the burst above it.
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+    /// Ingest answers 503 while the queue holds this many jobs (0: unbounded).
+    pub max_queue_depth: u64,
+}
+
+impl HttpConfig {
+    /// Defaults for `addr` and `site_root`: what tests and embedders start from.
+    pub fn new(addr: SocketAddr, site_root: PathBuf) -> Self {
+        HttpConfig {
+            addr,
+            site_root,
+            max_body_bytes: 32 * 1024 * 1024,
+            secure_cookies: false,
+            rate_limit_per_second: 1_000,
+            rate_limit_burst: 2_000,
+            max_queue_depth: 100_000,
+        }
+    }
 }
 
 /// Builds the whole application: API, dashboard, sessions, request ids and tracing.
@@ -65,6 +86,15 @@ pub async fn build_app(services: Arc<Services>, config: &HttpConfig) -> anyhow::
         leptos,
         max_body_bytes: config.max_body_bytes,
         metrics: Metrics::default(),
+        rate_limits: admission::RateLimits::new(
+            config.rate_limit_per_second,
+            config.rate_limit_burst,
+        ),
+        depth_gate: admission::DepthGate::new(
+            config.max_queue_depth,
+            std::time::Duration::from_millis(250),
+        ),
+        in_flight: admission::InFlight::default(),
     }));
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
         let request_id = request

@@ -8,6 +8,8 @@ use axum::extract::FromRef;
 use flowtrail_domain::Services;
 use leptos::config::LeptosOptions;
 
+use crate::admission::{DepthGate, InFlight, RateLimits};
+
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]
 pub struct AppState(pub Arc<App>);
@@ -22,6 +24,12 @@ pub struct App {
     pub max_body_bytes: usize,
     /// Counters exposed on `/metrics`.
     pub metrics: Metrics,
+    /// Token bucket per API key.
+    pub rate_limits: RateLimits,
+    /// Bound on the ingest queue's depth.
+    pub depth_gate: DepthGate,
+    /// Idempotency keys being accepted right now.
+    pub in_flight: InFlight,
 }
 
 /// Process-wide counters (Prometheus text on `/metrics`).
@@ -33,6 +41,10 @@ pub struct Metrics {
     pub flows_replayed: AtomicU64,
     /// Ingest requests refused with a 4xx.
     pub flows_rejected: AtomicU64,
+    /// Ingest requests refused by the rate limit (429).
+    pub flows_rate_limited: AtomicU64,
+    /// Ingest requests refused because the queue is full or storage is down (503).
+    pub flows_unavailable: AtomicU64,
     /// Observation payloads whose checksum did not match.
     pub integrity_failures: AtomicU64,
 }

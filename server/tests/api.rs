@@ -25,7 +25,15 @@ struct TestApp {
 const MAX_BODY: usize = 256 * 1024;
 
 async fn app() -> TestApp {
-    let fixture = common::fixture("127.0.0.1:0".parse().unwrap(), MAX_BODY).await;
+    app_with(|_| {}).await
+}
+
+async fn app_with(adjust: impl FnOnce(&mut flowtrail_server::HttpConfig)) -> TestApp {
+    let fixture = common::fixture("127.0.0.1:0".parse().unwrap(), |config| {
+        config.max_body_bytes = MAX_BODY;
+        adjust(config);
+    })
+    .await;
     TestApp {
         router: fixture.router,
         services: fixture.services,
@@ -532,7 +540,14 @@ async fn dashboard_pages_send_visitors_without_a_session_to_sign_in() {
 async fn admins_list_and_redrive_dead_letters() {
     let app = app().await;
     let poison = flowtrail_domain::queue::NewJob {
-        team_id: app.services.metadata.team_by_slug("default").await.unwrap().unwrap().id,
+        team_id: app
+            .services
+            .metadata
+            .team_by_slug("default")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
         idempotency_key: "poison".into(),
         body_sha256: "x".into(),
         flow_id: uuid::Uuid::now_v7(),
@@ -542,7 +557,11 @@ async fn admins_list_and_redrive_dead_letters() {
     };
     app.services.queue.enqueue(poison).await.unwrap();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(worker::run(app.services.clone(), Default::default(), shutdown));
+    let task = tokio::spawn(worker::run(
+        app.services.clone(),
+        Default::default(),
+        shutdown,
+    ));
     for _ in 0..200 {
         if app.services.queue.depth().await.unwrap() == 0 {
             break;
@@ -559,7 +578,11 @@ async fn admins_list_and_redrive_dead_letters() {
     assert_eq!(dead[0]["attempts"], 1);
     let id = dead[0]["id"].as_i64().unwrap();
 
-    let reader = app.services.create_api_key("default", "r", Scope::Read).await.unwrap();
+    let reader = app
+        .services
+        .create_api_key("default", "r", Scope::Read)
+        .await
+        .unwrap();
     let request = Request::get("/api/v1/admin/dead-letters")
         .header(header::AUTHORIZATION, format!("Bearer {reader}"))
         .body(Body::empty())
@@ -577,10 +600,117 @@ async fn admins_list_and_redrive_dead_letters() {
     };
     let (status, _, body) = app.call(redrive("{\"id\": 999999}")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), json!({"redriven": 0}));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        json!({"redriven": 0})
+    );
     let body = format!("{{\"id\": {id}}}");
     let (status, _, body) = app.call(redrive(Box::leak(body.into_boxed_str()))).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), json!({"redriven": 1}));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        json!({"redriven": 1})
+    );
     assert_eq!(app.services.queue.depth().await.unwrap(), 1);
+}
+
+fn other_flow(n: u32) -> Value {
+    flow_json(&format!("01936b2e-7c4a-7cc0-9a57-4c1f0e6d{n:04x}"))
+}
+
+#[tokio::test]
+async fn an_api_key_over_its_rate_gets_429_with_retry_after() {
+    let app = app_with(|config| {
+        config.rate_limit_per_second = 2;
+        config.rate_limit_burst = 3;
+    })
+    .await;
+    for n in 0..3 {
+        assert_eq!(
+            app.send(&other_flow(n)).await.0,
+            StatusCode::ACCEPTED,
+            "burst of 3"
+        );
+    }
+    let (status, headers, body) = app.send(&other_flow(3)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(error_code(&body), "rate_limited");
+    let retry: u64 = headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    // Another key of the same team has its own bucket.
+    let second = app
+        .services
+        .create_api_key("default", "second", Scope::Ingest)
+        .await
+        .unwrap();
+    let request = Request::post("/api/v1/flows")
+        .header(header::AUTHORIZATION, format!("Bearer {second}"))
+        .body(Body::from(serde_json::to_vec(&other_flow(4)).unwrap()))
+        .unwrap();
+    assert_eq!(app.call(request).await.0, StatusCode::ACCEPTED);
+    let (_, _, metrics) = app.get("/metrics").await;
+    assert!(
+        String::from_utf8(metrics)
+            .unwrap()
+            .contains("flowtrail_flows_rate_limited_total 1")
+    );
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_with_retry_after_and_loses_nothing() {
+    let app = app_with(|config| config.max_queue_depth = 2).await;
+    assert_eq!(app.send(&other_flow(0)).await.0, StatusCode::ACCEPTED);
+    assert_eq!(app.send(&other_flow(1)).await.0, StatusCode::ACCEPTED);
+    // The gate reads the depth at most every 250 ms.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, headers, body) = app.send(&other_flow(2)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_code(&body), "unavailable");
+    assert_eq!(headers[header::RETRY_AFTER], "5");
+    assert_eq!(
+        app.services.queue.depth().await.unwrap(),
+        2,
+        "the refused flow was not queued"
+    );
+    app.drain("01936b2e-7c4a-7cc0-9a57-4c1f0e6d0001").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.send(&other_flow(2)).await.0,
+        StatusCode::ACCEPTED,
+        "accepted once drained"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicates_are_stored_once() {
+    let app = app().await;
+    let bytes = serde_json::to_vec(&flow_json(FLOW_ID)).unwrap();
+    let requests = (0..16).map(|_| {
+        let request = app.post(()).body(Body::from(bytes.clone())).unwrap();
+        let router = app.router.clone();
+        tokio::spawn(async move { router.oneshot(request).await.unwrap() })
+    });
+    let mut accepted = 0;
+    for response in futures::future::join_all(requests).await {
+        let response = response.unwrap();
+        match response.status() {
+            StatusCode::ACCEPTED => accepted += 1,
+            StatusCode::CONFLICT => {
+                let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+                let body: Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(error_code(&body), "idempotency_key_in_flight");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(accepted >= 1);
+    assert_eq!(
+        app.services.queue.depth().await.unwrap(),
+        1,
+        "one job, however many repeats"
+    );
 }

@@ -24,7 +24,7 @@ mod common;
 async fn live() -> Live {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let fixture = common::fixture(addr, 32 * 1024 * 1024).await;
+    let fixture = common::fixture(addr, |_| {}).await;
     let app = fixture.router;
     tokio::spawn(async move { axum::serve(listener, app).await });
     let (stop, shutdown) = tokio::sync::watch::channel(false);

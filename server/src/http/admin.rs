@@ -29,7 +29,9 @@ async fn dead_letters(
     RawQuery(query): RawQuery,
 ) -> Result<Json<DeadLetters>, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::invalid("query", format!("the query string is not valid: {e}")))?;
+        .map_err(|e| {
+        ApiError::invalid("query", format!("the query string is not valid: {e}"))
+    })?;
     let limit = match pairs.iter().find(|(k, _)| k == "limit") {
         Some((_, v)) => v
             .parse::<u32>()
@@ -71,6 +73,10 @@ async fn redrive(
         })?
     };
     let id = body.id;
-    let redriven = state.services.queue.redrive(Some(caller.team_id), id).await?;
+    let redriven = state
+        .services
+        .queue
+        .redrive(Some(caller.team_id), id)
+        .await?;
     Ok(Json(Redriven { redriven }))
 }

@@ -14,6 +14,8 @@ use crate::state::AppState;
 pub struct Caller {
     pub team_id: i64,
     pub team: String,
+    /// The API key used, if any (rate limits are per key).
+    pub key_id: Option<i64>,
 }
 
 /// A caller allowed to ingest: an API key with scope `ingest` or `all`.
@@ -75,6 +77,7 @@ impl FromRequestParts<AppState> for Ingester {
         Ok(Ingester(Caller {
             team_id: key.team.id,
             team: key.team.slug,
+            key_id: Some(key.id),
         }))
     }
 }
@@ -119,15 +122,19 @@ impl FromRequestParts<AppState> for Admin {
             return Ok(Admin(Caller {
                 team_id: key.team.id,
                 team: key.team.slug,
+                key_id: Some(key.id),
             }));
         }
         let membership = session_membership(parts, state).await?;
         if membership.role != flowtrail_domain::auth::Role::Admin {
-            return Err(ApiError::Forbidden("this needs the admin role in the team".into()));
+            return Err(ApiError::Forbidden(
+                "this needs the admin role in the team".into(),
+            ));
         }
         Ok(Admin(Caller {
             team_id: membership.team.id,
             team: membership.team.slug,
+            key_id: None,
         }))
     }
 }
@@ -147,12 +154,14 @@ impl FromRequestParts<AppState> for Reader {
             return Ok(Reader(Caller {
                 team_id: key.team.id,
                 team: key.team.slug,
+                key_id: Some(key.id),
             }));
         }
         let membership = session_membership(parts, state).await?;
         Ok(Reader(Caller {
             team_id: membership.team.id,
             team: membership.team.slug,
+            key_id: None,
         }))
     }
 }

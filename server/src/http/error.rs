@@ -24,6 +24,11 @@ pub enum ApiError {
     /// 405 `method_not_allowed`.
     #[error("this endpoint does not answer that method")]
     MethodNotAllowed,
+    /// 409 `idempotency_key_in_flight`: the first request with this key is still being accepted.
+    #[error(
+        "a request with this Idempotency-Key is still being accepted; retry shortly for its answer"
+    )]
+    IdempotencyKeyInFlight,
     /// 409 `conflict`: a unique thing exists already.
     #[error("{0}")]
     Conflict(String),
@@ -42,6 +47,9 @@ pub enum ApiError {
     /// 422 `idempotency_key_reused`.
     #[error("this Idempotency-Key was already used with a different body; use a new key")]
     IdempotencyKeyReused,
+    /// 429 `rate_limited`: this API key's token bucket is empty.
+    #[error("too many flows for this API key; retry after {retry_after} s")]
+    RateLimited { retry_after: u64 },
     /// 503 `unavailable`: a storage engine is down or busy; retry after the delay.
     #[error("{message}")]
     Unavailable { retry_after: u64, message: String },
@@ -68,7 +76,8 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::IdempotencyKeyInFlight => StatusCode::CONFLICT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation { .. } | ApiError::IdempotencyKeyReused => {
@@ -87,6 +96,8 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
+            ApiError::IdempotencyKeyInFlight => "idempotency_key_in_flight",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Validation { .. } => "validation_failed",
@@ -140,7 +151,9 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status(), Json(body)).into_response();
-        if let ApiError::Unavailable { retry_after, .. } = self {
+        if let ApiError::Unavailable { retry_after, .. } | ApiError::RateLimited { retry_after } =
+            self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));

@@ -67,20 +67,44 @@ async fn accept_inner(
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    if let Some(key_id) = caller.key_id
+        && let Err(limited) = state.rate_limits.check(key_id)
+    {
+        state
+            .metrics
+            .flows_rate_limited
+            .fetch_add(1, Ordering::Relaxed);
+        return Err(limited);
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000;
+    if state.depth_gate.is_stale(now) {
+        state
+            .depth_gate
+            .record(state.services.queue.depth().await?, now);
+    }
+    state.depth_gate.check().inspect_err(|_| {
+        state
+            .metrics
+            .flows_unavailable
+            .fetch_add(1, Ordering::Relaxed);
+    })?;
     let limit = state.max_body_bytes;
     let raw = read_limited(body, limit).await?;
     let json = match encoding {
         Encoding::Identity => raw.to_vec(),
         compressed => decompress(compressed, &raw, limit)?,
     };
-    let accepted = ingest::submit(
-        &state.services,
+    let job = ingest::prepare(
+        &state.services.limits,
         caller.team_id,
         idempotency_key.as_deref(),
         &json,
         request_id.as_deref(),
-    )
-    .await?;
+    )?;
+    let _in_flight = state
+        .in_flight
+        .claim(caller.team_id, &job.idempotency_key)?;
+    let accepted = ingest::enqueue(&state.services, job).await?;
     let counter = if accepted.replayed {
         &state.metrics.flows_replayed
     } else {

@@ -86,6 +86,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
         m.flows_rejected.load(Ordering::Relaxed),
     );
     counter(
+        "flowtrail_flows_rate_limited_total",
+        "Ingest requests refused by the per-key rate limit (429).",
+        m.flows_rate_limited.load(Ordering::Relaxed),
+    );
+    counter(
+        "flowtrail_flows_unavailable_total",
+        "Ingest requests refused with 503 (queue over its bound).",
+        m.flows_unavailable.load(Ordering::Relaxed),
+    );
+    counter(
         "flowtrail_payload_integrity_failures_total",
         "Stored payloads whose SHA-256 did not match on read.",
         m.integrity_failures.load(Ordering::Relaxed),

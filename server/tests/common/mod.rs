@@ -18,7 +18,8 @@ pub struct Fixture {
     pub dir: tempfile::TempDir,
 }
 
-pub async fn fixture(addr: SocketAddr, max_body_bytes: usize) -> Fixture {
+/// A fixture whose HTTP configuration `adjust` may change from the defaults.
+pub async fn fixture(addr: SocketAddr, adjust: impl FnOnce(&mut HttpConfig)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let services = Arc::new(
         Services::open(&StorageConfig::embedded(dir.path()))
@@ -30,12 +31,8 @@ pub async fn fixture(addr: SocketAddr, max_body_bytes: usize) -> Fixture {
         .create_api_key("default", "test", Scope::All)
         .await
         .unwrap();
-    let config = HttpConfig {
-        addr,
-        site_root: dir.path().join("site"),
-        max_body_bytes,
-        secure_cookies: false,
-    };
+    let mut config = HttpConfig::new(addr, dir.path().join("site"));
+    adjust(&mut config);
     let router = build_app(services.clone(), &config).await.unwrap();
     Fixture {
         router,
