@@ -291,8 +291,7 @@ pub async fn store_job(services: &Services, job: &Job) -> Result<UpsertOutcome> 
             step.seq,
             &step.observations,
         )?;
-        services.payloads.put(&encoded).await?;
-        payloads.insert(step.seq, encoded.reference);
+        payloads.insert(step.seq, services.payloads.put(&encoded).await?);
     }
     services
         .metadata

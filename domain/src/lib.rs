@@ -35,6 +35,8 @@ pub struct StorageConfig {
     pub database_url: Option<String>,
     /// `file:///…` (default: `data_dir/payloads`); `s3://bucket/prefix` at scale.
     pub object_store_url: Option<String>,
+    /// Observation payloads up to this many (compressed) bytes are kept inline in SQL.
+    pub payload_inline_max: usize,
 }
 
 impl StorageConfig {
@@ -44,6 +46,7 @@ impl StorageConfig {
             data_dir: data_dir.into(),
             database_url: None,
             object_store_url: None,
+            payload_inline_max: payloads::DEFAULT_INLINE_MAX,
         }
     }
 }
@@ -93,7 +96,7 @@ impl Services {
             }
         };
         sqlite::migrate(&db).await?;
-        let payloads = match config.object_store_url.as_deref() {
+        let mut payloads = match config.object_store_url.as_deref() {
             None => PayloadStore::local(&config.data_dir.join("payloads"))?,
             Some(url) if url.starts_with("file://") => {
                 PayloadStore::local(&PathBuf::from(&url["file://".len()..]))?
@@ -105,6 +108,7 @@ impl Services {
                 )));
             }
         };
+        payloads.inline_max = config.payload_inline_max;
         Ok(Services {
             metadata: Arc::new(sqlite::SqliteMetadata::new(db.clone())),
             queue: Arc::new(sqlite::SqliteQueue::start(&db)),

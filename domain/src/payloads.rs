@@ -6,7 +6,7 @@
 //! [`Error::Integrity`], never served. The engine is any `object_store` (local directory by
 //! default, S3 at scale).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -25,7 +25,10 @@ const ZSTD_LEVEL: i32 = 3;
 /// Where a step's observations live and how to check them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PayloadRef {
+    /// Object-store key (also names an inline payload).
     pub key: String,
+    /// The stored bytes themselves when the payload is small enough to live in SQL.
+    pub inline: Option<Bytes>,
     /// SHA-256 of the stored bytes, hex.
     pub sha256: String,
     /// Size of the stored (compressed) bytes.
@@ -42,19 +45,35 @@ pub struct EncodedPayload {
 #[derive(Clone)]
 pub struct PayloadStore {
     store: Arc<dyn ObjectStore>,
+    /// Root of a local store: its files are fsynced after each put, which `object_store`'s
+    /// local backend does not do.
+    local_root: Option<PathBuf>,
+    /// Payloads up to this size (compressed) are kept inline in SQL.
+    pub inline_max: usize,
 }
+
+/// Default largest inline payload.
+pub const DEFAULT_INLINE_MAX: usize = 256 * 1024;
 
 impl PayloadStore {
     /// Wraps any object store.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        PayloadStore { store }
+        PayloadStore {
+            store,
+            local_root: None,
+            inline_max: DEFAULT_INLINE_MAX,
+        }
     }
 
     /// A store in a local directory, created if missing.
     pub fn local(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let store = LocalFileSystem::new_with_prefix(dir)?;
-        Ok(PayloadStore::new(Arc::new(store)))
+        let root = dir.canonicalize()?;
+        let store = LocalFileSystem::new_with_prefix(&root)?;
+        Ok(PayloadStore {
+            local_root: Some(root),
+            ..PayloadStore::new(Arc::new(store))
+        })
     }
 
     /// Encodes a step's observations: JSON array, zstd, SHA-256.
@@ -76,6 +95,7 @@ impl PayloadStore {
         Ok(EncodedPayload {
             reference: PayloadRef {
                 key,
+                inline: None,
                 sha256,
                 bytes: compressed.len() as u64,
             },
@@ -83,21 +103,40 @@ impl PayloadStore {
         })
     }
 
-    /// Stores an encoded payload. Keys are content-derived, so a repeat is harmless.
-    pub async fn put(&self, payload: &EncodedPayload) -> Result<()> {
+    /// Stores an encoded payload and returns where it is: inline when small enough, else in
+    /// the object store (durably: a local file is fsynced with its directory). Keys are
+    /// content-derived, so a repeat is harmless.
+    pub async fn put(&self, payload: &EncodedPayload) -> Result<PayloadRef> {
+        if payload.data.len() <= self.inline_max {
+            return Ok(PayloadRef {
+                inline: Some(payload.data.clone()),
+                ..payload.reference.clone()
+            });
+        }
         let path = ObjectPath::parse(&payload.reference.key)
             .map_err(|e| Error::Internal(format!("bad payload key: {e}")))?;
         self.store
             .put(&path, PutPayload::from_bytes(payload.data.clone()))
             .await?;
-        Ok(())
+        if let Some(root) = &self.local_root {
+            let file = root.join(&payload.reference.key);
+            tokio::task::spawn_blocking(move || sync_file_and_dir(&file))
+                .await
+                .map_err(|e| Error::Internal(format!("fsync task failed: {e}")))??;
+        }
+        Ok(payload.reference.clone())
     }
 
     /// Reads a payload, verifies its checksum and returns the decompressed JSON array.
     pub async fn get_json(&self, reference: &PayloadRef) -> Result<Vec<u8>> {
-        let path = ObjectPath::parse(&reference.key)
-            .map_err(|e| Error::Internal(format!("bad payload key: {e}")))?;
-        let stored = self.store.get(&path).await?.bytes().await?;
+        let stored = match &reference.inline {
+            Some(bytes) => bytes.clone(),
+            None => {
+                let path = ObjectPath::parse(&reference.key)
+                    .map_err(|e| Error::Internal(format!("bad payload key: {e}")))?;
+                self.store.get(&path).await?.bytes().await?
+            }
+        };
         let actual = hex::encode(Sha256::digest(&stored));
         if actual != reference.sha256 {
             return Err(Error::Integrity(format!(
@@ -118,6 +157,14 @@ impl PayloadStore {
             _ => Ok(()),
         }
     }
+}
+
+fn sync_file_and_dir(file: &Path) -> std::io::Result<()> {
+    std::fs::File::open(file)?.sync_all()?;
+    if let Some(dir) = file.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -145,36 +192,58 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn payloads_round_trip_through_a_local_directory() {
+    async fn large_payloads_go_to_the_object_store_and_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let store = PayloadStore::local(dir.path()).unwrap();
+        let mut store = PayloadStore::local(dir.path()).unwrap();
+        store.inline_max = 0;
         let id = Uuid::now_v7();
         let encoded = PayloadStore::encode(1, id, 1, 2, &observations()).unwrap();
-        assert!(
-            encoded
-                .reference
-                .key
-                .starts_with(&format!("t1/flows/{id}/v1/s2-"))
-        );
-        store.put(&encoded).await.unwrap();
-        let json = store.get_json(&encoded.reference).await.unwrap();
+        let prefix = format!("t1/flows/{id}/v1/s2-");
+        assert!(encoded.reference.key.starts_with(&prefix));
+        let stored = store.put(&encoded).await.unwrap();
+        assert_eq!(stored.inline, None);
+        assert!(dir.path().join(&stored.key).is_file());
+        let json = store.get_json(&stored).await.unwrap();
         let back: Vec<Observation> = serde_json::from_slice(&json).unwrap();
         assert_eq!(back, observations());
-        assert!(encoded.reference.bytes < json.len() as u64, "compressed");
+        assert!(stored.bytes < json.len() as u64, "compressed");
     }
 
     #[tokio::test]
     async fn a_tampered_payload_is_an_integrity_error() {
         let dir = tempfile::tempdir().unwrap();
-        let store = PayloadStore::local(dir.path()).unwrap();
+        let mut store = PayloadStore::local(dir.path()).unwrap();
+        store.inline_max = 0;
         let encoded = PayloadStore::encode(1, Uuid::now_v7(), 1, 0, &observations()).unwrap();
-        store.put(&encoded).await.unwrap();
-        let file = dir.path().join(&encoded.reference.key);
+        let stored = store.put(&encoded).await.unwrap();
+        let file = dir.path().join(&stored.key);
         let mut data = std::fs::read(&file).unwrap();
         let last = data.len() - 1;
         data[last] ^= 0xff;
         std::fs::write(&file, data).unwrap();
-        let err = store.get_json(&encoded.reference).await.unwrap_err();
+        let err = store.get_json(&stored).await.unwrap_err();
         assert!(matches!(err, Error::Integrity(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn small_payloads_stay_inline_and_are_verified_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PayloadStore::local(dir.path()).unwrap();
+        let encoded = PayloadStore::encode(1, Uuid::now_v7(), 1, 0, &observations()).unwrap();
+        let stored = store.put(&encoded).await.unwrap();
+        assert_eq!(stored.inline.as_ref(), Some(&encoded.data));
+        assert!(
+            !dir.path().join(&stored.key).exists(),
+            "nothing in the object store"
+        );
+        assert!(store.get_json(&stored).await.is_ok());
+        let mut tampered = stored.clone();
+        let mut bytes = tampered.inline.take().unwrap().to_vec();
+        bytes[0] ^= 1;
+        tampered.inline = Some(Bytes::from(bytes));
+        assert!(matches!(
+            store.get_json(&tampered).await,
+            Err(Error::Integrity(_))
+        ));
     }
 }

@@ -88,6 +88,9 @@ pub trait IngestQueue: Send + Sync {
     /// Puts dead jobs (one, or all of a team, or all) back in the queue with fresh attempts.
     /// Returns how many.
     async fn redrive(&self, team_id: Option<i64>, job_id: Option<i64>) -> Result<u64>;
+    /// Forgets done jobs (and so their idempotency keys) finished before `before_ms`.
+    /// Returns how many.
+    async fn purge_done(&self, before_ms: i64) -> Result<u64>;
     /// Jobs waiting or being processed.
     async fn depth(&self) -> Result<u64>;
     /// Resolves when new jobs may be ready (or after a while): workers wait on it.

@@ -109,6 +109,29 @@ async fn process(services: &Services, config: &WorkerConfig, job: &Job) {
     }
 }
 
+/// Forgets idempotency keys of flows stored more than `window` ago, every `every`, until
+/// `shutdown`. The database's uniqueness of (team, flow id, version) still holds afterwards.
+pub async fn sweep_idempotency_keys(
+    services: Arc<Services>,
+    window: Duration,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    while !*shutdown.borrow() {
+        let before = time::OffsetDateTime::now_utc() - window;
+        let before_ms = (before.unix_timestamp_nanos() / 1_000_000) as i64;
+        match services.queue.purge_done(before_ms).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "forgot expired idempotency keys"),
+            Err(error) => tracing::warn!(%error, "could not purge expired idempotency keys"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
 /// Exponential backoff with full jitter: uniform in [0, min(max, base * 2^(attempt-1))].
 pub fn backoff(config: &WorkerConfig, attempt: u32) -> Duration {
     let exponent = attempt.saturating_sub(1).min(20);

@@ -684,8 +684,10 @@ async fn poison_goes_to_the_dead_letter_queue_and_redrive_brings_it_back() {
     // A transient error (the payload store is broken) is retried, then buried.
     let broken_dir = f._dir.path().join("broken");
     std::fs::create_dir(&broken_dir).unwrap();
+    let mut broken_store = PayloadStore::local(&broken_dir).unwrap();
+    broken_store.inline_max = 0; // every payload goes to the (broken) object store
     let broken = std::sync::Arc::new(Services {
-        payloads: PayloadStore::local(&broken_dir).unwrap(),
+        payloads: broken_store,
         metadata: f.services.metadata.clone(),
         queue: f.services.queue.clone(),
         limits: Limits::default(),
@@ -747,4 +749,56 @@ async fn poison_goes_to_the_dead_letter_queue_and_redrive_brings_it_back() {
     work_until(broken, fast, || async { q.depth().await.unwrap() == 0 }).await;
     let dead = f.services.queue.dead_letters(None, 10).await.unwrap();
     assert_eq!(dead.len(), 1, "only the poison is dead again");
+}
+
+#[tokio::test]
+async fn after_the_idempotency_window_a_repeat_is_new_but_still_stored_once() {
+    let f = fresh().await;
+    let record = flow("p", 0, &[]);
+    let body = serde_json::to_vec(&record).unwrap();
+    ingest::submit(&f.services, f.team, None, &body, None)
+        .await
+        .unwrap();
+    for job in f
+        .services
+        .queue
+        .claim(10, Duration::from_secs(60))
+        .await
+        .unwrap()
+    {
+        ingest::store_job(&f.services, &job).await.unwrap();
+        f.services.queue.complete(job.id).await.unwrap();
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000 + 1000;
+    assert_eq!(
+        f.services.queue.purge_done(now - 3_600_000).await.unwrap(),
+        0,
+        "inside the window"
+    );
+    assert_eq!(f.services.queue.purge_done(now).await.unwrap(), 1);
+
+    let again = ingest::submit(&f.services, f.team, None, &body, None)
+        .await
+        .unwrap();
+    assert!(!again.replayed, "the key was forgotten");
+    for job in f
+        .services
+        .queue
+        .claim(10, Duration::from_secs(60))
+        .await
+        .unwrap()
+    {
+        ingest::store_job(&f.services, &job).await.unwrap();
+    }
+    let page = f
+        .services
+        .metadata
+        .list_flows(f.team, &query())
+        .await
+        .unwrap();
+    assert_eq!(
+        page.flows.len(),
+        1,
+        "(team, flow id, version) is still unique"
+    );
 }

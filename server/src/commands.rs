@@ -2,6 +2,7 @@
 
 use std::io::BufRead;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use flowtrail_domain::Services;
@@ -138,6 +139,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let (stop, shutdown) = watch::channel(false);
     let mut workers = spawn_workers(&services, args.workers, &shutdown);
+    workers.spawn(worker::sweep_idempotency_keys(
+        services.clone(),
+        Duration::from_secs(args.storage.idempotency_window_hours * 3600),
+        Duration::from_secs(600),
+        shutdown.clone(),
+    ));
     tracing::info!(addr = %listener.local_addr()?, workers = args.workers, "Flow Trail is serving");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

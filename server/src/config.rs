@@ -47,6 +47,13 @@ pub struct StorageArgs {
     /// Redis URL for the scale-out queue, cache, rate limits and fan-out.
     #[arg(long, env = "FLOWTRAIL_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Observation payloads up to this many compressed bytes live inline in SQL; larger
+    /// ones in the object store.
+    #[arg(long, env = "FLOWTRAIL_PAYLOAD_INLINE_MAX_BYTES", default_value_t = 256 * 1024)]
+    pub payload_inline_max_bytes: usize,
+    /// How long an Idempotency-Key is remembered after its flow is stored, in hours.
+    #[arg(long, env = "FLOWTRAIL_IDEMPOTENCY_WINDOW_HOURS", default_value_t = 24)]
+    pub idempotency_window_hours: u64,
 }
 
 impl StorageArgs {
@@ -61,6 +68,7 @@ impl StorageArgs {
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),
             object_store_url: self.object_store_url.clone(),
+            payload_inline_max: self.payload_inline_max_bytes,
         })
     }
 }

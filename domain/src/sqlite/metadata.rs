@@ -346,8 +346,9 @@ impl MetadataStore for SqliteMetadata {
             sqlx::query(
                 "INSERT INTO steps (team_id, flow_id, seq, name, kind, status, started_at, \
                  ended_at, input, output, reasoning, candidates_in, candidates_out, reasons, \
-                 capture, observation_count, payload_key, payload_sha256, payload_bytes) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 capture, observation_count, payload_key, payload_sha256, payload_bytes, \
+                 payload_inline) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(team_id)
             .bind(&flow_id)
@@ -368,6 +369,7 @@ impl MetadataStore for SqliteMetadata {
             .bind(payload.map(|p| p.key.as_str()))
             .bind(payload.map(|p| p.sha256.as_str()))
             .bind(payload.map(|p| p.bytes as i64))
+            .bind(payload.and_then(|p| p.inline.as_deref()))
             .execute(&mut *tx)
             .await?;
         }
@@ -510,7 +512,7 @@ impl MetadataStore for SqliteMetadata {
         seq: u32,
     ) -> Result<Option<Option<PayloadRef>>> {
         let row = sqlx::query(
-            "SELECT payload_key, payload_sha256, payload_bytes FROM steps \
+            "SELECT payload_key, payload_sha256, payload_bytes, payload_inline FROM steps \
              WHERE team_id = ? AND flow_id = ? AND seq = ?",
         )
         .bind(team_id)
@@ -522,9 +524,11 @@ impl MetadataStore for SqliteMetadata {
         let key: Option<String> = row.try_get("payload_key")?;
         let sha: Option<String> = row.try_get("payload_sha256")?;
         let bytes: Option<i64> = row.try_get("payload_bytes")?;
+        let inline: Option<Vec<u8>> = row.try_get("payload_inline")?;
         Ok(Some(match (key, sha, bytes) {
             (Some(key), Some(sha256), Some(bytes)) => Some(PayloadRef {
                 key,
+                inline: inline.map(bytes::Bytes::from),
                 sha256,
                 bytes: bytes as u64,
             }),

@@ -253,6 +253,25 @@ impl IngestQueue for SqliteQueue {
         Ok(moved)
     }
 
+    async fn purge_done(&self, before_ms: i64) -> Result<u64> {
+        // Bounded batches keep each write transaction short.
+        let mut purged = 0;
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM ingest_jobs WHERE id IN (SELECT id FROM ingest_jobs \
+                 WHERE state = 'done' AND finished_at < ? LIMIT 1000)",
+            )
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            purged += done;
+            if done < 1000 {
+                return Ok(purged);
+            }
+        }
+    }
+
     async fn depth(&self) -> Result<u64> {
         let depth: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM ingest_jobs WHERE state IN ('queued', 'claimed')",
