@@ -370,12 +370,17 @@ async fn schema_errors_name_the_field() {
     let (status, _, body) = app.call(request).await;
     assert_eq!(
         status,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "too deep is refused, not a crash"
     );
-    assert_eq!(
-        error_code(&serde_json::from_slice(&body).unwrap()),
-        "malformed_json"
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error_code(&body), "validation_failed");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("64 levels"),
+        "{body}"
     );
 }
 
