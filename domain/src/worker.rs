@@ -35,7 +35,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             batch: 32,
-            lease: Duration::from_secs(60),
+            lease: Duration::from_secs(30),
             max_attempts: 10,
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(300),

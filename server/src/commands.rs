@@ -95,13 +95,18 @@ fn read_password() -> anyhow::Result<String> {
 fn spawn_workers(
     services: &Arc<Services>,
     count: usize,
+    lease_seconds: u64,
     shutdown: &watch::Receiver<bool>,
 ) -> JoinSet<()> {
+    let config = WorkerConfig {
+        lease: Duration::from_secs(lease_seconds.max(1)),
+        ..WorkerConfig::default()
+    };
     let mut workers = JoinSet::new();
     for _ in 0..count {
         workers.spawn(worker::run(
             services.clone(),
-            WorkerConfig::default(),
+            config.clone(),
             shutdown.clone(),
         ));
     }
@@ -138,7 +143,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let (stop, shutdown) = watch::channel(false);
-    let mut workers = spawn_workers(&services, args.workers, &shutdown);
+    let mut workers = spawn_workers(&services, args.workers, args.job_lease_seconds, &shutdown);
     workers.spawn(worker::sweep_idempotency_keys(
         services.clone(),
         Duration::from_secs(args.storage.idempotency_window_hours * 3600),
@@ -159,7 +164,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn work(args: WorkerArgs) -> anyhow::Result<()> {
     let services = open(&args.storage).await?;
     let (stop, shutdown) = watch::channel(false);
-    let mut workers = spawn_workers(&services, args.workers.max(1), &shutdown);
+    let mut workers = spawn_workers(
+        &services,
+        args.workers.max(1),
+        args.job_lease_seconds,
+        &shutdown,
+    );
     tracing::info!(workers = args.workers.max(1), "workers running");
     shutdown_signal().await;
     let _ = stop.send(true);

@@ -93,6 +93,9 @@ pub struct ServeArgs {
     /// Ingest worker tasks in this process (0: leave ingest to `flowtrail worker`).
     #[arg(long, env = "FLOWTRAIL_WORKERS", default_value_t = 2)]
     pub workers: usize,
+    /// Seconds a worker holds a claimed job; a crashed worker's jobs are taken again after it.
+    #[arg(long, env = "FLOWTRAIL_JOB_LEASE_SECONDS", default_value_t = 30)]
+    pub job_lease_seconds: u64,
     /// Largest accepted request body, compressed and decompressed, in bytes.
     #[arg(long, env = "FLOWTRAIL_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -117,6 +120,9 @@ pub struct WorkerArgs {
     /// Worker tasks in this process.
     #[arg(long, env = "FLOWTRAIL_WORKERS", default_value_t = 2)]
     pub workers: usize,
+    /// Seconds a worker holds a claimed job; a crashed worker's jobs are taken again after it.
+    #[arg(long, env = "FLOWTRAIL_JOB_LEASE_SECONDS", default_value_t = 30)]
+    pub job_lease_seconds: u64,
 }
 
 #[derive(Subcommand)]

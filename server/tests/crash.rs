@@ -1,0 +1,220 @@
+//! Crash test: the real `flowtrail` binary takes flows from several concurrent clients, is
+//! killed with SIGKILL mid-stream (twice), restarted on the same data, and a ledger of every
+//! 202 is checked against what is stored: each acknowledged flow exactly once, with its steps
+//! and observations intact.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const CLIENTS: usize = 4;
+const FLOWS_PER_CLIENT: usize = 75;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(data: &Path, port: u16) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.join("server.log"))
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_flowtrail"))
+        .args([
+            "serve",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(data)
+        // A short lease: the jobs a killed worker had claimed are taken again quickly.
+        .args(["--job-lease-seconds", "2"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str) {
+    for _ in 0..300 {
+        if let Ok(response) = http.get(format!("{base}/readyz")).send().await
+            && response.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server did not become ready");
+}
+
+fn flow(id: Uuid, client: usize, n: usize) -> Value {
+    let observations: Vec<Value> = (0..40)
+        .map(|i| {
+            json!({
+                "candidate_id": format!("C{client}-{n}-{i}"),
+                "verdict": if i % 5 == 0 { "kept" } else { "rejected" },
+                "score": i as f64 / 40.0,
+                "reasons": if i % 5 == 0 { json!([]) } else { json!([{"code": "price_out_of_range", "text": format!("candidate {i}")}]) },
+            })
+        })
+        .collect();
+    json!({
+        "id": id, "version": 1, "pipeline": "crash_test", "status": "succeeded",
+        "started_at": "2026-11-21T10:00:00Z",
+        "tags": {"client": client.to_string(), "n": n.to_string()},
+        "steps": [
+            {"seq": 0, "name": "retrieve", "kind": "retrieve", "candidates_in": 40, "candidates_out": 40},
+            {"seq": 1, "name": "filter", "kind": "filter", "observations": observations},
+        ]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_flow_survives_sigkill_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_path_buf();
+    let key = Command::new(env!("CARGO_BIN_EXE_flowtrail"))
+        .args(["admin", "create-api-key", "--name", "crash", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(key.status.success());
+    let key = String::from_utf8(key.stdout).unwrap().trim().to_string();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let server = Arc::new(Mutex::new(start(&data, port)));
+    wait_ready(&http, &base).await;
+
+    // The ledger: flow id → how many 202s it got (retries after a lost answer may add more).
+    let ledger: Arc<Mutex<HashMap<Uuid, u32>>> = Arc::default();
+    let mut clients = Vec::new();
+    for client in 0..CLIENTS {
+        let (http, base, key, ledger) = (http.clone(), base.clone(), key.clone(), ledger.clone());
+        clients.push(tokio::spawn(async move {
+            for n in 0..FLOWS_PER_CLIENT {
+                let id = Uuid::now_v7();
+                let body = serde_json::to_vec(&flow(id, client, n)).unwrap();
+                // Like an SDK: retry the same flow (same idempotency key) until acknowledged.
+                loop {
+                    let sent = http
+                        .post(format!("{base}/api/v1/flows"))
+                        .bearer_auth(&key)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(response) if response.status() == 202 => {
+                            *ledger.lock().unwrap().entry(id).or_default() += 1;
+                            break;
+                        }
+                        Ok(response) => {
+                            let status = response.status();
+                            assert!(
+                                status == 503 || status == 409,
+                                "unexpected {status}: {}",
+                                response.text().await.unwrap_or_default()
+                            );
+                        }
+                        Err(_) => {} // the server is down: try again
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+            }
+        }));
+    }
+
+    // Kill the server twice mid-stream, restarting it on the same data each time.
+    let total = CLIENTS * FLOWS_PER_CLIENT;
+    for kill_at in [total / 4, total / 2] {
+        while ledger.lock().unwrap().len() < kill_at {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        {
+            let mut child = server.lock().unwrap();
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        *server.lock().unwrap() = start(&data, port);
+        wait_ready(&http, &base).await;
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+    let acknowledged: BTreeSet<Uuid> = ledger.lock().unwrap().keys().copied().collect();
+    assert_eq!(
+        acknowledged.len(),
+        total,
+        "every flow was eventually acknowledged"
+    );
+
+    // Wait for the backlog to drain, then compare what is stored with the ledger.
+    let get = |path: String| {
+        let (http, key) = (http.clone(), key.clone());
+        async move {
+            let response = http.get(path).bearer_auth(&key).send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let mut stored = Vec::new();
+    for _ in 0..600 {
+        stored.clear();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut url = format!("{base}/api/v1/flows?pipeline=crash_test&limit=500");
+            if let Some(c) = &cursor {
+                url.push_str(&format!("&cursor={c}"));
+            }
+            let (status, page) = get(url).await;
+            assert_eq!(status, 200, "{page}");
+            for flow in page["flows"].as_array().unwrap() {
+                stored.push(Uuid::parse_str(flow["id"].as_str().unwrap()).unwrap());
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        if stored.len() >= total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let unique: BTreeSet<Uuid> = stored.iter().copied().collect();
+    assert_eq!(unique.len(), stored.len(), "no flow is stored twice");
+    assert_eq!(
+        unique, acknowledged,
+        "exactly the acknowledged flows are stored"
+    );
+
+    // Spot-check contents, including the observation payloads and their checksums.
+    for id in acknowledged.iter().step_by(25) {
+        let (status, detail) = get(format!("{base}/api/v1/flows/{id}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(detail["steps"][1]["candidates_in"], 40);
+        assert_eq!(detail["steps"][1]["reasons"]["price_out_of_range"], 32);
+        let (status, body) = get(format!("{base}/api/v1/flows/{id}/steps/1/observations")).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["observations"].as_array().unwrap().len(), 40);
+    }
+    server.lock().unwrap().kill().unwrap();
+}
