@@ -334,6 +334,16 @@ pub async fn enqueue(services: &Services, job: NewJob) -> Result<Accepted> {
 
 /// Turns one queued job into stored payloads, flow and steps. Safe to run twice.
 pub async fn store_job(services: &Services, job: &Job) -> Result<UpsertOutcome> {
+    let (flow, payloads) = load_job(services, job).await?;
+    services
+        .metadata
+        .upsert_flow(job.team_id, &flow, &payloads)
+        .await
+}
+
+/// Decodes a queued job and stores its observation payloads; what remains is the SQL write,
+/// which the worker does for a whole batch at once.
+pub async fn load_job(services: &Services, job: &Job) -> Result<(FlowRecord, StepPayloads)> {
     let body = zstd::stream::decode_all(job.body.as_slice()).map_err(|e| Error::Malformed {
         message: format!("queued body does not decompress: {e}"),
     })?;
@@ -349,8 +359,5 @@ pub async fn store_job(services: &Services, job: &Job) -> Result<UpsertOutcome> 
         )?;
         payloads.insert(step.seq, services.payloads.put(&encoded).await?);
     }
-    services
-        .metadata
-        .upsert_flow(job.team_id, &flow, &payloads)
-        .await
+    Ok((flow, payloads))
 }

@@ -78,7 +78,11 @@ pub trait IngestQueue: Send + Sync {
     /// Claims up to `max` ready jobs for `lease`.
     async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<Job>>;
     /// The job is done: its body is dropped, its idempotency record kept.
-    async fn complete(&self, job_id: i64) -> Result<()>;
+    async fn complete(&self, job_id: i64) -> Result<()> {
+        self.complete_many(&[job_id]).await
+    }
+    /// Several jobs are done, in one transaction.
+    async fn complete_many(&self, job_ids: &[i64]) -> Result<()>;
     /// The job failed transiently: try again after `delay`.
     async fn retry(&self, job_id: i64, error: &str, delay: Duration) -> Result<()>;
     /// The job failed permanently: keep it in the dead-letter queue.

@@ -92,6 +92,13 @@ impl FlowCursor {
 /// Where each step's observation payload was stored, by `seq`.
 pub type StepPayloads = BTreeMap<u32, PayloadRef>;
 
+/// One flow to write in a batch.
+pub struct FlowWrite<'a> {
+    pub team_id: i64,
+    pub flow: &'a FlowRecord,
+    pub payloads: &'a StepPayloads,
+}
+
 /// What became of an upsert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpsertOutcome {
@@ -142,6 +149,8 @@ pub trait MetadataStore: Send + Sync {
         flow: &FlowRecord,
         payloads: &StepPayloads,
     ) -> Result<UpsertOutcome>;
+    /// Writes several flows in one transaction (one commit for a worker's whole batch).
+    async fn upsert_flows(&self, writes: &[FlowWrite<'_>]) -> Result<Vec<UpsertOutcome>>;
     /// One page of flows, newest first.
     async fn list_flows(&self, team_id: i64, query: &FlowQuery) -> Result<FlowPage>;
     /// A flow with its steps.

@@ -12,8 +12,9 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::Services;
-use crate::ingest::store_job;
+use crate::ingest::load_job;
 use crate::queue::Job;
+use crate::store::FlowWrite;
 
 /// How a worker behaves.
 #[derive(Debug, Clone)]
@@ -70,41 +71,81 @@ pub async fn run(
             }
             continue;
         }
-        for job in jobs {
-            let span = tracing::info_span!(
-                "ingest_job",
-                job_id = job.id,
-                flow_id = %job.flow_id,
-                request_id = job.request_id.as_deref().unwrap_or("-"),
-                attempt = job.attempts,
-            );
-            process(&services, &config, &job).instrument(span).await;
-        }
+        process_batch(&services, &config, jobs).await;
     }
     tracing::info!("ingest worker stopped");
 }
 
-async fn process(services: &Services, config: &WorkerConfig, job: &Job) {
-    let outcome = match store_job(services, job).await {
-        Ok(outcome) => {
-            tracing::debug!(?outcome, "stored");
-            services.queue.complete(job.id).await
-        }
-        Err(error) if error.is_transient() && job.attempts < config.max_attempts => {
-            let delay = backoff(config, job.attempts);
-            tracing::warn!(%error, ?delay, "transient failure; retrying");
-            services
-                .queue
-                .retry(job.id, &error.to_string(), delay)
+fn job_span(job: &Job) -> tracing::Span {
+    tracing::info_span!(
+        "ingest_job",
+        job_id = job.id,
+        flow_id = %job.flow_id,
+        request_id = job.request_id.as_deref().unwrap_or("-"),
+        attempt = job.attempts,
+    )
+}
+
+/// Prepares every job of a batch (payloads stored), then writes all their flows in one
+/// transaction and marks them done in another: two commits per batch, not two per flow.
+async fn process_batch(services: &Services, config: &WorkerConfig, jobs: Vec<Job>) {
+    let mut ready = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let span = job_span(&job);
+        match load_job(services, &job).instrument(span.clone()).await {
+            Ok((flow, payloads)) => ready.push((job, flow, payloads)),
+            Err(error) => {
+                fail(
+                    services,
+                    config,
+                    &job,
+                    error.is_transient(),
+                    &error.to_string(),
+                )
+                .instrument(span)
                 .await
+            }
         }
-        Err(error) => {
-            tracing::error!(%error, "permanent failure; moved to the dead-letter queue");
-            services.queue.bury(job.id, &error.to_string()).await
+    }
+    if ready.is_empty() {
+        return;
+    }
+    let writes: Vec<FlowWrite<'_>> = ready
+        .iter()
+        .map(|(job, flow, payloads)| FlowWrite {
+            team_id: job.team_id,
+            flow,
+            payloads,
+        })
+        .collect();
+    let ids: Vec<i64> = ready.iter().map(|(job, ..)| job.id).collect();
+    if let Err(error) = services.metadata.upsert_flows(&writes).await {
+        let (transient, message) = (error.is_transient(), error.to_string());
+        for (job, ..) in &ready {
+            fail(services, config, job, transient, &message)
+                .instrument(job_span(job))
+                .await;
         }
+        return;
+    }
+    match services.queue.complete_many(&ids).await {
+        Ok(()) => tracing::debug!(jobs = ids.len(), "batch stored"),
+        // The leases expire and the jobs are claimed again: nothing is lost, and storing
+        // them again has no visible effect.
+        Err(error) => tracing::warn!(%error, jobs = ids.len(), "could not mark the batch done"),
+    }
+}
+
+async fn fail(services: &Services, config: &WorkerConfig, job: &Job, transient: bool, error: &str) {
+    let recorded = if transient && job.attempts < config.max_attempts {
+        let delay = backoff(config, job.attempts);
+        tracing::warn!(%error, ?delay, "transient failure; retrying");
+        services.queue.retry(job.id, error, delay).await
+    } else {
+        tracing::error!(%error, "failed for good; moved to the dead-letter queue");
+        services.queue.bury(job.id, error).await
     };
-    if let Err(error) = outcome {
-        // The lease expires and the job is claimed again: nothing is lost.
+    if let Err(error) = recorded {
         tracing::warn!(%error, "could not record the job's outcome");
     }
 }

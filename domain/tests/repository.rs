@@ -802,3 +802,39 @@ async fn after_the_idempotency_window_a_repeat_is_new_but_still_stored_once() {
         "(team, flow id, version) is still unique"
     );
 }
+
+#[tokio::test]
+async fn a_batch_of_flows_is_written_in_one_go_with_per_flow_outcomes() {
+    use flowtrail_domain::store::FlowWrite;
+    let f = fresh().await;
+    let mut newer = flow("p", 0, &[]);
+    newer.version = 3;
+    store(&f, &newer).await;
+    let mut stale = newer.clone();
+    stale.version = 2;
+    let fresh_one = flow("p", 1, &[]);
+    let none = StepPayloads::new();
+    let writes = [
+        FlowWrite {
+            team_id: f.team,
+            flow: &stale,
+            payloads: &none,
+        },
+        FlowWrite {
+            team_id: f.team,
+            flow: &fresh_one,
+            payloads: &none,
+        },
+    ];
+    let outcomes = f.services.metadata.upsert_flows(&writes).await.unwrap();
+    assert_eq!(outcomes, vec![UpsertOutcome::Stale, UpsertOutcome::Written]);
+    assert_eq!(ids(&f, &query()).await, vec![fresh_one.id, newer.id]);
+    let kept = f
+        .services
+        .metadata
+        .get_flow(f.team, newer.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.summary.version, 3);
+}

@@ -7,15 +7,15 @@ use flowtrail_types::{
 };
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use super::{Database, from_ms, now_ms, to_ms};
 use crate::auth::{Role, Scope};
 use crate::payloads::PayloadRef;
 use crate::store::{
-    ApiKey, FlowCursor, FlowQuery, Membership, MetadataStore, StepPayloads, Team, UpsertOutcome,
-    User,
+    ApiKey, FlowCursor, FlowQuery, FlowWrite, Membership, MetadataStore, StepPayloads, Team,
+    UpsertOutcome, User,
 };
 use crate::{Error, Result};
 
@@ -269,112 +269,20 @@ impl MetadataStore for SqliteMetadata {
         flow: &FlowRecord,
         payloads: &StepPayloads,
     ) -> Result<UpsertOutcome> {
-        let flow_id = flow.id.hyphenated().to_string();
         let mut tx = self.db.write.begin().await?;
-        let stored: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM flows WHERE team_id = ? AND id = ?")
-                .bind(team_id)
-                .bind(&flow_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if stored.is_some_and(|version| version > i64::from(flow.version)) {
-            return Ok(UpsertOutcome::Stale);
-        }
-        sqlx::query("INSERT INTO pipelines (team_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING")
-            .bind(team_id)
-            .bind(&flow.pipeline)
-            .execute(&mut *tx)
-            .await?;
-        let pipeline_id: i64 =
-            sqlx::query_scalar("SELECT id FROM pipelines WHERE team_id = ? AND name = ?")
-                .bind(team_id)
-                .bind(&flow.pipeline)
-                .fetch_one(&mut *tx)
-                .await?;
-        for table in ["steps", "flow_tags"] {
-            sqlx::query(&format!(
-                "DELETE FROM {table} WHERE team_id = ? AND flow_id = ?"
-            ))
-            .bind(team_id)
-            .bind(&flow_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let tags = serde_json::to_string(&flow.tags).map_err(|e| Error::Internal(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO flows (team_id, id, version, pipeline_id, status, started_at, ended_at, \
-             input, output, tags, error, sdk_name, sdk_version, step_count, ingested_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (team_id, id) DO UPDATE SET version = excluded.version, \
-             pipeline_id = excluded.pipeline_id, status = excluded.status, \
-             started_at = excluded.started_at, ended_at = excluded.ended_at, \
-             input = excluded.input, output = excluded.output, tags = excluded.tags, \
-             error = excluded.error, sdk_name = excluded.sdk_name, \
-             sdk_version = excluded.sdk_version, step_count = excluded.step_count, \
-             ingested_at = excluded.ingested_at",
-        )
-        .bind(team_id)
-        .bind(&flow_id)
-        .bind(i64::from(flow.version))
-        .bind(pipeline_id)
-        .bind(flow.status.as_str())
-        .bind(to_ms(flow.started_at))
-        .bind(flow.ended_at.map(to_ms))
-        .bind(json_text(&flow.input)?)
-        .bind(json_text(&flow.output)?)
-        .bind(tags)
-        .bind(&flow.error)
-        .bind(flow.sdk.as_ref().map(|s| s.name.as_str()))
-        .bind(flow.sdk.as_ref().map(|s| s.version.as_str()))
-        .bind(flow.steps.len() as i64)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        for (key, value) in &flow.tags {
-            sqlx::query("INSERT INTO flow_tags (team_id, flow_id, key, value) VALUES (?, ?, ?, ?)")
-                .bind(team_id)
-                .bind(&flow_id)
-                .bind(key)
-                .bind(value)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for step in &flow.steps {
-            let payload = payloads.get(&step.seq);
-            let reasons = serde_json::to_string(&step.effective_reasons())
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            sqlx::query(
-                "INSERT INTO steps (team_id, flow_id, seq, name, kind, status, started_at, \
-                 ended_at, input, output, reasoning, candidates_in, candidates_out, reasons, \
-                 capture, observation_count, payload_key, payload_sha256, payload_bytes, \
-                 payload_inline) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(team_id)
-            .bind(&flow_id)
-            .bind(i64::from(step.seq))
-            .bind(&step.name)
-            .bind(step.kind.as_str())
-            .bind(step.status.as_str())
-            .bind(step.started_at.map(to_ms))
-            .bind(step.ended_at.map(to_ms))
-            .bind(json_text(&step.input)?)
-            .bind(json_text(&step.output)?)
-            .bind(&step.reasoning)
-            .bind(step.effective_candidates_in().map(|n| n as i64))
-            .bind(step.effective_candidates_out().map(|n| n as i64))
-            .bind(reasons)
-            .bind(step.capture.as_str())
-            .bind(step.observations.len() as i64)
-            .bind(payload.map(|p| p.key.as_str()))
-            .bind(payload.map(|p| p.sha256.as_str()))
-            .bind(payload.map(|p| p.bytes as i64))
-            .bind(payload.and_then(|p| p.inline.as_deref()))
-            .execute(&mut *tx)
-            .await?;
+        let outcome = write_flow(&mut tx, team_id, flow, payloads).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn upsert_flows(&self, writes: &[FlowWrite<'_>]) -> Result<Vec<UpsertOutcome>> {
+        let mut tx = self.db.write.begin().await?;
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for write in writes {
+            outcomes.push(write_flow(&mut tx, write.team_id, write.flow, write.payloads).await?);
         }
         tx.commit().await?;
-        Ok(UpsertOutcome::Written)
+        Ok(outcomes)
     }
 
     async fn list_flows(&self, team_id: i64, query: &FlowQuery) -> Result<FlowPage> {
@@ -535,4 +443,118 @@ impl MetadataStore for SqliteMetadata {
             _ => None,
         }))
     }
+}
+
+/// Writes one flow with its steps and tags inside the caller's transaction, unless a newer
+/// version is stored.
+async fn write_flow(
+    conn: &mut SqliteConnection,
+    team_id: i64,
+    flow: &FlowRecord,
+    payloads: &StepPayloads,
+) -> Result<UpsertOutcome> {
+    let flow_id = flow.id.hyphenated().to_string();
+    let stored: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM flows WHERE team_id = ? AND id = ?")
+            .bind(team_id)
+            .bind(&flow_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if stored.is_some_and(|version| version > i64::from(flow.version)) {
+        return Ok(UpsertOutcome::Stale);
+    }
+    sqlx::query("INSERT INTO pipelines (team_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING")
+        .bind(team_id)
+        .bind(&flow.pipeline)
+        .execute(&mut *conn)
+        .await?;
+    let pipeline_id: i64 =
+        sqlx::query_scalar("SELECT id FROM pipelines WHERE team_id = ? AND name = ?")
+            .bind(team_id)
+            .bind(&flow.pipeline)
+            .fetch_one(&mut *conn)
+            .await?;
+    for table in ["steps", "flow_tags"] {
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE team_id = ? AND flow_id = ?"
+        ))
+        .bind(team_id)
+        .bind(&flow_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let tags = serde_json::to_string(&flow.tags).map_err(|e| Error::Internal(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO flows (team_id, id, version, pipeline_id, status, started_at, ended_at, \
+         input, output, tags, error, sdk_name, sdk_version, step_count, ingested_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (team_id, id) DO UPDATE SET version = excluded.version, \
+         pipeline_id = excluded.pipeline_id, status = excluded.status, \
+         started_at = excluded.started_at, ended_at = excluded.ended_at, \
+         input = excluded.input, output = excluded.output, tags = excluded.tags, \
+         error = excluded.error, sdk_name = excluded.sdk_name, \
+         sdk_version = excluded.sdk_version, step_count = excluded.step_count, \
+         ingested_at = excluded.ingested_at",
+    )
+    .bind(team_id)
+    .bind(&flow_id)
+    .bind(i64::from(flow.version))
+    .bind(pipeline_id)
+    .bind(flow.status.as_str())
+    .bind(to_ms(flow.started_at))
+    .bind(flow.ended_at.map(to_ms))
+    .bind(json_text(&flow.input)?)
+    .bind(json_text(&flow.output)?)
+    .bind(tags)
+    .bind(&flow.error)
+    .bind(flow.sdk.as_ref().map(|s| s.name.as_str()))
+    .bind(flow.sdk.as_ref().map(|s| s.version.as_str()))
+    .bind(flow.steps.len() as i64)
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
+    for (key, value) in &flow.tags {
+        sqlx::query("INSERT INTO flow_tags (team_id, flow_id, key, value) VALUES (?, ?, ?, ?)")
+            .bind(team_id)
+            .bind(&flow_id)
+            .bind(key)
+            .bind(value)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for step in &flow.steps {
+        let payload = payloads.get(&step.seq);
+        let reasons = serde_json::to_string(&step.effective_reasons())
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO steps (team_id, flow_id, seq, name, kind, status, started_at, \
+             ended_at, input, output, reasoning, candidates_in, candidates_out, reasons, \
+             capture, observation_count, payload_key, payload_sha256, payload_bytes, \
+             payload_inline) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(team_id)
+        .bind(&flow_id)
+        .bind(i64::from(step.seq))
+        .bind(&step.name)
+        .bind(step.kind.as_str())
+        .bind(step.status.as_str())
+        .bind(step.started_at.map(to_ms))
+        .bind(step.ended_at.map(to_ms))
+        .bind(json_text(&step.input)?)
+        .bind(json_text(&step.output)?)
+        .bind(&step.reasoning)
+        .bind(step.effective_candidates_in().map(|n| n as i64))
+        .bind(step.effective_candidates_out().map(|n| n as i64))
+        .bind(reasons)
+        .bind(step.capture.as_str())
+        .bind(step.observations.len() as i64)
+        .bind(payload.map(|p| p.key.as_str()))
+        .bind(payload.map(|p| p.sha256.as_str()))
+        .bind(payload.map(|p| p.bytes as i64))
+        .bind(payload.and_then(|p| p.inline.as_deref()))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(UpsertOutcome::Written)
 }

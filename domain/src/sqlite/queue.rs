@@ -168,15 +168,20 @@ impl IngestQueue for SqliteQueue {
         Ok(jobs)
     }
 
-    async fn complete(&self, job_id: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE ingest_jobs SET state = 'done', body = NULL, lease_until = NULL, \
-             last_error = NULL, finished_at = ? WHERE id = ?",
-        )
-        .bind(now_ms())
-        .bind(job_id)
-        .execute(&self.pool)
-        .await?;
+    async fn complete_many(&self, job_ids: &[i64]) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        for id in job_ids {
+            sqlx::query(
+                "UPDATE ingest_jobs SET state = 'done', body = NULL, lease_until = NULL, \
+                 last_error = NULL, finished_at = ? WHERE id = ?",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

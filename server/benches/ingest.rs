@@ -1,0 +1,326 @@
+//! Ingest benchmark (`cargo bench -p flowtrail-server --bench ingest`): the release binary on
+//! loopback, fed the standard flow mix — 5 steps, ~300 observations, ~80 KB of JSON, half of the
+//! requests gzip-compressed — by a load generator in this process (it shares the machine's
+//! cores with the server, as a real co-located client would).
+//!
+//! Prints: accepted flows/s and MB/s at saturation; p50/p99 of the 202 at half that rate;
+//! the lag from 202 to queryable (from the queue's own timestamps). Every ack is durable
+//! (SQLite WAL, synchronous=FULL, group commit).
+//!
+//! Knobs (environment): BENCH_SECONDS (10), BENCH_CONNECTIONS (32).
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One flow of the standard mix, with a placeholder id to be overwritten per request.
+fn template() -> Vec<u8> {
+    let step = |seq: u32, name: &str, kind: &str, n: usize, kept_every: usize| {
+        let observations: Vec<Value> = (0..n)
+            .map(|i| {
+                let kept = i % kept_every == 0;
+                json!({
+                    "candidate_id": format!("B0{:08}", seq as usize * 1000 + i),
+                    "verdict": if kept { "kept" } else { "rejected" },
+                    "score": (i % 100) as f64 / 100.0,
+                    "reasons": if kept { json!([]) } else {
+                        json!([{"code": "price_out_of_range", "text": format!("{i}.99 is below 0.5x of 45.00")}])
+                    },
+                    "attributes": {
+                        "price": i as f64 + 0.99, "rating": 4.1, "category": "Laptop Stands",
+                        "title": format!("Adjustable Aluminium Laptop Stand, model {i}, for 13-16 inch notebooks"),
+                        "seller": "B0SELLER0042"
+                    }
+                })
+            })
+            .collect();
+        json!({
+            "seq": seq, "name": name, "kind": kind, "status": "succeeded",
+            "started_at": "2026-11-21T10:00:01Z", "ended_at": "2026-11-21T10:00:01.020Z",
+            "input": {"max_price": 80, "min_rating": 4.0}, "output": {"kept": n / kept_every},
+            "reasoning": "Kept candidates within 0.5x-2x of the seller's price with rating >= 4.0",
+            "observations": observations
+        })
+    };
+    let flow = json!({
+        "id": Uuid::nil(), "version": 1, "pipeline": "competitor_selection", "status": "succeeded",
+        "started_at": "2026-11-21T10:00:00Z", "ended_at": "2026-11-21T10:00:02Z",
+        "input": {"title": "Adjustable aluminium laptop stand"}, "output": {"selected": "B0STAND42"},
+        "tags": {"env": "bench"},
+        "steps": [
+            step(0, "keyword_generation", "generate", 0, 1),
+            step(1, "catalog_search", "retrieve", 120, 1),
+            step(2, "price_and_rating_filter", "filter", 120, 4),
+            step(3, "llm_relevance", "judge", 30, 2),
+            step(4, "rank_and_select", "rank", 30, 1),
+        ]
+    });
+    serde_json::to_vec(&flow).unwrap()
+}
+
+struct Body {
+    bytes: Vec<u8>,
+    gzip: bool,
+}
+
+/// A fresh flow id written into the template; every other body gzip-compressed.
+fn body(template: &[u8], id_at: usize, n: u64) -> Body {
+    let mut bytes = template.to_vec();
+    let id = Uuid::now_v7().hyphenated().to_string();
+    bytes[id_at..id_at + 36].copy_from_slice(id.as_bytes());
+    if n.is_multiple_of(2) {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&bytes).unwrap();
+        Body {
+            bytes: gz.finish().unwrap(),
+            gzip: true,
+        }
+    } else {
+        Body { bytes, gzip: false }
+    }
+}
+
+async fn post(http: &reqwest::Client, url: &str, key: &str, body: Body) -> bool {
+    let mut request = http
+        .post(url)
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(body.bytes);
+    if body.gzip {
+        request = request.header("content-encoding", "gzip");
+    }
+    matches!(request.send().await, Ok(r) if r.status() == 202)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+struct Server {
+    child: Child,
+    _dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    url: String,
+    key: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_path_buf();
+    let bin = env!("CARGO_BIN_EXE_flowtrail");
+    let key = Command::new(bin)
+        .args(["admin", "create-api-key", "--name", "bench", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let key = String::from_utf8(key.stdout).unwrap().trim().to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(bin)
+        .args([
+            "serve",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(&data)
+        .args(["--rate-limit-per-second", "0", "--max-queue-depth", "0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if http.get(format!("{url}/readyz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Server {
+        child,
+        _dir: dir,
+        data,
+        url,
+        key,
+    }
+}
+
+async fn wait_drained(http: &reqwest::Client, url: &str) {
+    for _ in 0..1200 {
+        let text = http
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.lines().any(|l| l == "flowtrail_queue_depth 0") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn lag_ms(data: &std::path::Path) -> Vec<f64> {
+    let db = flowtrail_domain::sqlite::open_file(&data.join("flowtrail.db"))
+        .await
+        .unwrap();
+    let rows: Vec<i64> = sqlx::query_scalar(
+        "SELECT finished_at - enqueued_at FROM ingest_jobs WHERE state = 'done' ORDER BY 1",
+    )
+    .fetch_all(&db.read)
+    .await
+    .unwrap();
+    rows.into_iter().map(|ms| ms as f64).collect()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let connections = env_or("BENCH_CONNECTIONS", 32) as usize;
+    let template = Arc::new(template());
+    let id_at = template
+        .windows(36)
+        .position(|w| w == Uuid::nil().hyphenated().to_string().as_bytes())
+        .unwrap();
+    println!(
+        "flow mix: {} KB JSON, 5 steps, 300 observations, half gzip; {connections} connections, {seconds} s per phase",
+        template.len() / 1024
+    );
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()
+        .unwrap();
+
+    // Phase 1: saturation — every connection sends back to back.
+    let server = start().await;
+    let url = format!("{}/api/v1/flows", server.url);
+    let (accepted, bytes, running) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicBool::new(true)),
+    );
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let (http, url, key, template) = (
+            http.clone(),
+            url.clone(),
+            server.key.clone(),
+            template.clone(),
+        );
+        let (accepted, bytes, running) = (accepted.clone(), bytes.clone(), running.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = c as u64;
+            while running.load(Ordering::Relaxed) {
+                let body = body(&template, id_at, n);
+                let size = template.len() as u64;
+                if post(&http, &url, &key, body).await {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                    bytes.fetch_add(size, Ordering::Relaxed);
+                }
+                n += connections as u64;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    running.store(false, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let rate = accepted.load(Ordering::Relaxed) as f64 / elapsed;
+    println!(
+        "saturation: {:.0} flows/s accepted, {:.1} MB/s of flow JSON ({} flows in {:.1} s)",
+        rate,
+        bytes.load(Ordering::Relaxed) as f64 / elapsed / 1e6,
+        accepted.load(Ordering::Relaxed),
+        elapsed
+    );
+    let drain_started = Instant::now();
+    wait_drained(&http, &server.url).await;
+    println!(
+        "backlog drained {:.1} s after the load stopped",
+        drain_started.elapsed().as_secs_f64()
+    );
+    drop(server);
+
+    // Phase 2: half the saturation rate, paced (open loop): latency of the 202 and lag.
+    let server = start().await;
+    let url = format!("{}/api/v1/flows", server.url);
+    let target = (rate / 2.0).max(1.0);
+    let interval = Duration::from_secs_f64(1.0 / target);
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let total = (target * seconds as f64) as u64;
+    let mut tasks = Vec::new();
+    for n in 0..total {
+        ticker.tick().await;
+        let (http, url, key, template) = (
+            http.clone(),
+            url.clone(),
+            server.key.clone(),
+            template.clone(),
+        );
+        let latencies = latencies.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = body(&template, id_at, n);
+            let sent = Instant::now();
+            if post(&http, &url, &key, body).await {
+                latencies
+                    .lock()
+                    .unwrap()
+                    .push(sent.elapsed().as_secs_f64() * 1000.0);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut latencies = latencies.lock().unwrap().clone();
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "at {:.0} flows/s (half of saturation): 202 in p50 {:.1} ms, p99 {:.1} ms ({} of {total} accepted)",
+        target,
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.len()
+    );
+    wait_drained(&http, &server.url).await;
+    let lag = lag_ms(&server.data).await;
+    println!(
+        "202 -> queryable at that rate: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        percentile(&lag, 0.5),
+        percentile(&lag, 0.99),
+        lag.last().copied().unwrap_or(f64::NAN)
+    );
+}
