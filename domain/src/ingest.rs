@@ -85,6 +85,11 @@ pub fn parse_flow(body: &[u8]) -> Result<FlowRecord> {
             ),
         });
     }
+    // The fast path: plain serde. Only a body that fails is parsed again, with path tracking,
+    // to name the offending field.
+    if let Ok(flow) = serde_json::from_slice::<FlowRecord>(body) {
+        return Ok(flow);
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let flow: FlowRecord = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
@@ -347,7 +352,10 @@ pub async fn load_job(services: &Services, job: &Job) -> Result<(FlowRecord, Ste
     let body = zstd::stream::decode_all(job.body.as_slice()).map_err(|e| Error::Malformed {
         message: format!("queued body does not decompress: {e}"),
     })?;
-    let flow = parse_flow(&body)?;
+    // Validated at ingest: no depth scan or path tracking needed.
+    let flow: FlowRecord = serde_json::from_slice(&body).map_err(|e| Error::Malformed {
+        message: format!("queued body is not a flow record: {e}"),
+    })?;
     let mut payloads = StepPayloads::new();
     for step in flow.steps.iter().filter(|s| !s.observations.is_empty()) {
         let encoded = PayloadStore::encode(

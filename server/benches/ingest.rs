@@ -75,21 +75,59 @@ struct Body {
     gzip: bool,
 }
 
-/// A fresh flow id written into the template; every other body gzip-compressed.
-fn body(template: &[u8], id_at: usize, n: u64) -> Body {
-    let mut bytes = template.to_vec();
-    let id = Uuid::now_v7().hyphenated().to_string();
-    bytes[id_at..id_at + 36].copy_from_slice(id.as_bytes());
-    if n.is_multiple_of(2) {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&bytes).unwrap();
-        Body {
-            bytes: gz.finish().unwrap(),
-            gzip: true,
-        }
-    } else {
-        Body { bytes, gzip: false }
+/// Request bodies: a fresh flow id in the template for each; every other body gzip, taken from
+/// a pool compressed before the clock starts (so the load generator spends little CPU).
+struct Bodies {
+    template: Vec<u8>,
+    id_at: usize,
+    gzip: Vec<Vec<u8>>,
+    next_gzip: AtomicU64,
+}
+
+impl Bodies {
+    fn new(template: Vec<u8>, gzip_pool: usize) -> Self {
+        let id_at = template
+            .windows(36)
+            .position(|w| w == Uuid::nil().hyphenated().to_string().as_bytes())
+            .unwrap();
+        let mut bodies = Bodies {
+            template,
+            id_at,
+            gzip: Vec::new(),
+            next_gzip: AtomicU64::new(0),
+        };
+        bodies.gzip = (0..gzip_pool).map(|_| gzip(&bodies.plain())).collect();
+        bodies
     }
+
+    fn plain(&self) -> Vec<u8> {
+        let mut bytes = self.template.clone();
+        let id = Uuid::now_v7().hyphenated().to_string();
+        bytes[self.id_at..self.id_at + 36].copy_from_slice(id.as_bytes());
+        bytes
+    }
+
+    fn get(&self, n: u64) -> Body {
+        if n.is_multiple_of(2) {
+            let i = self.next_gzip.fetch_add(1, Ordering::Relaxed) as usize;
+            let bytes = match self.gzip.get(i) {
+                Some(bytes) => bytes.clone(),
+                None => gzip(&self.plain()),
+            };
+            Body { bytes, gzip: true }
+        } else {
+            Body {
+                bytes: self.plain(),
+                gzip: false,
+            }
+        }
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
 }
 
 async fn post(http: &reqwest::Client, url: &str, key: &str, body: Body) -> bool {
@@ -126,7 +164,7 @@ impl Drop for Server {
     }
 }
 
-async fn start() -> Server {
+async fn start(workers: usize) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_path_buf();
     let bin = env!("CARGO_BIN_EXE_flowtrail");
@@ -150,6 +188,7 @@ async fn start() -> Server {
         ])
         .arg(&data)
         .args(["--rate-limit-per-second", "0", "--max-queue-depth", "0"])
+        .args(["--workers", &workers.to_string()])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -202,50 +241,31 @@ async fn lag_ms(data: &std::path::Path) -> Vec<f64> {
     rows.into_iter().map(|ms| ms as f64).collect()
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let seconds = env_or("BENCH_SECONDS", 10);
-    let connections = env_or("BENCH_CONNECTIONS", 32) as usize;
-    let template = Arc::new(template());
-    let id_at = template
-        .windows(36)
-        .position(|w| w == Uuid::nil().hyphenated().to_string().as_bytes())
-        .unwrap();
-    println!(
-        "flow mix: {} KB JSON, 5 steps, 300 observations, half gzip; {connections} connections, {seconds} s per phase",
-        template.len() / 1024
-    );
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(connections)
-        .build()
-        .unwrap();
-
-    // Phase 1: saturation — every connection sends back to back.
-    let server = start().await;
+/// Every connection sends back to back for `seconds`; returns (flows accepted, seconds).
+async fn saturate(
+    http: &reqwest::Client,
+    server: &Server,
+    bodies: &Arc<Bodies>,
+    connections: usize,
+    seconds: u64,
+) -> (u64, f64) {
     let url = format!("{}/api/v1/flows", server.url);
-    let (accepted, bytes, running) = (
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicBool::new(true)),
-    );
+    let (accepted, running) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(true)));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..connections {
-        let (http, url, key, template) = (
+        let (http, url, key, bodies) = (
             http.clone(),
             url.clone(),
             server.key.clone(),
-            template.clone(),
+            bodies.clone(),
         );
-        let (accepted, bytes, running) = (accepted.clone(), bytes.clone(), running.clone());
+        let (accepted, running) = (accepted.clone(), running.clone());
         tasks.push(tokio::spawn(async move {
             let mut n = c as u64;
             while running.load(Ordering::Relaxed) {
-                let body = body(&template, id_at, n);
-                let size = template.len() as u64;
-                if post(&http, &url, &key, body).await {
+                if post(&http, &url, &key, bodies.get(n)).await {
                     accepted.fetch_add(1, Ordering::Relaxed);
-                    bytes.fetch_add(size, Ordering::Relaxed);
                 }
                 n += connections as u64;
             }
@@ -256,44 +276,75 @@ async fn main() {
     for task in tasks {
         task.await.unwrap();
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let rate = accepted.load(Ordering::Relaxed) as f64 / elapsed;
-    println!(
-        "saturation: {:.0} flows/s accepted, {:.1} MB/s of flow JSON ({} flows in {:.1} s)",
-        rate,
-        bytes.load(Ordering::Relaxed) as f64 / elapsed / 1e6,
+    (
         accepted.load(Ordering::Relaxed),
-        elapsed
+        started.elapsed().as_secs_f64(),
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let connections = env_or("BENCH_CONNECTIONS", 32) as usize;
+    let template = template();
+    let kb = template.len() as f64 / 1024.0;
+    let bodies = Arc::new(Bodies::new(template, 6_000));
+    println!(
+        "flow mix: {kb:.0} KB JSON, 5 steps, 300 observations, half gzip (level 1); {connections} connections, {seconds} s per phase"
+    );
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()
+        .unwrap();
+    let mb = |flows: u64, secs: f64| flows as f64 * kb * 1024.0 / secs / 1e6;
+
+    // A: acceptance capacity — the server only acknowledges (workers elsewhere, as in the
+    // scale-out layout, or later).
+    let server = start(0).await;
+    let (flows, secs) = saturate(&http, &server, &bodies, connections, seconds).await;
+    println!(
+        "A. acceptance, no workers in the process: {:.0} flows/s, {:.1} MB/s of flow JSON (every 202 durable)",
+        flows as f64 / secs,
+        mb(flows, secs)
+    );
+    drop(server);
+
+    // B: end to end — acknowledging and storing in one process, same 2 cores.
+    let server = start(2).await;
+    let (flows, secs) = saturate(&http, &server, &bodies, connections, seconds).await;
+    let rate = flows as f64 / secs;
+    println!(
+        "B. acceptance with 2 workers storing in the same process: {rate:.0} flows/s, {:.1} MB/s",
+        mb(flows, secs)
     );
     let drain_started = Instant::now();
     wait_drained(&http, &server.url).await;
     println!(
-        "backlog drained {:.1} s after the load stopped",
+        "   backlog drained {:.1} s after the load stopped",
         drain_started.elapsed().as_secs_f64()
     );
     drop(server);
 
-    // Phase 2: half the saturation rate, paced (open loop): latency of the 202 and lag.
-    let server = start().await;
+    // C: half of B's rate, paced (open loop): latency of the 202 and 202 -> queryable.
+    let server = start(2).await;
     let url = format!("{}/api/v1/flows", server.url);
     let target = (rate / 2.0).max(1.0);
-    let interval = Duration::from_secs_f64(1.0 / target);
-    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut ticker = tokio::time::interval(interval);
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / target));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let total = (target * seconds as f64) as u64;
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     for n in 0..total {
         ticker.tick().await;
-        let (http, url, key, template) = (
+        let (http, url, key, bodies) = (
             http.clone(),
             url.clone(),
             server.key.clone(),
-            template.clone(),
+            bodies.clone(),
         );
         let latencies = latencies.clone();
         tasks.push(tokio::spawn(async move {
-            let body = body(&template, id_at, n);
+            let body = bodies.get(n);
             let sent = Instant::now();
             if post(&http, &url, &key, body).await {
                 latencies
@@ -309,8 +360,7 @@ async fn main() {
     let mut latencies = latencies.lock().unwrap().clone();
     latencies.sort_by(f64::total_cmp);
     println!(
-        "at {:.0} flows/s (half of saturation): 202 in p50 {:.1} ms, p99 {:.1} ms ({} of {total} accepted)",
-        target,
+        "C. at {target:.0} flows/s (half of B), paced: 202 in p50 {:.1} ms, p99 {:.1} ms ({} of {total} accepted)",
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         latencies.len()
@@ -318,7 +368,7 @@ async fn main() {
     wait_drained(&http, &server.url).await;
     let lag = lag_ms(&server.data).await;
     println!(
-        "202 -> queryable at that rate: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        "   202 -> queryable: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
         percentile(&lag, 0.5),
         percentile(&lag, 0.99),
         lag.last().copied().unwrap_or(f64::NAN)

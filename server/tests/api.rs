@@ -719,3 +719,31 @@ async fn concurrent_duplicates_are_stored_once() {
         "one job, however many repeats"
     );
 }
+
+#[tokio::test]
+async fn the_callers_request_id_is_echoed_and_carried_into_the_job() {
+    let app = app().await;
+    let request = app
+        .post(())
+        .header("x-request-id", "trace-4711")
+        .body(Body::from(serde_json::to_vec(&flow_json(FLOW_ID)).unwrap()))
+        .unwrap();
+    let (status, headers, _) = app.call(request).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(headers["x-request-id"], "trace-4711");
+    let jobs = app
+        .services
+        .queue
+        .claim(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(jobs[0].request_id.as_deref(), Some("trace-4711"));
+
+    let (_, headers, _) = app.get("/healthz").await;
+    let generated = headers["x-request-id"].to_str().unwrap();
+    assert_eq!(
+        generated.len(),
+        36,
+        "a UUID when the caller sends none: {generated}"
+    );
+}
