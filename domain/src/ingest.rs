@@ -39,6 +39,9 @@ impl Default for Limits {
     }
 }
 
+/// Largest candidate count or reason count (2^53: exact in every JSON reader and in SQL).
+pub const MAX_COUNT: u64 = 1 << 53;
+
 /// Deepest nesting of arrays and objects a flow record may have. The record's own structure
 /// takes 6 levels (flow → steps → step → observations → observation → attributes); the rest
 /// is for free-form values. serde_json would stop at 128 with a less helpful error.
@@ -221,6 +224,23 @@ pub fn validate(flow: &FlowRecord, limits: &Limits) -> Result<()> {
             return Err(Error::invalid(
                 at("ended_at"),
                 "ended_at is before started_at",
+            ));
+        }
+        for (field, count) in [
+            ("candidates_in", step.candidates_in),
+            ("candidates_out", step.candidates_out),
+        ] {
+            if count.is_some_and(|n| n > MAX_COUNT) {
+                return Err(Error::invalid(
+                    at(field),
+                    format!("{field} is above {MAX_COUNT}"),
+                ));
+            }
+        }
+        if let Some((code, _)) = step.reasons.iter().find(|(_, n)| **n > MAX_COUNT) {
+            return Err(Error::invalid(
+                format!("{}.{code}", at("reasons")),
+                format!("reason counts are at most {MAX_COUNT}"),
             ));
         }
         if let (Some(input), Some(output)) = (step.candidates_in, step.candidates_out)

@@ -612,6 +612,14 @@ fn validation_names_the_limit_and_the_field() {
     let mut counts_only = ok.clone();
     counts_only.steps[1].capture = Capture::CountsOnly;
     assert_eq!(field_of(&counts_only, &limits), "steps[1].observations");
+    let mut huge = ok.clone();
+    huge.steps[1].candidates_in = Some(u64::MAX);
+    assert_eq!(field_of(&huge, &limits), "steps[1].candidates_in");
+    let mut huge_reason = ok.clone();
+    huge_reason.steps[1]
+        .reasons
+        .insert("price".into(), u64::MAX);
+    assert_eq!(field_of(&huge_reason, &limits), "steps[1].reasons.price");
     let mut nil = ok;
     nil.id = Uuid::nil();
     assert_eq!(field_of(&nil, &limits), "id");

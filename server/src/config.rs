@@ -149,9 +149,9 @@ pub struct DlqListArgs {
     #[command(flatten)]
     pub storage: StorageArgs,
     /// Only this team's jobs.
-    #[arg(long)]
+    #[arg(long, env = "FLOWTRAIL_TEAM")]
     pub team: Option<String>,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, env = "FLOWTRAIL_LIMIT", default_value_t = 100)]
     pub limit: u32,
 }
 
@@ -160,10 +160,10 @@ pub struct DlqRedriveArgs {
     #[command(flatten)]
     pub storage: StorageArgs,
     /// Only this job (default: every dead job).
-    #[arg(long)]
+    #[arg(long, env = "FLOWTRAIL_ID")]
     pub id: Option<i64>,
     /// Only this team's jobs.
-    #[arg(long)]
+    #[arg(long, env = "FLOWTRAIL_TEAM")]
     pub team: Option<String>,
 }
 
@@ -171,15 +171,15 @@ pub struct DlqRedriveArgs {
 pub struct CreateUserArgs {
     #[command(flatten)]
     pub storage: StorageArgs,
-    #[arg(long)]
+    #[arg(long, env = "FLOWTRAIL_EMAIL")]
     pub email: String,
     /// Read the password from the first line of standard input.
-    #[arg(long, required = true)]
+    #[arg(long, env = "FLOWTRAIL_PASSWORD_STDIN", required = true)]
     pub password_stdin: bool,
     /// Team slug (created if missing).
-    #[arg(long, default_value = "default")]
+    #[arg(long, env = "FLOWTRAIL_TEAM", default_value = "default")]
     pub team: String,
-    #[arg(long, value_enum, default_value_t = RoleArg::Member)]
+    #[arg(long, env = "FLOWTRAIL_ROLE", value_enum, default_value_t = RoleArg::Member)]
     pub role: RoleArg,
 }
 
@@ -188,13 +188,13 @@ pub struct CreateApiKeyArgs {
     #[command(flatten)]
     pub storage: StorageArgs,
     /// Team slug (created if missing).
-    #[arg(long, default_value = "default")]
+    #[arg(long, env = "FLOWTRAIL_TEAM", default_value = "default")]
     pub team: String,
     /// A name to tell keys apart (e.g. the pipeline using it).
-    #[arg(long)]
+    #[arg(long, env = "FLOWTRAIL_NAME")]
     pub name: String,
     /// What the key may do.
-    #[arg(long, value_enum, default_value_t = ScopeArg::All)]
+    #[arg(long, env = "FLOWTRAIL_SCOPE", value_enum, default_value_t = ScopeArg::All)]
     pub scope: ScopeArg,
 }
 
