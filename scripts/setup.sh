@@ -15,6 +15,8 @@ command -v cc >/dev/null || packages+=(build-essential)
 command -v npm >/dev/null || packages+=(nodejs npm)
 if [ "$purpose" = test ]; then
   [ -x /usr/bin/chromium ] || packages+=(chromium)
+  # The scale-out suites run against a real PostgreSQL (scripts/with-postgres.sh).
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   sudo=""

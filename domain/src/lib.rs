@@ -10,6 +10,7 @@ pub mod auth;
 mod error;
 pub mod ingest;
 pub mod payloads;
+pub mod postgres;
 pub mod queue;
 pub mod sqlite;
 pub mod store;
@@ -25,6 +26,11 @@ use ingest::Limits;
 use payloads::PayloadStore;
 use queue::IngestQueue;
 use store::{MetadataStore, Team};
+
+/// E-mail addresses are compared without case (stored lower-cased, on every engine).
+fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
 
 /// Which storage engines to use. Empty URLs mean the embedded default under `data_dir`.
 #[derive(Clone)]
@@ -74,6 +80,8 @@ pub struct Services {
     pub limits: Limits,
     /// The SQLite database of the embedded profile (sessions live there too).
     pub sqlite: Option<sqlite::Database>,
+    /// The PostgreSQL database of the scale-out profile (sessions live there too).
+    pub postgres: Option<postgres::Database>,
 }
 
 impl Services {
@@ -85,17 +93,23 @@ impl Services {
                 config.data_dir.display()
             ))
         })?;
-        let db = match config.database_url.as_deref() {
-            None => sqlite::open_file(&config.data_dir.join("flowtrail.db")).await?,
-            Some(url) if url.starts_with("sqlite:") => sqlite::open_url(url).await?,
+        enum Engine {
+            Sqlite(sqlite::Database),
+            Postgres(postgres::Database),
+        }
+        let engine = match config.database_url.as_deref() {
+            None => Engine::Sqlite(sqlite::open_file(&config.data_dir.join("flowtrail.db")).await?),
+            Some(url) if url.starts_with("sqlite:") => Engine::Sqlite(sqlite::open_url(url).await?),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Engine::Postgres(postgres::open_url(url).await?)
+            }
             Some(url) => {
                 return Err(Error::Config(format!(
-                    "unsupported database URL scheme in {:?}: this build supports sqlite: only",
+                    "unsupported database URL scheme in {:?}: use sqlite: or postgres://",
                     url.split(':').next().unwrap_or_default()
                 )));
             }
         };
-        sqlite::migrate(&db).await?;
         let mut payloads = match config.object_store_url.as_deref() {
             None => PayloadStore::local(&config.data_dir.join("payloads"))?,
             Some(url) if url.starts_with("file://") => {
@@ -109,13 +123,31 @@ impl Services {
             }
         };
         payloads.inline_max = config.payload_inline_max;
-        Ok(Services {
-            metadata: Arc::new(sqlite::SqliteMetadata::new(db.clone())),
-            queue: Arc::new(sqlite::SqliteQueue::start(&db)),
-            payloads,
-            limits: Limits::default(),
-            sqlite: Some(db),
-        })
+        let services = match engine {
+            Engine::Sqlite(db) => {
+                sqlite::migrate(&db).await?;
+                Services {
+                    metadata: Arc::new(sqlite::SqliteMetadata::new(db.clone())),
+                    queue: Arc::new(sqlite::SqliteQueue::start(&db)),
+                    payloads,
+                    limits: Limits::default(),
+                    sqlite: Some(db),
+                    postgres: None,
+                }
+            }
+            Engine::Postgres(db) => {
+                postgres::migrate(&db).await?;
+                Services {
+                    metadata: Arc::new(postgres::PgMetadata::new(db.clone())),
+                    queue: Arc::new(postgres::PgQueue::start(&db)),
+                    payloads,
+                    limits: Limits::default(),
+                    sqlite: None,
+                    postgres: Some(db),
+                }
+            }
+        };
+        Ok(services)
     }
 
     /// First start: team `default`, and the first admin when credentials are given and no user
@@ -140,7 +172,7 @@ impl Services {
         team: &str,
         role: Role,
     ) -> Result<i64> {
-        let email = email.trim();
+        let email = normalize_email(email);
         if !email.contains('@') || email.len() > 254 {
             return Err(Error::invalid("email", "an e-mail address is needed"));
         }
@@ -152,7 +184,9 @@ impl Services {
         }
         let team = self.metadata.ensure_team(team).await?;
         let hash = auth::hash_password(password)?;
-        self.metadata.create_user(email, &hash, team.id, role).await
+        self.metadata
+            .create_user(&email, &hash, team.id, role)
+            .await
     }
 
     /// Creates an API key for `team` and returns its secret, which is never stored.
@@ -171,7 +205,7 @@ impl Services {
 
     /// The user whose e-mail and password match.
     pub async fn authenticate(&self, email: &str, password: &str) -> Result<Option<store::User>> {
-        let user = self.metadata.user_by_email(email.trim()).await?;
+        let user = self.metadata.user_by_email(&normalize_email(email)).await?;
         Ok(user.filter(|u| auth::verify_password(password, &u.password_hash)))
     }
 

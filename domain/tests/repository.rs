@@ -25,11 +25,17 @@ struct Fixture {
     _dir: tempfile::TempDir,
 }
 
+/// A fresh, migrated database: SQLite by default; with `FLOWTRAIL_TEST_DATABASE_URL` set
+/// (`scripts/with-postgres.sh`), a new database on that PostgreSQL server.
 async fn fresh() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let services = Services::open(&StorageConfig::embedded(dir.path()))
-        .await
-        .unwrap();
+    let mut config = StorageConfig::embedded(dir.path());
+    if let Ok(admin_url) = std::env::var("FLOWTRAIL_TEST_DATABASE_URL") {
+        let name = format!("flowtrail_test_{}", Uuid::now_v7().simple());
+        let url = flowtrail_domain::postgres::create_database(&admin_url, &name).await;
+        config.database_url = Some(url.unwrap());
+    }
+    let services = Services::open(&config).await.unwrap();
     let team = services.bootstrap(None).await.unwrap().id;
     Fixture {
         services,
@@ -665,6 +671,7 @@ async fn poison_goes_to_the_dead_letter_queue_and_redrive_brings_it_back() {
         payloads: f.services.payloads.clone(),
         limits: Limits::default(),
         sqlite: f.services.sqlite.clone(),
+        postgres: f.services.postgres.clone(),
     });
     let q = f.services.queue.clone();
     work_until(shared.clone(), fast.clone(), || async {
@@ -700,6 +707,7 @@ async fn poison_goes_to_the_dead_letter_queue_and_redrive_brings_it_back() {
         queue: f.services.queue.clone(),
         limits: Limits::default(),
         sqlite: f.services.sqlite.clone(),
+        postgres: f.services.postgres.clone(),
     });
     std::fs::remove_dir(&broken_dir).unwrap();
     std::fs::write(&broken_dir, b"a file where a directory should be").unwrap();

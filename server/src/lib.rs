@@ -20,9 +20,10 @@ use flowtrail_domain::Services;
 use leptos::config::LeptosOptions;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use tower_sessions::SessionStore;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
-use tower_sessions_sqlx_store::SqliteStore;
+use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
 use state::{App, AppState, Metrics};
 
@@ -63,24 +64,6 @@ pub async fn build_app(services: Arc<Services>, config: &HttpConfig) -> anyhow::
         .site_addr(config.addr)
         .env(leptos::config::Env::PROD)
         .build();
-    // Session reads are frequent and writes rare: they use the read pool.
-    let pool = services
-        .sqlite
-        .as_ref()
-        .map(|db| db.read.clone())
-        .ok_or_else(|| {
-            anyhow::anyhow!("sessions need the SQLite database of the embedded profile")
-        })?;
-    let store = SqliteStore::new(pool)
-        .with_table_name("sessions")
-        .map_err(anyhow::Error::msg)?;
-    store.migrate().await?;
-    let sessions = SessionManagerLayer::new(store)
-        .with_name("flowtrail_session")
-        .with_secure(config.secure_cookies)
-        .with_same_site(SameSite::Lax)
-        .with_http_only(true)
-        .with_expiry(Expiry::OnInactivity(time::Duration::days(7)));
     let state = AppState(Arc::new(App {
         services,
         leptos,
@@ -109,14 +92,43 @@ pub async fn build_app(services: Arc<Services>, config: &HttpConfig) -> anyhow::
             request_id = %request_id,
         )
     });
-    Ok(Router::new()
+    let router = Router::new()
         .merge(http::router())
-        .merge(web::router(&state))
-        .layer(sessions)
+        .merge(web::router(&state));
+    // Sessions live in the metadata database of the profile.
+    let router = match (&state.services.sqlite, &state.services.postgres) {
+        (Some(db), _) => {
+            // Session reads are frequent and writes rare: they use the read pool.
+            let store = SqliteStore::new(db.read.clone())
+                .with_table_name("sessions")
+                .map_err(anyhow::Error::msg)?;
+            store.migrate().await?;
+            router.layer(session_layer(store, config))
+        }
+        (None, Some(db)) => {
+            let store = PostgresStore::new(db.write.clone())
+                .with_table_name("sessions")
+                .map_err(anyhow::Error::msg)?;
+            store.migrate().await?;
+            router.layer(session_layer(store, config))
+        }
+        (None, None) => anyhow::bail!("sessions need the metadata database"),
+    };
+    Ok(router
         .layer(trace)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state))
+}
+
+/// Cookie sessions over `store`: HTTP-only, SameSite=Lax, 7 days of inactivity.
+fn session_layer<S: SessionStore + Clone>(store: S, config: &HttpConfig) -> SessionManagerLayer<S> {
+    SessionManagerLayer::new(store)
+        .with_name("flowtrail_session")
+        .with_secure(config.secure_cookies)
+        .with_same_site(SameSite::Lax)
+        .with_http_only(true)
+        .with_expiry(Expiry::OnInactivity(time::Duration::days(7)))
 }
 
 /// Where the built dashboard assets are when no `--site-root` is given: `target/site` beside

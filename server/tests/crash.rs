@@ -23,13 +23,29 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start(data: &Path, port: u16) -> Child {
+/// The database the server uses: the embedded SQLite under `data`, or — with
+/// `scripts/with-postgres.sh` — a fresh PostgreSQL database.
+async fn database_url() -> Option<String> {
+    let admin_url = std::env::var("FLOWTRAIL_TEST_DATABASE_URL").ok()?;
+    let name = format!("flowtrail_crash_{}", Uuid::now_v7().simple());
+    Some(
+        flowtrail_domain::postgres::create_database(&admin_url, &name)
+            .await
+            .unwrap(),
+    )
+}
+
+fn start(data: &Path, port: u16, database: &Option<String>) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(data.join("server.log"))
         .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_flowtrail"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_flowtrail"));
+    if let Some(url) = database {
+        command.env("FLOWTRAIL_DATABASE_URL", url);
+    }
+    command
         .args([
             "serve",
             "--addr",
@@ -84,7 +100,12 @@ fn flow(id: Uuid, client: usize, n: usize) -> Value {
 async fn every_acknowledged_flow_survives_sigkill_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_path_buf();
-    let key = Command::new(env!("CARGO_BIN_EXE_flowtrail"))
+    let database = database_url().await;
+    let mut create_key = Command::new(env!("CARGO_BIN_EXE_flowtrail"));
+    if let Some(url) = &database {
+        create_key.env("FLOWTRAIL_DATABASE_URL", url);
+    }
+    let key = create_key
         .args(["admin", "create-api-key", "--name", "crash", "--data-dir"])
         .arg(&data)
         .output()
@@ -97,7 +118,7 @@ async fn every_acknowledged_flow_survives_sigkill_exactly_once() {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let server = Arc::new(Mutex::new(start(&data, port)));
+    let server = Arc::new(Mutex::new(start(&data, port, &database)));
     wait_ready(&http, &base).await;
 
     // The ledger: flow id → how many 202s it got (retries after a lost answer may add more).
@@ -151,7 +172,7 @@ async fn every_acknowledged_flow_survives_sigkill_exactly_once() {
             child.wait().unwrap();
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        *server.lock().unwrap() = start(&data, port);
+        *server.lock().unwrap() = start(&data, port, &database);
         wait_ready(&http, &base).await;
     }
     for client in clients {

@@ -34,6 +34,12 @@ impl SqliteMetadata {
 const FLOW_COLUMNS: &str = "f.id, f.version, p.name AS pipeline, f.status, f.started_at, \
      f.ended_at, f.tags, f.error, f.step_count, f.ingested_at";
 
+/// How a user is looked up.
+enum UserKey<'a> {
+    Email(&'a str),
+    Id(i64),
+}
+
 fn corrupt(what: &str) -> Error {
     Error::Internal(format!("stored {what} is not valid"))
 }
@@ -116,13 +122,17 @@ impl SqliteMetadata {
             .collect()
     }
 
-    async fn user_where(&self, column: &str, value: impl ToString) -> Result<Option<User>> {
-        let sql = format!("SELECT id, email, password_hash FROM users WHERE {column} = ?");
-        let Some(row) = sqlx::query(&sql)
-            .bind(value.to_string())
-            .fetch_optional(&self.db.read)
-            .await?
-        else {
+    async fn user_where(&self, key: UserKey<'_>) -> Result<Option<User>> {
+        let query = match key {
+            UserKey::Email(email) => {
+                sqlx::query("SELECT id, email, password_hash FROM users WHERE email = ?")
+                    .bind(email.to_string())
+            }
+            UserKey::Id(id) => {
+                sqlx::query("SELECT id, email, password_hash FROM users WHERE id = ?").bind(id)
+            }
+        };
+        let Some(row) = query.fetch_optional(&self.db.read).await? else {
             return Ok(None);
         };
         let id: i64 = row.try_get("id")?;
@@ -210,11 +220,11 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
-        self.user_where("email", email).await
+        self.user_where(UserKey::Email(email)).await
     }
 
     async fn user_by_id(&self, id: i64) -> Result<Option<User>> {
-        self.user_where("id", id).await
+        self.user_where(UserKey::Id(id)).await
     }
 
     async fn create_api_key(

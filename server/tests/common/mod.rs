@@ -21,11 +21,14 @@ pub struct Fixture {
 /// A fixture whose HTTP configuration `adjust` may change from the defaults.
 pub async fn fixture(addr: SocketAddr, adjust: impl FnOnce(&mut HttpConfig)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let services = Arc::new(
-        Services::open(&StorageConfig::embedded(dir.path()))
-            .await
-            .unwrap(),
-    );
+    let mut storage = StorageConfig::embedded(dir.path());
+    // With `scripts/with-postgres.sh`, the same tests run on a fresh PostgreSQL database.
+    if let Ok(admin_url) = std::env::var("FLOWTRAIL_TEST_DATABASE_URL") {
+        let name = format!("flowtrail_test_{}", uuid::Uuid::now_v7().simple());
+        let url = flowtrail_domain::postgres::create_database(&admin_url, &name).await;
+        storage.database_url = Some(url.unwrap());
+    }
+    let services = Arc::new(Services::open(&storage).await.unwrap());
     services.bootstrap(None).await.unwrap();
     let key = services
         .create_api_key("default", "test", Scope::All)
