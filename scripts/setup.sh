@@ -39,6 +39,13 @@ if [ "$purpose" = test ]; then
   done
 fi
 
+# The S3-compatible server of the scale-out suites (scripts/with-s3.sh). 0.14.1 is the newest
+# release that builds with this toolchain (rustc 1.95).
+if [ "$purpose" = test ] && ! s3s-fs --version 2>/dev/null | grep -q "0.14.1"; then
+  say "cargo install s3s-fs 0.14.1"
+  cargo install s3s-fs --version 0.14.1 --features binary --locked --force
+fi
+
 # wasm-bindgen CLI at exactly the lockfile's wasm-bindgen version (the schemas must match).
 want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
 have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)

@@ -9,8 +9,9 @@ scripts/setup.sh test
 scripts/build-site.sh
 # Builds the binary and the examples the browser tests use, then runs the Rust suites.
 cargo test --workspace --exclude flowtrail-frontend
-# The same repository, API, SDK and crash suites on the scale-out database (real PostgreSQL).
-scripts/with-postgres.sh cargo test -p flowtrail-domain --test repository \
+# The same repository, API, SDK and crash suites on the scale-out engines: a real PostgreSQL
+# and a real S3-compatible server (every payload in S3).
+scripts/with-postgres.sh scripts/with-s3.sh cargo test -p flowtrail-domain --test repository \
   -p flowtrail-server --test api --test live --test crash
 (cd end2end && npx playwright test)
 cargo fmt --all -- --check

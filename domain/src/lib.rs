@@ -43,6 +43,8 @@ pub struct StorageConfig {
     pub object_store_url: Option<String>,
     /// Observation payloads up to this many (compressed) bytes are kept inline in SQL.
     pub payload_inline_max: usize,
+    /// Endpoint and credentials for an `s3://` object store.
+    pub s3: payloads::S3Config,
 }
 
 impl StorageConfig {
@@ -53,6 +55,7 @@ impl StorageConfig {
             database_url: None,
             object_store_url: None,
             payload_inline_max: payloads::DEFAULT_INLINE_MAX,
+            s3: payloads::S3Config::default(),
         }
     }
 }
@@ -115,14 +118,20 @@ impl Services {
             Some(url) if url.starts_with("file://") => {
                 PayloadStore::local(&PathBuf::from(&url["file://".len()..]))?
             }
+            Some(url) if url.starts_with("s3://") => PayloadStore::s3(url, &config.s3)?,
             Some(url) => {
                 return Err(Error::Config(format!(
-                    "unsupported object store URL {:?}: this build supports file:// only",
+                    "unsupported object store URL {:?}: use file:///path or s3://bucket/prefix",
                     url.split(':').next().unwrap_or_default()
                 )));
             }
         };
         payloads.inline_max = config.payload_inline_max;
+        payloads.ping().await.map_err(|e| {
+            Error::Config(format!(
+                "the object store does not answer ({e}); check its URL, endpoint and credentials"
+            ))
+        })?;
         let services = match engine {
             Engine::Sqlite(db) => {
                 sqlite::migrate(&db).await?;

@@ -11,8 +11,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use flowtrail_types::Observation;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, PutPayload};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -52,6 +54,30 @@ pub struct PayloadStore {
     pub inline_max: usize,
 }
 
+/// S3 endpoint and credentials (from the standard `AWS_*` variables, read by the server's
+/// configuration). Unset fields fall back to the S3 client's defaults.
+#[derive(Clone, Default)]
+pub struct S3Config {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    /// Allow plain-HTTP endpoints (a local S3-compatible server).
+    pub allow_http: bool,
+}
+
+impl std::fmt::Debug for S3Config {
+    // Credentials are never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("allow_http", &self.allow_http)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Default largest inline payload.
 pub const DEFAULT_INLINE_MAX: usize = 256 * 1024;
 
@@ -63,6 +89,42 @@ impl PayloadStore {
             local_root: None,
             inline_max: DEFAULT_INLINE_MAX,
         }
+    }
+
+    /// A store in an S3 bucket: `url` is `s3://bucket/optional/prefix`.
+    pub fn s3(url: &str, s3: &S3Config) -> Result<Self> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| Error::Config(format!("{url:?} is not an s3:// URL")))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::Config("the s3:// URL names no bucket".into()));
+        }
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_allow_http(s3.allow_http);
+        let settings = [
+            (&s3.endpoint, AmazonS3ConfigKey::Endpoint),
+            (&s3.region, AmazonS3ConfigKey::Region),
+            (&s3.access_key_id, AmazonS3ConfigKey::AccessKeyId),
+            (&s3.secret_access_key, AmazonS3ConfigKey::SecretAccessKey),
+            (&s3.session_token, AmazonS3ConfigKey::Token),
+        ];
+        for (value, key) in settings {
+            if let Some(value) = value {
+                builder = builder.with_config(key, value);
+            }
+        }
+        let store = builder
+            .build()
+            .map_err(|e| Error::Config(format!("cannot configure the S3 store: {e}")))?;
+        let prefix = prefix.trim_matches('/');
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(store)
+        } else {
+            Arc::new(PrefixStore::new(store, prefix))
+        };
+        Ok(PayloadStore::new(store))
     }
 
     /// A store in a local directory, created if missing.

@@ -19,6 +19,18 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+fn s3_from_env() -> flowtrail_domain::payloads::S3Config {
+    let var = |name: &str| std::env::var(name).ok();
+    flowtrail_domain::payloads::S3Config {
+        endpoint: var("AWS_ENDPOINT_URL"),
+        region: var("AWS_REGION"),
+        access_key_id: var("AWS_ACCESS_KEY_ID"),
+        secret_access_key: var("AWS_SECRET_ACCESS_KEY"),
+        session_token: None,
+        allow_http: true,
+    }
+}
+
 struct Fixture {
     services: Services,
     team: i64,
@@ -34,6 +46,12 @@ async fn fresh() -> Fixture {
         let name = format!("flowtrail_test_{}", Uuid::now_v7().simple());
         let url = flowtrail_domain::postgres::create_database(&admin_url, &name).await;
         config.database_url = Some(url.unwrap());
+    }
+    // With `scripts/with-s3.sh`: every payload in a real S3-compatible server.
+    if let Ok(url) = std::env::var("FLOWTRAIL_TEST_OBJECT_STORE_URL") {
+        config.object_store_url = Some(format!("{url}/{}", Uuid::now_v7().simple()));
+        config.payload_inline_max = 0;
+        config.s3 = s3_from_env();
     }
     let services = Services::open(&config).await.unwrap();
     let team = services.bootstrap(None).await.unwrap().id;

@@ -51,6 +51,25 @@ pub struct StorageArgs {
     /// ones in the object store.
     #[arg(long, env = "FLOWTRAIL_PAYLOAD_INLINE_MAX_BYTES", default_value_t = 256 * 1024)]
     pub payload_inline_max_bytes: usize,
+    /// S3 endpoint for an `s3://` object store (a local S3-compatible server, MinIO…).
+    #[arg(long, env = "AWS_ENDPOINT_URL", hide = true)]
+    pub aws_endpoint_url: Option<String>,
+    #[arg(long, env = "AWS_REGION", hide = true)]
+    pub aws_region: Option<String>,
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide = true, hide_env_values = true)]
+    pub aws_access_key_id: Option<String>,
+    #[arg(
+        long,
+        env = "AWS_SECRET_ACCESS_KEY",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub aws_secret_access_key: Option<String>,
+    #[arg(long, env = "AWS_SESSION_TOKEN", hide = true, hide_env_values = true)]
+    pub aws_session_token: Option<String>,
+    /// Allow a plain-HTTP S3 endpoint.
+    #[arg(long, env = "AWS_ALLOW_HTTP", hide = true)]
+    pub aws_allow_http: bool,
     /// How long an Idempotency-Key is remembered after its flow is stored, in hours.
     #[arg(long, env = "FLOWTRAIL_IDEMPOTENCY_WINDOW_HOURS", default_value_t = 24)]
     pub idempotency_window_hours: u64,
@@ -69,6 +88,14 @@ impl StorageArgs {
             database_url: self.database_url.clone(),
             object_store_url: self.object_store_url.clone(),
             payload_inline_max: self.payload_inline_max_bytes,
+            s3: flowtrail_domain::payloads::S3Config {
+                endpoint: self.aws_endpoint_url.clone(),
+                region: self.aws_region.clone(),
+                access_key_id: self.aws_access_key_id.clone(),
+                secret_access_key: self.aws_secret_access_key.clone(),
+                session_token: self.aws_session_token.clone(),
+                allow_http: self.aws_allow_http,
+            },
         })
     }
 }

@@ -45,6 +45,11 @@ fn start(data: &Path, port: u16, database: &Option<String>) -> Child {
     if let Some(url) = database {
         command.env("FLOWTRAIL_DATABASE_URL", url);
     }
+    // With `scripts/with-s3.sh` (AWS_* in the environment): every payload in S3.
+    if let Ok(url) = std::env::var("FLOWTRAIL_TEST_OBJECT_STORE_URL") {
+        command.env("FLOWTRAIL_OBJECT_STORE_URL", format!("{url}/crash"));
+        command.env("FLOWTRAIL_PAYLOAD_INLINE_MAX_BYTES", "0");
+    }
     command
         .args([
             "serve",

@@ -251,6 +251,28 @@ async fn the_cli_creates_users_and_prints_a_key_alone() {
         flowtrail_domain::auth::Role::Admin
     );
 
+    // An unreachable S3 endpoint is a clear start-up error, not a failure later.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_flowtrail"))
+        .args(["migrate", "--data-dir"])
+        .arg(dir.path())
+        .env("FLOWTRAIL_OBJECT_STORE_URL", "s3://flowtrail/payloads")
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", "k")
+        .env("AWS_SECRET_ACCESS_KEY", "s")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert!(!unreachable.status.success());
+    let stderr = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(
+        stderr.contains("the object store does not answer"),
+        "{stderr}"
+    );
+
     let unsupported = Command::new(env!("CARGO_BIN_EXE_flowtrail"))
         .args(["migrate", "--data-dir"])
         .arg(dir.path())

@@ -28,6 +28,20 @@ pub async fn fixture(addr: SocketAddr, adjust: impl FnOnce(&mut HttpConfig)) -> 
         let url = flowtrail_domain::postgres::create_database(&admin_url, &name).await;
         storage.database_url = Some(url.unwrap());
     }
+    // With `scripts/with-s3.sh`: every payload in a real S3-compatible server.
+    if let Ok(url) = std::env::var("FLOWTRAIL_TEST_OBJECT_STORE_URL") {
+        let var = |name: &str| std::env::var(name).ok();
+        storage.object_store_url = Some(format!("{url}/{}", uuid::Uuid::now_v7().simple()));
+        storage.payload_inline_max = 0;
+        storage.s3 = flowtrail_domain::payloads::S3Config {
+            endpoint: var("AWS_ENDPOINT_URL"),
+            region: var("AWS_REGION"),
+            access_key_id: var("AWS_ACCESS_KEY_ID"),
+            secret_access_key: var("AWS_SECRET_ACCESS_KEY"),
+            session_token: None,
+            allow_http: true,
+        };
+    }
     let services = Arc::new(Services::open(&storage).await.unwrap());
     services.bootstrap(None).await.unwrap();
     let key = services
