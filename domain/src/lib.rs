@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod payloads;
 pub mod postgres;
 pub mod queue;
+mod rows;
 pub mod sqlite;
 pub mod store;
 pub mod worker;

@@ -1,5 +1,7 @@
 //! `flowtrail`: parse the command line, set up logging, run the command.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use flowtrail_server::commands;
 use flowtrail_server::config::Cli;
@@ -11,6 +13,7 @@ fn main() -> std::process::ExitCode {
     // Logs go to stderr: stdout carries command output (an API key) only.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if cli.log_json {
         logs.json().init();

@@ -2,19 +2,17 @@
 //! dialect (`$n` parameters, `ILIKE`, `FOR UPDATE SKIP LOCKED`).
 
 use async_trait::async_trait;
-use flowtrail_types::{
-    Capture, FlowDetail, FlowPage, FlowRecord, FlowStatus, FlowSummary, SdkInfo, StepKind,
-    StepSummary,
-};
-use serde_json::Value;
-use sqlx::postgres::PgRow;
+use flowtrail_types::{FlowDetail, FlowPage, FlowRecord, SdkInfo};
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::Database;
 use crate::auth::{Role, Scope};
 use crate::payloads::PayloadRef;
-use crate::sqlite::{from_ms, now_ms, to_ms};
+use crate::rows::{
+    FLOW_COLUMNS, UserKey, corrupt, flow_summary, json_text, parse_json, step_summary,
+};
+use crate::sqlite::{now_ms, to_ms};
 use crate::store::{
     ApiKey, FlowCursor, FlowQuery, FlowWrite, Membership, MetadataStore, StepPayloads, Team,
     UpsertOutcome, User,
@@ -31,74 +29,6 @@ impl PgMetadata {
     pub fn new(db: Database) -> Self {
         PgMetadata { db }
     }
-}
-
-const FLOW_COLUMNS: &str = "f.id, f.version, p.name AS pipeline, f.status, f.started_at, \
-     f.ended_at, f.tags, f.error, f.step_count, f.ingested_at";
-
-/// How a user is looked up.
-enum UserKey<'a> {
-    Email(&'a str),
-    Id(i64),
-}
-
-fn corrupt(what: &str) -> Error {
-    Error::Internal(format!("stored {what} is not valid"))
-}
-
-fn json_text(value: &Value) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::Internal(e.to_string()))
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|_| corrupt(what))
-}
-
-fn flow_summary(row: &PgRow) -> Result<FlowSummary> {
-    let id: String = row.try_get("id")?;
-    let status: String = row.try_get("status")?;
-    let tags: String = row.try_get("tags")?;
-    Ok(FlowSummary {
-        id: Uuid::try_parse(&id).map_err(|_| corrupt("flow id"))?,
-        version: row.try_get::<i64, _>("version")? as u32,
-        pipeline: row.try_get("pipeline")?,
-        status: FlowStatus::parse(&status).ok_or_else(|| corrupt("flow status"))?,
-        started_at: from_ms(row.try_get("started_at")?),
-        ended_at: row.try_get::<Option<i64>, _>("ended_at")?.map(from_ms),
-        tags: parse_json(&tags, "tags")?,
-        error: row.try_get("error")?,
-        step_count: row.try_get::<i64, _>("step_count")? as u32,
-        ingested_at: from_ms(row.try_get("ingested_at")?),
-    })
-}
-
-fn step_summary(row: &PgRow) -> Result<StepSummary> {
-    let kind: String = row.try_get("kind")?;
-    let status: String = row.try_get("status")?;
-    let capture: String = row.try_get("capture")?;
-    let input: String = row.try_get("input")?;
-    let output: String = row.try_get("output")?;
-    let reasons: String = row.try_get("reasons")?;
-    Ok(StepSummary {
-        seq: row.try_get::<i64, _>("seq")? as u32,
-        name: row.try_get("name")?,
-        kind: StepKind::parse(&kind).ok_or_else(|| corrupt("step kind"))?,
-        status: FlowStatus::parse(&status).ok_or_else(|| corrupt("step status"))?,
-        started_at: row.try_get::<Option<i64>, _>("started_at")?.map(from_ms),
-        ended_at: row.try_get::<Option<i64>, _>("ended_at")?.map(from_ms),
-        input: parse_json(&input, "step input")?,
-        output: parse_json(&output, "step output")?,
-        reasoning: row.try_get("reasoning")?,
-        candidates_in: row
-            .try_get::<Option<i64>, _>("candidates_in")?
-            .map(|n| n as u64),
-        candidates_out: row
-            .try_get::<Option<i64>, _>("candidates_out")?
-            .map(|n| n as u64),
-        reasons: parse_json(&reasons, "reason histogram")?,
-        capture: Capture::parse(&capture).ok_or_else(|| corrupt("capture"))?,
-        observation_count: row.try_get::<i64, _>("observation_count")? as u64,
-    })
 }
 
 impl PgMetadata {

@@ -1,0 +1,94 @@
+//! Decoding rows into domain types, shared by the SQLite and PostgreSQL repositories (the SQL
+//! differs by dialect; the columns and their meaning do not).
+
+use flowtrail_types::{Capture, FlowStatus, FlowSummary, StepKind, StepSummary};
+use serde_json::Value;
+use sqlx::{ColumnIndex, Decode, Row, Type};
+use uuid::Uuid;
+
+use crate::sqlite::from_ms;
+use crate::{Error, Result};
+
+pub(crate) const FLOW_COLUMNS: &str = "f.id, f.version, p.name AS pipeline, f.status, f.started_at, \
+     f.ended_at, f.tags, f.error, f.step_count, f.ingested_at";
+
+/// How a user is looked up.
+pub(crate) enum UserKey<'a> {
+    Email(&'a str),
+    Id(i64),
+}
+
+pub(crate) fn corrupt(what: &str) -> Error {
+    Error::Internal(format!("stored {what} is not valid"))
+}
+
+pub(crate) fn json_text(value: &Value) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Internal(e.to_string()))
+}
+
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|_| corrupt(what))
+}
+
+pub(crate) fn flow_summary<R>(row: &R) -> Result<FlowSummary>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let id: String = row.try_get("id")?;
+    let status: String = row.try_get("status")?;
+    let tags: String = row.try_get("tags")?;
+    Ok(FlowSummary {
+        id: Uuid::try_parse(&id).map_err(|_| corrupt("flow id"))?,
+        version: row.try_get::<i64, _>("version")? as u32,
+        pipeline: row.try_get("pipeline")?,
+        status: FlowStatus::parse(&status).ok_or_else(|| corrupt("flow status"))?,
+        started_at: from_ms(row.try_get("started_at")?),
+        ended_at: row.try_get::<Option<i64>, _>("ended_at")?.map(from_ms),
+        tags: parse_json(&tags, "tags")?,
+        error: row.try_get("error")?,
+        step_count: row.try_get::<i64, _>("step_count")? as u32,
+        ingested_at: from_ms(row.try_get("ingested_at")?),
+    })
+}
+
+pub(crate) fn step_summary<R>(row: &R) -> Result<StepSummary>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let kind: String = row.try_get("kind")?;
+    let status: String = row.try_get("status")?;
+    let capture: String = row.try_get("capture")?;
+    let input: String = row.try_get("input")?;
+    let output: String = row.try_get("output")?;
+    let reasons: String = row.try_get("reasons")?;
+    Ok(StepSummary {
+        seq: row.try_get::<i64, _>("seq")? as u32,
+        name: row.try_get("name")?,
+        kind: StepKind::parse(&kind).ok_or_else(|| corrupt("step kind"))?,
+        status: FlowStatus::parse(&status).ok_or_else(|| corrupt("step status"))?,
+        started_at: row.try_get::<Option<i64>, _>("started_at")?.map(from_ms),
+        ended_at: row.try_get::<Option<i64>, _>("ended_at")?.map(from_ms),
+        input: parse_json(&input, "step input")?,
+        output: parse_json(&output, "step output")?,
+        reasoning: row.try_get("reasoning")?,
+        candidates_in: row
+            .try_get::<Option<i64>, _>("candidates_in")?
+            .map(|n| n as u64),
+        candidates_out: row
+            .try_get::<Option<i64>, _>("candidates_out")?
+            .map(|n| n as u64),
+        reasons: parse_json(&reasons, "reason histogram")?,
+        capture: Capture::parse(&capture).ok_or_else(|| corrupt("capture"))?,
+        observation_count: row.try_get::<i64, _>("observation_count")? as u64,
+    })
+}
