@@ -17,6 +17,7 @@ if [ "$purpose" = test ]; then
   [ -x /usr/bin/chromium ] || packages+=(chromium)
   # The scale-out suites run against a real PostgreSQL (scripts/with-postgres.sh).
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
+  command -v redis-server >/dev/null || packages+=(redis-server)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   sudo=""

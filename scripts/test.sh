@@ -9,10 +9,12 @@ scripts/setup.sh test
 scripts/build-site.sh
 # Builds the binary and the examples the browser tests use, then runs the Rust suites.
 cargo test --workspace --exclude flowtrail-frontend
-# The same repository, API, SDK and crash suites on the scale-out engines: a real PostgreSQL
-# and a real S3-compatible server (every payload in S3).
-scripts/with-postgres.sh scripts/with-s3.sh cargo test -p flowtrail-domain --test repository \
-  -p flowtrail-server --test api --test live --test crash
+# The same repository, API, SDK and crash suites on the scale-out engines: a real PostgreSQL,
+# a real S3-compatible server (every payload in S3) and a real Redis (shared rate limits and
+# in-flight keys), plus the tests that need Redis itself.
+scripts/with-postgres.sh scripts/with-s3.sh scripts/with-redis.sh cargo test \
+  -p flowtrail-domain --test repository \
+  -p flowtrail-server --features flowtrail-server/redis-tests --test api --test live --test crash --test redis
 (cd end2end && npx playwright test)
 cargo fmt --all -- --check
-cargo clippy --workspace --exclude flowtrail-frontend --all-targets -- -D warnings
+cargo clippy --workspace --exclude flowtrail-frontend --all-targets --features flowtrail-server/redis-tests -- -D warnings

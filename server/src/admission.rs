@@ -9,35 +9,115 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use redis::aio::ConnectionManager;
 
 use crate::http::error::ApiError;
 
-/// Token bucket per API key (`governor`). `None` when disabled.
+/// Token bucket per API key: in process (`governor`), or in Redis (GCRA in a Lua script, so
+/// every server shares one bucket per key). Disabled when the rate is 0.
 pub struct RateLimits {
-    limiter: Option<DefaultKeyedRateLimiter<i64>>,
+    local: Option<DefaultKeyedRateLimiter<i64>>,
+    redis: Option<RedisBuckets>,
 }
 
+/// A Redis connection and the prefix of every key Flow Trail writes there.
+#[derive(Clone)]
+pub struct SharedRedis {
+    pub conn: ConnectionManager,
+    /// Lets several deployments (or test runs) share one Redis.
+    pub prefix: String,
+}
+
+/// The shared buckets: one key per API key holding its theoretical arrival time (GCRA).
+struct RedisBuckets {
+    conn: ConnectionManager,
+    prefix: String,
+    script: redis::Script,
+    /// Milliseconds between two tokens, and the burst tolerance in milliseconds.
+    interval_ms: u64,
+    tolerance_ms: u64,
+}
+
+/// GCRA: allow when the theoretical arrival time minus the burst tolerance is not in the
+/// future; answer 0, or how many milliseconds to wait. Redis' own clock is the only clock.
+const GCRA: &str = r"
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local allow_at = tat + interval - tolerance
+if allow_at > now then return allow_at - now end
+redis.call('SET', KEYS[1], tat + interval, 'PX', tat + interval - now + 1000)
+return 0
+";
+
 impl RateLimits {
-    /// `per_second` flows per key, bursts up to `burst`; `per_second == 0` disables.
-    pub fn new(per_second: u32, burst: u32) -> Self {
-        let limiter = NonZeroU32::new(per_second).map(|rate| {
-            let burst = NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
-            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
-        });
-        RateLimits { limiter }
+    /// `per_second` flows per key, bursts up to `burst`; `per_second == 0` disables. With
+    /// `redis`, the buckets are shared by every server using that Redis.
+    pub fn new(per_second: u32, burst: u32, redis: Option<SharedRedis>) -> Self {
+        let Some(rate) = NonZeroU32::new(per_second) else {
+            return RateLimits {
+                local: None,
+                redis: None,
+            };
+        };
+        let burst = NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
+        match redis {
+            Some(SharedRedis { conn, prefix }) => {
+                let interval_ms = (1000 / u64::from(rate.get())).max(1);
+                RateLimits {
+                    local: None,
+                    redis: Some(RedisBuckets {
+                        conn,
+                        prefix,
+                        script: redis::Script::new(GCRA),
+                        interval_ms,
+                        tolerance_ms: interval_ms * u64::from(burst.get()),
+                    }),
+                }
+            }
+            None => RateLimits {
+                local: Some(RateLimiter::keyed(
+                    Quota::per_second(rate).allow_burst(burst),
+                )),
+                redis: None,
+            },
+        }
     }
 
     /// Takes a token for `key_id`, or says how long to wait.
-    pub fn check(&self, key_id: i64) -> Result<(), ApiError> {
-        let Some(limiter) = &self.limiter else {
+    pub async fn check(&self, key_id: i64) -> Result<(), ApiError> {
+        let limited = |wait: Duration| ApiError::RateLimited {
+            retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+        };
+        if let Some(limiter) = &self.local {
+            return limiter.check_key(&key_id).map_err(|not_until| {
+                limited(not_until.wait_time_from(DefaultClock::default().now()))
+            });
+        }
+        let Some(buckets) = &self.redis else {
             return Ok(());
         };
-        limiter.check_key(&key_id).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            ApiError::RateLimited {
-                retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+        let mut conn = buckets.conn.clone();
+        let wait: redis::RedisResult<u64> = buckets
+            .script
+            .key(format!("{}:ratelimit:{key_id}", buckets.prefix))
+            .arg(buckets.interval_ms)
+            .arg(buckets.tolerance_ms)
+            .invoke_async(&mut conn)
+            .await;
+        match wait {
+            Ok(0) => Ok(()),
+            Ok(ms) => Err(limited(Duration::from_millis(ms))),
+            // Rate limits protect the service; they are not worth refusing a durable write
+            // for while Redis is away.
+            Err(error) => {
+                tracing::warn!(%error, "rate limit unavailable (Redis); letting the flow in");
+                Ok(())
             }
-        })
+        }
     }
 }
 
@@ -85,77 +165,147 @@ impl DepthGate {
     }
 }
 
-/// Idempotency keys whose first request is still being accepted (per team).
-#[derive(Default, Clone)]
-pub struct InFlight {
-    keys: Arc<Mutex<HashSet<(i64, String)>>>,
+/// Idempotency keys whose first request is still being accepted (per team): in process, or in
+/// Redis so that a duplicate sent to another server is seen too.
+#[derive(Clone)]
+pub enum InFlight {
+    Local(Arc<Mutex<HashSet<(i64, String)>>>),
+    Redis(SharedRedis),
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        InFlight::Local(Arc::default())
+    }
 }
 
 /// Holds a key in flight; releases it when dropped.
 pub struct InFlightGuard {
-    keys: Arc<Mutex<HashSet<(i64, String)>>>,
-    key: (i64, String),
+    release: Option<Release>,
 }
+
+enum Release {
+    Local(Arc<Mutex<HashSet<(i64, String)>>>, (i64, String)),
+    Redis(ConnectionManager, String),
+}
+
+/// How long a key stays claimed in Redis if its server dies before releasing it.
+const IN_FLIGHT_TTL_MS: u64 = 30_000;
 
 impl InFlight {
     /// Claims `(team, key)`, or answers 409 while another request holds it.
-    pub fn claim(&self, team_id: i64, key: &str) -> Result<InFlightGuard, ApiError> {
-        let entry = (team_id, key.to_string());
-        let mut keys = self
-            .keys
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !keys.insert(entry.clone()) {
-            return Err(ApiError::IdempotencyKeyInFlight);
+    pub async fn claim(&self, team_id: i64, key: &str) -> Result<InFlightGuard, ApiError> {
+        match self {
+            InFlight::Local(keys) => {
+                let entry = (team_id, key.to_string());
+                let mut held = keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if !held.insert(entry.clone()) {
+                    return Err(ApiError::IdempotencyKeyInFlight);
+                }
+                Ok(InFlightGuard {
+                    release: Some(Release::Local(keys.clone(), entry)),
+                })
+            }
+            InFlight::Redis(SharedRedis { conn, prefix }) => {
+                let name = format!("{prefix}:inflight:{team_id}:{key}");
+                let mut c = conn.clone();
+                let claimed: redis::RedisResult<Option<String>> = redis::cmd("SET")
+                    .arg(&name)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(IN_FLIGHT_TTL_MS)
+                    .query_async(&mut c)
+                    .await;
+                match claimed {
+                    Ok(Some(_)) => Ok(InFlightGuard {
+                        release: Some(Release::Redis(conn.clone(), name)),
+                    }),
+                    Ok(None) => Err(ApiError::IdempotencyKeyInFlight),
+                    // The database's uniqueness still holds: a missed 409 costs a replay, not
+                    // a duplicate.
+                    Err(error) => {
+                        tracing::warn!(%error, "in-flight check unavailable (Redis)");
+                        Ok(InFlightGuard { release: None })
+                    }
+                }
+            }
         }
-        Ok(InFlightGuard {
-            keys: self.keys.clone(),
-            key: entry,
-        })
     }
 }
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        let mut keys = self
-            .keys
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        keys.remove(&self.key);
+        match self.release.take() {
+            Some(Release::Local(keys, entry)) => {
+                let mut held = keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                held.remove(&entry);
+            }
+            Some(Release::Redis(mut conn, name)) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        let _: redis::RedisResult<()> =
+                            redis::cmd("DEL").arg(name).query_async(&mut conn).await;
+                    });
+                }
+            }
+            None => {}
+        }
     }
+}
+
+/// A connection to Redis that reconnects by itself and gives up on a command after a short
+/// timeout, so a stalled Redis cannot stall ingest.
+pub async fn connect_redis(url: &str) -> anyhow::Result<ConnectionManager> {
+    let client =
+        redis::Client::open(url).map_err(|e| anyhow::anyhow!("bad FLOWTRAIL_REDIS_URL: {e}"))?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_millis(500)))
+        .set_number_of_retries(2);
+    let mut conn = client
+        .get_connection_manager_with_config(config)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach Redis: {e}"))?;
+    let _: String = redis::cmd("PING")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| anyhow::anyhow!("Redis does not answer PING: {e}"))?;
+    Ok(conn)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_key_is_in_flight_until_its_guard_drops() {
+    #[tokio::test]
+    async fn a_key_is_in_flight_until_its_guard_drops() {
         let in_flight = InFlight::default();
-        let guard = in_flight.claim(1, "k").unwrap();
-        assert!(matches!(
-            in_flight.claim(1, "k"),
-            Err(ApiError::IdempotencyKeyInFlight)
-        ));
+        let guard = in_flight.claim(1, "k").await.unwrap();
+        let again = in_flight.claim(1, "k").await;
+        assert!(matches!(again, Err(ApiError::IdempotencyKeyInFlight)));
         assert!(
-            in_flight.claim(2, "k").is_ok(),
+            in_flight.claim(2, "k").await.is_ok(),
             "keys are scoped to the team"
         );
         drop(guard);
-        assert!(in_flight.claim(1, "k").is_ok());
+        assert!(in_flight.claim(1, "k").await.is_ok());
     }
 
-    #[test]
-    fn the_bucket_empties_and_says_when_to_come_back() {
-        let limits = RateLimits::new(2, 2);
-        assert!(limits.check(7).is_ok());
-        assert!(limits.check(7).is_ok());
-        match limits.check(7) {
+    #[tokio::test]
+    async fn the_bucket_empties_and_says_when_to_come_back() {
+        let limits = RateLimits::new(2, 2, None);
+        assert!(limits.check(7).await.is_ok());
+        assert!(limits.check(7).await.is_ok());
+        match limits.check(7).await {
             Err(ApiError::RateLimited { retry_after }) => assert!((1..=2).contains(&retry_after)),
             other => panic!("expected 429, got {other:?}"),
         }
-        assert!(limits.check(8).is_ok(), "buckets are per key");
-        assert!(RateLimits::new(0, 0).check(7).is_ok(), "0 disables");
+        assert!(limits.check(8).await.is_ok(), "buckets are per key");
+        assert!(
+            RateLimits::new(0, 0, None).check(7).await.is_ok(),
+            "0 disables"
+        );
     }
 
     #[test]

@@ -44,9 +44,12 @@ pub struct StorageArgs {
     /// Payload store URL (`file:///…`); default: `<data-dir>/payloads`.
     #[arg(long, env = "FLOWTRAIL_OBJECT_STORE_URL", hide_env_values = true)]
     pub object_store_url: Option<String>,
-    /// Redis URL for the scale-out queue, cache, rate limits and fan-out.
+    /// Redis URL: rate limits and in-flight idempotency keys shared by every server.
     #[arg(long, env = "FLOWTRAIL_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key Flow Trail writes (to share one Redis between deployments).
+    #[arg(long, env = "FLOWTRAIL_REDIS_PREFIX", default_value = "flowtrail")]
+    pub redis_prefix: String,
     /// Observation payloads up to this many compressed bytes live inline in SQL; larger
     /// ones in the object store.
     #[arg(long, env = "FLOWTRAIL_PAYLOAD_INLINE_MAX_BYTES", default_value_t = 256 * 1024)]
@@ -78,11 +81,6 @@ pub struct StorageArgs {
 impl StorageArgs {
     /// The domain's storage configuration, or why this one cannot be used.
     pub fn storage(&self) -> anyhow::Result<StorageConfig> {
-        if self.redis_url.is_some() {
-            anyhow::bail!(
-                "FLOWTRAIL_REDIS_URL is set, but this build runs the embedded profile only; unset it"
-            );
-        }
         Ok(StorageConfig {
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),

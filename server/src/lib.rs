@@ -38,6 +38,8 @@ pub struct HttpConfig {
     pub rate_limit_burst: u32,
     /// Ingest answers 503 while the queue holds this many jobs (0: unbounded).
     pub max_queue_depth: u64,
+    /// Redis, when configured: rate limits and in-flight idempotency keys shared by every server.
+    pub redis: Option<admission::SharedRedis>,
 }
 
 impl HttpConfig {
@@ -51,6 +53,7 @@ impl HttpConfig {
             rate_limit_per_second: 1_000,
             rate_limit_burst: 2_000,
             max_queue_depth: 100_000,
+            redis: None,
         }
     }
 }
@@ -72,12 +75,17 @@ pub async fn build_app(services: Arc<Services>, config: &HttpConfig) -> anyhow::
         rate_limits: admission::RateLimits::new(
             config.rate_limit_per_second,
             config.rate_limit_burst,
+            config.redis.clone(),
         ),
         depth_gate: admission::DepthGate::new(
             config.max_queue_depth,
             std::time::Duration::from_millis(250),
         ),
-        in_flight: admission::InFlight::default(),
+        in_flight: match &config.redis {
+            Some(shared) => admission::InFlight::Redis(shared.clone()),
+            None => admission::InFlight::default(),
+        },
+        redis: config.redis.as_ref().map(|shared| shared.conn.clone()),
     }));
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
         let request_id = request

@@ -501,10 +501,11 @@ async fn health_readiness_and_metrics_need_no_auth() {
     );
     let (status, body) = app.get_json("/readyz").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        body["engines"],
-        json!({"database": "ok", "object_store": "ok", "queue": "ok"})
-    );
+    for engine in ["database", "object_store", "queue"] {
+        assert_eq!(body["engines"][engine], "ok", "{body}");
+    }
+    let engines = body["engines"].as_object().unwrap();
+    assert!(engines.values().all(|v| v == "ok"), "{body}");
     app.send(&flow_json(FLOW_ID)).await;
     let (status, _, text) = app.get("/metrics").await;
     assert_eq!(status, StatusCode::OK);

@@ -68,7 +68,7 @@ async fn accept_inner(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     if let Some(key_id) = caller.key_id
-        && let Err(limited) = state.rate_limits.check(key_id)
+        && let Err(limited) = state.rate_limits.check(key_id).await
     {
         state
             .metrics
@@ -103,7 +103,8 @@ async fn accept_inner(
     )?;
     let _in_flight = state
         .in_flight
-        .claim(caller.team_id, &job.idempotency_key)?;
+        .claim(caller.team_id, &job.idempotency_key)
+        .await?;
     let accepted = ingest::enqueue(&state.services, job).await?;
     let counter = if accepted.replayed {
         &state.metrics.flows_replayed

@@ -38,10 +38,18 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let database = verdict(services.metadata.ping().await);
     let object_store = verdict(services.payloads.ping().await);
     let queue = verdict(services.queue.depth().await.map(|_| ()));
-    let ready = [&database, &object_store, &queue]
-        .iter()
-        .all(|s| *s == "ok");
-    let engines = json!({"database": database, "object_store": object_store, "queue": queue});
+    let mut engines = json!({"database": database, "object_store": object_store, "queue": queue});
+    if let Some(conn) = &state.redis {
+        let mut conn = conn.clone();
+        let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+        engines["redis"] =
+            json!(verdict(pong.map(|_| ()).map_err(|e| {
+                flowtrail_domain::Error::Config(format!("Redis: {e}"))
+            })));
+    }
+    let ready = engines
+        .as_object()
+        .is_some_and(|all| all.values().all(|v| v == "ok"));
     if ready {
         Json(json!({"status": "ready", "engines": engines})).into_response()
     } else {

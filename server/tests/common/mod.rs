@@ -49,6 +49,16 @@ pub async fn fixture(addr: SocketAddr, adjust: impl FnOnce(&mut HttpConfig)) -> 
         .await
         .unwrap();
     let mut config = HttpConfig::new(addr, dir.path().join("site"));
+    // With `scripts/with-redis.sh`: rate limits and in-flight keys in a real Redis, under a
+    // prefix of this fixture's own.
+    if let Ok(url) = std::env::var("FLOWTRAIL_TEST_REDIS_URL") {
+        config.redis = Some(flowtrail_server::admission::SharedRedis {
+            conn: flowtrail_server::admission::connect_redis(&url)
+                .await
+                .unwrap(),
+            prefix: format!("test-{}", uuid::Uuid::now_v7().simple()),
+        });
+    }
     adjust(&mut config);
     let router = build_app(services.clone(), &config).await.unwrap();
     Fixture {
