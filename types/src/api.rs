@@ -11,12 +11,14 @@ use crate::{Capture, FlowStatus, Observation, SdkInfo, StepKind, StepStatus};
 
 /// The body of every error answer: `{"error": {"code", "message", "field"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 /// A stable machine code, a message a person can act on, and the offending field if any.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -26,6 +28,7 @@ pub struct ErrorDetail {
 
 /// Answer of `POST /api/v1/flows`: the flow is durably queued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IngestAccepted {
     pub flow_id: Uuid,
     /// Always `"queued"`.
@@ -34,6 +37,7 @@ pub struct IngestAccepted {
 
 /// One row of the flows list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FlowSummary {
     pub id: Uuid,
     pub version: u32,
@@ -53,6 +57,7 @@ pub struct FlowSummary {
 
 /// Answer of `GET /api/v1/flows`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FlowPage {
     pub flows: Vec<FlowSummary>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
@@ -61,10 +66,13 @@ pub struct FlowPage {
 
 /// Answer of `GET /api/v1/flows/{id}`: the flow with its steps, without observations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FlowDetail {
     #[serde(flatten)]
     pub summary: FlowSummary,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub input: Value,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub output: Value,
     pub sdk: Option<SdkInfo>,
     pub steps: Vec<StepSummary>,
@@ -72,6 +80,7 @@ pub struct FlowDetail {
 
 /// A step as the query API shows it: everything but the observations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepSummary {
     pub seq: u32,
     pub name: String,
@@ -81,7 +90,9 @@ pub struct StepSummary {
     pub started_at: Option<OffsetDateTime>,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub ended_at: Option<OffsetDateTime>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub input: Value,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub output: Value,
     pub reasoning: Option<String>,
     pub candidates_in: Option<u64>,
@@ -106,6 +117,7 @@ impl StepSummary {
 
 /// Answer of `GET /api/v1/flows/{id}/steps/{seq}/observations`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ObservationList {
     pub observations: Vec<Observation>,
 }

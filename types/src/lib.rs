@@ -25,6 +25,7 @@ pub type Attributes = serde_json::Map<String, Value>;
 
 /// One run of a pipeline, as an SDK sends it: the body of `POST /api/v1/flows`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FlowRecord {
     /// Client-generated id (UUIDv7 recommended) so that retries are idempotent.
     pub id: Uuid,
@@ -40,9 +41,11 @@ pub struct FlowRecord {
     pub ended_at: Option<OffsetDateTime>,
     /// Small summary of what the flow was asked.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub input: Value,
     /// Small summary of what it answered.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub output: Value,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -80,6 +83,7 @@ fn default_version() -> u32 {
 
 /// Which SDK recorded a flow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SdkInfo {
     pub name: String,
     pub version: String,
@@ -87,6 +91,7 @@ pub struct SdkInfo {
 
 /// One decision point of a flow, ordered by `seq`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepRecord {
     pub seq: u32,
     pub name: String,
@@ -98,8 +103,10 @@ pub struct StepRecord {
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub ended_at: Option<OffsetDateTime>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub input: Value,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub output: Value,
     /// The step's own explanation of what it did and why.
     #[serde(default)]
@@ -121,6 +128,7 @@ pub struct StepRecord {
 
 /// One candidate's fate inside a step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Observation {
     /// Stable id of the candidate across steps and flows (a SKU, an ASIN, a URL…).
     pub candidate_id: String,
@@ -130,11 +138,13 @@ pub struct Observation {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<Reason>,
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub attributes: Attributes,
 }
 
 /// Why a candidate got its verdict: a stable code for machines, a text for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Reason {
     pub code: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,6 +155,7 @@ macro_rules! wire_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(rename_all = "snake_case")]
         pub enum $name {
             $($(#[$vmeta])* $variant),+

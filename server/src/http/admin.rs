@@ -18,12 +18,22 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Serialize)]
-struct DeadLetters {
-    dead_letters: Vec<DeadLetter>,
+pub(crate) struct DeadLetters {
+    pub dead_letters: Vec<DeadLetter>,
 }
 
 /// `GET /api/v1/admin/dead-letters?limit=`: the team's dead jobs, newest first.
-async fn dead_letters(
+#[utoipa::path(
+    get, path = "/api/v1/admin/dead-letters", tag = "admin",
+    params(("limit" = Option<u32>, Query, description = "1 to 1000, default 100")),
+    responses(
+        (status = 200, description = "`{\"dead_letters\": [{id, team_id, flow_id, flow_version, attempts, last_error, request_id, enqueued_at, died_at}]}`", body = Object),
+        (status = 401, description = "Not signed in", body = flowtrail_types::ErrorBody),
+        (status = 403, description = "Not a team admin (or a key without scope all)", body = flowtrail_types::ErrorBody),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn dead_letters(
     State(state): State<AppState>,
     Admin(caller): Admin,
     RawQuery(query): RawQuery,
@@ -55,12 +65,22 @@ struct RedriveBody {
 }
 
 #[derive(Serialize)]
-struct Redriven {
-    redriven: u64,
+pub(crate) struct Redriven {
+    pub redriven: u64,
 }
 
 /// `POST /api/v1/admin/dead-letters/redrive` with `{"id": N}` or `{}`.
-async fn redrive(
+#[utoipa::path(
+    post, path = "/api/v1/admin/dead-letters/redrive", tag = "admin",
+    request_body(content = Object, description = "`{\"id\": <job id>}`, or nothing for every dead job of the team"),
+    responses(
+        (status = 200, description = "`{\"redriven\": n}`", body = Object),
+        (status = 401, description = "Not signed in", body = flowtrail_types::ErrorBody),
+        (status = 403, description = "Not a team admin", body = flowtrail_types::ErrorBody),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn redrive(
     State(state): State<AppState>,
     Admin(caller): Admin,
     body: Bytes,

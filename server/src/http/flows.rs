@@ -12,7 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use flowtrail_domain::ingest;
 use flowtrail_domain::store::{FlowCursor, FlowQuery};
-use flowtrail_types::{FlowStatus, IngestAccepted, StepKind};
+#[allow(unused_imports)] // named by the OpenAPI annotations
+use flowtrail_types::{
+    ErrorBody, FlowDetail, FlowPage, FlowRecord, FlowStatus, IngestAccepted, ObservationList,
+    StepKind,
+};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -36,8 +40,26 @@ pub fn router() -> Router<AppState> {
 const MAX_IDEMPOTENCY_KEY: usize = 128;
 
 /// `POST /api/v1/flows`: validate, enqueue durably, answer 202.
+#[utoipa::path(
+    post, path = "/api/v1/flows", tag = "ingest",
+    request_body(content = FlowRecord, description = "A flow record; `Content-Encoding: gzip` or `zstd` accepted"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "At most 128 characters; default: flow id and version")),
+    responses(
+        (status = 202, description = "Durably queued (`Idempotent-Replayed: true` on a repeat)", body = IngestAccepted),
+        (status = 400, description = "malformed JSON or body", body = ErrorBody),
+        (status = 401, description = "no or unknown credentials", body = ErrorBody),
+        (status = 403, description = "credentials without the needed scope", body = ErrorBody),
+        (status = 409, description = "The same key is still being accepted", body = ErrorBody),
+        (status = 413, description = "Body over the limit, compressed or not", body = ErrorBody),
+        (status = 415, description = "Wrong content type or encoding", body = ErrorBody),
+        (status = 422, description = "Invalid flow, or a reused key with another body", body = ErrorBody),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Queue full or storage down; see Retry-After", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 #[tracing::instrument(skip_all, fields(team = %caller.team))]
-async fn accept(
+pub(crate) async fn accept(
     State(state): State<AppState>,
     Ingester(caller): Ingester,
     headers: HeaderMap,
@@ -233,8 +255,31 @@ fn decompress(encoding: Encoding, raw: &[u8], limit: usize) -> Result<Vec<u8>, A
 }
 
 /// `GET /api/v1/flows`.
+#[utoipa::path(
+    get, path = "/api/v1/flows", tag = "query",
+    params(
+        ("pipeline" = Option<String>, Query, description = "Pipeline name"),
+        ("status" = Option<FlowStatus>, Query, description = "running, succeeded or failed"),
+        ("tag" = Option<Vec<String>>, Query, description = "key:value; repeatable, all must match"),
+        ("since" = Option<String>, Query, description = "RFC 3339; flows started at or after"),
+        ("until" = Option<String>, Query, description = "RFC 3339; flows started before"),
+        ("q" = Option<String>, Query, description = "Text in step names, reasoning and reasons"),
+        ("step_kind" = Option<StepKind>, Query, description = "With min_eliminated: a step of this kind"),
+        ("min_eliminated" = Option<f64>, Query, description = "0 to 1: share of candidates_in not passed on"),
+        ("limit" = Option<u32>, Query, description = "1 to 500, default 50"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page, newest first", body = FlowPage),
+        (status = 400, description = "malformed JSON or body", body = ErrorBody),
+        (status = 401, description = "no or unknown credentials", body = ErrorBody),
+        (status = 403, description = "credentials without the needed scope", body = ErrorBody),
+        (status = 422, description = "A parameter is invalid (see field)", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
 #[tracing::instrument(skip_all, fields(team = %caller.team))]
-async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     Reader(caller): Reader,
     RawQuery(raw): RawQuery,
@@ -325,8 +370,20 @@ fn flow_id(text: &str) -> Result<Uuid, ApiError> {
 }
 
 /// `GET /api/v1/flows/{id}`.
+#[utoipa::path(
+    get, path = "/api/v1/flows/{id}", tag = "query",
+    params(("id" = Uuid, Path, description = "Flow id")),
+    responses(
+        (status = 200, description = "The flow with its steps, without observations", body = FlowDetail),
+        (status = 400, description = "malformed JSON or body", body = ErrorBody),
+        (status = 401, description = "no or unknown credentials", body = ErrorBody),
+        (status = 403, description = "credentials without the needed scope", body = ErrorBody),
+        (status = 404, description = "No such flow in the caller's team", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
 #[tracing::instrument(skip_all, fields(team = %caller.team))]
-async fn show(
+pub(crate) async fn show(
     State(state): State<AppState>,
     Reader(caller): Reader,
     Path(id): Path<String>,
@@ -342,8 +399,25 @@ async fn show(
 }
 
 /// `GET /api/v1/flows/{id}/steps/{seq}/observations`: immutable, with a strong ETag.
+#[utoipa::path(
+    get, path = "/api/v1/flows/{id}/steps/{seq}/observations", tag = "query",
+    params(
+        ("id" = Uuid, Path, description = "Flow id"),
+        ("seq" = u32, Path, description = "Step sequence number"),
+        ("If-None-Match" = Option<String>, Header, description = "A previous ETag: 304 if unchanged"),
+    ),
+    responses(
+        (status = 200, description = "The step's observations (strong ETag: SHA-256 of the stored payload)", body = ObservationList),
+        (status = 304, description = "Not modified"),
+        (status = 400, description = "malformed JSON or body", body = ErrorBody),
+        (status = 401, description = "no or unknown credentials", body = ErrorBody),
+        (status = 403, description = "credentials without the needed scope", body = ErrorBody),
+        (status = 404, description = "No such flow or step", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
 #[tracing::instrument(skip_all, fields(team = %caller.team))]
-async fn observations(
+pub(crate) async fn observations(
     State(state): State<AppState>,
     Reader(caller): Reader,
     Path((id, seq)): Path<(String, String)>,

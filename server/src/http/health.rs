@@ -21,12 +21,17 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The process is up.
-async fn healthz() -> Json<serde_json::Value> {
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Object)))]
+pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// Every engine answers.
-async fn readyz(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "`{\"status\": \"ready\", \"engines\": {…: \"ok\"}}`", body = Object),
+    (status = 503, description = "An engine does not answer; see engines", body = Object),
+))]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let services = &state.services;
     let verdict = |result: flowtrail_domain::Result<()>| match result {
         Ok(()) => "ok".to_string(),
@@ -68,7 +73,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus text format.
-async fn metrics(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let m = &state.metrics;
     let depth = state.services.queue.depth().await.ok();
     let mut text = String::new();

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod flows;
 pub mod health;
+pub mod openapi;
 
 use axum::Router;
 use axum::routing::any;
@@ -17,6 +18,7 @@ pub fn router() -> Router<AppState> {
         .merge(admin::router())
         .merge(flows::router())
         .merge(health::router())
+        .merge(openapi::router())
         .route("/api", any(error::unknown_endpoint))
         .route("/api/{*rest}", any(error::unknown_endpoint))
         .method_not_allowed_fallback(error::method_not_allowed)
