@@ -131,7 +131,8 @@ fn FlowTable(page: FlowPage, query: Filters) -> impl IntoView {
                     <td class="num">{format::duration(flow.started_at, flow.ended_at)}</td>
                     <td class="num">{flow.step_count}</td>
                     <td>{tags}</td>
-                    <td class="mono">{flow.id.to_string()[..8].to_string()}</td>
+                    // UUIDv7 ids start with their timestamp: the random tail tells flows apart.
+                    <td class="mono" title=flow.id.to_string()>{flow.id.simple().to_string()[24..].to_string()}</td>
                 </tr>
             }
         })
