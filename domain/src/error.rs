@@ -44,6 +44,9 @@ pub enum Error {
     /// A local I/O operation failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// An engine is down or overloaded right now; retrying later may succeed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// A bug or an impossible state; logged, never detailed to clients.
     #[error("internal: {0}")]
     Internal(String),
@@ -73,7 +76,7 @@ impl Error {
                 e,
                 object_store::Error::NotFound { .. } | object_store::Error::InvalidPath { .. }
             ),
-            Error::Io(_) => true,
+            Error::Io(_) | Error::Unavailable(_) => true,
             _ => false,
         }
     }

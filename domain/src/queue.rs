@@ -8,12 +8,15 @@
 //! Idempotency lives here too: jobs are unique per (team, idempotency key), and a repeat is
 //! answered from the stored job instead of being enqueued again.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::Result;
+use crate::{Error, Result};
 
 /// A job to enqueue.
 #[derive(Debug, Clone)]
@@ -99,4 +102,67 @@ pub trait IngestQueue: Send + Sync {
     async fn depth(&self) -> Result<u64>;
     /// Resolves when new jobs may be ready (or after a while): workers wait on it.
     async fn wait_for_jobs(&self, at_most: Duration);
+}
+
+/// Most jobs committed in one transaction.
+const MAX_GROUP: usize = 256;
+
+type Reply = oneshot::Sender<Result<EnqueueOutcome>>;
+
+/// Group commit, for any engine: one writer task stores whatever has arrived in one
+/// transaction (the engine's `insert`) and only then answers each caller, so an
+/// acknowledgement waits for its batch's commit, never for its own fsync.
+pub(crate) struct GroupCommit {
+    writer: mpsc::Sender<(NewJob, Reply)>,
+}
+
+impl GroupCommit {
+    /// Starts the writer on the current Tokio runtime; `ready` is notified after each commit.
+    pub(crate) fn start<F, Fut>(insert: F, ready: Arc<Notify>) -> Self
+    where
+        F: Fn(Vec<NewJob>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Vec<EnqueueOutcome>>> + Send + 'static,
+    {
+        let (writer, mut requests) = mpsc::channel::<(NewJob, Reply)>(4 * MAX_GROUP);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_GROUP);
+            while requests.recv_many(&mut batch, MAX_GROUP).await > 0 {
+                let (jobs, replies): (Vec<NewJob>, Vec<Reply>) = batch.drain(..).unzip();
+                match insert(jobs).await {
+                    Ok(outcomes) => {
+                        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                            let _ = reply.send(Ok(outcome));
+                        }
+                        ready.notify_one();
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, jobs = replies.len(), "enqueue batch failed");
+                        // Nothing of the batch was stored: an engine that is down is a 503
+                        // for every caller, who may retry with the same key.
+                        let transient = error.is_transient();
+                        let message = format!("the queue could not store the job: {error}");
+                        for reply in replies {
+                            let _ = reply.send(Err(if transient {
+                                Error::Unavailable(message.clone())
+                            } else {
+                                Error::Internal(message.clone())
+                            }));
+                        }
+                    }
+                }
+            }
+        });
+        GroupCommit { writer }
+    }
+
+    /// Stores a job durably, or recognises a repeat; answers after the commit.
+    pub(crate) async fn enqueue(&self, job: NewJob) -> Result<EnqueueOutcome> {
+        let stopped = || Error::Internal("the queue writer has stopped".into());
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send((job, reply))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
 }

@@ -872,3 +872,32 @@ async fn a_batch_of_flows_is_written_in_one_go_with_per_flow_outcomes() {
         .unwrap();
     assert_eq!(kept.summary.version, 3);
 }
+
+#[tokio::test]
+async fn an_enqueue_that_cannot_commit_is_unavailable_not_internal() {
+    let f = fresh().await;
+    // Break the queue's table under the running writer.
+    let dropped = match (&f.services.sqlite, &f.services.postgres) {
+        (Some(db), _) => sqlx::query("DROP TABLE ingest_jobs")
+            .execute(&db.write)
+            .await
+            .map(|_| ()),
+        (None, Some(db)) => sqlx::query("DROP TABLE ingest_jobs")
+            .execute(&db.write)
+            .await
+            .map(|_| ()),
+        (None, None) => panic!("no database"),
+    };
+    dropped.unwrap();
+    let error = f
+        .services
+        .queue
+        .enqueue(job(f.team, "k", "a"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Unavailable(_)), "{error:?}");
+    assert!(
+        error.is_transient(),
+        "answered 503 + Retry-After, never 500"
+    );
+}

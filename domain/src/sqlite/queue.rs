@@ -9,24 +9,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::{Row, SqlitePool};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{Database, now_ms};
-use crate::queue::{DeadLetter, EnqueueOutcome, IngestQueue, Job, NewJob};
+use crate::queue::{DeadLetter, EnqueueOutcome, GroupCommit, IngestQueue, Job, NewJob};
 use crate::{Error, Result};
-
-/// Most jobs committed in one transaction.
-const MAX_GROUP: usize = 256;
-
-type Reply = oneshot::Sender<Result<EnqueueOutcome>>;
 
 /// The embedded queue.
 pub struct SqliteQueue {
     /// The write connection: enqueue, claim and outcomes.
     pool: SqlitePool,
     read: SqlitePool,
-    writer: mpsc::Sender<(NewJob, Reply)>,
+    writer: GroupCommit,
     ready: Arc<Notify>,
 }
 
@@ -34,9 +29,15 @@ impl SqliteQueue {
     /// Starts the group-commit writer on the current Tokio runtime.
     pub fn start(db: &Database) -> Self {
         let pool = db.write.clone();
-        let (writer, requests) = mpsc::channel(4 * MAX_GROUP);
         let ready = Arc::new(Notify::new());
-        tokio::spawn(group_commit(pool.clone(), requests, ready.clone()));
+        let batch_pool = pool.clone();
+        let writer = GroupCommit::start(
+            move |jobs: Vec<NewJob>| {
+                let pool = batch_pool.clone();
+                async move { insert_batch(&pool, &jobs).await }
+            },
+            ready.clone(),
+        );
         SqliteQueue {
             pool,
             read: db.read.clone(),
@@ -46,38 +47,11 @@ impl SqliteQueue {
     }
 }
 
-async fn group_commit(
-    pool: SqlitePool,
-    mut requests: mpsc::Receiver<(NewJob, Reply)>,
-    ready: Arc<Notify>,
-) {
-    let mut batch = Vec::with_capacity(MAX_GROUP);
-    while requests.recv_many(&mut batch, MAX_GROUP).await > 0 {
-        match insert_batch(&pool, &batch).await {
-            Ok(outcomes) => {
-                for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
-                ready.notify_one();
-            }
-            Err(error) => {
-                tracing::warn!(%error, jobs = batch.len(), "enqueue batch failed");
-                let message = error.to_string();
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(Error::Internal(format!(
-                        "the queue could not store the job: {message}"
-                    ))));
-                }
-            }
-        }
-    }
-}
-
-async fn insert_batch(pool: &SqlitePool, batch: &[(NewJob, Reply)]) -> Result<Vec<EnqueueOutcome>> {
+async fn insert_batch(pool: &SqlitePool, batch: &[NewJob]) -> Result<Vec<EnqueueOutcome>> {
     let mut tx = pool.begin().await?;
     let now = now_ms();
     let mut outcomes = Vec::with_capacity(batch.len());
-    for (job, _) in batch {
+    for job in batch {
         let inserted = sqlx::query(
             "INSERT INTO ingest_jobs (team_id, idempotency_key, body_sha256, flow_id, \
              flow_version, body, request_id, run_after, enqueued_at) \
@@ -121,14 +95,7 @@ async fn insert_batch(pool: &SqlitePool, batch: &[(NewJob, Reply)]) -> Result<Ve
 #[async_trait]
 impl IngestQueue for SqliteQueue {
     async fn enqueue(&self, job: NewJob) -> Result<EnqueueOutcome> {
-        let (reply, answer) = oneshot::channel();
-        self.writer
-            .send((job, reply))
-            .await
-            .map_err(|_| Error::Internal("the queue writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| Error::Internal("the queue writer has stopped".into()))?
+        self.writer.enqueue(job).await
     }
 
     async fn claim(&self, max: usize, lease: Duration) -> Result<Vec<Job>> {
