@@ -6,6 +6,7 @@ use serde_json::Value;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
+use crate::queue::{DeadLetter, Job};
 use crate::sqlite::from_ms;
 use crate::{Error, Result};
 
@@ -90,5 +91,55 @@ where
         reasons: parse_json(&reasons, "reason histogram")?,
         capture: Capture::parse(&capture).ok_or_else(|| corrupt("capture"))?,
         observation_count: row.try_get::<i64, _>("observation_count")? as u64,
+    })
+}
+
+/// A claimed job, from the `ingest_jobs` columns `id, team_id, flow_id, body, request_id,
+/// attempts`.
+pub(crate) fn job<R>(row: &R) -> Result<Job>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<Vec<u8>>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let flow_id: String = row.try_get("flow_id")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        team_id: row.try_get("team_id")?,
+        flow_id: Uuid::try_parse(&flow_id).map_err(|_| corrupt("job flow id"))?,
+        body: row
+            .try_get::<Option<Vec<u8>>, _>("body")?
+            .unwrap_or_default(),
+        request_id: row.try_get("request_id")?,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+    })
+}
+
+/// A dead job, from the `ingest_jobs` columns `id, team_id, flow_id, flow_version, attempts,
+/// last_error, request_id, enqueued_at, finished_at`.
+pub(crate) fn dead_letter<R>(row: &R) -> Result<DeadLetter>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let flow_id: String = row.try_get("flow_id")?;
+    Ok(DeadLetter {
+        id: row.try_get("id")?,
+        team_id: row.try_get("team_id")?,
+        flow_id: Uuid::try_parse(&flow_id).map_err(|_| corrupt("job flow id"))?,
+        flow_version: row.try_get::<i64, _>("flow_version")? as u32,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        last_error: row.try_get("last_error")?,
+        request_id: row.try_get("request_id")?,
+        enqueued_at: row.try_get("enqueued_at")?,
+        died_at: row.try_get("finished_at")?,
     })
 }

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use tokio::sync::Notify;
-use uuid::Uuid;
 
 use super::Database;
+use crate::Result;
 use crate::queue::{DeadLetter, EnqueueOutcome, GroupCommit, IngestQueue, Job, NewJob};
+use crate::rows;
 use crate::sqlite::now_ms;
-use crate::{Error, Result};
 
 /// The PostgreSQL queue.
 pub struct PgQueue {
@@ -116,23 +116,7 @@ impl IngestQueue for PgQueue {
         .bind(max as i64)
         .fetch_all(&self.pool)
         .await?;
-        let mut jobs = rows
-            .iter()
-            .map(|row| {
-                let flow_id: String = row.try_get("flow_id")?;
-                Ok(Job {
-                    id: row.try_get("id")?,
-                    team_id: row.try_get("team_id")?,
-                    flow_id: Uuid::try_parse(&flow_id)
-                        .map_err(|_| Error::Internal("stored job has a bad flow id".into()))?,
-                    body: row
-                        .try_get::<Option<Vec<u8>>, _>("body")?
-                        .unwrap_or_default(),
-                    request_id: row.try_get("request_id")?,
-                    attempts: row.try_get::<i64, _>("attempts")? as u32,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut jobs = rows.iter().map(rows::job).collect::<Result<Vec<_>>>()?;
         jobs.sort_by_key(|job| job.id);
         Ok(jobs)
     }
@@ -190,23 +174,7 @@ impl IngestQueue for PgQueue {
         .bind(i64::from(limit))
         .fetch_all(&self.read)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let flow_id: String = row.try_get("flow_id")?;
-                Ok(DeadLetter {
-                    id: row.try_get("id")?,
-                    team_id: row.try_get("team_id")?,
-                    flow_id: Uuid::try_parse(&flow_id)
-                        .map_err(|_| Error::Internal("stored job has a bad flow id".into()))?,
-                    flow_version: row.try_get::<i64, _>("flow_version")? as u32,
-                    attempts: row.try_get::<i64, _>("attempts")? as u32,
-                    last_error: row.try_get("last_error")?,
-                    request_id: row.try_get("request_id")?,
-                    enqueued_at: row.try_get("enqueued_at")?,
-                    died_at: row.try_get("finished_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::dead_letter).collect()
     }
 
     async fn redrive(&self, team_id: Option<i64>, job_id: Option<i64>) -> Result<u64> {
