@@ -9,6 +9,7 @@
 pub mod auth;
 mod error;
 pub mod ingest;
+pub mod millis;
 pub mod payloads;
 pub mod postgres;
 pub mod queue;

@@ -6,8 +6,8 @@ use serde_json::Value;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
+use crate::millis::from_ms;
 use crate::queue::{DeadLetter, Job};
-use crate::sqlite::from_ms;
 use crate::{Error, Result};
 
 pub(crate) const FLOW_COLUMNS: &str = "f.id, f.version, p.name AS pipeline, f.status, f.started_at, \

@@ -13,6 +13,7 @@ use tracing::Instrument;
 
 use crate::Services;
 use crate::ingest::load_job;
+use crate::millis::now_ms;
 use crate::queue::Job;
 use crate::store::FlowWrite;
 
@@ -159,8 +160,7 @@ pub async fn sweep_idempotency_keys(
     mut shutdown: watch::Receiver<bool>,
 ) {
     while !*shutdown.borrow() {
-        let before = time::OffsetDateTime::now_utc() - window;
-        let before_ms = (before.unix_timestamp_nanos() / 1_000_000) as i64;
+        let before_ms = now_ms() - window.as_millis() as i64;
         match services.queue.purge_done(before_ms).await {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "forgot expired idempotency keys"),

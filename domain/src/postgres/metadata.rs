@@ -8,11 +8,11 @@ use uuid::Uuid;
 
 use super::Database;
 use crate::auth::{Role, Scope};
+use crate::millis::{now_ms, to_ms};
 use crate::payloads::PayloadRef;
 use crate::rows::{
     FLOW_COLUMNS, UserKey, corrupt, flow_summary, json_text, parse_json, step_summary,
 };
-use crate::sqlite::{now_ms, to_ms};
 use crate::store::{
     ApiKey, FlowCursor, FlowQuery, FlowWrite, Membership, MetadataStore, StepPayloads, Team,
     UpsertOutcome, User,

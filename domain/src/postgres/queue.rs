@@ -14,9 +14,9 @@ use tokio::sync::Notify;
 
 use super::Database;
 use crate::Result;
+use crate::millis::now_ms;
 use crate::queue::{DeadLetter, EnqueueOutcome, GroupCommit, IngestQueue, Job, NewJob};
 use crate::rows;
-use crate::sqlite::now_ms;
 
 /// The PostgreSQL queue.
 pub struct PgQueue {

@@ -5,8 +5,9 @@ use flowtrail_types::{FlowDetail, FlowPage, FlowRecord, SdkInfo};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
-use super::{Database, now_ms, to_ms};
+use super::Database;
 use crate::auth::{Role, Scope};
+use crate::millis::{now_ms, to_ms};
 use crate::payloads::PayloadRef;
 use crate::rows::{
     FLOW_COLUMNS, UserKey, corrupt, flow_summary, json_text, parse_json, step_summary,

@@ -95,16 +95,3 @@ pub async fn migrate(db: &Database) -> Result<()> {
     MIGRATOR.run(&db.write).await?;
     Ok(())
 }
-
-pub fn now_ms() -> i64 {
-    to_ms(time::OffsetDateTime::now_utc())
-}
-
-pub fn to_ms(at: time::OffsetDateTime) -> i64 {
-    (at.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-pub fn from_ms(ms: i64) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-}

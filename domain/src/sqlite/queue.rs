@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use sqlx::SqlitePool;
 use tokio::sync::Notify;
 
-use super::{Database, now_ms};
+use super::Database;
 use crate::Result;
+use crate::millis::now_ms;
 use crate::queue::{DeadLetter, EnqueueOutcome, GroupCommit, IngestQueue, Job, NewJob};
 use crate::rows;
 

@@ -98,7 +98,7 @@ async fn accept_inner(
             .fetch_add(1, Ordering::Relaxed);
         return Err(limited);
     }
-    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000;
+    let now = flowtrail_domain::millis::now_ms();
     if state.depth_gate.is_stale(now) {
         state
             .depth_gate
