@@ -19,5 +19,6 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 export FLOWTRAIL_TEST_REDIS_URL="redis://127.0.0.1:$port"
+export FLOWTRAIL_TEST_REDIS_PID=$server
 echo "[with-redis] $(redis-server --version | cut -d" " -f1-3) on port $port" >&2
 "$@"

@@ -41,6 +41,9 @@ pub enum Error {
     /// The object store failed.
     #[error("object store: {0}")]
     ObjectStore(#[from] object_store::Error),
+    /// Redis failed or did not answer in time.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
     /// A local I/O operation failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
@@ -76,7 +79,7 @@ impl Error {
                 e,
                 object_store::Error::NotFound { .. } | object_store::Error::InvalidPath { .. }
             ),
-            Error::Io(_) | Error::Unavailable(_) => true,
+            Error::Io(_) | Error::Unavailable(_) | Error::Redis(_) => true,
             _ => false,
         }
     }

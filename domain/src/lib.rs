@@ -8,11 +8,13 @@
 
 pub mod auth;
 mod error;
+pub mod events;
 pub mod ingest;
 pub mod millis;
 pub mod payloads;
 pub mod postgres;
 pub mod queue;
+pub mod redis_engine;
 mod rows;
 pub mod sqlite;
 pub mod store;
@@ -24,9 +26,11 @@ use std::sync::Arc;
 pub use error::{Error, Result};
 
 use auth::{NewApiKey, Role, Scope};
+use events::Events;
 use ingest::Limits;
-use payloads::PayloadStore;
+use payloads::{PayloadCache, PayloadStore};
 use queue::IngestQueue;
+use redis_engine::Redis;
 use store::{MetadataStore, Team};
 
 /// E-mail addresses are compared without case (stored lower-cased, on every engine).
@@ -47,6 +51,27 @@ pub struct StorageConfig {
     pub payload_inline_max: usize,
     /// Endpoint and credentials for an `s3://` object store.
     pub s3: payloads::S3Config,
+    /// `redis://…`: the scale-out queue, payload cache and event fan-out (and, in the
+    /// server, shared rate limits).
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel.
+    pub redis_prefix: String,
+    /// Where the ingest queue lives.
+    pub queue: QueueEngine,
+    /// Bytes of object-store payloads cached in this process (0: no cache).
+    pub payload_cache_bytes: u64,
+}
+
+/// Where the ingest queue lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QueueEngine {
+    /// Redis Streams when a Redis URL is given, else the metadata database.
+    #[default]
+    Auto,
+    /// A table of the metadata database (SQLite or PostgreSQL).
+    Database,
+    /// Redis Streams (needs a Redis URL and a durable Redis).
+    Redis,
 }
 
 impl StorageConfig {
@@ -58,6 +83,10 @@ impl StorageConfig {
             object_store_url: None,
             payload_inline_max: payloads::DEFAULT_INLINE_MAX,
             s3: payloads::S3Config::default(),
+            redis_url: None,
+            redis_prefix: "flowtrail".into(),
+            queue: QueueEngine::Auto,
+            payload_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -73,11 +102,14 @@ impl std::fmt::Debug for StorageConfig {
             .field("data_dir", &self.data_dir)
             .field("database", &scheme(&self.database_url))
             .field("object_store", &scheme(&self.object_store_url))
+            .field("redis", &scheme(&self.redis_url))
+            .field("queue", &self.queue)
             .finish()
     }
 }
 
-/// The engines, opened and ready.
+/// The engines, opened and ready. Cheap to clone: handles only.
+#[derive(Clone)]
 pub struct Services {
     pub metadata: Arc<dyn MetadataStore>,
     pub queue: Arc<dyn IngestQueue>,
@@ -87,6 +119,24 @@ pub struct Services {
     pub sqlite: Option<sqlite::Database>,
     /// The PostgreSQL database of the scale-out profile (sessions live there too).
     pub postgres: Option<postgres::Database>,
+    /// Redis, when configured.
+    pub redis: Option<Redis>,
+    /// Flows as they land, for live updates.
+    pub events: Events,
+    /// Recently used API keys (by hash), so that ingest does not read the database per
+    /// request and keeps working through a short database stall.
+    api_keys: moka::sync::Cache<String, store::ApiKey>,
+}
+
+/// How long a looked-up API key is trusted without asking the database again (and so the
+/// longest a revocation may take to reach every server).
+pub const API_KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn api_key_cache() -> moka::sync::Cache<String, store::ApiKey> {
+    moka::sync::Cache::builder()
+        .max_capacity(10_000)
+        .time_to_live(API_KEY_CACHE_TTL)
+        .build()
 }
 
 impl Services {
@@ -129,36 +179,72 @@ impl Services {
             }
         };
         payloads.inline_max = config.payload_inline_max;
+        let redis = match config.redis_url.as_deref() {
+            Some(url) => Some(Redis::connect(url, &config.redis_prefix).await?),
+            None => None,
+        };
+        if config.payload_cache_bytes > 0 {
+            payloads =
+                payloads.with_cache(PayloadCache::new(config.payload_cache_bytes, redis.clone()));
+        }
         payloads.ping().await.map_err(|e| {
             Error::Config(format!(
                 "the object store does not answer ({e}); check its URL, endpoint and credentials"
             ))
         })?;
+        let redis_queue = match (config.queue, &redis) {
+            (QueueEngine::Redis, None) => {
+                return Err(Error::Config(
+                    "the Redis queue needs FLOWTRAIL_REDIS_URL".into(),
+                ));
+            }
+            (QueueEngine::Auto | QueueEngine::Redis, Some(redis)) => {
+                let queue = redis_engine::queue::RedisQueue::open(redis.clone()).await?;
+                Some(Arc::new(queue) as Arc<dyn IngestQueue>)
+            }
+            _ => None,
+        };
+        let events = match &redis {
+            Some(redis) => Events::shared(redis.clone()),
+            None => Events::local(),
+        };
         let services = match engine {
             Engine::Sqlite(db) => {
                 sqlite::migrate(&db).await?;
                 Services {
                     metadata: Arc::new(sqlite::SqliteMetadata::new(db.clone())),
-                    queue: Arc::new(sqlite::SqliteQueue::start(&db)),
+                    queue: redis_queue.unwrap_or_else(|| Arc::new(sqlite::SqliteQueue::start(&db))),
                     payloads,
                     limits: Limits::default(),
                     sqlite: Some(db),
                     postgres: None,
+                    redis,
+                    events,
+                    api_keys: api_key_cache(),
                 }
             }
             Engine::Postgres(db) => {
                 postgres::migrate(&db).await?;
                 Services {
                     metadata: Arc::new(postgres::PgMetadata::new(db.clone())),
-                    queue: Arc::new(postgres::PgQueue::start(&db)),
+                    queue: redis_queue.unwrap_or_else(|| Arc::new(postgres::PgQueue::start(&db))),
                     payloads,
                     limits: Limits::default(),
                     sqlite: None,
                     postgres: Some(db),
+                    redis,
+                    events,
+                    api_keys: api_key_cache(),
                 }
             }
         };
         Ok(services)
+    }
+
+    /// The same engines over another payload store (tests and tools).
+    pub fn with_payloads(mut self, payloads: PayloadStore) -> Self {
+        self.payloads = payloads;
+        self
     }
 
     /// First start: team `default`, and the first admin when credentials are given and no user
@@ -220,10 +306,17 @@ impl Services {
         Ok(user.filter(|u| auth::verify_password(password, &u.password_hash)))
     }
 
-    /// The live API key with this secret.
+    /// The live API key with this secret (cached for [`API_KEY_CACHE_TTL`]; unknown keys
+    /// are always looked up).
     pub async fn api_key(&self, secret: &str) -> Result<Option<store::ApiKey>> {
-        self.metadata
-            .api_key_by_hash(&auth::hash_api_key(secret))
-            .await
+        let hash = auth::hash_api_key(secret);
+        if let Some(key) = self.api_keys.get(&hash) {
+            return Ok(Some(key));
+        }
+        let key = self.metadata.api_key_by_hash(&hash).await?;
+        if let Some(key) = &key {
+            self.api_keys.insert(hash, key.clone());
+        }
+        Ok(key)
     }
 }

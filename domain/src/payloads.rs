@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use flowtrail_types::Observation;
@@ -15,10 +16,11 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, PutPayload};
+use object_store::{ClientOptions, ObjectStore, PutPayload, RetryConfig};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::redis_engine::Redis;
 use crate::{Error, Result};
 
 /// zstd level for payloads: level 3 compresses observation JSON ~7x at ~800 MB/s here.
@@ -47,6 +49,9 @@ pub struct EncodedPayload {
 #[derive(Clone)]
 pub struct PayloadStore {
     store: Arc<dyn ObjectStore>,
+    /// Read cache of object-store payloads (keys are content-derived and payloads immutable,
+    /// so nothing is ever invalidated).
+    cache: Option<PayloadCache>,
     /// Root of a local store: its files are fsynced after each put, which `object_store`'s
     /// local backend does not do.
     local_root: Option<PathBuf>,
@@ -86,6 +91,7 @@ impl PayloadStore {
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
         PayloadStore {
             store,
+            cache: None,
             local_root: None,
             inline_max: DEFAULT_INLINE_MAX,
         }
@@ -100,8 +106,21 @@ impl PayloadStore {
         if bucket.is_empty() {
             return Err(Error::Config("the s3:// URL names no bucket".into()));
         }
+        // A stalled store must not hold a worker for minutes: short timeouts, few retries;
+        // the worker's own backoff takes over from there.
+        // (Client options first: they replace the whole set, `allow_http` included.)
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(bucket)
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(2))
+                    .with_timeout(Duration::from_secs(10)),
+            )
+            .with_retry(RetryConfig {
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(15),
+                ..RetryConfig::default()
+            })
             .with_allow_http(s3.allow_http);
         let settings = [
             (&s3.endpoint, AmazonS3ConfigKey::Endpoint),
@@ -194,12 +213,29 @@ impl PayloadStore {
         let stored = match &reference.inline {
             Some(bytes) => bytes.clone(),
             None => {
-                let path = ObjectPath::parse(&reference.key)
-                    .map_err(|e| Error::Internal(format!("bad payload key: {e}")))?;
-                self.store.get(&path).await?.bytes().await?
+                let cached = match &self.cache {
+                    Some(cache) => cache.get(&reference.key).await,
+                    None => None,
+                };
+                match cached {
+                    Some(bytes) if sha256_hex(&bytes) == reference.sha256 => bytes,
+                    cached => {
+                        if let (Some(cache), Some(_)) = (&self.cache, cached) {
+                            tracing::warn!(key = %reference.key, "a cached payload was corrupt; reading the store");
+                            cache.forget(&reference.key).await;
+                        }
+                        let bytes = self.fetch(&reference.key).await?;
+                        if let Some(cache) = &self.cache
+                            && sha256_hex(&bytes) == reference.sha256
+                        {
+                            cache.put(&reference.key, bytes.clone());
+                        }
+                        bytes
+                    }
+                }
             }
         };
-        let actual = hex::encode(Sha256::digest(&stored));
+        let actual = sha256_hex(&stored);
         if actual != reference.sha256 {
             return Err(Error::Integrity(format!(
                 "{} has SHA-256 {actual}, expected {}",
@@ -208,6 +244,23 @@ impl PayloadStore {
         }
         zstd::stream::decode_all(stored.as_ref())
             .map_err(|e| Error::Integrity(format!("{} does not decompress: {e}", reference.key)))
+    }
+
+    /// Serves payloads read from the object store through `cache` from now on.
+    pub fn with_cache(mut self, cache: PayloadCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The payload cache, if any.
+    pub fn cache(&self) -> Option<&PayloadCache> {
+        self.cache.as_ref()
+    }
+
+    async fn fetch(&self, key: &str) -> Result<Bytes> {
+        let path =
+            ObjectPath::parse(key).map_err(|e| Error::Internal(format!("bad payload key: {e}")))?;
+        Ok(self.store.get(&path).await?.bytes().await?)
     }
 
     /// Whether the engine answers (for readiness).
@@ -219,6 +272,97 @@ impl PayloadStore {
             _ => Ok(()),
         }
     }
+}
+
+/// A size-bounded in-process cache in front of an optional shared Redis cache (entries
+/// expire after an hour there). Both are best-effort: a miss or an unreachable Redis falls
+/// through to the object store, and every read is still checked against its SHA-256.
+#[derive(Clone)]
+pub struct PayloadCache {
+    memory: moka::sync::Cache<String, Bytes>,
+    redis: Option<Redis>,
+}
+
+/// How long a payload stays in the shared Redis cache.
+pub const REDIS_CACHE_TTL_SECONDS: u64 = 3600;
+
+impl PayloadCache {
+    /// Keeps up to `memory_bytes` of payloads in this process, and shares them through
+    /// `redis` when given.
+    pub fn new(memory_bytes: u64, redis: Option<Redis>) -> Self {
+        let memory = moka::sync::Cache::builder()
+            .max_capacity(memory_bytes)
+            .weigher(|key: &String, value: &Bytes| {
+                u32::try_from(key.len() + value.len()).unwrap_or(u32::MAX)
+            })
+            .build();
+        PayloadCache { memory, redis }
+    }
+
+    async fn get(&self, key: &str) -> Option<Bytes> {
+        if let Some(bytes) = self.memory.get(key) {
+            return Some(bytes);
+        }
+        let redis = self.redis.as_ref()?;
+        let mut conn = redis.fast.clone();
+        let found: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("GET")
+            .arg(redis.key(&format!("payload:{key}")))
+            .query_async(&mut conn)
+            .await;
+        match found {
+            Ok(Some(bytes)) => {
+                let bytes = Bytes::from(bytes);
+                self.memory.insert(key.to_string(), bytes.clone());
+                Some(bytes)
+            }
+            Ok(None) => None,
+            Err(error) => {
+                tracing::debug!(%error, "payload cache unavailable (Redis)");
+                None
+            }
+        }
+    }
+
+    fn put(&self, key: &str, bytes: Bytes) {
+        self.memory.insert(key.to_string(), bytes.clone());
+        let Some(redis) = self.redis.clone() else {
+            return;
+        };
+        let name = redis.key(&format!("payload:{key}"));
+        tokio::spawn(async move {
+            let mut conn = redis.fast.clone();
+            let stored: redis::RedisResult<()> = redis::cmd("SET")
+                .arg(name)
+                .arg(bytes.as_ref())
+                .arg("EX")
+                .arg(REDIS_CACHE_TTL_SECONDS)
+                .query_async(&mut conn)
+                .await;
+            if let Err(error) = stored {
+                tracing::debug!(%error, "could not share a payload in the cache (Redis)");
+            }
+        });
+    }
+
+    async fn forget(&self, key: &str) {
+        self.memory.invalidate(key);
+        if let Some(redis) = &self.redis {
+            let mut conn = redis.fast.clone();
+            let _: redis::RedisResult<()> = redis::cmd("DEL")
+                .arg(redis.key(&format!("payload:{key}")))
+                .query_async(&mut conn)
+                .await;
+        }
+    }
+
+    /// Whether `key` is in this process's memory (for tests).
+    pub fn holds(&self, key: &str) -> bool {
+        self.memory.contains_key(key)
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 fn sync_file_and_dir(file: &Path) -> std::io::Result<()> {

@@ -13,9 +13,11 @@ use tracing::Instrument;
 
 use crate::Services;
 use crate::ingest::load_job;
-use crate::millis::now_ms;
+use crate::events::FlowLanded;
+use crate::millis::{from_ms, now_ms};
 use crate::queue::Job;
-use crate::store::FlowWrite;
+use crate::store::{FlowWrite, UpsertOutcome};
+use flowtrail_types::FlowSummary;
 
 /// How a worker behaves.
 #[derive(Debug, Clone)]
@@ -120,21 +122,46 @@ async fn process_batch(services: &Services, config: &WorkerConfig, jobs: Vec<Job
         })
         .collect();
     let ids: Vec<i64> = ready.iter().map(|(job, ..)| job.id).collect();
-    if let Err(error) = services.metadata.upsert_flows(&writes).await {
-        let (transient, message) = (error.is_transient(), error.to_string());
-        for (job, ..) in &ready {
-            fail(services, config, job, transient, &message)
-                .instrument(job_span(job))
-                .await;
+    let outcomes = match services.metadata.upsert_flows(&writes).await {
+        Ok(outcomes) => outcomes,
+        Err(error) => {
+            let (transient, message) = (error.is_transient(), error.to_string());
+            for (job, ..) in &ready {
+                fail(services, config, job, transient, &message)
+                    .instrument(job_span(job))
+                    .await;
+            }
+            return;
         }
-        return;
-    }
+    };
     match services.queue.complete_many(&ids).await {
         Ok(()) => tracing::debug!(jobs = ids.len(), "batch stored"),
         // The leases expire and the jobs are claimed again: nothing is lost, and storing
         // them again has no visible effect.
         Err(error) => tracing::warn!(%error, jobs = ids.len(), "could not mark the batch done"),
     }
+    let ingested_at = from_ms(now_ms());
+    let landed = ready
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, outcome)| *outcome == UpsertOutcome::Written)
+        .map(|((job, flow, _), _)| FlowLanded {
+            team_id: job.team_id,
+            flow: FlowSummary {
+                id: flow.id,
+                version: flow.version,
+                pipeline: flow.pipeline.clone(),
+                status: flow.status,
+                started_at: flow.started_at,
+                ended_at: flow.ended_at,
+                tags: flow.tags.clone(),
+                error: flow.error.clone(),
+                step_count: flow.steps.len() as u32,
+                ingested_at,
+            },
+        })
+        .collect();
+    services.events.publish(landed).await;
 }
 
 async fn fail(services: &Services, config: &WorkerConfig, job: &Job, transient: bool, error: &str) {

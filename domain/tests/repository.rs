@@ -53,6 +53,12 @@ async fn fresh() -> Fixture {
         config.payload_inline_max = 0;
         config.s3 = s3_from_env();
     }
+    // With `scripts/with-redis.sh`: the Redis Streams queue, the payload cache and events, under
+    // a prefix of this fixture's own.
+    if let Ok(url) = std::env::var("FLOWTRAIL_TEST_REDIS_URL") {
+        config.redis_url = Some(url);
+        config.redis_prefix = format!("test-{}", Uuid::now_v7().simple());
+    }
     let services = Services::open(&config).await.unwrap();
     let team = services.bootstrap(None).await.unwrap().id;
     Fixture {
@@ -683,14 +689,7 @@ async fn poison_goes_to_the_dead_letter_queue_and_redrive_brings_it_back() {
         .enqueue(job(f.team, "poison", "not zstd json"))
         .await
         .unwrap();
-    let shared = std::sync::Arc::new(Services {
-        metadata: f.services.metadata.clone(),
-        queue: f.services.queue.clone(),
-        payloads: f.services.payloads.clone(),
-        limits: Limits::default(),
-        sqlite: f.services.sqlite.clone(),
-        postgres: f.services.postgres.clone(),
-    });
+    let shared = std::sync::Arc::new(f.services.clone());
     let q = f.services.queue.clone();
     work_until(shared.clone(), fast.clone(), || async {
         q.depth().await.unwrap() == 0
@@ -719,14 +718,7 @@ async fn poison_goes_to_the_dead_letter_queue_and_redrive_brings_it_back() {
     std::fs::create_dir(&broken_dir).unwrap();
     let mut broken_store = PayloadStore::local(&broken_dir).unwrap();
     broken_store.inline_max = 0; // every payload goes to the (broken) object store
-    let broken = std::sync::Arc::new(Services {
-        payloads: broken_store,
-        metadata: f.services.metadata.clone(),
-        queue: f.services.queue.clone(),
-        limits: Limits::default(),
-        sqlite: f.services.sqlite.clone(),
-        postgres: f.services.postgres.clone(),
-    });
+    let broken = std::sync::Arc::new(f.services.clone().with_payloads(broken_store));
     std::fs::remove_dir(&broken_dir).unwrap();
     std::fs::write(&broken_dir, b"a file where a directory should be").unwrap();
     let record = flow("p", 0, &[]);
@@ -876,7 +868,24 @@ async fn a_batch_of_flows_is_written_in_one_go_with_per_flow_outcomes() {
 #[tokio::test]
 async fn an_enqueue_that_cannot_commit_is_unavailable_not_internal() {
     let f = fresh().await;
-    // Break the queue's table under the running writer.
+    // Break the queue under the running engine: its table, or its Redis stream.
+    if let Some(redis) = &f.services.redis {
+        let mut conn = redis.conn.clone();
+        let _: () = redis::cmd("SET")
+            .arg(redis.key("q:stream"))
+            .arg("not a stream")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let error = f
+            .services
+            .queue
+            .enqueue(job(f.team, "k", "a"))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::Unavailable(_)), "{error:?}");
+        return;
+    }
     let dropped = match (&f.services.sqlite, &f.services.postgres) {
         (Some(db), _) => sqlx::query("DROP TABLE ingest_jobs")
             .execute(&db.write)

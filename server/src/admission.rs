@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use flowtrail_domain::redis_engine::Redis;
 use redis::aio::ConnectionManager;
 
 use crate::http::error::ApiError;
@@ -20,18 +21,9 @@ pub struct RateLimits {
     redis: Option<RedisBuckets>,
 }
 
-/// A Redis connection and the prefix of every key Flow Trail writes there.
-#[derive(Clone)]
-pub struct SharedRedis {
-    pub conn: ConnectionManager,
-    /// Lets several deployments (or test runs) share one Redis.
-    pub prefix: String,
-}
-
 /// The shared buckets: one key per API key holding its theoretical arrival time (GCRA).
 struct RedisBuckets {
-    conn: ConnectionManager,
-    prefix: String,
+    redis: Redis,
     script: redis::Script,
     /// Milliseconds between two tokens, and the burst tolerance in milliseconds.
     interval_ms: u64,
@@ -56,7 +48,7 @@ return 0
 impl RateLimits {
     /// `per_second` flows per key, bursts up to `burst`; `per_second == 0` disables. With
     /// `redis`, the buckets are shared by every server using that Redis.
-    pub fn new(per_second: u32, burst: u32, redis: Option<SharedRedis>) -> Self {
+    pub fn new(per_second: u32, burst: u32, redis: Option<Redis>) -> Self {
         let Some(rate) = NonZeroU32::new(per_second) else {
             return RateLimits {
                 local: None,
@@ -65,13 +57,12 @@ impl RateLimits {
         };
         let burst = NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
         match redis {
-            Some(SharedRedis { conn, prefix }) => {
+            Some(redis) => {
                 let interval_ms = (1000 / u64::from(rate.get())).max(1);
                 RateLimits {
                     local: None,
                     redis: Some(RedisBuckets {
-                        conn,
-                        prefix,
+                        redis,
                         script: redis::Script::new(GCRA),
                         interval_ms,
                         tolerance_ms: interval_ms * u64::from(burst.get()),
@@ -100,10 +91,10 @@ impl RateLimits {
         let Some(buckets) = &self.redis else {
             return Ok(());
         };
-        let mut conn = buckets.conn.clone();
+        let mut conn = buckets.redis.fast.clone();
         let wait: redis::RedisResult<u64> = buckets
             .script
-            .key(format!("{}:ratelimit:{key_id}", buckets.prefix))
+            .key(buckets.redis.key(&format!("ratelimit:{key_id}")))
             .arg(buckets.interval_ms)
             .arg(buckets.tolerance_ms)
             .invoke_async(&mut conn)
@@ -170,7 +161,7 @@ impl DepthGate {
 #[derive(Clone)]
 pub enum InFlight {
     Local(Arc<Mutex<HashSet<(i64, String)>>>),
-    Redis(SharedRedis),
+    Redis(Redis),
 }
 
 impl Default for InFlight {
@@ -189,8 +180,10 @@ enum Release {
     Redis(ConnectionManager, String),
 }
 
-/// How long a key stays claimed in Redis if its server dies before releasing it.
-const IN_FLIGHT_TTL_MS: u64 = 30_000;
+/// How long a key stays claimed in Redis if its server dies before releasing it. Short: the
+/// queue's own idempotency record is what prevents duplicates; this only turns a concurrent
+/// repeat into a 409 instead of a replay.
+const IN_FLIGHT_TTL_MS: u64 = 5_000;
 
 impl InFlight {
     /// Claims `(team, key)`, or answers 409 while another request holds it.
@@ -206,8 +199,9 @@ impl InFlight {
                     release: Some(Release::Local(keys.clone(), entry)),
                 })
             }
-            InFlight::Redis(SharedRedis { conn, prefix }) => {
-                let name = format!("{prefix}:inflight:{team_id}:{key}");
+            InFlight::Redis(redis) => {
+                let name = redis.key(&format!("inflight:{team_id}:{key}"));
+                let conn = &redis.fast;
                 let mut c = conn.clone();
                 let claimed: redis::RedisResult<Option<String>> = redis::cmd("SET")
                     .arg(&name)
@@ -252,26 +246,6 @@ impl Drop for InFlightGuard {
             None => {}
         }
     }
-}
-
-/// A connection to Redis that reconnects by itself and gives up on a command after a short
-/// timeout, so a stalled Redis cannot stall ingest.
-pub async fn connect_redis(url: &str) -> anyhow::Result<ConnectionManager> {
-    let client =
-        redis::Client::open(url).map_err(|e| anyhow::anyhow!("bad FLOWTRAIL_REDIS_URL: {e}"))?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_millis(500)))
-        .set_number_of_retries(2);
-    let mut conn = client
-        .get_connection_manager_with_config(config)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach Redis: {e}"))?;
-    let _: String = redis::cmd("PING")
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| anyhow::anyhow!("Redis does not answer PING: {e}"))?;
-    Ok(conn)
 }
 
 #[cfg(test)]

@@ -136,13 +136,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         rate_limit_per_second: args.rate_limit_per_second,
         rate_limit_burst: args.rate_limit_burst,
         max_queue_depth: args.max_queue_depth,
-        redis: match &args.storage.redis_url {
-            Some(url) => Some(crate::admission::SharedRedis {
-                conn: crate::admission::connect_redis(url).await?,
-                prefix: args.storage.redis_prefix.clone(),
-            }),
-            None => None,
-        },
         ..HttpConfig::new(args.addr, site_root)
     };
     let app = build_app(services.clone(), &config).await?;

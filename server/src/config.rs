@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use flowtrail_domain::StorageConfig;
+use flowtrail_domain::{QueueEngine, StorageConfig};
 use flowtrail_domain::auth::{Role, Scope};
 
 /// Flow Trail: an X-Ray for multi-step decision pipelines.
@@ -44,12 +44,22 @@ pub struct StorageArgs {
     /// Payload store URL (`file:///…`); default: `<data-dir>/payloads`.
     #[arg(long, env = "FLOWTRAIL_OBJECT_STORE_URL", hide_env_values = true)]
     pub object_store_url: Option<String>,
-    /// Redis URL: rate limits and in-flight idempotency keys shared by every server.
+    /// Redis URL (scale-out): the ingest queue (Redis Streams), payload cache, live-update
+    /// fan-out, and rate limits and in-flight idempotency keys shared by every server.
     #[arg(long, env = "FLOWTRAIL_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Prefix of every Redis key Flow Trail writes (to share one Redis between deployments).
     #[arg(long, env = "FLOWTRAIL_REDIS_PREFIX", default_value = "flowtrail")]
     pub redis_prefix: String,
+    /// Where the ingest queue lives: `redis` (Redis Streams; needs `appendonly yes`,
+    /// `appendfsync always`, `maxmemory-policy noeviction`), `database` (a table of the
+    /// metadata database), or `auto` (Redis when a Redis URL is given).
+    #[arg(long, env = "FLOWTRAIL_QUEUE", value_enum, default_value_t = QueueArg::Auto)]
+    pub queue: QueueArg,
+    /// Bytes of observation payloads cached in each process (0: none); with Redis, payloads
+    /// are also shared through Redis for an hour.
+    #[arg(long, env = "FLOWTRAIL_PAYLOAD_CACHE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub payload_cache_bytes: u64,
     /// Observation payloads up to this many compressed bytes live inline in SQL; larger
     /// ones in the object store.
     #[arg(long, env = "FLOWTRAIL_PAYLOAD_INLINE_MAX_BYTES", default_value_t = 256 * 1024)]
@@ -94,6 +104,14 @@ impl StorageArgs {
                 session_token: self.aws_session_token.clone(),
                 allow_http: self.aws_allow_http,
             },
+            redis_url: self.redis_url.clone(),
+            redis_prefix: self.redis_prefix.clone(),
+            queue: match self.queue {
+                QueueArg::Auto => QueueEngine::Auto,
+                QueueArg::Database => QueueEngine::Database,
+                QueueArg::Redis => QueueEngine::Redis,
+            },
+            payload_cache_bytes: self.payload_cache_bytes,
         })
     }
 }
@@ -221,6 +239,13 @@ pub struct CreateApiKeyArgs {
     /// What the key may do.
     #[arg(long, env = "FLOWTRAIL_SCOPE", value_enum, default_value_t = ScopeArg::All)]
     pub scope: ScopeArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum QueueArg {
+    Auto,
+    Database,
+    Redis,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

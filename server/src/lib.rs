@@ -38,8 +38,6 @@ pub struct HttpConfig {
     pub rate_limit_burst: u32,
     /// Ingest answers 503 while the queue holds this many jobs (0: unbounded).
     pub max_queue_depth: u64,
-    /// Redis, when configured: rate limits and in-flight idempotency keys shared by every server.
-    pub redis: Option<admission::SharedRedis>,
 }
 
 impl HttpConfig {
@@ -53,12 +51,12 @@ impl HttpConfig {
             rate_limit_per_second: 1_000,
             rate_limit_burst: 2_000,
             max_queue_depth: 100_000,
-            redis: None,
         }
     }
 }
 
-/// Builds the whole application: API, dashboard, sessions, request ids and tracing.
+/// Builds the whole application: API, dashboard, sessions, request ids and tracing. With
+/// Redis in `services`, rate limits and in-flight idempotency keys are shared by every server.
 pub async fn build_app(services: Arc<Services>, config: &HttpConfig) -> anyhow::Result<Router> {
     let leptos = LeptosOptions::builder()
         .output_name("flowtrail")
@@ -68,24 +66,23 @@ pub async fn build_app(services: Arc<Services>, config: &HttpConfig) -> anyhow::
         .env(leptos::config::Env::PROD)
         .build();
     let state = AppState(Arc::new(App {
-        services,
         leptos,
         max_body_bytes: config.max_body_bytes,
         metrics: Metrics::default(),
         rate_limits: admission::RateLimits::new(
             config.rate_limit_per_second,
             config.rate_limit_burst,
-            config.redis.clone(),
+            services.redis.clone(),
         ),
         depth_gate: admission::DepthGate::new(
             config.max_queue_depth,
             std::time::Duration::from_millis(250),
         ),
-        in_flight: match &config.redis {
-            Some(shared) => admission::InFlight::Redis(shared.clone()),
+        in_flight: match &services.redis {
+            Some(redis) => admission::InFlight::Redis(redis.clone()),
             None => admission::InFlight::default(),
         },
-        redis: config.redis.as_ref().map(|shared| shared.conn.clone()),
+        services,
     }));
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
         let request_id = request

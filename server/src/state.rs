@@ -30,8 +30,6 @@ pub struct App {
     pub depth_gate: DepthGate,
     /// Idempotency keys being accepted right now.
     pub in_flight: InFlight,
-    /// Redis, when configured (reported by `/readyz`).
-    pub redis: Option<redis::aio::ConnectionManager>,
 }
 
 /// Process-wide counters (Prometheus text on `/metrics`).

@@ -50,6 +50,14 @@ fn start(data: &Path, port: u16, database: &Option<String>) -> Child {
         command.env("FLOWTRAIL_OBJECT_STORE_URL", format!("{url}/crash"));
         command.env("FLOWTRAIL_PAYLOAD_INLINE_MAX_BYTES", "0");
     }
+    // With `scripts/with-redis.sh`: the Redis Streams queue, under this run's own prefix
+    // (the same across restarts, so the restarted server finds the queue).
+    if let Ok(url) = std::env::var("FLOWTRAIL_TEST_REDIS_URL") {
+        static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let prefix = PREFIX.get_or_init(|| format!("crash-{}", Uuid::now_v7().simple()));
+        command.env("FLOWTRAIL_REDIS_URL", url);
+        command.env("FLOWTRAIL_REDIS_PREFIX", prefix);
+    }
     command
         .args([
             "serve",

@@ -10,18 +10,31 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use flowtrail_domain::auth::Scope;
 use flowtrail_domain::{Services, StorageConfig};
-use flowtrail_server::admission::{InFlight, SharedRedis, connect_redis};
+use flowtrail_domain::redis_engine::Redis;
+use flowtrail_server::admission::InFlight;
 use flowtrail_server::{HttpConfig, build_app};
 use serde_json::json;
 use tower::ServiceExt;
 
-async fn shared() -> SharedRedis {
-    let url = std::env::var("FLOWTRAIL_TEST_REDIS_URL")
-        .expect("run through scripts/with-redis.sh (FLOWTRAIL_TEST_REDIS_URL)");
-    SharedRedis {
-        conn: connect_redis(&url).await.unwrap(),
-        prefix: format!("test-{}", uuid::Uuid::now_v7().simple()),
-    }
+fn redis_url() -> String {
+    std::env::var("FLOWTRAIL_TEST_REDIS_URL")
+        .expect("run through scripts/with-redis.sh (FLOWTRAIL_TEST_REDIS_URL)")
+}
+
+fn prefix() -> String {
+    format!("test-{}", uuid::Uuid::now_v7().simple())
+}
+
+async fn shared() -> Redis {
+    Redis::connect(&redis_url(), &prefix()).await.unwrap()
+}
+
+/// Storage on `dir` with Redis under `prefix`: what one server or worker process opens.
+fn storage(dir: &std::path::Path, prefix: &str) -> StorageConfig {
+    let mut config = StorageConfig::embedded(dir);
+    config.redis_url = Some(redis_url());
+    config.redis_prefix = prefix.to_string();
+    config
 }
 
 /// Two "servers" (routers) over the same data and the same Redis.
@@ -29,19 +42,13 @@ async fn two_servers(
     adjust: impl Fn(&mut HttpConfig),
 ) -> (Router, Router, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let services = Arc::new(
-        Services::open(&StorageConfig::embedded(dir.path()))
-            .await
-            .unwrap(),
-    );
+    let services = Arc::new(Services::open(&storage(dir.path(), &prefix())).await.unwrap());
     services.bootstrap(None).await.unwrap();
     let key = services
         .create_api_key("default", "k", Scope::All)
         .await
         .unwrap();
-    let redis = shared().await;
     let mut config = HttpConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().join("site"));
-    config.redis = Some(redis);
     adjust(&mut config);
     let a = build_app(services.clone(), &config).await.unwrap();
     let b = build_app(services, &config).await.unwrap();

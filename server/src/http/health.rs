@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -9,6 +10,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures::future::BoxFuture;
 use serde_json::json;
 
 use crate::state::AppState;
@@ -33,24 +35,35 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
 ))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let services = &state.services;
-    let verdict = |result: flowtrail_domain::Result<()>| match result {
-        Ok(()) => "ok".to_string(),
-        Err(error) => {
-            tracing::warn!(%error, "readiness check failed");
-            "unavailable".to_string()
+    // Checked together, each bounded: a stalled engine reads as unavailable, not as a hang.
+    let verdict = async |check: BoxFuture<'_, flowtrail_domain::Result<()>>| {
+        match tokio::time::timeout(Duration::from_secs(2), check).await {
+            Ok(Ok(())) => "ok",
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "readiness check failed");
+                "unavailable"
+            }
+            Err(_) => {
+                tracing::warn!("readiness check timed out");
+                "unavailable"
+            }
         }
     };
-    let database = verdict(services.metadata.ping().await);
-    let object_store = verdict(services.payloads.ping().await);
-    let queue = verdict(services.queue.depth().await.map(|_| ()));
+    let redis = async {
+        match &services.redis {
+            Some(redis) => Some(verdict(Box::pin(redis.ping())).await),
+            None => None,
+        }
+    };
+    let (database, object_store, queue, redis) = tokio::join!(
+        verdict(Box::pin(services.metadata.ping())),
+        verdict(Box::pin(services.payloads.ping())),
+        verdict(Box::pin(async { services.queue.depth().await.map(|_| ()) })),
+        redis,
+    );
     let mut engines = json!({"database": database, "object_store": object_store, "queue": queue});
-    if let Some(conn) = &state.redis {
-        let mut conn = conn.clone();
-        let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
-        engines["redis"] =
-            json!(verdict(pong.map(|_| ()).map_err(|e| {
-                flowtrail_domain::Error::Config(format!("Redis: {e}"))
-            })));
+    if let Some(redis) = redis {
+        engines["redis"] = json!(redis);
     }
     let ready = engines
         .as_object()

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod flows;
 pub mod health;
 pub mod openapi;
@@ -16,6 +17,7 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(admin::router())
+        .merge(events::router())
         .merge(flows::router())
         .merge(health::router())
         .merge(openapi::router())

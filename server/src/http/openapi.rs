@@ -6,7 +6,7 @@ use axum::{Json, Router};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, flows, health};
+use super::{admin, events, flows, health};
 use crate::state::AppState;
 
 /// The whole API.
@@ -22,6 +22,7 @@ use crate::state::AppState;
         flows::list,
         flows::show,
         flows::observations,
+        events::events,
         admin::dead_letters,
         admin::redrive,
         health::healthz,

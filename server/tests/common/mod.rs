@@ -42,6 +42,12 @@ pub async fn fixture(addr: SocketAddr, adjust: impl FnOnce(&mut HttpConfig)) -> 
             allow_http: true,
         };
     }
+    // With `scripts/with-redis.sh`: the Redis queue, cache, events, rate limits and in-flight
+    // keys in a real Redis, under a prefix of this fixture's own.
+    if let Ok(url) = std::env::var("FLOWTRAIL_TEST_REDIS_URL") {
+        storage.redis_url = Some(url);
+        storage.redis_prefix = format!("test-{}", uuid::Uuid::now_v7().simple());
+    }
     let services = Arc::new(Services::open(&storage).await.unwrap());
     services.bootstrap(None).await.unwrap();
     let key = services
@@ -49,16 +55,6 @@ pub async fn fixture(addr: SocketAddr, adjust: impl FnOnce(&mut HttpConfig)) -> 
         .await
         .unwrap();
     let mut config = HttpConfig::new(addr, dir.path().join("site"));
-    // With `scripts/with-redis.sh`: rate limits and in-flight keys in a real Redis, under a
-    // prefix of this fixture's own.
-    if let Ok(url) = std::env::var("FLOWTRAIL_TEST_REDIS_URL") {
-        config.redis = Some(flowtrail_server::admission::SharedRedis {
-            conn: flowtrail_server::admission::connect_redis(&url)
-                .await
-                .unwrap(),
-            prefix: format!("test-{}", uuid::Uuid::now_v7().simple()),
-        });
-    }
     adjust(&mut config);
     let router = build_app(services.clone(), &config).await.unwrap();
     Fixture {
