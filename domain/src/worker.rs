@@ -12,8 +12,8 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::Services;
-use crate::ingest::load_job;
 use crate::events::FlowLanded;
+use crate::ingest::load_job;
 use crate::millis::{from_ms, now_ms};
 use crate::queue::Job;
 use crate::store::{FlowWrite, UpsertOutcome};

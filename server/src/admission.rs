@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use flowtrail_domain::redis_engine::Redis;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use flowtrail_domain::redis_engine::Redis;
 use redis::aio::ConnectionManager;
 
 use crate::http::error::ApiError;

@@ -282,3 +282,91 @@ async fn the_cli_creates_users_and_prints_a_key_alone() {
     assert!(!unsupported.status.success());
     assert!(String::from_utf8_lossy(&unsupported.stderr).contains("unsupported database URL"));
 }
+
+/// Reads an event stream until `until` holds for the text read so far, or fails after 15 s.
+async fn read_events(
+    response: &mut reqwest::Response,
+    seen: &mut String,
+    until: impl Fn(&str) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !until(seen) {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no matching event within 15 s; got:\n{seen}"))
+            .unwrap()
+            .expect("the event stream ended");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+async fn send(live: &Live, key: &str, body: &Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/flows", live.url))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_arrive_live_over_server_sent_events_for_their_team_only() {
+    let live = live().await;
+    live.services.metadata.ensure_team("other").await.unwrap();
+    let other_key = live
+        .services
+        .create_api_key("other", "other", Scope::All)
+        .await
+        .unwrap();
+    let mut events = reqwest::Client::new()
+        .get(format!("{}/api/v1/events?pipeline=watched", live.url))
+        .bearer_auth(&live.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status().as_u16(), 200);
+    assert!(
+        events.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut seen = String::new();
+    read_events(&mut events, &mut seen, |text| text.contains("event: ready")).await;
+
+    let flow = |id: &str, pipeline: &str| {
+        json!({"id": id, "pipeline": pipeline, "status": "succeeded",
+               "started_at": "2026-11-21T10:00:00Z", "steps": [
+                   {"seq": 0, "name": "filter", "kind": "filter", "candidates_in": 10, "candidates_out": 2}]})
+    };
+    let foreign = "01936b2e-7c4a-7cc0-9a57-4c1f0e6d0001";
+    let unwatched = "01936b2e-7c4a-7cc0-9a57-4c1f0e6d0002";
+    let watched = "01936b2e-7c4a-7cc0-9a57-4c1f0e6d0003";
+    send(&live, &other_key, &flow(foreign, "watched")).await;
+    send(&live, &live.key, &flow(unwatched, "elsewhere")).await;
+    send(&live, &live.key, &flow(watched, "watched")).await;
+    read_events(&mut events, &mut seen, |text| text.contains(watched)).await;
+
+    assert!(
+        !seen.contains(foreign),
+        "another team's flow leaked:\n{seen}"
+    );
+    assert!(
+        !seen.contains(unwatched),
+        "the pipeline filter let a flow through:\n{seen}"
+    );
+    let data = seen
+        .lines()
+        .skip_while(|line| *line != "event: flow")
+        .find_map(|line| line.strip_prefix("data: "))
+        .unwrap();
+    let summary: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(summary["id"], watched);
+    assert_eq!(summary["pipeline"], "watched");
+    assert_eq!(summary["step_count"], 1);
+    // The flow is queryable by the time its event arrives.
+    let (status, _) = get(&live, &format!("/api/v1/flows/{watched}")).await;
+    assert_eq!(status, 200);
+}

@@ -70,7 +70,9 @@ impl Redis {
             events,
         };
         redis.ping().await.map_err(|e| {
-            Error::Config(format!("Redis does not answer PING ({e}); check FLOWTRAIL_REDIS_URL"))
+            Error::Config(format!(
+                "Redis does not answer PING ({e}); check FLOWTRAIL_REDIS_URL"
+            ))
         })?;
         tokio::spawn(listen(client, redis.clone()));
         Ok(redis)

@@ -332,7 +332,9 @@ impl IngestQueue for RedisQueue {
             .arg(self.redis.key(JOBS_CHANNEL))
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| Error::Unavailable(format!("the Redis queue could not store the job: {e}")))?;
+            .map_err(|e| {
+                Error::Unavailable(format!("the Redis queue could not store the job: {e}"))
+            })?;
         match outcome {
             0 => Ok(EnqueueOutcome::Accepted),
             1 => Ok(EnqueueOutcome::Replayed),

@@ -36,8 +36,13 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let services = &state.services;
     // Checked together, each bounded: a stalled engine reads as unavailable, not as a hang.
-    let verdict = async |check: BoxFuture<'_, flowtrail_domain::Result<()>>| {
-        match tokio::time::timeout(Duration::from_secs(2), check).await {
+    let verdict =
+        async |check: BoxFuture<'_, flowtrail_domain::Result<()>>| match tokio::time::timeout(
+            Duration::from_secs(2),
+            check,
+        )
+        .await
+        {
             Ok(Ok(())) => "ok",
             Ok(Err(error)) => {
                 tracing::warn!(%error, "readiness check failed");
@@ -47,8 +52,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
                 tracing::warn!("readiness check timed out");
                 "unavailable"
             }
-        }
-    };
+        };
     let redis = async {
         match &services.redis {
             Some(redis) => Some(verdict(Box::pin(redis.ping())).await),
