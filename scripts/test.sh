@@ -14,7 +14,7 @@ cargo test --workspace --exclude flowtrail-frontend
 # in-flight keys), plus the tests that need Redis itself.
 scripts/with-postgres.sh scripts/with-s3.sh scripts/with-redis.sh cargo test \
   -p flowtrail-domain --test repository \
-  -p flowtrail-server --features flowtrail-server/redis-tests --test api --test live --test crash --test redis
+  -p flowtrail-server --features flowtrail-server/redis-tests --test api --test live --test crash --test redis --test scale_out
 (cd end2end && npx playwright test)
 cargo fmt --all -- --check
 cargo clippy --workspace --exclude flowtrail-frontend --all-targets --features flowtrail-server/redis-tests -- -D warnings

@@ -24,6 +24,8 @@ if [ "$(id -u)" = 0 ]; then
   as=(runuser -u postgres --)
 fi
 stop() {
+  # A test that paused the server may have died before resuming it.
+  pkill -CONT -u postgres 2>/dev/null || true
   "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$dir"
 }
@@ -32,5 +34,7 @@ trap stop EXIT
 "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
   -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_connections=300" >/dev/null
 export FLOWTRAIL_TEST_DATABASE_URL="postgres://flowtrail@127.0.0.1:$port/postgres"
+# The postmaster, for tests that pause the server (SIGSTOP) to prove Flow Trail rides it out.
+export FLOWTRAIL_TEST_POSTGRES_PID=$(head -n 1 "$dir/data/postmaster.pid")
 echo "[with-postgres] PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on port $port" >&2
 "$@"

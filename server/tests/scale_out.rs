@@ -1,0 +1,459 @@
+//! The scale-out profile under failure, with real processes and real engines: 2 `flowtrail
+//! serve` (no workers) + 2 `flowtrail worker` on PostgreSQL + Redis + S3, ingesting through both
+//! servers while one server and one worker are SIGKILLed and Redis, PostgreSQL and the S3
+//! server are each paused (SIGSTOP) for 20 s.
+//!
+//! The ledger must show: no 2xx without a durable write (no 202 while the queue's Redis is
+//! paused), no 5xx but 503, no panic, ingest that keeps going while PostgreSQL or S3 is paused,
+//! a backlog that drains, and every acknowledged flow stored exactly once.
+//!
+//! Needs `scripts/with-postgres.sh scripts/with-s3.sh scripts/with-redis.sh` (their URLs and
+//! server PIDs in the environment).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run through scripts/with-postgres.sh scripts/with-s3.sh scripts/with-redis.sh")
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// What every process of the deployment shares.
+struct Deployment {
+    env: Vec<(&'static str, String)>,
+    dir: PathBuf,
+}
+
+impl Deployment {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_flowtrail"));
+        command
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (*k, v)));
+        command
+    }
+
+    fn spawn(&self, name: &str, args: &[&str]) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{name}.log")))
+            .unwrap();
+        self.command(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    fn serve(&self, name: &str, port: u16) -> Child {
+        let addr = format!("127.0.0.1:{port}");
+        self.spawn(name, &["serve", "--addr", &addr, "--workers", "0"])
+    }
+
+    fn worker(&self, name: &str) -> Child {
+        self.spawn(name, &["worker", "--workers", "2"])
+    }
+}
+
+/// Kills the processes it holds when dropped (also when the test fails).
+struct Processes(Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn signal(pids: &[u32], name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .args(pids.iter().map(u32::to_string))
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} {pids:?}");
+}
+
+/// `pid` and its children (PostgreSQL serves each connection from a child of the postmaster).
+fn with_children(pid: u32) -> Vec<u32> {
+    let mut pids = vec![pid];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the command name (which may hold spaces): state, ppid, …
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        if after.split_whitespace().nth(1) == Some(&pid.to_string()) {
+            pids.push(child);
+        }
+    }
+    pids
+}
+
+/// Resumes paused processes when dropped, so a failing test never leaves an engine stopped.
+struct Paused(Vec<u32>);
+
+impl Paused {
+    fn start(pids: Vec<u32>) -> Self {
+        signal(&pids, "STOP");
+        Paused(pids)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-CONT")
+            .args(self.0.iter().map(u32::to_string))
+            .status();
+    }
+}
+
+fn flow(id: Uuid, n: usize) -> Value {
+    let observations: Vec<Value> = (0..30)
+        .map(|i| {
+            json!({
+                "candidate_id": format!("C{n}-{i}"),
+                "verdict": if i % 3 == 0 { "kept" } else { "rejected" },
+                "score": i as f64 / 30.0,
+                "reasons": if i % 3 == 0 { json!([]) } else { json!([{"code": "off_category"}]) },
+            })
+        })
+        .collect();
+    json!({
+        "id": id, "version": 1, "pipeline": "scale_out", "status": "succeeded",
+        "started_at": "2026-11-21T10:00:00Z",
+        "steps": [
+            {"seq": 0, "name": "retrieve", "kind": "retrieve", "candidates_in": 30, "candidates_out": 30},
+            {"seq": 1, "name": "filter", "kind": "filter", "observations": observations},
+        ]
+    })
+}
+
+/// One answer a client got: when, from which server, what status (0: no answer).
+#[derive(Clone, Copy)]
+struct Answer {
+    at: Instant,
+    server: usize,
+    status: u16,
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str) {
+    for _ in 0..600 {
+        if let Ok(response) = http.get(format!("{base}/readyz")).send().await
+            && response.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{base} did not become ready");
+}
+
+fn logs(dir: &Path) -> String {
+    let mut all = String::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "log") {
+            all.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_processes_ride_out_crashes_and_paused_engines_with_one_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin_url = var("FLOWTRAIL_TEST_DATABASE_URL");
+    let name = format!("flowtrail_scale_{}", Uuid::now_v7().simple());
+    let database_url = flowtrail_domain::postgres::create_database(&admin_url, &name)
+        .await
+        .unwrap();
+    let deployment = Deployment {
+        env: vec![
+            ("FLOWTRAIL_DATA_DIR", dir.path().display().to_string()),
+            ("FLOWTRAIL_DATABASE_URL", database_url.clone()),
+            ("FLOWTRAIL_REDIS_URL", var("FLOWTRAIL_TEST_REDIS_URL")),
+            (
+                "FLOWTRAIL_REDIS_PREFIX",
+                format!("scale-{}", Uuid::now_v7().simple()),
+            ),
+            (
+                "FLOWTRAIL_OBJECT_STORE_URL",
+                format!(
+                    "{}/{}",
+                    var("FLOWTRAIL_TEST_OBJECT_STORE_URL"),
+                    Uuid::now_v7().simple()
+                ),
+            ),
+            ("FLOWTRAIL_PAYLOAD_INLINE_MAX_BYTES", "0".into()),
+            ("FLOWTRAIL_JOB_LEASE_SECONDS", "10".into()),
+        ],
+        dir: dir.path().to_path_buf(),
+    };
+    let redis_pid: u32 = var("FLOWTRAIL_TEST_REDIS_PID").parse().unwrap();
+    let postgres_pid: u32 = var("FLOWTRAIL_TEST_POSTGRES_PID").parse().unwrap();
+    let s3_pid: u32 = var("FLOWTRAIL_TEST_S3_PID").parse().unwrap();
+
+    let migrated = deployment.command(&["migrate"]).output().unwrap();
+    assert!(migrated.status.success(), "{migrated:?}");
+    let key = deployment
+        .command(&[
+            "admin",
+            "create-api-key",
+            "--name",
+            "scale",
+            "--scope",
+            "all",
+        ])
+        .output()
+        .unwrap();
+    assert!(key.status.success(), "{key:?}");
+    let key = String::from_utf8(key.stdout).unwrap().trim().to_string();
+
+    let ports = [free_port(), free_port()];
+    let bases: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    let mut processes = Processes(vec![
+        deployment.serve("serve-a", ports[0]),
+        deployment.serve("serve-b", ports[1]),
+        deployment.worker("worker-1"),
+        deployment.worker("worker-2"),
+    ]);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    for base in &bases {
+        wait_ready(&http, base).await;
+    }
+
+    // Clients: each sends flows one after another, alternating servers; a flow is retried
+    // (same body, so the same idempotency key) until it gets its 202.
+    let ledger: Arc<Mutex<HashMap<Uuid, u32>>> = Arc::default();
+    let answers: Arc<Mutex<Vec<Answer>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = tokio::task::JoinSet::new();
+    for client in 0..4 {
+        let (http, key, bases) = (http.clone(), key.clone(), bases.clone());
+        let (ledger, answers, stop) = (ledger.clone(), answers.clone(), stop.clone());
+        clients.spawn(async move {
+            let mut turn = client;
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let id = Uuid::now_v7();
+                let body = flow(id, n);
+                n += 1;
+                let started = Instant::now();
+                loop {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(120),
+                        "flow {id} never got its 202"
+                    );
+                    let server = turn % 2;
+                    turn += 1;
+                    let sent = http
+                        .post(format!("{}/api/v1/flows", bases[server]))
+                        .bearer_auth(&key)
+                        .json(&body)
+                        .send()
+                        .await;
+                    let status = sent.as_ref().map_or(0, |r| r.status().as_u16());
+                    answers.lock().unwrap().push(Answer {
+                        at: Instant::now(),
+                        server,
+                        status,
+                    });
+                    if status == 202 {
+                        *ledger.lock().unwrap().entry(id).or_default() += 1;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        });
+    }
+
+    let pause = Duration::from_secs(20);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Crashes: one server and one worker, mid-stream; both come back 2 s later.
+    let mut server_a = processes.0.remove(0);
+    let mut worker_1 = processes.0.remove(1);
+    server_a.kill().unwrap();
+    worker_1.kill().unwrap();
+    server_a.wait().unwrap();
+    worker_1.wait().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    processes.0.push(deployment.serve("serve-a", ports[0]));
+    processes.0.push(deployment.worker("worker-1"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let mut windows = HashMap::new();
+    for (engine, pids) in [
+        ("redis", vec![redis_pid]),
+        ("postgres", with_children(postgres_pid)),
+        ("s3", vec![s3_pid]),
+    ] {
+        let paused = Paused::start(pids);
+        let from = Instant::now();
+        tokio::time::sleep(pause).await;
+        drop(paused);
+        windows.insert(engine, (from, Instant::now()));
+        tokio::time::sleep(Duration::from_secs(4)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    while let Some(done) = clients.join_next().await {
+        done.unwrap();
+    }
+    let ledger = ledger.lock().unwrap().clone();
+    let answers = answers.lock().unwrap().clone();
+
+    // The backlog drains: every acknowledged flow becomes queryable.
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    let drained = Instant::now();
+    let stored: Vec<(String, i64)> = loop {
+        let stored: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT f.id, (SELECT COUNT(*) FROM steps s WHERE s.team_id = f.team_id AND s.flow_id = f.id) \
+             FROM flows f",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        if stored.len() >= ledger.len() || drained.elapsed() > Duration::from_secs(180) {
+            break stored;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let count = |window: (Instant, Instant), status: u16| {
+        answers
+            .iter()
+            .filter(|a| a.status == status && a.at > window.0 && a.at < window.1)
+            .count()
+    };
+    let accepted = answers.iter().filter(|a| a.status == 202).count();
+    eprintln!(
+        "scale-out proof: {} flows acknowledged ({} 202s, {} answers), drained {:.1} s after the load; \
+         202s while paused: redis {}, postgres {}, s3 {}; 503s while redis was paused: {}",
+        ledger.len(),
+        accepted,
+        answers.len(),
+        drained.elapsed().as_secs_f64(),
+        count(windows["redis"], 202),
+        count(windows["postgres"], 202),
+        count(windows["s3"], 202),
+        count(windows["redis"], 503),
+    );
+
+    // Exactly once: the stored flows are exactly the acknowledged ones, each with its steps.
+    let stored_ids: HashMap<Uuid, i64> = stored
+        .iter()
+        .map(|(id, steps)| (Uuid::parse_str(id).unwrap(), *steps))
+        .collect();
+    assert_eq!(stored.len(), stored_ids.len(), "a flow is stored twice");
+    let missing: Vec<&Uuid> = ledger
+        .keys()
+        .filter(|id| !stored_ids.contains_key(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not stored: {missing:?}"
+    );
+    let unacknowledged: Vec<&Uuid> = stored_ids
+        .keys()
+        .filter(|id| !ledger.contains_key(id))
+        .collect();
+    assert!(
+        unacknowledged.is_empty(),
+        "stored but never acknowledged: {unacknowledged:?}"
+    );
+    assert!(stored_ids.values().all(|steps| *steps == 2));
+
+    // No 2xx without a durable write: the queue lives in Redis, so nothing is acknowledged
+    // while Redis is paused (a margin covers answers already on the wire).
+    let (from, to) = windows["redis"];
+    let during_redis = count((from + Duration::from_millis(300), to), 202);
+    assert_eq!(during_redis, 0, "202s while the queue's Redis was paused");
+    assert!(
+        count((from, to), 503) > 0,
+        "503 + Retry-After while Redis is paused"
+    );
+    // The queue does not need PostgreSQL or S3: ingest carries on while they are paused.
+    assert!(
+        count(windows["postgres"], 202) > 0,
+        "ingest stopped with PostgreSQL"
+    );
+    assert!(count(windows["s3"], 202) > 0, "ingest stopped with S3");
+    // Only 503s (and 409s for a repeat still in flight) among the refusals, never a 500.
+    let unexpected: Vec<u16> = answers
+        .iter()
+        .map(|a| a.status)
+        .filter(|s| ![0, 202, 409, 503].contains(s))
+        .collect();
+    assert!(unexpected.is_empty(), "unexpected statuses: {unexpected:?}");
+    for server in 0..2 {
+        assert!(
+            answers
+                .iter()
+                .any(|a| a.server == server && a.status == 202),
+            "server {server} acknowledged flows"
+        );
+    }
+
+    // Nothing is dead, payloads read back from S3 through both servers, nobody panicked.
+    let dead: Value = http
+        .get(format!("{}/api/v1/admin/dead-letters", bases[1]))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dead["dead_letters"], json!([]), "{dead}");
+    for (i, id) in ledger.keys().take(10).enumerate() {
+        let observations: Value = http
+            .get(format!(
+                "{}/api/v1/flows/{id}/steps/1/observations",
+                bases[i % 2]
+            ))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            observations["observations"].as_array().map(Vec::len),
+            Some(30)
+        );
+    }
+    drop(processes);
+    let logs = logs(dir.path());
+    assert!(!logs.contains("panicked"), "a process panicked:\n{logs}");
+}
