@@ -159,6 +159,9 @@ async fn readiness_reports_redis() {
     assert_eq!(body["engines"]["redis"], "ok", "{body}");
 }
 
+/// `XPENDING key group`: count, smallest and largest id, (consumer, count) pairs.
+type PendingSummary = (u64, Option<String>, Option<String>, Vec<(String, String)>);
+
 fn job(team_id: i64, key: &str) -> flowtrail_domain::queue::NewJob {
     flowtrail_domain::queue::NewJob {
         team_id,
@@ -201,13 +204,12 @@ async fn a_dead_consumers_jobs_are_reclaimed_by_another_process() {
     assert_eq!(again[0].attempts, 2);
     let redis = a.redis.as_ref().unwrap();
     let mut conn = redis.conn.clone();
-    let pending: (u64, Option<String>, Option<String>, Vec<(String, String)>) =
-        redis::cmd("XPENDING")
-            .arg(redis.key("q:stream"))
-            .arg("workers")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+    let pending: PendingSummary = redis::cmd("XPENDING")
+        .arg(redis.key("q:stream"))
+        .arg("workers")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(pending.0, 1, "one pending entry");
     assert_eq!(pending.3.len(), 1, "owned by one consumer (B) only");
 
