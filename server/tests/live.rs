@@ -370,3 +370,30 @@ async fn flows_arrive_live_over_server_sent_events_for_their_team_only() {
     let (status, _) = get(&live, &format!("/api/v1/flows/{watched}")).await;
     assert_eq!(status, 200);
 }
+
+#[test]
+fn an_unreachable_redis_is_a_clear_start_up_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let output = Command::new(env!("CARGO_BIN_EXE_flowtrail"))
+        .args(["migrate", "--data-dir"])
+        .arg(dir.path())
+        .env("FLOWTRAIL_REDIS_URL", format!("redis://127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot reach Redis"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_flowtrail"))
+        .args(["migrate", "--data-dir"])
+        .arg(dir.path())
+        .env("FLOWTRAIL_REDIS_URL", "http://not-redis")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("FLOWTRAIL_REDIS_URL"));
+}

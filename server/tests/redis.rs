@@ -388,3 +388,46 @@ async fn a_redis_that_could_lose_jobs_is_refused_for_the_queue() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[tokio::test]
+async fn idle_consumers_with_nothing_pending_are_forgotten() {
+    use flowtrail_domain::queue::IngestQueue;
+    use flowtrail_domain::redis_engine::queue::RedisQueue;
+    let redis = shared().await;
+    let busy = RedisQueue::open(redis.clone()).await.unwrap();
+    let idle = RedisQueue::open(redis.clone()).await.unwrap();
+    busy.enqueue(job(1, "k1")).await.unwrap();
+    busy.enqueue(job(1, "k2")).await.unwrap();
+    let held = busy.claim(1, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(held.len(), 1);
+    let done = idle.claim(1, Duration::from_secs(60)).await.unwrap();
+    idle.complete(done[0].id).await.unwrap();
+    let consumers = || async {
+        let mut conn = redis.conn.clone();
+        let list: Vec<redis::Value> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(redis.key("q:stream"))
+            .arg("workers")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        list.len()
+    };
+    assert_ne!(busy.consumer(), idle.consumer());
+    assert_eq!(consumers().await, 2);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        idle.forget_idle_consumers(Duration::from_millis(20))
+            .await
+            .unwrap(),
+        1,
+        "only the consumer holding nothing goes"
+    );
+    assert_eq!(consumers().await, 1);
+    assert_eq!(
+        busy.forget_idle_consumers(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
+}

@@ -189,6 +189,24 @@ end
 return #keys
 ";
 
+/// Removes consumers that hold nothing and have been idle longer than `ARGV[2]` ms: every
+/// process start adds a consumer name, and a crashed process's name would stay forever.
+const FORGET_CONSUMERS: &str = r"
+local removed = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+  if info['pending'] == 0 and info['idle'] >= tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    removed = removed + 1
+  end
+end
+return removed
+";
+
+/// Consumers idle this long with nothing pending are forgotten by [`IngestQueue::purge_done`].
+pub const CONSUMER_IDLE_LIMIT: Duration = Duration::from_secs(3600);
+
 /// The Redis Streams queue.
 pub struct RedisQueue {
     redis: Redis,
@@ -205,6 +223,7 @@ struct Scripts {
     dead_letters: redis::Script,
     redrive: redis::Script,
     purge: redis::Script,
+    forget_consumers: redis::Script,
 }
 
 impl RedisQueue {
@@ -226,6 +245,7 @@ impl RedisQueue {
                 dead_letters: redis::Script::new(DEAD_LETTERS),
                 redrive: redis::Script::new(REDRIVE),
                 purge: redis::Script::new(PURGE),
+                forget_consumers: redis::Script::new(FORGET_CONSUMERS),
             },
             redis,
         };
@@ -248,6 +268,26 @@ impl RedisQueue {
 
     fn key(&self, name: &str) -> String {
         self.redis.key(&format!("q:{name}"))
+    }
+
+    /// This process's name in the consumer group.
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+
+    /// Removes consumers (other processes' or this one's) that hold no pending entry and have
+    /// been idle for at least `idle`; returns how many.
+    pub async fn forget_idle_consumers(&self, idle: Duration) -> Result<u64> {
+        let mut conn = self.redis.conn.clone();
+        let removed: u64 = self
+            .scripts
+            .forget_consumers
+            .key(self.key("stream"))
+            .arg(GROUP)
+            .arg(idle.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(removed)
     }
 
     fn job_prefix(&self) -> String {
@@ -466,6 +506,10 @@ impl IngestQueue for RedisQueue {
                 .await?;
             purged += done;
             if done < 1000 {
+                let consumers = self.forget_idle_consumers(CONSUMER_IDLE_LIMIT).await?;
+                if consumers > 0 {
+                    tracing::info!(consumers, "forgot idle queue consumers");
+                }
                 return Ok(purged);
             }
         }
