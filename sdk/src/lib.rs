@@ -44,6 +44,8 @@ pub enum Error {
     InvalidUrl(String),
     #[error("the HTTP client could not be built: {0}")]
     Http(String),
+    #[error("{0}")]
+    Spool(String),
 }
 
 /// How a [`Client`] sends.
@@ -63,6 +65,17 @@ pub struct Config {
     pub backoff_base: Duration,
     /// Bodies larger than this are sent zstd-compressed.
     pub compress_above: usize,
+    /// What steps keep of their candidates unless a step says otherwise
+    /// ([`Step::capture`]).
+    pub capture: CapturePolicy,
+    /// A directory where flows that cannot be sent now are kept (the memory queue overflowed,
+    /// the server stayed down, the process shut down first) and from which they are sent
+    /// later, also by the next process. `None`: such flows are dropped and counted.
+    pub spool_dir: Option<std::path::PathBuf>,
+    /// Largest total size of the spool, in bytes; beyond it flows are dropped and counted.
+    pub spool_max_bytes: u64,
+    /// Masks values before anything leaves the process (or reaches the spool).
+    pub redaction: Redaction,
 }
 
 impl Config {
@@ -75,6 +88,121 @@ impl Config {
             max_attempts: 8,
             backoff_base: Duration::from_millis(200),
             compress_above: 16 * 1024,
+            capture: CapturePolicy::default(),
+            spool_dir: None,
+            spool_max_bytes: 256 * 1024 * 1024,
+            redaction: Redaction::default(),
+        }
+    }
+}
+
+/// What a step keeps of its candidates. Whatever is kept, `candidates_in`,
+/// `candidates_out` and the reason histogram are counted from every candidate observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapturePolicy {
+    /// Every candidate.
+    Full,
+    /// Every kept or selected candidate, and the first `rejected_per_reason` rejected
+    /// candidates of each reason code (those without a reason count as one code).
+    Sampled { rejected_per_reason: usize },
+    /// No candidate: counts and the reason histogram only.
+    CountsOnly,
+}
+
+impl Default for CapturePolicy {
+    /// Sampled, 50 rejected per reason: a 5,000 → 30 filter keeps its 30 survivors and a few
+    /// hundred rejections that explain the rest; a small step keeps everything.
+    fn default() -> Self {
+        CapturePolicy::Sampled {
+            rejected_per_reason: 50,
+        }
+    }
+}
+
+/// A closure called with each object member's key and value, which it may change.
+pub type Mask = Arc<dyn Fn(&str, &mut Value) + Send + Sync>;
+
+/// Masks values before a flow leaves the process: every object key named in `fields`
+/// (compared without case, at any depth of inputs, outputs and candidate attributes) has its
+/// value replaced by `"[redacted]"`, then `mask`, if set, may change any value it likes.
+#[derive(Clone, Default)]
+pub struct Redaction {
+    pub fields: Vec<String>,
+    pub mask: Option<Mask>,
+}
+
+impl std::fmt::Debug for Redaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redaction")
+            .field("fields", &self.fields)
+            .field("mask", &self.mask.as_ref().map(|_| "closure"))
+            .finish()
+    }
+}
+
+impl Redaction {
+    /// Masks the named fields.
+    pub fn fields<I, S>(fields: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Redaction {
+            fields: fields.into_iter().map(Into::into).collect(),
+            mask: None,
+        }
+    }
+
+    /// Also calls `mask(key, value)` on every object member (after the named fields).
+    pub fn with_mask(mut self, mask: impl Fn(&str, &mut Value) + Send + Sync + 'static) -> Self {
+        self.mask = Some(Arc::new(mask));
+        self
+    }
+
+    fn is_empty(&self) -> bool {
+        self.fields.is_empty() && self.mask.is_none()
+    }
+
+    fn apply(&self, value: &mut Value) {
+        match value {
+            Value::Object(members) => {
+                for (key, member) in members.iter_mut() {
+                    if self.fields.iter().any(|f| f.eq_ignore_ascii_case(key)) {
+                        *member = Value::String("[redacted]".into());
+                    } else {
+                        self.apply(member);
+                    }
+                    if let Some(mask) = &self.mask {
+                        mask(key, member);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|item| self.apply(item)),
+            _ => {}
+        }
+    }
+
+    /// Masks a whole flow record in place.
+    pub fn redact(&self, record: &mut FlowRecord) {
+        if self.is_empty() {
+            return;
+        }
+        self.apply(&mut record.input);
+        self.apply(&mut record.output);
+        for step in &mut record.steps {
+            self.apply(&mut step.input);
+            self.apply(&mut step.output);
+            for observation in &mut step.observations {
+                let mut attributes = Value::Object(
+                    std::mem::take(&mut observation.attributes)
+                        .into_iter()
+                        .collect(),
+                );
+                self.apply(&mut attributes);
+                if let Value::Object(map) = attributes {
+                    observation.attributes = map.into_iter().collect();
+                }
+            }
         }
     }
 }
@@ -83,6 +211,7 @@ impl Config {
 #[derive(Clone)]
 pub struct Client {
     sender: Arc<Sender>,
+    capture: CapturePolicy,
 }
 
 impl Client {
@@ -99,8 +228,10 @@ impl Client {
         Self::new(url, key)
     }
 
+    /// A client with every setting spelt out.
     pub fn with_config(config: Config) -> Result<Self, Error> {
         Ok(Client {
+            capture: config.capture,
             sender: Arc::new(Sender::start(config)?),
         })
     }
@@ -181,6 +312,7 @@ impl Flow {
             .map(|s| s.seq + 1)
             .max()
             .unwrap_or(0);
+        let policy = self.client.capture;
         Step {
             flow: self,
             record: StepRecord {
@@ -188,6 +320,7 @@ impl Flow {
                 ..StepRecord::new(seq, name, kind)
             },
             finished: false,
+            tally: Tally::new(policy),
         }
     }
 
@@ -238,6 +371,74 @@ pub struct Step<'a> {
     flow: &'a mut Flow,
     record: StepRecord,
     finished: bool,
+    tally: Tally,
+}
+
+/// Exact counts of everything observed in a step, and what the policy keeps.
+struct Tally {
+    policy: CapturePolicy,
+    seen: u64,
+    passed: u64,
+    /// Rejected candidates per reason code (each counted once per code).
+    reasons: std::collections::BTreeMap<String, u64>,
+    /// Rejected candidates kept so far per primary reason code (sampling).
+    kept_per_reason: std::collections::HashMap<String, usize>,
+    sampled_out: bool,
+}
+
+impl Tally {
+    fn new(policy: CapturePolicy) -> Self {
+        Tally {
+            policy,
+            seen: 0,
+            passed: 0,
+            reasons: Default::default(),
+            kept_per_reason: Default::default(),
+            sampled_out: false,
+        }
+    }
+
+    /// Counts `observation`; whether the policy keeps it.
+    fn count(&mut self, observation: &Observation) -> bool {
+        self.seen += 1;
+        if observation.verdict.passes() {
+            self.passed += 1;
+        }
+        if observation.verdict == Verdict::Rejected {
+            for reason in &observation.reasons {
+                match self.reasons.get_mut(&reason.code) {
+                    Some(n) => *n += 1,
+                    None => {
+                        self.reasons.insert(reason.code.clone(), 1);
+                    }
+                }
+            }
+        }
+        let keep = match self.policy {
+            CapturePolicy::Full => true,
+            CapturePolicy::CountsOnly => false,
+            CapturePolicy::Sampled { .. } if observation.verdict != Verdict::Rejected => true,
+            CapturePolicy::Sampled {
+                rejected_per_reason,
+            } => {
+                let code = observation.reasons.first().map_or("", |r| r.code.as_str());
+                let kept = match self.kept_per_reason.get_mut(code) {
+                    Some(kept) => kept,
+                    None => self.kept_per_reason.entry(code.to_string()).or_insert(0),
+                };
+                if *kept < rejected_per_reason {
+                    *kept += 1;
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        if !keep {
+            self.sampled_out = true;
+        }
+        keep
+    }
 }
 
 impl Step<'_> {
@@ -271,9 +472,19 @@ impl Step<'_> {
         self
     }
 
-    /// Records one candidate's fate.
+    /// Records one candidate's fate. It always counts; whether it is kept follows the step's
+    /// [`CapturePolicy`].
     pub fn observe(&mut self, candidate: Candidate) -> &mut Self {
-        self.record.observations.push(candidate.0);
+        if self.tally.count(&candidate.0) {
+            self.record.observations.push(candidate.0);
+        }
+        self
+    }
+
+    /// What this step keeps of its candidates (default: the client's [`Config::capture`]).
+    /// Set it before observing: candidates already observed were kept or not by the old policy.
+    pub fn capture(&mut self, policy: CapturePolicy) -> &mut Self {
+        self.tally.policy = policy;
         self
     }
 
@@ -296,22 +507,21 @@ impl Step<'_> {
         let mut record = std::mem::replace(&mut self.record, placeholder_step());
         record.status = status;
         record.ended_at = Some(OffsetDateTime::now_utc());
-        // Counts stay exact whatever is captured: derive what the caller did not say.
-        if record.candidates_in.is_none() && !record.observations.is_empty() {
-            record.candidates_in = Some(record.observations.len() as u64);
+        // Counts stay exact whatever is captured: from every candidate observed, unless the
+        // caller gave them (it may see more candidates than it observes).
+        let tally = std::mem::replace(&mut self.tally, Tally::new(CapturePolicy::Full));
+        if tally.seen > 0 {
+            record.candidates_in.get_or_insert(tally.seen);
+            record.candidates_out.get_or_insert(tally.passed);
+            if record.reasons.is_empty() {
+                record.reasons = tally.reasons;
+            }
         }
-        if record.candidates_out.is_none() && !record.observations.is_empty() {
-            record.candidates_out = Some(
-                record
-                    .observations
-                    .iter()
-                    .filter(|o| o.verdict.passes())
-                    .count() as u64,
-            );
-        }
-        if record.reasons.is_empty() {
-            record.reasons = record.effective_reasons();
-        }
+        record.capture = match tally.policy {
+            CapturePolicy::CountsOnly => Capture::CountsOnly,
+            _ if tally.sampled_out => Capture::Sampled,
+            _ => Capture::Full,
+        };
         self.flow.record.steps.push(record);
     }
 }
@@ -426,6 +636,72 @@ mod tests {
         assert_eq!(stats.queued, 1);
         assert_eq!(stats.failed, 1);
         assert_eq!(stats.sent, 0);
+    }
+
+    fn filter_step(flow: &mut Flow, policy: Option<CapturePolicy>) {
+        let mut step = flow.step("filter", StepKind::Filter);
+        if let Some(policy) = policy {
+            step.capture(policy);
+        }
+        for i in 0..5_000 {
+            let candidate = match i % 250 {
+                0 => Candidate::kept(format!("K{i}")),
+                1..=99 => Candidate::rejected(format!("P{i}")).reason("price", "out of range"),
+                100..=199 => Candidate::rejected(format!("C{i}"))
+                    .reason("category", "off category")
+                    .reason("price", "also out of range"),
+                _ => Candidate::rejected(format!("N{i}")),
+            };
+            step.observe(candidate);
+        }
+    }
+
+    #[test]
+    fn capture_policies_keep_counts_exact_whatever_they_keep() {
+        let client = offline_client();
+        let mut flow = client.flow("p");
+        filter_step(&mut flow, None); // the default: sampled, 50 rejected per reason
+        filter_step(&mut flow, Some(CapturePolicy::Full));
+        filter_step(&mut flow, Some(CapturePolicy::CountsOnly));
+        filter_step(
+            &mut flow,
+            Some(CapturePolicy::Sampled {
+                rejected_per_reason: 3,
+            }),
+        );
+        let steps = &flow.record.steps;
+        for step in steps {
+            assert_eq!(step.candidates_in, Some(5_000));
+            assert_eq!(step.candidates_out, Some(20));
+            assert_eq!(step.reasons["price"], 20 * 99 + 20 * 100);
+            assert_eq!(step.reasons["category"], 20 * 100);
+        }
+        let (sampled, full, counts, small) = (&steps[0], &steps[1], &steps[2], &steps[3]);
+        assert_eq!(sampled.capture, Capture::Sampled);
+        // Every survivor, then 50 per primary reason (price, category, none).
+        assert_eq!(sampled.observations.len(), 20 + 50 * 3);
+        assert!(
+            sampled
+                .observations
+                .iter()
+                .filter(|o| o.verdict.passes())
+                .count()
+                == 20
+        );
+        assert_eq!(full.capture, Capture::Full);
+        assert_eq!(full.observations.len(), 5_000);
+        assert_eq!(counts.capture, Capture::CountsOnly);
+        assert!(counts.observations.is_empty());
+        assert_eq!(small.observations.len(), 20 + 3 * 3);
+        // A small step keeps everything under the default policy, and says so.
+        let mut flow = client.flow("p");
+        {
+            let mut step = flow.step("tiny", StepKind::Filter);
+            step.observe(Candidate::kept("a"))
+                .observe(Candidate::rejected("b").reason("price", "x"));
+        }
+        assert_eq!(flow.record.steps[0].capture, Capture::Full);
+        assert_eq!(flow.record.steps[0].observations.len(), 2);
     }
 
     #[test]

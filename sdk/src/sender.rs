@@ -1,12 +1,17 @@
-//! The background sender: one thread with a small async runtime, a bounded queue in front.
+//! The background sender: a bounded in-memory queue, one delivery thread, one spool thread.
 //!
-//! Rules: the caller's side never blocks (a full queue drops and counts); each flow is retried
-//! with exponential backoff and full jitter, honouring `Retry-After`, under one idempotency key
-//! so a retry never stores it twice; a 4xx other than 408/429 is final (counted as failed).
+//! Rules: the caller's side never blocks and never fails — a full queue evicts its *oldest*
+//! flow (to the spool when there is one, else it is dropped) and counts it; each flow is
+//! retried with exponential backoff and full jitter, honouring `Retry-After`, under one
+//! idempotency key so a retry never stores it twice; a 4xx other than 408/429 is final
+//! (counted as failed); a flow still undelivered after its attempts goes to the spool. Spooled
+//! flows are sent again when the server answers, by this process or the next one.
 
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -15,9 +20,10 @@ use rand::Rng;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 
-use crate::{Config, Error};
+use crate::{Config, Error, Redaction};
 
-/// What happened to the flows handed to a client. `queued = sent + failed + dropped + pending`.
+/// What happened to the flows handed to a client. At every moment
+/// `queued + unspooled = sent + failed + dropped + spooled + pending`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Flows handed to the client.
@@ -26,10 +32,18 @@ pub struct Stats {
     pub sent: u64,
     /// Retries made (all flows together).
     pub retried: u64,
-    /// Flows dropped because the queue was full.
+    /// Flows lost: evicted from a full queue without a spool (or with a full one), or handed
+    /// over after shutdown.
     pub dropped: u64,
-    /// Flows given up: refused by the server, or out of attempts.
+    /// Flows given up: refused by the server (a 4xx), or out of attempts without a spool.
     pub failed: u64,
+    /// Flows written to the spool directory.
+    pub spooled: u64,
+    /// Flows read back from the spool (written by this process or an earlier one) and settled:
+    /// sent, or refused for good.
+    pub unspooled: u64,
+    /// Flows in memory or being sent right now.
+    pub pending: u64,
 }
 
 #[derive(Default)]
@@ -39,17 +53,62 @@ struct Counters {
     retried: AtomicU64,
     dropped: AtomicU64,
     failed: AtomicU64,
+    spooled: AtomicU64,
+    unspooled: AtomicU64,
+    /// Handed to the spool thread, not written yet (part of `pending`).
+    spooling: AtomicU64,
 }
 
-enum Command {
-    Send(Box<FlowRecord>),
-    Flush(mpsc::Sender<()>),
+impl Counters {
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Default)]
+struct State {
+    items: VecDeque<Box<FlowRecord>>,
+    /// A flow taken by the delivery thread and not settled yet.
+    in_flight: bool,
+    closed: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when a flow arrives, settles, or the queue closes.
+    changed: Condvar,
+    counters: Counters,
+    capacity: usize,
+    spool: Option<Spool>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Hands a flow to the spool thread, or counts it dropped; never blocks.
+    fn evict(&self, record: Box<FlowRecord>) {
+        let Some(spool) = &self.spool else {
+            Counters::add(&self.counters.dropped);
+            return;
+        };
+        self.counters.spooling.fetch_add(1, Ordering::Relaxed);
+        if spool
+            .writer
+            .try_send(SpoolItem::Record(record, false))
+            .is_err()
+        {
+            self.counters.spooling.fetch_sub(1, Ordering::Relaxed);
+            Counters::add(&self.counters.dropped);
+        }
+    }
 }
 
 pub(crate) struct Sender {
-    queue: Mutex<Option<SyncSender<Command>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-    counters: Arc<Counters>,
+    shared: Arc<Shared>,
 }
 
 impl Sender {
@@ -62,99 +121,273 @@ impl Sender {
             .timeout(config.request_timeout)
             .build()
             .map_err(|e| Error::Http(e.to_string()))?;
-        let (queue, commands) = mpsc::sync_channel(config.queue_capacity.max(1));
-        let counters = Arc::new(Counters::default());
+        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| -> Result<JoinHandle<()>, Error> {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(run)
+                .map_err(|e| Error::Http(format!("cannot start the {name} thread: {e}")))
+        };
+        let mut threads = Vec::new();
+        let spool = match &config.spool_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    Error::Spool(format!("cannot create the spool {}: {e}", dir.display()))
+                })?;
+                let (writer, records) = mpsc::sync_channel(config.queue_capacity.max(1));
+                Some((Spool { writer }, records))
+            }
+            None => None,
+        };
+        let (spool, records) = match spool {
+            Some((spool, records)) => (Some(spool), Some(records)),
+            None => (None, None),
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            counters: Counters::default(),
+            capacity: config.queue_capacity.max(1),
+            spool,
+        });
+        if let (Some(records), Some(dir)) = (records, config.spool_dir.clone()) {
+            let (shared, redaction, max) = (
+                shared.clone(),
+                config.redaction.clone(),
+                config.spool_max_bytes,
+            );
+            threads.push(spawn(
+                "flowtrail-spool",
+                Box::new(move || spool_thread(&shared, &dir, max, &redaction, records)),
+            )?);
+        }
         let worker = Worker {
             endpoint: format!("{base}/api/v1/flows"),
             config,
             http,
-            counters: counters.clone(),
+            shared: shared.clone(),
         };
-        let thread = std::thread::Builder::new()
-            .name("flowtrail-sender".into())
-            .spawn(move || worker.run(commands))
-            .map_err(|e| Error::Http(format!("cannot start the sender thread: {e}")))?;
-        Ok(Sender {
-            queue: Mutex::new(Some(queue)),
-            thread: Mutex::new(Some(thread)),
-            counters,
-        })
+        threads.push(spawn("flowtrail-sender", Box::new(move || worker.run()))?);
+        drop(threads);
+        Ok(Sender { shared })
     }
 
-    fn queue(&self) -> Option<SyncSender<Command>> {
-        self.queue.lock().ok().and_then(|q| q.clone())
-    }
-
+    /// Queues a flow: O(1), never blocks on I/O.
     pub(crate) fn enqueue(&self, record: FlowRecord) {
-        self.counters.queued.fetch_add(1, Ordering::Relaxed);
-        let accepted = self
-            .queue()
-            .is_some_and(|q| q.try_send(Command::Send(Box::new(record))).is_ok());
-        if !accepted {
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        let shared = &self.shared;
+        Counters::add(&shared.counters.queued);
+        let evicted = {
+            let mut state = shared.lock();
+            if state.closed {
+                drop(state);
+                Counters::add(&shared.counters.dropped);
+                return;
+            }
+            state.items.push_back(Box::new(record));
+            (state.items.len() > shared.capacity)
+                .then(|| state.items.pop_front())
+                .flatten()
+        };
+        shared.changed.notify_all();
+        if let Some(oldest) = evicted {
+            shared.evict(oldest);
         }
     }
 
+    /// Waits until every flow queued so far is settled (sent, failed, spooled or dropped), at
+    /// most `timeout`. Whether it is.
     pub(crate) fn flush(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let Some(queue) = self.queue() else {
-            return true;
-        };
-        let (done, wait) = mpsc::channel();
-        let mut command = Command::Flush(done);
+        let shared = &self.shared;
+        let mut state = shared.lock();
         loop {
-            match queue.try_send(command) {
-                Ok(()) => break,
-                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
-                    command = back;
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err(_) => return false,
+            if state.items.is_empty() && !state.in_flight {
+                drop(state);
+                return self.spool_settled(deadline);
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state = shared
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
         }
-        wait.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .is_ok()
     }
 
+    /// Waits for the spool thread to have written what it was handed.
+    fn spool_settled(&self, deadline: Instant) -> bool {
+        let Some(spool) = &self.shared.spool else {
+            return true;
+        };
+        loop {
+            // The spool thread handles items in order: a marker answers once all is written.
+            let (done, wait) = mpsc::channel();
+            if spool.writer.try_send(SpoolItem::Marker(done)).is_ok() {
+                return wait
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    .is_ok();
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Stops taking flows, sends what it can within `timeout`, spools the rest (or counts it
+    /// dropped). Returns within `timeout` (plus the time to write the spool); whether nothing
+    /// is left pending.
     pub(crate) fn shutdown(&self, timeout: Duration) -> bool {
-        let flushed = self.flush(timeout);
-        if let Ok(mut queue) = self.queue.lock() {
-            queue.take(); // closing the channel ends the thread once it is idle
+        let started = Instant::now();
+        // Keep a slice of the time to put what is left in the spool.
+        let margin = (timeout / 5).min(Duration::from_millis(500));
+        let delivered = self.flush(timeout.saturating_sub(margin));
+        let left: Vec<Box<FlowRecord>> = {
+            let mut state = self.shared.lock();
+            state.closed = true;
+            state.items.drain(..).collect()
+        };
+        self.shared.changed.notify_all();
+        for record in left {
+            self.shared.evict(record);
         }
-        if flushed
-            && let Ok(mut thread) = self.thread.lock()
-            && let Some(handle) = thread.take()
-        {
-            let _ = handle.join();
-        }
-        flushed
+        // The threads end by themselves: the delivery thread once closed and idle, the spool
+        // thread when the last handle to it goes. A request hung on the network is not waited
+        // for: it is what `pending` counts.
+        let deadline = (started + timeout).max(Instant::now() + margin);
+        let spooled = self.spool_settled(deadline);
+        let idle = !self.shared.lock().in_flight;
+        delivered || (spooled && idle)
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        let c = &self.counters;
+        let c = &self.shared.counters;
+        let pending = {
+            let state = self.shared.lock();
+            state.items.len() as u64 + u64::from(state.in_flight)
+        } + c.spooling.load(Ordering::Relaxed);
         Stats {
             queued: c.queued.load(Ordering::Relaxed),
             sent: c.sent.load(Ordering::Relaxed),
             retried: c.retried.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
+            spooled: c.spooled.load(Ordering::Relaxed),
+            unspooled: c.unspooled.load(Ordering::Relaxed),
+            pending,
         }
     }
 }
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        if let Ok(mut queue) = self.queue.lock() {
-            queue.take();
+        self.shared.lock().closed = true;
+        self.shared.changed.notify_all();
+    }
+}
+
+/// The channel to the spool's writer thread.
+struct Spool {
+    writer: SyncSender<SpoolItem>,
+}
+
+enum SpoolItem {
+    /// A flow, and whether it is already redacted.
+    Record(Box<FlowRecord>, bool),
+    /// Answered once everything handed before it is written.
+    Marker(mpsc::Sender<()>),
+}
+
+fn spool_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Writes flows to the spool directory (redacted first), one file each, atomically.
+fn spool_thread(
+    shared: &Shared,
+    dir: &Path,
+    max_bytes: u64,
+    redaction: &Redaction,
+    items: Receiver<SpoolItem>,
+) {
+    let mut size = spool_size(dir);
+    for item in items {
+        let (mut record, redacted) = match item {
+            SpoolItem::Record(record, redacted) => (record, redacted),
+            SpoolItem::Marker(done) => {
+                let _ = done.send(());
+                continue;
+            }
+        };
+        if !redacted {
+            redaction.redact(&mut record);
+        }
+        match write_spooled(dir, &record) {
+            Ok(bytes) if size + bytes <= max_bytes => {
+                size += bytes;
+                Counters::add(&shared.counters.spooled);
+            }
+            Ok(_) => {
+                let _ = std::fs::remove_file(spool_path(dir, &record));
+                tracing::warn!("flowtrail: the spool is full; a flow was dropped");
+                Counters::add(&shared.counters.dropped);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "flowtrail: cannot write the spool; a flow was dropped");
+                Counters::add(&shared.counters.dropped);
+            }
+        }
+        // Counted as spooled (or dropped) before it stops counting as pending.
+        shared.counters.spooling.fetch_sub(1, Ordering::Relaxed);
+        // Files sent meanwhile free room.
+        if size > max_bytes / 2 {
+            size = spool_size(dir);
         }
     }
+}
+
+fn spool_path(dir: &Path, record: &FlowRecord) -> PathBuf {
+    dir.join(format!("{}.{}.json", record.id, record.version))
+}
+
+fn write_spooled(dir: &Path, record: &FlowRecord) -> std::io::Result<u64> {
+    let body = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+    let path = spool_path(dir, record);
+    let partial = path.with_extension("partial");
+    // Written whole, then renamed: a crash leaves a complete file or none. Not fsynced: the
+    // spool outlives the process, not the machine.
+    std::fs::write(&partial, &body)?;
+    std::fs::rename(&partial, &path)?;
+    Ok(body.len() as u64)
+}
+
+/// The oldest spooled flow, if any (file names start with a UUIDv7, so they sort by time).
+fn oldest_spooled(dir: &Path) -> Option<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files.into_iter().next()
 }
 
 struct Worker {
     endpoint: String,
     config: Config,
     http: reqwest::Client,
-    counters: Arc<Counters>,
+    shared: Arc<Shared>,
 }
 
 enum Attempt {
@@ -163,47 +396,126 @@ enum Attempt {
     Retry(Option<Duration>),
 }
 
+/// How a delivery ended.
+enum Outcome {
+    Sent,
+    Refused,
+    /// Still undeliverable after every attempt.
+    Unreachable,
+}
+
 impl Worker {
-    fn run(self, commands: Receiver<Command>) {
+    fn run(self) {
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
         {
             Ok(runtime) => runtime,
             Err(error) => {
-                tracing::error!(%error, "flowtrail: cannot start the sender; flows will be counted as failed");
-                for command in commands {
-                    match command {
-                        Command::Send(_) => {
-                            self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Command::Flush(done) => {
-                            let _ = done.send(());
-                        }
-                    }
-                }
+                tracing::error!(%error, "flowtrail: cannot start the sender; flows will be spooled or dropped");
+                self.shared.lock().closed = true;
                 return;
             }
         };
+        // Spooled flows are tried when the memory queue is empty, not before this instant.
+        let mut spool_after = Instant::now();
+        enum Next {
+            Record(Box<FlowRecord>),
+            Spooled,
+            Stop,
+        }
         loop {
-            match commands.recv_timeout(Duration::from_secs(60)) {
-                Ok(Command::Send(record)) => runtime.block_on(self.deliver(&record)),
-                Ok(Command::Flush(done)) => {
-                    let _ = done.send(());
+            let next = {
+                let mut state = self.shared.lock();
+                loop {
+                    if let Some(record) = state.items.pop_front() {
+                        state.in_flight = true;
+                        break Next::Record(record);
+                    }
+                    if state.closed {
+                        break Next::Stop;
+                    }
+                    if self.config.spool_dir.is_some() && Instant::now() >= spool_after {
+                        break Next::Spooled;
+                    }
+                    state = self
+                        .shared
+                        .changed
+                        .wait_timeout(state, Duration::from_millis(500))
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .0;
                 }
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            match next {
+                Next::Stop => break,
+                Next::Record(mut record) => {
+                    self.config.redaction.redact(&mut record);
+                    let attempts = self.config.max_attempts;
+                    match runtime.block_on(self.deliver(&record, attempts)) {
+                        Outcome::Sent => Counters::add(&self.shared.counters.sent),
+                        Outcome::Refused => Counters::add(&self.shared.counters.failed),
+                        Outcome::Unreachable => {
+                            spool_after = Instant::now() + Duration::from_secs(5);
+                            match &self.shared.spool {
+                                // Waiting for room is fine here: this is not the caller's
+                                // thread, and the spool is local I/O.
+                                Some(spool) => {
+                                    let counters = &self.shared.counters;
+                                    counters.spooling.fetch_add(1, Ordering::Relaxed);
+                                    if spool.writer.send(SpoolItem::Record(record, true)).is_err() {
+                                        counters.spooling.fetch_sub(1, Ordering::Relaxed);
+                                        Counters::add(&counters.dropped);
+                                    }
+                                }
+                                None => Counters::add(&self.shared.counters.failed),
+                            }
+                        }
+                    }
+                }
+                Next::Spooled => {
+                    if !self.send_one_spooled(&runtime) {
+                        spool_after = Instant::now() + Duration::from_secs(1);
+                    }
+                }
             }
+            self.shared.lock().in_flight = false;
+            self.shared.changed.notify_all();
         }
     }
 
-    async fn deliver(&self, record: &FlowRecord) {
+    /// Sends the oldest spooled flow; whether there was one and it settled.
+    fn send_one_spooled(&self, runtime: &tokio::runtime::Runtime) -> bool {
+        let Some(dir) = &self.config.spool_dir else {
+            return false;
+        };
+        let Some(path) = oldest_spooled(dir) else {
+            return false;
+        };
+        let record: Option<FlowRecord> = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let Some(record) = record else {
+            tracing::warn!(path = %path.display(), "flowtrail: unreadable spool file removed");
+            let _ = std::fs::remove_file(&path);
+            return true;
+        };
+        // One attempt: new flows must not wait behind a backlog the server is refusing.
+        match runtime.block_on(self.deliver(&record, 1)) {
+            Outcome::Sent => Counters::add(&self.shared.counters.sent),
+            Outcome::Refused => Counters::add(&self.shared.counters.failed),
+            Outcome::Unreachable => return false, // stays in the spool for later
+        }
+        Counters::add(&self.shared.counters.unspooled);
+        let _ = std::fs::remove_file(&path);
+        true
+    }
+
+    async fn deliver(&self, record: &FlowRecord, attempts: u32) -> Outcome {
         let body = match serde_json::to_vec(record) {
             Ok(body) => body,
             Err(error) => {
                 tracing::warn!(%error, "flowtrail: flow does not serialise; dropped");
-                self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                return;
+                return Outcome::Refused;
             }
         };
         let (body, zstd) = if body.len() > self.config.compress_above {
@@ -215,19 +527,17 @@ impl Worker {
             (body, false)
         };
         let key = format!("{}:{}", record.id, record.version);
-        for attempt in 1..=self.config.max_attempts.max(1) {
+        let attempts = attempts.max(1);
+        for attempt in 1..=attempts {
             match self.attempt(&body, zstd, &key).await {
-                Attempt::Delivered => {
-                    self.counters.sent.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
+                Attempt::Delivered => return Outcome::Sent,
                 Attempt::Final(why) => {
                     tracing::warn!(flow_id = %record.id, %why, "flowtrail: the server refused the flow");
-                    break;
+                    return Outcome::Refused;
                 }
-                Attempt::Retry(_) if attempt == self.config.max_attempts.max(1) => break,
+                Attempt::Retry(_) if attempt == attempts => break,
                 Attempt::Retry(retry_after) => {
-                    self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                    Counters::add(&self.shared.counters.retried);
                     let ceiling = self
                         .config
                         .backoff_base
@@ -241,7 +551,7 @@ impl Worker {
                 }
             }
         }
-        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        Outcome::Unreachable
     }
 
     async fn attempt(&self, body: &[u8], zstd: bool, key: &str) -> Attempt {
@@ -262,6 +572,7 @@ impl Worker {
                     Attempt::Delivered
                 } else if status == StatusCode::TOO_MANY_REQUESTS
                     || status == StatusCode::REQUEST_TIMEOUT
+                    || status == StatusCode::CONFLICT
                     || status.is_server_error()
                 {
                     let retry_after = response

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use flowtrail_domain::auth::Scope;
 use flowtrail_domain::{Services, StorageConfig, worker};
-use flowtrail_sdk::{Candidate, Client, StepKind};
+use flowtrail_sdk::{Candidate, CapturePolicy, Client, StepKind};
 use serde_json::{Value, json};
 
 struct Live {
@@ -73,6 +73,7 @@ async fn what_the_sdk_records_is_what_the_api_returns() {
         }
         {
             let mut step = flow.step("price_filter", StepKind::Filter);
+            step.capture(CapturePolicy::Full);
             for i in 0..2_000 {
                 let candidate = if i % 4 == 0 {
                     Candidate::kept(format!("B0{i:06}"))
@@ -87,6 +88,17 @@ async fn what_the_sdk_records_is_what_the_api_returns() {
                 );
             }
             step.finish();
+        }
+        {
+            // The default policy: the survivors and 50 rejected per reason; exact counts.
+            let mut step = flow.step("judge", StepKind::Judge);
+            for i in 0..2_000 {
+                step.observe(if i % 4 == 0 {
+                    Candidate::kept(format!("B0{i:06}"))
+                } else {
+                    Candidate::rejected(format!("B0{i:06}")).reason("off_topic", "not a stand")
+                });
+            }
         }
         flow.succeed(json!({"selected": "B0000000"}));
         assert!(client.shutdown(Duration::from_secs(20)));
@@ -125,6 +137,13 @@ async fn what_the_sdk_records_is_what_the_api_returns() {
     assert_eq!(observations[1]["candidate_id"], "B0000001");
     assert_eq!(observations[1]["verdict"], "rejected");
     assert_eq!(observations[1]["reasons"][0]["text"], "1.99 too cheap");
+    assert_eq!(flow["steps"][1]["capture"], "full");
+    assert_eq!(flow["steps"][2]["capture"], "sampled");
+    assert_eq!(flow["steps"][2]["candidates_in"], 2000);
+    assert_eq!(flow["steps"][2]["candidates_out"], 500);
+    assert_eq!(flow["steps"][2]["reasons"]["off_topic"], 1500);
+    let (_, sampled) = get(&live, &format!("{path}/steps/2/observations")).await;
+    assert_eq!(sampled["observations"].as_array().unwrap().len(), 550);
     assert_eq!(live.services.queue.depth().await.unwrap(), 0);
 }
 
