@@ -36,6 +36,7 @@ fn per_observation(capture: CapturePolicy, flows: usize) -> f64 {
                 };
                 step.observe(black_box(candidate));
             }
+            step.finish();
         }
         flow.succeed(serde_json::Value::Null); // freed on the sender's thread, as in use
     }
@@ -65,6 +66,7 @@ fn main() {
             for i in 0..60 {
                 step.observe(Candidate::rejected(format!("C{i}")).reason("price", "too cheap"));
             }
+            step.finish();
         }
         let started = Instant::now();
         flow.succeed(serde_json::json!({"selected": "C1"}));

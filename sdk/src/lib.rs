@@ -17,6 +17,8 @@
 //! pipeline is never blocked or broken by the backend. What cannot be delivered is counted in
 //! [`Stats`], never raised in the caller's path.
 
+#![warn(missing_docs)]
+
 mod sender;
 
 use std::sync::Arc;
@@ -38,12 +40,16 @@ pub use sender::Stats;
 /// Errors of setting up a client. Recording and sending never return errors.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A variable [`Client::from_env`] needs is not set.
     #[error("{0} is not set")]
     MissingEnv(&'static str),
+    /// The URL is not `http://…` or `https://…`.
     #[error("invalid Flow Trail URL {0:?}")]
     InvalidUrl(String),
+    /// The HTTP client or the sender thread could not be started.
     #[error("the HTTP client could not be built: {0}")]
     Http(String),
+    /// The spool directory cannot be created.
     #[error("{0}")]
     Spool(String),
 }
@@ -79,6 +85,9 @@ pub struct Config {
 }
 
 impl Config {
+    /// Defaults for everything but the server and the key: 10 s per request, 1,000 flows in
+    /// memory, 8 attempts from 200 ms, zstd above 16 KiB, sampled capture, no spool, no
+    /// redaction.
     pub fn new(url: impl Into<String>, api_key: impl Into<String>) -> Self {
         Config {
             url: url.into(),
@@ -104,7 +113,10 @@ pub enum CapturePolicy {
     Full,
     /// Every kept or selected candidate, and the first `rejected_per_reason` rejected
     /// candidates of each reason code (those without a reason count as one code).
-    Sampled { rejected_per_reason: usize },
+    Sampled {
+        /// Rejected candidates kept per reason code.
+        rejected_per_reason: usize,
+    },
     /// No candidate: counts and the reason histogram only.
     CountsOnly,
 }
@@ -127,7 +139,9 @@ pub type Mask = Arc<dyn Fn(&str, &mut Value) + Send + Sync>;
 /// value replaced by `"[redacted]"`, then `mask`, if set, may change any value it likes.
 #[derive(Clone, Default)]
 pub struct Redaction {
+    /// Object keys whose values are replaced, compared without case.
     pub fields: Vec<String>,
+    /// Called on every object member after the named fields are masked.
     pub mask: Option<Mask>,
 }
 
@@ -365,8 +379,8 @@ impl Drop for Flow {
     }
 }
 
-/// One step being recorded. Added to its flow on [`Step::finish`] or drop (as failed if the
-/// thread is panicking).
+/// One step being recorded: a guard. Added to its flow on [`Step::finish`] or [`Step::fail`];
+/// dropped unfinished (an early return, a `?`, a panic), it is added as failed.
 pub struct Step<'a> {
     flow: &'a mut Flow,
     record: StepRecord,
@@ -531,13 +545,20 @@ fn placeholder_step() -> StepRecord {
 }
 
 impl Drop for Step<'_> {
+    /// A step dropped unfinished (an early return, a `?`, a panic) is recorded as failed.
     fn drop(&mut self) {
-        let status = if std::thread::panicking() {
-            FlowStatus::Failed
-        } else {
-            FlowStatus::Succeeded
-        };
-        self.close(status);
+        if self.finished {
+            return;
+        }
+        if self.record.reasoning.is_none() {
+            let why = if std::thread::panicking() {
+                "the pipeline panicked during this step"
+            } else {
+                "the step ended without finish() (an early return or an error)"
+            };
+            self.record.reasoning = Some(why.into());
+        }
+        self.close(FlowStatus::Failed);
     }
 }
 
@@ -546,6 +567,7 @@ impl Drop for Step<'_> {
 pub struct Candidate(Observation);
 
 impl Candidate {
+    /// A candidate with this verdict.
     pub fn new(id: impl Into<String>, verdict: Verdict) -> Self {
         Candidate(Observation {
             candidate_id: id.into(),
@@ -556,18 +578,22 @@ impl Candidate {
         })
     }
 
+    /// A candidate the step passed on.
     pub fn kept(id: impl Into<String>) -> Self {
         Self::new(id, Verdict::Kept)
     }
 
+    /// A candidate the step eliminated; say why with [`Candidate::reason`].
     pub fn rejected(id: impl Into<String>) -> Self {
         Self::new(id, Verdict::Rejected)
     }
 
+    /// The candidate the step (usually the last) chose.
     pub fn selected(id: impl Into<String>) -> Self {
         Self::new(id, Verdict::Selected)
     }
 
+    /// The step's score for it; NaN and infinities are not recorded.
     pub fn score(mut self, score: f64) -> Self {
         self.0.score = score.is_finite().then_some(score);
         self
@@ -614,9 +640,24 @@ mod tests {
         {
             let mut step = flow.step("rank", StepKind::Rank);
             step.candidates_in(5000).candidates_out(30);
-        } // dropped: finished as succeeded
+            step.finish();
+        }
+        let early_return = |flow: &mut Flow| -> Result<(), &'static str> {
+            let _step = flow.step("judge", StepKind::Judge);
+            Err("the model timed out")?;
+            Ok(())
+        };
+        assert!(early_return(&mut flow).is_err());
         let steps = &flow.record.steps;
-        assert_eq!(steps.len(), 2);
+        assert_eq!(steps.len(), 3);
+        assert_eq!(steps[2].status, FlowStatus::Failed, "dropped unfinished");
+        assert!(
+            steps[2]
+                .reasoning
+                .as_deref()
+                .unwrap()
+                .contains("without finish()")
+        );
         assert_eq!((steps[0].seq, steps[1].seq), (0, 1));
         assert_eq!(steps[0].candidates_in, Some(3));
         assert_eq!(steps[0].candidates_out, Some(1));

@@ -157,6 +157,7 @@ fn run_pipeline(client: &Client, n: usize) {
             step.observe(Candidate::rejected(format!("C{i}")).reason("price", "too cheap"));
         }
         step.observe(Candidate::kept("winner"));
+        step.finish();
     }
     flow.succeed(json!({"selected": "winner"}));
 }
@@ -358,6 +359,7 @@ fn redaction_masks_values_before_they_leave_the_process() {
                 .attr("email", "c@d.e")
                 .attr("price", 9.5),
         );
+        step.finish();
     }
     flow.succeed(json!({"selected": "B0X"}));
     assert!(client.flush(Duration::from_secs(5)));

@@ -99,6 +99,7 @@ async fn what_the_sdk_records_is_what_the_api_returns() {
                     Candidate::rejected(format!("B0{i:06}")).reason("off_topic", "not a stand")
                 });
             }
+            step.finish();
         }
         flow.succeed(json!({"selected": "B0000000"}));
         assert!(client.shutdown(Duration::from_secs(20)));
