@@ -208,37 +208,34 @@ impl Services {
             Some(redis) => Events::shared(redis.clone()),
             None => Events::local(),
         };
-        let services = match engine {
+        let (metadata, queue, sqlite, postgres) = match engine {
             Engine::Sqlite(db) => {
                 sqlite::migrate(&db).await?;
-                Services {
-                    metadata: Arc::new(sqlite::SqliteMetadata::new(db.clone())),
-                    queue: redis_queue.unwrap_or_else(|| Arc::new(sqlite::SqliteQueue::start(&db))),
-                    payloads,
-                    limits: Limits::default(),
-                    sqlite: Some(db),
-                    postgres: None,
-                    redis,
-                    events,
-                    api_keys: api_key_cache(),
-                }
+                let metadata: Arc<dyn MetadataStore> =
+                    Arc::new(sqlite::SqliteMetadata::new(db.clone()));
+                let queue =
+                    redis_queue.unwrap_or_else(|| Arc::new(sqlite::SqliteQueue::start(&db)));
+                (metadata, queue, Some(db), None)
             }
             Engine::Postgres(db) => {
                 postgres::migrate(&db).await?;
-                Services {
-                    metadata: Arc::new(postgres::PgMetadata::new(db.clone())),
-                    queue: redis_queue.unwrap_or_else(|| Arc::new(postgres::PgQueue::start(&db))),
-                    payloads,
-                    limits: Limits::default(),
-                    sqlite: None,
-                    postgres: Some(db),
-                    redis,
-                    events,
-                    api_keys: api_key_cache(),
-                }
+                let metadata: Arc<dyn MetadataStore> =
+                    Arc::new(postgres::PgMetadata::new(db.clone()));
+                let queue = redis_queue.unwrap_or_else(|| Arc::new(postgres::PgQueue::start(&db)));
+                (metadata, queue, None, Some(db))
             }
         };
-        Ok(services)
+        Ok(Services {
+            metadata,
+            queue,
+            payloads,
+            limits: Limits::default(),
+            sqlite,
+            postgres,
+            redis,
+            events,
+            api_keys: api_key_cache(),
+        })
     }
 
     /// The same engines over another payload store (tests and tools).

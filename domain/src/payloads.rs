@@ -211,39 +211,35 @@ impl PayloadStore {
     /// Reads a payload, verifies its checksum and returns the decompressed JSON array.
     pub async fn get_json(&self, reference: &PayloadRef) -> Result<Vec<u8>> {
         let stored = match &reference.inline {
-            Some(bytes) => bytes.clone(),
-            None => {
-                let cached = match &self.cache {
-                    Some(cache) => cache.get(&reference.key).await,
-                    None => None,
-                };
-                match cached {
-                    Some(bytes) if sha256_hex(&bytes) == reference.sha256 => bytes,
-                    cached => {
-                        if let (Some(cache), Some(_)) = (&self.cache, cached) {
-                            tracing::warn!(key = %reference.key, "a cached payload was corrupt; reading the store");
-                            cache.forget(&reference.key).await;
-                        }
-                        let bytes = self.fetch(&reference.key).await?;
-                        if let Some(cache) = &self.cache
-                            && sha256_hex(&bytes) == reference.sha256
-                        {
-                            cache.put(&reference.key, bytes.clone());
-                        }
-                        bytes
-                    }
-                }
+            Some(bytes) => {
+                verify(reference, bytes)?;
+                bytes.clone()
             }
+            None => self.read_stored(reference).await?,
         };
-        let actual = sha256_hex(&stored);
-        if actual != reference.sha256 {
-            return Err(Error::Integrity(format!(
-                "{} has SHA-256 {actual}, expected {}",
-                reference.key, reference.sha256
-            )));
-        }
         zstd::stream::decode_all(stored.as_ref())
             .map_err(|e| Error::Integrity(format!("{} does not decompress: {e}", reference.key)))
+    }
+
+    /// An object-store payload, verified: from the cache when it holds a good copy, else from
+    /// the store (and then cached). Each copy is hashed once.
+    async fn read_stored(&self, reference: &PayloadRef) -> Result<Bytes> {
+        let Some(cache) = &self.cache else {
+            let bytes = self.fetch(&reference.key).await?;
+            verify(reference, &bytes)?;
+            return Ok(bytes);
+        };
+        if let Some(bytes) = cache.get(&reference.key).await {
+            if verify(reference, &bytes).is_ok() {
+                return Ok(bytes);
+            }
+            tracing::warn!(key = %reference.key, "a cached payload was corrupt; reading the store");
+            cache.forget(&reference.key).await;
+        }
+        let bytes = self.fetch(&reference.key).await?;
+        verify(reference, &bytes)?;
+        cache.put(&reference.key, bytes.clone());
+        Ok(bytes)
     }
 
     /// Serves payloads read from the object store through `cache` from now on.
@@ -361,8 +357,16 @@ impl PayloadCache {
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+/// Checks stored bytes against the SHA-256 recorded for them.
+fn verify(reference: &PayloadRef, bytes: &[u8]) -> Result<()> {
+    let actual = hex::encode(Sha256::digest(bytes));
+    if actual != reference.sha256 {
+        return Err(Error::Integrity(format!(
+            "{} has SHA-256 {actual}, expected {}",
+            reference.key, reference.sha256
+        )));
+    }
+    Ok(())
 }
 
 fn sync_file_and_dir(file: &Path) -> std::io::Result<()> {

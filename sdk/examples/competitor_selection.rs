@@ -10,7 +10,7 @@
 //!   cargo run -p flowtrail-sdk --example competitor_selection -- --seed 7 --runs 3
 //! ```
 
-use std::time::Duration;
+mod common;
 
 use flowtrail_sdk::{Candidate, Client, StepKind};
 use rand::rngs::StdRng;
@@ -288,41 +288,19 @@ fn run(client: &Client, seed: u64) -> (String, String, String) {
 }
 
 fn main() {
-    let mut seed: u64 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(1);
-    let mut runs = 3;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let value = args.next().and_then(|v| v.parse().ok());
-        match (arg.as_str(), value) {
-            ("--seed", Some(v)) => seed = v,
-            ("--runs", Some(v)) => runs = v,
-            _ => {
-                eprintln!("usage: competitor_selection [--seed N] [--runs N]");
-                std::process::exit(2);
-            }
-        }
-    }
-    let client = match Client::from_env() {
-        Ok(client) => client,
-        Err(error) => {
-            eprintln!("{error}: set FLOWTRAIL_URL and FLOWTRAIL_API_KEY");
-            std::process::exit(2);
-        }
-    };
-    for i in 0..runs {
-        let (id, product, what) = run(&client, seed + i);
-        println!("flow {id} seed {} selected {product}: {what}", seed + i);
-    }
-    let delivered = client.shutdown(Duration::from_secs(30));
-    let stats = client.stats();
-    println!(
-        "sent {} of {} flows (retried {}, failed {}, dropped {})",
-        stats.sent, stats.queued, stats.retried, stats.failed, stats.dropped
+    let args = common::args(
+        "competitor_selection",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(1),
+        false,
     );
-    if !delivered || stats.sent != stats.queued {
-        std::process::exit(1);
+    let client = common::client();
+    for i in 0..args.runs {
+        let seed = args.seed + i;
+        let (id, product, what) = run(&client, seed);
+        println!("flow {id} seed {seed} selected {product}: {what}");
     }
+    common::finish(&client);
 }

@@ -12,7 +12,7 @@
 //!   cargo run -p flowtrail-sdk --example listing_optimisation -- --seed 4 --runs 3
 //! ```
 
-use std::time::Duration;
+mod common;
 
 use flowtrail_sdk::{Candidate, Client, StepKind};
 use rand::rngs::StdRng;
@@ -172,48 +172,12 @@ fn run(client: &Client, seed: u64, drift: bool) -> (String, String) {
 }
 
 fn main() {
-    let mut seed: u64 = 1;
-    let mut runs = 3;
-    let mut drift = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--drift" => drift = true,
-            "--seed" | "--runs" => {
-                let Some(value) = args.next().and_then(|v| v.parse().ok()) else {
-                    eprintln!("usage: listing_optimisation [--seed N] [--runs N] [--drift]");
-                    std::process::exit(2);
-                };
-                if arg == "--seed" {
-                    seed = value;
-                } else {
-                    runs = value;
-                }
-            }
-            _ => {
-                eprintln!("usage: listing_optimisation [--seed N] [--runs N] [--drift]");
-                std::process::exit(2);
-            }
-        }
+    let args = common::args("listing_optimisation", 1, true);
+    let client = common::client();
+    for i in 0..args.runs {
+        let seed = args.seed + i;
+        let (id, title) = run(&client, seed, args.drift);
+        println!("flow {id} seed {seed} chose: {title}");
     }
-    let client = match Client::from_env() {
-        Ok(client) => client,
-        Err(error) => {
-            eprintln!("{error}: set FLOWTRAIL_URL and FLOWTRAIL_API_KEY");
-            std::process::exit(2);
-        }
-    };
-    for i in 0..runs {
-        let (id, title) = run(&client, seed + i, drift);
-        println!("flow {id} seed {} chose: {title}", seed + i);
-    }
-    let delivered = client.shutdown(Duration::from_secs(30));
-    let stats = client.stats();
-    println!(
-        "sent {} of {} flows (retried {}, failed {}, dropped {}, spooled {})",
-        stats.sent, stats.queued, stats.retried, stats.failed, stats.dropped, stats.spooled
-    );
-    if !delivered || stats.sent != stats.queued {
-        std::process::exit(1);
-    }
+    common::finish(&client);
 }

@@ -13,7 +13,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+mod common;
 
 use flowtrail_sdk::{Candidate, Client, StepKind};
 use rand::rngs::StdRng;
@@ -225,48 +225,12 @@ fn run(client: &Client, seed: u64, drift: bool) -> (String, String) {
 }
 
 fn main() {
-    let usage = || -> ! {
-        eprintln!("usage: product_categorisation [--seed N] [--runs N] [--drift]");
-        std::process::exit(2)
-    };
-    let (mut seed, mut runs, mut drift) = (1u64, 3u64, false);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--drift" => drift = true,
-            "--seed" => {
-                seed = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_else(|| usage())
-            }
-            "--runs" => {
-                runs = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_else(|| usage())
-            }
-            _ => usage(),
-        }
+    let args = common::args("product_categorisation", 1, true);
+    let client = common::client();
+    for i in 0..args.runs {
+        let seed = args.seed + i;
+        let (id, path) = run(&client, seed, args.drift);
+        println!("flow {id} seed {seed} filed under: {path}");
     }
-    let client = match Client::from_env() {
-        Ok(client) => client,
-        Err(error) => {
-            eprintln!("{error}: set FLOWTRAIL_URL and FLOWTRAIL_API_KEY");
-            std::process::exit(2);
-        }
-    };
-    for i in 0..runs {
-        let (id, path) = run(&client, seed + i, drift);
-        println!("flow {id} seed {} filed under: {path}", seed + i);
-    }
-    let delivered = client.shutdown(Duration::from_secs(30));
-    let stats = client.stats();
-    println!(
-        "sent {} of {} flows (retried {}, failed {}, dropped {}, spooled {})",
-        stats.sent, stats.queued, stats.retried, stats.failed, stats.dropped, stats.spooled
-    );
-    if !delivered || stats.sent != stats.queued {
-        std::process::exit(1);
-    }
+    common::finish(&client);
 }

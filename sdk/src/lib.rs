@@ -179,20 +179,22 @@ impl Redaction {
 
     fn apply(&self, value: &mut Value) {
         match value {
-            Value::Object(members) => {
-                for (key, member) in members.iter_mut() {
-                    if self.fields.iter().any(|f| f.eq_ignore_ascii_case(key)) {
-                        *member = Value::String("[redacted]".into());
-                    } else {
-                        self.apply(member);
-                    }
-                    if let Some(mask) = &self.mask {
-                        mask(key, member);
-                    }
-                }
-            }
+            Value::Object(members) => self.apply_members(members),
             Value::Array(items) => items.iter_mut().for_each(|item| self.apply(item)),
             _ => {}
+        }
+    }
+
+    fn apply_members(&self, members: &mut serde_json::Map<String, Value>) {
+        for (key, member) in members.iter_mut() {
+            if self.fields.iter().any(|f| f.eq_ignore_ascii_case(key)) {
+                *member = Value::String("[redacted]".into());
+            } else {
+                self.apply(member);
+            }
+            if let Some(mask) = &self.mask {
+                mask(key, member);
+            }
         }
     }
 
@@ -207,15 +209,7 @@ impl Redaction {
             self.apply(&mut step.input);
             self.apply(&mut step.output);
             for observation in &mut step.observations {
-                let mut attributes = Value::Object(
-                    std::mem::take(&mut observation.attributes)
-                        .into_iter()
-                        .collect(),
-                );
-                self.apply(&mut attributes);
-                if let Value::Object(map) = attributes {
-                    observation.attributes = map.into_iter().collect();
-                }
+                self.apply_members(&mut observation.attributes);
             }
         }
     }

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use flowtrail_types::FlowRecord;
@@ -121,25 +120,22 @@ impl Sender {
             .timeout(config.request_timeout)
             .build()
             .map_err(|e| Error::Http(e.to_string()))?;
-        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| -> Result<JoinHandle<()>, Error> {
+        // The threads are detached: they end by themselves once the sender is gone.
+        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| -> Result<(), Error> {
             std::thread::Builder::new()
                 .name(name.into())
                 .spawn(run)
+                .map(drop)
                 .map_err(|e| Error::Http(format!("cannot start the {name} thread: {e}")))
         };
-        let mut threads = Vec::new();
-        let spool = match &config.spool_dir {
+        let (spool, spooled) = match &config.spool_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     Error::Spool(format!("cannot create the spool {}: {e}", dir.display()))
                 })?;
-                let (writer, records) = mpsc::sync_channel(config.queue_capacity.max(1));
-                Some((Spool { writer }, records))
+                let (writer, items) = mpsc::sync_channel(config.queue_capacity.max(1));
+                (Some(Spool { writer }), Some((dir.clone(), items)))
             }
-            None => None,
-        };
-        let (spool, records) = match spool {
-            Some((spool, records)) => (Some(spool), Some(records)),
             None => (None, None),
         };
         let shared = Arc::new(Shared {
@@ -149,16 +145,16 @@ impl Sender {
             capacity: config.queue_capacity.max(1),
             spool,
         });
-        if let (Some(records), Some(dir)) = (records, config.spool_dir.clone()) {
+        if let Some((dir, items)) = spooled {
             let (shared, redaction, max) = (
                 shared.clone(),
                 config.redaction.clone(),
                 config.spool_max_bytes,
             );
-            threads.push(spawn(
+            spawn(
                 "flowtrail-spool",
-                Box::new(move || spool_thread(&shared, &dir, max, &redaction, records)),
-            )?);
+                Box::new(move || spool_thread(&shared, &dir, max, &redaction, items)),
+            )?;
         }
         let worker = Worker {
             endpoint: format!("{base}/api/v1/flows"),
@@ -166,8 +162,7 @@ impl Sender {
             http,
             shared: shared.clone(),
         };
-        threads.push(spawn("flowtrail-sender", Box::new(move || worker.run()))?);
-        drop(threads);
+        spawn("flowtrail-sender", Box::new(move || worker.run()))?;
         Ok(Sender { shared })
     }
 

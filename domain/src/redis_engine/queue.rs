@@ -294,8 +294,11 @@ impl RedisQueue {
         self.key("job:")
     }
 
-    async fn set_aside(&self, job_id: i64, error: &str, how: &str, at: i64) -> Result<()> {
-        let target = if how == "retry" { "delayed" } else { "dead" };
+    async fn set_aside(&self, job_id: i64, error: &str, aside: Aside, at: i64) -> Result<()> {
+        let (how, target) = match aside {
+            Aside::Retry => ("retry", "delayed"),
+            Aside::Bury => ("bury", "dead"),
+        };
         let mut conn = self.redis.conn.clone();
         let _: i64 = self
             .scripts
@@ -313,6 +316,13 @@ impl RedisQueue {
             .await?;
         Ok(())
     }
+}
+
+/// Where [`RedisQueue::set_aside`] puts a job: the delayed set (retry when `at` comes) or the
+/// dead-letter stream (`at` is when it died).
+enum Aside {
+    Retry,
+    Bury,
 }
 
 fn hostname() -> String {
@@ -436,12 +446,17 @@ impl IngestQueue for RedisQueue {
     }
 
     async fn retry(&self, job_id: i64, error: &str, delay: Duration) -> Result<()> {
-        self.set_aside(job_id, error, "retry", now_ms() + delay.as_millis() as i64)
-            .await
+        self.set_aside(
+            job_id,
+            error,
+            Aside::Retry,
+            now_ms() + delay.as_millis() as i64,
+        )
+        .await
     }
 
     async fn bury(&self, job_id: i64, error: &str) -> Result<()> {
-        self.set_aside(job_id, error, "bury", now_ms()).await
+        self.set_aside(job_id, error, Aside::Bury, now_ms()).await
     }
 
     async fn dead_letters(&self, team_id: Option<i64>, limit: u32) -> Result<Vec<DeadLetter>> {

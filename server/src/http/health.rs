@@ -10,7 +10,6 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures::future::BoxFuture;
 use serde_json::json;
 
 use crate::state::AppState;
@@ -36,33 +35,16 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let services = &state.services;
     // Checked together, each bounded: a stalled engine reads as unavailable, not as a hang.
-    let verdict =
-        async |check: BoxFuture<'_, flowtrail_domain::Result<()>>| match tokio::time::timeout(
-            Duration::from_secs(2),
-            check,
-        )
-        .await
-        {
-            Ok(Ok(())) => "ok",
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "readiness check failed");
-                "unavailable"
-            }
-            Err(_) => {
-                tracing::warn!("readiness check timed out");
-                "unavailable"
-            }
-        };
     let redis = async {
         match &services.redis {
-            Some(redis) => Some(verdict(Box::pin(redis.ping())).await),
+            Some(redis) => Some(verdict(redis.ping()).await),
             None => None,
         }
     };
     let (database, object_store, queue, redis) = tokio::join!(
-        verdict(Box::pin(services.metadata.ping())),
-        verdict(Box::pin(services.payloads.ping())),
-        verdict(Box::pin(async { services.queue.depth().await.map(|_| ()) })),
+        verdict(services.metadata.ping()),
+        verdict(services.payloads.ping()),
+        verdict(async { services.queue.depth().await.map(|_| ()) }),
         redis,
     );
     let mut engines = json!({"database": database, "object_store": object_store, "queue": queue});
@@ -86,6 +68,21 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
             Json(body),
         )
             .into_response()
+    }
+}
+
+/// `"ok"`, or `"unavailable"` when `check` fails or takes more than 2 s.
+async fn verdict(check: impl Future<Output = flowtrail_domain::Result<()>>) -> &'static str {
+    match tokio::time::timeout(Duration::from_secs(2), check).await {
+        Ok(Ok(())) => "ok",
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness check failed");
+            "unavailable"
+        }
+        Err(_) => {
+            tracing::warn!("readiness check timed out");
+            "unavailable"
+        }
     }
 }
 
