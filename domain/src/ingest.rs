@@ -3,14 +3,14 @@
 
 use std::collections::HashSet;
 
-use flowtrail_types::FlowRecord;
+use flowtrail_types::{FlowRecord, StepsPush};
 use serde_json::error::Category;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::payloads::PayloadStore;
 use crate::queue::{EnqueueOutcome, Job, NewJob};
-use crate::store::{StepPayloads, UpsertOutcome};
+use crate::store::{FlowWrite, StepPayloads, UpsertOutcome, WriteMode};
 use crate::{Error, Result, Services};
 
 /// Bounds on what one flow may carry. Each is named in the error that enforces it.
@@ -79,6 +79,11 @@ fn nesting_depth(body: &[u8], limit: usize) -> Option<usize> {
 /// Parses a flow record, telling malformed JSON from JSON that breaks the schema, with the
 /// path of the offending field.
 pub fn parse_flow(body: &[u8]) -> Result<FlowRecord> {
+    parse_body(body)
+}
+
+/// [`parse_flow`] for any record type of the ingest API.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
     if let Some(offset) = nesting_depth(body, MAX_DEPTH) {
         return Err(Error::Validation {
             field: None,
@@ -90,11 +95,11 @@ pub fn parse_flow(body: &[u8]) -> Result<FlowRecord> {
     }
     // The fast path: plain serde. Only a body that fails is parsed again, with path tracking,
     // to name the offending field.
-    if let Ok(flow) = serde_json::from_slice::<FlowRecord>(body) {
+    if let Ok(flow) = serde_json::from_slice::<T>(body) {
         return Ok(flow);
     }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let flow: FlowRecord = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+    let flow: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
@@ -341,6 +346,59 @@ pub fn prepare(
     Ok(job)
 }
 
+/// The start of a queued body that holds steps to merge rather than a whole flow.
+const MERGE_PREFIX: &[u8] = br#"{"merge_steps":"#;
+
+/// Parses and validates a steps push for flow `flow_id` (`POST /api/v1/flows/{id}/steps`)
+/// and makes it a queue job. The default idempotency key names the flow, the version and the
+/// pushed steps, so a retried push is accepted once.
+pub fn prepare_steps(
+    limits: &Limits,
+    team_id: i64,
+    flow_id: Uuid,
+    idempotency_key: Option<&str>,
+    body: &[u8],
+    request_id: Option<&str>,
+) -> Result<NewJob> {
+    let push: StepsPush = parse_body(body)?;
+    if push.id.is_some_and(|id| id != flow_id) {
+        return Err(Error::invalid(
+            "id",
+            format!("id does not match the flow id in the path ({flow_id})"),
+        ));
+    }
+    if push.steps.is_empty() {
+        return Err(Error::invalid(
+            "steps",
+            "a steps push carries at least one step",
+        ));
+    }
+    let flow = push.into_record(flow_id);
+    validate(&flow, limits)?;
+    let idempotency_key = match idempotency_key {
+        Some(key) => key.to_string(),
+        None => {
+            let seqs: Vec<String> = flow.steps.iter().map(|s| s.seq.to_string()).collect();
+            format!("{}:{}:steps:{}", flow.id, flow.version, seqs.join(","))
+        }
+    };
+    let mut digest = Sha256::new();
+    digest.update(flow_id.as_bytes());
+    digest.update(body);
+    let mut envelope = MERGE_PREFIX.to_vec();
+    serde_json::to_writer(&mut envelope, &flow).map_err(|e| Error::Internal(e.to_string()))?;
+    envelope.push(b'}');
+    Ok(NewJob {
+        team_id,
+        idempotency_key,
+        body_sha256: hex::encode(digest.finalize()),
+        flow_id: flow.id,
+        flow_version: flow.version,
+        body: zstd::bulk::compress(&envelope, 1)?,
+        request_id: request_id.map(str::to_string),
+    })
+}
+
 /// Enqueues a prepared job durably; answers once it is committed.
 pub async fn enqueue(services: &Services, job: NewJob) -> Result<Accepted> {
     let flow_id = job.flow_id;
@@ -359,21 +417,40 @@ pub async fn enqueue(services: &Services, job: NewJob) -> Result<Accepted> {
 
 /// Turns one queued job into stored payloads, flow and steps. Safe to run twice.
 pub async fn store_job(services: &Services, job: &Job) -> Result<UpsertOutcome> {
-    let (flow, payloads) = load_job(services, job).await?;
-    services
+    let (flow, payloads, mode) = load_job(services, job).await?;
+    let write = FlowWrite {
+        team_id: job.team_id,
+        flow: &flow,
+        payloads: &payloads,
+        mode,
+    };
+    let outcomes = services
         .metadata
-        .upsert_flow(job.team_id, &flow, &payloads)
-        .await
+        .upsert_flows(std::slice::from_ref(&write))
+        .await?;
+    Ok(outcomes.into_iter().next().unwrap_or(UpsertOutcome::Stale))
 }
 
 /// Decodes a queued job and stores its observation payloads; what remains is the SQL write,
 /// which the worker does for a whole batch at once.
-pub async fn load_job(services: &Services, job: &Job) -> Result<(FlowRecord, StepPayloads)> {
+pub async fn load_job(
+    services: &Services,
+    job: &Job,
+) -> Result<(FlowRecord, StepPayloads, WriteMode)> {
     let body = zstd::stream::decode_all(job.body.as_slice()).map_err(|e| Error::Malformed {
         message: format!("queued body does not decompress: {e}"),
     })?;
     // Validated at ingest: no depth scan or path tracking needed.
-    let flow: FlowRecord = serde_json::from_slice(&body).map_err(|e| Error::Malformed {
+    let (flow, mode) = match body.strip_prefix(MERGE_PREFIX) {
+        Some(rest) => {
+            let record = rest.strip_suffix(b"}").ok_or_else(|| Error::Malformed {
+                message: "queued steps push is truncated".into(),
+            })?;
+            (serde_json::from_slice(record), WriteMode::MergeSteps)
+        }
+        None => (serde_json::from_slice(&body), WriteMode::Replace),
+    };
+    let flow: FlowRecord = flow.map_err(|e| Error::Malformed {
         message: format!("queued body is not a flow record: {e}"),
     })?;
     let mut payloads = StepPayloads::new();
@@ -387,5 +464,5 @@ pub async fn load_job(services: &Services, job: &Job) -> Result<(FlowRecord, Ste
         )?;
         payloads.insert(step.seq, services.payloads.put(&encoded).await?);
     }
-    Ok((flow, payloads))
+    Ok((flow, payloads, mode))
 }

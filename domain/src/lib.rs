@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod millis;
 pub mod payloads;
 pub mod postgres;
+pub mod query;
 pub mod queue;
 pub mod redis_engine;
 mod rows;

@@ -29,3 +29,8 @@ mod tests {
         assert_eq!(from_ms(i64::MAX), OffsetDateTime::UNIX_EPOCH);
     }
 }
+
+/// The start of the hour `ms` falls in (reason counts are rolled up per hour).
+pub fn hour_floor(ms: i64) -> i64 {
+    ms - ms.rem_euclid(3_600_000)
+}

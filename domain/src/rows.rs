@@ -1,7 +1,7 @@
 //! Decoding rows into domain types, shared by the SQLite and PostgreSQL repositories (the SQL
 //! differs by dialect; the columns and their meaning do not).
 
-use flowtrail_types::{Capture, FlowStatus, FlowSummary, StepKind, StepSummary};
+use flowtrail_types::{Capture, Elimination, FlowStatus, FlowSummary, StepKind, StepSummary};
 use serde_json::Value;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
@@ -11,7 +11,8 @@ use crate::queue::{DeadLetter, Job};
 use crate::{Error, Result};
 
 pub(crate) const FLOW_COLUMNS: &str = "f.id, f.version, p.name AS pipeline, f.status, f.started_at, \
-     f.ended_at, f.tags, f.error, f.step_count, f.ingested_at";
+     f.ended_at, f.tags, f.error, f.step_count, f.ingested_at, f.top_seq, f.top_step, f.top_kind, \
+     f.top_in, f.top_out";
 
 /// How a user is looked up.
 pub(crate) enum UserKey<'a> {
@@ -54,6 +55,24 @@ where
         error: row.try_get("error")?,
         step_count: row.try_get::<i64, _>("step_count")? as u32,
         ingested_at: from_ms(row.try_get("ingested_at")?),
+        largest_elimination: match (
+            row.try_get::<Option<i64>, _>("top_seq")?,
+            row.try_get::<Option<String>, _>("top_step")?,
+            row.try_get::<Option<String>, _>("top_kind")?,
+            row.try_get::<Option<i64>, _>("top_in")?,
+            row.try_get::<Option<i64>, _>("top_out")?,
+        ) {
+            (Some(seq), Some(step), Some(kind), Some(input), Some(output)) => {
+                Some(Elimination::new(
+                    seq as u32,
+                    step,
+                    StepKind::parse(&kind).ok_or_else(|| corrupt("step kind"))?,
+                    input.max(0) as u64,
+                    output.max(0) as u64,
+                ))
+            }
+            _ => None,
+        },
     })
 }
 

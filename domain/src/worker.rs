@@ -16,8 +16,8 @@ use crate::events::FlowLanded;
 use crate::ingest::load_job;
 use crate::millis::{from_ms, now_ms};
 use crate::queue::Job;
-use crate::store::{FlowWrite, UpsertOutcome};
-use flowtrail_types::FlowSummary;
+use crate::store::{FlowWrite, UpsertOutcome, WriteMode};
+use flowtrail_types::{Elimination, FlowSummary};
 
 /// How a worker behaves.
 #[derive(Debug, Clone)]
@@ -96,7 +96,7 @@ async fn process_batch(services: &Services, config: &WorkerConfig, jobs: Vec<Job
     for job in jobs {
         let span = job_span(&job);
         match load_job(services, &job).instrument(span.clone()).await {
-            Ok((flow, payloads)) => ready.push((job, flow, payloads)),
+            Ok((flow, payloads, mode)) => ready.push((job, flow, payloads, mode)),
             Err(error) => {
                 fail(
                     services,
@@ -115,10 +115,11 @@ async fn process_batch(services: &Services, config: &WorkerConfig, jobs: Vec<Job
     }
     let writes: Vec<FlowWrite<'_>> = ready
         .iter()
-        .map(|(job, flow, payloads)| FlowWrite {
+        .map(|(job, flow, payloads, mode)| FlowWrite {
             team_id: job.team_id,
             flow,
             payloads,
+            mode: *mode,
         })
         .collect();
     let ids: Vec<i64> = ready.iter().map(|(job, ..)| job.id).collect();
@@ -141,13 +142,13 @@ async fn process_batch(services: &Services, config: &WorkerConfig, jobs: Vec<Job
         Err(error) => tracing::warn!(%error, jobs = ids.len(), "could not mark the batch done"),
     }
     let ingested_at = from_ms(now_ms());
-    let landed = ready
-        .iter()
-        .zip(outcomes)
-        .filter(|(_, outcome)| *outcome == UpsertOutcome::Written)
-        .map(|((job, flow, _), _)| FlowLanded {
-            team_id: job.team_id,
-            flow: FlowSummary {
+    let mut landed = Vec::new();
+    for ((job, flow, _, mode), outcome) in ready.iter().zip(outcomes) {
+        if outcome != UpsertOutcome::Written {
+            continue;
+        }
+        let summary = match mode {
+            WriteMode::Replace => FlowSummary {
                 id: flow.id,
                 version: flow.version,
                 pipeline: flow.pipeline.clone(),
@@ -158,9 +159,23 @@ async fn process_batch(services: &Services, config: &WorkerConfig, jobs: Vec<Job
                 error: flow.error.clone(),
                 step_count: flow.steps.len() as u32,
                 ingested_at,
+                largest_elimination: Elimination::largest(&flow.steps),
             },
-        })
-        .collect();
+            // The merged flow holds steps this job did not carry: read it back.
+            WriteMode::MergeSteps => match services.metadata.get_flow(job.team_id, flow.id).await {
+                Ok(Some(detail)) => detail.summary,
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::debug!(%error, "no live event for a merged flow");
+                    continue;
+                }
+            },
+        };
+        landed.push(FlowLanded {
+            team_id: job.team_id,
+            flow: summary,
+        });
+    }
     services.events.publish(landed).await;
 }
 

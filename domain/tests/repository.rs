@@ -9,7 +9,7 @@ use flowtrail_domain::auth::{Role, Scope};
 use flowtrail_domain::ingest::{self, Limits};
 use flowtrail_domain::payloads::PayloadStore;
 use flowtrail_domain::queue::{EnqueueOutcome, NewJob};
-use flowtrail_domain::store::{FlowCursor, FlowQuery, StepPayloads, UpsertOutcome};
+use flowtrail_domain::store::{FlowCursor, FlowQuery, StepPayloads, UpsertOutcome, WriteMode};
 use flowtrail_domain::worker::{self, WorkerConfig};
 use flowtrail_domain::{Error, Services, StorageConfig};
 use flowtrail_types::{
@@ -339,7 +339,7 @@ async fn list_filters_combine_and_match_what_was_sent() {
     };
     assert!(
         ids(&f, &literal).await.is_empty(),
-        "LIKE wildcards are literal"
+        "punctuation is neither a wildcard nor an operator"
     );
     let drastic = FlowQuery {
         step_kind: Some(StepKind::Filter),
@@ -845,11 +845,13 @@ async fn a_batch_of_flows_is_written_in_one_go_with_per_flow_outcomes() {
             team_id: f.team,
             flow: &stale,
             payloads: &none,
+            mode: WriteMode::Replace,
         },
         FlowWrite {
             team_id: f.team,
             flow: &fresh_one,
             payloads: &none,
+            mode: WriteMode::Replace,
         },
     ];
     let outcomes = f.services.metadata.upsert_flows(&writes).await.unwrap();
@@ -908,5 +910,537 @@ async fn an_enqueue_that_cannot_commit_is_unavailable_not_internal() {
     assert!(
         error.is_transient(),
         "answered 503 + Retry-After, never 500"
+    );
+}
+
+/// Submits each record through the ingest path (payloads stored) and stores every job.
+async fn ingest_all(f: &Fixture, records: &[FlowRecord]) {
+    for record in records {
+        let body = serde_json::to_vec(record).unwrap();
+        ingest::submit(&f.services, f.team, None, &body, None)
+            .await
+            .unwrap();
+    }
+    let jobs = f
+        .services
+        .queue
+        .claim(records.len() + 1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), records.len());
+    for job in &jobs {
+        ingest::store_job(&f.services, job).await.unwrap();
+    }
+}
+
+/// Submits a steps push for `id` and stores it.
+async fn push_steps(f: &Fixture, id: Uuid, body: serde_json::Value) -> UpsertOutcome {
+    let job = ingest::prepare_steps(
+        &f.services.limits,
+        f.team,
+        id,
+        None,
+        &serde_json::to_vec(&body).unwrap(),
+        None,
+    )
+    .unwrap();
+    ingest::enqueue(&f.services, job).await.unwrap();
+    let jobs = f
+        .services
+        .queue
+        .claim(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    let outcome = ingest::store_job(&f.services, &jobs[0]).await.unwrap();
+    f.services.queue.complete_many(&[jobs[0].id]).await.unwrap();
+    outcome
+}
+
+#[tokio::test]
+async fn pushed_steps_merge_by_seq_and_the_finished_flow_supersedes_them() {
+    let f = fresh().await;
+    let id = Uuid::now_v7();
+    let head = |version: u32, steps: serde_json::Value| {
+        json!({"version": version, "pipeline": "competitor_selection",
+               "started_at": "2026-11-21T10:00:00Z", "tags": {"env": "prod"}, "steps": steps})
+    };
+    let step_json = |seq: u32, name: &str, counts: (u64, u64)| {
+        json!({"seq": seq, "name": name, "kind": "filter", "status": "succeeded",
+               "candidates_in": counts.0, "candidates_out": counts.1,
+               "reasons": {"too_far": counts.0 - counts.1},
+               "reasoning": format!("{name} reasoning")})
+    };
+    // Pushes arrive out of order: version 2 (step 1) before version 1 (step 0).
+    let pushed = push_steps(&f, id, head(2, json!([step_json(1, "price", (500, 50))]))).await;
+    assert_eq!(pushed, UpsertOutcome::Written);
+    let pushed = push_steps(
+        &f,
+        id,
+        head(1, json!([step_json(0, "retrieve", (900, 500))])),
+    )
+    .await;
+    assert_eq!(
+        pushed,
+        UpsertOutcome::Written,
+        "an older push still adds its step"
+    );
+    let detail = f
+        .services
+        .metadata
+        .get_flow(f.team, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(detail.summary.status, FlowStatus::Running);
+    assert_eq!(detail.summary.version, 2);
+    assert_eq!(detail.summary.step_count, 2);
+    assert_eq!(
+        detail.steps.iter().map(|s| s.seq).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
+    let largest = detail.summary.largest_elimination.clone().unwrap();
+    assert_eq!((largest.seq, largest.eliminated), (1, 450));
+    // A re-pushed step replaces its namesake by seq, it is not added twice.
+    push_steps(&f, id, head(3, json!([step_json(1, "price", (500, 10))]))).await;
+    push_steps(
+        &f,
+        id,
+        head(3, json!([step_json(0, "retrieve", (900, 800))])),
+    )
+    .await;
+    let detail = f
+        .services
+        .metadata
+        .get_flow(f.team, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(detail.summary.step_count, 2);
+    assert_eq!(detail.steps[1].candidates_out, Some(10));
+    let largest = detail.summary.largest_elimination.unwrap();
+    assert_eq!(
+        (largest.seq, largest.step.as_str(), largest.eliminated),
+        (1, "price", 490)
+    );
+
+    // The finished record (higher version) replaces every pushed step.
+    let mut finished = flow("competitor_selection", 0, &[]);
+    finished.id = id;
+    finished.version = 4;
+    store(&f, &finished).await;
+    let detail = f
+        .services
+        .metadata
+        .get_flow(f.team, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(detail.summary.status, FlowStatus::Succeeded);
+    assert_eq!(
+        detail
+            .steps
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["keywords", "price_filter", "rank"]
+    );
+    // A late push never reopens a finished flow.
+    let late = push_steps(&f, id, head(4, json!([step_json(7, "late", (5, 1))]))).await;
+    assert_eq!(late, UpsertOutcome::Stale);
+    let detail = f
+        .services
+        .metadata
+        .get_flow(f.team, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(detail.summary.step_count, 3);
+
+    // Reason counts followed every replacement: only the finished flow's histogram is left.
+    let stats = flowtrail_domain::query::reason_stats(
+        &f.services,
+        f.team,
+        &stats_query(None),
+        flowtrail_types::StatsBucket::Day,
+    )
+    .await
+    .unwrap();
+    let totals: Vec<_> = stats
+        .totals
+        .iter()
+        .map(|t| (t.step.as_str(), t.code.as_str(), t.count))
+        .collect();
+    assert_eq!(totals, vec![("price_filter", "price_out_of_range", 4100)]);
+}
+
+#[test]
+fn a_steps_push_is_checked_like_a_flow() {
+    let limits = Limits::default();
+    let id = Uuid::now_v7();
+    let push = |body: serde_json::Value| {
+        ingest::prepare_steps(
+            &limits,
+            1,
+            id,
+            None,
+            &serde_json::to_vec(&body).unwrap(),
+            None,
+        )
+    };
+    let base = json!({"pipeline": "p", "started_at": "2026-11-21T10:00:00Z",
+                      "steps": [{"seq": 0, "name": "s", "kind": "filter"}]});
+    let job = push(base.clone()).unwrap();
+    assert_eq!(job.idempotency_key, format!("{id}:1:steps:0"));
+    let mut other = base.clone();
+    other["id"] = json!(Uuid::now_v7());
+    match push(other) {
+        Err(Error::Validation { field, .. }) => assert_eq!(field.as_deref(), Some("id")),
+        other => panic!("{other:?}"),
+    }
+    let mut empty = base.clone();
+    empty["steps"] = json!([]);
+    assert!(matches!(push(empty), Err(Error::Validation { .. })));
+    let mut twice = base.clone();
+    twice["steps"] = json!([{"seq": 0, "name": "s", "kind": "filter"},
+                            {"seq": 0, "name": "t", "kind": "rank"}]);
+    match push(twice) {
+        Err(Error::Validation { field, .. }) => {
+            assert_eq!(field.as_deref(), Some("steps[1].seq"))
+        }
+        other => panic!("{other:?}"),
+    }
+    match push(json!({"pipeline": "p", "steps": []})) {
+        Err(Error::Validation { field, .. }) => assert_eq!(field, None),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn full_text_search_finds_reason_texts_and_candidate_ids() {
+    let f = fresh().await;
+    let mut a = flow("competitor_selection", 10, &[]);
+    a.steps[1].observations[0].reasons[0].text = Some("priced like a phone case".into());
+    let mut b = flow("competitor_selection", 20, &[]);
+    b.steps[1].observations[0].candidate_id = "B0LAMP0007".into();
+    b.steps[1].observations[0].reasons[0].text = Some("too pricey".into());
+    b.error = Some("judge timed out".into());
+    ingest_all(&f, &[a.clone(), b.clone()]).await;
+    let search = |text: &str| FlowQuery {
+        text: Some(text.into()),
+        ..query()
+    };
+    assert_eq!(
+        ids(&f, &search("phone case")).await,
+        vec![a.id],
+        "reason text"
+    );
+    assert_eq!(
+        ids(&f, &search("Phone")).await,
+        vec![a.id],
+        "case-insensitive"
+    );
+    assert_eq!(
+        ids(&f, &search("B0LAMP")).await,
+        vec![b.id],
+        "candidate id prefix"
+    );
+    assert_eq!(ids(&f, &search("b0case0001")).await, vec![a.id]);
+    assert_eq!(
+        ids(&f, &search("timed out")).await,
+        vec![b.id],
+        "flow error"
+    );
+    assert_eq!(
+        ids(&f, &search("price_out_of_range laptop")).await,
+        vec![b.id, a.id],
+        "every word must match"
+    );
+    assert!(ids(&f, &search("phone lamp")).await.is_empty());
+    for hostile in [
+        "\"",
+        "* OR",
+        "body:x",
+        "NEAR(a b)",
+        "a\" OR \"b",
+        "((",
+        "-",
+        "'; --",
+    ] {
+        let page = f
+            .services
+            .metadata
+            .list_flows(f.team, &search(hostile))
+            .await;
+        assert!(
+            page.is_ok(),
+            "{hostile:?} is text, never query syntax: {page:?}"
+        );
+    }
+    assert!(
+        ids(&f, &search("*")).await.is_empty(),
+        "nothing searchable matches nothing"
+    );
+    // The document follows the newest version.
+    let mut b2 = b.clone();
+    b2.version = 2;
+    b2.error = None;
+    store(&f, &b2).await;
+    assert!(ids(&f, &search("timed")).await.is_empty());
+}
+
+fn stats_query(pipeline: Option<&str>) -> flowtrail_domain::store::StatsQuery {
+    flowtrail_domain::store::StatsQuery {
+        pipeline: pipeline.map(str::to_string),
+        step: None,
+        since: at(-86_400 * 3),
+        until: at(86_400 * 3),
+        bucket_ms: 86_400_000,
+    }
+}
+
+#[tokio::test]
+async fn reason_stats_are_exact_sums_per_bucket_and_funnels_are_medians() {
+    let f = fresh().await;
+    // Three flows of one pipeline in three different hours, one of another pipeline.
+    let mut sent = Vec::new();
+    for (i, (rejected, out)) in [(4100u64, 30u64), (100, 50), (7, 1)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut record = flow("competitor_selection", i as i64 * 3_600, &[]);
+        record.steps[1].reasons = BTreeMap::from([
+            ("price_out_of_range".to_string(), rejected),
+            ("rating_below".to_string(), i as u64),
+        ]);
+        record.steps[1].candidates_out = Some(out);
+        sent.push(record);
+    }
+    let mut other = flow("categorization", 0, &[]);
+    other.steps[1].reasons = BTreeMap::from([("wrong_taxonomy".to_string(), 12)]);
+    sent.push(other);
+    for record in &sent {
+        store(&f, record).await;
+    }
+    // Storing a flow again (retry or newer version) must not count it twice.
+    store(&f, &sent[0]).await;
+
+    let hourly = flowtrail_domain::store::StatsQuery {
+        bucket_ms: 3_600_000,
+        ..stats_query(Some("competitor_selection"))
+    };
+    let stats = flowtrail_domain::query::reason_stats(
+        &f.services,
+        f.team,
+        &hourly,
+        flowtrail_types::StatsBucket::Hour,
+    )
+    .await
+    .unwrap();
+    let totals: Vec<_> = stats
+        .totals
+        .iter()
+        .map(|t| (t.code.as_str(), t.count))
+        .collect();
+    assert_eq!(
+        totals,
+        vec![("price_out_of_range", 4207), ("rating_below", 3)]
+    );
+    let price_buckets: Vec<_> = stats
+        .buckets
+        .iter()
+        .filter(|b| b.code == "price_out_of_range")
+        .map(|b| b.count)
+        .collect();
+    assert_eq!(
+        price_buckets,
+        vec![4100, 100, 7],
+        "one bucket per hour, oldest first"
+    );
+    assert!(stats.buckets.windows(2).all(|w| w[0].start <= w[1].start));
+    assert!(
+        stats.buckets.iter().all(|b| b.count > 0),
+        "zero counts are left out"
+    );
+
+    let funnel = &stats.funnels[0];
+    assert_eq!(
+        (funnel.pipeline.as_str(), funnel.flows, funnel.capped),
+        ("competitor_selection", 3, false)
+    );
+    let names: Vec<_> = funnel.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["keywords", "price_filter", "rank"],
+        "in seq order"
+    );
+    let filter = &funnel.steps[1];
+    assert_eq!(
+        (filter.runs, filter.median_in, filter.median_out),
+        (3, 5000.0, 30.0)
+    );
+
+    // Every pipeline, daily; the step filter narrows it.
+    let all = flowtrail_domain::query::reason_stats(
+        &f.services,
+        f.team,
+        &stats_query(None),
+        flowtrail_types::StatsBucket::Day,
+    )
+    .await
+    .unwrap();
+    assert_eq!(all.funnels.len(), 2);
+    assert!(
+        all.totals
+            .iter()
+            .any(|t| t.pipeline == "categorization" && t.count == 12)
+    );
+    assert_eq!(
+        all.buckets
+            .iter()
+            .map(|b| b.start)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        1
+    );
+    let outside = flowtrail_domain::store::StatsQuery {
+        since: at(86_400 * 10),
+        until: at(86_400 * 11),
+        ..stats_query(None)
+    };
+    let empty = flowtrail_domain::query::reason_stats(
+        &f.services,
+        f.team,
+        &outside,
+        flowtrail_types::StatsBucket::Day,
+    )
+    .await
+    .unwrap();
+    assert!(empty.totals.is_empty() && empty.funnels.is_empty());
+}
+
+#[tokio::test]
+async fn a_candidate_journey_tells_absent_from_unknown() {
+    let f = fresh().await;
+    let mut record = flow("competitor_selection", 0, &[]);
+    // Step 0 kept everything it saw (full), step 1 a sample, step 2 counts only.
+    record.steps[0].capture = Capture::Full;
+    record.steps[0].observations = vec![
+        observation("B0CASE0001", Verdict::Kept, None),
+        observation("B0STAND0042", Verdict::Kept, None),
+    ];
+    record.steps[0].candidates_in = Some(2);
+    record.steps[0].candidates_out = Some(2);
+    record.steps[2].capture = Capture::CountsOnly;
+    ingest_all(&f, std::slice::from_ref(&record)).await;
+
+    let journey = flowtrail_domain::query::journey(&f.services, f.team, record.id, "B0CASE0001")
+        .await
+        .unwrap()
+        .unwrap();
+    let presence: Vec<_> = journey.steps.iter().map(|s| s.presence).collect();
+    use flowtrail_types::Presence::*;
+    assert_eq!(presence, vec![Observed, Observed, Unknown]);
+    assert_eq!(journey.final_verdict, Some(Verdict::Rejected));
+    let at = journey.eliminated_at.unwrap();
+    assert_eq!((at.seq, at.step.as_str()), (1, "price_filter"));
+    assert_eq!(at.reasons[0].code, "price_out_of_range");
+    assert_eq!(journey.steps[1].score, Some(0.5));
+    assert_eq!(journey.steps[1].attributes["price"], json!(9.99));
+
+    let stranger = flowtrail_domain::query::journey(&f.services, f.team, record.id, "B0NOPE")
+        .await
+        .unwrap()
+        .unwrap();
+    let presence: Vec<_> = stranger.steps.iter().map(|s| s.presence).collect();
+    assert_eq!(
+        presence,
+        vec![Absent, Unknown, Unknown],
+        "sampled is unknown, not absent"
+    );
+    assert!(!flowtrail_domain::query::observed_anywhere(&stranger));
+    assert!(
+        flowtrail_domain::query::journey(&f.services, f.team, Uuid::now_v7(), "x")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_diff_names_added_removed_and_changed_candidates_per_step() {
+    let f = fresh().await;
+    let good = flow("competitor_selection", 0, &[]);
+    let mut bad = flow("competitor_selection", 100, &[]);
+    bad.input = json!({"title": "laptop stand", "category": "Phone Cases"});
+    // In the bad run the case passes the filter, the stand is rejected, a lamp appears.
+    bad.steps[1].observations = vec![
+        observation("B0CASE0001", Verdict::Kept, None),
+        observation("B0STAND0042", Verdict::Rejected, Some("category_mismatch")),
+        observation("B0LAMP0007", Verdict::Kept, None),
+    ];
+    bad.steps[1].reasons = BTreeMap::from([("category_mismatch".to_string(), 4000)]);
+    bad.steps[1].reasoning = Some("category gate".into());
+    bad.steps.remove(2);
+    bad.steps.push(step(3, "judge", StepKind::Judge, (30, 1)));
+    ingest_all(&f, &[good.clone(), bad.clone()]).await;
+
+    let diff = flowtrail_domain::query::diff(&f.services, f.team, good.id, bad.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        diff.input.as_ref().unwrap().b["category"],
+        json!("Phone Cases")
+    );
+    assert!(diff.output.is_none(), "same output");
+    let names: Vec<_> = diff
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.seq_a, s.seq_b))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("keywords", Some(0), Some(0)),
+            ("price_filter", Some(1), Some(1)),
+            ("rank", Some(2), None),
+            ("judge", None, Some(3)),
+        ]
+    );
+    let filter = &diff.steps[1];
+    assert_eq!(filter.added, vec!["B0LAMP0007".to_string()]);
+    assert!(filter.removed.is_empty());
+    let changed: Vec<_> = filter
+        .verdict_changed
+        .iter()
+        .map(|c| (c.candidate_id.as_str(), c.a, c.b))
+        .collect();
+    assert_eq!(
+        changed,
+        vec![
+            ("B0CASE0001", Verdict::Rejected, Verdict::Kept),
+            ("B0STAND0042", Verdict::Kept, Verdict::Rejected),
+        ]
+    );
+    assert_eq!(
+        filter.verdict_changed[0].reasons_a[0].code,
+        "price_out_of_range"
+    );
+    assert_eq!(
+        filter.verdict_changed[1].reasons_b[0].code,
+        "category_mismatch"
+    );
+    assert_eq!(filter.reasons["price_out_of_range"].a, 4100);
+    assert_eq!(filter.reasons["price_out_of_range"].b, 0);
+    assert_eq!(filter.reasons["category_mismatch"].b, 4000);
+    assert!(!filter.exact, "sampled steps compare samples");
+    assert!(filter.reasoning.is_some());
+    assert!(diff.steps[0].reasoning.is_none() && diff.steps[0].added.is_empty());
+    assert!(
+        flowtrail_domain::query::diff(&f.services, f.team, good.id, Uuid::now_v7())
+            .await
+            .unwrap()
+            .is_none()
     );
 }

@@ -113,6 +113,39 @@ impl TestApp {
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
+    async fn post_to(&self, uri: &str, body: &Value) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let request = Request::post(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.key))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(serde_json::to_vec(body).unwrap()))
+            .unwrap();
+        let (status, headers, body) = self.call(request).await;
+        (
+            status,
+            headers,
+            serde_json::from_slice(&body).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Runs a worker until the queue is empty.
+    async fn drain_all(&self) {
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(worker::run(
+            self.services.clone(),
+            Default::default(),
+            shutdown,
+        ));
+        for _ in 0..200 {
+            if self.services.queue.depth().await.unwrap() == 0 {
+                let _ = stop.send(true);
+                task.await.unwrap();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the queue never drained");
+    }
+
     /// Runs a worker until the flow is queryable.
     async fn drain(&self, id: &str) {
         let (stop, shutdown) = tokio::sync::watch::channel(false);
@@ -770,6 +803,10 @@ async fn the_openapi_document_describes_the_live_router() {
         ("/metrics", vec!["get"]),
         ("/api/v1/openapi.json", vec!["get"]),
         ("/api/v1/events", vec!["get"]),
+        ("/api/v1/flows/{id}/steps", vec!["post"]),
+        ("/api/v1/flows/{id}/candidates/{candidate_id}", vec!["get"]),
+        ("/api/v1/flows/{a}/diff/{b}", vec!["get"]),
+        ("/api/v1/stats/reasons", vec!["get"]),
     ] {
         for method in expected {
             assert!(
@@ -780,7 +817,12 @@ async fn the_openapi_document_describes_the_live_router() {
     }
     // Every documented operation exists in the router: not the catch-all 404, not a 405.
     for (path, operations) in paths {
-        let uri = path.replace("{id}", FLOW_ID).replace("{seq}", "2");
+        let uri = path
+            .replace("{id}", FLOW_ID)
+            .replace("{a}", FLOW_ID)
+            .replace("{b}", FLOW_ID)
+            .replace("{candidate_id}", "B0CASE0001")
+            .replace("{seq}", "2");
         for method in operations.as_object().unwrap().keys() {
             let request = Request::builder()
                 .method(method.to_uppercase().as_str())
@@ -813,4 +855,208 @@ async fn the_openapi_document_describes_the_live_router() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn steps_pushed_while_running_are_merged_then_superseded() {
+    let app = app().await;
+    let push = json!({
+        "version": 1,
+        "pipeline": "competitor_selection",
+        "started_at": "2026-11-21T10:00:00.000Z",
+        "steps": [{"seq": 0, "name": "keyword_generation", "kind": "generate",
+                   "output": {"keywords": ["laptop stand"]}}]
+    });
+    let uri = format!("/api/v1/flows/{FLOW_ID}/steps");
+    let (status, _, body) = app.post_to(&uri, &push).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body, json!({"flow_id": FLOW_ID, "status": "queued"}));
+    let (status, headers, _) = app.post_to(&uri, &push).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(
+        headers["idempotent-replayed"], "true",
+        "a retried push is accepted once"
+    );
+
+    let mut second = flow_json(FLOW_ID);
+    second["version"] = json!(2);
+    let second = json!({"version": 2, "pipeline": "competitor_selection",
+                        "started_at": "2026-11-21T10:00:00.000Z", "steps": second["steps"]});
+    assert_eq!(app.post_to(&uri, &second).await.0, StatusCode::ACCEPTED);
+    app.drain_all().await;
+    let (status, flow) = app.get_json(&format!("/api/v1/flows/{FLOW_ID}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(flow["status"], "running", "the partial trail is visible");
+    assert_eq!(flow["step_count"], 2);
+    assert_eq!(
+        flow["largest_elimination"]["step"],
+        "price_and_rating_filter"
+    );
+    assert_eq!(flow["largest_elimination"]["eliminated"], 4970);
+
+    // The finished flow replaces every pushed step.
+    let mut finished = flow_json(FLOW_ID);
+    finished["version"] = json!(3);
+    assert_eq!(app.send(&finished).await.0, StatusCode::ACCEPTED);
+    app.drain_all().await;
+    let (_, flow) = app.get_json(&format!("/api/v1/flows/{FLOW_ID}")).await;
+    assert_eq!(flow["status"], "succeeded");
+    assert_eq!(flow["step_count"], 1);
+
+    // Bad pushes are told apart like bad flows.
+    let (status, _, body) = app
+        .post_to(
+            &uri,
+            &json!({"pipeline": "p", "started_at": "2026-11-21T10:00:00Z", "steps": []}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+    );
+    assert_eq!(body["error"]["field"], "steps");
+    let mut wrong_id = push.clone();
+    wrong_id["id"] = json!("01936b2e-7c4a-7cc0-9a57-000000000000");
+    let (status, _, body) = app.post_to(&uri, &wrong_id).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("id"))
+    );
+    let (status, _, body) = app.post_to("/api/v1/flows/not-a-uuid/steps", &push).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let request = Request::post(&uri)
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.key))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{\"steps\": ["))
+        .unwrap();
+    let (status, _, body) = app.call(request).await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "malformed_json")
+    );
+}
+
+#[tokio::test]
+async fn journey_diff_and_stats_answer_over_http() {
+    let app = app().await;
+    let good_id = "01936b2e-7c4a-7cc0-9a57-4c1f0e6d2b12";
+    let mut good = flow_json(good_id);
+    good["steps"][0]["capture"] = json!("full");
+    good["steps"][0]["candidates_in"] = json!(2);
+    good["steps"][0]["candidates_out"] = json!(1);
+    good["steps"][0]["reasons"] = json!({"price_out_of_range": 1});
+    good["steps"][0]["observations"] = json!([
+        {"candidate_id": "B0CASE0001", "verdict": "rejected",
+         "reasons": [{"code": "price_out_of_range", "text": "9.99 is below 0.5x of 45.00"}]},
+        {"candidate_id": "https://shop/a b", "verdict": "kept", "score": 0.9}
+    ]);
+    let bad = flow_json(FLOW_ID);
+    assert_eq!(app.send(&good).await.0, StatusCode::ACCEPTED);
+    assert_eq!(app.send(&bad).await.0, StatusCode::ACCEPTED);
+    app.drain_all().await;
+
+    let (status, journey) = app
+        .get_json(&format!("/api/v1/flows/{good_id}/candidates/B0CASE0001"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{journey}");
+    assert_eq!(journey["final_verdict"], "rejected");
+    assert_eq!(journey["eliminated_at"]["seq"], 2);
+    assert_eq!(
+        journey["eliminated_at"]["reasons"][0]["code"],
+        "price_out_of_range"
+    );
+    assert_eq!(journey["steps"][0]["presence"], "observed");
+    let (status, journey) = app
+        .get_json(&format!(
+            "/api/v1/flows/{good_id}/candidates/https%3A%2F%2Fshop%2Fa%20b"
+        ))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "an encoded id with slashes and spaces: {journey}"
+    );
+    assert_eq!(journey["candidate_id"], "https://shop/a b");
+    assert_eq!(journey["steps"][0]["score"], 0.9);
+    let (status, body) = app
+        .get_json(&format!("/api/v1/flows/{good_id}/candidates/B0NOPE"))
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let (status, body) = app
+        .get_json(&format!("/api/v1/flows/{FLOW_ID}/candidates/B0NOPE"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sample"),
+        "a sampled step may have seen it: {body}"
+    );
+
+    let (status, diff) = app
+        .get_json(&format!("/api/v1/flows/{good_id}/diff/{FLOW_ID}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{diff}");
+    let step = &diff["steps"][0];
+    assert_eq!(step["removed"], json!(["https://shop/a b"]));
+    assert_eq!(
+        step["reasons"]["price_out_of_range"],
+        json!({"a": 1, "b": 4100})
+    );
+    assert_eq!(step["candidates_in"], json!({"a": 2, "b": 5000}));
+    let (status, body) = app
+        .get_json(&format!(
+            "/api/v1/flows/{good_id}/diff/01936b2e-7c4a-7cc0-9a57-000000000000"
+        ))
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let (status, _) = app
+        .get_json(&format!("/api/v1/flows/{good_id}/diff/nope"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, stats) = app
+        .get_json("/api/v1/stats/reasons?since=2026-11-21T00:00:00Z&until=2026-11-22T00:00:00Z&bucket=hour")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!(stats["bucket"], "hour");
+    assert_eq!(
+        stats["totals"][0],
+        json!({"pipeline": "competitor_selection", "step": "price_and_rating_filter",
+               "code": "price_out_of_range", "count": 4101})
+    );
+    assert_eq!(stats["buckets"][0]["start"], "2026-11-21T10:00:00Z");
+    assert_eq!(stats["funnels"][0]["flows"], 2);
+    assert_eq!(stats["funnels"][0]["steps"][0]["median_in"], 2501.0);
+    for (query, field) in [("bucket=week", "bucket"), ("since=soon", "since")] {
+        let (status, body) = app
+            .get_json(&format!("/api/v1/stats/reasons?{query}"))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["error"]["field"], field);
+    }
+
+    // The flows list carries the largest elimination and finds the flow by reason text.
+    let (_, page) = app.get_json("/api/v1/flows?q=below%200.5x").await;
+    let ids: Vec<_> = page["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].clone())
+        .collect();
+    assert_eq!(ids.len(), 2, "{page}");
+    assert_eq!(ids[0], json!(good_id), "same start: the larger id first");
+    assert_eq!(page["flows"][0]["largest_elimination"]["share"], 0.5);
+    assert_eq!(page["flows"][1]["largest_elimination"]["share"], 0.994);
 }

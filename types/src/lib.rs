@@ -20,6 +20,53 @@ pub mod api;
 
 pub use api::*;
 
+/// Body of `POST /api/v1/flows/{id}/steps`: some steps of a flow that is still running, sent
+/// as they finish so a pipeline that crashes mid-run still leaves its partial trail. The
+/// server merges them by `seq` into the stored flow; the finished record sent later to
+/// `POST /api/v1/flows` with a higher `version` supersedes everything pushed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StepsPush {
+    /// Optional; when present it must equal the id in the path.
+    #[serde(default)]
+    pub id: Option<Uuid>,
+    /// Grows with every push of the same flow; the flow's own fields of the highest version
+    /// win, steps are merged whatever the order of arrival.
+    #[serde(default = "default_version")]
+    pub version: u32,
+    pub pipeline: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub input: Value,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub sdk: Option<SdkInfo>,
+    pub steps: Vec<StepRecord>,
+}
+
+impl StepsPush {
+    /// The push as a running flow record with these steps only.
+    pub fn into_record(self, id: Uuid) -> FlowRecord {
+        FlowRecord {
+            id,
+            version: self.version,
+            pipeline: self.pipeline,
+            status: FlowStatus::Running,
+            started_at: self.started_at,
+            ended_at: None,
+            input: self.input,
+            output: Value::Null,
+            tags: self.tags,
+            error: None,
+            sdk: self.sdk,
+            steps: self.steps,
+        }
+    }
+}
+
 /// Free attributes of a candidate (`price`, `rating`, `category`…).
 pub type Attributes = serde_json::Map<String, Value>;
 

@@ -1,20 +1,20 @@
 //! [`MetadataStore`] on SQLite.
 
 use async_trait::async_trait;
-use flowtrail_types::{FlowDetail, FlowPage, FlowRecord, SdkInfo};
+use flowtrail_types::{FlowDetail, FlowPage, FlowRecord, FlowStatus, SdkInfo, StepKind};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use super::Database;
 use crate::auth::{Role, Scope};
-use crate::millis::{now_ms, to_ms};
+use crate::millis::{hour_floor, now_ms, to_ms};
 use crate::payloads::PayloadRef;
 use crate::rows::{
     FLOW_COLUMNS, UserKey, corrupt, flow_summary, json_text, parse_json, step_summary,
 };
 use crate::store::{
-    ApiKey, FlowCursor, FlowQuery, FlowWrite, Membership, MetadataStore, StepPayloads, Team,
-    UpsertOutcome, User,
+    ApiKey, FlowCursor, FlowQuery, FlowWrite, FunnelRow, Membership, MetadataStore, ReasonRow,
+    StatsQuery, StepPayloads, Team, UpsertOutcome, User, WriteMode, observation_text, search_words,
 };
 use crate::{Error, Result};
 
@@ -204,23 +204,11 @@ impl MetadataStore for SqliteMetadata {
         .transpose()
     }
 
-    async fn upsert_flow(
-        &self,
-        team_id: i64,
-        flow: &FlowRecord,
-        payloads: &StepPayloads,
-    ) -> Result<UpsertOutcome> {
-        let mut tx = self.db.write.begin().await?;
-        let outcome = write_flow(&mut tx, team_id, flow, payloads).await?;
-        tx.commit().await?;
-        Ok(outcome)
-    }
-
     async fn upsert_flows(&self, writes: &[FlowWrite<'_>]) -> Result<Vec<UpsertOutcome>> {
         let mut tx = self.db.write.begin().await?;
         let mut outcomes = Vec::with_capacity(writes.len());
         for write in writes {
-            outcomes.push(write_flow(&mut tx, write.team_id, write.flow, write.payloads).await?);
+            outcomes.push(write_flow(&mut tx, write).await?);
         }
         tx.commit().await?;
         Ok(outcomes)
@@ -255,21 +243,16 @@ impl MetadataStore for SqliteMetadata {
             .push(")");
         }
         if let Some(text) = &query.text {
-            let pattern = format!(
-                "%{}%",
-                text.replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
-            );
-            sql.push(" AND (p.name LIKE ")
-                .push_bind(pattern.clone())
-                .push(" ESCAPE '\\' OR EXISTS (SELECT 1 FROM steps s WHERE s.team_id = f.team_id AND s.flow_id = f.id AND (s.name LIKE ")
-                .push_bind(pattern.clone())
-                .push(" ESCAPE '\\' OR s.reasoning LIKE ")
-                .push_bind(pattern.clone())
-                .push(" ESCAPE '\\' OR s.reasons LIKE ")
-                .push_bind(pattern)
-                .push(" ESCAPE '\\')))");
+            sql.push(
+                " AND f.id IN (SELECT d.flow_id FROM flow_search JOIN flow_search_ids d \
+                 ON d.id = flow_search.rowid WHERE flow_search MATCH ",
+            )
+            .push_bind(fts_query(text).unwrap_or_default())
+            .push(" AND d.team_id = f.team_id)");
+            if fts_query(text).is_none() {
+                // The user asked for text and typed nothing searchable: nothing matches.
+                sql.push(" AND 0 = 1");
+            }
         }
         if query.step_kind.is_some() || query.min_eliminated.is_some() {
             sql.push(
@@ -314,6 +297,83 @@ impl MetadataStore for SqliteMetadata {
         Ok(FlowPage { flows, next_cursor })
     }
 
+    async fn reason_counts(&self, team_id: i64, query: &StatsQuery) -> Result<Vec<ReasonRow>> {
+        let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
+            "SELECT r.bucket - r.bucket % ?1 AS b, p.name, r.step, r.code, SUM(r.count) \
+             FROM reason_counts r JOIN pipelines p ON p.id = r.pipeline_id \
+             WHERE r.team_id = ?2 AND r.bucket >= ?3 AND r.bucket < ?4 \
+               AND (?5 IS NULL OR p.name = ?5) AND (?6 IS NULL OR r.step = ?6) \
+             GROUP BY b, p.name, r.step, r.code HAVING SUM(r.count) > 0 \
+             ORDER BY b, p.name, r.step, r.code",
+        )
+        .bind(query.bucket_ms)
+        .bind(team_id)
+        .bind(hour_floor(to_ms(query.since)))
+        .bind(to_ms(query.until))
+        .bind(&query.pipeline)
+        .bind(&query.step)
+        .fetch_all(&self.db.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(bucket_ms, pipeline, step, code, count)| ReasonRow {
+                bucket_ms,
+                pipeline,
+                step,
+                code,
+                count: count.max(0) as u64,
+            })
+            .collect())
+    }
+
+    async fn funnel_rows(
+        &self,
+        team_id: i64,
+        query: &StatsQuery,
+        flow_cap: u32,
+    ) -> Result<Vec<FunnelRow>> {
+        let pipelines: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, name FROM pipelines WHERE team_id = ?1 AND (?2 IS NULL OR name = ?2) \
+             ORDER BY name",
+        )
+        .bind(team_id)
+        .bind(&query.pipeline)
+        .fetch_all(&self.db.read)
+        .await?;
+        let mut out = Vec::new();
+        for (pipeline_id, pipeline) in pipelines {
+            let rows: Vec<(String, i64, String, String, i64, i64)> = sqlx::query_as(
+                "SELECT s.flow_id, s.seq, s.name, s.kind, s.candidates_in, s.candidates_out \
+                 FROM (SELECT id FROM flows WHERE team_id = ?1 AND pipeline_id = ?2 \
+                       AND started_at >= ?3 AND started_at < ?4 \
+                       ORDER BY started_at DESC, id DESC LIMIT ?5) f \
+                 JOIN steps s ON s.team_id = ?1 AND s.flow_id = f.id \
+                 WHERE s.candidates_in IS NOT NULL AND s.candidates_out IS NOT NULL \
+                   AND (?6 IS NULL OR s.name = ?6)",
+            )
+            .bind(team_id)
+            .bind(pipeline_id)
+            .bind(to_ms(query.since))
+            .bind(to_ms(query.until))
+            .bind(i64::from(flow_cap))
+            .bind(&query.step)
+            .fetch_all(&self.db.read)
+            .await?;
+            for (flow_id, seq, step, kind, input, output) in rows {
+                out.push(FunnelRow {
+                    pipeline: pipeline.clone(),
+                    flow_id,
+                    seq: seq as u32,
+                    step,
+                    kind: StepKind::parse(&kind).ok_or_else(|| corrupt("step kind"))?,
+                    candidates_in: input.max(0) as u64,
+                    candidates_out: output.max(0) as u64,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     async fn get_flow(&self, team_id: i64, flow_id: Uuid) -> Result<Option<FlowDetail>> {
         let id = flow_id.hyphenated().to_string();
         let Some(row) = sqlx::query(&format!(
@@ -354,6 +414,25 @@ impl MetadataStore for SqliteMetadata {
         }))
     }
 
+    async fn flow_payloads(&self, team_id: i64, flow_id: Uuid) -> Result<StepPayloads> {
+        let rows = sqlx::query(
+            "SELECT seq, payload_key, payload_sha256, payload_bytes, payload_inline FROM steps \
+             WHERE team_id = ? AND flow_id = ? AND payload_key IS NOT NULL",
+        )
+        .bind(team_id)
+        .bind(flow_id.hyphenated().to_string())
+        .fetch_all(&self.db.read)
+        .await?;
+        let mut payloads = StepPayloads::new();
+        for row in rows {
+            let seq: i64 = row.try_get("seq")?;
+            if let Some(reference) = payload_ref(&row)? {
+                payloads.insert(seq as u32, reference);
+            }
+        }
+        Ok(payloads)
+    }
+
     async fn step_payload(
         &self,
         team_id: i64,
@@ -370,98 +449,61 @@ impl MetadataStore for SqliteMetadata {
         .fetch_optional(&self.db.read)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let key: Option<String> = row.try_get("payload_key")?;
-        let sha: Option<String> = row.try_get("payload_sha256")?;
-        let bytes: Option<i64> = row.try_get("payload_bytes")?;
-        let inline: Option<Vec<u8>> = row.try_get("payload_inline")?;
-        Ok(Some(match (key, sha, bytes) {
-            (Some(key), Some(sha256), Some(bytes)) => Some(PayloadRef {
-                key,
-                inline: inline.map(bytes::Bytes::from),
-                sha256,
-                bytes: bytes as u64,
-            }),
-            _ => None,
-        }))
+        Ok(Some(payload_ref(&row)?))
     }
 }
 
-/// Writes one flow with its steps and tags inside the caller's transaction, unless a newer
-/// version is stored.
-async fn write_flow(
-    conn: &mut SqliteConnection,
-    team_id: i64,
-    flow: &FlowRecord,
-    payloads: &StepPayloads,
-) -> Result<UpsertOutcome> {
+/// Writes one flow with its steps and tags inside the caller's transaction, unless what is
+/// stored supersedes it (see [`WriteMode`]).
+async fn write_flow(conn: &mut SqliteConnection, write: &FlowWrite<'_>) -> Result<UpsertOutcome> {
+    let FlowWrite {
+        team_id,
+        flow,
+        payloads,
+        mode,
+    } = *write;
     let flow_id = flow.id.hyphenated().to_string();
-    let stored: Option<i64> =
-        sqlx::query_scalar("SELECT version FROM flows WHERE team_id = ? AND id = ?")
+    let stored: Option<(i64, String)> =
+        sqlx::query_as("SELECT version, status FROM flows WHERE team_id = ? AND id = ?")
             .bind(team_id)
             .bind(&flow_id)
             .fetch_optional(&mut *conn)
             .await?;
-    if stored.is_some_and(|version| version > i64::from(flow.version)) {
-        return Ok(UpsertOutcome::Stale);
-    }
-    sqlx::query("INSERT INTO pipelines (team_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING")
-        .bind(team_id)
-        .bind(&flow.pipeline)
-        .execute(&mut *conn)
-        .await?;
-    let pipeline_id: i64 =
-        sqlx::query_scalar("SELECT id FROM pipelines WHERE team_id = ? AND name = ?")
-            .bind(team_id)
-            .bind(&flow.pipeline)
-            .fetch_one(&mut *conn)
-            .await?;
-    for table in ["steps", "flow_tags"] {
-        sqlx::query(&format!(
-            "DELETE FROM {table} WHERE team_id = ? AND flow_id = ?"
-        ))
-        .bind(team_id)
-        .bind(&flow_id)
-        .execute(&mut *conn)
-        .await?;
-    }
-    let tags = serde_json::to_string(&flow.tags).map_err(|e| Error::Internal(e.to_string()))?;
+    let version = i64::from(flow.version);
+    let take_header = match (mode, &stored) {
+        (_, None) => true,
+        (WriteMode::Replace, Some((stored, _))) if *stored > version => {
+            return Ok(UpsertOutcome::Stale);
+        }
+        (WriteMode::Replace, Some(_)) => true,
+        (WriteMode::MergeSteps, Some((stored, status)))
+            if status != FlowStatus::Running.as_str() && *stored >= version =>
+        {
+            return Ok(UpsertOutcome::Stale);
+        }
+        (WriteMode::MergeSteps, Some((stored, _))) => *stored <= version,
+    };
+    // Subtract the stored steps' reasons while the flow's pipeline and start are still the
+    // stored ones; every remaining step is added back below.
+    adjust_reason_counts(conn, team_id, &flow_id, -1).await?;
+    let replaced_seqs = match mode {
+        WriteMode::Replace => None,
+        WriteMode::MergeSteps => Some(
+            serde_json::to_string(&flow.steps.iter().map(|s| s.seq).collect::<Vec<_>>())
+                .map_err(|e| Error::Internal(e.to_string()))?,
+        ),
+    };
     sqlx::query(
-        "INSERT INTO flows (team_id, id, version, pipeline_id, status, started_at, ended_at, \
-         input, output, tags, error, sdk_name, sdk_version, step_count, ingested_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (team_id, id) DO UPDATE SET version = excluded.version, \
-         pipeline_id = excluded.pipeline_id, status = excluded.status, \
-         started_at = excluded.started_at, ended_at = excluded.ended_at, \
-         input = excluded.input, output = excluded.output, tags = excluded.tags, \
-         error = excluded.error, sdk_name = excluded.sdk_name, \
-         sdk_version = excluded.sdk_version, step_count = excluded.step_count, \
-         ingested_at = excluded.ingested_at",
+        "DELETE FROM steps WHERE team_id = ? AND flow_id = ? \
+         AND (?3 IS NULL OR seq IN (SELECT value FROM json_each(?3)))",
     )
     .bind(team_id)
     .bind(&flow_id)
-    .bind(i64::from(flow.version))
-    .bind(pipeline_id)
-    .bind(flow.status.as_str())
-    .bind(to_ms(flow.started_at))
-    .bind(flow.ended_at.map(to_ms))
-    .bind(json_text(&flow.input)?)
-    .bind(json_text(&flow.output)?)
-    .bind(tags)
-    .bind(&flow.error)
-    .bind(flow.sdk.as_ref().map(|s| s.name.as_str()))
-    .bind(flow.sdk.as_ref().map(|s| s.version.as_str()))
-    .bind(flow.steps.len() as i64)
-    .bind(now_ms())
+    .bind(&replaced_seqs)
     .execute(&mut *conn)
     .await?;
-    for (key, value) in &flow.tags {
-        sqlx::query("INSERT INTO flow_tags (team_id, flow_id, key, value) VALUES (?, ?, ?, ?)")
-            .bind(team_id)
-            .bind(&flow_id)
-            .bind(key)
-            .bind(value)
-            .execute(&mut *conn)
-            .await?;
+    if take_header {
+        write_header(conn, team_id, &flow_id, flow).await?;
     }
     for step in &flow.steps {
         let payload = payloads.get(&step.seq);
@@ -471,8 +513,8 @@ async fn write_flow(
             "INSERT INTO steps (team_id, flow_id, seq, name, kind, status, started_at, \
              ended_at, input, output, reasoning, candidates_in, candidates_out, reasons, \
              capture, observation_count, payload_key, payload_sha256, payload_bytes, \
-             payload_inline) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             payload_inline, search_text) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(team_id)
         .bind(&flow_id)
@@ -494,8 +536,182 @@ async fn write_flow(
         .bind(payload.map(|p| p.sha256.as_str()))
         .bind(payload.map(|p| p.bytes as i64))
         .bind(payload.and_then(|p| p.inline.as_deref()))
+        .bind(observation_text(&step.observations))
         .execute(&mut *conn)
         .await?;
     }
+    adjust_reason_counts(conn, team_id, &flow_id, 1).await?;
+    refresh_derived(conn, team_id, &flow_id).await?;
     Ok(UpsertOutcome::Written)
+}
+
+/// The flow's own row and its tags.
+async fn write_header(
+    conn: &mut SqliteConnection,
+    team_id: i64,
+    flow_id: &str,
+    flow: &FlowRecord,
+) -> Result<()> {
+    sqlx::query("INSERT INTO pipelines (team_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING")
+        .bind(team_id)
+        .bind(&flow.pipeline)
+        .execute(&mut *conn)
+        .await?;
+    let pipeline_id: i64 =
+        sqlx::query_scalar("SELECT id FROM pipelines WHERE team_id = ? AND name = ?")
+            .bind(team_id)
+            .bind(&flow.pipeline)
+            .fetch_one(&mut *conn)
+            .await?;
+    sqlx::query("DELETE FROM flow_tags WHERE team_id = ? AND flow_id = ?")
+        .bind(team_id)
+        .bind(flow_id)
+        .execute(&mut *conn)
+        .await?;
+    let tags = serde_json::to_string(&flow.tags).map_err(|e| Error::Internal(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO flows (team_id, id, version, pipeline_id, status, started_at, ended_at, \
+         input, output, tags, error, sdk_name, sdk_version, step_count, ingested_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) \
+         ON CONFLICT (team_id, id) DO UPDATE SET version = excluded.version, \
+         pipeline_id = excluded.pipeline_id, status = excluded.status, \
+         started_at = excluded.started_at, ended_at = excluded.ended_at, \
+         input = excluded.input, output = excluded.output, tags = excluded.tags, \
+         error = excluded.error, sdk_name = excluded.sdk_name, \
+         sdk_version = excluded.sdk_version, ingested_at = excluded.ingested_at",
+    )
+    .bind(team_id)
+    .bind(flow_id)
+    .bind(i64::from(flow.version))
+    .bind(pipeline_id)
+    .bind(flow.status.as_str())
+    .bind(to_ms(flow.started_at))
+    .bind(flow.ended_at.map(to_ms))
+    .bind(json_text(&flow.input)?)
+    .bind(json_text(&flow.output)?)
+    .bind(tags)
+    .bind(&flow.error)
+    .bind(flow.sdk.as_ref().map(|s| s.name.as_str()))
+    .bind(flow.sdk.as_ref().map(|s| s.version.as_str()))
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
+    for (key, value) in &flow.tags {
+        sqlx::query("INSERT INTO flow_tags (team_id, flow_id, key, value) VALUES (?, ?, ?, ?)")
+            .bind(team_id)
+            .bind(flow_id)
+            .bind(key)
+            .bind(value)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Adds (`sign` 1) or subtracts (`sign` -1) the flow's stored step histograms to the hourly
+/// reason counts.
+async fn adjust_reason_counts(
+    conn: &mut SqliteConnection,
+    team_id: i64,
+    flow_id: &str,
+    sign: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO reason_counts (team_id, pipeline_id, step, bucket, code, count) \
+         SELECT f.team_id, f.pipeline_id, s.name, f.started_at - f.started_at % 3600000, j.key, \
+                ?1 * SUM(j.value) \
+         FROM steps s JOIN flows f ON f.team_id = s.team_id AND f.id = s.flow_id, \
+              json_each(s.reasons) j \
+         WHERE s.team_id = ?2 AND s.flow_id = ?3 \
+         GROUP BY 1, 2, 3, 4, 5 \
+         ON CONFLICT DO UPDATE SET count = count + excluded.count",
+    )
+    .bind(sign)
+    .bind(team_id)
+    .bind(flow_id)
+    .execute(&mut *conn)
+    .await?;
+    if sign < 0 {
+        sqlx::query("DELETE FROM reason_counts WHERE team_id = ? AND count = 0 AND bucket IN \
+                     (SELECT started_at - started_at % 3600000 FROM flows WHERE team_id = ? AND id = ?)")
+            .bind(team_id)
+            .bind(team_id)
+            .bind(flow_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Recomputes what is derived from the flow's steps: their count, the largest elimination
+/// and the search document.
+async fn refresh_derived(conn: &mut SqliteConnection, team_id: i64, flow_id: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE flows SET step_count = (SELECT COUNT(*) FROM steps s \
+             WHERE s.team_id = flows.team_id AND s.flow_id = flows.id), \
+         (top_seq, top_step, top_kind, top_in, top_out) = (\
+             SELECT s.seq, s.name, s.kind, s.candidates_in, s.candidates_out FROM steps s \
+             WHERE s.team_id = flows.team_id AND s.flow_id = flows.id \
+               AND s.candidates_in IS NOT NULL AND s.candidates_out IS NOT NULL \
+             ORDER BY s.candidates_in - s.candidates_out DESC, s.seq LIMIT 1) \
+         WHERE team_id = ? AND id = ?",
+    )
+    .bind(team_id)
+    .bind(flow_id)
+    .execute(&mut *conn)
+    .await?;
+    let doc_id: i64 = sqlx::query_scalar(
+        "INSERT INTO flow_search_ids (team_id, flow_id) VALUES (?, ?) \
+         ON CONFLICT (team_id, flow_id) DO UPDATE SET flow_id = excluded.flow_id RETURNING id",
+    )
+    .bind(team_id)
+    .bind(flow_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM flow_search WHERE rowid = ?")
+        .bind(doc_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO flow_search (rowid, body) \
+         SELECT ?1, p.name || ' ' || coalesce(f.error, '') || ' ' || coalesce((\
+             SELECT group_concat(s.name || ' ' || coalesce(s.reasoning, '') || ' ' || s.reasons \
+                 || ' ' || coalesce(s.search_text, ''), ' ') \
+             FROM steps s WHERE s.team_id = f.team_id AND s.flow_id = f.id), '') \
+         FROM flows f JOIN pipelines p ON p.id = f.pipeline_id \
+         WHERE f.team_id = ?2 AND f.id = ?3",
+    )
+    .bind(doc_id)
+    .bind(team_id)
+    .bind(flow_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// An FTS5 query for what the user typed: every word a phrase of its tokens, quoted (so no
+/// operator or column filter can be injected), the last token a prefix.
+fn fts_query(text: &str) -> Option<String> {
+    let phrases: Vec<String> = search_words(text)
+        .into_iter()
+        .map(|tokens| format!("\"{}\"*", tokens.join(" ")))
+        .collect();
+    (!phrases.is_empty()).then(|| phrases.join(" AND "))
+}
+
+/// The payload columns of a step row.
+fn payload_ref(row: &sqlx::sqlite::SqliteRow) -> Result<Option<PayloadRef>> {
+    let key: Option<String> = row.try_get("payload_key")?;
+    let sha: Option<String> = row.try_get("payload_sha256")?;
+    let bytes: Option<i64> = row.try_get("payload_bytes")?;
+    let inline: Option<Vec<u8>> = row.try_get("payload_inline")?;
+    Ok(match (key, sha, bytes) {
+        (Some(key), Some(sha256), Some(bytes)) => Some(PayloadRef {
+            key,
+            inline: inline.map(bytes::Bytes::from),
+            sha256,
+            bytes: bytes as u64,
+        }),
+        _ => None,
+    })
 }

@@ -9,13 +9,13 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use flowtrail_domain::ingest;
 use flowtrail_domain::store::{FlowCursor, FlowQuery};
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use flowtrail_types::{
     ErrorBody, FlowDetail, FlowPage, FlowRecord, FlowStatus, IngestAccepted, ObservationList,
-    StepKind,
+    StepKind, StepsPush,
 };
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use time::OffsetDateTime;
@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/flows", get(list).post(accept))
         .route("/api/v1/flows/{id}", get(show))
+        .route("/api/v1/flows/{id}/steps", post(accept_steps))
         .route(
             "/api/v1/flows/{id}/steps/{seq}/observations",
             get(observations),
@@ -65,15 +66,65 @@ pub(crate) async fn accept(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let result = accept_inner(&state, &caller, &headers, body).await;
-    match &result {
+    let result = accept_inner(&state, &caller, &headers, body, Target::Flow).await;
+    count_rejection(&state, &result);
+    result
+}
+
+/// `POST /api/v1/flows/{id}/steps`: steps of a running flow, merged by `seq` once stored.
+#[utoipa::path(
+    post, path = "/api/v1/flows/{id}/steps", tag = "ingest",
+    params(
+        ("id" = Uuid, Path, description = "Flow id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "At most 128 characters; default: flow id, version and the pushed steps' seqs"),
+    ),
+    request_body(content = StepsPush, description = "Some finished steps of a running flow; `Content-Encoding: gzip` or `zstd` accepted"),
+    responses(
+        (status = 202, description = "Durably queued (`Idempotent-Replayed: true` on a repeat)", body = IngestAccepted),
+        (status = 400, description = "malformed JSON or body", body = ErrorBody),
+        (status = 401, description = "no or unknown credentials", body = ErrorBody),
+        (status = 403, description = "credentials without the needed scope", body = ErrorBody),
+        (status = 404, description = "The id in the path is not a UUID", body = ErrorBody),
+        (status = 409, description = "The same key is still being accepted", body = ErrorBody),
+        (status = 413, description = "Body over the limit, compressed or not", body = ErrorBody),
+        (status = 415, description = "Wrong content type or encoding", body = ErrorBody),
+        (status = 422, description = "Invalid steps, or a reused key with another body", body = ErrorBody),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Queue full or storage down; see Retry-After", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+#[tracing::instrument(skip_all, fields(team = %caller.team))]
+pub(crate) async fn accept_steps(
+    State(state): State<AppState>,
+    Ingester(caller): Ingester,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let id = flow_id(&id)?;
+    let result = accept_inner(&state, &caller, &headers, body, Target::Steps(id)).await;
+    count_rejection(&state, &result);
+    result
+}
+
+/// What an ingest request writes.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// A whole flow record.
+    Flow,
+    /// Some steps of the running flow with this id.
+    Steps(Uuid),
+}
+
+fn count_rejection(state: &AppState, result: &Result<Response, ApiError>) {
+    match result {
         Ok(_) => {}
         Err(e) if e.status().is_client_error() => {
             state.metrics.flows_rejected.fetch_add(1, Ordering::Relaxed);
         }
         Err(_) => {}
     }
-    result
 }
 
 async fn accept_inner(
@@ -81,6 +132,7 @@ async fn accept_inner(
     caller: &super::auth::Caller,
     headers: &HeaderMap,
     body: Body,
+    target: Target,
 ) -> Result<Response, ApiError> {
     check_content_type(headers)?;
     let encoding = content_encoding(headers)?;
@@ -116,13 +168,17 @@ async fn accept_inner(
         Encoding::Identity => raw.to_vec(),
         compressed => decompress(compressed, &raw, limit)?,
     };
-    let job = ingest::prepare(
+    let (limits, key, request_id) = (
         &state.services.limits,
-        caller.team_id,
         idempotency_key.as_deref(),
-        &json,
         request_id.as_deref(),
-    )?;
+    );
+    let job = match target {
+        Target::Flow => ingest::prepare(limits, caller.team_id, key, &json, request_id)?,
+        Target::Steps(id) => {
+            ingest::prepare_steps(limits, caller.team_id, id, key, &json, request_id)?
+        }
+    };
     let _in_flight = state
         .in_flight
         .claim(caller.team_id, &job.idempotency_key)
@@ -263,7 +319,7 @@ fn decompress(encoding: Encoding, raw: &[u8], limit: usize) -> Result<Vec<u8>, A
         ("tag" = Option<Vec<String>>, Query, description = "key:value; repeatable, all must match"),
         ("since" = Option<String>, Query, description = "RFC 3339; flows started at or after"),
         ("until" = Option<String>, Query, description = "RFC 3339; flows started before"),
-        ("q" = Option<String>, Query, description = "Text in step names, reasoning and reasons"),
+        ("q" = Option<String>, Query, description = "Full-text: every word must appear (last token as a prefix) in the pipeline, error, step names, reasoning, reason codes and texts, or candidate ids"),
         ("step_kind" = Option<StepKind>, Query, description = "With min_eliminated: a step of this kind"),
         ("min_eliminated" = Option<f64>, Query, description = "0 to 1: share of candidates_in not passed on"),
         ("limit" = Option<u32>, Query, description = "1 to 500, default 50"),
@@ -365,7 +421,7 @@ pub fn parse_flow_query(raw: &str) -> Result<FlowQuery, ApiError> {
     Ok(query)
 }
 
-fn flow_id(text: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn flow_id(text: &str) -> Result<Uuid, ApiError> {
     Uuid::try_parse(text).map_err(|_| ApiError::NotFound(format!("no flow has the id {text:?}")))
 }
 

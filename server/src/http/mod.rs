@@ -7,6 +7,7 @@ pub mod events;
 pub mod flows;
 pub mod health;
 pub mod openapi;
+pub mod query;
 
 use axum::Router;
 use axum::routing::any;
@@ -21,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .merge(flows::router())
         .merge(health::router())
         .merge(openapi::router())
+        .merge(query::router())
         .route("/api", any(error::unknown_endpoint))
         .route("/api/{*rest}", any(error::unknown_endpoint))
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -6,7 +6,7 @@ use axum::{Json, Router};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, events, flows, health};
+use super::{admin, events, flows, health, query};
 use crate::state::AppState;
 
 /// The whole API.
@@ -21,7 +21,11 @@ use crate::state::AppState;
         flows::accept,
         flows::list,
         flows::show,
+        flows::accept_steps,
         flows::observations,
+        query::journey,
+        query::diff,
+        query::reason_stats,
         events::events,
         admin::dead_letters,
         admin::redrive,
