@@ -19,7 +19,7 @@ use crate::store::StatsQuery;
 use crate::{Error, Result, Services};
 
 /// Funnel medians come from at most this many of the newest flows per pipeline in the range.
-pub const FUNNEL_FLOW_CAP: u32 = 2_000;
+pub const FUNNEL_FLOW_CAP: u32 = 1_000;
 
 /// The observations of every step of a flow that stored some, by `seq`.
 async fn observations_by_step(

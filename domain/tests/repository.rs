@@ -1444,3 +1444,59 @@ async fn a_diff_names_added_removed_and_changed_candidates_per_step() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn a_batch_naming_a_flow_twice_applies_the_writes_in_order() {
+    let f = fresh().await;
+    let finished = flow("competitor_selection", 0, &[("env", "prod")]);
+    let mut partial = finished.clone();
+    partial.status = FlowStatus::Running;
+    partial.steps.truncate(1);
+    partial.steps[0].name = "early_keywords".into();
+    let mut finished = finished;
+    finished.version = 2;
+    let mut late = partial.clone();
+    late.version = 2; // a push as new as the finished record: stale
+    let other = flow("categorization", 5, &[]);
+    let none = StepPayloads::new();
+    let write = |flow, mode| flowtrail_domain::store::FlowWrite {
+        team_id: f.team,
+        flow,
+        payloads: &none,
+        mode,
+    };
+    let writes = [
+        write(&partial, WriteMode::MergeSteps),
+        write(&other, WriteMode::Replace),
+        write(&finished, WriteMode::Replace),
+        write(&late, WriteMode::MergeSteps),
+    ];
+    let outcomes = f.services.metadata.upsert_flows(&writes).await.unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            UpsertOutcome::Written,
+            UpsertOutcome::Written,
+            UpsertOutcome::Written,
+            UpsertOutcome::Stale
+        ]
+    );
+    let stored = f
+        .services
+        .metadata
+        .get_flow(f.team, finished.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.summary.status, FlowStatus::Succeeded);
+    assert_eq!(
+        stored
+            .steps
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["keywords", "price_filter", "rank"]
+    );
+    assert_eq!(stored.summary.tags["env"], "prod");
+    assert_eq!(ids(&f, &query()).await, vec![other.id, finished.id]);
+}

@@ -1,20 +1,18 @@
 //! [`MetadataStore`] on SQLite.
 
 use async_trait::async_trait;
-use flowtrail_types::{FlowDetail, FlowPage, FlowRecord, FlowStatus, SdkInfo, StepKind};
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use flowtrail_types::{FlowDetail, FlowPage, SdkInfo, StepKind};
+use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
 use super::Database;
 use crate::auth::{Role, Scope};
 use crate::millis::{hour_floor, now_ms, to_ms};
 use crate::payloads::PayloadRef;
-use crate::rows::{
-    FLOW_COLUMNS, UserKey, corrupt, flow_summary, json_text, parse_json, step_summary,
-};
+use crate::rows::{FLOW_COLUMNS, UserKey, corrupt, flow_summary, parse_json, step_summary};
 use crate::store::{
     ApiKey, FlowCursor, FlowQuery, FlowWrite, FunnelRow, Membership, MetadataStore, ReasonRow,
-    StatsQuery, StepPayloads, Team, UpsertOutcome, User, WriteMode, observation_text, search_words,
+    StatsQuery, StepPayloads, Team, UpsertOutcome, User, search_words,
 };
 use crate::{Error, Result};
 
@@ -206,10 +204,7 @@ impl MetadataStore for SqliteMetadata {
 
     async fn upsert_flows(&self, writes: &[FlowWrite<'_>]) -> Result<Vec<UpsertOutcome>> {
         let mut tx = self.db.write.begin().await?;
-        let mut outcomes = Vec::with_capacity(writes.len());
-        for write in writes {
-            outcomes.push(write_flow(&mut tx, write).await?);
-        }
+        let outcomes = super::writes::write_batch(&mut tx, writes).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -243,15 +238,20 @@ impl MetadataStore for SqliteMetadata {
             .push(")");
         }
         if let Some(text) = &query.text {
-            sql.push(
-                " AND f.id IN (SELECT d.flow_id FROM flow_search JOIN flow_search_ids d \
-                 ON d.id = flow_search.rowid WHERE flow_search MATCH ",
-            )
-            .push_bind(fts_query(text).unwrap_or_default())
-            .push(" AND d.team_id = f.team_id)");
-            if fts_query(text).is_none() {
+            match fts_query(text) {
                 // The user asked for text and typed nothing searchable: nothing matches.
-                sql.push(" AND 0 = 1");
+                None => {
+                    sql.push(" AND 0 = 1");
+                }
+                // The matching flows (a temporary set), then the flows index newest first.
+                Some(fts) => {
+                    sql.push(
+                        " AND f.id IN (SELECT d.flow_id FROM flow_search JOIN flow_search_ids d \
+                         ON d.id = flow_search.rowid WHERE flow_search MATCH ",
+                    )
+                    .push_bind(fts)
+                    .push(" AND d.team_id = f.team_id)");
+                }
             }
         }
         if query.step_kind.is_some() || query.min_eliminated.is_some() {
@@ -451,242 +451,6 @@ impl MetadataStore for SqliteMetadata {
         let Some(row) = row else { return Ok(None) };
         Ok(Some(payload_ref(&row)?))
     }
-}
-
-/// Writes one flow with its steps and tags inside the caller's transaction, unless what is
-/// stored supersedes it (see [`WriteMode`]).
-async fn write_flow(conn: &mut SqliteConnection, write: &FlowWrite<'_>) -> Result<UpsertOutcome> {
-    let FlowWrite {
-        team_id,
-        flow,
-        payloads,
-        mode,
-    } = *write;
-    let flow_id = flow.id.hyphenated().to_string();
-    let stored: Option<(i64, String)> =
-        sqlx::query_as("SELECT version, status FROM flows WHERE team_id = ? AND id = ?")
-            .bind(team_id)
-            .bind(&flow_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    let version = i64::from(flow.version);
-    let take_header = match (mode, &stored) {
-        (_, None) => true,
-        (WriteMode::Replace, Some((stored, _))) if *stored > version => {
-            return Ok(UpsertOutcome::Stale);
-        }
-        (WriteMode::Replace, Some(_)) => true,
-        (WriteMode::MergeSteps, Some((stored, status)))
-            if status != FlowStatus::Running.as_str() && *stored >= version =>
-        {
-            return Ok(UpsertOutcome::Stale);
-        }
-        (WriteMode::MergeSteps, Some((stored, _))) => *stored <= version,
-    };
-    // Subtract the stored steps' reasons while the flow's pipeline and start are still the
-    // stored ones; every remaining step is added back below.
-    adjust_reason_counts(conn, team_id, &flow_id, -1).await?;
-    let replaced_seqs = match mode {
-        WriteMode::Replace => None,
-        WriteMode::MergeSteps => Some(
-            serde_json::to_string(&flow.steps.iter().map(|s| s.seq).collect::<Vec<_>>())
-                .map_err(|e| Error::Internal(e.to_string()))?,
-        ),
-    };
-    sqlx::query(
-        "DELETE FROM steps WHERE team_id = ? AND flow_id = ? \
-         AND (?3 IS NULL OR seq IN (SELECT value FROM json_each(?3)))",
-    )
-    .bind(team_id)
-    .bind(&flow_id)
-    .bind(&replaced_seqs)
-    .execute(&mut *conn)
-    .await?;
-    if take_header {
-        write_header(conn, team_id, &flow_id, flow).await?;
-    }
-    for step in &flow.steps {
-        let payload = payloads.get(&step.seq);
-        let reasons = serde_json::to_string(&step.effective_reasons())
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO steps (team_id, flow_id, seq, name, kind, status, started_at, \
-             ended_at, input, output, reasoning, candidates_in, candidates_out, reasons, \
-             capture, observation_count, payload_key, payload_sha256, payload_bytes, \
-             payload_inline, search_text) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(team_id)
-        .bind(&flow_id)
-        .bind(i64::from(step.seq))
-        .bind(&step.name)
-        .bind(step.kind.as_str())
-        .bind(step.status.as_str())
-        .bind(step.started_at.map(to_ms))
-        .bind(step.ended_at.map(to_ms))
-        .bind(json_text(&step.input)?)
-        .bind(json_text(&step.output)?)
-        .bind(&step.reasoning)
-        .bind(step.effective_candidates_in().map(|n| n as i64))
-        .bind(step.effective_candidates_out().map(|n| n as i64))
-        .bind(reasons)
-        .bind(step.capture.as_str())
-        .bind(step.observations.len() as i64)
-        .bind(payload.map(|p| p.key.as_str()))
-        .bind(payload.map(|p| p.sha256.as_str()))
-        .bind(payload.map(|p| p.bytes as i64))
-        .bind(payload.and_then(|p| p.inline.as_deref()))
-        .bind(observation_text(&step.observations))
-        .execute(&mut *conn)
-        .await?;
-    }
-    adjust_reason_counts(conn, team_id, &flow_id, 1).await?;
-    refresh_derived(conn, team_id, &flow_id).await?;
-    Ok(UpsertOutcome::Written)
-}
-
-/// The flow's own row and its tags.
-async fn write_header(
-    conn: &mut SqliteConnection,
-    team_id: i64,
-    flow_id: &str,
-    flow: &FlowRecord,
-) -> Result<()> {
-    sqlx::query("INSERT INTO pipelines (team_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING")
-        .bind(team_id)
-        .bind(&flow.pipeline)
-        .execute(&mut *conn)
-        .await?;
-    let pipeline_id: i64 =
-        sqlx::query_scalar("SELECT id FROM pipelines WHERE team_id = ? AND name = ?")
-            .bind(team_id)
-            .bind(&flow.pipeline)
-            .fetch_one(&mut *conn)
-            .await?;
-    sqlx::query("DELETE FROM flow_tags WHERE team_id = ? AND flow_id = ?")
-        .bind(team_id)
-        .bind(flow_id)
-        .execute(&mut *conn)
-        .await?;
-    let tags = serde_json::to_string(&flow.tags).map_err(|e| Error::Internal(e.to_string()))?;
-    sqlx::query(
-        "INSERT INTO flows (team_id, id, version, pipeline_id, status, started_at, ended_at, \
-         input, output, tags, error, sdk_name, sdk_version, step_count, ingested_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) \
-         ON CONFLICT (team_id, id) DO UPDATE SET version = excluded.version, \
-         pipeline_id = excluded.pipeline_id, status = excluded.status, \
-         started_at = excluded.started_at, ended_at = excluded.ended_at, \
-         input = excluded.input, output = excluded.output, tags = excluded.tags, \
-         error = excluded.error, sdk_name = excluded.sdk_name, \
-         sdk_version = excluded.sdk_version, ingested_at = excluded.ingested_at",
-    )
-    .bind(team_id)
-    .bind(flow_id)
-    .bind(i64::from(flow.version))
-    .bind(pipeline_id)
-    .bind(flow.status.as_str())
-    .bind(to_ms(flow.started_at))
-    .bind(flow.ended_at.map(to_ms))
-    .bind(json_text(&flow.input)?)
-    .bind(json_text(&flow.output)?)
-    .bind(tags)
-    .bind(&flow.error)
-    .bind(flow.sdk.as_ref().map(|s| s.name.as_str()))
-    .bind(flow.sdk.as_ref().map(|s| s.version.as_str()))
-    .bind(now_ms())
-    .execute(&mut *conn)
-    .await?;
-    for (key, value) in &flow.tags {
-        sqlx::query("INSERT INTO flow_tags (team_id, flow_id, key, value) VALUES (?, ?, ?, ?)")
-            .bind(team_id)
-            .bind(flow_id)
-            .bind(key)
-            .bind(value)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
-}
-
-/// Adds (`sign` 1) or subtracts (`sign` -1) the flow's stored step histograms to the hourly
-/// reason counts.
-async fn adjust_reason_counts(
-    conn: &mut SqliteConnection,
-    team_id: i64,
-    flow_id: &str,
-    sign: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO reason_counts (team_id, pipeline_id, step, bucket, code, count) \
-         SELECT f.team_id, f.pipeline_id, s.name, f.started_at - f.started_at % 3600000, j.key, \
-                ?1 * SUM(j.value) \
-         FROM steps s JOIN flows f ON f.team_id = s.team_id AND f.id = s.flow_id, \
-              json_each(s.reasons) j \
-         WHERE s.team_id = ?2 AND s.flow_id = ?3 \
-         GROUP BY 1, 2, 3, 4, 5 \
-         ON CONFLICT DO UPDATE SET count = count + excluded.count",
-    )
-    .bind(sign)
-    .bind(team_id)
-    .bind(flow_id)
-    .execute(&mut *conn)
-    .await?;
-    if sign < 0 {
-        sqlx::query("DELETE FROM reason_counts WHERE team_id = ? AND count = 0 AND bucket IN \
-                     (SELECT started_at - started_at % 3600000 FROM flows WHERE team_id = ? AND id = ?)")
-            .bind(team_id)
-            .bind(team_id)
-            .bind(flow_id)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
-}
-
-/// Recomputes what is derived from the flow's steps: their count, the largest elimination
-/// and the search document.
-async fn refresh_derived(conn: &mut SqliteConnection, team_id: i64, flow_id: &str) -> Result<()> {
-    sqlx::query(
-        "UPDATE flows SET step_count = (SELECT COUNT(*) FROM steps s \
-             WHERE s.team_id = flows.team_id AND s.flow_id = flows.id), \
-         (top_seq, top_step, top_kind, top_in, top_out) = (\
-             SELECT s.seq, s.name, s.kind, s.candidates_in, s.candidates_out FROM steps s \
-             WHERE s.team_id = flows.team_id AND s.flow_id = flows.id \
-               AND s.candidates_in IS NOT NULL AND s.candidates_out IS NOT NULL \
-             ORDER BY s.candidates_in - s.candidates_out DESC, s.seq LIMIT 1) \
-         WHERE team_id = ? AND id = ?",
-    )
-    .bind(team_id)
-    .bind(flow_id)
-    .execute(&mut *conn)
-    .await?;
-    let doc_id: i64 = sqlx::query_scalar(
-        "INSERT INTO flow_search_ids (team_id, flow_id) VALUES (?, ?) \
-         ON CONFLICT (team_id, flow_id) DO UPDATE SET flow_id = excluded.flow_id RETURNING id",
-    )
-    .bind(team_id)
-    .bind(flow_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    sqlx::query("DELETE FROM flow_search WHERE rowid = ?")
-        .bind(doc_id)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query(
-        "INSERT INTO flow_search (rowid, body) \
-         SELECT ?1, p.name || ' ' || coalesce(f.error, '') || ' ' || coalesce((\
-             SELECT group_concat(s.name || ' ' || coalesce(s.reasoning, '') || ' ' || s.reasons \
-                 || ' ' || coalesce(s.search_text, ''), ' ') \
-             FROM steps s WHERE s.team_id = f.team_id AND s.flow_id = f.id), '') \
-         FROM flows f JOIN pipelines p ON p.id = f.pipeline_id \
-         WHERE f.team_id = ?2 AND f.id = ?3",
-    )
-    .bind(doc_id)
-    .bind(team_id)
-    .bind(flow_id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 /// An FTS5 query for what the user typed: every word a phrase of its tokens, quoted (so no

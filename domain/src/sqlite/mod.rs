@@ -5,6 +5,7 @@
 
 mod metadata;
 mod queue;
+mod writes;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -1,0 +1,397 @@
+//! Writing a batch of flows to SQLite in a fixed number of statements, whatever the batch's
+//! size: every statement works on the whole batch (keys passed as one JSON array and read
+//! with `json_each`, rows inserted with multi-row `VALUES`). Each statement is a round trip
+//! to sqlx's SQLite thread, so this, not SQLite, sets the write rate.
+//!
+//! A batch that names a flow twice (a steps push and the finished record, say) is written in
+//! rounds, each holding a flow at most once, in the batch's order.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::json;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use crate::millis::{now_ms, to_ms};
+use crate::rows::json_text;
+use crate::store::{FlowWrite, UpsertOutcome, WriteMode, observation_text};
+use crate::{Error, Result};
+use flowtrail_types::FlowStatus;
+
+/// SQLite's default limit of bound parameters per statement is 32,766.
+const MAX_PARAMS: usize = 32_000;
+const FLOW_PARAMS: usize = 14;
+const STEP_PARAMS: usize = 21;
+
+/// `(team_id, flow_id)` pairs of these writes as a JSON array for `json_each`.
+fn keys(writes: &[&FlowWrite<'_>]) -> String {
+    let keys: Vec<_> = writes
+        .iter()
+        .map(|w| json!({"t": w.team_id, "f": w.flow.id.hyphenated().to_string()}))
+        .collect();
+    serde_json::Value::Array(keys).to_string()
+}
+
+/// Joins `json_each(?)` of [`keys`] rows to a table's `(team_id, <id column>)`.
+const KEY_T: &str = "json_extract(k.value, '$.t')";
+const KEY_F: &str = "json_extract(k.value, '$.f')";
+
+pub(super) async fn write_batch(
+    conn: &mut SqliteConnection,
+    writes: &[FlowWrite<'_>],
+) -> Result<Vec<UpsertOutcome>> {
+    let mut outcomes = vec![UpsertOutcome::Stale; writes.len()];
+    let mut start = 0;
+    while start < writes.len() {
+        let mut seen = HashSet::new();
+        let mut end = start;
+        while end < writes.len() && seen.insert((writes[end].team_id, writes[end].flow.id)) {
+            end += 1;
+        }
+        write_round(conn, &writes[start..end], &mut outcomes[start..end]).await?;
+        start = end;
+    }
+    Ok(outcomes)
+}
+
+/// Writes flows that are all distinct.
+async fn write_round(
+    conn: &mut SqliteConnection,
+    writes: &[FlowWrite<'_>],
+    outcomes: &mut [UpsertOutcome],
+) -> Result<()> {
+    let all: Vec<&FlowWrite<'_>> = writes.iter().collect();
+    let stored: HashMap<(i64, String), (i64, String)> =
+        sqlx::query_as::<_, (i64, String, i64, String)>(&format!(
+            "SELECT f.team_id, f.id, f.version, f.status FROM json_each(?) k \
+         JOIN flows f ON f.team_id = {KEY_T} AND f.id = {KEY_F}"
+        ))
+        .bind(keys(&all))
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|(team, id, version, status)| ((team, id), (version, status)))
+        .collect();
+
+    // Which writes go ahead, and which of them bring the flow's own fields.
+    let mut live: Vec<&FlowWrite<'_>> = Vec::new();
+    let mut headers: Vec<&FlowWrite<'_>> = Vec::new();
+    for (write, outcome) in writes.iter().zip(outcomes.iter_mut()) {
+        let version = i64::from(write.flow.version);
+        let key = (write.team_id, write.flow.id.hyphenated().to_string());
+        let take_header = match (write.mode, stored.get(&key)) {
+            (_, None) => true,
+            (WriteMode::Replace, Some((stored, _))) if *stored > version => continue,
+            (WriteMode::Replace, Some(_)) => true,
+            (WriteMode::MergeSteps, Some((stored, status)))
+                if status != FlowStatus::Running.as_str() && *stored >= version =>
+            {
+                continue;
+            }
+            (WriteMode::MergeSteps, Some((stored, _))) => *stored <= version,
+        };
+        *outcome = UpsertOutcome::Written;
+        live.push(write);
+        if take_header {
+            headers.push(write);
+        }
+    }
+    if live.is_empty() {
+        return Ok(());
+    }
+    let live_keys = keys(&live);
+
+    // Subtract the stored steps' reasons while the flows' pipelines and starts are still the
+    // stored ones; every remaining step is added back at the end.
+    adjust_reason_counts(conn, &live_keys, -1).await?;
+    sqlx::query(&format!(
+        "DELETE FROM reason_counts WHERE count = 0 AND (team_id, bucket) IN \
+         (SELECT f.team_id, f.started_at - f.started_at % 3600000 FROM json_each(?) k \
+          JOIN flows f ON f.team_id = {KEY_T} AND f.id = {KEY_F})"
+    ))
+    .bind(&live_keys)
+    .execute(&mut *conn)
+    .await?;
+
+    // Steps: a whole flow replaces them all, a push those with its seqs.
+    let (replaced, merged): (Vec<_>, Vec<_>) =
+        live.iter().partition(|w| w.mode == WriteMode::Replace);
+    if !replaced.is_empty() {
+        sqlx::query(&format!(
+            "DELETE FROM steps WHERE (team_id, flow_id) IN \
+             (SELECT {KEY_T}, {KEY_F} FROM json_each(?) k)"
+        ))
+        .bind(keys(&replaced))
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !merged.is_empty() {
+        let seqs: Vec<_> = merged
+            .iter()
+            .flat_map(|w| {
+                w.flow.steps.iter().map(|s| {
+                    json!({"t": w.team_id, "f": w.flow.id.hyphenated().to_string(), "s": s.seq})
+                })
+            })
+            .collect();
+        sqlx::query(&format!(
+            "DELETE FROM steps WHERE (team_id, flow_id, seq) IN \
+             (SELECT {KEY_T}, {KEY_F}, json_extract(k.value, '$.s') FROM json_each(?) k)"
+        ))
+        .bind(serde_json::Value::Array(seqs).to_string())
+        .execute(&mut *conn)
+        .await?;
+    }
+
+    if !headers.is_empty() {
+        write_headers(conn, &headers).await?;
+    }
+    insert_steps(conn, &live).await?;
+    adjust_reason_counts(conn, &live_keys, 1).await?;
+    refresh_derived(conn, &live_keys).await?;
+    Ok(())
+}
+
+/// The flows' own rows, their pipelines and their tags.
+async fn write_headers(conn: &mut SqliteConnection, headers: &[&FlowWrite<'_>]) -> Result<()> {
+    let pipelines: Vec<_> = headers
+        .iter()
+        .map(|w| json!({"t": w.team_id, "p": w.flow.pipeline}))
+        .collect();
+    let pipelines = serde_json::Value::Array(pipelines).to_string();
+    sqlx::query(
+        "INSERT INTO pipelines (team_id, name) \
+         SELECT DISTINCT json_extract(value, '$.t'), json_extract(value, '$.p') FROM json_each(?) \
+         WHERE true ON CONFLICT DO NOTHING",
+    )
+    .bind(&pipelines)
+    .execute(&mut *conn)
+    .await?;
+    let ids: HashMap<(i64, String), i64> = sqlx::query_as::<_, (i64, String, i64)>(
+        "SELECT DISTINCT p.team_id, p.name, p.id FROM json_each(?) k JOIN pipelines p \
+         ON p.team_id = json_extract(k.value, '$.t') AND p.name = json_extract(k.value, '$.p')",
+    )
+    .bind(&pipelines)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|(team, name, id)| ((team, name), id))
+    .collect();
+    sqlx::query(&format!(
+        "DELETE FROM flow_tags WHERE (team_id, flow_id) IN \
+         (SELECT {KEY_T}, {KEY_F} FROM json_each(?) k)"
+    ))
+    .bind(keys(headers))
+    .execute(&mut *conn)
+    .await?;
+
+    let now = now_ms();
+    let mut rows = Vec::with_capacity(headers.len());
+    for write in headers {
+        let flow = write.flow;
+        let pipeline_id = *ids
+            .get(&(write.team_id, flow.pipeline.clone()))
+            .ok_or_else(|| Error::Internal("pipeline vanished after insert".into()))?;
+        rows.push((
+            write.team_id,
+            flow.id.hyphenated().to_string(),
+            pipeline_id,
+            json_text(&flow.input)?,
+            json_text(&flow.output)?,
+            serde_json::to_string(&flow.tags).map_err(|e| Error::Internal(e.to_string()))?,
+            flow,
+        ));
+    }
+    for chunk in rows.chunks(MAX_PARAMS / FLOW_PARAMS) {
+        let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO flows (team_id, id, version, pipeline_id, status, started_at, ended_at, \
+             input, output, tags, error, sdk_name, sdk_version, step_count, ingested_at) ",
+        );
+        sql.push_values(
+            chunk,
+            |mut row, (team, id, pipeline, input, output, tags, flow)| {
+                row.push_bind(*team)
+                    .push_bind(id.as_str())
+                    .push_bind(i64::from(flow.version))
+                    .push_bind(*pipeline)
+                    .push_bind(flow.status.as_str())
+                    .push_bind(to_ms(flow.started_at))
+                    .push_bind(flow.ended_at.map(to_ms))
+                    .push_bind(input.as_str())
+                    .push_bind(output.as_str())
+                    .push_bind(tags.as_str())
+                    .push_bind(flow.error.as_deref())
+                    .push_bind(flow.sdk.as_ref().map(|s| s.name.as_str()))
+                    .push_bind(flow.sdk.as_ref().map(|s| s.version.as_str()))
+                    .push("0")
+                    .push_bind(now);
+            },
+        );
+        sql.push(
+            " ON CONFLICT (team_id, id) DO UPDATE SET version = excluded.version, \
+             pipeline_id = excluded.pipeline_id, status = excluded.status, \
+             started_at = excluded.started_at, ended_at = excluded.ended_at, \
+             input = excluded.input, output = excluded.output, tags = excluded.tags, \
+             error = excluded.error, sdk_name = excluded.sdk_name, \
+             sdk_version = excluded.sdk_version, ingested_at = excluded.ingested_at",
+        );
+        sql.build().execute(&mut *conn).await?;
+    }
+
+    let tags: Vec<(i64, String, &String, &String)> = headers
+        .iter()
+        .flat_map(|w| {
+            let id = w.flow.id.hyphenated().to_string();
+            w.flow
+                .tags
+                .iter()
+                .map(move |(key, value)| (w.team_id, id.clone(), key, value))
+        })
+        .collect();
+    for chunk in tags.chunks(MAX_PARAMS / 4) {
+        let mut sql: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO flow_tags (team_id, flow_id, key, value) ");
+        sql.push_values(chunk, |mut row, (team, id, key, value)| {
+            row.push_bind(*team)
+                .push_bind(id.as_str())
+                .push_bind(key.as_str())
+                .push_bind(value.as_str());
+        });
+        sql.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Every step the writes carry, with where its observations are.
+async fn insert_steps(conn: &mut SqliteConnection, live: &[&FlowWrite<'_>]) -> Result<()> {
+    struct Row<'a> {
+        team_id: i64,
+        flow_id: String,
+        step: &'a flowtrail_types::StepRecord,
+        payload: Option<&'a crate::payloads::PayloadRef>,
+        input: String,
+        output: String,
+        reasons: String,
+        search: Option<String>,
+    }
+    let mut rows = Vec::new();
+    for write in live {
+        let flow_id = write.flow.id.hyphenated().to_string();
+        for step in &write.flow.steps {
+            rows.push(Row {
+                team_id: write.team_id,
+                flow_id: flow_id.clone(),
+                step,
+                payload: write.payloads.get(&step.seq),
+                input: json_text(&step.input)?,
+                output: json_text(&step.output)?,
+                reasons: serde_json::to_string(&step.effective_reasons())
+                    .map_err(|e| Error::Internal(e.to_string()))?,
+                search: observation_text(&step.observations),
+            });
+        }
+    }
+    for chunk in rows.chunks(MAX_PARAMS / STEP_PARAMS) {
+        let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO steps (team_id, flow_id, seq, name, kind, status, started_at, \
+             ended_at, input, output, reasoning, candidates_in, candidates_out, reasons, \
+             capture, observation_count, payload_key, payload_sha256, payload_bytes, \
+             payload_inline, search_text) ",
+        );
+        sql.push_values(chunk, |mut b, row| {
+            let step = row.step;
+            let payload = row.payload;
+            b.push_bind(row.team_id)
+                .push_bind(row.flow_id.as_str())
+                .push_bind(i64::from(step.seq))
+                .push_bind(step.name.as_str())
+                .push_bind(step.kind.as_str())
+                .push_bind(step.status.as_str())
+                .push_bind(step.started_at.map(to_ms))
+                .push_bind(step.ended_at.map(to_ms))
+                .push_bind(row.input.as_str())
+                .push_bind(row.output.as_str())
+                .push_bind(step.reasoning.as_deref())
+                .push_bind(step.effective_candidates_in().map(|n| n as i64))
+                .push_bind(step.effective_candidates_out().map(|n| n as i64))
+                .push_bind(row.reasons.as_str())
+                .push_bind(step.capture.as_str())
+                .push_bind(step.observations.len() as i64)
+                .push_bind(payload.map(|p| p.key.as_str()))
+                .push_bind(payload.map(|p| p.sha256.as_str()))
+                .push_bind(payload.map(|p| p.bytes as i64))
+                .push_bind(payload.and_then(|p| p.inline.as_deref()))
+                .push_bind(row.search.as_deref());
+        });
+        sql.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Adds (`sign` 1) or subtracts (`sign` -1) the stored step histograms of these flows to
+/// the hourly reason counts.
+async fn adjust_reason_counts(conn: &mut SqliteConnection, keys: &str, sign: i64) -> Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO reason_counts (team_id, pipeline_id, step, bucket, code, count) \
+         SELECT f.team_id, f.pipeline_id, s.name, f.started_at - f.started_at % 3600000, j.key, \
+                ?1 * SUM(j.value) \
+         FROM json_each(?2) k \
+         JOIN steps s ON s.team_id = {KEY_T} AND s.flow_id = {KEY_F} \
+         JOIN flows f ON f.team_id = s.team_id AND f.id = s.flow_id, \
+              json_each(s.reasons) j \
+         WHERE true \
+         GROUP BY 1, 2, 3, 4, 5 \
+         ON CONFLICT DO UPDATE SET count = count + excluded.count"
+    ))
+    .bind(sign)
+    .bind(keys)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Recomputes what is derived from the flows' steps: their count, the largest elimination
+/// and the search document.
+async fn refresh_derived(conn: &mut SqliteConnection, keys: &str) -> Result<()> {
+    sqlx::query(&format!(
+        "UPDATE flows SET step_count = (SELECT COUNT(*) FROM steps s \
+             WHERE s.team_id = flows.team_id AND s.flow_id = flows.id), \
+         (top_seq, top_step, top_kind, top_in, top_out) = (\
+             SELECT s.seq, s.name, s.kind, s.candidates_in, s.candidates_out FROM steps s \
+             WHERE s.team_id = flows.team_id AND s.flow_id = flows.id \
+               AND s.candidates_in IS NOT NULL AND s.candidates_out IS NOT NULL \
+             ORDER BY s.candidates_in - s.candidates_out DESC, s.seq LIMIT 1) \
+         WHERE (team_id, id) IN (SELECT {KEY_T}, {KEY_F} FROM json_each(?) k)"
+    ))
+    .bind(keys)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(&format!(
+        "INSERT INTO flow_search_ids (team_id, flow_id) SELECT {KEY_T}, {KEY_F} FROM json_each(?) k \
+         WHERE true ON CONFLICT (team_id, flow_id) DO NOTHING"
+    ))
+    .bind(keys)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(&format!(
+        "DELETE FROM flow_search WHERE rowid IN (SELECT d.id FROM json_each(?) k \
+         JOIN flow_search_ids d ON d.team_id = {KEY_T} AND d.flow_id = {KEY_F})"
+    ))
+    .bind(keys)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(&format!(
+        "INSERT INTO flow_search (rowid, body) \
+         SELECT d.id, p.name || ' ' || coalesce(f.error, '') || ' ' || coalesce((\
+             SELECT group_concat(s.name || ' ' || coalesce(s.reasoning, '') || ' ' || s.reasons \
+                 || ' ' || coalesce(s.search_text, ''), ' ') \
+             FROM steps s WHERE s.team_id = f.team_id AND s.flow_id = f.id), '') \
+         FROM json_each(?) k \
+         JOIN flow_search_ids d ON d.team_id = {KEY_T} AND d.flow_id = {KEY_F} \
+         JOIN flows f ON f.team_id = d.team_id AND f.id = d.flow_id \
+         JOIN pipelines p ON p.id = f.pipeline_id"
+    ))
+    .bind(keys)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
