@@ -129,6 +129,7 @@ mod tests {
             reasons: BTreeMap::new(),
             capture: Capture::Full,
             observation_count: 0,
+            boundaries: Vec::new(),
         }
     }
 

@@ -110,6 +110,10 @@ where
         reasons: parse_json(&reasons, "reason histogram")?,
         capture: Capture::parse(&capture).ok_or_else(|| corrupt("capture"))?,
         observation_count: row.try_get::<i64, _>("observation_count")? as u64,
+        boundaries: match row.try_get::<Option<String>, _>("boundaries")? {
+            Some(text) => parse_json(&text, "boundaries")?,
+            None => Vec::new(),
+        },
     })
 }
 

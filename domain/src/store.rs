@@ -258,6 +258,16 @@ pub fn observation_text(observations: &[flowtrail_types::Observation]) -> Option
     (!text.is_empty()).then_some(text)
 }
 
+/// A step's recorded boundaries as stored (`NULL` when it has none).
+pub fn boundaries_json(step: &flowtrail_types::StepRecord) -> crate::Result<Option<String>> {
+    if step.boundaries.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(&step.boundaries)
+        .map(Some)
+        .map_err(|e| crate::Error::Internal(e.to_string()))
+}
+
 /// Cap of the observation text indexed per step.
 pub const SEARCH_TEXT_MAX: usize = 16 * 1024;
 

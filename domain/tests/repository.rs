@@ -107,6 +107,7 @@ fn step(seq: u32, name: &str, kind: StepKind, counts: (u64, u64)) -> StepRecord 
         reasons: BTreeMap::new(),
         capture: Capture::Sampled,
         observations: Vec::new(),
+        boundaries: Vec::new(),
     }
 }
 

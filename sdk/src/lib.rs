@@ -33,11 +33,13 @@ pub use flowtrail_types::{
     Capture, FlowRecord, FlowStatus, Observation, Reason, StepKind, Verdict,
 };
 
+pub use flowtrail_types::Boundary;
 use flowtrail_types::{SdkInfo, StepRecord};
 use sender::Sender;
 pub use sender::Stats;
 
-/// Errors of setting up a client. Recording and sending never return errors.
+/// Errors of setting up a client, and of replays. Recording and sending never return
+/// errors.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A variable [`Client::from_env`] needs is not set.
@@ -52,6 +54,122 @@ pub enum Error {
     /// The spool directory cannot be created.
     #[error("{0}")]
     Spool(String),
+    /// A replayed boundary has no recorded call left under its name.
+    #[error(
+        "boundary {name:?} was not recorded (or was called more often than recorded); a replay never calls out"
+    )]
+    ReplayMissing {
+        /// The boundary's name.
+        name: String,
+    },
+    /// A replayed boundary was called with another input than the recorded call.
+    #[error(
+        "boundary {name:?} was called with {given} but recorded with {recorded}; the code or its inputs changed"
+    )]
+    ReplayMismatch {
+        /// The boundary's name.
+        name: String,
+        /// The input of the recorded call.
+        recorded: Value,
+        /// The input of this call.
+        given: Value,
+    },
+    /// The recorded output does not fit the type the caller expects.
+    #[error("the recorded output of boundary {name:?} does not fit the expected type: {why}")]
+    ReplayOutput {
+        /// The boundary's name.
+        name: String,
+        /// Why it does not deserialise.
+        why: String,
+    },
+    /// The recorded flow could not be fetched.
+    #[error("the recorded flow could not be fetched: {0}")]
+    ReplayFetch(String),
+}
+
+/// The recorded calls of a flow's boundaries ([`Step::boundary`]), to run the pipeline again
+/// against them: each boundary answers with its recorded outputs, in order, instead of calling
+/// out, and fails when its input differs from the recording or nothing was recorded.
+#[derive(Debug, Clone, Default)]
+pub struct Replay {
+    source: Option<Uuid>,
+    calls: std::collections::HashMap<String, std::collections::VecDeque<Boundary>>,
+}
+
+impl Replay {
+    fn add<'a>(source: Uuid, boundaries: impl IntoIterator<Item = &'a Boundary>) -> Self {
+        let mut replay = Replay {
+            source: Some(source),
+            ..Replay::default()
+        };
+        for boundary in boundaries {
+            replay
+                .calls
+                .entry(boundary.name.clone())
+                .or_default()
+                .push_back(boundary.clone());
+        }
+        replay
+    }
+
+    /// The calls recorded in a flow record, step by step.
+    pub fn from_record(record: &FlowRecord) -> Self {
+        Self::add(record.id, record.steps.iter().flat_map(|s| &s.boundaries))
+    }
+
+    /// The calls recorded in a stored flow (`GET /api/v1/flows/{id}`).
+    pub fn from_detail(detail: &flowtrail_types::FlowDetail) -> Self {
+        Self::add(
+            detail.summary.id,
+            detail.steps.iter().flat_map(|s| &s.boundaries),
+        )
+    }
+
+    /// Fetches stored flow `flow_id` from the server with a key of scope `read` or `all`.
+    /// Blocks the calling thread for at most `timeout`.
+    pub fn fetch(
+        url: &str,
+        api_key: &str,
+        flow_id: Uuid,
+        timeout: Duration,
+    ) -> Result<Self, Error> {
+        let endpoint = format!("{}/api/v1/flows/{flow_id}", url.trim_end_matches('/'));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::ReplayFetch(e.to_string()))?;
+        let detail = runtime.block_on(async {
+            let http = reqwest::Client::builder()
+                .timeout(timeout)
+                .build()
+                .map_err(|e| Error::ReplayFetch(e.to_string()))?;
+            let response = http
+                .get(&endpoint)
+                .bearer_auth(api_key)
+                .send()
+                .await
+                .map_err(|e| Error::ReplayFetch(e.to_string()))?;
+            let status = response.status();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| Error::ReplayFetch(e.to_string()))?;
+            if !status.is_success() {
+                return Err(Error::ReplayFetch(format!(
+                    "{status}: {}",
+                    String::from_utf8_lossy(&body)
+                )));
+            }
+            serde_json::from_slice::<flowtrail_types::FlowDetail>(&body)
+                .map_err(|e| Error::ReplayFetch(e.to_string()))
+        })?;
+        Ok(Self::from_detail(&detail))
+    }
+
+    /// How many recorded calls are left unanswered.
+    pub fn remaining(&self) -> usize {
+        self.calls.values().map(|q| q.len()).sum()
+    }
 }
 
 /// How a [`Client`] sends.
@@ -82,6 +200,10 @@ pub struct Config {
     pub spool_max_bytes: u64,
     /// Masks values before anything leaves the process (or reaches the spool).
     pub redaction: Redaction,
+    /// Also send each step as soon as it finishes (`POST /api/v1/flows/{id}/steps`), so a
+    /// process that dies mid-run still leaves its partial trail. The finished flow, sent as
+    /// usual, supersedes the pushed steps. Off by default: it costs a request per step.
+    pub push_steps: bool,
 }
 
 impl Config {
@@ -101,6 +223,7 @@ impl Config {
             spool_dir: None,
             spool_max_bytes: 256 * 1024 * 1024,
             redaction: Redaction::default(),
+            push_steps: false,
         }
     }
 }
@@ -220,6 +343,7 @@ impl Redaction {
 pub struct Client {
     sender: Arc<Sender>,
     capture: CapturePolicy,
+    push_steps: bool,
 }
 
 impl Client {
@@ -240,13 +364,28 @@ impl Client {
     pub fn with_config(config: Config) -> Result<Self, Error> {
         Ok(Client {
             capture: config.capture,
+            push_steps: config.push_steps,
             sender: Arc::new(Sender::start(config)?),
         })
+    }
+
+    /// Starts recording a run of `pipeline` whose boundaries answer from `replay` instead of
+    /// calling out. The run is recorded and sent like any other, tagged `replay_of`.
+    pub fn replay(&self, pipeline: impl Into<String>, replay: Replay) -> Flow {
+        let mut flow = self.flow(pipeline);
+        if let Some(source) = replay.source {
+            flow.record
+                .tags
+                .insert("replay_of".into(), source.to_string());
+        }
+        flow.replay = Some(replay);
+        flow
     }
 
     /// Starts recording a run of `pipeline`.
     pub fn flow(&self, pipeline: impl Into<String>) -> Flow {
         Flow {
+            replay: None,
             client: self.clone(),
             record: FlowRecord {
                 sdk: Some(SdkInfo {
@@ -291,6 +430,7 @@ pub struct Flow {
     client: Client,
     record: FlowRecord,
     sent: bool,
+    replay: Option<Replay>,
 }
 
 impl Flow {
@@ -341,6 +481,27 @@ impl Flow {
     /// Ends the flow as failed with `error` and queues it for sending.
     pub fn fail(mut self, error: impl Into<String>) {
         self.finish(FlowStatus::Failed, Some(error.into()));
+    }
+
+    /// Queues an incremental push of one finished step (see [`Config::push_steps`]); each
+    /// push takes the next version, so the finished record, one version later, supersedes
+    /// them all.
+    fn push(&mut self, step: &StepRecord) {
+        let mut push = FlowRecord {
+            version: self.record.version,
+            status: FlowStatus::Running,
+            steps: vec![step.clone()],
+            ..FlowRecord::new(
+                self.record.id,
+                self.record.pipeline.clone(),
+                self.record.started_at,
+            )
+        };
+        push.input = self.record.input.clone();
+        push.tags = self.record.tags.clone();
+        push.sdk = self.record.sdk.clone();
+        self.record.version += 1;
+        self.client.send(push);
     }
 
     fn finish(&mut self, status: FlowStatus, error: Option<String>) {
@@ -496,6 +657,54 @@ impl Step<'_> {
         self
     }
 
+    /// Calls a non-deterministic dependency (an LLM, a search API) through a recorded
+    /// boundary: `step.boundary("llm.keywords", &prompt, || llm(&prompt))`. The input and
+    /// output are recorded in the step. In a flow started with [`Client::replay`], `call` is
+    /// never run: the next recorded output of `name` is returned, or an error when the input
+    /// differs from the recording or no call is left.
+    pub fn boundary<I, O>(
+        &mut self,
+        name: &str,
+        input: &I,
+        call: impl FnOnce() -> O,
+    ) -> Result<O, Error>
+    where
+        I: Serialize + ?Sized,
+        O: Serialize + serde::de::DeserializeOwned,
+    {
+        let given = to_value(input);
+        let Some(replay) = self.flow.replay.as_mut() else {
+            let output = call();
+            self.record.boundaries.push(Boundary {
+                name: name.to_string(),
+                input: given,
+                output: to_value(&output),
+            });
+            return Ok(output);
+        };
+        let recorded = replay
+            .calls
+            .get_mut(name)
+            .and_then(|calls| calls.pop_front())
+            .ok_or_else(|| Error::ReplayMissing {
+                name: name.to_string(),
+            })?;
+        if recorded.input != given {
+            return Err(Error::ReplayMismatch {
+                name: name.to_string(),
+                recorded: recorded.input,
+                given,
+            });
+        }
+        let output =
+            serde_json::from_value(recorded.output.clone()).map_err(|e| Error::ReplayOutput {
+                name: name.to_string(),
+                why: e.to_string(),
+            })?;
+        self.record.boundaries.push(recorded);
+        Ok(output)
+    }
+
     /// Adds the step to its flow as succeeded.
     pub fn finish(mut self) {
         self.close(FlowStatus::Succeeded);
@@ -530,6 +739,9 @@ impl Step<'_> {
             _ if tally.sampled_out => Capture::Sampled,
             _ => Capture::Full,
         };
+        if self.flow.client.push_steps {
+            self.flow.push(&record);
+        }
         self.flow.record.steps.push(record);
     }
 }

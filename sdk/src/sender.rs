@@ -14,7 +14,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use flowtrail_types::FlowRecord;
+use flowtrail_types::{FlowRecord, FlowStatus, StepsPush};
 use rand::Rng;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
@@ -506,7 +506,26 @@ impl Worker {
     }
 
     async fn deliver(&self, record: &FlowRecord, attempts: u32) -> Outcome {
-        let body = match serde_json::to_vec(record) {
+        // A running record carries the steps finished so far: an incremental push.
+        let (endpoint, body) = if record.status == FlowStatus::Running {
+            let push = StepsPush {
+                id: Some(record.id),
+                version: record.version,
+                pipeline: record.pipeline.clone(),
+                started_at: record.started_at,
+                input: record.input.clone(),
+                tags: record.tags.clone(),
+                sdk: record.sdk.clone(),
+                steps: record.steps.clone(),
+            };
+            (
+                format!("{}/{}/steps", self.endpoint, record.id),
+                serde_json::to_vec(&push),
+            )
+        } else {
+            (self.endpoint.clone(), serde_json::to_vec(record))
+        };
+        let body = match body {
             Ok(body) => body,
             Err(error) => {
                 tracing::warn!(%error, "flowtrail: flow does not serialise; dropped");
@@ -524,7 +543,7 @@ impl Worker {
         let key = format!("{}:{}", record.id, record.version);
         let attempts = attempts.max(1);
         for attempt in 1..=attempts {
-            match self.attempt(&body, zstd, &key).await {
+            match self.attempt(&endpoint, &body, zstd, &key).await {
                 Attempt::Delivered => return Outcome::Sent,
                 Attempt::Final(why) => {
                     tracing::warn!(flow_id = %record.id, %why, "flowtrail: the server refused the flow");
@@ -549,10 +568,10 @@ impl Worker {
         Outcome::Unreachable
     }
 
-    async fn attempt(&self, body: &[u8], zstd: bool, key: &str) -> Attempt {
+    async fn attempt(&self, endpoint: &str, body: &[u8], zstd: bool, key: &str) -> Attempt {
         let mut request = self
             .http
-            .post(&self.endpoint)
+            .post(endpoint)
             .bearer_auth(&self.config.api_key)
             .header(CONTENT_TYPE, "application/json")
             .header("idempotency-key", key)

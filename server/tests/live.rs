@@ -417,3 +417,157 @@ fn an_unreachable_redis_is_a_clear_start_up_error() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("FLOWTRAIL_REDIS_URL"));
 }
+
+/// Polls `GET path` until `ready` holds for the answer, at most 5 s.
+async fn poll(live: &Live, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..250 {
+        let (status, body) = get(live, path).await;
+        if status == 200 && ready(&body) {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{path} never got there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_run_leaves_its_pushed_steps_and_a_finished_one_supersedes_them() {
+    let live = live().await;
+    let (url, key) = (live.url.clone(), live.key.clone());
+    let (crashed, finished, stats) = tokio::task::spawn_blocking(move || {
+        let mut config = flowtrail_sdk::Config::new(url, key);
+        config.push_steps = true;
+        let client = Client::with_config(config).unwrap();
+        let run = |crash: bool| {
+            let mut flow = client.flow("competitor_selection").tag("env", "test");
+            let id = flow.id();
+            for (name, kind) in [
+                ("keywords", StepKind::Generate),
+                ("price", StepKind::Filter),
+            ] {
+                let mut step = flow.step(name, kind);
+                step.observe(Candidate::rejected("B0CASE0001").reason("price", "too cheap"));
+                step.observe(Candidate::kept("B0STAND0042"));
+                step.finish();
+            }
+            if crash {
+                // The process dies here: the flow is never finished nor dropped.
+                std::mem::forget(flow);
+            } else {
+                flow.succeed(json!({"selected": "B0STAND0042"}));
+            }
+            id
+        };
+        let crashed = run(true);
+        let finished = run(false);
+        assert!(client.shutdown(Duration::from_secs(20)));
+        (crashed, finished, client.stats())
+    })
+    .await
+    .unwrap();
+    // Two pushes for each run, and the finished record of the second.
+    assert_eq!((stats.queued, stats.sent, stats.failed), (5, 5, 0));
+    let partial = poll(&live, &format!("/api/v1/flows/{crashed}"), |f| {
+        f["step_count"] == 2
+    })
+    .await;
+    assert_eq!(partial["status"], "running", "the partial trail is kept");
+    assert_eq!(partial["steps"][1]["name"], "price");
+    let done = poll(&live, &format!("/api/v1/flows/{finished}"), |f| {
+        f["status"] == "succeeded"
+    })
+    .await;
+    assert_eq!(
+        done["version"], 3,
+        "one version per push, then the finished record"
+    );
+    assert_eq!(done["step_count"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_flow_replays_its_boundaries_without_calling_out() {
+    let live = live().await;
+    let (url, key) = (live.url.clone(), live.key.clone());
+    let recorded = tokio::task::spawn_blocking({
+        let (url, key) = (url.clone(), key.clone());
+        move || {
+            let client = Client::new(url, key).unwrap();
+            let mut flow = client.flow("competitor_selection");
+            let id = flow.id();
+            let mut step = flow.step("keywords", StepKind::Generate);
+            let words: Vec<String> = step
+                .boundary("llm.keywords", "laptop stand", || {
+                    vec!["laptop stand".to_string(), "desk riser".to_string()]
+                })
+                .unwrap();
+            let score: f64 = step
+                .boundary("llm.score", &json!({"w": words}), || 0.75)
+                .unwrap();
+            step.output(json!({"score": score}));
+            step.finish();
+            flow.succeed(json!({}));
+            assert!(client.shutdown(Duration::from_secs(20)));
+            id
+        }
+    })
+    .await
+    .unwrap();
+    let stored = poll(&live, &format!("/api/v1/flows/{recorded}"), |_| true).await;
+    assert_eq!(stored["steps"][0]["boundaries"][0]["name"], "llm.keywords");
+    assert_eq!(stored["steps"][0]["boundaries"][1]["output"], 0.75);
+
+    tokio::task::spawn_blocking(move || {
+        let replay =
+            flowtrail_sdk::Replay::fetch(&url, &key, recorded, Duration::from_secs(5)).unwrap();
+        assert_eq!(replay.remaining(), 2);
+        let client = Client::new(url.clone(), key.clone()).unwrap();
+        let mut flow = client.replay("competitor_selection", replay.clone());
+        let mut step = flow.step("keywords", StepKind::Generate);
+        let words: Vec<String> = step
+            .boundary("llm.keywords", "laptop stand", || -> Vec<String> {
+                panic!("a replay never calls out")
+            })
+            .unwrap();
+        assert_eq!(words, vec!["laptop stand", "desk riser"]);
+        let score: f64 = step
+            .boundary("llm.score", &json!({"w": words}), || -> f64 {
+                panic!("no call")
+            })
+            .unwrap();
+        assert_eq!(score, 0.75);
+        // Called once more than recorded: an error, not a call.
+        let again = step.boundary("llm.score", &json!({}), || -> f64 { panic!("no call") });
+        assert!(matches!(
+            again,
+            Err(flowtrail_sdk::Error::ReplayMissing { .. })
+        ));
+        step.finish();
+        flow.succeed(json!({}));
+
+        // Another input than recorded: an error naming both.
+        let mut flow = client.replay("competitor_selection", replay);
+        let mut step = flow.step("keywords", StepKind::Generate);
+        let changed = step.boundary("llm.keywords", "phone case", || -> Vec<String> {
+            panic!("no call")
+        });
+        match changed {
+            Err(flowtrail_sdk::Error::ReplayMismatch {
+                recorded, given, ..
+            }) => {
+                assert_eq!(
+                    (recorded, given),
+                    (json!("laptop stand"), json!("phone case"))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        step.finish();
+        flow.succeed(json!({}));
+        assert!(client.shutdown(Duration::from_secs(20)));
+        let missing =
+            flowtrail_sdk::Replay::fetch(&url, &key, uuid::Uuid::now_v7(), Duration::from_secs(5));
+        assert!(matches!(missing, Err(flowtrail_sdk::Error::ReplayFetch(_))));
+    })
+    .await
+    .unwrap();
+}

@@ -171,6 +171,9 @@ pub struct StepSummary {
     pub capture: Capture,
     /// How many observations are stored for the step (may be a sample).
     pub observation_count: u64,
+    /// Recorded calls across non-deterministic boundaries, in call order.
+    #[serde(default)]
+    pub boundaries: Vec<crate::Boundary>,
 }
 
 impl StepSummary {
@@ -423,6 +426,7 @@ mod tests {
             reasons: BTreeMap::new(),
             capture: Capture::Full,
             observation_count: 0,
+            boundaries: Vec::new(),
         }
     }
 

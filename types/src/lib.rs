@@ -171,6 +171,22 @@ pub struct StepRecord {
     pub capture: Capture,
     #[serde(default)]
     pub observations: Vec<Observation>,
+    /// Calls to non-deterministic dependencies (an LLM, a search API) made in the step, with
+    /// what they were given and answered, in call order: what a replay answers with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boundaries: Vec<Boundary>,
+}
+
+/// One recorded call across a non-deterministic boundary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Boundary {
+    /// What was called, e.g. `llm.keywords`.
+    pub name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub input: Value,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub output: Value,
 }
 
 /// One candidate's fate inside a step.
@@ -331,6 +347,7 @@ impl StepRecord {
             reasons: BTreeMap::new(),
             capture: Capture::Full,
             observations: Vec::new(),
+            boundaries: Vec::new(),
         }
     }
 

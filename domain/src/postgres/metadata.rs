@@ -15,7 +15,8 @@ use crate::rows::{
 };
 use crate::store::{
     ApiKey, FlowCursor, FlowQuery, FlowWrite, FunnelRow, Membership, MetadataStore, ReasonRow,
-    StatsQuery, StepPayloads, Team, UpsertOutcome, User, WriteMode, observation_text, search_words,
+    StatsQuery, StepPayloads, Team, UpsertOutcome, User, WriteMode, boundaries_json,
+    observation_text, search_words,
 };
 use crate::{Error, Result};
 
@@ -400,7 +401,7 @@ impl MetadataStore for PgMetadata {
         };
         let steps = sqlx::query(
             "SELECT seq, name, kind, status, started_at, ended_at, input, output, reasoning, \
-             candidates_in, candidates_out, reasons, capture, observation_count \
+             candidates_in, candidates_out, reasons, capture, observation_count, boundaries \
              FROM steps WHERE team_id = $1 AND flow_id = $2 ORDER BY seq",
         )
         .bind(team_id)
@@ -515,8 +516,8 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
             "INSERT INTO steps (team_id, flow_id, seq, name, kind, status, started_at, \
              ended_at, input, output, reasoning, candidates_in, candidates_out, reasons, \
              capture, observation_count, payload_key, payload_sha256, payload_bytes, \
-             payload_inline, search_text) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+             payload_inline, search_text, boundaries) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
         )
         .bind(team_id)
         .bind(&flow_id)
@@ -539,6 +540,7 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
         .bind(payload.map(|p| p.bytes as i64))
         .bind(payload.and_then(|p| p.inline.as_deref()))
         .bind(observation_text(&step.observations))
+        .bind(boundaries_json(step)?)
         .execute(&mut *conn)
         .await?;
     }

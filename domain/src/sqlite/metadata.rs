@@ -398,7 +398,7 @@ impl MetadataStore for SqliteMetadata {
         };
         let steps = sqlx::query(
             "SELECT seq, name, kind, status, started_at, ended_at, input, output, reasoning, \
-             candidates_in, candidates_out, reasons, capture, observation_count \
+             candidates_in, candidates_out, reasons, capture, observation_count, boundaries \
              FROM steps WHERE team_id = ? AND flow_id = ? ORDER BY seq",
         )
         .bind(team_id)

@@ -13,14 +13,14 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::millis::{now_ms, to_ms};
 use crate::rows::json_text;
-use crate::store::{FlowWrite, UpsertOutcome, WriteMode, observation_text};
+use crate::store::{FlowWrite, UpsertOutcome, WriteMode, boundaries_json, observation_text};
 use crate::{Error, Result};
 use flowtrail_types::FlowStatus;
 
 /// SQLite's default limit of bound parameters per statement is 32,766.
 const MAX_PARAMS: usize = 32_000;
 const FLOW_PARAMS: usize = 14;
-const STEP_PARAMS: usize = 21;
+const STEP_PARAMS: usize = 22;
 
 /// `(team_id, flow_id)` pairs of these writes as a JSON array for `json_each`.
 fn keys(writes: &[&FlowWrite<'_>]) -> String {
@@ -272,6 +272,7 @@ async fn insert_steps(conn: &mut SqliteConnection, live: &[&FlowWrite<'_>]) -> R
         output: String,
         reasons: String,
         search: Option<String>,
+        boundaries: Option<String>,
     }
     let mut rows = Vec::new();
     for write in live {
@@ -287,6 +288,7 @@ async fn insert_steps(conn: &mut SqliteConnection, live: &[&FlowWrite<'_>]) -> R
                 reasons: serde_json::to_string(&step.effective_reasons())
                     .map_err(|e| Error::Internal(e.to_string()))?,
                 search: observation_text(&step.observations),
+                boundaries: boundaries_json(step)?,
             });
         }
     }
@@ -295,7 +297,7 @@ async fn insert_steps(conn: &mut SqliteConnection, live: &[&FlowWrite<'_>]) -> R
             "INSERT INTO steps (team_id, flow_id, seq, name, kind, status, started_at, \
              ended_at, input, output, reasoning, candidates_in, candidates_out, reasons, \
              capture, observation_count, payload_key, payload_sha256, payload_bytes, \
-             payload_inline, search_text) ",
+             payload_inline, search_text, boundaries) ",
         );
         sql.push_values(chunk, |mut b, row| {
             let step = row.step;
@@ -320,7 +322,8 @@ async fn insert_steps(conn: &mut SqliteConnection, live: &[&FlowWrite<'_>]) -> R
                 .push_bind(payload.map(|p| p.sha256.as_str()))
                 .push_bind(payload.map(|p| p.bytes as i64))
                 .push_bind(payload.and_then(|p| p.inline.as_deref()))
-                .push_bind(row.search.as_deref());
+                .push_bind(row.search.as_deref())
+                .push_bind(row.boundaries.as_deref());
         });
         sql.build().execute(&mut *conn).await?;
     }
