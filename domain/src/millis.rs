@@ -18,6 +18,11 @@ pub fn from_ms(ms: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// The start of the hour `ms` falls in (reason counts are rolled up per hour).
+pub fn hour_floor(ms: i64) -> i64 {
+    ms - ms.rem_euclid(3_600_000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -28,9 +33,4 @@ mod tests {
         assert_eq!(from_ms(to_ms(at)), at);
         assert_eq!(from_ms(i64::MAX), OffsetDateTime::UNIX_EPOCH);
     }
-}
-
-/// The start of the hour `ms` falls in (reason counts are rolled up per hour).
-pub fn hour_floor(ms: i64) -> i64 {
-    ms - ms.rem_euclid(3_600_000)
 }

@@ -327,7 +327,7 @@ pub async fn reason_stats(
             count,
         })
         .collect();
-    totals.sort_by(|x, y| y.count.cmp(&x.count));
+    totals.sort_by_key(|t| std::cmp::Reverse(t.count));
     let buckets = rows
         .into_iter()
         .map(|row| ReasonBucket {

@@ -157,7 +157,7 @@ fn generate(n: u64, total: u64) -> FlowRecord {
         tags: [
             (
                 "env".to_string(),
-                if n % 10 == 0 { "dev" } else { "prod" }.to_string(),
+                if n.is_multiple_of(10) { "dev" } else { "prod" }.to_string(),
             ),
             ("seller".to_string(), format!("S{}", n % 1_000)),
         ]
@@ -294,11 +294,11 @@ async fn main() {
         let started = Instant::now();
         load(&services, team, have, total).await;
         println!(
-            "generated {} flows in {:.1} s ({:.0} flows/s, {} steps/s)",
+            "generated {} flows in {:.1} s ({:.0} flows/s, {:.0} steps/s)",
             total - have,
             started.elapsed().as_secs_f64(),
             (total - have) as f64 / started.elapsed().as_secs_f64(),
-            ((total - have) * 5) as f64 / started.elapsed().as_secs_f64() as f64
+            ((total - have) * 5) as f64 / started.elapsed().as_secs_f64()
         );
         let url = format!("sqlite://{}", services_db_path().display());
         let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
