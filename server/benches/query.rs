@@ -385,12 +385,12 @@ async fn main() {
             |_| {},
         )
         .await;
-    let common = vec!["/api/v1/flows?q=price_out_of_range&limit=50".to_string()];
+    let common = vec!["/api/v1/flows?q=price_out_of_range&limit=50".to_string(); 3];
     bench
         .measure(
-            "text: a reason code in every flow",
+            "text: a reason code in every flow (worst case)",
             &common,
-            rounds * 4,
+            1,
             |b| assert_eq!(b["flows"].as_array().unwrap().len(), 50),
         )
         .await;

@@ -245,16 +245,22 @@ impl MetadataStore for PgMetadata {
             .push(")");
         }
         if let Some(text) = &query.text {
-            match ts_query(text) {
-                Some(tsquery) => {
-                    sql.push(" AND f.search @@ to_tsquery('simple', ")
-                        .push_bind(tsquery)
-                        .push(")");
-                }
+            let words: Vec<(&str, String)> = text
+                .split_whitespace()
+                .filter_map(|word| Some((word, ts_query(word)?)))
+                .collect();
+            if words.is_empty() {
                 // The user asked for text and typed nothing searchable: nothing matches.
-                None => {
-                    sql.push(" AND FALSE");
-                }
+                sql.push(" AND FALSE");
+            }
+            // Every word: as PostgreSQL's own parser reads it (so `0.5x` or `9.99` match as
+            // they were indexed), or as a phrase of its alphanumeric tokens with a prefix.
+            for (word, tsquery) in words {
+                sql.push(" AND f.search @@ (phraseto_tsquery('simple', ")
+                    .push_bind(word.to_string())
+                    .push(") || to_tsquery('simple', ")
+                    .push_bind(tsquery)
+                    .push("))");
             }
         }
         if query.step_kind.is_some() || query.min_eliminated.is_some() {
