@@ -168,19 +168,16 @@ fn generate(n: u64, total: u64) -> FlowRecord {
     }
 }
 
-async fn stored_count(services: &Services) -> u64 {
-    let mut count = 0;
-    // The flows list has no count; the pipelines' funnels would cap. Ask SQLite directly.
+/// Flows already in the data directory (the API has no count; ask SQLite directly).
+async fn stored_count() -> u64 {
     let url = format!("sqlite://{}", services_db_path().display());
-    if let Ok(pool) = sqlx::SqlitePool::connect(&url).await {
-        count = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM flows")
-            .fetch_one(&pool)
-            .await
-            .unwrap_or(0) as u64;
-        pool.close().await;
-    }
-    let _ = services;
-    count
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM flows")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    count as u64
 }
 
 fn data_dir() -> std::path::PathBuf {
@@ -283,7 +280,7 @@ async fn main() {
     let storage = StorageConfig::embedded(&dir);
     let services = Arc::new(Services::open(&storage).await.unwrap());
     let team = services.bootstrap(None).await.unwrap().id;
-    let have = stored_count(&services).await;
+    let have = stored_count().await;
     println!(
         "query benchmark: {total} flows ({} steps) in {}",
         total * 5,

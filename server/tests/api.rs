@@ -84,20 +84,17 @@ impl TestApp {
 
     fn post(&self, body: impl Into<Body>) -> axum::http::request::Builder {
         let _ = body;
-        Request::post("/api/v1/flows")
+        self.post_at("/api/v1/flows")
+    }
+
+    fn post_at(&self, uri: &str) -> axum::http::request::Builder {
+        Request::post(uri)
             .header(header::AUTHORIZATION, format!("Bearer {}", self.key))
             .header(header::CONTENT_TYPE, "application/json")
     }
 
     async fn send(&self, body: &Value) -> (StatusCode, axum::http::HeaderMap, Value) {
-        let bytes = serde_json::to_vec(body).unwrap();
-        let request = self.post(()).body(Body::from(bytes)).unwrap();
-        let (status, headers, body) = self.call(request).await;
-        (
-            status,
-            headers,
-            serde_json::from_slice(&body).unwrap_or(Value::Null),
-        )
+        self.post_to("/api/v1/flows", body).await
     }
 
     async fn get(&self, uri: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
@@ -114,9 +111,8 @@ impl TestApp {
     }
 
     async fn post_to(&self, uri: &str, body: &Value) -> (StatusCode, axum::http::HeaderMap, Value) {
-        let request = Request::post(uri)
-            .header(header::AUTHORIZATION, format!("Bearer {}", self.key))
-            .header(header::CONTENT_TYPE, "application/json")
+        let request = self
+            .post_at(uri)
             .body(Body::from(serde_json::to_vec(body).unwrap()))
             .unwrap();
         let (status, headers, body) = self.call(request).await;
@@ -927,11 +923,7 @@ async fn steps_pushed_while_running_are_merged_then_superseded() {
         (status, error_code(&body)),
         (StatusCode::NOT_FOUND, "not_found")
     );
-    let request = Request::post(&uri)
-        .header(header::AUTHORIZATION, format!("Bearer {}", app.key))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from("{\"steps\": ["))
-        .unwrap();
+    let request = app.post_at(&uri).body(Body::from("{\"steps\": [")).unwrap();
     let (status, _, body) = app.call(request).await;
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(

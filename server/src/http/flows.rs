@@ -351,21 +351,11 @@ pub(crate) async fn list(
 
 /// Parses the flows list's query string into a [`FlowQuery`], naming the bad parameter.
 pub fn parse_flow_query(raw: &str) -> Result<FlowQuery, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
-        .map_err(|e| ApiError::invalid("query", format!("the query string is not valid: {e}")))?;
     let mut query = FlowQuery {
         limit: 50,
         ..FlowQuery::default()
     };
-    let time = |name: &str, value: &str| {
-        OffsetDateTime::parse(value, &Rfc3339).map_err(|_| {
-            ApiError::invalid(
-                name,
-                format!("{name} must be an RFC 3339 time, e.g. 2026-11-21T10:00:00Z"),
-            )
-        })
-    };
-    for (name, value) in pairs {
+    for (name, value) in query_pairs(raw)? {
         if value.is_empty() {
             continue;
         }
@@ -382,8 +372,8 @@ pub fn parse_flow_query(raw: &str) -> Result<FlowQuery, ApiError> {
                 })?;
                 query.tags.push((key.to_string(), tag_value.to_string()));
             }
-            "since" => query.since = Some(time("since", &value)?),
-            "until" => query.until = Some(time("until", &value)?),
+            "since" => query.since = Some(time_param("since", &value)?),
+            "until" => query.until = Some(time_param("until", &value)?),
             "q" => query.text = Some(value),
             "step_kind" => {
                 query.step_kind = Some(StepKind::parse(&value).ok_or_else(|| {
@@ -419,6 +409,22 @@ pub fn parse_flow_query(raw: &str) -> Result<FlowQuery, ApiError> {
         }
     }
     Ok(query)
+}
+
+/// The `name=value` pairs of a query string.
+pub(crate) fn query_pairs(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded::from_str(raw)
+        .map_err(|e| ApiError::invalid("query", format!("the query string is not valid: {e}")))
+}
+
+/// An RFC 3339 time parameter, or a 422 naming it.
+pub(crate) fn time_param(name: &str, value: &str) -> Result<OffsetDateTime, ApiError> {
+    OffsetDateTime::parse(value, &Rfc3339).map_err(|_| {
+        ApiError::invalid(
+            name,
+            format!("{name} must be an RFC 3339 time, e.g. 2026-11-21T10:00:00Z"),
+        )
+    })
 }
 
 pub(crate) fn flow_id(text: &str) -> Result<Uuid, ApiError> {

@@ -10,12 +10,11 @@ use flowtrail_domain::query;
 use flowtrail_domain::store::StatsQuery;
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use flowtrail_types::{CandidateJourney, ErrorBody, FlowDiff, ReasonStats, StatsBucket};
-use time::format_description::well_known::Rfc3339;
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 
 use super::auth::Reader;
 use super::error::ApiError;
-use super::flows::flow_id;
+use super::flows::{flow_id, query_pairs, time_param};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -136,27 +135,17 @@ pub(crate) async fn reason_stats(
 
 /// Parses the statistics' query string, naming the bad parameter.
 pub fn parse_stats_query(raw: &str) -> Result<(StatsQuery, StatsBucket), ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
-        .map_err(|e| ApiError::invalid("query", format!("the query string is not valid: {e}")))?;
-    let time = |name: &str, value: &str| {
-        OffsetDateTime::parse(value, &Rfc3339).map_err(|_| {
-            ApiError::invalid(
-                name,
-                format!("{name} must be an RFC 3339 time, e.g. 2026-11-21T10:00:00Z"),
-            )
-        })
-    };
     let (mut pipeline, mut step, mut since, mut until) = (None, None, None, None);
     let mut bucket = StatsBucket::Day;
-    for (name, value) in pairs {
+    for (name, value) in query_pairs(raw)? {
         if value.is_empty() {
             continue;
         }
         match name.as_str() {
             "pipeline" => pipeline = Some(value),
             "step" => step = Some(value),
-            "since" => since = Some(time("since", &value)?),
-            "until" => until = Some(time("until", &value)?),
+            "since" => since = Some(time_param("since", &value)?),
+            "until" => until = Some(time_param("until", &value)?),
             "bucket" => {
                 bucket = match value.as_str() {
                     "hour" => StatsBucket::Hour,
