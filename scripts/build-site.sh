@@ -9,16 +9,21 @@ profile=${SITE_PROFILE:-wasm-release}
 site=target/site
 out="$site/pkg.new"
 
-cargo build -p flowtrail-frontend --lib --target wasm32-unknown-unknown --profile "$profile"
+# The page's bundle (frontend) and the Web Worker's (worker), in one cargo run so shared
+# crates build once.
+cargo build -p flowtrail-frontend -p flowtrail-worker --lib --target wasm32-unknown-unknown \
+  --profile "$profile"
 dir=$profile
 [ "$profile" = dev ] && dir=debug
 rm -rf "$out"
 mkdir -p "$out"
-wasm-bindgen --target web --no-typescript --out-dir "$out" --out-name flowtrail \
-  "target/wasm32-unknown-unknown/$dir/flowtrail_frontend.wasm"
-if [ "$profile" != dev ]; then
-  end2end/node_modules/.bin/wasm-opt -Oz "$out/flowtrail_bg.wasm" -o "$out/flowtrail_bg.wasm"
-fi
+for crate in frontend:flowtrail worker:flowtrail_worker; do
+  wasm-bindgen --target web --no-typescript --out-dir "$out" --out-name "${crate#*:}" \
+    "target/wasm32-unknown-unknown/$dir/flowtrail_${crate%%:*}.wasm"
+  if [ "$profile" != dev ]; then
+    end2end/node_modules/.bin/wasm-opt -Oz "$out/${crate#*:}_bg.wasm" -o "$out/${crate#*:}_bg.wasm"
+  fi
+done
 cp style/main.css "$out/flowtrail.css"
 # Precompressed copies: the server sends them to browsers that accept gzip.
 for file in "$out"/*.js "$out"/*.wasm "$out"/*.css; do
@@ -29,4 +34,7 @@ rm -rf "$site/pkg"
 mv "$out" "$site/pkg"
 raw=$(stat -c %s "$site/pkg/flowtrail_bg.wasm")
 gz=$(stat -c %s "$site/pkg/flowtrail_bg.wasm.gz")
-echo "[build-site] $site/pkg ready: WASM $((raw / 1024)) KiB raw, $((gz / 1024)) KiB gzip ($profile)" >&2
+wraw=$(stat -c %s "$site/pkg/flowtrail_worker_bg.wasm")
+wgz=$(stat -c %s "$site/pkg/flowtrail_worker_bg.wasm.gz")
+echo "[build-site] $site/pkg ready ($profile): page WASM $((raw / 1024)) KiB raw, $((gz / 1024)) KiB gzip;" \
+  "worker WASM $((wraw / 1024)) KiB raw, $((wgz / 1024)) KiB gzip" >&2

@@ -7,7 +7,7 @@
 #![recursion_limit = "256"]
 
 pub mod api;
-pub mod filter;
+pub mod browser;
 pub mod format;
 mod pages;
 
@@ -16,7 +16,7 @@ use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
 
-use pages::{flow::FlowPage, flows::FlowsPage, login::LoginPage};
+use pages::{compare::ComparePage, flow::FlowPage, flows::FlowsPage, login::LoginPage};
 
 /// The HTML document around the app; rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -42,6 +42,13 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    let online = RwSignal::new(true);
+    // Browser only (effects never run on the server).
+    Effect::new(move |_| {
+        online.set(browser::is_online());
+        browser::on_network_change(move |now| online.set(now));
+        browser::register_service_worker();
+    });
     view! {
         <Title text="Flow Trail"/>
         <Router>
@@ -53,15 +60,40 @@ pub fn App() -> impl IntoView {
                 <nav aria-label="Main">
                     <a href="/">"Flows"</a>
                 </nav>
+                {move || (!online.get()).then(|| view! {
+                    <span class="offline-badge" role="status">
+                        "Offline: showing what this browser kept"
+                    </span>
+                })}
                 <pages::login::SignOut/>
+                <PageMemory/>
             </header>
             <main id="main">
                 <Routes fallback=|| view! { <pages::NotFound/> }>
                     <Route path=path!("/login") view=LoginPage/>
                     <Route path=path!("/") view=FlowsPage/>
                     <Route path=path!("/flows/:id") view=FlowPage/>
+                    <Route path=path!("/flows/:a/compare/:b") view=ComparePage/>
                 </Routes>
             </main>
         </Router>
     }
+}
+
+/// Keeps every page reached by client-side navigation in the offline page cache (the service
+/// worker only sees full page loads).
+#[component]
+fn PageMemory() -> impl IntoView {
+    let location = leptos_router::hooks::use_location();
+    Effect::new(move |first: Option<()>| {
+        let search = location.search.get();
+        let path = if search.is_empty() {
+            location.pathname.get()
+        } else {
+            format!("{}?{search}", location.pathname.get())
+        };
+        if first.is_some() && browser::is_online() && path != "/login" {
+            browser::remember_page(&path);
+        }
+    });
 }

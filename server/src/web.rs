@@ -36,13 +36,15 @@ pub fn router(state: &AppState) -> Router<AppState> {
 }
 
 /// Paths anyone may load: the sign-in page, server functions (they check the session
-/// themselves), and static assets.
+/// themselves), and static assets (the service and Web Worker scripts among them).
 fn is_public(path: &str) -> bool {
     path == "/login"
         || path.starts_with("/fn/")
         || path.starts_with("/pkg/")
         || path.starts_with("/favicon")
         || path == "/robots.txt"
+        || path == "/sw.js"
+        || path == "/worker.js"
 }
 
 /// Sends visitors without a session to `/login?next=…`.
@@ -85,6 +87,8 @@ mod tests {
         assert!(is_public("/login"));
         assert!(is_public("/pkg/flowtrail.js"));
         assert!(is_public("/fn/login123"));
+        assert!(is_public("/sw.js"));
+        assert!(is_public("/worker.js"));
         assert!(!is_public("/"));
         assert!(!is_public("/flows/0193"));
         assert!(!is_public("/login/../admin"));

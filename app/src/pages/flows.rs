@@ -1,38 +1,71 @@
-//! `/`: the team's flows, newest first, filterable by URL.
+//! `/`: the team's flows, newest first. Every filter lives in the URL (the query API's names),
+//! so a view can be shared; new flows arrive live over Server-Sent Events.
 
-use flowtrail_types::{FlowPage, FlowStatus};
+use flowtrail_types::{FlowPage, FlowStatus, FlowSummary, StepKind};
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use super::{LoadError, error_text};
-use crate::api::list_flows;
+use crate::api::{FlowFilters, list_flows};
+use crate::browser::{self, LiveState};
 use crate::format;
+
+/// Most live rows kept above the loaded page.
+const MAX_LIVE: usize = 200;
 
 #[component]
 pub fn FlowsPage() -> impl IntoView {
     let query = use_query_map();
-    let param = move |name: &str| query.read().get(name).filter(|v| !v.is_empty());
-    let filters = move || {
-        (
-            param("pipeline"),
-            param("status"),
-            param("q"),
-            param("cursor"),
-        )
-    };
-    let flows = Resource::new(filters, |(pipeline, status, q, cursor)| {
-        list_flows(pipeline, status, q, cursor)
+    let filters = Memo::new(move |_| {
+        let query = query.read();
+        let param = |name: &str| query.get(name).filter(|v| !v.trim().is_empty());
+        let tags = query
+            .get_all("tag")
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| !t.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        FlowFilters {
+            pipeline: param("pipeline"),
+            status: param("status"),
+            tags: (!tags.is_empty()).then_some(tags),
+            since: param("since"),
+            until: param("until"),
+            q: param("q"),
+            step_kind: param("step_kind"),
+            min_eliminated: param("min_eliminated"),
+            cursor: param("cursor"),
+        }
     });
-    let status_options = move || {
-        let current = param("status").unwrap_or_default();
-        FlowStatus::ALL
-            .iter()
-            .map(|s| {
-                let value = s.as_str();
-                view! { <option value=value selected=current == value>{value}</option> }
-            })
-            .collect_view()
+    let flows = Resource::new(move || filters.get(), list_flows);
+    let refresh = Callback::new(move |()| flows.refetch());
+    let value = move |f: fn(&FlowFilters) -> &Option<String>| {
+        move || f(&filters.read()).clone().unwrap_or_default()
     };
+    let options = |all: &'static [&'static str],
+                   current: Memo<FlowFilters>,
+                   pick: fn(&FlowFilters) -> &Option<String>| {
+        move || {
+            let current = pick(&current.read()).clone().unwrap_or_default();
+            all.iter()
+                .map(|value| view! { <option value=*value selected=current == *value>{*value}</option> })
+                .collect_view()
+        }
+    };
+    let statuses: &'static [&'static str] = &["running", "succeeded", "failed"];
+    debug_assert_eq!(statuses.len(), FlowStatus::ALL.len());
+    let kinds: &'static [&'static str] = &[
+        "generate",
+        "retrieve",
+        "filter",
+        "rank",
+        "judge",
+        "select",
+        "transform",
+        "custom",
+    ];
+    debug_assert_eq!(kinds.len(), StepKind::ALL.len());
     view! {
         <section class="flows">
             <div class="page-head">
@@ -42,31 +75,54 @@ pub fn FlowsPage() -> impl IntoView {
             <form method="get" action="/" class="filters" role="search" aria-label="Filter flows">
                 <label>
                     "Pipeline"
-                    <input type="text" name="pipeline" value=move || param("pipeline").unwrap_or_default()/>
+                    <input type="text" name="pipeline" value=value(|f| &f.pipeline)/>
                 </label>
                 <label>
                     "Status"
                     <select name="status">
                         <option value="">"any"</option>
-                        {status_options}
+                        {options(statuses, filters, |f| &f.status)}
                     </select>
+                </label>
+                <label>
+                    "Tags"
+                    <input type="text" name="tag" placeholder="env:prod" value=value(|f| &f.tags)/>
+                </label>
+                <label>
+                    "Since (UTC)"
+                    <input type="text" name="since" placeholder="2026-11-20T09:00" value=value(|f| &f.since)/>
+                </label>
+                <label>
+                    "Until (UTC)"
+                    <input type="text" name="until" placeholder="RFC 3339" value=value(|f| &f.until)/>
+                </label>
+                <label>
+                    "Step kind"
+                    <select name="step_kind">
+                        <option value="">"any"</option>
+                        {options(kinds, filters, |f| &f.step_kind)}
+                    </select>
+                </label>
+                <label>
+                    "Eliminated ≥ %"
+                    <input type="number" name="min_eliminated" min="0" max="100" step="any" placeholder="90" value=value(|f| &f.min_eliminated)/>
                 </label>
                 <label class="grow">
                     "Text"
                     <input
                         type="search"
                         name="q"
-                        placeholder="step names, reasoning, reason codes"
-                        value=move || param("q").unwrap_or_default()
+                        placeholder="step names, reasoning, reason codes, candidate ids"
+                        value=value(|f| &f.q)
                     />
                 </label>
                 <button type="submit">"Filter"</button>
                 <a class="button secondary" href="/">"Clear"</a>
             </form>
-            <Suspense fallback=|| view! { <p class="loading">"Loading flows…"</p> }>
+            <Suspense fallback=|| view! { <p class="loading" role="status">"Loading flows…"</p> }>
                 {move || Suspend::new(async move {
                     match flows.await {
-                        Ok(page) => view! { <FlowTable page query=filters()/> }.into_any(),
+                        Ok(page) => view! { <FlowTable page filters=filters.get_untracked() refresh/> }.into_any(),
                         Err(e) => view! { <LoadError message=error_text(&e)/> }.into_any(),
                     }
                 })}
@@ -75,98 +131,177 @@ pub fn FlowsPage() -> impl IntoView {
     }
 }
 
-type Filters = (
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
-
+/// The loaded page of flows, with the flows that arrived since above it.
 #[component]
-fn FlowTable(page: FlowPage, query: Filters) -> impl IntoView {
-    if page.flows.is_empty() {
-        let filtered = query.0.is_some() || query.1.is_some() || query.2.is_some();
-        return view! {
-            <div class="empty">
-                {if filtered {
-                    view! { <p>"No flow matches these filters."</p> }.into_any()
-                } else {
-                    view! {
-                        <p>"No flows yet. Send one from your pipeline with the SDK, e.g.:"</p>
-                        <pre>"FLOWTRAIL_URL=http://127.0.0.1:3000 FLOWTRAIL_API_KEY=… \\\n  cargo run -p flowtrail-sdk --example competitor_selection"</pre>
-                    }.into_any()
-                }}
-            </div>
-        }
-        .into_any();
+fn FlowTable(page: FlowPage, filters: FlowFilters, refresh: Callback<()>) -> impl IntoView {
+    let live = RwSignal::new(Vec::<FlowSummary>::new());
+    // Flows that arrived but that this view cannot judge (text, time or elimination filters).
+    let unsure = RwSignal::new(0usize);
+    let state = RwSignal::new(LiveState::Connecting);
+    let first_page = filters.cursor.is_none();
+    let filtered = filters.any();
+    if first_page {
+        let filters = filters.clone();
+        // Effects run in the browser only: the stream is opened after hydration.
+        Effect::new(move |_| {
+            let filters = filters.clone();
+            let pipeline = filters.pipeline.clone();
+            let handle = browser::live_flows(
+                pipeline.as_deref(),
+                move |flow| match filters.admits(&flow) {
+                    Some(true) => live.update(|rows| {
+                        rows.retain(|r| r.id != flow.id);
+                        rows.insert(0, flow);
+                        rows.truncate(MAX_LIVE);
+                    }),
+                    Some(false) => {}
+                    None => unsure.update(|n| *n += 1),
+                },
+                move |s| state.set(s),
+            );
+            on_cleanup(move || {
+                if let Some(handle) = handle {
+                    browser::close_live(handle);
+                }
+            });
+        });
     }
+    let loaded = StoredValue::new(page.flows);
     let next = page.next_cursor.map(|cursor| {
-        let mut href = format!("/?cursor={cursor}");
-        for (name, value) in [
-            ("pipeline", &query.0),
-            ("status", &query.1),
-            ("q", &query.2),
-        ] {
-            if let Some(value) = value {
-                href.push_str(&format!("&{name}={}", encode(value)));
-            }
-        }
+        let href = next_href(&filters, &cursor);
         view! { <a class="button secondary" href=href>"Older flows →"</a> }
     });
-    let rows = page
-        .flows
-        .into_iter()
-        .map(|flow| {
-            let href = format!("/flows/{}", flow.id);
-            let tags = flow
-                .tags
+    let empty = move || live.with(Vec::is_empty) && loaded.with_value(Vec::is_empty);
+    let rows = move || {
+        let live_rows = live.get();
+        let fresh: Vec<_> = live_rows.iter().map(|f| f.id).collect();
+        let old = loaded.with_value(|flows| {
+            flows
                 .iter()
-                .map(|(k, v)| view! { <span class="tag">{format!("{k}={v}")}</span> })
-                .collect_view();
+                .filter(|f| !fresh.contains(&f.id))
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+        live_rows
+            .into_iter()
+            .map(|f| (f, true))
+            .chain(old.into_iter().map(|f| (f, false)))
+            .map(|(flow, arrived)| flow_row(flow, arrived))
+            .collect_view()
+    };
+    let live_badge = move || {
+        first_page.then(|| {
+            let (class, text) = match state.get() {
+                LiveState::Connecting => ("live connecting", "Connecting…"),
+                LiveState::Live => ("live on", "Live"),
+                LiveState::Reconnecting => ("live off", "Reconnecting…"),
+            };
+            view! { <span class=class role="status" title="New flows appear as they land">{text}</span> }
+        })
+    };
+    let unsure_note = move || {
+        (unsure.get() > 0).then(|| {
+            let n = unsure.get();
             view! {
-                <tr>
-                    <td><a href=href>{flow.pipeline.clone()}</a></td>
-                    <td><span class=format!("status status-{}", flow.status)>{flow.status.as_str()}</span></td>
-                    <td>{format::timestamp(flow.started_at)}</td>
-                    <td class="num">{format::duration(flow.started_at, flow.ended_at)}</td>
-                    <td class="num">{flow.step_count}</td>
-                    <td>{tags}</td>
-                    // UUIDv7 ids start with their timestamp: the random tail tells flows apart.
-                    <td class="mono" title=flow.id.to_string()>{flow.id.simple().to_string()[24..].to_string()}</td>
-                </tr>
+                <p class="notice" role="status">
+                    {format!("{n} new flow{} landed since this page loaded. ", if n == 1 { "" } else { "s" })}
+                    <button type="button" class="linkish" on:click=move |_| refresh.run(())>"Refresh"</button>
+                </p>
             }
         })
-        .collect_view();
+    };
     view! {
-        <table class="data flows-table">
-            <caption class="sr-only">"Flows, newest first"</caption>
-            <thead>
-                <tr>
-                    <th scope="col">"Pipeline"</th>
-                    <th scope="col">"Status"</th>
-                    <th scope="col">"Started"</th>
-                    <th scope="col">"Duration"</th>
-                    <th scope="col">"Steps"</th>
-                    <th scope="col">"Tags"</th>
-                    <th scope="col">"Id"</th>
-                </tr>
-            </thead>
-            <tbody>{rows}</tbody>
-        </table>
+        <div class="list-head">
+            {live_badge}
+            {unsure_note}
+        </div>
+        <Show when=move || !empty() fallback=move || view! { <EmptyFlows filtered/> }>
+            <table class="data flows-table">
+                <caption class="sr-only">"Flows, newest first"</caption>
+                <thead>
+                    <tr>
+                        <th scope="col">"Pipeline"</th>
+                        <th scope="col">"Status"</th>
+                        <th scope="col">"Started"</th>
+                        <th scope="col">"Duration"</th>
+                        <th scope="col" class="num">"Steps"</th>
+                        <th scope="col">"Largest drop"</th>
+                        <th scope="col">"Tags"</th>
+                        <th scope="col">"Id"</th>
+                    </tr>
+                </thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </Show>
         <nav class="pager" aria-label="Pages">{next}</nav>
     }
-    .into_any()
 }
 
-/// Percent-encodes a query value.
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+#[component]
+fn EmptyFlows(filtered: bool) -> impl IntoView {
+    view! {
+        <div class="empty">
+            {if filtered {
+                view! { <p>"No flow matches these filters."</p> }.into_any()
+            } else {
+                view! {
+                    <p>"No flows yet. Send one from your pipeline with the SDK, e.g.:"</p>
+                    <pre>"FLOWTRAIL_URL=http://127.0.0.1:3000 FLOWTRAIL_API_KEY=… \\\n  cargo run -p flowtrail-sdk --example competitor_selection"</pre>
+                }.into_any()
+            }}
+        </div>
+    }
+}
+
+fn flow_row(flow: FlowSummary, arrived: bool) -> impl IntoView {
+    let href = format!("/flows/{}", flow.id);
+    let tags = flow
+        .tags
+        .iter()
+        .map(|(k, v)| view! { <span class="tag">{format!("{k}={v}")}</span> })
+        .collect_view();
+    let drop = flow.largest_elimination.as_ref().map(|e| {
+        view! {
+            <span class="drop" title=format!("{} ({}) kept {} of {}", e.step, e.kind, e.candidates_out, e.candidates_in)>
+                <span class="drop-step">{e.step.clone()}</span>
+                " "
+                <span class="num">{format!("−{}", format::percent(e.share))}</span>
+            </span>
+        }
+    });
+    view! {
+        <tr class:arrived=arrived data-flow-id=flow.id.to_string()>
+            <td><a href=href>{flow.pipeline.clone()}</a></td>
+            <td><span class=format!("status status-{}", flow.status)>{flow.status.as_str()}</span></td>
+            <td>{format::timestamp(flow.started_at)}</td>
+            <td class="num">{format::duration(flow.started_at, flow.ended_at)}</td>
+            <td class="num">{flow.step_count}</td>
+            <td>{drop}</td>
+            <td>{tags}</td>
+            // UUIDv7 ids start with their timestamp: the random tail tells flows apart.
+            <td class="mono" title=flow.id.to_string()>{flow.id.simple().to_string()[24..].to_string()}</td>
+        </tr>
+    }
+}
+
+/// The next page's address: the same filters, the new cursor.
+fn next_href(filters: &FlowFilters, cursor: &str) -> String {
+    let mut href = format!("/?cursor={}", format::encode(cursor));
+    for (name, value) in [
+        ("pipeline", &filters.pipeline),
+        ("status", &filters.status),
+        ("since", &filters.since),
+        ("until", &filters.until),
+        ("q", &filters.q),
+        ("step_kind", &filters.step_kind),
+        ("min_eliminated", &filters.min_eliminated),
+    ] {
+        if let Some(value) = value {
+            href.push_str(&format!("&{name}={}", format::encode(value)));
+        }
+    }
+    for (k, v) in filters.tag_pairs() {
+        href.push_str(&format!("&tag={}", format::encode(&format!("{k}:{v}"))));
+    }
+    href
 }

@@ -5,6 +5,7 @@ use leptos_router::hooks::{use_location, use_query_map};
 
 use super::error_text;
 use crate::api::{Login, Logout, current_user};
+use crate::browser;
 
 /// `/login`.
 #[component]
@@ -52,7 +53,7 @@ pub fn SignOut() -> impl IntoView {
                     <div class="who">
                         <span title=format!("team {}, {}", user.team, user.role)>{user.email}</span>
                         <ActionForm action=logout attr:class="inline">
-                            <button type="submit" class="link">"Sign out"</button>
+                            <button type="submit" class="link" on:click=|_| browser::forget_local_data()>"Sign out"</button>
                         </ActionForm>
                     </div>
                 })

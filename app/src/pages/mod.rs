@@ -1,5 +1,6 @@
 //! The dashboard's pages.
 
+pub mod compare;
 pub mod flow;
 pub mod flows;
 pub mod login;
