@@ -107,6 +107,18 @@ pub fn largest_drop(steps: &[StepSummary]) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
+/// `price_out_of_range: 9.99 is below…; rating_below_threshold`.
+pub fn reasons(reasons: &[flowtrail_types::Reason]) -> String {
+    reasons
+        .iter()
+        .map(|r| match &r.text {
+            Some(text) => format!("{}: {text}", r.code),
+            None => r.code.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// `12 ms`, `1.2 s`, `0.4 ms`.
 pub fn millis(ms: f64) -> String {
     if ms >= 1_000.0 {

@@ -194,14 +194,13 @@ async fn fetch_text(url: &str, fresh: bool) -> Result<String, String> {
 
 async fn open(key: String, url: String, cache: bool) {
     // A running flow's step is read again every time it is opened.
-    if cache && STEPS.with_borrow(|steps| steps.iter().any(|(k, _)| *k == key)) {
-        let total = STEPS.with_borrow(|steps| {
-            steps
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, i)| i.len())
-                .unwrap_or(0)
-        });
+    let in_memory = STEPS.with_borrow(|steps| {
+        steps
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, index)| index.len())
+    });
+    if let Some(total) = in_memory.filter(|_| cache) {
         post(&FromWorker::Opened {
             key,
             total,

@@ -44,7 +44,7 @@ pub fn ComparePage() -> impl IntoView {
 /// Server side: the comparison as HTML.
 #[cfg(feature = "ssr")]
 pub mod render {
-    use flowtrail_types::{FlowDiff, FlowSummary, Pair, Reason, StepDiff, ValueChange};
+    use flowtrail_types::{FlowDiff, FlowSummary, Pair, StepDiff, ValueChange};
     use leptos::prelude::*;
 
     use crate::format;
@@ -137,17 +137,6 @@ pub mod render {
         format!("{} → {}", count(i), count(o))
     }
 
-    fn reasons_text(reasons: &[Reason]) -> String {
-        reasons
-            .iter()
-            .map(|r| match &r.text {
-                Some(t) => format!("{}: {t}", r.code),
-                None => r.code.clone(),
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
     fn ids(list: &[String]) -> String {
         let mut text = list
             .iter()
@@ -194,12 +183,12 @@ pub mod render {
                         <td>
                             <span class=format!("verdict verdict-{}", v.a)>{v.a.as_str()}</span>
                             " "{format::score(v.score_a)}
-                            <span class="reason-text">" "{reasons_text(&v.reasons_a)}</span>
+                            <span class="reason-text">" "{format::reasons(&v.reasons_a)}</span>
                         </td>
                         <td>
                             <span class=format!("verdict verdict-{}", v.b)>{v.b.as_str()}</span>
                             " "{format::score(v.score_b)}
-                            <span class="reason-text">" "{reasons_text(&v.reasons_b)}</span>
+                            <span class="reason-text">" "{format::reasons(&v.reasons_b)}</span>
                         </td>
                     </tr>
                 }

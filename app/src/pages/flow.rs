@@ -422,7 +422,6 @@ fn Observations(flow_id: String, step: StepSummary, cache: bool) -> impl IntoVie
         }
     };
     let body = move || {
-        let ready = matches!(load.get(), Load::Ready { .. });
         let message = match load.get() {
             Load::Loading => Some("Loading observations…".to_string()),
             Load::Failed { .. } => Some("The observations could not be loaded.".to_string()),
@@ -432,7 +431,6 @@ fn Observations(flow_id: String, step: StepSummary, cache: bool) -> impl IntoVie
         if let Some(message) = message {
             return view! { <tr class="message"><td colspan="5">{message}</td></tr> }.into_any();
         }
-        let _ = ready;
         rows.with(|r| {
             if r.matching == 0 {
                 return view! { <tr class="message"><td colspan="5">"No observation matches these filters."</td></tr> }
@@ -548,15 +546,7 @@ fn observation_row(
     row_index: usize,
     journey: RwSignal<Option<String>>,
 ) -> impl IntoView + use<> {
-    let reasons = o
-        .reasons
-        .iter()
-        .map(|r| match &r.text {
-            Some(text) => format!("{}: {text}", r.code),
-            None => r.code.clone(),
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
+    let reasons = format::reasons(&o.reasons);
     let codes = o
         .reasons
         .iter()
@@ -647,15 +637,7 @@ pub mod render {
                     Presence::Absent => "absent".to_string(),
                     Presence::Unknown => "unknown (sampled)".to_string(),
                 };
-                let reasons = s
-                    .reasons
-                    .iter()
-                    .map(|r| match &r.text {
-                        Some(t) => format!("{}: {t}", r.code),
-                        None => r.code.clone(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                let reasons = format::reasons(&s.reasons);
                 view! {
                     <li class=format!("journey-step presence-{}", match s.presence { Presence::Observed => "observed", Presence::Absent => "absent", Presence::Unknown => "unknown" })>
                         <span class=format!("kind kind-{}", s.kind)>{s.kind.as_str()}</span>

@@ -43,7 +43,7 @@ pub fn FlowsPage() -> impl IntoView {
     let value = move |f: fn(&FlowFilters) -> &Option<String>| {
         move || f(&filters.read()).clone().unwrap_or_default()
     };
-    let options = |all: &'static [&'static str],
+    let options = |all: Vec<&'static str>,
                    current: Memo<FlowFilters>,
                    pick: fn(&FlowFilters) -> &Option<String>| {
         move || {
@@ -53,19 +53,8 @@ pub fn FlowsPage() -> impl IntoView {
                 .collect_view()
         }
     };
-    let statuses: &'static [&'static str] = &["running", "succeeded", "failed"];
-    debug_assert_eq!(statuses.len(), FlowStatus::ALL.len());
-    let kinds: &'static [&'static str] = &[
-        "generate",
-        "retrieve",
-        "filter",
-        "rank",
-        "judge",
-        "select",
-        "transform",
-        "custom",
-    ];
-    debug_assert_eq!(kinds.len(), StepKind::ALL.len());
+    let statuses = FlowStatus::ALL.iter().map(|s| s.as_str()).collect();
+    let kinds = StepKind::ALL.iter().map(|k| k.as_str()).collect();
     view! {
         <section class="flows">
             <div class="page-head">
