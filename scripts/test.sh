@@ -7,17 +7,25 @@ export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 scripts/setup.sh test
 scripts/build-site.sh
-# Builds the binary and the examples the browser tests use, then runs the Rust suites.
-cargo test --workspace --exclude flowtrail-frontend --exclude flowtrail-worker
-# The same repository, API, SDK and crash suites on the scale-out engines: a real PostgreSQL,
-# a real S3-compatible server (every payload in S3) and a real Redis (shared rate limits and
-# in-flight keys), plus the tests that need Redis itself.
-scripts/with-postgres.sh scripts/with-s3.sh scripts/with-redis.sh cargo test \
-  -p flowtrail-domain --test repository \
-  -p flowtrail-server --features flowtrail-server/redis-tests --test api --test live --test crash --test redis --test scale_out
+# Incremental compilation only pays on a second build; in a fresh clone it doubles the disk
+# that target/ takes. Export CARGO_INCREMENTAL=1 to keep it for local iterations.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+# One feature set for every cargo command, so each crate and test binary is built once.
+features=(--features flowtrail-server/redis-tests)
+# Every suite runs with a real PostgreSQL, a real S3-compatible server and a real Redis started.
+# First on the embedded default (SQLite, local payloads, in-process queue; the Redis and
+# scale-out suites use the engines directly), which also builds the binary and the examples the
+# browser tests use; then the repository, API, live and crash suites again on the scale-out
+# engines (PostgreSQL, every payload in S3, the Redis queue, rate limits and in-flight keys).
+# (Both passes select the whole workspace, so cargo resolves the same features and the second
+# one reuses the first one's binaries.)
+scripts/with-postgres.sh scripts/with-s3.sh scripts/with-redis.sh bash -euo pipefail -c '
+  cargo test "$@"
+  FLOWTRAIL_TEST_ENGINES=scale cargo test "$@" --test repository --test api --test live --test crash
+' engines --workspace --exclude flowtrail-frontend --exclude flowtrail-worker "${features[@]}"
 (cd end2end && npx playwright test)
 cargo fmt --all -- --check
-cargo clippy --workspace --exclude flowtrail-frontend --exclude flowtrail-worker --all-targets --features flowtrail-server/redis-tests -- -D warnings
+cargo clippy --workspace --exclude flowtrail-frontend --exclude flowtrail-worker --all-targets "${features[@]}" -- -D warnings
 # The two browser crates, for the target they are built for.
 cargo clippy -p flowtrail-frontend -p flowtrail-worker --target wasm32-unknown-unknown \
   --profile wasm-release -- -D warnings

@@ -1,6 +1,6 @@
 //! Repository and queue conformance suite. Every test gets a fresh, migrated database and
 //! talks to the engines only through their traits, so the same suite runs against each
-//! backend (SQLite today; PostgreSQL joins by adding a constructor to `fresh()`).
+//! backend: the embedded default, then (`FLOWTRAIL_TEST_ENGINES=scale`) PostgreSQL, S3 and Redis.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,6 +18,9 @@ use flowtrail_types::{
 use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+mod support;
+use support::engines;
 
 fn s3_from_env() -> flowtrail_domain::payloads::S3Config {
     let var = |name: &str| std::env::var(name).ok();
@@ -37,25 +40,25 @@ struct Fixture {
     _dir: tempfile::TempDir,
 }
 
-/// A fresh, migrated database: SQLite by default; with `FLOWTRAIL_TEST_DATABASE_URL` set
-/// (`scripts/with-postgres.sh`), a new database on that PostgreSQL server.
+/// A fresh, migrated database: SQLite by default; in the scale-out pass, a new database on the
+/// PostgreSQL server of `scripts/with-postgres.sh`.
 async fn fresh() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let mut config = StorageConfig::embedded(dir.path());
-    if let Ok(admin_url) = std::env::var("FLOWTRAIL_TEST_DATABASE_URL") {
+    if let Some(admin_url) = engines::scale_engine("FLOWTRAIL_TEST_DATABASE_URL") {
         let name = format!("flowtrail_test_{}", Uuid::now_v7().simple());
         let url = flowtrail_domain::postgres::create_database(&admin_url, &name).await;
         config.database_url = Some(url.unwrap());
     }
     // With `scripts/with-s3.sh`: every payload in a real S3-compatible server.
-    if let Ok(url) = std::env::var("FLOWTRAIL_TEST_OBJECT_STORE_URL") {
+    if let Some(url) = engines::scale_engine("FLOWTRAIL_TEST_OBJECT_STORE_URL") {
         config.object_store_url = Some(format!("{url}/{}", Uuid::now_v7().simple()));
         config.payload_inline_max = 0;
         config.s3 = s3_from_env();
     }
     // With `scripts/with-redis.sh`: the Redis Streams queue, the payload cache and events, under
     // a prefix of this fixture's own.
-    if let Ok(url) = std::env::var("FLOWTRAIL_TEST_REDIS_URL") {
+    if let Some(url) = engines::scale_engine("FLOWTRAIL_TEST_REDIS_URL") {
         config.redis_url = Some(url);
         config.redis_prefix = format!("test-{}", Uuid::now_v7().simple());
     }

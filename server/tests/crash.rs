@@ -12,6 +12,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+#[path = "../../domain/tests/support/engines.rs"]
+mod engines;
+
 const CLIENTS: usize = 4;
 const FLOWS_PER_CLIENT: usize = 75;
 
@@ -23,10 +26,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The database the server uses: the embedded SQLite under `data`, or — with
-/// `scripts/with-postgres.sh` — a fresh PostgreSQL database.
+/// The database the server uses: the embedded SQLite under `data`, or — in the scale-out
+/// pass — a fresh PostgreSQL database.
 async fn database_url() -> Option<String> {
-    let admin_url = std::env::var("FLOWTRAIL_TEST_DATABASE_URL").ok()?;
+    let admin_url = engines::scale_engine("FLOWTRAIL_TEST_DATABASE_URL")?;
     let name = format!("flowtrail_crash_{}", Uuid::now_v7().simple());
     Some(
         flowtrail_domain::postgres::create_database(&admin_url, &name)
@@ -46,13 +49,13 @@ fn start(data: &Path, port: u16, database: &Option<String>) -> Child {
         command.env("FLOWTRAIL_DATABASE_URL", url);
     }
     // With `scripts/with-s3.sh` (AWS_* in the environment): every payload in S3.
-    if let Ok(url) = std::env::var("FLOWTRAIL_TEST_OBJECT_STORE_URL") {
+    if let Some(url) = engines::scale_engine("FLOWTRAIL_TEST_OBJECT_STORE_URL") {
         command.env("FLOWTRAIL_OBJECT_STORE_URL", format!("{url}/crash"));
         command.env("FLOWTRAIL_PAYLOAD_INLINE_MAX_BYTES", "0");
     }
     // With `scripts/with-redis.sh`: the Redis Streams queue, under this run's own prefix
     // (the same across restarts, so the restarted server finds the queue).
-    if let Ok(url) = std::env::var("FLOWTRAIL_TEST_REDIS_URL") {
+    if let Some(url) = engines::scale_engine("FLOWTRAIL_TEST_REDIS_URL") {
         static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let prefix = PREFIX.get_or_init(|| format!("crash-{}", Uuid::now_v7().simple()));
         command.env("FLOWTRAIL_REDIS_URL", url);

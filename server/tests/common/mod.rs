@@ -9,6 +9,9 @@ use flowtrail_domain::auth::Scope;
 use flowtrail_domain::{Services, StorageConfig};
 use flowtrail_server::{HttpConfig, build_app};
 
+#[path = "../../../domain/tests/support/engines.rs"]
+mod engines;
+
 /// A fresh, bootstrapped embedded profile and its application.
 pub struct Fixture {
     pub router: Router,
@@ -22,14 +25,14 @@ pub struct Fixture {
 pub async fn fixture(addr: SocketAddr, adjust: impl FnOnce(&mut HttpConfig)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let mut storage = StorageConfig::embedded(dir.path());
-    // With `scripts/with-postgres.sh`, the same tests run on a fresh PostgreSQL database.
-    if let Ok(admin_url) = std::env::var("FLOWTRAIL_TEST_DATABASE_URL") {
+    // In the scale-out pass, the same tests run on a fresh PostgreSQL database.
+    if let Some(admin_url) = engines::scale_engine("FLOWTRAIL_TEST_DATABASE_URL") {
         let name = format!("flowtrail_test_{}", uuid::Uuid::now_v7().simple());
         let url = flowtrail_domain::postgres::create_database(&admin_url, &name).await;
         storage.database_url = Some(url.unwrap());
     }
     // With `scripts/with-s3.sh`: every payload in a real S3-compatible server.
-    if let Ok(url) = std::env::var("FLOWTRAIL_TEST_OBJECT_STORE_URL") {
+    if let Some(url) = engines::scale_engine("FLOWTRAIL_TEST_OBJECT_STORE_URL") {
         let var = |name: &str| std::env::var(name).ok();
         storage.object_store_url = Some(format!("{url}/{}", uuid::Uuid::now_v7().simple()));
         storage.payload_inline_max = 0;
@@ -44,7 +47,7 @@ pub async fn fixture(addr: SocketAddr, adjust: impl FnOnce(&mut HttpConfig)) -> 
     }
     // With `scripts/with-redis.sh`: the Redis queue, cache, events, rate limits and in-flight
     // keys in a real Redis, under a prefix of this fixture's own.
-    if let Ok(url) = std::env::var("FLOWTRAIL_TEST_REDIS_URL") {
+    if let Some(url) = engines::scale_engine("FLOWTRAIL_TEST_REDIS_URL") {
         storage.redis_url = Some(url);
         storage.redis_prefix = format!("test-{}", uuid::Uuid::now_v7().simple());
     }
