@@ -25,9 +25,10 @@ for crate in frontend:flowtrail worker:flowtrail_worker; do
   fi
 done
 cp style/main.css "$out/flowtrail.css"
-# Precompressed copies: the server sends them to browsers that accept gzip.
+# Precompressed copies: the server sends them to browsers that accept gzip. zopfli writes
+# standard gzip, 4–5 % smaller than `gzip -9` (slower to write, same to read).
 for file in "$out"/*.js "$out"/*.wasm "$out"/*.css; do
-  gzip -9 -k -f "$file"
+  zopfli --gzip -c "$file" > "$file.gz"
 done
 cp -r public/. "$site/"
 rm -rf "$site/pkg"

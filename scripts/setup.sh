@@ -9,10 +9,12 @@ export PATH="$HOME/.cargo/bin:$PATH"
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 # Debian packages: a C compiler (for zstd/SQLite), Node.js for the WASM optimiser and the
-# browser tests, and Chromium for the browser tests.
+# browser tests, zopfli for the site's gzip files, and Chromium for the browser tests.
 packages=()
 command -v cc >/dev/null || packages+=(build-essential)
 command -v npm >/dev/null || packages+=(nodejs npm)
+# zopfli: the precompressed .gz files of the site, 4–5 % smaller than gzip -9, still gzip.
+command -v zopfli >/dev/null || packages+=(zopfli)
 if [ "$purpose" = test ]; then
   [ -x /usr/bin/chromium ] || packages+=(chromium)
   # The scale-out suites run against a real PostgreSQL (scripts/with-postgres.sh).

@@ -2,6 +2,7 @@
 
 use flowtrail_types::{FlowDetail, FlowPage};
 use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
 use serde::{Deserialize, Serialize};
 
 /// Who is signed in, as the dashboard shows it.
@@ -210,8 +211,9 @@ pub fn parse_time(text: &str) -> Option<time::OffsetDateTime> {
     time::OffsetDateTime::parse(&padded, &Rfc3339).ok()
 }
 
-/// One page of the team's flows.
-#[server(prefix = "/fn")]
+/// One page of the team's flows. JSON in: a URL-encoded body drops a struct whose fields are
+/// all empty, and the server could not tell "no filters" from a missing argument.
+#[server(prefix = "/fn", input = Json)]
 pub async fn list_flows(filters: FlowFilters) -> Result<FlowPage, ServerFnError> {
     use flowtrail_domain::store::{FlowCursor, FlowQuery};
     use flowtrail_types::{FlowStatus, StepKind};

@@ -192,6 +192,30 @@ mod imp {
         }
     }
 
+    /// Sets (`Some`) or removes (`None`) one parameter of the address bar's query, without a
+    /// navigation: the page's state becomes a link to share, and nothing reloads.
+    pub fn set_query_param(name: &str, value: Option<&str>) {
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        let Some(url) = window
+            .location()
+            .href()
+            .ok()
+            .and_then(|href| web_sys::Url::new(&href).ok())
+        else {
+            return;
+        };
+        match value {
+            Some(value) => url.search_params().set(name, value),
+            None => url.search_params().delete(name),
+        }
+        if let Ok(history) = window.history() {
+            let state = history.state().unwrap_or(JsValue::NULL);
+            let _ = history.replace_state_with_url(&state, "", Some(&url.href()));
+        }
+    }
+
     /// Arrow keys move between the candidates of the observations table.
     pub fn row_keys(event: leptos::ev::KeyboardEvent) {
         let down = match event.key().as_str() {
@@ -313,6 +337,8 @@ mod imp {
     pub fn register_service_worker() {}
 
     pub fn remember_page(_path: &str) {}
+
+    pub fn set_query_param(_name: &str, _value: Option<&str>) {}
 
     pub fn row_keys(_event: leptos::ev::KeyboardEvent) {}
 

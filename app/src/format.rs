@@ -28,7 +28,7 @@ pub fn duration(from: OffsetDateTime, to: Option<OffsetDateTime>) -> String {
     } else if ms < 1_000 {
         format!("{ms} ms")
     } else if ms < 60_000 {
-        format!("{:.2} s", ms as f64 / 1000.0)
+        format!("{} s", fixed(ms as f64 / 1000.0, 2))
     } else {
         format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000)
     }
@@ -64,17 +64,15 @@ pub fn funnel(step: &StepSummary) -> String {
 pub fn percent(ratio: f64) -> String {
     let p = ratio * 100.0;
     if p > 0.0 && p < 10.0 || p > 90.0 && p < 100.0 {
-        format!("{p:.1} %")
+        format!("{} %", fixed(p, 1))
     } else {
-        format!("{p:.0} %")
+        format!("{} %", fixed(p, 0))
     }
 }
 
 /// A score with three decimals, or a dash.
 pub fn score(score: Option<f64>) -> String {
-    score
-        .map(|s| format!("{s:.3}"))
-        .unwrap_or_else(|| "—".into())
+    score.map(|s| fixed(s, 3)).unwrap_or_else(|| "—".into())
 }
 
 /// A JSON value for a table cell: strings bare, the rest compact JSON.
@@ -122,11 +120,31 @@ pub fn reasons(reasons: &[flowtrail_types::Reason]) -> String {
 /// `12 ms`, `1.2 s`, `0.4 ms`.
 pub fn millis(ms: f64) -> String {
     if ms >= 1_000.0 {
-        format!("{:.1} s", ms / 1_000.0)
+        format!("{} s", fixed(ms / 1_000.0, 1))
     } else if ms >= 10.0 {
-        format!("{ms:.0} ms")
+        format!("{} ms", fixed(ms, 0))
     } else {
-        format!("{ms:.1} ms")
+        format!("{} ms", fixed(ms, 1))
+    }
+}
+
+/// `x` with `decimals` digits after the point, rounded half away from zero. Integer
+/// arithmetic: `{:.N}` would pull Rust's float formatting (~11 KB) into the browser bundle.
+pub fn fixed(x: f64, decimals: u32) -> String {
+    if !x.is_finite() {
+        return "—".into();
+    }
+    let scale = 10_u64.pow(decimals);
+    let n = (x.abs() * scale as f64).round() as u64;
+    let sign = if x < 0.0 && n > 0 { "-" } else { "" };
+    let (whole, fraction) = (n / scale, n % scale);
+    if decimals == 0 {
+        format!("{sign}{whole}")
+    } else {
+        format!(
+            "{sign}{whole}.{fraction:0width$}",
+            width = decimals as usize
+        )
     }
 }
 
@@ -181,6 +199,18 @@ mod tests {
         assert_eq!(funnel(&step(1, None, None)), "—");
         assert_eq!(funnel(&step(1, Some(425), Some(425))), "425 → 425");
         assert_eq!(percent(0.5), "50 %");
+    }
+
+    #[test]
+    fn fixed_rounds_like_a_person() {
+        assert_eq!(fixed(2.35, 2), "2.35");
+        assert_eq!(fixed(0.0449, 1), "0.0");
+        assert_eq!(fixed(99.95, 1), "100.0");
+        assert_eq!(fixed(-1.26, 1), "-1.3");
+        assert_eq!(fixed(-0.04, 1), "0.0");
+        assert_eq!(fixed(12.5, 0), "13");
+        assert_eq!(fixed(0.1234, 3), "0.123");
+        assert_eq!(fixed(f64::NAN, 2), "—");
     }
 
     #[test]

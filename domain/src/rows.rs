@@ -8,11 +8,29 @@ use uuid::Uuid;
 
 use crate::millis::from_ms;
 use crate::queue::{DeadLetter, Job};
+use crate::store::FunnelRow;
 use crate::{Error, Result};
 
 pub(crate) const FLOW_COLUMNS: &str = "f.id, f.version, p.name AS pipeline, f.status, f.started_at, \
      f.ended_at, f.tags, f.error, f.step_count, f.ingested_at, f.top_seq, f.top_step, f.top_kind, \
      f.top_in, f.top_out";
+
+/// A funnel query's row: flow id, seq, step name, kind, candidates in, candidates out.
+pub(crate) type FunnelTuple = (String, i64, String, String, i64, i64);
+
+/// A funnel row of `pipeline`.
+pub(crate) fn funnel_row(pipeline: &str, row: FunnelTuple) -> Result<FunnelRow> {
+    let (flow_id, seq, step, kind, input, output) = row;
+    Ok(FunnelRow {
+        pipeline: pipeline.to_string(),
+        flow_id,
+        seq: seq as u32,
+        step,
+        kind: StepKind::parse(&kind).ok_or_else(|| corrupt("step kind"))?,
+        candidates_in: input.max(0) as u64,
+        candidates_out: output.max(0) as u64,
+    })
+}
 
 /// How a user is looked up.
 pub(crate) enum UserKey<'a> {

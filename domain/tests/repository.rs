@@ -1193,6 +1193,117 @@ async fn full_text_search_finds_reason_texts_and_candidate_ids() {
     assert!(ids(&f, &search("timed")).await.is_empty());
 }
 
+/// Pages `q` to the end and returns every id in the order served.
+async fn every_page(f: &Fixture, mut q: FlowQuery) -> Vec<Uuid> {
+    let mut seen = Vec::new();
+    loop {
+        let page = f.services.metadata.list_flows(f.team, &q).await.unwrap();
+        assert!(page.flows.len() <= q.limit as usize);
+        seen.extend(page.flows.iter().map(|s| s.id));
+        match page.next_cursor {
+            Some(cursor) => q.cursor = Some(FlowCursor::decode(&cursor).unwrap()),
+            None => return seen,
+        }
+    }
+}
+
+#[tokio::test]
+async fn text_search_pages_in_list_order_whatever_the_start_times() {
+    use flowtrail_domain::store::FlowWrite;
+    let f = fresh().await;
+    let ms =
+        |ms: i64| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
+    let base = 1_790_000_000_000_i64;
+    // Start times within one second and across seconds, shared to the millisecond (the id
+    // breaks the tie), before 1970, and past what the search index orders exactly (year 2500).
+    let mut starts: Vec<i64> = (0..24).map(|i| base + (i * 7919) % 5000).collect();
+    starts.extend([
+        base,
+        base,
+        base + 1,
+        -86_400_000,
+        16_725_225_600_000,
+        16_725_225_600_000,
+    ]);
+    let mut records: Vec<FlowRecord> = starts
+        .iter()
+        .enumerate()
+        .map(|(i, &start)| {
+            // Every third flow is in pipeline "other" and never mentions a phone case.
+            let matching = i % 3 != 0;
+            let mut record = flow(if matching { "phone" } else { "other" }, 0, &[]);
+            record.started_at = ms(start);
+            record.ended_at = None;
+            if matching {
+                record.steps[1].observations[0].reasons[0].text = Some("a phone case".into());
+            }
+            record
+        })
+        .collect();
+    // Half in one batch (one statement numbers many documents of a bucket), half one by one.
+    let none = StepPayloads::new();
+    let writes: Vec<FlowWrite> = records[..15]
+        .iter()
+        .map(|flow| FlowWrite {
+            team_id: f.team,
+            flow,
+            payloads: &none,
+            mode: WriteMode::Replace,
+        })
+        .collect();
+    f.services.metadata.upsert_flows(&writes).await.unwrap();
+    for record in &records[15..] {
+        store(&f, record).await;
+    }
+    // New versions that move to other buckets, and one that stays in its own.
+    for (i, shift) in [(1, 9_000), (2, -3_000), (4, 0)] {
+        records[i].version = 2;
+        records[i].started_at = ms(starts[i] + shift);
+        store(&f, &records[i]).await;
+    }
+    let mut matching: Vec<&FlowRecord> = records.iter().filter(|r| r.pipeline == "phone").collect();
+    matching.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
+    let expected: Vec<Uuid> = matching.iter().map(|r| r.id).collect();
+    assert_eq!(
+        every_page(
+            &f,
+            FlowQuery {
+                pipeline: Some("phone".into()),
+                ..query()
+            }
+        )
+        .await,
+        expected,
+        "the list without text"
+    );
+    for limit in [1, 2, 3, 7, 50] {
+        let q = FlowQuery {
+            text: Some("phone case".into()),
+            limit,
+            ..query()
+        };
+        assert_eq!(every_page(&f, q).await, expected, "limit {limit}");
+    }
+    // A time range cuts the same order; its bounds fall inside search buckets.
+    let (since, until) = (base + 1_000, base + 3_500);
+    let in_range: Vec<Uuid> = matching
+        .iter()
+        .filter(|r| r.started_at >= ms(since) && r.started_at < ms(until))
+        .map(|r| r.id)
+        .collect();
+    assert!(in_range.len() >= 4, "{in_range:?}");
+    for limit in [1, 3, 50] {
+        let q = FlowQuery {
+            text: Some("phone".into()),
+            since: Some(ms(since)),
+            until: Some(ms(until)),
+            limit,
+            ..query()
+        };
+        assert_eq!(every_page(&f, q).await, in_range, "range, limit {limit}");
+    }
+}
+
 fn stats_query(pipeline: Option<&str>) -> flowtrail_domain::store::StatsQuery {
     flowtrail_domain::store::StatsQuery {
         pipeline: pipeline.map(str::to_string),

@@ -7,6 +7,21 @@ import { flowRecord, observations, sendFlow, signIn, uniquePipeline } from './he
 
 const artifacts = join(__dirname, '..', 'test-results');
 
+// A panic in the WASM (a hydration mismatch, say) or a 5xx from the server fails any test, even
+// one whose assertions happen to pass. (The service worker's own 503 "You are offline" is
+// the offline page, not a failure.)
+let problems: string[] = [];
+test.beforeEach(({ page }) => {
+  problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('response', (r) => {
+    if (r.status() >= 500 && !r.fromServiceWorker()) problems.push(`${r.status()} ${r.url()}`);
+  });
+});
+test.afterEach(() => {
+  expect(problems).toEqual([]);
+});
+
 async function shot(page: Page, name: string) {
   await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
 }
@@ -133,6 +148,15 @@ test('a 5,000-observation step renders virtualised, filters, sorts and opens a j
   await expect(journey).toContainText('Eliminated at #1');
   await expect(journey).toContainText('rating_below_threshold');
   await shot(page, 'flow-5000');
+  // The journey is in the address: a reload (or a shared link) opens it again.
+  await expect(page).toHaveURL(/[?&]candidate=C04999/);
+  await page.reload();
+  await expect(page.getByRole('region', { name: 'Candidate journey' })).toContainText('Eliminated at #1');
+  // Hydrated (the worker has answered) before clicking, so the button has its handler.
+  await expect(status).toContainText('5,000 of 5,000');
+  await page.getByRole('region', { name: 'Candidate journey' }).getByRole('button', { name: /close/i }).click();
+  await expect(page.getByRole('region', { name: 'Candidate journey' })).toHaveCount(0);
+  await expect(page).not.toHaveURL(/candidate=/);
 });
 
 test('a flow opened once stays browsable and filterable offline, after a reload', async ({ page, context }) => {

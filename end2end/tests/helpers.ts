@@ -9,6 +9,9 @@ export async function signIn(page: Page) {
   await page.getByLabel('Password').fill(process.env.FLOWTRAIL_E2E_PASSWORD!);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await expect(page.getByRole('heading', { name: 'Flows' })).toBeVisible();
+  // The list, fetched by the browser after the client-side redirect, loads without an error.
+  await expect(page.locator('.flows .loading')).toHaveCount(0);
+  await expect(page.getByRole('alert')).toHaveCount(0);
 }
 
 export type Observation = {

@@ -151,8 +151,8 @@ fn Funnel(steps: Vec<StepSummary>, largest: Option<usize>) -> impl IntoView {
                 <li class:largest=largest == Some(i)>
                     <span class="funnel-name">{s.name.clone()}</span>
                     <span class="funnel-bars" aria-hidden="true">
-                        <span class="bar in" style=format!("width:{:.1}%", width(input))></span>
-                        <span class="bar out" style=format!("width:{:.1}%", width(output))></span>
+                        <span class="bar in" style=format!("width:{}%", format::fixed(width(input), 1))></span>
+                        <span class="bar out" style=format!("width:{}%", format::fixed(width(output), 1))></span>
                     </span>
                     <span class="funnel-count">{format::funnel(s)}</span>
                 </li>
@@ -185,7 +185,7 @@ fn StepCard(step: StepSummary, largest: bool, current: Memo<Option<u32>>) -> imp
             view! {
                 <li>
                     <span class="reason-code">{code.clone()}</span>
-                    <span class="reason-bar" style=format!("width:{share:.0}%")></span>
+                    <span class="reason-bar" style=format!("width:{}%", format::fixed(share, 0))></span>
                     <span class="num">{format::count(*n)}</span>
                 </li>
             }
@@ -261,7 +261,17 @@ fn Observations(flow_id: String, step: StepSummary, cache: bool) -> impl IntoVie
     let sort = RwSignal::new(Sort::default());
     let chunk = RwSignal::new(0usize);
     let latest = StoredValue::new(0u64);
+    // The open journey is in the address (`?candidate=`): a link to it can be shared, and it
+    // survives a reload. It opens once the page is live (effects run only in the browser), so
+    // the server's HTML and the hydrated page agree.
     let journey = RwSignal::new(None::<String>);
+    let linked = use_query_map().get_untracked().get("candidate");
+    Effect::new(move |_| {
+        if let Some(candidate) = linked.clone() {
+            journey.set(Some(candidate));
+        }
+    });
+    Effect::new(move |_| browser::set_query_param("candidate", journey.get().as_deref()));
     let scroller = NodeRef::<leptos::html::Div>::new();
 
     {
@@ -378,8 +388,8 @@ fn Observations(flow_id: String, step: StepSummary, cache: bool) -> impl IntoVie
             view! {
                 <p class="hint observations-status" aria-live="polite"
                     data-source=source_name
-                    data-load-ms=format!("{load_ms:.2}")
-                    data-filter-ms=format!("{filter_ms:.3}")>
+                    data-load-ms=format::fixed(load_ms, 2)
+                    data-filter-ms=format::fixed(filter_ms, 3)>
                     {format!("{} of {} observations · ", format::count(matching as u64), format::count(total as u64))}
                     <span class=format!("source source-{source_name}")>
                         {format!("{from} in {}", format::millis(load_ms))}
@@ -445,9 +455,9 @@ fn Observations(flow_id: String, step: StepSummary, cache: bool) -> impl IntoVie
                 .map(|(i, (_, o))| observation_row(o, r.offset + i + 2, journey))
                 .collect_view();
             view! {
-                <tr class="spacer" aria-hidden="true" style=format!("height:{top}px")></tr>
+                <tr class="spacer" aria-hidden="true" style=format!("height:{}px", format::fixed(top, 0))></tr>
                 {cells}
-                <tr class="spacer" aria-hidden="true" style=format!("height:{below}px")></tr>
+                <tr class="spacer" aria-hidden="true" style=format!("height:{}px", format::fixed(below, 0))></tr>
             }
             .into_any()
         })
@@ -576,10 +586,8 @@ fn observation_row(
 /// One candidate's path through every step of the flow.
 #[component]
 fn Journey(flow_id: String, candidate: String, close: impl Fn() + 'static) -> impl IntoView {
-    let journey = Resource::new(
-        move || (flow_id.clone(), candidate.clone()),
-        |(id, candidate)| journey_html(id, candidate),
-    );
+    // Only ever opened in the browser (see `Observations`), so fetched there.
+    let journey = LocalResource::new(move || journey_html(flow_id.clone(), candidate.clone()));
     view! {
         <section class="journey card" aria-label="Candidate journey">
             <div class="journey-head">

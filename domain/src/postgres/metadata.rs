@@ -2,7 +2,7 @@
 //! dialect (`$n` parameters, `tsvector` search, `FOR UPDATE SKIP LOCKED`).
 
 use async_trait::async_trait;
-use flowtrail_types::{FlowDetail, FlowPage, FlowRecord, FlowStatus, SdkInfo, StepKind};
+use flowtrail_types::{FlowDetail, FlowPage, FlowRecord, FlowStatus, SdkInfo};
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
@@ -11,7 +11,8 @@ use crate::auth::{Role, Scope};
 use crate::millis::{hour_floor, now_ms, to_ms};
 use crate::payloads::PayloadRef;
 use crate::rows::{
-    FLOW_COLUMNS, UserKey, corrupt, flow_summary, json_text, parse_json, step_summary,
+    FLOW_COLUMNS, FunnelTuple, UserKey, corrupt, flow_summary, funnel_row, json_text, parse_json,
+    step_summary,
 };
 use crate::store::{
     ApiKey, FlowCursor, FlowQuery, FlowWrite, FunnelRow, Membership, MetadataStore, ReasonRow,
@@ -349,38 +350,33 @@ impl MetadataStore for PgMetadata {
         .bind(&query.pipeline)
         .fetch_all(&self.db.read)
         .await?;
-        let mut out = Vec::new();
-        for (pipeline_id, pipeline) in pipelines {
-            let rows: Vec<(String, i64, String, String, i64, i64)> = sqlx::query_as(
-                "SELECT s.flow_id, s.seq, s.name, s.kind, s.candidates_in, s.candidates_out \
+        // One query per pipeline, all at once: each walks its own newest flows.
+        let per_pipeline = pipelines
+            .into_iter()
+            .map(|(pipeline_id, pipeline)| async move {
+                let rows: Vec<FunnelTuple> = sqlx::query_as(
+                    "SELECT s.flow_id, s.seq, s.name, s.kind, s.candidates_in, s.candidates_out \
                  FROM (SELECT id FROM flows WHERE team_id = $1 AND pipeline_id = $2 \
-                       AND started_at >= $3 AND started_at < $4 \
-                       ORDER BY started_at DESC, id DESC LIMIT $5) f \
+                   AND started_at >= $3 AND started_at < $4 \
+                   ORDER BY started_at DESC, id DESC LIMIT $5) f \
                  JOIN steps s ON s.team_id = $1 AND s.flow_id = f.id \
                  WHERE s.candidates_in IS NOT NULL AND s.candidates_out IS NOT NULL \
                    AND ($6::TEXT IS NULL OR s.name = $6)",
-            )
-            .bind(team_id)
-            .bind(pipeline_id)
-            .bind(to_ms(query.since))
-            .bind(to_ms(query.until))
-            .bind(i64::from(flow_cap))
-            .bind(&query.step)
-            .fetch_all(&self.db.read)
-            .await?;
-            for (flow_id, seq, step, kind, input, output) in rows {
-                out.push(FunnelRow {
-                    pipeline: pipeline.clone(),
-                    flow_id,
-                    seq: seq as u32,
-                    step,
-                    kind: StepKind::parse(&kind).ok_or_else(|| corrupt("step kind"))?,
-                    candidates_in: input.max(0) as u64,
-                    candidates_out: output.max(0) as u64,
-                });
-            }
-        }
-        Ok(out)
+                )
+                .bind(team_id)
+                .bind(pipeline_id)
+                .bind(to_ms(query.since))
+                .bind(to_ms(query.until))
+                .bind(i64::from(flow_cap))
+                .bind(&query.step)
+                .fetch_all(&self.db.read)
+                .await?;
+                rows.into_iter()
+                    .map(|row| funnel_row(&pipeline, row))
+                    .collect::<Result<Vec<_>>>()
+            });
+        let rows = futures::future::try_join_all(per_pipeline).await?;
+        Ok(rows.into_iter().flatten().collect())
     }
 
     async fn get_flow(&self, team_id: i64, flow_id: Uuid) -> Result<Option<FlowDetail>> {

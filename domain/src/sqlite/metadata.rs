@@ -1,15 +1,17 @@
 //! [`MetadataStore`] on SQLite.
 
 use async_trait::async_trait;
-use flowtrail_types::{FlowDetail, FlowPage, SdkInfo, StepKind};
+use flowtrail_types::{FlowDetail, FlowPage, FlowSummary, SdkInfo};
 use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
-use super::Database;
+use super::{Database, search};
 use crate::auth::{Role, Scope};
 use crate::millis::{hour_floor, now_ms, to_ms};
 use crate::payloads::PayloadRef;
-use crate::rows::{FLOW_COLUMNS, UserKey, corrupt, flow_summary, parse_json, step_summary};
+use crate::rows::{
+    FLOW_COLUMNS, FunnelTuple, UserKey, corrupt, flow_summary, funnel_row, parse_json, step_summary,
+};
 use crate::store::{
     ApiKey, FlowCursor, FlowQuery, FlowWrite, FunnelRow, Membership, MetadataStore, ReasonRow,
     StatsQuery, StepPayloads, Team, UpsertOutcome, User, search_words,
@@ -210,80 +212,23 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn list_flows(&self, team_id: i64, query: &FlowQuery) -> Result<FlowPage> {
-        let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-            "SELECT {FLOW_COLUMNS} FROM flows f JOIN pipelines p ON p.id = f.pipeline_id \
-             WHERE f.team_id = "
-        ));
-        sql.push_bind(team_id);
-        if let Some(pipeline) = &query.pipeline {
-            sql.push(" AND p.name = ").push_bind(pipeline.clone());
-        }
-        if let Some(status) = query.status {
-            sql.push(" AND f.status = ").push_bind(status.as_str());
-        }
-        if let Some(since) = query.since {
-            sql.push(" AND f.started_at >= ").push_bind(to_ms(since));
-        }
-        if let Some(until) = query.until {
-            sql.push(" AND f.started_at < ").push_bind(to_ms(until));
-        }
-        for (key, value) in &query.tags {
-            sql.push(
-                " AND EXISTS (SELECT 1 FROM flow_tags t WHERE t.team_id = f.team_id \
-                 AND t.flow_id = f.id AND t.key = ",
-            )
-            .push_bind(key.clone())
-            .push(" AND t.value = ")
-            .push_bind(value.clone())
-            .push(")");
-        }
-        if let Some(text) = &query.text {
-            match fts_query(text) {
-                // The user asked for text and typed nothing searchable: nothing matches.
-                None => {
-                    sql.push(" AND 0 = 1");
-                }
-                // The matching flows (a temporary set), then the flows index newest first.
-                Some(fts) => {
-                    sql.push(
-                        " AND f.id IN (SELECT d.flow_id FROM flow_search JOIN flow_search_ids d \
-                         ON d.id = flow_search.rowid WHERE flow_search MATCH ",
-                    )
-                    .push_bind(fts)
-                    .push(" AND d.team_id = f.team_id)");
-                }
+        let limit = query.limit.clamp(1, 500) as usize;
+        // One more than a page, to know whether there is a next one.
+        let want = limit + 1;
+        let mut flows = match query.text.as_deref().map(fts_query) {
+            None => {
+                let mut sql = flows_where(team_id, query, None);
+                sql.push(" ORDER BY f.started_at DESC, f.id DESC LIMIT ")
+                    .push_bind(want as i64);
+                let rows = sql.build().fetch_all(&self.db.read).await?;
+                rows.iter().map(flow_summary).collect::<Result<Vec<_>>>()?
             }
-        }
-        if query.step_kind.is_some() || query.min_eliminated.is_some() {
-            sql.push(
-                " AND EXISTS (SELECT 1 FROM steps s WHERE s.team_id = f.team_id AND s.flow_id = f.id",
-            );
-            if let Some(kind) = query.step_kind {
-                sql.push(" AND s.kind = ").push_bind(kind.as_str());
-            }
-            if let Some(share) = query.min_eliminated {
-                sql.push(" AND s.candidates_in > 0 AND (s.candidates_in - s.candidates_out) >= ")
-                    .push_bind(share)
-                    .push(" * s.candidates_in");
-            }
-            sql.push(")");
-        }
-        if let Some(cursor) = query.cursor {
-            sql.push(" AND (f.started_at < ")
-                .push_bind(cursor.started_at_ms)
-                .push(" OR (f.started_at = ")
-                .push_bind(cursor.started_at_ms)
-                .push(" AND f.id < ")
-                .push_bind(cursor.id.hyphenated().to_string())
-                .push("))");
-        }
-        let limit = query.limit.clamp(1, 500);
-        sql.push(" ORDER BY f.started_at DESC, f.id DESC LIMIT ")
-            .push_bind(i64::from(limit) + 1);
-        let rows = sql.build().fetch_all(&self.db.read).await?;
-        let mut flows = rows.iter().map(flow_summary).collect::<Result<Vec<_>>>()?;
-        let next_cursor = if flows.len() > limit as usize {
-            flows.truncate(limit as usize);
+            // The user asked for text and typed nothing searchable: nothing matches.
+            Some(None) => Vec::new(),
+            Some(Some(fts)) => self.search_flows(team_id, query, &fts, want).await?,
+        };
+        let next_cursor = if flows.len() > limit {
+            flows.truncate(limit);
             flows.last().map(|last| {
                 FlowCursor {
                     started_at_ms: to_ms(last.started_at),
@@ -298,13 +243,17 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn reason_counts(&self, team_id: i64, query: &StatsQuery) -> Result<Vec<ReasonRow>> {
-        let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
-            "SELECT r.bucket - r.bucket % ?1 AS b, p.name, r.step, r.code, SUM(r.count) \
-             FROM reason_counts r JOIN pipelines p ON p.id = r.pipeline_id \
-             WHERE r.team_id = ?2 AND r.bucket >= ?3 AND r.bucket < ?4 \
-               AND (?5 IS NULL OR p.name = ?5) AND (?6 IS NULL OR r.step = ?6) \
-             GROUP BY b, p.name, r.step, r.code HAVING SUM(r.count) > 0 \
-             ORDER BY b, p.name, r.step, r.code",
+        // One JSON array instead of a row per (bucket, pipeline, step, code): sqlx hands SQLite
+        // rows over one at a time between threads, and a month of hours is thousands of rows.
+        let json: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(b, name, step, code, n) \
+                                     ORDER BY b, name, step, code) \
+             FROM (SELECT r.bucket - r.bucket % ?1 AS b, p.name, r.step, r.code, \
+                          SUM(r.count) AS n \
+                   FROM reason_counts r JOIN pipelines p ON p.id = r.pipeline_id \
+                   WHERE r.team_id = ?2 AND r.bucket >= ?3 AND r.bucket < ?4 \
+                     AND (?5 IS NULL OR p.name = ?5) AND (?6 IS NULL OR r.step = ?6) \
+                   GROUP BY b, p.name, r.step, r.code HAVING SUM(r.count) > 0)",
         )
         .bind(query.bucket_ms)
         .bind(team_id)
@@ -312,8 +261,9 @@ impl MetadataStore for SqliteMetadata {
         .bind(to_ms(query.until))
         .bind(&query.pipeline)
         .bind(&query.step)
-        .fetch_all(&self.db.read)
+        .fetch_one(&self.db.read)
         .await?;
+        let rows: Vec<(i64, String, String, String, i64)> = parse_json(&json, "reason counts")?;
         Ok(rows
             .into_iter()
             .map(|(bucket_ms, pipeline, step, code, count)| ReasonRow {
@@ -340,38 +290,12 @@ impl MetadataStore for SqliteMetadata {
         .bind(&query.pipeline)
         .fetch_all(&self.db.read)
         .await?;
-        let mut out = Vec::new();
-        for (pipeline_id, pipeline) in pipelines {
-            let rows: Vec<(String, i64, String, String, i64, i64)> = sqlx::query_as(
-                "SELECT s.flow_id, s.seq, s.name, s.kind, s.candidates_in, s.candidates_out \
-                 FROM (SELECT id FROM flows WHERE team_id = ?1 AND pipeline_id = ?2 \
-                       AND started_at >= ?3 AND started_at < ?4 \
-                       ORDER BY started_at DESC, id DESC LIMIT ?5) f \
-                 JOIN steps s ON s.team_id = ?1 AND s.flow_id = f.id \
-                 WHERE s.candidates_in IS NOT NULL AND s.candidates_out IS NOT NULL \
-                   AND (?6 IS NULL OR s.name = ?6)",
-            )
-            .bind(team_id)
-            .bind(pipeline_id)
-            .bind(to_ms(query.since))
-            .bind(to_ms(query.until))
-            .bind(i64::from(flow_cap))
-            .bind(&query.step)
-            .fetch_all(&self.db.read)
-            .await?;
-            for (flow_id, seq, step, kind, input, output) in rows {
-                out.push(FunnelRow {
-                    pipeline: pipeline.clone(),
-                    flow_id,
-                    seq: seq as u32,
-                    step,
-                    kind: StepKind::parse(&kind).ok_or_else(|| corrupt("step kind"))?,
-                    candidates_in: input.max(0) as u64,
-                    candidates_out: output.max(0) as u64,
-                });
-            }
-        }
-        Ok(out)
+        // One query per pipeline, all at once: each walks its own newest flows.
+        let per_pipeline = pipelines
+            .into_iter()
+            .map(|(id, name)| self.funnel_of(team_id, query, flow_cap, id, name));
+        let rows = futures::future::try_join_all(per_pipeline).await?;
+        Ok(rows.into_iter().flatten().collect())
     }
 
     async fn get_flow(&self, team_id: i64, flow_id: Uuid) -> Result<Option<FlowDetail>> {
@@ -451,6 +375,182 @@ impl MetadataStore for SqliteMetadata {
         let Some(row) = row else { return Ok(None) };
         Ok(Some(payload_ref(&row)?))
     }
+}
+
+impl SqliteMetadata {
+    /// The funnel rows of one pipeline: its newest `flow_cap` flows in the range, their steps'
+    /// counts — as one JSON array rather than thousands of rows (see `reason_counts`).
+    async fn funnel_of(
+        &self,
+        team_id: i64,
+        query: &StatsQuery,
+        flow_cap: u32,
+        pipeline_id: i64,
+        pipeline: String,
+    ) -> Result<Vec<FunnelRow>> {
+        let json: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(s.flow_id, s.seq, s.name, s.kind, \
+                                                s.candidates_in, s.candidates_out)) \
+             FROM (SELECT id FROM flows WHERE team_id = ?1 AND pipeline_id = ?2 \
+                   AND started_at >= ?3 AND started_at < ?4 \
+                   ORDER BY started_at DESC, id DESC LIMIT ?5) f \
+             JOIN steps s ON s.team_id = ?1 AND s.flow_id = f.id \
+             WHERE s.candidates_in IS NOT NULL AND s.candidates_out IS NOT NULL \
+               AND (?6 IS NULL OR s.name = ?6)",
+        )
+        .bind(team_id)
+        .bind(pipeline_id)
+        .bind(to_ms(query.since))
+        .bind(to_ms(query.until))
+        .bind(i64::from(flow_cap))
+        .bind(&query.step)
+        .fetch_one(&self.db.read)
+        .await?;
+        let rows: Vec<FunnelTuple> = parse_json(&json, "funnel rows")?;
+        rows.into_iter()
+            .map(|row| funnel_row(&pipeline, row))
+            .collect()
+    }
+
+    /// The first `want` flows of a text search, in list order. The walk goes newest first over
+    /// the search index's time-ordered rowids and stops at `want` matches; the oldest bucket
+    /// it reached may have more matches than it saw, so that bucket is read again whole, in
+    /// `(started_at, id)` order, before the page is cut.
+    async fn search_flows(
+        &self,
+        team_id: i64,
+        query: &FlowQuery,
+        fts: &str,
+        want: usize,
+    ) -> Result<Vec<FlowSummary>> {
+        let (lo, hi) = search_range(query);
+        if lo >= hi {
+            return Ok(Vec::new());
+        }
+        let mut sql = flows_where(team_id, query, Some((fts, lo, hi)));
+        sql.push(" ORDER BY flow_search.rowid DESC LIMIT ")
+            .push_bind(want as i64);
+        let rows = sql.build().fetch_all(&self.db.read).await?;
+        let mut flows = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let rowid: i64 = row.try_get("search_rowid")?;
+            flows.push((search::bucket_of_rowid(rowid), flow_summary(row)?));
+        }
+        if let Some(&(last, _)) = flows.last().filter(|_| flows.len() == want) {
+            flows.retain(|(bucket, _)| *bucket > last);
+            let range = (
+                search::first_rowid(last).max(lo),
+                search::first_rowid(last + 1).min(hi),
+            );
+            let mut sql = flows_where(team_id, query, Some((fts, range.0, range.1)));
+            sql.push(" ORDER BY f.started_at DESC, f.id DESC LIMIT ")
+                .push_bind(want as i64);
+            for row in sql.build().fetch_all(&self.db.read).await? {
+                flows.push((last, flow_summary(&row)?));
+            }
+        }
+        let mut flows: Vec<FlowSummary> = flows.into_iter().map(|(_, flow)| flow).collect();
+        flows.sort_by_key(|flow| std::cmp::Reverse((flow.started_at, flow.id)));
+        flows.truncate(want);
+        Ok(flows)
+    }
+}
+
+/// The flows of a team that pass every filter of `query` but the text, as a `SELECT` to
+/// which the caller adds the order and the limit. With `search` (an FTS5 query and a rowid
+/// range), only the flows whose search document matches, walked from the search index.
+fn flows_where<'q>(
+    team_id: i64,
+    query: &'q FlowQuery,
+    search: Option<(&'q str, i64, i64)>,
+) -> QueryBuilder<'q, Sqlite> {
+    let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT ");
+    sql.push(FLOW_COLUMNS);
+    match search {
+        None => {
+            sql.push(" FROM flows f JOIN pipelines p ON p.id = f.pipeline_id WHERE true");
+        }
+        Some((fts, lo, hi)) => {
+            sql.push(
+                ", flow_search.rowid AS search_rowid FROM flow_search \
+                 JOIN flow_search_ids d ON d.id = flow_search.rowid \
+                 JOIN flows f ON f.team_id = d.team_id AND f.id = d.flow_id \
+                 JOIN pipelines p ON p.id = f.pipeline_id \
+                 WHERE flow_search MATCH ",
+            )
+            .push_bind(fts)
+            .push(" AND flow_search.rowid >= ")
+            .push_bind(lo)
+            .push(" AND flow_search.rowid < ")
+            .push_bind(hi);
+        }
+    }
+    sql.push(" AND f.team_id = ").push_bind(team_id);
+    if let Some(pipeline) = &query.pipeline {
+        sql.push(" AND p.name = ").push_bind(pipeline);
+    }
+    if let Some(status) = query.status {
+        sql.push(" AND f.status = ").push_bind(status.as_str());
+    }
+    if let Some(since) = query.since {
+        sql.push(" AND f.started_at >= ").push_bind(to_ms(since));
+    }
+    if let Some(until) = query.until {
+        sql.push(" AND f.started_at < ").push_bind(to_ms(until));
+    }
+    for (key, value) in &query.tags {
+        sql.push(
+            " AND EXISTS (SELECT 1 FROM flow_tags t WHERE t.team_id = f.team_id \
+             AND t.flow_id = f.id AND t.key = ",
+        )
+        .push_bind(key)
+        .push(" AND t.value = ")
+        .push_bind(value)
+        .push(")");
+    }
+    if query.step_kind.is_some() || query.min_eliminated.is_some() {
+        sql.push(
+            " AND EXISTS (SELECT 1 FROM steps s WHERE s.team_id = f.team_id AND s.flow_id = f.id",
+        );
+        if let Some(kind) = query.step_kind {
+            sql.push(" AND s.kind = ").push_bind(kind.as_str());
+        }
+        if let Some(share) = query.min_eliminated {
+            sql.push(" AND s.candidates_in > 0 AND (s.candidates_in - s.candidates_out) >= ")
+                .push_bind(share)
+                .push(" * s.candidates_in");
+        }
+        sql.push(")");
+    }
+    if let Some(cursor) = &query.cursor {
+        sql.push(" AND (f.started_at < ")
+            .push_bind(cursor.started_at_ms)
+            .push(" OR (f.started_at = ")
+            .push_bind(cursor.started_at_ms)
+            .push(" AND f.id < ")
+            .push_bind(cursor.id.hyphenated().to_string())
+            .push("))");
+    }
+    sql
+}
+
+/// The search index rowids `[lo, hi)` that can hold a flow in the query's time range and
+/// after its cursor, so the walk starts at the right bucket instead of filtering its way there.
+fn search_range(query: &FlowQuery) -> (i64, i64) {
+    let lo = query.since.map_or(i64::MIN, |since| {
+        search::first_rowid(search::bucket(to_ms(since)))
+    });
+    let ends = [
+        query.until.map(|until| to_ms(until).saturating_sub(1)),
+        query.cursor.as_ref().map(|cursor| cursor.started_at_ms),
+    ];
+    let hi = ends
+        .into_iter()
+        .flatten()
+        .map(|last| search::first_rowid(search::bucket(last) + 1))
+        .min()
+        .unwrap_or(i64::MAX);
+    (lo, hi)
 }
 
 /// An FTS5 query for what the user typed: every word a phrase of its tokens, quoted (so no

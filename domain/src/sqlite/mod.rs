@@ -5,6 +5,7 @@
 
 mod metadata;
 mod queue;
+mod search;
 mod writes;
 
 use std::path::Path;

@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::json;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
+use super::search;
 use crate::millis::{now_ms, to_ms};
 use crate::rows::json_text;
 use crate::store::{FlowWrite, UpsertOutcome, WriteMode, boundaries_json, observation_text};
@@ -368,16 +369,33 @@ async fn refresh_derived(conn: &mut SqliteConnection, keys: &str) -> Result<()> 
     .bind(keys)
     .execute(&mut *conn)
     .await?;
+    // The search document is rewritten under a new rowid, in its flow's time bucket (which
+    // moves if `started_at` changed): the bucket's highest rowid so far plus one, onwards.
     sqlx::query(&format!(
-        "INSERT INTO flow_search_ids (team_id, flow_id) SELECT {KEY_T}, {KEY_F} FROM json_each(?) k \
-         WHERE true ON CONFLICT (team_id, flow_id) DO NOTHING"
+        "DELETE FROM flow_search WHERE rowid IN (SELECT d.id FROM json_each(?) k \
+         JOIN flow_search_ids d ON d.team_id = {KEY_T} AND d.flow_id = {KEY_F})"
     ))
     .bind(keys)
     .execute(&mut *conn)
     .await?;
     sqlx::query(&format!(
-        "DELETE FROM flow_search WHERE rowid IN (SELECT d.id FROM json_each(?) k \
-         JOIN flow_search_ids d ON d.team_id = {KEY_T} AND d.flow_id = {KEY_F})"
+        "DELETE FROM flow_search_ids WHERE (team_id, flow_id) IN \
+         (SELECT {KEY_T}, {KEY_F} FROM json_each(?) k)"
+    ))
+    .bind(keys)
+    .execute(&mut *conn)
+    .await?;
+    let first = search::first_rowid_sql("b.bucket");
+    let next = search::first_rowid_sql("(b.bucket + 1)");
+    sqlx::query(&format!(
+        "INSERT INTO flow_search_ids (id, team_id, flow_id) \
+         SELECT coalesce((SELECT max(x.id) + 1 FROM flow_search_ids x \
+                          WHERE x.id >= {first} AND x.id < {next}), {first}) \
+                + row_number() OVER (PARTITION BY b.bucket ORDER BY b.team_id, b.id) - 1, \
+                b.team_id, b.id \
+         FROM (SELECT f.team_id, f.id, {bucket} AS bucket FROM json_each(?) k \
+               JOIN flows f ON f.team_id = {KEY_T} AND f.id = {KEY_F}) b",
+        bucket = search::bucket_sql("f.started_at"),
     ))
     .bind(keys)
     .execute(&mut *conn)
