@@ -4,8 +4,9 @@
 //! `public/worker.js`, so the page's bundle carries none of this.
 #![cfg(target_arch = "wasm32")]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use flowtrail_observations::filter::ObservationIndex;
 use flowtrail_observations::protocol::{CACHE_DAYS, DB_NAME, FromWorker, Source, ToWorker};
@@ -24,6 +25,10 @@ const DAY_MS: f64 = 86_400_000.0;
 
 thread_local! {
     static STEPS: RefCell<VecDeque<(String, ObservationIndex)>> = const { RefCell::new(VecDeque::new()) };
+    /// The one IndexedDB connection of this worker, opened when it starts.
+    static DB: RefCell<Option<Rc<Rexie>>> = const { RefCell::new(None) };
+    /// Whether expired entries have been evicted yet (once, after the first step is served).
+    static EVICTED: Cell<bool> = const { Cell::new(false) };
 }
 
 fn scope() -> DedicatedWorkerGlobalScope {
@@ -90,24 +95,34 @@ pub fn worker_main() {
     });
     scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
+    // Opening IndexedDB takes tens of milliseconds: done now, while the page hydrates, and
+    // kept open for every step after.
     spawn_local(async {
-        if let Err(error) = evict().await {
-            web_sys::console::warn_1(&format!("worker: eviction failed: {error:?}").into());
+        if let Err(error) = database().await {
+            web_sys::console::warn_1(&format!("worker: IndexedDB open failed: {error:?}").into());
         }
     });
     post(&FromWorker::Ready);
 }
 
-async fn database() -> Result<Rexie, rexie::Error> {
-    Rexie::builder(DB_NAME)
-        .version(1)
-        .add_object_store(
-            ObjectStore::new(STORE)
-                .key_path("key")
-                .add_index(Index::new(STORED_AT, STORED_AT)),
-        )
-        .build()
-        .await
+/// This worker's IndexedDB connection, opened on first use.
+async fn database() -> Result<Rc<Rexie>, rexie::Error> {
+    if let Some(db) = DB.with_borrow(Clone::clone) {
+        return Ok(db);
+    }
+    let db = Rc::new(
+        Rexie::builder(DB_NAME)
+            .version(1)
+            .add_object_store(
+                ObjectStore::new(STORE)
+                    .key_path("key")
+                    .add_index(Index::new(STORED_AT, STORED_AT)),
+            )
+            .build()
+            .await?,
+    );
+    DB.set(Some(db.clone()));
+    Ok(db)
 }
 
 /// Deletes entries older than [`CACHE_DAYS`].
@@ -125,7 +140,6 @@ async fn evict() -> Result<(), rexie::Error> {
         store.delete(key).await?;
     }
     tx.done().await?;
-    db.close();
     Ok(())
 }
 
@@ -135,7 +149,6 @@ async fn read_cached(key: &str) -> Result<Option<String>, rexie::Error> {
     let tx = db.transaction(&[STORE], TransactionMode::ReadOnly)?;
     let entry = tx.store(STORE)?.get(JsValue::from_str(key)).await?;
     tx.done().await?;
-    db.close();
     let Some(entry) = entry else { return Ok(None) };
     let stored_at = Reflect::get(&entry, &STORED_AT.into())
         .ok()
@@ -158,7 +171,6 @@ async fn write_cached(key: &str, json: &str) -> Result<(), rexie::Error> {
     let tx = db.transaction(&[STORE], TransactionMode::ReadWrite)?;
     tx.store(STORE)?.put(&entry, None).await?;
     tx.done().await?;
-    db.close();
     Ok(())
 }
 
@@ -262,6 +274,12 @@ async fn open(key: String, url: String, cache: bool) {
         source,
         load_ms,
     });
+    // Eviction writes to the store; after the first answer, so it never delays one.
+    if !EVICTED.replace(true)
+        && let Err(error) = evict().await
+    {
+        web_sys::console::warn_1(&format!("worker: eviction failed: {error:?}").into());
+    }
     if cache
         && source == Source::Network
         && let Err(error) = write_cached(&key, &json).await
