@@ -128,8 +128,8 @@ pub fn millis(ms: f64) -> String {
     }
 }
 
-/// `x` with `decimals` digits after the point, rounded half away from zero. Integer
-/// arithmetic: `{:.N}` would pull Rust's float formatting (~11 KB) into the browser bundle.
+/// `x` with `decimals` digits after the point, rounded half away from zero (`{:.N}` rounds
+/// half to even on the binary value: 0.125 → "0.12"), and a dash for NaN or infinity.
 pub fn fixed(x: f64, decimals: u32) -> String {
     if !x.is_finite() {
         return "—".into();
