@@ -3,17 +3,75 @@
 
 use flowtrail_types::{Capture, Elimination, FlowStatus, FlowSummary, StepKind, StepSummary};
 use serde_json::Value;
-use sqlx::{ColumnIndex, Decode, Row, Type};
+use sqlx::{ColumnIndex, Decode, Encode, QueryBuilder, Row, Type};
 use uuid::Uuid;
 
-use crate::millis::from_ms;
+use crate::millis::{from_ms, to_ms};
 use crate::queue::{DeadLetter, Job};
-use crate::store::FunnelRow;
+use crate::store::{FlowQuery, FunnelRow};
 use crate::{Error, Result};
 
 pub(crate) const FLOW_COLUMNS: &str = "f.id, f.version, p.name AS pipeline, f.status, f.started_at, \
      f.ended_at, f.tags, f.error, f.step_count, f.ingested_at, f.top_seq, f.top_step, f.top_kind, \
      f.top_in, f.top_out";
+
+/// The filters of the flows list that read the same in both dialects — all but the team and
+/// the text — as `AND` conditions on `flows f` joined to `pipelines p`.
+pub(crate) fn push_flow_filters<'q, DB>(sql: &mut QueryBuilder<'q, DB>, query: &FlowQuery)
+where
+    DB: sqlx::Database,
+    String: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    f64: Encode<'q, DB> + Type<DB>,
+{
+    if let Some(pipeline) = &query.pipeline {
+        sql.push(" AND p.name = ").push_bind(pipeline.clone());
+    }
+    if let Some(status) = query.status {
+        sql.push(" AND f.status = ")
+            .push_bind(status.as_str().to_string());
+    }
+    if let Some(since) = query.since {
+        sql.push(" AND f.started_at >= ").push_bind(to_ms(since));
+    }
+    if let Some(until) = query.until {
+        sql.push(" AND f.started_at < ").push_bind(to_ms(until));
+    }
+    for (key, value) in &query.tags {
+        sql.push(
+            " AND EXISTS (SELECT 1 FROM flow_tags t WHERE t.team_id = f.team_id \
+             AND t.flow_id = f.id AND t.key = ",
+        )
+        .push_bind(key.clone())
+        .push(" AND t.value = ")
+        .push_bind(value.clone())
+        .push(")");
+    }
+    if query.step_kind.is_some() || query.min_eliminated.is_some() {
+        sql.push(
+            " AND EXISTS (SELECT 1 FROM steps s WHERE s.team_id = f.team_id AND s.flow_id = f.id",
+        );
+        if let Some(kind) = query.step_kind {
+            sql.push(" AND s.kind = ")
+                .push_bind(kind.as_str().to_string());
+        }
+        if let Some(share) = query.min_eliminated {
+            sql.push(" AND s.candidates_in > 0 AND (s.candidates_in - s.candidates_out) >= ")
+                .push_bind(share)
+                .push(" * s.candidates_in");
+        }
+        sql.push(")");
+    }
+    if let Some(cursor) = query.cursor {
+        sql.push(" AND (f.started_at < ")
+            .push_bind(cursor.started_at_ms)
+            .push(" OR (f.started_at = ")
+            .push_bind(cursor.started_at_ms)
+            .push(" AND f.id < ")
+            .push_bind(cursor.id.hyphenated().to_string())
+            .push("))");
+    }
+}
 
 /// A funnel query's row: flow id, seq, step name, kind, candidates in, candidates out.
 pub(crate) type FunnelTuple = (String, i64, String, String, i64, i64);

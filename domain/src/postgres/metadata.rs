@@ -12,7 +12,7 @@ use crate::millis::{hour_floor, now_ms, to_ms};
 use crate::payloads::PayloadRef;
 use crate::rows::{
     FLOW_COLUMNS, FunnelTuple, UserKey, corrupt, flow_summary, funnel_row, json_text, parse_json,
-    step_summary,
+    push_flow_filters, step_summary,
 };
 use crate::store::{
     ApiKey, FlowCursor, FlowQuery, FlowWrite, FunnelRow, Membership, MetadataStore, ReasonRow,
@@ -223,28 +223,7 @@ impl MetadataStore for PgMetadata {
              WHERE f.team_id = "
         ));
         sql.push_bind(team_id);
-        if let Some(pipeline) = &query.pipeline {
-            sql.push(" AND p.name = ").push_bind(pipeline.clone());
-        }
-        if let Some(status) = query.status {
-            sql.push(" AND f.status = ").push_bind(status.as_str());
-        }
-        if let Some(since) = query.since {
-            sql.push(" AND f.started_at >= ").push_bind(to_ms(since));
-        }
-        if let Some(until) = query.until {
-            sql.push(" AND f.started_at < ").push_bind(to_ms(until));
-        }
-        for (key, value) in &query.tags {
-            sql.push(
-                " AND EXISTS (SELECT 1 FROM flow_tags t WHERE t.team_id = f.team_id \
-                 AND t.flow_id = f.id AND t.key = ",
-            )
-            .push_bind(key.clone())
-            .push(" AND t.value = ")
-            .push_bind(value.clone())
-            .push(")");
-        }
+        push_flow_filters(&mut sql, query);
         if let Some(text) = &query.text {
             let words: Vec<(&str, String)> = text
                 .split_whitespace()
@@ -263,29 +242,6 @@ impl MetadataStore for PgMetadata {
                     .push_bind(tsquery)
                     .push("))");
             }
-        }
-        if query.step_kind.is_some() || query.min_eliminated.is_some() {
-            sql.push(
-                " AND EXISTS (SELECT 1 FROM steps s WHERE s.team_id = f.team_id AND s.flow_id = f.id",
-            );
-            if let Some(kind) = query.step_kind {
-                sql.push(" AND s.kind = ").push_bind(kind.as_str());
-            }
-            if let Some(share) = query.min_eliminated {
-                sql.push(" AND s.candidates_in > 0 AND (s.candidates_in - s.candidates_out) >= ")
-                    .push_bind(share)
-                    .push(" * s.candidates_in");
-            }
-            sql.push(")");
-        }
-        if let Some(cursor) = query.cursor {
-            sql.push(" AND (f.started_at < ")
-                .push_bind(cursor.started_at_ms)
-                .push(" OR (f.started_at = ")
-                .push_bind(cursor.started_at_ms)
-                .push(" AND f.id < ")
-                .push_bind(cursor.id.hyphenated().to_string())
-                .push("))");
         }
         let limit = query.limit.clamp(1, 500);
         sql.push(" ORDER BY f.started_at DESC, f.id DESC LIMIT ")
