@@ -369,20 +369,11 @@ async fn cursor_pagination_returns_every_flow_exactly_once() {
         store(&f, &record).await;
         sent.push(record.id);
     }
-    let mut seen = Vec::new();
-    let mut q = FlowQuery {
+    let q = FlowQuery {
         limit: 5,
         ..query()
     };
-    loop {
-        let page = f.services.metadata.list_flows(f.team, &q).await.unwrap();
-        assert!(page.flows.len() <= 5);
-        seen.extend(page.flows.iter().map(|s| s.id));
-        match page.next_cursor {
-            Some(cursor) => q.cursor = Some(FlowCursor::decode(&cursor).unwrap()),
-            None => break,
-        }
-    }
+    let seen = every_page(&f, q).await;
     let mut expected = sent.clone();
     expected.sort();
     let mut got = seen.clone();
