@@ -100,28 +100,57 @@ impl Elimination {
         }
     }
 
-    /// The largest elimination among steps (ties: the earliest step).
-    pub fn largest<'a>(steps: impl IntoIterator<Item = &'a crate::StepRecord>) -> Option<Self> {
-        steps
+    /// Whether this elimination is a larger drop than `other` — **the** definition of "largest
+    /// drop", used by the flows list (`largest_elimination`, computed in SQL with the same
+    /// order), the flow page's default step and its funnel highlight:
+    ///
+    /// 1. the larger share of `candidates_in` eliminated (compared exactly, as fractions:
+    ///    `a/b > c/d` ⇔ `a·d > c·b` in 128-bit integers);
+    /// 2. ties: the larger number eliminated;
+    /// 3. still tied: the earlier step (lower `seq`).
+    ///
+    /// A step that creates candidates (`out > in`, e.g. `retrieve`) has share 0.
+    pub fn is_larger_drop_than(&self, other: &Elimination) -> bool {
+        let (a, b) = (self.eliminated as u128, self.candidates_in.max(1) as u128);
+        let (c, d) = (other.eliminated as u128, other.candidates_in.max(1) as u128);
+        match (a * d).cmp(&(c * b)) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal => {
+                (self.eliminated, std::cmp::Reverse(self.seq))
+                    > (other.eliminated, std::cmp::Reverse(other.seq))
+            }
+        }
+    }
+
+    /// The largest drop among `eliminations` (see [`Elimination::is_larger_drop_than`]);
+    /// `None` when there is none or when no step eliminated anything.
+    pub fn largest_among(eliminations: impl IntoIterator<Item = Elimination>) -> Option<Self> {
+        eliminations
             .into_iter()
-            .filter_map(|step| {
-                let (input, output) = (
-                    step.effective_candidates_in()?,
-                    step.effective_candidates_out()?,
-                );
-                Some(Elimination::new(
-                    step.seq, &step.name, step.kind, input, output,
-                ))
-            })
+            .filter(|e| e.eliminated > 0)
             .fold(None, |best: Option<Elimination>, next| match best {
-                Some(best)
-                    if best.eliminated > next.eliminated
-                        || (best.eliminated == next.eliminated && best.seq < next.seq) =>
-                {
-                    Some(best)
-                }
+                Some(best) if !next.is_larger_drop_than(&best) => Some(best),
                 _ => Some(next),
             })
+    }
+
+    /// The largest drop among a record's steps that counted their candidates.
+    pub fn largest<'a>(steps: impl IntoIterator<Item = &'a crate::StepRecord>) -> Option<Self> {
+        Self::largest_among(steps.into_iter().filter_map(|step| {
+            Some(Elimination::new(
+                step.seq,
+                &step.name,
+                step.kind,
+                step.effective_candidates_in()?,
+                step.effective_candidates_out()?,
+            ))
+        }))
+    }
+
+    /// The largest drop among a stored flow's steps.
+    pub fn largest_of_summaries<'a>(steps: impl IntoIterator<Item = &'a StepSummary>) -> Option<Self> {
+        Self::largest_among(steps.into_iter().filter_map(StepSummary::elimination))
     }
 }
 
@@ -178,6 +207,17 @@ pub struct StepSummary {
 
 impl StepSummary {
     /// Share of `candidates_in` that did not make it to `candidates_out` (0–1).
+    /// The step's elimination, when it counted its candidates in and out.
+    pub fn elimination(&self) -> Option<Elimination> {
+        Some(Elimination::new(
+            self.seq,
+            &self.name,
+            self.kind,
+            self.candidates_in?,
+            self.candidates_out?,
+        ))
+    }
+
     pub fn eliminated_ratio(&self) -> Option<f64> {
         match (self.candidates_in, self.candidates_out) {
             (Some(input), Some(output)) if input > 0 => {
@@ -428,6 +468,22 @@ mod tests {
             observation_count: 0,
             boundaries: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_largest_drop_is_the_largest_share_then_the_larger_count_then_the_earlier_step() {
+        let e = |seq, input, output| Elimination::new(seq, format!("s{seq}"), StepKind::Filter, input, output);
+        // 1,000 → 500 eliminates more candidates, 10 → 1 a larger share: the share wins.
+        let largest = Elimination::largest_among([e(0, 1_000, 500), e(1, 10, 1)]).unwrap();
+        assert_eq!(largest.seq, 1);
+        // The same share: the larger count; the same count too: the earlier step.
+        assert_eq!(Elimination::largest_among([e(0, 10, 5), e(1, 1_000, 500)]).unwrap().seq, 1);
+        assert_eq!(Elimination::largest_among([e(3, 10, 5), e(1, 10, 5)]).unwrap().seq, 1);
+        // Shares that a float cannot tell apart are still ordered exactly.
+        let big = 1u64 << 60;
+        assert_eq!(Elimination::largest_among([e(0, big, 1), e(1, big + 1, 1)]).unwrap().seq, 1);
+        // Steps that create candidates or eliminate nothing are never the largest drop.
+        assert_eq!(Elimination::largest_among([e(0, 3, 5_000), e(1, 7, 7)]), None);
     }
 
     #[test]
