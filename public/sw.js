@@ -14,9 +14,9 @@ const SHELL_FILES = [
   '/pkg/flowtrail.js',
   '/pkg/flowtrail_bg.wasm',
   '/pkg/flowtrail.css',
-  '/pkg/flowtrail_worker.js',
-  '/pkg/flowtrail_worker_bg.wasm',
-  '/worker.js',
+  '/pkg/flowtrail_browser_worker.js',
+  '/pkg/flowtrail_browser_worker_bg.wasm',
+  '/browser-worker.js',
   '/favicon.svg',
 ];
 

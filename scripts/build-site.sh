@@ -9,15 +9,15 @@ profile=${SITE_PROFILE:-wasm-release}
 site=target/site
 out="$site/pkg.new"
 
-# The page's bundle (frontend) and the Web Worker's (worker), in one cargo run so shared
+# The page's bundle (frontend) and the Web Worker's (browser-worker), in one cargo run so shared
 # crates build once.
-cargo build -p flowtrail-frontend -p flowtrail-worker --lib --target wasm32-unknown-unknown \
+cargo build -p flowtrail-frontend -p flowtrail-browser-worker --lib --target wasm32-unknown-unknown \
   --profile "$profile"
 dir=$profile
 [ "$profile" = dev ] && dir=debug
 rm -rf "$out"
 mkdir -p "$out"
-for crate in frontend:flowtrail worker:flowtrail_worker; do
+for crate in frontend:flowtrail browser_worker:flowtrail_browser_worker; do
   wasm-bindgen --target web --no-typescript --out-dir "$out" --out-name "${crate#*:}" \
     "target/wasm32-unknown-unknown/$dir/flowtrail_${crate%%:*}.wasm"
   if [ "$profile" != dev ]; then
@@ -35,7 +35,7 @@ rm -rf "$site/pkg"
 mv "$out" "$site/pkg"
 raw=$(stat -c %s "$site/pkg/flowtrail_bg.wasm")
 gz=$(stat -c %s "$site/pkg/flowtrail_bg.wasm.gz")
-wraw=$(stat -c %s "$site/pkg/flowtrail_worker_bg.wasm")
-wgz=$(stat -c %s "$site/pkg/flowtrail_worker_bg.wasm.gz")
+wraw=$(stat -c %s "$site/pkg/flowtrail_browser_worker_bg.wasm")
+wgz=$(stat -c %s "$site/pkg/flowtrail_browser_worker_bg.wasm.gz")
 echo "[build-site] $site/pkg ready ($profile): page WASM $((raw / 1024)) KiB raw, $((gz / 1024)) KiB gzip;" \
   "worker WASM $((wraw / 1024)) KiB raw, $((wgz / 1024)) KiB gzip" >&2

@@ -22,10 +22,10 @@ features=(--features flowtrail-server/redis-tests)
 scripts/with-postgres.sh scripts/with-s3.sh scripts/with-redis.sh bash -euo pipefail -c '
   cargo test "$@"
   FLOWTRAIL_TEST_ENGINES=scale cargo test "$@" --test repository --test api --test live --test crash
-' engines --workspace --exclude flowtrail-frontend --exclude flowtrail-worker "${features[@]}"
+' engines --workspace --exclude flowtrail-frontend --exclude flowtrail-browser-worker "${features[@]}"
 (cd end2end && npx playwright test)
 cargo fmt --all -- --check
-cargo clippy --workspace --exclude flowtrail-frontend --exclude flowtrail-worker --all-targets "${features[@]}" -- -D warnings
+cargo clippy --workspace --exclude flowtrail-frontend --exclude flowtrail-browser-worker --all-targets "${features[@]}" -- -D warnings
 # The two browser crates, for the target they are built for.
-cargo clippy -p flowtrail-frontend -p flowtrail-worker --target wasm32-unknown-unknown \
+cargo clippy -p flowtrail-frontend -p flowtrail-browser-worker --target wasm32-unknown-unknown \
   --profile wasm-release -- -D warnings

@@ -59,7 +59,7 @@ mod imp {
     fn start_worker() -> Option<Worker> {
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Module);
-        let worker = Worker::new_with_options("/worker.js", &options)
+        let worker = Worker::new_with_options("/browser-worker.js", &options)
             .inspect_err(|e| web_sys::console::error_2(&"the worker did not start".into(), e))
             .ok()?;
         let on_message = Closure::<dyn Fn(MessageEvent)>::new(|event: MessageEvent| {

@@ -1,7 +1,7 @@
 //! Pure formatting helpers of the dashboard (shared by server render and hydration, so both
 //! print exactly the same text).
 
-use flowtrail_types::StepSummary;
+use flowtrail_types::{Elimination, StepSummary};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -93,16 +93,13 @@ pub fn pretty(value: &Value) -> String {
     }
 }
 
-/// Index of the step that eliminated the largest share of its candidates: where "why this
-/// output" usually starts.
+/// Index of the step with the largest drop: where "why this output" usually starts. The one
+/// definition of "largest drop" ([`Elimination::is_larger_drop_than`]: the larger share, then
+/// the larger count, then the earlier step), the same as the flows list's; `None` when no
+/// step eliminated anything.
 pub fn largest_drop(steps: &[StepSummary]) -> Option<usize> {
-    steps
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| s.eliminated_ratio().map(|r| (i, r)))
-        .filter(|(_, r)| *r > 0.0)
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(i, _)| i)
+    let largest = Elimination::largest_of_summaries(steps)?;
+    steps.iter().position(|s| s.seq == largest.seq)
 }
 
 /// `price_out_of_range: 9.99 is below…; rating_below_threshold`.
@@ -238,5 +235,29 @@ mod tests {
         ];
         assert_eq!(largest_drop(&steps), Some(1));
         assert_eq!(largest_drop(&steps[3..]), None);
+        // A step that creates candidates or eliminates nothing is never the largest drop.
+        assert_eq!(
+            largest_drop(&[step(0, Some(3), Some(5000)), step(1, Some(7), Some(7))]),
+            None
+        );
+        // The same share: the larger count; the same count too: the earlier step.
+        assert_eq!(
+            largest_drop(&[step(0, Some(10), Some(5)), step(1, Some(1000), Some(500))]),
+            Some(1)
+        );
+        assert_eq!(
+            largest_drop(&[step(4, Some(10), Some(5)), step(7, Some(10), Some(5))]),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn the_largest_drop_is_the_larger_share_not_the_larger_count() {
+        // 1,000 → 500 eliminates more candidates, 10 → 1 a larger share: the share wins.
+        let steps = vec![step(1, Some(1000), Some(500)), step(2, Some(10), Some(1))];
+        assert_eq!(largest_drop(&steps), Some(1));
+        // The answer is an index into `steps`, not a `seq`.
+        let steps = vec![step(5, Some(1000), Some(500)), step(9, Some(10), Some(1))];
+        assert_eq!(largest_drop(&steps), Some(1));
     }
 }

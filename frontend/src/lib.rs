@@ -1,5 +1,5 @@
 //! Browser entry point of the dashboard: hydrates the server-rendered page. Nothing else
-//! belongs here; components live in `flowtrail-app`, the Web Worker in `flowtrail-worker`.
+//! belongs here; components live in `flowtrail-app`, the Web Worker in `flowtrail-browser-worker`.
 
 #![recursion_limit = "256"]
 

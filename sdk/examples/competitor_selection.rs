@@ -297,10 +297,8 @@ fn main() {
         false,
     );
     let client = common::client();
-    for i in 0..args.runs {
-        let seed = args.seed + i;
+    common::run_seeds(&client, &args, |seed| {
         let (id, product, what) = run(&client, seed);
-        println!("flow {id} seed {seed} selected {product}: {what}");
-    }
-    common::finish(&client);
+        (id, format!("selected {product}: {what}"))
+    });
 }

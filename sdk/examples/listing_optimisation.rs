@@ -149,12 +149,11 @@ fn run(client: &Client, seed: u64, drift: bool) -> (String, String) {
     {
         let mut step = flow.step("select_title", StepKind::Rank);
         for (rank, (draft, title, score)) in scored.iter().enumerate() {
-            let candidate = if rank == 0 {
-                Candidate::selected(draft)
-            } else {
-                Candidate::rejected(draft).reason("lower_score", format!("rank {}", rank + 1))
-            };
-            step.observe(candidate.score(*score).attr("title", title));
+            step.observe(
+                common::ranked(rank, draft)
+                    .score(*score)
+                    .attr("title", title),
+            );
         }
         step.finish();
     }
@@ -174,10 +173,8 @@ fn run(client: &Client, seed: u64, drift: bool) -> (String, String) {
 fn main() {
     let args = common::args("listing_optimisation", 1, true);
     let client = common::client();
-    for i in 0..args.runs {
-        let seed = args.seed + i;
+    common::run_seeds(&client, &args, |seed| {
         let (id, title) = run(&client, seed, args.drift);
-        println!("flow {id} seed {seed} chose: {title}");
-    }
-    common::finish(&client);
+        (id, format!("chose: {title}"))
+    });
 }

@@ -201,13 +201,11 @@ fn run(client: &Client, seed: u64, drift: bool) -> (String, String) {
     {
         let mut step = flow.step("choose_category", StepKind::Rank);
         for (rank, (category, score)) in scored.iter().enumerate() {
-            let candidate = if rank == 0 {
-                Candidate::selected(&category.id)
-            } else {
-                Candidate::rejected(&category.id)
-                    .reason("lower_score", format!("rank {}", rank + 1))
-            };
-            step.observe(candidate.score(*score).attr("path", &category.path));
+            step.observe(
+                common::ranked(rank, &category.id)
+                    .score(*score)
+                    .attr("path", &category.path),
+            );
         }
         step.finish();
     }
@@ -227,10 +225,8 @@ fn run(client: &Client, seed: u64, drift: bool) -> (String, String) {
 fn main() {
     let args = common::args("product_categorisation", 1, true);
     let client = common::client();
-    for i in 0..args.runs {
-        let seed = args.seed + i;
+    common::run_seeds(&client, &args, |seed| {
         let (id, path) = run(&client, seed, args.drift);
-        println!("flow {id} seed {seed} filed under: {path}");
-    }
-    common::finish(&client);
+        (id, format!("filed under: {path}"))
+    });
 }

@@ -9,11 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use flowtrail_test_support::engines;
 use serde_json::{Value, json};
 use uuid::Uuid;
-
-#[path = "../../domain/tests/support/engines.rs"]
-mod engines;
 
 const CLIENTS: usize = 4;
 const FLOWS_PER_CLIENT: usize = 75;
@@ -29,13 +27,7 @@ fn free_port() -> u16 {
 /// The database the server uses: the embedded SQLite under `data`, or — in the scale-out
 /// pass — a fresh PostgreSQL database.
 async fn database_url() -> Option<String> {
-    let admin_url = engines::scale_engine("FLOWTRAIL_TEST_DATABASE_URL")?;
-    let name = format!("flowtrail_crash_{}", Uuid::now_v7().simple());
-    Some(
-        flowtrail_domain::postgres::create_database(&admin_url, &name)
-            .await
-            .unwrap(),
-    )
+    engines::scale_database("flowtrail_crash").await
 }
 
 fn start(data: &Path, port: u16, database: &Option<String>) -> Child {

@@ -1,8 +1,9 @@
-//! What the examples share: their command line, the client, and the closing report.
+//! What the examples share: their command line, the client, the run per seed, the last
+//! ranking step's verdicts, and the closing report.
 
 use std::time::Duration;
 
-use flowtrail_sdk::Client;
+use flowtrail_sdk::{Candidate, Client};
 
 /// `--seed N --runs N [--drift]`.
 pub struct Args {
@@ -47,6 +48,29 @@ pub fn client() -> Client {
         eprintln!("{error}: set FLOWTRAIL_URL and FLOWTRAIL_API_KEY");
         std::process::exit(2)
     })
+}
+
+/// Runs `run` once per seed of `args` (`--seed`, `--seed + 1`, … `--runs` of them), printing
+/// `flow {id} seed {seed} {what}` for each `(id, what)` it returns, then [`finish`]es.
+pub fn run_seeds(client: &Client, args: &Args, mut run: impl FnMut(u64) -> (String, String)) {
+    for i in 0..args.runs {
+        let seed = args.seed + i;
+        let (id, what) = run(seed);
+        println!("flow {id} seed {seed} {what}");
+    }
+    finish(client);
+}
+
+/// The verdict of the candidate at `rank` (from 0) of a final ranking: the first is selected,
+/// every other rejected for `lower_score`.
+// Not every example rejects its runners-up (competitor_selection keeps them).
+#[allow(dead_code)]
+pub fn ranked(rank: usize, id: &str) -> Candidate {
+    if rank == 0 {
+        Candidate::selected(id)
+    } else {
+        Candidate::rejected(id).reason("lower_score", format!("rank {}", rank + 1))
+    }
 }
 
 /// Delivers what is queued, prints the counters, and exits with 1 unless every flow was sent.

@@ -1,7 +1,7 @@
 //! The dashboard's Web Worker: keeps a step's observations, in IndexedDB (for offline use and
 //! instant reopening) and in memory, and answers the page's filter and sort requests with
-//! windows of rows. Its own WASM bundle (`pkg/flowtrail_worker*`), started by
-//! `public/worker.js`, so the page's bundle carries none of this.
+//! windows of rows. Its own WASM bundle (`pkg/flowtrail_browser_worker*`), started by
+//! `public/browser-worker.js`, so the page's bundle carries none of this.
 #![cfg(target_arch = "wasm32")]
 
 use std::cell::{Cell, RefCell};

@@ -1,0 +1,148 @@
+//! `/flows/{id}`: one flow's decision trail — the header, the funnel, each step's reasoning,
+//! and the observations of the selected step (`?step={seq}`; by default the step with the
+//! largest drop, [`format::largest_drop`], which the funnel highlights too).
+//!
+//! The page's parts, one module each: [`funnel`], the [`step`] cards, the virtualised
+//! [`observations`] table with its [`filters`], and a candidate's [`journey`].
+
+mod filters;
+mod funnel;
+mod journey;
+mod observations;
+mod step;
+
+use flowtrail_types::{FlowDetail, FlowStatus, FlowSummary};
+use leptos::prelude::*;
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+use super::{LoadError, error_text};
+use crate::api::{get_flow, previous_flow};
+use crate::format;
+use funnel::Funnel;
+#[cfg(feature = "ssr")]
+pub use journey::render;
+use observations::Observations;
+use step::StepCard;
+
+#[component]
+pub fn FlowPage() -> impl IntoView {
+    let params = use_params_map();
+    let query = use_query_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let flow = Resource::new(id, get_flow);
+    let selected =
+        Signal::derive(move || query.read().get("step").and_then(|s| s.parse::<u32>().ok()));
+    view! {
+        <Suspense fallback=|| view! { <p class="loading">"Loading flow…"</p> }>
+            {move || Suspend::new(async move {
+                match flow.await {
+                    Ok(detail) => view! { <FlowView detail selected/> }.into_any(),
+                    Err(e) => view! {
+                        <section class="empty">
+                            <h1>"Flow not available"</h1>
+                            <LoadError message=error_text(&e)/>
+                            <p><a href="/">"Back to the flows"</a></p>
+                        </section>
+                    }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn FlowView(detail: FlowDetail, selected: Signal<Option<u32>>) -> impl IntoView {
+    let steps = StoredValue::new(detail.steps.clone());
+    // Both the default step and the funnel's highlight: one definition of "largest drop".
+    let drop = format::largest_drop(&detail.steps);
+    let default_seq = drop
+        .or_else(|| (!detail.steps.is_empty()).then_some(0))
+        .map(|i| detail.steps[i].seq);
+    let current = Memo::new(move |_| selected.get().or(default_seq));
+    let flow_id = detail.summary.id.to_string();
+    // A running flow's steps may still be replaced: its observations are not cached.
+    let running = detail.summary.status == FlowStatus::Running;
+    let step_items = detail
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| view! { <StepCard step=step.clone() largest=drop == Some(i) current/> })
+        .collect_view();
+    let observations = move || {
+        let seq = current.get()?;
+        let step = steps.with_value(|s| s.iter().find(|s| s.seq == seq).cloned())?;
+        Some(view! { <Observations flow_id=flow_id.clone() step cache=!running/> })
+    };
+    view! {
+        <section class="flow">
+            <FlowHead flow=detail.summary.clone()/>
+            <div class="io">
+                <div class="card">
+                    <h2>"Input"</h2>
+                    <pre>{format::pretty(&detail.input)}</pre>
+                </div>
+                <div class="card">
+                    <h2>"Output"</h2>
+                    <pre>{format::pretty(&detail.output)}</pre>
+                </div>
+            </div>
+            <Funnel steps=detail.steps.clone() largest=drop/>
+            <div class="trail">
+                <ol class="steps" aria-label="Steps">{step_items}</ol>
+                <div class="observations-panel">{observations}</div>
+            </div>
+        </section>
+    }
+}
+
+/// The flow's name, status, id, timing and tags, its error, and a link to compare it with the
+/// previous run of its pipeline when there is one.
+#[component]
+fn FlowHead(flow: FlowSummary) -> impl IntoView {
+    let flow_id = flow.id.to_string();
+    let previous = Resource::new(
+        {
+            let id = flow_id.clone();
+            move || id.clone()
+        },
+        previous_flow,
+    );
+    let this = flow_id.clone();
+    let tags = flow
+        .tags
+        .iter()
+        .map(|(k, v)| view! { <span class="tag">{format!("{k}={v}")}</span> })
+        .collect_view();
+    view! {
+        <div class="page-head">
+            <p class="crumbs"><a href="/">"Flows"</a>" / "{flow.pipeline.clone()}</p>
+            <h1>
+                {flow.pipeline.clone()}
+                " "
+                <span class=format!("status status-{}", flow.status)>{flow.status.as_str()}</span>
+            </h1>
+            <p class="meta">
+                <span class="mono">{flow_id}</span>
+                " · v"{flow.version}
+                " · started "{format::timestamp(flow.started_at)}
+                " · "{format::duration(flow.started_at, flow.ended_at)}
+                " · "{tags}
+            </p>
+            {flow.error.clone().map(|e| view! { <p class="error" role="alert">"Error: "{e}</p> })}
+            <Suspense fallback=|| ()>
+                {move || {
+                    let this = this.clone();
+                    Suspend::new(async move {
+                    previous.await.ok().flatten().map(|before| {
+                        let href = format!("/flows/{before}/compare/{this}");
+                        view! {
+                            <p class="actions">
+                                <a class="button secondary" href=href>"Compare with the previous run"</a>
+                            </p>
+                        }
+                    })
+                })}}
+            </Suspense>
+        </div>
+    }
+}

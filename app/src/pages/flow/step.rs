@@ -1,0 +1,63 @@
+//! One step's card in the trail: kind, name, funnel, status and timing, the reasoning, the
+//! rejection reasons as a bar chart, and the step's input and output. The card's head links
+//! to `?step={seq}`, which selects the step whose observations the page shows.
+
+use flowtrail_types::StepSummary;
+use leptos::prelude::*;
+
+use crate::format;
+
+/// `largest` marks the flow's largest drop; `current` is the selected step's `seq`.
+#[component]
+pub(super) fn StepCard(
+    step: StepSummary,
+    largest: bool,
+    current: Memo<Option<u32>>,
+) -> impl IntoView {
+    let seq = step.seq;
+    let href = format!("?step={seq}");
+    let total: u64 = step.reasons.values().sum();
+    let reasons = step
+        .reasons
+        .iter()
+        .map(|(code, n)| {
+            let share = if total > 0 {
+                *n as f64 / total as f64 * 100.0
+            } else {
+                0.0
+            };
+            view! {
+                <li>
+                    <span class="reason-code">{code.clone()}</span>
+                    <span class="reason-bar" style=format!("width:{}%", format::fixed(share, 0))></span>
+                    <span class="num">{format::count(*n)}</span>
+                </li>
+            }
+        })
+        .collect_view();
+    let has_reasons = !step.reasons.is_empty();
+    let timing = step
+        .started_at
+        .map(|start| format::duration(start, step.ended_at))
+        .unwrap_or_else(|| "—".into());
+    view! {
+        <li class="step card" class:current=move || current.get() == Some(seq) class:largest=largest>
+            <a class="step-head" href=href aria-current=move || (current.get() == Some(seq)).then_some("true")>
+                <span class=format!("kind kind-{}", step.kind)>{step.kind.as_str()}</span>
+                <span class="step-name">{step.name.clone()}</span>
+                <span class="step-funnel">{format::funnel(&step)}</span>
+            </a>
+            <p class="step-meta">
+                "#"{seq}" · "{step.status.as_str()}" · "{timing}" · capture "{step.capture.as_str()}
+                " · "{format::count(step.observation_count)}" observations"
+            </p>
+            {step.reasoning.clone().map(|r| view! { <p class="reasoning">{r}</p> })}
+            {has_reasons.then(|| view! { <ul class="reasons" aria-label="Rejection reasons">{reasons}</ul> })}
+            <details>
+                <summary>"Input and output"</summary>
+                <pre>{format::pretty(&step.input)}</pre>
+                <pre>{format::pretty(&step.output)}</pre>
+            </details>
+        </li>
+    }
+}

@@ -1,0 +1,255 @@
+//! Analysis over stored flows: reason statistics and funnels, a candidate's journey, a diff.
+
+use std::collections::BTreeMap;
+
+use flowtrail_types::{Capture, StepKind, Verdict};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::fixture::{at, flow, fresh, ingest_all, observation, stats_query, step, store};
+
+#[tokio::test]
+async fn reason_stats_are_exact_sums_per_bucket_and_funnels_are_medians() {
+    let f = fresh().await;
+    // Three flows of one pipeline in three different hours, one of another pipeline.
+    let mut sent = Vec::new();
+    for (i, (rejected, out)) in [(4100u64, 30u64), (100, 50), (7, 1)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut record = flow("competitor_selection", i as i64 * 3_600, &[]);
+        record.steps[1].reasons = BTreeMap::from([
+            ("price_out_of_range".to_string(), rejected),
+            ("rating_below".to_string(), i as u64),
+        ]);
+        record.steps[1].candidates_out = Some(out);
+        sent.push(record);
+    }
+    let mut other = flow("categorization", 0, &[]);
+    other.steps[1].reasons = BTreeMap::from([("wrong_taxonomy".to_string(), 12)]);
+    sent.push(other);
+    for record in &sent {
+        store(&f, record).await;
+    }
+    // Storing a flow again (retry or newer version) must not count it twice.
+    store(&f, &sent[0]).await;
+
+    let hourly = flowtrail_domain::store::StatsQuery {
+        bucket_ms: 3_600_000,
+        ..stats_query(Some("competitor_selection"))
+    };
+    let stats = flowtrail_domain::query::reason_stats(
+        &f.services,
+        f.team,
+        &hourly,
+        flowtrail_types::StatsBucket::Hour,
+    )
+    .await
+    .unwrap();
+    let totals: Vec<_> = stats
+        .totals
+        .iter()
+        .map(|t| (t.code.as_str(), t.count))
+        .collect();
+    assert_eq!(
+        totals,
+        vec![("price_out_of_range", 4207), ("rating_below", 3)]
+    );
+    let price_buckets: Vec<_> = stats
+        .buckets
+        .iter()
+        .filter(|b| b.code == "price_out_of_range")
+        .map(|b| b.count)
+        .collect();
+    assert_eq!(
+        price_buckets,
+        vec![4100, 100, 7],
+        "one bucket per hour, oldest first"
+    );
+    assert!(stats.buckets.windows(2).all(|w| w[0].start <= w[1].start));
+    assert!(
+        stats.buckets.iter().all(|b| b.count > 0),
+        "zero counts are left out"
+    );
+
+    let funnel = &stats.funnels[0];
+    assert_eq!(
+        (funnel.pipeline.as_str(), funnel.flows, funnel.capped),
+        ("competitor_selection", 3, false)
+    );
+    let names: Vec<_> = funnel.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["keywords", "price_filter", "rank"],
+        "in seq order"
+    );
+    let filter = &funnel.steps[1];
+    assert_eq!(
+        (filter.runs, filter.median_in, filter.median_out),
+        (3, 5000.0, 30.0)
+    );
+
+    // Every pipeline, daily; the step filter narrows it.
+    let all = flowtrail_domain::query::reason_stats(
+        &f.services,
+        f.team,
+        &stats_query(None),
+        flowtrail_types::StatsBucket::Day,
+    )
+    .await
+    .unwrap();
+    assert_eq!(all.funnels.len(), 2);
+    assert!(
+        all.totals
+            .iter()
+            .any(|t| t.pipeline == "categorization" && t.count == 12)
+    );
+    assert_eq!(
+        all.buckets
+            .iter()
+            .map(|b| b.start)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        1
+    );
+    let outside = flowtrail_domain::store::StatsQuery {
+        since: at(86_400 * 10),
+        until: at(86_400 * 11),
+        ..stats_query(None)
+    };
+    let empty = flowtrail_domain::query::reason_stats(
+        &f.services,
+        f.team,
+        &outside,
+        flowtrail_types::StatsBucket::Day,
+    )
+    .await
+    .unwrap();
+    assert!(empty.totals.is_empty() && empty.funnels.is_empty());
+}
+
+#[tokio::test]
+async fn a_candidate_journey_tells_absent_from_unknown() {
+    let f = fresh().await;
+    let mut record = flow("competitor_selection", 0, &[]);
+    // Step 0 kept everything it saw (full), step 1 a sample, step 2 counts only.
+    record.steps[0].capture = Capture::Full;
+    record.steps[0].observations = vec![
+        observation("B0CASE0001", Verdict::Kept, None),
+        observation("B0STAND0042", Verdict::Kept, None),
+    ];
+    record.steps[0].candidates_in = Some(2);
+    record.steps[0].candidates_out = Some(2);
+    record.steps[2].capture = Capture::CountsOnly;
+    ingest_all(&f, std::slice::from_ref(&record)).await;
+
+    let journey = flowtrail_domain::query::journey(&f.services, f.team, record.id, "B0CASE0001")
+        .await
+        .unwrap()
+        .unwrap();
+    let presence: Vec<_> = journey.steps.iter().map(|s| s.presence).collect();
+    use flowtrail_types::Presence::*;
+    assert_eq!(presence, vec![Observed, Observed, Unknown]);
+    assert_eq!(journey.final_verdict, Some(Verdict::Rejected));
+    let at = journey.eliminated_at.unwrap();
+    assert_eq!((at.seq, at.step.as_str()), (1, "price_filter"));
+    assert_eq!(at.reasons[0].code, "price_out_of_range");
+    assert_eq!(journey.steps[1].score, Some(0.5));
+    assert_eq!(journey.steps[1].attributes["price"], json!(9.99));
+
+    let stranger = flowtrail_domain::query::journey(&f.services, f.team, record.id, "B0NOPE")
+        .await
+        .unwrap()
+        .unwrap();
+    let presence: Vec<_> = stranger.steps.iter().map(|s| s.presence).collect();
+    assert_eq!(
+        presence,
+        vec![Absent, Unknown, Unknown],
+        "sampled is unknown, not absent"
+    );
+    assert!(!flowtrail_domain::query::observed_anywhere(&stranger));
+    assert!(
+        flowtrail_domain::query::journey(&f.services, f.team, Uuid::now_v7(), "x")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_diff_names_added_removed_and_changed_candidates_per_step() {
+    let f = fresh().await;
+    let good = flow("competitor_selection", 0, &[]);
+    let mut bad = flow("competitor_selection", 100, &[]);
+    bad.input = json!({"title": "laptop stand", "category": "Phone Cases"});
+    // In the bad run the case passes the filter, the stand is rejected, a lamp appears.
+    bad.steps[1].observations = vec![
+        observation("B0CASE0001", Verdict::Kept, None),
+        observation("B0STAND0042", Verdict::Rejected, Some("category_mismatch")),
+        observation("B0LAMP0007", Verdict::Kept, None),
+    ];
+    bad.steps[1].reasons = BTreeMap::from([("category_mismatch".to_string(), 4000)]);
+    bad.steps[1].reasoning = Some("category gate".into());
+    bad.steps.remove(2);
+    bad.steps.push(step(3, "judge", StepKind::Judge, (30, 1)));
+    ingest_all(&f, &[good.clone(), bad.clone()]).await;
+
+    let diff = flowtrail_domain::query::diff(&f.services, f.team, good.id, bad.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        diff.input.as_ref().unwrap().b["category"],
+        json!("Phone Cases")
+    );
+    assert!(diff.output.is_none(), "same output");
+    let names: Vec<_> = diff
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.seq_a, s.seq_b))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("keywords", Some(0), Some(0)),
+            ("price_filter", Some(1), Some(1)),
+            ("rank", Some(2), None),
+            ("judge", None, Some(3)),
+        ]
+    );
+    let filter = &diff.steps[1];
+    assert_eq!(filter.added, vec!["B0LAMP0007".to_string()]);
+    assert!(filter.removed.is_empty());
+    let changed: Vec<_> = filter
+        .verdict_changed
+        .iter()
+        .map(|c| (c.candidate_id.as_str(), c.a, c.b))
+        .collect();
+    assert_eq!(
+        changed,
+        vec![
+            ("B0CASE0001", Verdict::Rejected, Verdict::Kept),
+            ("B0STAND0042", Verdict::Kept, Verdict::Rejected),
+        ]
+    );
+    assert_eq!(
+        filter.verdict_changed[0].reasons_a[0].code,
+        "price_out_of_range"
+    );
+    assert_eq!(
+        filter.verdict_changed[1].reasons_b[0].code,
+        "category_mismatch"
+    );
+    assert_eq!(filter.reasons["price_out_of_range"].a, 4100);
+    assert_eq!(filter.reasons["price_out_of_range"].b, 0);
+    assert_eq!(filter.reasons["category_mismatch"].b, 4000);
+    assert!(!filter.exact, "sampled steps compare samples");
+    assert!(filter.reasoning.is_some());
+    assert!(diff.steps[0].reasoning.is_none() && diff.steps[0].added.is_empty());
+    assert!(
+        flowtrail_domain::query::diff(&f.services, f.team, good.id, Uuid::now_v7())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

@@ -1,0 +1,165 @@
+//! Record/replay boundaries: a non-deterministic dependency (an LLM, a search API) called
+//! through [`Step::boundary`] has its input and output recorded in the step; a flow started
+//! with [`Client::replay`](crate::Client::replay) answers each boundary from a [`Replay`].
+//!
+//! Rules: a replayed boundary never calls out; it answers with the recorded outputs of its
+//! name, in order, and fails ([`Error::ReplayMissing`], [`Error::ReplayMismatch`],
+//! [`Error::ReplayOutput`]) rather than guess when the recording does not fit.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::recording::to_value;
+use crate::{Boundary, Error, FlowRecord, Step};
+
+/// The recorded calls of a flow's boundaries ([`Step::boundary`]), to run the pipeline again
+/// against them: each boundary answers with its recorded outputs, in order, instead of calling
+/// out, and fails when its input differs from the recording or nothing was recorded.
+#[derive(Debug, Clone, Default)]
+pub struct Replay {
+    source: Option<Uuid>,
+    calls: HashMap<String, VecDeque<Boundary>>,
+}
+
+impl Replay {
+    fn add<'a>(source: Uuid, boundaries: impl IntoIterator<Item = &'a Boundary>) -> Self {
+        let mut replay = Replay {
+            source: Some(source),
+            ..Replay::default()
+        };
+        for boundary in boundaries {
+            replay
+                .calls
+                .entry(boundary.name.clone())
+                .or_default()
+                .push_back(boundary.clone());
+        }
+        replay
+    }
+
+    /// The calls recorded in a flow record, step by step.
+    pub fn from_record(record: &FlowRecord) -> Self {
+        Self::add(record.id, record.steps.iter().flat_map(|s| &s.boundaries))
+    }
+
+    /// The calls recorded in a stored flow (`GET /api/v1/flows/{id}`).
+    pub fn from_detail(detail: &flowtrail_types::FlowDetail) -> Self {
+        Self::add(
+            detail.summary.id,
+            detail.steps.iter().flat_map(|s| &s.boundaries),
+        )
+    }
+
+    /// Fetches stored flow `flow_id` from the server with a key of scope `read` or `all`.
+    /// Blocks the calling thread for at most `timeout`.
+    pub fn fetch(
+        url: &str,
+        api_key: &str,
+        flow_id: Uuid,
+        timeout: Duration,
+    ) -> Result<Self, Error> {
+        let endpoint = format!("{}/api/v1/flows/{flow_id}", url.trim_end_matches('/'));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::ReplayFetch(e.to_string()))?;
+        let detail = runtime.block_on(async {
+            let http = reqwest::Client::builder()
+                .timeout(timeout)
+                .build()
+                .map_err(|e| Error::ReplayFetch(e.to_string()))?;
+            let response = http
+                .get(&endpoint)
+                .bearer_auth(api_key)
+                .send()
+                .await
+                .map_err(|e| Error::ReplayFetch(e.to_string()))?;
+            let status = response.status();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| Error::ReplayFetch(e.to_string()))?;
+            if !status.is_success() {
+                return Err(Error::ReplayFetch(format!(
+                    "{status}: {}",
+                    String::from_utf8_lossy(&body)
+                )));
+            }
+            serde_json::from_slice::<flowtrail_types::FlowDetail>(&body)
+                .map_err(|e| Error::ReplayFetch(e.to_string()))
+        })?;
+        Ok(Self::from_detail(&detail))
+    }
+
+    /// How many recorded calls are left unanswered.
+    pub fn remaining(&self) -> usize {
+        self.calls.values().map(|q| q.len()).sum()
+    }
+
+    /// The flow the calls were recorded in, if known.
+    pub(crate) fn source(&self) -> Option<Uuid> {
+        self.source
+    }
+
+    /// Takes the next recorded call of `name`, which must have been made with `given`.
+    fn answer(&mut self, name: &str, given: Value) -> Result<Boundary, Error> {
+        let recorded = self
+            .calls
+            .get_mut(name)
+            .and_then(|calls| calls.pop_front())
+            .ok_or_else(|| Error::ReplayMissing {
+                name: name.to_string(),
+            })?;
+        if recorded.input != given {
+            return Err(Error::ReplayMismatch {
+                name: name.to_string(),
+                recorded: recorded.input,
+                given,
+            });
+        }
+        Ok(recorded)
+    }
+}
+
+impl Step<'_> {
+    /// Calls a non-deterministic dependency (an LLM, a search API) through a recorded
+    /// boundary: `step.boundary("llm.keywords", &prompt, || llm(&prompt))`. The input and
+    /// output are recorded in the step. In a flow started with
+    /// [`Client::replay`](crate::Client::replay), `call` is never run: the next recorded output
+    /// of `name` is returned, or an error when the input differs from the recording
+    /// ([`Error::ReplayMismatch`]), no call is left ([`Error::ReplayMissing`]) or the recorded
+    /// output does not deserialise as `O` ([`Error::ReplayOutput`]).
+    pub fn boundary<I, O>(
+        &mut self,
+        name: &str,
+        input: &I,
+        call: impl FnOnce() -> O,
+    ) -> Result<O, Error>
+    where
+        I: Serialize + ?Sized,
+        O: Serialize + serde::de::DeserializeOwned,
+    {
+        let given = to_value(input);
+        let Some(replay) = self.flow.replay.as_mut() else {
+            let output = call();
+            self.record.boundaries.push(Boundary {
+                name: name.to_string(),
+                input: given,
+                output: to_value(&output),
+            });
+            return Ok(output);
+        };
+        let recorded = replay.answer(name, given)?;
+        let output =
+            serde_json::from_value(recorded.output.clone()).map_err(|e| Error::ReplayOutput {
+                name: name.to_string(),
+                why: e.to_string(),
+            })?;
+        self.record.boundaries.push(recorded);
+        Ok(output)
+    }
+}

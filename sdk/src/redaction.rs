@@ -1,0 +1,94 @@
+//! Masking values before a flow leaves the process. Rules: redaction runs on the sender's
+//! side, never on the caller's thread, and before a flow is sent *or* written to the spool;
+//! named fields match object keys without case, at any depth of inputs, outputs and candidate
+//! attributes; the `mask` closure runs after them on every object member.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::FlowRecord;
+
+/// A closure called with each object member's key and value, which it may change.
+pub type Mask = Arc<dyn Fn(&str, &mut Value) + Send + Sync>;
+
+/// Masks values before a flow leaves the process: every object key named in `fields`
+/// (compared without case, at any depth of inputs, outputs and candidate attributes) has its
+/// value replaced by `"[redacted]"`, then `mask`, if set, may change any value it likes.
+#[derive(Clone, Default)]
+pub struct Redaction {
+    /// Object keys whose values are replaced, compared without case.
+    pub fields: Vec<String>,
+    /// Called on every object member after the named fields are masked.
+    pub mask: Option<Mask>,
+}
+
+impl std::fmt::Debug for Redaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redaction")
+            .field("fields", &self.fields)
+            .field("mask", &self.mask.as_ref().map(|_| "closure"))
+            .finish()
+    }
+}
+
+impl Redaction {
+    /// Masks the named fields.
+    pub fn fields<I, S>(fields: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Redaction {
+            fields: fields.into_iter().map(Into::into).collect(),
+            mask: None,
+        }
+    }
+
+    /// Also calls `mask(key, value)` on every object member (after the named fields).
+    pub fn with_mask(mut self, mask: impl Fn(&str, &mut Value) + Send + Sync + 'static) -> Self {
+        self.mask = Some(Arc::new(mask));
+        self
+    }
+
+    fn is_empty(&self) -> bool {
+        self.fields.is_empty() && self.mask.is_none()
+    }
+
+    fn apply(&self, value: &mut Value) {
+        match value {
+            Value::Object(members) => self.apply_members(members),
+            Value::Array(items) => items.iter_mut().for_each(|item| self.apply(item)),
+            _ => {}
+        }
+    }
+
+    fn apply_members(&self, members: &mut serde_json::Map<String, Value>) {
+        for (key, member) in members.iter_mut() {
+            if self.fields.iter().any(|f| f.eq_ignore_ascii_case(key)) {
+                *member = Value::String("[redacted]".into());
+            } else {
+                self.apply(member);
+            }
+            if let Some(mask) = &self.mask {
+                mask(key, member);
+            }
+        }
+    }
+
+    /// Masks a whole flow record in place.
+    pub fn redact(&self, record: &mut FlowRecord) {
+        if self.is_empty() {
+            return;
+        }
+        self.apply(&mut record.input);
+        self.apply(&mut record.output);
+        for step in &mut record.steps {
+            self.apply(&mut step.input);
+            self.apply(&mut step.output);
+            for observation in &mut step.observations {
+                self.apply_members(&mut observation.attributes);
+            }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The sender: a bounded in-memory queue, one sender thread that delivers from it, one spool
+//! thread that writes to disk what cannot be delivered now.
+//!
+//! Rules: the caller's side never blocks and never fails — a full queue evicts its *oldest*
+//! flow (to the spool when there is one, else it is dropped) and counts it; each flow is
+//! retried with exponential backoff and full jitter, honouring `Retry-After`, under one
+//! idempotency key so a retry never stores it twice; a 4xx other than 408/409/429 is final
+//! (counted as failed); a flow still undelivered after its attempts goes to the spool. Spooled
+//! flows are sent again when the server answers, by this process or the next one.
+//!
+//! Here: [`Sender`], the handle a client holds, and the queue it shares with the threads. The
+//! sender thread is in `thread`, one flow's delivery (attempts, backoff) in `delivery`, the
+//! spool in `spool`, the counters in `stats`.
+
+mod delivery;
+mod spool;
+mod stats;
+mod thread;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use flowtrail_types::FlowRecord;
+
+use crate::{Config, Error};
+use spool::Spool;
+use stats::Counters;
+pub use stats::Stats;
+use thread::SenderThread;
+
+/// The queue, as the caller's side and the sender thread see it.
+#[derive(Default)]
+struct State {
+    items: VecDeque<Box<FlowRecord>>,
+    /// A flow taken by the sender thread and not settled yet.
+    in_flight: bool,
+    closed: bool,
+}
+
+/// What the handle and its threads share.
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when a flow arrives, settles, or the queue closes.
+    changed: Condvar,
+    counters: Counters,
+    capacity: usize,
+    spool: Option<Spool>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits for [`Shared::changed`] at most `timeout`; a poisoned lock is taken over.
+    fn wait<'a>(&self, state: MutexGuard<'a, State>, timeout: Duration) -> MutexGuard<'a, State> {
+        self.changed
+            .wait_timeout(state, timeout)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .0
+    }
+}
+
+/// The handle a client holds: queues flows for the sender thread, waits for them, counts them.
+pub(crate) struct Sender {
+    shared: Arc<Shared>,
+}
+
+impl Sender {
+    /// Starts the sender thread (and the spool thread when [`Config::spool_dir`] is set).
+    /// Fails on a URL that is not `http(s)://…`, an HTTP client or a thread that cannot be
+    /// built, or a spool directory that cannot be created.
+    pub(crate) fn start(config: Config) -> Result<Self, Error> {
+        let base = config.url.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::InvalidUrl(config.url));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .build()
+            .map_err(|e| Error::Http(e.to_string()))?;
+        // The threads are detached: they end by themselves once the sender is gone.
+        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| -> Result<(), Error> {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(run)
+                .map(drop)
+                .map_err(|e| Error::Http(format!("cannot start the {name} thread: {e}")))
+        };
+        let (spool, spooled) = match &config.spool_dir {
+            Some(dir) => {
+                let (spool, writer) = Spool::open(dir, config.queue_capacity.max(1))?;
+                (Some(spool), Some(writer))
+            }
+            None => (None, None),
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            counters: Counters::default(),
+            capacity: config.queue_capacity.max(1),
+            spool,
+        });
+        if let Some(writer) = spooled {
+            let (shared, redaction, max) = (
+                shared.clone(),
+                config.redaction.clone(),
+                config.spool_max_bytes,
+            );
+            spawn(
+                "flowtrail-spool",
+                Box::new(move || writer.run(&shared, max, &redaction)),
+            )?;
+        }
+        let sender_thread = SenderThread {
+            endpoint: format!("{base}/api/v1/flows"),
+            config,
+            http,
+            shared: shared.clone(),
+        };
+        spawn("flowtrail-sender", Box::new(move || sender_thread.run()))?;
+        Ok(Sender { shared })
+    }
+
+    /// Queues a flow: O(1), never blocks on I/O.
+    pub(crate) fn enqueue(&self, record: FlowRecord) {
+        let shared = &self.shared;
+        Counters::add(&shared.counters.queued);
+        let evicted = {
+            let mut state = shared.lock();
+            if state.closed {
+                drop(state);
+                Counters::add(&shared.counters.dropped);
+                return;
+            }
+            state.items.push_back(Box::new(record));
+            (state.items.len() > shared.capacity)
+                .then(|| state.items.pop_front())
+                .flatten()
+        };
+        shared.changed.notify_all();
+        if let Some(oldest) = evicted {
+            shared.evict(oldest);
+        }
+    }
+
+    /// Waits until every flow queued so far is settled (sent, failed, spooled or dropped), at
+    /// most `timeout`. Whether it is.
+    pub(crate) fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let shared = &self.shared;
+        let mut state = shared.lock();
+        loop {
+            if state.items.is_empty() && !state.in_flight {
+                drop(state);
+                return self.spool_settled(deadline);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state = shared.wait(state, left);
+        }
+    }
+
+    /// Waits for the spool thread to have written what it was handed (true without a spool).
+    fn spool_settled(&self, deadline: Instant) -> bool {
+        self.shared
+            .spool
+            .as_ref()
+            .is_none_or(|spool| spool.settled(deadline))
+    }
+
+    /// Stops taking flows, sends what it can within `timeout`, spools the rest (or counts it
+    /// dropped). Returns within `timeout` (plus the time to write the spool); whether nothing
+    /// is left pending.
+    pub(crate) fn shutdown(&self, timeout: Duration) -> bool {
+        let started = Instant::now();
+        // Keep a slice of the time to put what is left in the spool.
+        let margin = (timeout / 5).min(Duration::from_millis(500));
+        let delivered = self.flush(timeout.saturating_sub(margin));
+        let left: Vec<Box<FlowRecord>> = {
+            let mut state = self.shared.lock();
+            state.closed = true;
+            state.items.drain(..).collect()
+        };
+        self.shared.changed.notify_all();
+        for record in left {
+            self.shared.evict(record);
+        }
+        // The threads end by themselves: the sender thread once closed and idle, the spool
+        // thread when the last handle to it goes. A request hung on the network is not waited
+        // for: it is what `pending` counts.
+        let deadline = (started + timeout).max(Instant::now() + margin);
+        let spooled = self.spool_settled(deadline);
+        let idle = !self.shared.lock().in_flight;
+        delivered || (spooled && idle)
+    }
+
+    /// The counters now; `pending` is what is queued, in flight, or handed to the spool.
+    pub(crate) fn stats(&self) -> Stats {
+        let in_memory = {
+            let state = self.shared.lock();
+            state.items.len() as u64 + u64::from(state.in_flight)
+        };
+        self.shared.counters.snapshot(in_memory)
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.changed.notify_all();
+    }
+}

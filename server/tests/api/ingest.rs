@@ -1,0 +1,261 @@
+//! Ingest over HTTP: idempotency, schema errors, compressed bodies, concurrent repeats, the
+//! request id, and steps pushed while a flow runs.
+
+use std::io::Write;
+use std::time::Duration;
+
+use axum::body::{Body, to_bytes};
+use axum::http::{StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::app::{FLOW_ID, MAX_BODY, app, error_code, flow_json};
+
+#[tokio::test]
+async fn idempotency_replays_and_refuses_a_reused_key() {
+    let app = app().await;
+    let first = app.send(&flow_json(FLOW_ID)).await;
+    assert_eq!(first.0, StatusCode::ACCEPTED);
+    let replay = app.send(&flow_json(FLOW_ID)).await;
+    assert_eq!(replay.0, StatusCode::ACCEPTED);
+    assert_eq!(replay.1["idempotent-replayed"], "true");
+    assert_eq!(replay.2, first.2);
+
+    let mut changed = flow_json(FLOW_ID);
+    changed["output"] = json!({"selected": "B0OTHER"});
+    let (status, _, body) = app.send(&changed).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(&body), "idempotency_key_reused");
+
+    // An explicit key scopes by key, not by flow id.
+    let bytes = serde_json::to_vec(&changed).unwrap();
+    let request = app
+        .post(())
+        .header("idempotency-key", "run-42")
+        .body(Body::from(bytes))
+        .unwrap();
+    assert_eq!(app.call(request).await.0, StatusCode::ACCEPTED);
+    assert_eq!(app.services.queue.depth().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn schema_errors_name_the_field() {
+    let app = app().await;
+    let mut bad = flow_json(FLOW_ID);
+    bad["steps"][0]["observations"][0]["verdict"] = json!("maybe");
+    let (status, _, body) = app.send(&bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        body["error"],
+        json!({
+            "code": "validation_failed",
+            "message": "unknown variant `maybe`, expected one of `kept`, `rejected`, `selected`",
+            "field": "steps[0].observations[0].verdict"
+        })
+    );
+    let mut bad = flow_json(FLOW_ID);
+    bad["steps"][0]["candidates_out"] = json!(6000);
+    let (_, _, body) = app.send(&bad).await;
+    assert_eq!(body["error"]["field"], "steps[0].candidates_out");
+    // Nesting inside a free-form field: refused at serde_json's depth limit, never a crash.
+    let deep = format!(
+        "{{\"id\": \"{FLOW_ID}\", \"pipeline\": \"p\", \"status\": \"running\", \
+         \"started_at\": \"2026-11-21T10:00:00Z\", \"input\": {}1{}}}",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let request = app.post(()).body(Body::from(deep)).unwrap();
+    let (status, _, body) = app.call(request).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "too deep is refused, not a crash"
+    );
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error_code(&body), "validation_failed");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("64 levels"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn compressed_bodies_are_accepted_and_bombs_are_refused() {
+    let app = app().await;
+    let bytes = serde_json::to_vec(&flow_json(FLOW_ID)).unwrap();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(&bytes).unwrap();
+    let request = app
+        .post(())
+        .header(header::CONTENT_ENCODING, "gzip")
+        .body(Body::from(gzip.finish().unwrap()))
+        .unwrap();
+    assert_eq!(app.call(request).await.0, StatusCode::ACCEPTED);
+
+    let other = flow_json("01936b2e-7c4a-7cc0-9a57-4c1f0e6d2b12");
+    let zstd = zstd::bulk::compress(&serde_json::to_vec(&other).unwrap(), 3).unwrap();
+    let request = app
+        .post(())
+        .header(header::CONTENT_ENCODING, "zstd")
+        .body(Body::from(zstd))
+        .unwrap();
+    assert_eq!(app.call(request).await.0, StatusCode::ACCEPTED);
+
+    // 64 MiB of spaces compress to a few KiB: refused without inflating it all.
+    let bomb = zstd::bulk::compress(&vec![b' '; 64 * 1024 * 1024], 19).unwrap();
+    assert!(bomb.len() < MAX_BODY);
+    let request = app
+        .post(())
+        .header(header::CONTENT_ENCODING, "zstd")
+        .body(Body::from(bomb))
+        .unwrap();
+    let (status, _, body) = app.call(request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&MAX_BODY.to_string())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicates_are_stored_once() {
+    let app = app().await;
+    let bytes = serde_json::to_vec(&flow_json(FLOW_ID)).unwrap();
+    let requests = (0..16).map(|_| {
+        let request = app.post(()).body(Body::from(bytes.clone())).unwrap();
+        let router = app.router.clone();
+        tokio::spawn(async move { router.oneshot(request).await.unwrap() })
+    });
+    let mut accepted = 0;
+    for response in futures::future::join_all(requests).await {
+        let response = response.unwrap();
+        match response.status() {
+            StatusCode::ACCEPTED => accepted += 1,
+            StatusCode::CONFLICT => {
+                let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+                let body: Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(error_code(&body), "idempotency_key_in_flight");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(accepted >= 1);
+    assert_eq!(
+        app.services.queue.depth().await.unwrap(),
+        1,
+        "one job, however many repeats"
+    );
+}
+
+#[tokio::test]
+async fn the_callers_request_id_is_echoed_and_carried_into_the_job() {
+    let app = app().await;
+    let request = app
+        .post(())
+        .header("x-request-id", "trace-4711")
+        .body(Body::from(serde_json::to_vec(&flow_json(FLOW_ID)).unwrap()))
+        .unwrap();
+    let (status, headers, _) = app.call(request).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(headers["x-request-id"], "trace-4711");
+    let jobs = app
+        .services
+        .queue
+        .claim(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(jobs[0].request_id.as_deref(), Some("trace-4711"));
+
+    let (_, headers, _) = app.get("/healthz").await;
+    let generated = headers["x-request-id"].to_str().unwrap();
+    assert_eq!(
+        generated.len(),
+        36,
+        "a UUID when the caller sends none: {generated}"
+    );
+}
+
+#[tokio::test]
+async fn steps_pushed_while_running_are_merged_then_superseded() {
+    let app = app().await;
+    let push = json!({
+        "version": 1,
+        "pipeline": "competitor_selection",
+        "started_at": "2026-11-21T10:00:00.000Z",
+        "steps": [{"seq": 0, "name": "keyword_generation", "kind": "generate",
+                   "output": {"keywords": ["laptop stand"]}}]
+    });
+    let uri = format!("/api/v1/flows/{FLOW_ID}/steps");
+    let (status, _, body) = app.post_to(&uri, &push).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body, json!({"flow_id": FLOW_ID, "status": "queued"}));
+    let (status, headers, _) = app.post_to(&uri, &push).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(
+        headers["idempotent-replayed"], "true",
+        "a retried push is accepted once"
+    );
+
+    let mut second = flow_json(FLOW_ID);
+    second["version"] = json!(2);
+    let second = json!({"version": 2, "pipeline": "competitor_selection",
+                        "started_at": "2026-11-21T10:00:00.000Z", "steps": second["steps"]});
+    assert_eq!(app.post_to(&uri, &second).await.0, StatusCode::ACCEPTED);
+    app.drain_all().await;
+    let (status, flow) = app.get_json(&format!("/api/v1/flows/{FLOW_ID}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(flow["status"], "running", "the partial trail is visible");
+    assert_eq!(flow["step_count"], 2);
+    assert_eq!(
+        flow["largest_elimination"]["step"],
+        "price_and_rating_filter"
+    );
+    assert_eq!(flow["largest_elimination"]["eliminated"], 4970);
+
+    // The finished flow replaces every pushed step.
+    let mut finished = flow_json(FLOW_ID);
+    finished["version"] = json!(3);
+    assert_eq!(app.send(&finished).await.0, StatusCode::ACCEPTED);
+    app.drain_all().await;
+    let (_, flow) = app.get_json(&format!("/api/v1/flows/{FLOW_ID}")).await;
+    assert_eq!(flow["status"], "succeeded");
+    assert_eq!(flow["step_count"], 1);
+
+    // Bad pushes are told apart like bad flows.
+    let (status, _, body) = app
+        .post_to(
+            &uri,
+            &json!({"pipeline": "p", "started_at": "2026-11-21T10:00:00Z", "steps": []}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+    );
+    assert_eq!(body["error"]["field"], "steps");
+    let mut wrong_id = push.clone();
+    wrong_id["id"] = json!("01936b2e-7c4a-7cc0-9a57-000000000000");
+    let (status, _, body) = app.post_to(&uri, &wrong_id).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("id"))
+    );
+    let (status, _, body) = app.post_to("/api/v1/flows/not-a-uuid/steps", &push).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let request = app.post_at(&uri).body(Body::from("{\"steps\": [")).unwrap();
+    let (status, _, body) = app.call(request).await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "malformed_json")
+    );
+}
