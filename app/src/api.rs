@@ -1,5 +1,8 @@
 //! Server functions of the dashboard. Each checks the session, then calls the domain.
 
+#[cfg(feature = "ssr")]
+#[allow(unused_imports)] // the stores' methods, used by the server functions
+use flowtrail_domain::prelude::*;
 use flowtrail_types::{FlowDetail, FlowPage};
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
@@ -20,8 +23,8 @@ pub mod ssr {
     use std::sync::Arc;
 
     use flowtrail_domain::Services;
-    use flowtrail_domain::auth::SESSION_USER_KEY;
-    use flowtrail_domain::store::{Membership, User};
+    use flowtrail_domain::accounts::SESSION_USER_KEY;
+    use flowtrail_domain::accounts::{Membership, User};
     use leptos::prelude::*;
     use tower_sessions::Session;
 
@@ -72,7 +75,7 @@ pub async fn login(
     password: String,
     next: Option<String>,
 ) -> Result<(), ServerFnError> {
-    use flowtrail_domain::auth::SESSION_USER_KEY;
+    use flowtrail_domain::accounts::SESSION_USER_KEY;
     let services = ssr::services()?;
     let user = services
         .authenticate(&email, &password)
@@ -121,155 +124,91 @@ pub async fn current_user() -> Result<Option<SessionUser>, ServerFnError> {
         }))
 }
 
-/// The flows list's filters, as the page's URL carries them (see `pages::flows`).
+/// The flows list's parameters as the page's URL carries them: raw text, for the form. They
+/// are parsed only by the flows list's one vocabulary, [`flowtrail_types::FlowFilters`] — the
+/// parser of `GET /api/v1/flows` — so the dashboard accepts and refuses exactly what the API
+/// does, with the same messages.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct FlowFilters {
+pub struct ListParams {
     pub pipeline: Option<String>,
     pub status: Option<String>,
-    /// `key:value` pairs, separated by spaces.
-    pub tags: Option<String>,
-    /// RFC 3339, or `YYYY-MM-DDTHH:MM` read as UTC.
+    /// Each `key:value` (the URL's repeated `tag`).
+    pub tags: Vec<String>,
     pub since: Option<String>,
     pub until: Option<String>,
     pub q: Option<String>,
     pub step_kind: Option<String>,
-    /// A share (0–1) or a percentage (above 1).
+    /// A share (`0.9`) or a percentage (`90%`).
     pub min_eliminated: Option<String>,
     pub cursor: Option<String>,
 }
 
-impl FlowFilters {
+impl ListParams {
+    /// The named, non-empty parameters in URL order (tags repeated).
+    fn pairs(&self) -> Vec<(&'static str, &str)> {
+        let mut pairs = Vec::new();
+        for (name, value) in [
+            ("pipeline", &self.pipeline),
+            ("status", &self.status),
+            ("since", &self.since),
+            ("until", &self.until),
+            ("q", &self.q),
+            ("step_kind", &self.step_kind),
+            ("min_eliminated", &self.min_eliminated),
+        ] {
+            if let Some(value) = value.as_deref().filter(|v| !v.trim().is_empty()) {
+                pairs.push((name, value));
+            }
+        }
+        for tag in self.tags.iter().filter(|t| !t.trim().is_empty()) {
+            pairs.push(("tag", tag.as_str()));
+        }
+        if let Some(cursor) = self.cursor.as_deref().filter(|v| !v.trim().is_empty()) {
+            pairs.push(("cursor", cursor));
+        }
+        pairs
+    }
+
+    /// The filters these parameters mean, or the API's error for the first bad one.
+    pub fn parse(&self) -> Result<flowtrail_types::FlowFilters, flowtrail_types::FilterError> {
+        flowtrail_types::FlowFilters::from_pairs(self.pairs())
+    }
+
     /// True when some filter (not the cursor) is set.
     pub fn any(&self) -> bool {
-        [
-            &self.pipeline,
-            &self.status,
-            &self.tags,
-            &self.since,
-            &self.until,
-            &self.q,
-            &self.step_kind,
-            &self.min_eliminated,
-        ]
-        .iter()
-        .any(|v| v.is_some())
+        self.pairs().iter().any(|(name, _)| *name != "cursor")
     }
 
-    /// The `key:value` tag pairs; a word without `:` is ignored.
-    pub fn tag_pairs(&self) -> Vec<(String, String)> {
-        self.tags
-            .as_deref()
-            .unwrap_or("")
-            .split_whitespace()
-            .filter_map(|pair| pair.split_once(':'))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    /// The elimination share asked for, 0–1.
-    pub fn min_share(&self) -> Option<f64> {
-        let value: f64 = self.min_eliminated.as_deref()?.trim().parse().ok()?;
-        let share = if value > 1.0 { value / 100.0 } else { value };
-        (0.0..=1.0).contains(&share).then_some(share)
-    }
-
-    /// Whether a flow that arrives live belongs in this list. Filters the browser cannot
-    /// judge (text, time, eliminations) answer `None`: the page offers a refresh instead.
+    /// Whether a flow that arrives live belongs in this list (see
+    /// [`flowtrail_types::FlowFilters::admits`]); `None` when it cannot be judged here.
     pub fn admits(&self, flow: &flowtrail_types::FlowSummary) -> Option<bool> {
-        if self.since.is_some() || self.until.is_some() || self.q.is_some() {
-            return None;
-        }
-        if self.step_kind.is_some() || self.min_eliminated.is_some() {
-            return None;
-        }
-        let pipeline = self.pipeline.as_ref().is_none_or(|p| *p == flow.pipeline);
-        let status = self
-            .status
-            .as_ref()
-            .is_none_or(|s| s == flow.status.as_str());
-        let tags = self
-            .tag_pairs()
-            .iter()
-            .all(|(k, v)| flow.tags.get(k) == Some(v));
-        Some(pipeline && status && tags)
+        self.parse().ok()?.admits(flow)
     }
-}
 
-/// Reads `YYYY-MM-DDTHH:MM[:SS]` (as UTC) or RFC 3339.
-pub fn parse_time(text: &str) -> Option<time::OffsetDateTime> {
-    use time::format_description::well_known::Rfc3339;
-    let text = text.trim();
-    if let Ok(at) = time::OffsetDateTime::parse(text, &Rfc3339) {
-        return Some(at);
+    /// This view's address with another cursor (the next page).
+    pub fn href_with_cursor(&self, cursor: &str) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("cursor", cursor);
+        for (name, value) in self.pairs() {
+            if name != "cursor" {
+                query.append_pair(name, value);
+            }
+        }
+        format!("/?{}", query.finish())
     }
-    let padded = match text.len() {
-        16 => format!("{text}:00Z"),
-        19 => format!("{text}Z"),
-        10 => format!("{text}T00:00:00Z"),
-        _ => return None,
-    };
-    time::OffsetDateTime::parse(&padded, &Rfc3339).ok()
 }
 
 /// One page of the team's flows. JSON in: a URL-encoded body drops a struct whose fields are
 /// all empty, and the server could not tell "no filters" from a missing argument.
 #[server(prefix = "/fn", input = Json)]
-pub async fn list_flows(filters: FlowFilters) -> Result<FlowPage, ServerFnError> {
-    use flowtrail_domain::store::{FlowCursor, FlowQuery};
-    use flowtrail_types::{FlowStatus, StepKind};
+pub async fn list_flows(params: ListParams) -> Result<FlowPage, ServerFnError> {
     let (_, membership) = ssr::signed_in().await?;
-    let nonempty = |v: &Option<String>| {
-        v.as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    let time = |name: &str, v: &Option<String>| match nonempty(v) {
-        None => Ok(None),
-        Some(text) => parse_time(&text).map(Some).ok_or_else(|| {
-            ServerFnError::new(format!(
-                "{name} {text:?} is not a time: use RFC 3339 or YYYY-MM-DDTHH:MM (UTC)."
-            ))
-        }),
-    };
-    let status = match nonempty(&filters.status) {
-        None => None,
-        Some(s) => Some(FlowStatus::parse(&s).ok_or_else(|| {
-            ServerFnError::new(format!(
-                "{s:?} is not a status (running, succeeded, failed)."
-            ))
-        })?),
-    };
-    let step_kind = match nonempty(&filters.step_kind) {
-        None => None,
-        Some(k) => Some(
-            StepKind::parse(&k)
-                .ok_or_else(|| ServerFnError::new(format!("{k:?} is not a step kind.")))?,
-        ),
-    };
-    let min_eliminated = match nonempty(&filters.min_eliminated) {
-        None => None,
-        Some(text) => Some(filters.min_share().ok_or_else(|| {
-            ServerFnError::new(format!(
-                "{text:?} is not a share of eliminated candidates: use 0-1 or a percentage."
-            ))
-        })?),
-    };
-    let query = FlowQuery {
-        pipeline: nonempty(&filters.pipeline),
-        status,
-        tags: filters.tag_pairs(),
-        since: time("since", &filters.since)?,
-        until: time("until", &filters.until)?,
-        text: nonempty(&filters.q),
-        step_kind,
-        min_eliminated,
-        cursor: nonempty(&filters.cursor).and_then(|c| FlowCursor::decode(&c)),
-        limit: 50,
-    };
+    let filters = params
+        .parse()
+        .map_err(|e| ServerFnError::new(e.message))?;
     ssr::services()?
         .metadata
-        .list_flows(membership.team.id, &query)
+        .list_flows(membership.team.id, &filters)
         .await
         .map_err(ssr::internal)
 }
@@ -277,7 +216,7 @@ pub async fn list_flows(filters: FlowFilters) -> Result<FlowPage, ServerFnError>
 /// The run of the same pipeline just before `id`, if any.
 #[server(prefix = "/fn")]
 pub async fn previous_flow(id: String) -> Result<Option<String>, ServerFnError> {
-    use flowtrail_domain::store::{FlowCursor, FlowQuery};
+    use flowtrail_types::{FlowCursor, FlowFilters};
     let (_, membership) = ssr::signed_in().await?;
     let id = flow_id(&id)?;
     let services = ssr::services()?;
@@ -289,14 +228,14 @@ pub async fn previous_flow(id: String) -> Result<Option<String>, ServerFnError> 
     else {
         return Ok(None);
     };
-    let query = FlowQuery {
+    let query = FlowFilters {
         pipeline: Some(flow.summary.pipeline.clone()),
         cursor: Some(FlowCursor {
             started_at_ms: (flow.summary.started_at.unix_timestamp_nanos() / 1_000_000) as i64,
             id,
         }),
         limit: 1,
-        ..FlowQuery::default()
+        ..FlowFilters::default()
     };
     let page = services
         .metadata
@@ -313,7 +252,7 @@ pub async fn journey_html(id: String, candidate: String) -> Result<String, Serve
     let (_, membership) = ssr::signed_in().await?;
     let id = flow_id(&id)?;
     let journey =
-        flowtrail_domain::query::journey(&*ssr::services()?, membership.team.id, id, &candidate)
+        flowtrail_domain::analysis::journey(&*ssr::services()?, membership.team.id, id, &candidate)
             .await
             .map_err(ssr::internal)?
             .ok_or_else(|| ServerFnError::new("No such flow in your team."))?;
@@ -326,7 +265,7 @@ pub async fn journey_html(id: String, candidate: String) -> Result<String, Serve
 pub async fn compare_html(a: String, b: String) -> Result<String, ServerFnError> {
     let (_, membership) = ssr::signed_in().await?;
     let (a, b) = (flow_id(&a)?, flow_id(&b)?);
-    let diff = flowtrail_domain::query::diff(&*ssr::services()?, membership.team.id, a, b)
+    let diff = flowtrail_domain::analysis::diff(&*ssr::services()?, membership.team.id, a, b)
         .await
         .map_err(ssr::internal)?
         .ok_or_else(|| ServerFnError::new("One of the two flows is not in your team."))?;

@@ -12,7 +12,7 @@ use flowtrail_types::FlowSummary;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::redis_engine::{EVENTS_CHANNEL, Redis};
+use crate::engines::redis::{EVENTS_CHANNEL, Redis};
 
 /// A flow became queryable.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

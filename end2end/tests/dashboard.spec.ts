@@ -46,11 +46,11 @@ test('the flows list filters by URL and shows new flows as they land', async ({ 
   await expect(rows.filter({ hasText: beta })).toHaveCount(0);
 
   // Tags, and "a filter step eliminated more than 50 %", combine; the form keeps the values.
-  await page.goto(`/?pipeline=${alpha}&tag=env:prod&step_kind=filter&min_eliminated=50`);
+  await page.goto(`/?pipeline=${alpha}&tag=env:prod&step_kind=filter&min_eliminated=50%25`);
   await expect(rows).toHaveCount(1);
   await expect(rows.first()).toHaveAttribute('data-flow-id', drop.id);
   await expect(rows.first()).toContainText('price_filter');
-  await expect(page.getByLabel('Eliminated ≥ %')).toHaveValue('50');
+  await expect(page.getByLabel('Eliminated ≥ (share or %)')).toHaveValue('50%');
   await page.goto(`/?pipeline=${alpha}&tag=env:staging`);
   await expect(page.getByText('No flow matches these filters.')).toBeVisible();
 

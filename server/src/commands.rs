@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use flowtrail_domain::Services;
-use flowtrail_domain::worker::{self, WorkerConfig};
+use flowtrail_domain::ingest::processor::{self, ProcessorConfig};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -98,13 +98,13 @@ fn spawn_workers(
     lease_seconds: u64,
     shutdown: &watch::Receiver<bool>,
 ) -> JoinSet<()> {
-    let config = WorkerConfig {
+    let config = ProcessorConfig {
         lease: Duration::from_secs(lease_seconds.max(1)),
-        ..WorkerConfig::default()
+        ..ProcessorConfig::default()
     };
     let mut workers = JoinSet::new();
     for _ in 0..count {
-        workers.spawn(worker::run(
+        workers.spawn(processor::run(
             services.clone(),
             config.clone(),
             shutdown.clone(),
@@ -144,7 +144,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let (stop, shutdown) = watch::channel(false);
     let mut workers = spawn_workers(&services, args.workers, args.job_lease_seconds, &shutdown);
-    workers.spawn(worker::sweep_idempotency_keys(
+    workers.spawn(processor::sweep_idempotency_keys(
         services.clone(),
         Duration::from_secs(args.storage.idempotency_window_hours * 3600),
         Duration::from_secs(600),

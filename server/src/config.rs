@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use flowtrail_domain::auth::{Role, Scope};
+use flowtrail_domain::accounts::{Role, Scope};
 use flowtrail_domain::{QueueEngine, StorageConfig};
 
 /// Flow Trail: an X-Ray for multi-step decision pipelines.

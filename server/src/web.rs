@@ -9,7 +9,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use flowtrail_app::{App, shell};
 use flowtrail_domain::Services;
-use flowtrail_domain::auth::SESSION_USER_KEY;
+use flowtrail_domain::accounts::SESSION_USER_KEY;
 use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_sessions::Session;
@@ -44,7 +44,7 @@ fn is_public(path: &str) -> bool {
         || path.starts_with("/favicon")
         || path == "/robots.txt"
         || path == "/sw.js"
-        || path == "/worker.js"
+        || path == "/browser-worker.js"
 }
 
 /// Sends visitors without a session to `/login?next=…`.
@@ -88,7 +88,7 @@ mod tests {
         assert!(is_public("/pkg/flowtrail.js"));
         assert!(is_public("/fn/login123"));
         assert!(is_public("/sw.js"));
-        assert!(is_public("/worker.js"));
+        assert!(is_public("/browser-worker.js"));
         assert!(!is_public("/"));
         assert!(!is_public("/flows/0193"));
         assert!(!is_public("/login/../admin"));

@@ -126,13 +126,13 @@ impl Elimination {
     /// The largest drop among `eliminations` (see [`Elimination::is_larger_drop_than`]);
     /// `None` when there is none or when no step eliminated anything.
     pub fn largest_among(eliminations: impl IntoIterator<Item = Elimination>) -> Option<Self> {
-        eliminations
-            .into_iter()
-            .filter(|e| e.eliminated > 0)
-            .fold(None, |best: Option<Elimination>, next| match best {
+        eliminations.into_iter().filter(|e| e.eliminated > 0).fold(
+            None,
+            |best: Option<Elimination>, next| match best {
                 Some(best) if !next.is_larger_drop_than(&best) => Some(best),
                 _ => Some(next),
-            })
+            },
+        )
     }
 
     /// The largest drop among a record's steps that counted their candidates.
@@ -149,7 +149,9 @@ impl Elimination {
     }
 
     /// The largest drop among a stored flow's steps.
-    pub fn largest_of_summaries<'a>(steps: impl IntoIterator<Item = &'a StepSummary>) -> Option<Self> {
+    pub fn largest_of_summaries<'a>(
+        steps: impl IntoIterator<Item = &'a StepSummary>,
+    ) -> Option<Self> {
         Self::largest_among(steps.into_iter().filter_map(StepSummary::elimination))
     }
 }
@@ -472,18 +474,38 @@ mod tests {
 
     #[test]
     fn the_largest_drop_is_the_largest_share_then_the_larger_count_then_the_earlier_step() {
-        let e = |seq, input, output| Elimination::new(seq, format!("s{seq}"), StepKind::Filter, input, output);
+        let e = |seq, input, output| {
+            Elimination::new(seq, format!("s{seq}"), StepKind::Filter, input, output)
+        };
         // 1,000 → 500 eliminates more candidates, 10 → 1 a larger share: the share wins.
         let largest = Elimination::largest_among([e(0, 1_000, 500), e(1, 10, 1)]).unwrap();
         assert_eq!(largest.seq, 1);
         // The same share: the larger count; the same count too: the earlier step.
-        assert_eq!(Elimination::largest_among([e(0, 10, 5), e(1, 1_000, 500)]).unwrap().seq, 1);
-        assert_eq!(Elimination::largest_among([e(3, 10, 5), e(1, 10, 5)]).unwrap().seq, 1);
+        assert_eq!(
+            Elimination::largest_among([e(0, 10, 5), e(1, 1_000, 500)])
+                .unwrap()
+                .seq,
+            1
+        );
+        assert_eq!(
+            Elimination::largest_among([e(3, 10, 5), e(1, 10, 5)])
+                .unwrap()
+                .seq,
+            1
+        );
         // Shares that a float cannot tell apart are still ordered exactly.
         let big = 1u64 << 60;
-        assert_eq!(Elimination::largest_among([e(0, big, 1), e(1, big + 1, 1)]).unwrap().seq, 1);
+        assert_eq!(
+            Elimination::largest_among([e(0, big, 1), e(1, big + 1, 1)])
+                .unwrap()
+                .seq,
+            1
+        );
         // Steps that create candidates or eliminate nothing are never the largest drop.
-        assert_eq!(Elimination::largest_among([e(0, 3, 5_000), e(1, 7, 7)]), None);
+        assert_eq!(
+            Elimination::largest_among([e(0, 3, 5_000), e(1, 7, 7)]),
+            None
+        );
     }
 
     #[test]

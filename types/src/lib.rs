@@ -17,8 +17,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub mod api;
+pub mod filters;
 
 pub use api::*;
+pub use filters::{FilterError, FlowCursor, FlowFilters, Share};
 
 /// Body of `POST /api/v1/flows/{id}/steps`: some steps of a flow that is still running, sent
 /// as they finish so a pipeline that crashes mid-run still leaves its partial trail. The
@@ -233,6 +235,15 @@ macro_rules! wire_enum {
                 match self {
                     $($name::$variant => $text),+
                 }
+            }
+
+            /// Every wire spelling, comma-separated, for messages (`generate, retrieve, …`).
+            pub fn names() -> String {
+                Self::ALL
+                    .iter()
+                    .map(|value| value.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
 
             /// Parses the wire spelling.

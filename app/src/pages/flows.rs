@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use super::{LoadError, error_text};
-use crate::api::{FlowFilters, list_flows};
+use crate::api::{ListParams, list_flows};
 use crate::browser::{self, LiveState};
 use crate::format;
 
@@ -24,12 +24,11 @@ pub fn FlowsPage() -> impl IntoView {
             .unwrap_or_default()
             .into_iter()
             .filter(|t| !t.trim().is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
-        FlowFilters {
+            .collect::<Vec<_>>();
+        ListParams {
             pipeline: param("pipeline"),
             status: param("status"),
-            tags: (!tags.is_empty()).then_some(tags),
+            tags,
             since: param("since"),
             until: param("until"),
             q: param("q"),
@@ -40,12 +39,12 @@ pub fn FlowsPage() -> impl IntoView {
     });
     let flows = Resource::new(move || filters.get(), list_flows);
     let refresh = Callback::new(move |()| flows.refetch());
-    let value = move |f: fn(&FlowFilters) -> &Option<String>| {
+    let value = move |f: fn(&ListParams) -> &Option<String>| {
         move || f(&filters.read()).clone().unwrap_or_default()
     };
     let options = |all: Vec<&'static str>,
-                   current: Memo<FlowFilters>,
-                   pick: fn(&FlowFilters) -> &Option<String>| {
+                   current: Memo<ListParams>,
+                   pick: fn(&ListParams) -> &Option<String>| {
         move || {
             let current = pick(&current.read()).clone().unwrap_or_default();
             all.iter()
@@ -74,9 +73,11 @@ pub fn FlowsPage() -> impl IntoView {
                     </select>
                 </label>
                 <label>
-                    "Tags"
-                    <input type="text" name="tag" placeholder="env:prod" value=value(|f| &f.tags)/>
+                    "Tag"
+                    <input type="text" name="tag" placeholder="env:prod" value=move || filters.read().tags.first().cloned().unwrap_or_default()/>
                 </label>
+                // Further tags of the address stay in it when the form is sent again.
+                {move || filters.read().tags.iter().skip(1).map(|tag| view! { <input type="hidden" name="tag" value=tag.clone()/> }).collect_view()}
                 <label>
                     "Since (UTC)"
                     <input type="text" name="since" placeholder="2026-11-20T09:00" value=value(|f| &f.since)/>
@@ -93,8 +94,8 @@ pub fn FlowsPage() -> impl IntoView {
                     </select>
                 </label>
                 <label>
-                    "Eliminated ≥ %"
-                    <input type="number" name="min_eliminated" min="0" max="100" step="any" placeholder="90" value=value(|f| &f.min_eliminated)/>
+                    "Eliminated ≥ (share or %)"
+                    <input type="text" name="min_eliminated" inputmode="decimal" placeholder="90% or 0.9" value=value(|f| &f.min_eliminated)/>
                 </label>
                 <label class="grow">
                     "Text"
@@ -122,7 +123,7 @@ pub fn FlowsPage() -> impl IntoView {
 
 /// The loaded page of flows, with the flows that arrived since above it.
 #[component]
-fn FlowTable(page: FlowPage, filters: FlowFilters, refresh: Callback<()>) -> impl IntoView {
+fn FlowTable(page: FlowPage, filters: ListParams, refresh: Callback<()>) -> impl IntoView {
     let live = RwSignal::new(Vec::<FlowSummary>::new());
     // Flows that arrived but that this view cannot judge (text, time or elimination filters).
     let unsure = RwSignal::new(0usize);
@@ -274,23 +275,6 @@ fn flow_row(flow: FlowSummary, arrived: bool) -> impl IntoView {
 }
 
 /// The next page's address: the same filters, the new cursor.
-fn next_href(filters: &FlowFilters, cursor: &str) -> String {
-    let mut href = format!("/?cursor={}", format::encode(cursor));
-    for (name, value) in [
-        ("pipeline", &filters.pipeline),
-        ("status", &filters.status),
-        ("since", &filters.since),
-        ("until", &filters.until),
-        ("q", &filters.q),
-        ("step_kind", &filters.step_kind),
-        ("min_eliminated", &filters.min_eliminated),
-    ] {
-        if let Some(value) = value {
-            href.push_str(&format!("&{name}={}", format::encode(value)));
-        }
-    }
-    for (k, v) in filters.tag_pairs() {
-        href.push_str(&format!("&tag={}", format::encode(&format!("{k}:{v}"))));
-    }
-    href
+fn next_href(filters: &ListParams, cursor: &str) -> String {
+    filters.href_with_cursor(cursor)
 }

@@ -4,7 +4,7 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use flowtrail_domain::queue::DeadLetter;
+use flowtrail_domain::ingest::DeadLetter;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Admin;

@@ -3,7 +3,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use flowtrail_domain::auth::SESSION_USER_KEY;
+use flowtrail_domain::accounts::SESSION_USER_KEY;
 use tower_sessions::Session;
 
 use super::error::ApiError;
@@ -50,7 +50,7 @@ fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
 async fn api_key(
     state: &AppState,
     secret: &str,
-) -> Result<flowtrail_domain::store::ApiKey, ApiError> {
+) -> Result<flowtrail_domain::accounts::ApiKey, ApiError> {
     state
         .services
         .api_key(secret)
@@ -86,7 +86,7 @@ impl FromRequestParts<AppState> for Ingester {
 async fn session_membership(
     parts: &mut Parts,
     state: &AppState,
-) -> Result<flowtrail_domain::store::Membership, ApiError> {
+) -> Result<flowtrail_domain::accounts::Membership, ApiError> {
     let unauthorized =
         || ApiError::Unauthorized("sign in, or send Authorization: Bearer <api key>".into());
     let session = Session::from_request_parts(parts, state)
@@ -113,7 +113,7 @@ impl FromRequestParts<AppState> for Admin {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if let Some(secret) = bearer(parts)? {
             let key = api_key(state, secret).await?;
-            if key.scope != flowtrail_domain::auth::Scope::All {
+            if key.scope != flowtrail_domain::accounts::Scope::All {
                 return Err(ApiError::Forbidden(format!(
                     "this API key has scope {}; administration needs scope all",
                     key.scope.as_str()
@@ -126,7 +126,7 @@ impl FromRequestParts<AppState> for Admin {
             }));
         }
         let membership = session_membership(parts, state).await?;
-        if membership.role != flowtrail_domain::auth::Role::Admin {
+        if membership.role != flowtrail_domain::accounts::Role::Admin {
             return Err(ApiError::Forbidden(
                 "this needs the admin role in the team".into(),
             ));

@@ -6,6 +6,7 @@ pub mod error;
 pub mod events;
 pub mod flows;
 pub mod health;
+pub mod ingest;
 pub mod openapi;
 pub mod query;
 
@@ -21,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .merge(events::router())
         .merge(flows::router())
         .merge(health::router())
+        .merge(ingest::router())
         .merge(openapi::router())
         .merge(query::router())
         .route("/api", any(error::unknown_endpoint))

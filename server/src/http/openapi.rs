@@ -6,7 +6,7 @@ use axum::{Json, Router};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, events, flows, health, query};
+use super::{admin, events, flows, health, ingest, query};
 use crate::state::AppState;
 
 /// The whole API.
@@ -18,10 +18,10 @@ use crate::state::AppState;
                        Every error is `{\"error\": {\"code\", \"message\", \"field\"}}`."
     ),
     paths(
-        flows::accept,
+        ingest::accept,
         flows::list,
         flows::show,
-        flows::accept_steps,
+        ingest::accept_steps,
         flows::observations,
         query::journey,
         query::diff,

@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use flowtrail_domain::millis::{from_ms, now_ms};
-use flowtrail_domain::query;
-use flowtrail_domain::store::StatsQuery;
+use flowtrail_domain::analysis;
+use flowtrail_domain::analysis::StatsQuery;
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use flowtrail_types::{CandidateJourney, ErrorBody, FlowDiff, ReasonStats, StatsBucket};
 use time::Duration;
@@ -46,10 +46,10 @@ pub(crate) async fn journey(
     Path((id, candidate_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let id = flow_id(&id)?;
-    let journey = query::journey(&state.services, caller.team_id, id, &candidate_id)
+    let journey = analysis::journey(&state.services, caller.team_id, id, &candidate_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no flow {id} in team {}", caller.team)))?;
-    if !query::observed_anywhere(&journey) {
+    if !analysis::observed_anywhere(&journey) {
         let unknown = journey
             .steps
             .iter()
@@ -89,7 +89,7 @@ pub(crate) async fn diff(
     Path((a, b)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (a, b) = (flow_id(&a)?, flow_id(&b)?);
-    let diff = query::diff(&state.services, caller.team_id, a, b)
+    let diff = analysis::diff(&state.services, caller.team_id, a, b)
         .await?
         .ok_or_else(|| {
             ApiError::NotFound(format!(
@@ -129,7 +129,7 @@ pub(crate) async fn reason_stats(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let (query, bucket) = parse_stats_query(raw.as_deref().unwrap_or_default())?;
-    let stats = query::reason_stats(&state.services, caller.team_id, &query, bucket).await?;
+    let stats = analysis::reason_stats(&state.services, caller.team_id, &query, bucket).await?;
     Ok(Json(stats).into_response())
 }
 

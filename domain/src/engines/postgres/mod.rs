@@ -1,11 +1,10 @@
-//! The scale-out profile's database: metadata (and, until Redis arrives, the ingest queue) in
-//! PostgreSQL. The same traits and the same conformance suite as the embedded SQLite profile.
-//!
-//! Rules: start-up refuses a server whose commits are not durable (`fsync` or
-//! `synchronous_commit` off); SQL only here; `$n` parameters; times as Unix milliseconds.
+//! What is PostgreSQL's own in the scale-out profile: connecting and refusing a server whose
+//! commits are not durable (`fsync` or `synchronous_commit` off), its migrations, its writes
+//! ([`writes`]) and `tsvector` search ([`search`]). Everything else is the shared SQL of
+//! `engines/sql`, and the same conformance suite runs on both databases.
 
-mod metadata;
-mod queue;
+pub(crate) mod search;
+pub(crate) mod writes;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,14 +14,11 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::{Error, Result};
 
-pub use metadata::PgMetadata;
-pub use queue::PgQueue;
-
 /// Migrations of the scale-out profile, compiled into the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
 /// PostgreSQL admits concurrent writers, so readers and writers share one pool; the two
-/// names keep the repository code the same as SQLite's.
+/// names let the shared SQL code pick a pool the same way on both engines.
 #[derive(Clone)]
 pub struct Database {
     pub write: PgPool,

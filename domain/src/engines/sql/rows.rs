@@ -1,75 +1,28 @@
-//! Decoding rows into domain types, shared by the SQLite and PostgreSQL repositories (the SQL
-//! differs by dialect; the columns and their meaning do not).
+//! Decoding rows into domain types, the same for SQLite and PostgreSQL rows: the columns and
+//! their meaning do not differ by dialect.
 
 use flowtrail_types::{Capture, Elimination, FlowStatus, FlowSummary, StepKind, StepSummary};
-use serde_json::Value;
-use sqlx::{ColumnIndex, Decode, Encode, QueryBuilder, Row, Type};
+use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
-use crate::millis::{from_ms, to_ms};
-use crate::queue::{DeadLetter, Job};
-use crate::store::{FlowQuery, FunnelRow};
+use crate::analysis::{FunnelRow, ReasonRow};
+use crate::flows::WriteMode;
+use crate::ingest::{DeadLetter, Job};
+use crate::millis::from_ms;
+use crate::payloads::PayloadRef;
 use crate::{Error, Result};
 
-pub(crate) const FLOW_COLUMNS: &str = "f.id, f.version, p.name AS pipeline, f.status, f.started_at, \
-     f.ended_at, f.tags, f.error, f.step_count, f.ingested_at, f.top_seq, f.top_step, f.top_kind, \
-     f.top_in, f.top_out";
+/// A reason-count query's row: bucket (Unix ms), pipeline, step, code, count.
+pub(crate) type ReasonTuple = (i64, String, String, String, i64);
 
-/// The filters of the flows list that read the same in both dialects — all but the team and
-/// the text — as `AND` conditions on `flows f` joined to `pipelines p`.
-pub(crate) fn push_flow_filters<'q, DB>(sql: &mut QueryBuilder<'q, DB>, query: &FlowQuery)
-where
-    DB: sqlx::Database,
-    String: Encode<'q, DB> + Type<DB>,
-    i64: Encode<'q, DB> + Type<DB>,
-    f64: Encode<'q, DB> + Type<DB>,
-{
-    if let Some(pipeline) = &query.pipeline {
-        sql.push(" AND p.name = ").push_bind(pipeline.clone());
-    }
-    if let Some(status) = query.status {
-        sql.push(" AND f.status = ")
-            .push_bind(status.as_str().to_string());
-    }
-    if let Some(since) = query.since {
-        sql.push(" AND f.started_at >= ").push_bind(to_ms(since));
-    }
-    if let Some(until) = query.until {
-        sql.push(" AND f.started_at < ").push_bind(to_ms(until));
-    }
-    for (key, value) in &query.tags {
-        sql.push(
-            " AND EXISTS (SELECT 1 FROM flow_tags t WHERE t.team_id = f.team_id \
-             AND t.flow_id = f.id AND t.key = ",
-        )
-        .push_bind(key.clone())
-        .push(" AND t.value = ")
-        .push_bind(value.clone())
-        .push(")");
-    }
-    if query.step_kind.is_some() || query.min_eliminated.is_some() {
-        sql.push(
-            " AND EXISTS (SELECT 1 FROM steps s WHERE s.team_id = f.team_id AND s.flow_id = f.id",
-        );
-        if let Some(kind) = query.step_kind {
-            sql.push(" AND s.kind = ")
-                .push_bind(kind.as_str().to_string());
-        }
-        if let Some(share) = query.min_eliminated {
-            sql.push(" AND s.candidates_in > 0 AND (s.candidates_in - s.candidates_out) >= ")
-                .push_bind(share)
-                .push(" * s.candidates_in");
-        }
-        sql.push(")");
-    }
-    if let Some(cursor) = query.cursor {
-        sql.push(" AND (f.started_at < ")
-            .push_bind(cursor.started_at_ms)
-            .push(" OR (f.started_at = ")
-            .push_bind(cursor.started_at_ms)
-            .push(" AND f.id < ")
-            .push_bind(cursor.id.hyphenated().to_string())
-            .push("))");
+/// A reason count.
+pub(crate) fn reason_row((bucket_ms, pipeline, step, code, count): ReasonTuple) -> ReasonRow {
+    ReasonRow {
+        bucket_ms,
+        pipeline,
+        step,
+        code,
+        count: count.max(0) as u64,
     }
 }
 
@@ -90,18 +43,8 @@ pub(crate) fn funnel_row(pipeline: &str, row: FunnelTuple) -> Result<FunnelRow> 
     })
 }
 
-/// How a user is looked up.
-pub(crate) enum UserKey<'a> {
-    Email(&'a str),
-    Id(i64),
-}
-
 pub(crate) fn corrupt(what: &str) -> Error {
     Error::Internal(format!("stored {what} is not valid"))
-}
-
-pub(crate) fn json_text(value: &Value) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::Internal(e.to_string()))
 }
 
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
@@ -194,7 +137,7 @@ where
 }
 
 /// A claimed job, from the `ingest_jobs` columns `id, team_id, flow_id, body, request_id,
-/// attempts`.
+/// attempts, mode`.
 pub(crate) fn job<R>(row: &R) -> Result<Job>
 where
     R: Row,
@@ -206,7 +149,9 @@ where
     for<'r> Option<Vec<u8>>: Decode<'r, R::Database> + Type<R::Database>,
 {
     let flow_id: String = row.try_get("flow_id")?;
+    let mode: String = row.try_get("mode")?;
     Ok(Job {
+        mode: WriteMode::parse(&mode).ok_or_else(|| corrupt("job mode"))?,
         id: row.try_get("id")?,
         team_id: row.try_get("team_id")?,
         flow_id: Uuid::try_parse(&flow_id).map_err(|_| corrupt("job flow id"))?,
@@ -240,5 +185,30 @@ where
         request_id: row.try_get("request_id")?,
         enqueued_at: row.try_get("enqueued_at")?,
         died_at: row.try_get("finished_at")?,
+    })
+}
+
+/// The payload columns of a step row (`payload_key, payload_sha256, payload_bytes,
+/// payload_inline`): where its observations are, if it stored some.
+pub(crate) fn payload_ref<R>(row: &R) -> Result<Option<PayloadRef>>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<Vec<u8>>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let key: Option<String> = row.try_get("payload_key")?;
+    let sha: Option<String> = row.try_get("payload_sha256")?;
+    let bytes: Option<i64> = row.try_get("payload_bytes")?;
+    let inline: Option<Vec<u8>> = row.try_get("payload_inline")?;
+    Ok(match (key, sha, bytes) {
+        (Some(key), Some(sha256), Some(bytes)) => Some(PayloadRef {
+            key,
+            inline: inline.map(bytes::Bytes::from),
+            sha256,
+            bytes: bytes as u64,
+        }),
+        _ => None,
     })
 }

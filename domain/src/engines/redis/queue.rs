@@ -22,8 +22,9 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{JOBS_CHANNEL, Redis};
+use crate::flows::WriteMode;
+use crate::ingest::{DeadLetter, EnqueueOutcome, IngestQueue, Job, NewJob};
 use crate::millis::now_ms;
-use crate::queue::{DeadLetter, EnqueueOutcome, IngestQueue, Job, NewJob};
 use crate::{Error, Result};
 
 const GROUP: &str = "workers";
@@ -38,7 +39,7 @@ local id = redis.call('INCR', KEYS[2])
 local entry = redis.call('XADD', KEYS[3], '*', 'job', id)
 redis.call('HSET', ARGV[1] .. id, 'team', ARGV[4], 'idem', ARGV[2], 'sha', ARGV[3],
   'flow', ARGV[5], 'version', ARGV[6], 'body', ARGV[7], 'request', ARGV[8],
-  'enqueued', ARGV[9], 'attempts', 0, 'entry', entry)
+  'enqueued', ARGV[9], 'attempts', 0, 'entry', entry, 'mode', ARGV[11])
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('PUBLISH', ARGV[10], id)
 return 0
@@ -58,7 +59,7 @@ end
 local out = {}
 local function take(id, entry)
   local job = jp .. id
-  local f = redis.call('HMGET', job, 'entry', 'team', 'flow', 'body', 'request')
+  local f = redis.call('HMGET', job, 'entry', 'team', 'flow', 'body', 'request', 'mode')
   if f[1] ~= entry then
     redis.call('XACK', KEYS[1], group, entry)
     redis.call('XDEL', KEYS[1], entry)
@@ -67,7 +68,7 @@ local function take(id, entry)
   end
   local attempts = redis.call('HINCRBY', job, 'attempts', 1)
   redis.call('ZADD', KEYS[3], lease_until, id)
-  table.insert(out, {id, f[2], f[3], f[4], f[5] or '', attempts})
+  table.insert(out, {id, f[2], f[3], f[4], f[5] or '', attempts, f[6] or 'replace'})
 end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. now, 'LIMIT', 0, max)
 for _, id in ipairs(expired) do
@@ -347,7 +348,7 @@ fn optional(text: String) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-type ClaimedRow = (String, String, String, Vec<u8>, String, i64);
+type ClaimedRow = (String, String, String, Vec<u8>, String, i64, String);
 type DeadRow = (
     String,
     String,
@@ -380,6 +381,7 @@ impl IngestQueue for RedisQueue {
             .arg(job.request_id.as_deref().unwrap_or(""))
             .arg(now_ms())
             .arg(self.redis.key(JOBS_CHANNEL))
+            .arg(job.mode.as_str())
             .invoke_async(&mut conn)
             .await
             .map_err(|e| {
@@ -411,8 +413,11 @@ impl IngestQueue for RedisQueue {
             .await?;
         let mut jobs = rows
             .into_iter()
-            .map(|(id, team, flow, body, request, attempts)| {
+            .map(|(id, team, flow, body, request, attempts, mode)| {
                 Ok(Job {
+                    mode: WriteMode::parse(&mode).ok_or_else(|| {
+                        Error::Internal(format!("queued job has an unknown mode {mode:?}"))
+                    })?,
                     id: number(&id, "job id")?,
                     team_id: number(&team, "team id")?,
                     flow_id: flow_id(&flow)?,

@@ -1,100 +1,16 @@
-//! Questions that combine stored rows with observation payloads: a candidate's journey
-//! through a flow, the difference between two flows, and reason statistics. Only
-//! [`crate::store::MetadataStore`] and the payload store are used, so every engine answers
-//! the same way.
+//! The difference between two flows: steps matched by name then `seq`, counts, reasons,
+//! candidates added and removed, verdicts changed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use flowtrail_types::{
-    CandidateJourney, Capture, Elimination, FlowDiff, Funnel, FunnelStep, JourneyElimination,
-    JourneyStep, Observation, Pair, Presence, ReasonBucket, ReasonCount, ReasonStats, StatsBucket,
-    StepDiff, StepSummary, ValueChange, Verdict, VerdictChange,
+    Capture, FlowDiff, Observation, Pair, StepDiff, StepSummary, ValueChange, VerdictChange,
 };
-use futures::future::try_join_all;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::millis::from_ms;
-use crate::store::StatsQuery;
-use crate::{Error, Result, Services};
-
-/// Funnel medians come from at most this many of the newest flows per pipeline in the range.
-pub const FUNNEL_FLOW_CAP: u32 = 1_000;
-
-/// The observations of every step of a flow that stored some, by `seq`.
-async fn observations_by_step(
-    services: &Services,
-    team_id: i64,
-    flow_id: Uuid,
-    steps: &[StepSummary],
-) -> Result<BTreeMap<u32, Vec<Observation>>> {
-    let payloads = services.metadata.flow_payloads(team_id, flow_id).await?;
-    let reads = steps
-        .iter()
-        .filter_map(|step| payloads.get(&step.seq).map(|p| (step.seq, p)))
-        .map(|(seq, reference)| async move {
-            let json = services.payloads.get_json(reference).await?;
-            let observations: Vec<Observation> = serde_json::from_slice(&json)
-                .map_err(|e| Error::Integrity(format!("stored observations: {e}")))?;
-            Ok::<_, Error>((seq, observations))
-        });
-    Ok(try_join_all(reads).await?.into_iter().collect())
-}
-
-/// The candidate's verdict, score and reasons in every step of the flow; `None` when the
-/// flow does not exist for this team.
-pub async fn journey(
-    services: &Services,
-    team_id: i64,
-    flow_id: Uuid,
-    candidate_id: &str,
-) -> Result<Option<CandidateJourney>> {
-    let Some(flow) = services.metadata.get_flow(team_id, flow_id).await? else {
-        return Ok(None);
-    };
-    let observations = observations_by_step(services, team_id, flow_id, &flow.steps).await?;
-    let steps: Vec<JourneyStep> = flow
-        .steps
-        .iter()
-        .map(|step| {
-            let seen = observations
-                .get(&step.seq)
-                .and_then(|list| list.iter().find(|o| o.candidate_id == candidate_id));
-            let presence = match (seen, step.capture) {
-                (Some(_), _) => Presence::Observed,
-                (None, Capture::Full) => Presence::Absent,
-                (None, _) => Presence::Unknown,
-            };
-            JourneyStep {
-                seq: step.seq,
-                name: step.name.clone(),
-                kind: step.kind,
-                capture: step.capture,
-                presence,
-                verdict: seen.map(|o| o.verdict),
-                score: seen.and_then(|o| o.score),
-                reasons: seen.map(|o| o.reasons.clone()).unwrap_or_default(),
-                attributes: seen.map(|o| o.attributes.clone()).unwrap_or_default(),
-            }
-        })
-        .collect();
-    let eliminated_at = steps
-        .iter()
-        .find(|s| s.verdict == Some(Verdict::Rejected))
-        .map(|s| JourneyElimination {
-            seq: s.seq,
-            step: s.name.clone(),
-            reasons: s.reasons.clone(),
-        });
-    Ok(Some(CandidateJourney {
-        flow_id,
-        pipeline: flow.summary.pipeline,
-        candidate_id: candidate_id.to_string(),
-        final_verdict: steps.iter().rev().find_map(|s| s.verdict),
-        eliminated_at,
-        steps,
-    }))
-}
+use super::journey::observations_by_step;
+use crate::{Result, Services};
 
 /// Pairs the steps of two flows: by name (the k-th step of a name with the k-th of the same
 /// name), then the rest by `seq`. Ordered by `a`'s steps, then `b`'s unmatched ones.
@@ -273,131 +189,6 @@ fn step_diff(
     }
 }
 
-fn median(values: &mut [u64]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_unstable();
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid] as f64
-    } else {
-        (values[mid - 1] as f64 + values[mid] as f64) / 2.0
-    }
-}
-
-fn median_f64(values: &mut [f64]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_unstable_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    }
-}
-
-/// Reason histograms per pipeline / step / bucket, and the funnel of each pipeline.
-pub async fn reason_stats(
-    services: &Services,
-    team_id: i64,
-    query: &StatsQuery,
-    bucket: StatsBucket,
-) -> Result<ReasonStats> {
-    let (rows, funnel_rows) = futures::try_join!(
-        services.metadata.reason_counts(team_id, query),
-        services
-            .metadata
-            .funnel_rows(team_id, query, FUNNEL_FLOW_CAP)
-    )?;
-    let mut totals: BTreeMap<(String, String, String), u64> = BTreeMap::new();
-    for row in &rows {
-        *totals
-            .entry((row.pipeline.clone(), row.step.clone(), row.code.clone()))
-            .or_default() += row.count;
-    }
-    let mut totals: Vec<ReasonCount> = totals
-        .into_iter()
-        .map(|((pipeline, step, code), count)| ReasonCount {
-            pipeline,
-            step,
-            code,
-            count,
-        })
-        .collect();
-    totals.sort_by_key(|t| std::cmp::Reverse(t.count));
-    let buckets = rows
-        .into_iter()
-        .map(|row| ReasonBucket {
-            start: from_ms(row.bucket_ms),
-            pipeline: row.pipeline,
-            step: row.step,
-            code: row.code,
-            count: row.count,
-        })
-        .collect();
-    // pipeline -> step name -> (first seq seen, kind, ins, outs, shares); and flows per pipeline.
-    type StepAcc = (u32, flowtrail_types::StepKind, Vec<u64>, Vec<u64>, Vec<f64>);
-    let mut funnels: BTreeMap<String, (BTreeSet<String>, BTreeMap<String, StepAcc>)> =
-        BTreeMap::new();
-    for row in funnel_rows {
-        let (flows, steps) = funnels.entry(row.pipeline.clone()).or_default();
-        flows.insert(row.flow_id);
-        let acc = steps
-            .entry(row.step.clone())
-            .or_insert_with(|| (row.seq, row.kind, Vec::new(), Vec::new(), Vec::new()));
-        acc.0 = acc.0.min(row.seq);
-        acc.2.push(row.candidates_in);
-        acc.3.push(row.candidates_out);
-        acc.4.push(
-            Elimination::new(row.seq, "", row.kind, row.candidates_in, row.candidates_out).share,
-        );
-    }
-    let funnels = funnels
-        .into_iter()
-        .map(|(pipeline, (flows, steps))| {
-            let mut steps: Vec<_> = steps.into_iter().collect();
-            steps.sort_by_key(|(name, acc)| (acc.0, name.clone()));
-            Funnel {
-                pipeline,
-                flows: flows.len() as u64,
-                capped: flows.len() as u64 >= u64::from(FUNNEL_FLOW_CAP),
-                steps: steps
-                    .into_iter()
-                    .map(
-                        |(name, (_, kind, mut ins, mut outs, mut shares))| FunnelStep {
-                            name,
-                            kind,
-                            runs: ins.len() as u64,
-                            median_in: median(&mut ins),
-                            median_out: median(&mut outs),
-                            median_eliminated_share: median_f64(&mut shares),
-                        },
-                    )
-                    .collect(),
-            }
-        })
-        .collect();
-    Ok(ReasonStats {
-        since: query.since,
-        until: query.until,
-        bucket,
-        totals,
-        buckets,
-        funnels,
-    })
-}
-
-/// Whether some step observed the candidate.
-pub fn observed_anywhere(journey: &CandidateJourney) -> bool {
-    journey
-        .steps
-        .iter()
-        .any(|s| s.presence == Presence::Observed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,13 +257,5 @@ mod tests {
             pairs,
             vec![(Some(1), Some(1)), (Some(2), Some(7)), (None, Some(9))]
         );
-    }
-
-    #[test]
-    fn medians_of_odd_and_even_counts() {
-        assert_eq!(median(&mut [5, 1, 3]), 3.0);
-        assert_eq!(median(&mut [4, 1, 3, 2]), 2.5);
-        assert_eq!(median(&mut []), 0.0);
-        assert_eq!(median_f64(&mut [0.9, 0.1]), 0.5);
     }
 }

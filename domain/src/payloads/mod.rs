@@ -20,7 +20,7 @@ use object_store::{ClientOptions, ObjectStore, PutPayload, RetryConfig};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::redis_engine::Redis;
+use crate::engines::redis::Redis;
 use crate::{Error, Result};
 
 /// zstd level for payloads: level 3 compresses observation JSON ~7x at ~800 MB/s here.

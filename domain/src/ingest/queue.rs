@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::flows::WriteMode;
 use crate::{Error, Result};
 
 /// A job to enqueue.
@@ -32,6 +33,8 @@ pub struct NewJob {
     pub body: Vec<u8>,
     /// Correlation id of the request that brought it.
     pub request_id: Option<String>,
+    /// How the record combines with what is stored: a whole flow, or a steps push.
+    pub mode: WriteMode,
 }
 
 /// What enqueueing did.
@@ -45,6 +48,19 @@ pub enum EnqueueOutcome {
     KeyReused,
 }
 
+impl EnqueueOutcome {
+    /// The idempotency rule for a key already stored with `stored_sha256`: the same body is
+    /// a replay (answered as the first time), another body is a reused key (422). The Redis
+    /// queue applies the same rule inside its enqueue script.
+    pub fn of_repeat(stored_sha256: &str, job: &NewJob) -> Self {
+        if stored_sha256 == job.body_sha256 {
+            EnqueueOutcome::Replayed
+        } else {
+            EnqueueOutcome::KeyReused
+        }
+    }
+}
+
 /// A claimed job.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -55,6 +71,8 @@ pub struct Job {
     pub request_id: Option<String>,
     /// How many times it has been claimed, this time included.
     pub attempts: u32,
+    /// How the record combines with what is stored.
+    pub mode: WriteMode,
 }
 
 /// A job in the dead-letter queue.
@@ -73,7 +91,8 @@ pub struct DeadLetter {
     pub died_at: Option<i64>,
 }
 
-/// Queue engine: SQLite table (embedded) or Redis Streams (scale-out).
+/// Queue engine: a table of the SQL database (embedded, or `FLOWTRAIL_QUEUE=database`) or
+/// Redis Streams (scale-out).
 #[async_trait]
 pub trait IngestQueue: Send + Sync {
     /// Stores a job durably, or recognises a repeat. Returns only once durable.

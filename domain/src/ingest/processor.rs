@@ -1,4 +1,5 @@
-//! The ingest worker: claims queued jobs in batches and stores them.
+//! The ingest processor: claims queued jobs in batches and stores them (what `flowtrail
+//! worker` and `flowtrail serve` run in the background).
 //!
 //! Errors are sorted once: transient ones (an engine down or busy) are retried with
 //! exponential backoff and full jitter; permanent ones (invalid data, a checksum mismatch) go
@@ -11,20 +12,18 @@ use rand::Rng;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use super::{Job, load_job};
 use crate::Services;
 use crate::events::FlowLanded;
-use crate::ingest::load_job;
-use crate::millis::{from_ms, now_ms};
-use crate::queue::Job;
-use crate::store::{FlowWrite, UpsertOutcome, WriteMode};
-use flowtrail_types::{Elimination, FlowSummary};
+use crate::flows::{FlowWrite, UpsertOutcome};
+use crate::millis::now_ms;
 
-/// How a worker behaves.
+/// How the processor behaves.
 #[derive(Debug, Clone)]
-pub struct WorkerConfig {
+pub struct ProcessorConfig {
     /// Jobs claimed at once.
     pub batch: usize,
-    /// How long a claimed job is ours before another worker may take it.
+    /// How long a claimed job is ours before another processor may take it.
     pub lease: Duration,
     /// Attempts before a transiently failing job is declared dead.
     pub max_attempts: u32,
@@ -35,9 +34,9 @@ pub struct WorkerConfig {
     pub idle_poll: Duration,
 }
 
-impl Default for WorkerConfig {
+impl Default for ProcessorConfig {
     fn default() -> Self {
-        WorkerConfig {
+        ProcessorConfig {
             batch: 32,
             lease: Duration::from_secs(30),
             max_attempts: 10,
@@ -51,10 +50,10 @@ impl Default for WorkerConfig {
 /// Runs until `shutdown` turns true; finishes the batch in hand first.
 pub async fn run(
     services: Arc<Services>,
-    config: WorkerConfig,
+    config: ProcessorConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    tracing::info!(batch = config.batch, "ingest worker started");
+    tracing::info!(batch = config.batch, "ingest processor started");
     while !*shutdown.borrow() {
         let jobs = match services.queue.claim(config.batch, config.lease).await {
             Ok(jobs) => jobs,
@@ -76,7 +75,7 @@ pub async fn run(
         }
         process_batch(&services, &config, jobs).await;
     }
-    tracing::info!("ingest worker stopped");
+    tracing::info!("ingest processor stopped");
 }
 
 fn job_span(job: &Job) -> tracing::Span {
@@ -91,7 +90,7 @@ fn job_span(job: &Job) -> tracing::Span {
 
 /// Prepares every job of a batch (payloads stored), then writes all their flows in one
 /// transaction and marks them done in another: two commits per batch, not two per flow.
-async fn process_batch(services: &Services, config: &WorkerConfig, jobs: Vec<Job>) {
+async fn process_batch(services: &Services, config: &ProcessorConfig, jobs: Vec<Job>) {
     let mut ready = Vec::with_capacity(jobs.len());
     for job in jobs {
         let span = job_span(&job);
@@ -141,45 +140,27 @@ async fn process_batch(services: &Services, config: &WorkerConfig, jobs: Vec<Job
         // them again has no visible effect.
         Err(error) => tracing::warn!(%error, jobs = ids.len(), "could not mark the batch done"),
     }
-    let ingested_at = from_ms(now_ms());
-    let mut landed = Vec::new();
-    for ((job, flow, _, mode), outcome) in ready.iter().zip(outcomes) {
-        if outcome != UpsertOutcome::Written {
-            continue;
-        }
-        let summary = match mode {
-            WriteMode::Replace => FlowSummary {
-                id: flow.id,
-                version: flow.version,
-                pipeline: flow.pipeline.clone(),
-                status: flow.status,
-                started_at: flow.started_at,
-                ended_at: flow.ended_at,
-                tags: flow.tags.clone(),
-                error: flow.error.clone(),
-                step_count: flow.steps.len() as u32,
-                ingested_at,
-                largest_elimination: Elimination::largest(&flow.steps),
-            },
-            // The merged flow holds steps this job did not carry: read it back.
-            WriteMode::MergeSteps => match services.metadata.get_flow(job.team_id, flow.id).await {
-                Ok(Some(detail)) => detail.summary,
-                Ok(None) => continue,
-                Err(error) => {
-                    tracing::debug!(%error, "no live event for a merged flow");
-                    continue;
-                }
-            },
-        };
-        landed.push(FlowLanded {
-            team_id: job.team_id,
-            flow: summary,
-        });
-    }
+    let landed: Vec<FlowLanded> = ready
+        .iter()
+        .zip(outcomes)
+        .filter_map(|((job, ..), outcome)| match outcome {
+            UpsertOutcome::Written(summary) => Some(FlowLanded {
+                team_id: job.team_id,
+                flow: *summary,
+            }),
+            UpsertOutcome::Stale => None,
+        })
+        .collect();
     services.events.publish(landed).await;
 }
 
-async fn fail(services: &Services, config: &WorkerConfig, job: &Job, transient: bool, error: &str) {
+async fn fail(
+    services: &Services,
+    config: &ProcessorConfig,
+    job: &Job,
+    transient: bool,
+    error: &str,
+) {
     let recorded = if transient && job.attempts < config.max_attempts {
         let delay = backoff(config, job.attempts);
         tracing::warn!(%error, ?delay, "transient failure; retrying");
@@ -216,7 +197,7 @@ pub async fn sweep_idempotency_keys(
 }
 
 /// Exponential backoff with full jitter: uniform in [0, min(max, base * 2^(attempt-1))].
-pub fn backoff(config: &WorkerConfig, attempt: u32) -> Duration {
+pub fn backoff(config: &ProcessorConfig, attempt: u32) -> Duration {
     let exponent = attempt.saturating_sub(1).min(20);
     let ceiling = config
         .backoff_base
@@ -232,7 +213,7 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let config = WorkerConfig::default();
+        let config = ProcessorConfig::default();
         for _ in 0..100 {
             assert!(backoff(&config, 1) <= Duration::from_millis(500));
             assert!(backoff(&config, 4) <= Duration::from_millis(4_000));

@@ -8,20 +8,24 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::json;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
-
-use super::search;
-use crate::millis::{now_ms, to_ms};
-use crate::rows::json_text;
-use crate::store::{FlowWrite, UpsertOutcome, WriteMode, boundaries_json, observation_text};
-use crate::{Error, Result};
 use flowtrail_types::FlowStatus;
+use serde_json::json;
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+
+use super::{Database, search};
+use crate::engines::sql::flows::FLOW_COLUMNS;
+use crate::engines::sql::rows::{corrupt, flow_summary};
+use crate::engines::sql::writes::{
+    FLOW_INSERT, FLOW_PARAMS, FLOW_UPSERT, STEP_INSERT, STEP_PARAMS, derived_columns,
+    hour_bucket_sql,
+};
+use crate::flows::derived::{StepRow, json_text};
+use crate::flows::{FlowWrite, Precedence, UpsertOutcome, WriteMode};
+use crate::millis::{now_ms, to_ms};
+use crate::{Error, Result};
 
 /// SQLite's default limit of bound parameters per statement is 32,766.
 const MAX_PARAMS: usize = 32_000;
-const FLOW_PARAMS: usize = 14;
-const STEP_PARAMS: usize = 22;
 
 /// `(team_id, flow_id)` pairs of these writes as a JSON array for `json_each`.
 fn keys(writes: &[&FlowWrite<'_>]) -> String {
@@ -36,7 +40,18 @@ fn keys(writes: &[&FlowWrite<'_>]) -> String {
 const KEY_T: &str = "json_extract(k.value, '$.t')";
 const KEY_F: &str = "json_extract(k.value, '$.f')";
 
-pub(super) async fn write_batch(
+/// Writes a batch of flows in one transaction; one outcome per write, in order.
+pub(crate) async fn write_batch(
+    db: &Database,
+    writes: &[FlowWrite<'_>],
+) -> Result<Vec<UpsertOutcome>> {
+    let mut tx = db.write.begin().await?;
+    let outcomes = write_rounds(&mut tx, writes).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+async fn write_rounds(
     conn: &mut SqliteConnection,
     writes: &[FlowWrite<'_>],
 ) -> Result<Vec<UpsertOutcome>> {
@@ -74,31 +89,32 @@ async fn write_round(
         .collect();
 
     // Which writes go ahead, and which of them bring the flow's own fields.
-    let mut live: Vec<&FlowWrite<'_>> = Vec::new();
+    let mut live: Vec<(&FlowWrite<'_>, usize)> = Vec::new();
     let mut headers: Vec<&FlowWrite<'_>> = Vec::new();
-    for (write, outcome) in writes.iter().zip(outcomes.iter_mut()) {
-        let version = i64::from(write.flow.version);
+    for (i, write) in writes.iter().enumerate() {
         let key = (write.team_id, write.flow.id.hyphenated().to_string());
-        let take_header = match (write.mode, stored.get(&key)) {
-            (_, None) => true,
-            (WriteMode::Replace, Some((stored, _))) if *stored > version => continue,
-            (WriteMode::Replace, Some(_)) => true,
-            (WriteMode::MergeSteps, Some((stored, status)))
-                if status != FlowStatus::Running.as_str() && *stored >= version =>
-            {
-                continue;
-            }
-            (WriteMode::MergeSteps, Some((stored, _))) => *stored <= version,
+        let stored = match stored.get(&key) {
+            None => None,
+            Some((version, status)) => Some((
+                u32::try_from(*version).map_err(|_| corrupt("flow version"))?,
+                FlowStatus::parse(status).ok_or_else(|| corrupt("flow status"))?,
+            )),
         };
-        *outcome = UpsertOutcome::Written;
-        live.push(write);
-        if take_header {
-            headers.push(write);
+        match Precedence::of(write.mode, write.flow.version, stored) {
+            Precedence::Stale => continue,
+            Precedence::Write { header } => {
+                live.push((write, i));
+                if header {
+                    headers.push(write);
+                }
+            }
         }
     }
     if live.is_empty() {
         return Ok(());
     }
+    let positions: Vec<usize> = live.iter().map(|(_, i)| *i).collect();
+    let live: Vec<&FlowWrite<'_>> = live.into_iter().map(|(write, _)| write).collect();
     let live_keys = keys(&live);
 
     // Subtract the stored steps' reasons while the flows' pipelines and starts are still the
@@ -106,8 +122,9 @@ async fn write_round(
     adjust_reason_counts(conn, &live_keys, -1).await?;
     sqlx::query(&format!(
         "DELETE FROM reason_counts WHERE count = 0 AND (team_id, bucket) IN \
-         (SELECT f.team_id, f.started_at - f.started_at % 3600000 FROM json_each(?) k \
-          JOIN flows f ON f.team_id = {KEY_T} AND f.id = {KEY_F})"
+         (SELECT f.team_id, {bucket} FROM json_each(?) k \
+          JOIN flows f ON f.team_id = {KEY_T} AND f.id = {KEY_F})",
+        bucket = hour_bucket_sql("f.started_at"),
     ))
     .bind(&live_keys)
     .execute(&mut *conn)
@@ -149,6 +166,28 @@ async fn write_round(
     insert_steps(conn, &live).await?;
     adjust_reason_counts(conn, &live_keys, 1).await?;
     refresh_derived(conn, &live_keys).await?;
+    // What the live events need, as stored now: read in the same transaction.
+    let rows = sqlx::query(&format!(
+        "SELECT f.team_id, {FLOW_COLUMNS} FROM json_each(?) k \
+         JOIN flows f ON f.team_id = {KEY_T} AND f.id = {KEY_F} \
+         JOIN pipelines p ON p.id = f.pipeline_id"
+    ))
+    .bind(&live_keys)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut summaries = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let team_id: i64 = row.try_get("team_id")?;
+        let summary = flow_summary(row)?;
+        summaries.insert((team_id, summary.id), summary);
+    }
+    for (write, position) in live.iter().zip(positions) {
+        let summary = summaries
+            .get(&(write.team_id, write.flow.id))
+            .cloned()
+            .ok_or_else(|| Error::Internal("a written flow vanished".into()))?;
+        outcomes[position] = UpsertOutcome::Written(Box::new(summary));
+    }
     Ok(())
 }
 
@@ -203,10 +242,7 @@ async fn write_headers(conn: &mut SqliteConnection, headers: &[&FlowWrite<'_>]) 
         ));
     }
     for chunk in rows.chunks(MAX_PARAMS / FLOW_PARAMS) {
-        let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO flows (team_id, id, version, pipeline_id, status, started_at, ended_at, \
-             input, output, tags, error, sdk_name, sdk_version, step_count, ingested_at) ",
-        );
+        let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new(FLOW_INSERT);
         sql.push_values(
             chunk,
             |mut row, (team, id, pipeline, input, output, tags, flow)| {
@@ -227,14 +263,7 @@ async fn write_headers(conn: &mut SqliteConnection, headers: &[&FlowWrite<'_>]) 
                     .push_bind(now);
             },
         );
-        sql.push(
-            " ON CONFLICT (team_id, id) DO UPDATE SET version = excluded.version, \
-             pipeline_id = excluded.pipeline_id, status = excluded.status, \
-             started_at = excluded.started_at, ended_at = excluded.ended_at, \
-             input = excluded.input, output = excluded.output, tags = excluded.tags, \
-             error = excluded.error, sdk_name = excluded.sdk_name, \
-             sdk_version = excluded.sdk_version, ingested_at = excluded.ingested_at",
-        );
+        sql.push(FLOW_UPSERT);
         sql.build().execute(&mut *conn).await?;
     }
 
@@ -264,42 +293,12 @@ async fn write_headers(conn: &mut SqliteConnection, headers: &[&FlowWrite<'_>]) 
 
 /// Every step the writes carry, with where its observations are.
 async fn insert_steps(conn: &mut SqliteConnection, live: &[&FlowWrite<'_>]) -> Result<()> {
-    struct Row<'a> {
-        team_id: i64,
-        flow_id: String,
-        step: &'a flowtrail_types::StepRecord,
-        payload: Option<&'a crate::payloads::PayloadRef>,
-        input: String,
-        output: String,
-        reasons: String,
-        search: Option<String>,
-        boundaries: Option<String>,
-    }
     let mut rows = Vec::new();
     for write in live {
-        let flow_id = write.flow.id.hyphenated().to_string();
-        for step in &write.flow.steps {
-            rows.push(Row {
-                team_id: write.team_id,
-                flow_id: flow_id.clone(),
-                step,
-                payload: write.payloads.get(&step.seq),
-                input: json_text(&step.input)?,
-                output: json_text(&step.output)?,
-                reasons: serde_json::to_string(&step.effective_reasons())
-                    .map_err(|e| Error::Internal(e.to_string()))?,
-                search: observation_text(&step.observations),
-                boundaries: boundaries_json(step)?,
-            });
-        }
+        rows.extend(StepRow::of_write(write)?);
     }
     for chunk in rows.chunks(MAX_PARAMS / STEP_PARAMS) {
-        let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO steps (team_id, flow_id, seq, name, kind, status, started_at, \
-             ended_at, input, output, reasoning, candidates_in, candidates_out, reasons, \
-             capture, observation_count, payload_key, payload_sha256, payload_bytes, \
-             payload_inline, search_text, boundaries) ",
-        );
+        let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new(STEP_INSERT);
         sql.push_values(chunk, |mut b, row| {
             let step = row.step;
             let payload = row.payload;
@@ -336,15 +335,15 @@ async fn insert_steps(conn: &mut SqliteConnection, live: &[&FlowWrite<'_>]) -> R
 async fn adjust_reason_counts(conn: &mut SqliteConnection, keys: &str, sign: i64) -> Result<()> {
     sqlx::query(&format!(
         "INSERT INTO reason_counts (team_id, pipeline_id, step, bucket, code, count) \
-         SELECT f.team_id, f.pipeline_id, s.name, f.started_at - f.started_at % 3600000, j.key, \
-                ?1 * SUM(j.value) \
+         SELECT f.team_id, f.pipeline_id, s.name, {bucket}, j.key, ?1 * SUM(j.value) \
          FROM json_each(?2) k \
          JOIN steps s ON s.team_id = {KEY_T} AND s.flow_id = {KEY_F} \
          JOIN flows f ON f.team_id = s.team_id AND f.id = s.flow_id, \
               json_each(s.reasons) j \
          WHERE true \
          GROUP BY 1, 2, 3, 4, 5 \
-         ON CONFLICT DO UPDATE SET count = count + excluded.count"
+         ON CONFLICT DO UPDATE SET count = count + excluded.count",
+        bucket = hour_bucket_sql("f.started_at"),
     ))
     .bind(sign)
     .bind(keys)
@@ -357,14 +356,9 @@ async fn adjust_reason_counts(conn: &mut SqliteConnection, keys: &str, sign: i64
 /// and the search document.
 async fn refresh_derived(conn: &mut SqliteConnection, keys: &str) -> Result<()> {
     sqlx::query(&format!(
-        "UPDATE flows SET step_count = (SELECT COUNT(*) FROM steps s \
-             WHERE s.team_id = flows.team_id AND s.flow_id = flows.id), \
-         (top_seq, top_step, top_kind, top_in, top_out) = (\
-             SELECT s.seq, s.name, s.kind, s.candidates_in, s.candidates_out FROM steps s \
-             WHERE s.team_id = flows.team_id AND s.flow_id = flows.id \
-               AND s.candidates_in IS NOT NULL AND s.candidates_out IS NOT NULL \
-             ORDER BY s.candidates_in - s.candidates_out DESC, s.seq LIMIT 1) \
-         WHERE (team_id, id) IN (SELECT {KEY_T}, {KEY_F} FROM json_each(?) k)"
+        "UPDATE flows SET {derived} \
+         WHERE (team_id, id) IN (SELECT {KEY_T}, {KEY_F} FROM json_each(?) k)",
+        derived = derived_columns("flows"),
     ))
     .bind(keys)
     .execute(&mut *conn)

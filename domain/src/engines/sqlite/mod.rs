@@ -1,12 +1,12 @@
-//! The embedded profile: metadata and the ingest queue in one SQLite file.
+//! What is SQLite's own in the embedded profile (metadata and the ingest queue in one file):
+//! opening it durably, its migrations, batch writes through `json_each` ([`writes`]) and FTS5
+//! search ([`search`]). Everything else is the shared SQL of `engines/sql`.
 //!
 //! Rules: WAL with `synchronous=FULL`, so a committed transaction survives a crash or a power
-//! cut; foreign keys on; SQL only here, explicit column lists; times as Unix milliseconds.
+//! cut; foreign keys on; explicit column lists; times as Unix milliseconds.
 
-mod metadata;
-mod queue;
-mod search;
-mod writes;
+pub(crate) mod search;
+pub(crate) mod writes;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -16,9 +16,6 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::{Error, Result};
-
-pub use metadata::SqliteMetadata;
-pub use queue::SqliteQueue;
 
 /// Migrations of the embedded profile, compiled into the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");

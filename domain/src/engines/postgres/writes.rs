@@ -1,0 +1,244 @@
+//! Writing flows to PostgreSQL: statement by statement per flow, inside one transaction per
+//! batch. The statements' text and the rules (version precedence, derived columns, step
+//! rows) are the shared ones of `engines/sql/writes.rs` and `flows`; only PostgreSQL's JSON
+//! functions and its `tsvector` search document are its own.
+
+use flowtrail_types::{FlowRecord, FlowStatus};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
+
+use super::Database;
+use crate::engines::sql::flows::FLOW_COLUMNS;
+use crate::engines::sql::rows::{corrupt, flow_summary};
+use crate::engines::sql::writes::{
+    FLOW_INSERT, FLOW_UPSERT, STEP_INSERT, STEP_PARAMS, derived_columns, hour_bucket_sql,
+};
+use crate::flows::derived::{StepRow, json_text};
+use crate::flows::{FlowWrite, Precedence, UpsertOutcome, WriteMode};
+use crate::millis::{now_ms, to_ms};
+use crate::{Error, Result};
+
+/// PostgreSQL's limit of bound parameters per statement is 65,535.
+const MAX_PARAMS: usize = 65_000;
+
+/// Writes a batch of flows in one transaction; one outcome per write, in order.
+pub(crate) async fn write_batch(
+    db: &Database,
+    writes: &[FlowWrite<'_>],
+) -> Result<Vec<UpsertOutcome>> {
+    let mut tx = db.write.begin().await?;
+    let mut outcomes = Vec::with_capacity(writes.len());
+    for write in writes {
+        outcomes.push(write_flow(&mut tx, write).await?);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Writes one flow with its steps and tags inside the caller's transaction, unless what is
+/// stored supersedes it (see [`WriteMode`]).
+async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<UpsertOutcome> {
+    let FlowWrite {
+        team_id,
+        flow,
+        payloads: _,
+        mode,
+    } = *write;
+    let flow_id = flow.id.hyphenated().to_string();
+    let stored: Option<(i64, String)> =
+        sqlx::query_as("SELECT version, status FROM flows WHERE team_id = $1 AND id = $2")
+            .bind(team_id)
+            .bind(&flow_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let stored = match stored {
+        None => None,
+        Some((version, status)) => Some((
+            u32::try_from(version).map_err(|_| corrupt("flow version"))?,
+            FlowStatus::parse(&status).ok_or_else(|| corrupt("flow status"))?,
+        )),
+    };
+    let take_header = match Precedence::of(mode, flow.version, stored) {
+        Precedence::Stale => return Ok(UpsertOutcome::Stale),
+        Precedence::Write { header } => header,
+    };
+    // Subtract the stored steps' reasons while the flow's pipeline and start are still the
+    // stored ones; every remaining step is added back below.
+    adjust_reason_counts(conn, team_id, &flow_id, -1).await?;
+    let replaced_seqs = match mode {
+        WriteMode::Replace => None,
+        WriteMode::MergeSteps => Some(
+            serde_json::to_string(&flow.steps.iter().map(|s| s.seq).collect::<Vec<_>>())
+                .map_err(|e| Error::Internal(e.to_string()))?,
+        ),
+    };
+    sqlx::query(
+        "DELETE FROM steps WHERE team_id = $1 AND flow_id = $2 \
+         AND ($3::TEXT IS NULL OR seq IN (SELECT value::BIGINT FROM json_array_elements_text($3::JSON)))",
+    )
+    .bind(team_id)
+    .bind(&flow_id)
+    .bind(&replaced_seqs)
+    .execute(&mut *conn)
+    .await?;
+    if take_header {
+        write_header(conn, team_id, &flow_id, flow).await?;
+    }
+    let rows = StepRow::of_write(write)?;
+    for chunk in rows.chunks(MAX_PARAMS / STEP_PARAMS) {
+        let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(STEP_INSERT);
+        sql.push_values(chunk, |mut b, row| {
+            let step = row.step;
+            let payload = row.payload;
+            b.push_bind(row.team_id)
+                .push_bind(row.flow_id.as_str())
+                .push_bind(i64::from(step.seq))
+                .push_bind(step.name.as_str())
+                .push_bind(step.kind.as_str())
+                .push_bind(step.status.as_str())
+                .push_bind(step.started_at.map(to_ms))
+                .push_bind(step.ended_at.map(to_ms))
+                .push_bind(row.input.as_str())
+                .push_bind(row.output.as_str())
+                .push_bind(step.reasoning.as_deref())
+                .push_bind(step.effective_candidates_in().map(|n| n as i64))
+                .push_bind(step.effective_candidates_out().map(|n| n as i64))
+                .push_bind(row.reasons.as_str())
+                .push_bind(step.capture.as_str())
+                .push_bind(step.observations.len() as i64)
+                .push_bind(payload.map(|p| p.key.as_str()))
+                .push_bind(payload.map(|p| p.sha256.as_str()))
+                .push_bind(payload.map(|p| p.bytes as i64))
+                .push_bind(payload.and_then(|p| p.inline.as_deref()))
+                .push_bind(row.search.as_deref())
+                .push_bind(row.boundaries.as_deref());
+        });
+        sql.build().execute(&mut *conn).await?;
+    }
+    adjust_reason_counts(conn, team_id, &flow_id, 1).await?;
+    refresh_derived(conn, team_id, &flow_id).await?;
+    // What the live event needs, as stored now: read in the same transaction.
+    let row = sqlx::query(&format!(
+        "SELECT {FLOW_COLUMNS} FROM flows f JOIN pipelines p ON p.id = f.pipeline_id \
+         WHERE f.team_id = $1 AND f.id = $2"
+    ))
+    .bind(team_id)
+    .bind(&flow_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(UpsertOutcome::Written(Box::new(flow_summary(&row)?)))
+}
+
+/// The flow's own row and its tags.
+async fn write_header(
+    conn: &mut PgConnection,
+    team_id: i64,
+    flow_id: &str,
+    flow: &FlowRecord,
+) -> Result<()> {
+    sqlx::query("INSERT INTO pipelines (team_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(team_id)
+        .bind(&flow.pipeline)
+        .execute(&mut *conn)
+        .await?;
+    let pipeline_id: i64 =
+        sqlx::query_scalar("SELECT id FROM pipelines WHERE team_id = $1 AND name = $2")
+            .bind(team_id)
+            .bind(&flow.pipeline)
+            .fetch_one(&mut *conn)
+            .await?;
+    sqlx::query("DELETE FROM flow_tags WHERE team_id = $1 AND flow_id = $2")
+        .bind(team_id)
+        .bind(flow_id)
+        .execute(&mut *conn)
+        .await?;
+    let tags = json_text(&flow.tags)?;
+    sqlx::query(&format!(
+        "{FLOW_INSERT} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14) \
+         {FLOW_UPSERT}"
+    ))
+    .bind(team_id)
+    .bind(flow_id)
+    .bind(i64::from(flow.version))
+    .bind(pipeline_id)
+    .bind(flow.status.as_str())
+    .bind(to_ms(flow.started_at))
+    .bind(flow.ended_at.map(to_ms))
+    .bind(json_text(&flow.input)?)
+    .bind(json_text(&flow.output)?)
+    .bind(tags)
+    .bind(&flow.error)
+    .bind(flow.sdk.as_ref().map(|s| s.name.as_str()))
+    .bind(flow.sdk.as_ref().map(|s| s.version.as_str()))
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
+    for (key, value) in &flow.tags {
+        sqlx::query("INSERT INTO flow_tags (team_id, flow_id, key, value) VALUES ($1, $2, $3, $4)")
+            .bind(team_id)
+            .bind(flow_id)
+            .bind(key)
+            .bind(value)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Adds (`sign` 1) or subtracts (`sign` -1) the flow's stored step histograms to the hourly
+/// reason counts.
+async fn adjust_reason_counts(
+    conn: &mut PgConnection,
+    team_id: i64,
+    flow_id: &str,
+    sign: i64,
+) -> Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO reason_counts (team_id, pipeline_id, step, bucket, code, count) \
+         SELECT f.team_id, f.pipeline_id, s.name, {bucket}, j.key, \
+                $1::BIGINT * SUM(j.value::BIGINT) \
+         FROM steps s JOIN flows f ON f.team_id = s.team_id AND f.id = s.flow_id, \
+              json_each_text(s.reasons::JSON) j \
+         WHERE s.team_id = $2 AND s.flow_id = $3 \
+         GROUP BY 1, 2, 3, 4, 5 \
+         ON CONFLICT (team_id, bucket, pipeline_id, step, code) \
+         DO UPDATE SET count = reason_counts.count + excluded.count",
+        bucket = hour_bucket_sql("f.started_at"),
+    ))
+    .bind(sign)
+    .bind(team_id)
+    .bind(flow_id)
+    .execute(&mut *conn)
+    .await?;
+    if sign < 0 {
+        sqlx::query(&format!(
+            "DELETE FROM reason_counts WHERE team_id = $1 AND count = 0 AND bucket IN \
+             (SELECT {bucket} FROM flows WHERE team_id = $2 AND id = $3)",
+            bucket = hour_bucket_sql("started_at"),
+        ))
+        .bind(team_id)
+        .bind(team_id)
+        .bind(flow_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Recomputes what is derived from the flow's steps: their count, the largest elimination
+/// and the search document.
+async fn refresh_derived(conn: &mut PgConnection, team_id: i64, flow_id: &str) -> Result<()> {
+    sqlx::query(&format!(
+        "UPDATE flows f SET {derived}, \
+         search = to_tsvector('simple', p.name || ' ' || coalesce(f.error, '') \
+             || ' ' || coalesce((SELECT string_agg(s.name || ' ' || coalesce(s.reasoning, '') \
+                 || ' ' || s.reasons || ' ' || coalesce(s.search_text, ''), ' ') \
+             FROM steps s WHERE s.team_id = f.team_id AND s.flow_id = f.id), '')) \
+         FROM pipelines p WHERE p.id = f.pipeline_id AND f.team_id = $1 AND f.id = $2",
+        derived = derived_columns("f"),
+    ))
+    .bind(team_id)
+    .bind(flow_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! Flow reads in SQL, the same on SQLite and PostgreSQL: one flow with its steps, where its
+//! payloads are, and the flows list — its filters ([`push_flow_filters`]: add a list filter's
+//! SQL here), its order and its paging. Only the text search differs per dialect
+//! (`engines/sqlite/search.rs`, `engines/postgres/search.rs`).
+
+use flowtrail_types::{FlowDetail, FlowFilters, FlowSummary, SdkInfo};
+use sqlx::{Encode, QueryBuilder, Row, Type};
+use uuid::Uuid;
+
+use super::rows::{flow_summary, parse_json, payload_ref, step_summary};
+use super::{SqlDatabase, on_pool};
+use crate::Result;
+use crate::flows::StepPayloads;
+use crate::millis::to_ms;
+use crate::payloads::PayloadRef;
+
+/// The columns of a flow summary, on `flows f` joined to `pipelines p`.
+pub(crate) const FLOW_COLUMNS: &str = "f.id, f.version, p.name AS pipeline, f.status, f.started_at, \
+     f.ended_at, f.tags, f.error, f.step_count, f.ingested_at, f.top_seq, f.top_step, f.top_kind, \
+     f.top_in, f.top_out";
+
+/// The order of the flows list: newest first, ties by id.
+pub(crate) const LIST_ORDER: &str = " ORDER BY f.started_at DESC, f.id DESC LIMIT ";
+
+/// The filters of the flows list that read the same in both dialects — all but the team and
+/// the text — as `AND` conditions on `flows f` joined to `pipelines p`.
+pub(crate) fn push_flow_filters<'q, DB>(sql: &mut QueryBuilder<'q, DB>, query: &FlowFilters)
+where
+    DB: sqlx::Database,
+    String: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    f64: Encode<'q, DB> + Type<DB>,
+{
+    if let Some(pipeline) = &query.pipeline {
+        sql.push(" AND p.name = ").push_bind(pipeline.clone());
+    }
+    if let Some(status) = query.status {
+        sql.push(" AND f.status = ")
+            .push_bind(status.as_str().to_string());
+    }
+    if let Some(since) = query.since {
+        sql.push(" AND f.started_at >= ").push_bind(to_ms(since));
+    }
+    if let Some(until) = query.until {
+        sql.push(" AND f.started_at < ").push_bind(to_ms(until));
+    }
+    for (key, value) in &query.tags {
+        sql.push(
+            " AND EXISTS (SELECT 1 FROM flow_tags t WHERE t.team_id = f.team_id \
+             AND t.flow_id = f.id AND t.key = ",
+        )
+        .push_bind(key.clone())
+        .push(" AND t.value = ")
+        .push_bind(value.clone())
+        .push(")");
+    }
+    if query.step_kind.is_some() || query.min_eliminated.is_some() {
+        sql.push(
+            " AND EXISTS (SELECT 1 FROM steps s WHERE s.team_id = f.team_id AND s.flow_id = f.id",
+        );
+        if let Some(kind) = query.step_kind {
+            sql.push(" AND s.kind = ")
+                .push_bind(kind.as_str().to_string());
+        }
+        if let Some(share) = query.min_eliminated {
+            sql.push(" AND s.candidates_in > 0 AND (s.candidates_in - s.candidates_out) >= ")
+                .push_bind(share.as_f64())
+                .push(" * s.candidates_in");
+        }
+        sql.push(")");
+    }
+    if let Some(cursor) = query.cursor {
+        sql.push(" AND (f.started_at < ")
+            .push_bind(cursor.started_at_ms)
+            .push(" OR (f.started_at = ")
+            .push_bind(cursor.started_at_ms)
+            .push(" AND f.id < ")
+            .push_bind(cursor.id.hyphenated().to_string())
+            .push("))");
+    }
+}
+
+/// The first `want` flows of the list without text search, in list order.
+pub(crate) async fn list_without_text(
+    db: &SqlDatabase,
+    team_id: i64,
+    filters: &FlowFilters,
+    want: i64,
+) -> Result<Vec<FlowSummary>> {
+    on_pool!(db, read, |pool| {
+        let mut sql = QueryBuilder::new(format!(
+            "SELECT {FLOW_COLUMNS} FROM flows f JOIN pipelines p ON p.id = f.pipeline_id \
+             WHERE f.team_id = "
+        ));
+        sql.push_bind(team_id);
+        push_flow_filters(&mut sql, filters);
+        sql.push(LIST_ORDER).push_bind(want);
+        let rows = sql.build().fetch_all(pool).await?;
+        rows.iter().map(flow_summary).collect()
+    })
+}
+
+/// A flow with its steps.
+pub(crate) async fn get_flow(
+    db: &SqlDatabase,
+    team_id: i64,
+    flow_id: Uuid,
+) -> Result<Option<FlowDetail>> {
+    let id = flow_id.hyphenated().to_string();
+    on_pool!(db, read, |pool| {
+        let Some(row) = sqlx::query(&format!(
+            "SELECT {FLOW_COLUMNS}, f.input, f.output, f.sdk_name, f.sdk_version FROM flows f \
+             JOIN pipelines p ON p.id = f.pipeline_id WHERE f.team_id = $1 AND f.id = $2"
+        ))
+        .bind(team_id)
+        .bind(&id)
+        .fetch_optional(pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let input: String = row.try_get("input")?;
+        let output: String = row.try_get("output")?;
+        let sdk = match (
+            row.try_get::<Option<String>, _>("sdk_name")?,
+            row.try_get::<Option<String>, _>("sdk_version")?,
+        ) {
+            (Some(name), Some(version)) => Some(SdkInfo { name, version }),
+            _ => None,
+        };
+        let steps = sqlx::query(
+            "SELECT seq, name, kind, status, started_at, ended_at, input, output, reasoning, \
+             candidates_in, candidates_out, reasons, capture, observation_count, boundaries \
+             FROM steps WHERE team_id = $1 AND flow_id = $2 ORDER BY seq",
+        )
+        .bind(team_id)
+        .bind(&id)
+        .fetch_all(pool)
+        .await?;
+        Ok(Some(FlowDetail {
+            summary: flow_summary(&row)?,
+            input: parse_json(&input, "flow input")?,
+            output: parse_json(&output, "flow output")?,
+            sdk,
+            steps: steps.iter().map(step_summary).collect::<Result<_>>()?,
+        }))
+    })
+}
+
+/// Where each step's observations are, for the steps that stored some.
+pub(crate) async fn flow_payloads(
+    db: &SqlDatabase,
+    team_id: i64,
+    flow_id: Uuid,
+) -> Result<StepPayloads> {
+    on_pool!(db, read, |pool| {
+        let rows = sqlx::query(
+            "SELECT seq, payload_key, payload_sha256, payload_bytes, payload_inline FROM steps \
+             WHERE team_id = $1 AND flow_id = $2 AND payload_key IS NOT NULL",
+        )
+        .bind(team_id)
+        .bind(flow_id.hyphenated().to_string())
+        .fetch_all(pool)
+        .await?;
+        let mut payloads = StepPayloads::new();
+        for row in rows {
+            let seq: i64 = row.try_get("seq")?;
+            if let Some(reference) = payload_ref(&row)? {
+                payloads.insert(seq as u32, reference);
+            }
+        }
+        Ok(payloads)
+    })
+}
+
+/// Where a step's observations are: `None` if the step does not exist, `Some(None)` if it
+/// recorded none.
+pub(crate) async fn step_payload(
+    db: &SqlDatabase,
+    team_id: i64,
+    flow_id: Uuid,
+    seq: u32,
+) -> Result<Option<Option<PayloadRef>>> {
+    on_pool!(db, read, |pool| {
+        let row = sqlx::query(
+            "SELECT payload_key, payload_sha256, payload_bytes, payload_inline FROM steps \
+             WHERE team_id = $1 AND flow_id = $2 AND seq = $3",
+        )
+        .bind(team_id)
+        .bind(flow_id.hyphenated().to_string())
+        .bind(i64::from(seq))
+        .fetch_optional(pool)
+        .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => Ok(Some(payload_ref(&row)?)),
+        }
+    })
+}
+
+/// The team's pipelines (id, name), by name; only `name` when given.
+pub(crate) async fn pipelines(
+    db: &SqlDatabase,
+    team_id: i64,
+    name: Option<&str>,
+) -> Result<Vec<(i64, String)>> {
+    on_pool!(db, read, |pool| {
+        Ok(sqlx::query_as(
+            "SELECT id, name FROM pipelines \
+             WHERE team_id = $1 AND (CAST($2 AS TEXT) IS NULL OR name = $2) ORDER BY name",
+        )
+        .bind(team_id)
+        .bind(name)
+        .fetch_all(pool)
+        .await?)
+    })
+}

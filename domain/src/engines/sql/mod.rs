@@ -1,0 +1,71 @@
+//! The SQL layer both databases share.
+//!
+//! Every statement here is written once, with `$n` placeholders (SQLite reads `$1` as the
+//! first parameter, like PostgreSQL) and `CAST(.. AS ..)` where PostgreSQL needs a type for a
+//! possibly-`NULL` parameter. [`on_pool!`] runs the same code on whichever pool is
+//! configured; what really differs per dialect is asked of [`SqlDatabase`] (e.g.
+//! [`SqlDatabase::skip_locked`]) or lives in [`super::sqlite`] / [`super::postgres`].
+
+mod accounts;
+pub(crate) mod flows;
+mod metadata;
+mod queue;
+pub(crate) mod rows;
+mod stats;
+pub(crate) mod writes;
+
+pub use metadata::SqlMetadata;
+pub use queue::SqlQueue;
+
+use super::{postgres, sqlite};
+
+/// The configured SQL database: the embedded SQLite file or a PostgreSQL server.
+#[derive(Clone)]
+pub enum SqlDatabase {
+    Sqlite(sqlite::Database),
+    Postgres(postgres::Database),
+}
+
+impl SqlDatabase {
+    /// The row-locking clause of a queue claim: PostgreSQL lets concurrent workers skip
+    /// each other's rows; SQLite has one writer, so it needs none.
+    pub(crate) fn skip_locked(&self) -> &'static str {
+        match self {
+            SqlDatabase::Sqlite(_) => "",
+            SqlDatabase::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
+    /// A query answering the rows of `from` (a `SELECT` naming `columns`) as one JSON text:
+    /// an array of arrays ordered by `order`, `[]` when there is none. SQLite spells the
+    /// aggregate `json_group_array(json_array(..))`, PostgreSQL `json_agg(json_build_array(..))`.
+    pub(crate) fn json_rows(&self, columns: &str, order: &str, from: &str) -> String {
+        match self {
+            SqlDatabase::Sqlite(_) => format!(
+                "SELECT json_group_array(json_array({columns}) ORDER BY {order}) FROM ({from}) x"
+            ),
+            SqlDatabase::Postgres(_) => format!(
+                "SELECT coalesce(json_agg(json_build_array({columns}) ORDER BY {order}), '[]')::TEXT \
+                 FROM ({from}) x"
+            ),
+        }
+    }
+}
+
+/// Runs `$body` with `$pool` bound to the database's `$role` pool (`read` or `write`),
+/// whichever engine it is: the code is written once and compiled for both.
+macro_rules! on_pool {
+    ($db:expr, $role:ident, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::engines::sql::SqlDatabase::Sqlite(db) => {
+                let $pool = &db.$role;
+                $body
+            }
+            $crate::engines::sql::SqlDatabase::Postgres(db) => {
+                let $pool = &db.$role;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_pool;

@@ -1,0 +1,56 @@
+//! SQL text of the write path that both engines use as is: the flow row's upsert, the step
+//! row's columns, and what is derived from the stored steps (count, largest drop). The
+//! engines differ in how they batch these (`engines/sqlite/writes.rs`: a whole batch per
+//! statement through `json_each`; `engines/postgres/writes.rs`: statement per flow), not in
+//! what they write.
+
+/// Columns of `flows` a write sets, in bind order (`step_count` starts at 0 and is derived).
+pub(crate) const FLOW_INSERT: &str = "INSERT INTO flows (team_id, id, version, pipeline_id, \
+     status, started_at, ended_at, input, output, tags, error, sdk_name, sdk_version, \
+     step_count, ingested_at) ";
+
+/// How a flow row already stored is replaced by its newer version.
+pub(crate) const FLOW_UPSERT: &str = " ON CONFLICT (team_id, id) DO UPDATE SET \
+     version = excluded.version, pipeline_id = excluded.pipeline_id, status = excluded.status, \
+     started_at = excluded.started_at, ended_at = excluded.ended_at, input = excluded.input, \
+     output = excluded.output, tags = excluded.tags, error = excluded.error, \
+     sdk_name = excluded.sdk_name, sdk_version = excluded.sdk_version, \
+     ingested_at = excluded.ingested_at";
+
+/// Columns of `steps` a write sets, in the bind order of `flows::derived::StepRow`.
+pub(crate) const STEP_INSERT: &str = "INSERT INTO steps (team_id, flow_id, seq, name, kind, \
+     status, started_at, ended_at, input, output, reasoning, candidates_in, candidates_out, \
+     reasons, capture, observation_count, payload_key, payload_sha256, payload_bytes, \
+     payload_inline, search_text, boundaries) ";
+
+/// How many values one step row binds.
+pub(crate) const STEP_PARAMS: usize = 22;
+
+/// How many values one flow row binds.
+pub(crate) const FLOW_PARAMS: usize = 14;
+
+/// The derived columns of the flow row `flows` (the table itself, or an alias of it): its
+/// step count and its **largest drop** (`top_*`) — the definition of
+/// `flowtrail_types::Elimination::is_larger_drop_than`: the largest share of `candidates_in`
+/// eliminated, then the larger count, then the earlier step; none when no step eliminated
+/// anything. (The share is compared in double precision here: shares equal as fractions
+/// compare equal, and only fractions closer than 2⁻⁵² could be misordered.)
+pub(crate) fn derived_columns(flows: &str) -> String {
+    format!(
+        "step_count = (SELECT COUNT(*) FROM steps s \
+             WHERE s.team_id = {flows}.team_id AND s.flow_id = {flows}.id), \
+         (top_seq, top_step, top_kind, top_in, top_out) = (\
+             SELECT s.seq, s.name, s.kind, s.candidates_in, s.candidates_out FROM steps s \
+             WHERE s.team_id = {flows}.team_id AND s.flow_id = {flows}.id \
+               AND s.candidates_in IS NOT NULL AND s.candidates_out IS NOT NULL \
+               AND s.candidates_in > s.candidates_out \
+             ORDER BY CAST(s.candidates_in - s.candidates_out AS DOUBLE PRECISION) \
+                          / s.candidates_in DESC, \
+                      s.candidates_in - s.candidates_out DESC, s.seq LIMIT 1)"
+    )
+}
+
+/// The start of an hour bucket of `started_at` (Unix ms) as SQL.
+pub(crate) fn hour_bucket_sql(started_at: &str) -> String {
+    format!("{started_at} - {started_at} % 3600000")
+}

@@ -1,0 +1,215 @@
+//! Full-text search on SQLite (FTS5), and the order of its index.
+//!
+//! FTS5 walks a match's rowids in order and stops early under `ORDER BY rowid DESC LIMIT n`,
+//! but the flows list is ordered by `(started_at, id)`. So a search document's rowid is its
+//! flow's time bucket (`started_at`, clamped to ±139 years around 1970, in units of 2,048 ms)
+//! shifted left by 30 bits, plus a counter within the bucket. A newest-first walk over rowids
+//! then visits the buckets newest first; only the order inside the last bucket reached has to
+//! be settled by `(started_at, id)` (see [`search_flows`]).
+
+use flowtrail_types::{FlowFilters, FlowSummary};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::Database;
+use crate::Result;
+use crate::engines::sql::flows::{FLOW_COLUMNS, LIST_ORDER, push_flow_filters};
+use crate::engines::sql::rows::flow_summary;
+use crate::flows::search_words;
+use crate::millis::to_ms;
+
+/// Times are clamped to `[-OFFSET, OFFSET)` ms, then shifted to be non-negative.
+const OFFSET_MS: i64 = 1 << 42;
+/// A bucket is 2^11 ms = 2.048 s.
+const BUCKET_BITS: u32 = 11;
+/// Up to 2^30 documents per bucket.
+const COUNTER_BITS: u32 = 30;
+
+/// The time bucket of `started_at` (Unix ms), in `[0, 2^32)`.
+pub(crate) fn bucket(started_at_ms: i64) -> i64 {
+    (started_at_ms.clamp(-OFFSET_MS, OFFSET_MS - 1) + OFFSET_MS) >> BUCKET_BITS
+}
+
+/// The first rowid of a bucket; `first_rowid(b + 1)` is one past its last.
+pub(crate) fn first_rowid(bucket: i64) -> i64 {
+    bucket << COUNTER_BITS
+}
+
+/// The bucket a rowid belongs to.
+pub(crate) fn bucket_of_rowid(rowid: i64) -> i64 {
+    rowid >> COUNTER_BITS
+}
+
+/// [`bucket`] in SQL, of the column or expression `started_at`.
+pub(crate) fn bucket_sql(started_at: &str) -> String {
+    format!(
+        "((min(max({started_at}, {lo}), {hi}) + {OFFSET_MS}) >> {BUCKET_BITS})",
+        lo = -OFFSET_MS,
+        hi = OFFSET_MS - 1
+    )
+}
+
+/// [`first_rowid`] in SQL, of a bucket expression.
+pub(crate) fn first_rowid_sql(bucket: &str) -> String {
+    format!("({bucket} << {COUNTER_BITS})")
+}
+
+/// The first `want` flows of a text search, in list order. The walk goes newest first over
+/// the search index's time-ordered rowids and stops at `want` matches; the oldest bucket
+/// it reached may have more matches than it saw, so that bucket is read again whole, in
+/// `(started_at, id)` order, before the page is cut.
+pub(crate) async fn search_flows(
+    db: &Database,
+    team_id: i64,
+    query: &FlowFilters,
+    text: &str,
+    want: i64,
+) -> Result<Vec<FlowSummary>> {
+    // The user asked for text and typed nothing searchable: nothing matches.
+    let Some(fts) = fts_query(text) else {
+        return Ok(Vec::new());
+    };
+    let fts = fts.as_str();
+    let want = want as usize;
+    let (lo, hi) = search_range(query);
+    if lo >= hi {
+        return Ok(Vec::new());
+    }
+    let mut sql = flows_where(team_id, query, Some((fts, lo, hi)));
+    sql.push(" ORDER BY flow_search.rowid DESC LIMIT ")
+        .push_bind(want as i64);
+    let rows = sql.build().fetch_all(&db.read).await?;
+    let mut flows = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let rowid: i64 = row.try_get("search_rowid")?;
+        flows.push((bucket_of_rowid(rowid), flow_summary(row)?));
+    }
+    if let Some(&(last, _)) = flows.last().filter(|_| flows.len() == want) {
+        flows.retain(|(bucket, _)| *bucket > last);
+        let range = (first_rowid(last).max(lo), first_rowid(last + 1).min(hi));
+        let mut sql = flows_where(team_id, query, Some((fts, range.0, range.1)));
+        sql.push(LIST_ORDER).push_bind(want as i64);
+        for row in sql.build().fetch_all(&db.read).await? {
+            flows.push((last, flow_summary(&row)?));
+        }
+    }
+    let mut flows: Vec<FlowSummary> = flows.into_iter().map(|(_, flow)| flow).collect();
+    flows.sort_by_key(|flow| std::cmp::Reverse((flow.started_at, flow.id)));
+    flows.truncate(want);
+    Ok(flows)
+}
+
+/// The flows of a team that pass every filter of `query` but the text, as a `SELECT` to
+/// which the caller adds the order and the limit. With `search` (an FTS5 query and a rowid
+/// range), only the flows whose search document matches, walked from the search index.
+fn flows_where<'q>(
+    team_id: i64,
+    query: &'q FlowFilters,
+    search: Option<(&'q str, i64, i64)>,
+) -> QueryBuilder<'q, Sqlite> {
+    let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT ");
+    sql.push(FLOW_COLUMNS);
+    match search {
+        None => {
+            sql.push(" FROM flows f JOIN pipelines p ON p.id = f.pipeline_id WHERE true");
+        }
+        Some((fts, lo, hi)) => {
+            sql.push(
+                ", flow_search.rowid AS search_rowid FROM flow_search \
+                 JOIN flow_search_ids d ON d.id = flow_search.rowid \
+                 JOIN flows f ON f.team_id = d.team_id AND f.id = d.flow_id \
+                 JOIN pipelines p ON p.id = f.pipeline_id \
+                 WHERE flow_search MATCH ",
+            )
+            .push_bind(fts)
+            .push(" AND flow_search.rowid >= ")
+            .push_bind(lo)
+            .push(" AND flow_search.rowid < ")
+            .push_bind(hi);
+        }
+    }
+    sql.push(" AND f.team_id = ").push_bind(team_id);
+    push_flow_filters(&mut sql, query);
+    sql
+}
+
+/// The search index rowids `[lo, hi)` that can hold a flow in the query's time range and
+/// after its cursor, so the walk starts at the right bucket instead of filtering its way there.
+fn search_range(query: &FlowFilters) -> (i64, i64) {
+    let lo = query
+        .since
+        .map_or(i64::MIN, |since| first_rowid(bucket(to_ms(since))));
+    let ends = [
+        query.until.map(|until| to_ms(until).saturating_sub(1)),
+        query.cursor.as_ref().map(|cursor| cursor.started_at_ms),
+    ];
+    let hi = ends
+        .into_iter()
+        .flatten()
+        .map(|last| first_rowid(bucket(last) + 1))
+        .min()
+        .unwrap_or(i64::MAX);
+    (lo, hi)
+}
+
+/// An FTS5 query for what the user typed: every word a phrase of its tokens, quoted (so no
+/// operator or column filter can be injected), the last token a prefix.
+fn fts_query(text: &str) -> Option<String> {
+    let phrases: Vec<String> = search_words(text)
+        .into_iter()
+        .map(|tokens| format!("\"{}\"*", tokens.join(" ")))
+        .collect();
+    (!phrases.is_empty()).then(|| phrases.join(" AND "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_keep_time_order_and_rowids_fit() {
+        let times = [
+            i64::MIN,
+            -OFFSET_MS - 1,
+            -1,
+            0,
+            2_047,
+            2_048,
+            1_795_000_000_000,
+            OFFSET_MS,
+            i64::MAX,
+        ];
+        let buckets: Vec<i64> = times.iter().map(|&t| bucket(t)).collect();
+        assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+        assert_eq!(bucket(0), bucket(2_047));
+        assert_eq!(bucket(2_047) + 1, bucket(2_048));
+        assert_eq!(buckets[0], 0);
+        let last = *buckets.last().unwrap();
+        assert!(last < 1 << 32);
+        // One past the last rowid of the last bucket still fits in an i64.
+        assert!(first_rowid(last + 1) > first_rowid(last));
+        assert_eq!(bucket_of_rowid(first_rowid(last) + (1 << 30) - 1), last);
+    }
+
+    #[tokio::test]
+    async fn the_sql_bucket_is_the_rust_bucket() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        for t in [
+            i64::MIN,
+            -OFFSET_MS - 5,
+            -3_000,
+            -1,
+            0,
+            4_095,
+            1_795_000_123_456,
+            i64::MAX,
+        ] {
+            let sql = format!("SELECT {}", first_rowid_sql(&bucket_sql("?")));
+            let rowid: i64 = sqlx::query_scalar(&sql)
+                .bind(t)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(rowid, first_rowid(bucket(t)), "started_at {t}");
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Ingest validation: everything about a flow record that its types cannot say — lengths,
+//! counts, uniqueness, consistency. Each bound is named in the error that enforces it
+//! (422 `validation_failed` with the field's path). Add a new ingest rule here.
+
+use std::collections::HashSet;
+
+use flowtrail_types::FlowRecord;
+
+use crate::{Error, Result};
+
+/// Bounds on what one flow may carry. Each is named in the error that enforces it.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_steps: usize,
+    pub max_observations_per_step: usize,
+    /// Names, pipeline, candidate ids, reason codes, tag keys.
+    pub max_name_len: usize,
+    /// Reasoning, reason texts, tag values, error.
+    pub max_text_len: usize,
+    pub max_tags: usize,
+    pub max_reasons_per_observation: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_steps: 1_000,
+            max_observations_per_step: 100_000,
+            max_name_len: 256,
+            max_text_len: 64 * 1024,
+            max_tags: 64,
+            max_reasons_per_observation: 32,
+        }
+    }
+}
+
+/// Largest candidate count or reason count (2^53: exact in every JSON reader and in SQL).
+pub const MAX_COUNT: u64 = 1 << 53;
+
+/// Checks everything serde cannot: lengths, counts, uniqueness, consistency.
+pub fn validate(flow: &FlowRecord, limits: &Limits) -> Result<()> {
+    let name = |field: &str, value: &str| -> Result<()> {
+        if value.trim().is_empty() {
+            return Err(Error::invalid(field, format!("{field} must not be empty")));
+        }
+        if value.len() > limits.max_name_len {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "{field} is {} bytes; the limit is {}",
+                    value.len(),
+                    limits.max_name_len
+                ),
+            ));
+        }
+        Ok(())
+    };
+    let text = |field: &str, value: &str| -> Result<()> {
+        if value.len() > limits.max_text_len {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "{field} is {} bytes; the limit is {}",
+                    value.len(),
+                    limits.max_text_len
+                ),
+            ));
+        }
+        Ok(())
+    };
+    if flow.id.is_nil() {
+        return Err(Error::invalid(
+            "id",
+            "id must be a non-nil UUID (UUIDv7 recommended)",
+        ));
+    }
+    if flow.version == 0 {
+        return Err(Error::invalid("version", "version starts at 1"));
+    }
+    name("pipeline", &flow.pipeline)?;
+    if let Some(ended) = flow.ended_at
+        && ended < flow.started_at
+    {
+        return Err(Error::invalid("ended_at", "ended_at is before started_at"));
+    }
+    if flow.tags.len() > limits.max_tags {
+        return Err(Error::invalid(
+            "tags",
+            format!("{} tags; the limit is {}", flow.tags.len(), limits.max_tags),
+        ));
+    }
+    for (key, value) in &flow.tags {
+        name(&format!("tags.{key}"), key)?;
+        text(&format!("tags.{key}"), value)?;
+    }
+    if let Some(error) = &flow.error {
+        text("error", error)?;
+    }
+    if flow.steps.len() > limits.max_steps {
+        return Err(Error::invalid(
+            "steps",
+            format!(
+                "{} steps; the limit is {}",
+                flow.steps.len(),
+                limits.max_steps
+            ),
+        ));
+    }
+    let mut seqs = HashSet::with_capacity(flow.steps.len());
+    for (i, step) in flow.steps.iter().enumerate() {
+        let at = |field: &str| format!("steps[{i}].{field}");
+        if !seqs.insert(step.seq) {
+            return Err(Error::invalid(
+                at("seq"),
+                format!("seq {} appears twice in this flow", step.seq),
+            ));
+        }
+        name(&at("name"), &step.name)?;
+        if let Some(reasoning) = &step.reasoning {
+            text(&at("reasoning"), reasoning)?;
+        }
+        if let (Some(start), Some(end)) = (step.started_at, step.ended_at)
+            && end < start
+        {
+            return Err(Error::invalid(
+                at("ended_at"),
+                "ended_at is before started_at",
+            ));
+        }
+        for (field, count) in [
+            ("candidates_in", step.candidates_in),
+            ("candidates_out", step.candidates_out),
+        ] {
+            if count.is_some_and(|n| n > MAX_COUNT) {
+                return Err(Error::invalid(
+                    at(field),
+                    format!("{field} is above {MAX_COUNT}"),
+                ));
+            }
+        }
+        if let Some((code, _)) = step.reasons.iter().find(|(_, n)| **n > MAX_COUNT) {
+            return Err(Error::invalid(
+                format!("{}.{code}", at("reasons")),
+                format!("reason counts are at most {MAX_COUNT}"),
+            ));
+        }
+        if let (Some(input), Some(output)) = (step.candidates_in, step.candidates_out)
+            && output > input
+        {
+            return Err(Error::invalid(
+                at("candidates_out"),
+                format!("candidates_out ({output}) is larger than candidates_in ({input})"),
+            ));
+        }
+        for code in step.reasons.keys() {
+            name(&format!("{}.{code}", at("reasons")), code)?;
+        }
+        if step.observations.len() > limits.max_observations_per_step {
+            return Err(Error::invalid(
+                at("observations"),
+                format!(
+                    "{} observations; the limit is {} per step",
+                    step.observations.len(),
+                    limits.max_observations_per_step
+                ),
+            ));
+        }
+        if step.capture == flowtrail_types::Capture::CountsOnly && !step.observations.is_empty() {
+            return Err(Error::invalid(
+                at("observations"),
+                "a counts_only step carries no observations",
+            ));
+        }
+        for (j, observation) in step.observations.iter().enumerate() {
+            let at = |field: &str| format!("steps[{i}].observations[{j}].{field}");
+            name(&at("candidate_id"), &observation.candidate_id)?;
+            if observation.reasons.len() > limits.max_reasons_per_observation {
+                return Err(Error::invalid(
+                    at("reasons"),
+                    format!(
+                        "{} reasons; the limit is {}",
+                        observation.reasons.len(),
+                        limits.max_reasons_per_observation
+                    ),
+                ));
+            }
+            for (k, reason) in observation.reasons.iter().enumerate() {
+                name(&at(&format!("reasons[{k}].code")), &reason.code)?;
+                if let Some(reason_text) = &reason.text {
+                    text(&at(&format!("reasons[{k}].text")), reason_text)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

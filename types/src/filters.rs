@@ -1,0 +1,461 @@
+//! The flows list's filters: **one vocabulary**, parsed once, for `GET /api/v1/flows`, the
+//! dashboard's list (its URL and its server function) and the live-arrival check in the
+//! browser. Add a list filter here (parsing, [`FlowFilters::to_query`], [`FlowFilters::admits`])
+//! and in the SQL that applies it (`domain/src/engines/sql/flows.rs`).
+//!
+//! Accepted forms (empty values are ignored; unknown names are ignored):
+//!
+//! | name | form |
+//! |---|---|
+//! | `pipeline`, `q` | any text |
+//! | `status` | `running`, `succeeded`, `failed` |
+//! | `tag` (repeatable) | `key:value`, split at the first `:` |
+//! | `since`, `until` | RFC 3339 (`2026-11-21T10:00:00Z`), or `YYYY-MM-DD[THH:MM[:SS]]` read as UTC |
+//! | `step_kind` | a step kind (`StepKind::ALL`) |
+//! | `min_eliminated` | a share `0`–`1` (`0.9`) or a percentage `0%`–`100%` (`90%`), at most 6 decimals of the share |
+//! | `limit` | `1`–`500` (default 50) |
+//! | `cursor` | a `next_cursor` this server handed out |
+
+use std::fmt;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use crate::{FlowStatus, FlowSummary, StepKind};
+
+/// Rows per page when `limit` is absent.
+pub const DEFAULT_LIMIT: u32 = 50;
+/// The largest `limit`.
+pub const MAX_LIMIT: u32 = 500;
+
+/// Filters of the flows list. Every field is optional and they combine (`AND`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowFilters {
+    pub pipeline: Option<String>,
+    pub status: Option<FlowStatus>,
+    /// Every pair must match.
+    pub tags: Vec<(String, String)>,
+    /// Flows started at or after.
+    pub since: Option<OffsetDateTime>,
+    /// Flows started before.
+    pub until: Option<OffsetDateTime>,
+    /// Text in the pipeline, the error, step names, reasoning, reasons and candidate ids.
+    pub text: Option<String>,
+    /// With `min_eliminated`: some step of this kind eliminated at least that share.
+    pub step_kind: Option<StepKind>,
+    pub min_eliminated: Option<Share>,
+    /// Rows per page, 1–[`MAX_LIMIT`].
+    pub limit: u32,
+    pub cursor: Option<FlowCursor>,
+}
+
+impl Default for FlowFilters {
+    fn default() -> Self {
+        FlowFilters {
+            pipeline: None,
+            status: None,
+            tags: Vec::new(),
+            since: None,
+            until: None,
+            text: None,
+            step_kind: None,
+            min_eliminated: None,
+            limit: DEFAULT_LIMIT,
+            cursor: None,
+        }
+    }
+}
+
+/// A filter value that is not one of the accepted forms: `field` names the parameter,
+/// `message` says what to send instead (the API answers it as 422 `validation_failed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for FilterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for FilterError {}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> FilterError {
+    FilterError {
+        field,
+        message: message.into(),
+    }
+}
+
+impl FlowFilters {
+    /// Parses a URL query string (`pipeline=a&tag=env:prod&min_eliminated=90%25`), without
+    /// its leading `?`. Errors name the first parameter that is not in an accepted form.
+    pub fn from_query(raw: &str) -> Result<Self, FilterError> {
+        let raw = raw.strip_prefix('?').unwrap_or(raw);
+        Self::from_pairs(form_urlencoded::parse(raw.as_bytes()))
+    }
+
+    /// [`FlowFilters::from_query`] for pairs already split and decoded.
+    pub fn from_pairs<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<Self, FilterError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut filters = FlowFilters::default();
+        for (name, value) in pairs {
+            let value = value.as_ref().trim();
+            if value.is_empty() {
+                continue;
+            }
+            match name.as_ref() {
+                "pipeline" => filters.pipeline = Some(value.to_string()),
+                "status" => {
+                    filters.status = Some(FlowStatus::parse(value).ok_or_else(|| {
+                        invalid(
+                            "status",
+                            format!("status is one of {}", FlowStatus::names()),
+                        )
+                    })?)
+                }
+                "tag" => {
+                    let (key, tag_value) = value
+                        .split_once(':')
+                        .ok_or_else(|| invalid("tag", "tag filters are written key:value"))?;
+                    filters.tags.push((key.to_string(), tag_value.to_string()));
+                }
+                "since" => filters.since = Some(parse_time("since", value)?),
+                "until" => filters.until = Some(parse_time("until", value)?),
+                "q" => filters.text = Some(value.to_string()),
+                "step_kind" => {
+                    filters.step_kind = Some(StepKind::parse(value).ok_or_else(|| {
+                        invalid(
+                            "step_kind",
+                            format!("step_kind is one of {}", StepKind::names()),
+                        )
+                    })?)
+                }
+                "min_eliminated" => filters.min_eliminated = Some(Share::parse(value)?),
+                "limit" => {
+                    filters.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|v| (1..=MAX_LIMIT).contains(v))
+                        .ok_or_else(|| {
+                            invalid(
+                                "limit",
+                                format!("limit is a whole number from 1 to {MAX_LIMIT}"),
+                            )
+                        })?
+                }
+                "cursor" => {
+                    filters.cursor = Some(FlowCursor::decode(value).ok_or_else(|| {
+                        invalid("cursor", "cursor is not one this server handed out")
+                    })?)
+                }
+                _ => {}
+            }
+        }
+        Ok(filters)
+    }
+
+    /// The canonical query string of these filters (no leading `?`): what
+    /// [`FlowFilters::from_query`] reads back to the same filters.
+    pub fn to_query(&self) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if let Some(pipeline) = &self.pipeline {
+            query.append_pair("pipeline", pipeline);
+        }
+        if let Some(status) = self.status {
+            query.append_pair("status", status.as_str());
+        }
+        for (key, value) in &self.tags {
+            query.append_pair("tag", &format!("{key}:{value}"));
+        }
+        for (name, at) in [("since", self.since), ("until", self.until)] {
+            if let Some(text) = at.and_then(|at| at.format(&Rfc3339).ok()) {
+                query.append_pair(name, &text);
+            }
+        }
+        if let Some(text) = &self.text {
+            query.append_pair("q", text);
+        }
+        if let Some(kind) = self.step_kind {
+            query.append_pair("step_kind", kind.as_str());
+        }
+        if let Some(share) = self.min_eliminated {
+            query.append_pair("min_eliminated", &share.to_string());
+        }
+        if self.limit != DEFAULT_LIMIT {
+            query.append_pair("limit", &self.limit.to_string());
+        }
+        if let Some(cursor) = self.cursor {
+            query.append_pair("cursor", &cursor.encode());
+        }
+        query.finish()
+    }
+
+    /// True when some filter (not the limit or the cursor) is set.
+    pub fn any(&self) -> bool {
+        self.pipeline.is_some()
+            || self.status.is_some()
+            || !self.tags.is_empty()
+            || self.since.is_some()
+            || self.until.is_some()
+            || self.text.is_some()
+            || self.step_kind.is_some()
+            || self.min_eliminated.is_some()
+    }
+
+    /// Whether a flow that arrives live belongs in this list, judged in the browser from its
+    /// summary. Filters a summary cannot answer (text, a step kind or share: they need the
+    /// flow's steps) answer `None`: the page offers a refresh instead.
+    pub fn admits(&self, flow: &FlowSummary) -> Option<bool> {
+        if self.text.is_some() || self.step_kind.is_some() || self.min_eliminated.is_some() {
+            return None;
+        }
+        let pipeline = self.pipeline.as_ref().is_none_or(|p| *p == flow.pipeline);
+        let status = self.status.is_none_or(|s| s == flow.status);
+        let since = self.since.is_none_or(|since| flow.started_at >= since);
+        let until = self.until.is_none_or(|until| flow.started_at < until);
+        let tags = self.tags.iter().all(|(k, v)| flow.tags.get(k) == Some(v));
+        Some(pipeline && status && since && until && tags)
+    }
+}
+
+/// Reads `since`/`until`: RFC 3339, or `YYYY-MM-DD[THH:MM[:SS]]` as UTC (what a browser's
+/// `datetime-local` input gives).
+fn parse_time(field: &'static str, text: &str) -> Result<OffsetDateTime, FilterError> {
+    if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(at);
+    }
+    let padded = match text.len() {
+        10 => Some(format!("{text}T00:00:00Z")),
+        16 => Some(format!("{text}:00Z")),
+        19 => Some(format!("{text}Z")),
+        _ => None,
+    };
+    padded
+        .and_then(|padded| OffsetDateTime::parse(&padded, &Rfc3339).ok())
+        .ok_or_else(|| {
+            invalid(
+                field,
+                format!(
+                    "{field} must be an RFC 3339 time (2026-11-21T10:00:00Z) or \
+                     YYYY-MM-DDTHH:MM in UTC"
+                ),
+            )
+        })
+}
+
+/// A share of candidates, exact: parts per million (0–1,000,000).
+///
+/// Written `0.9` (a share) or `90%` (a percentage); more than 6 decimals of the share are
+/// refused rather than rounded, so a threshold means exactly what was typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Share {
+    ppm: u32,
+}
+
+impl Share {
+    /// One million parts: the whole.
+    pub const WHOLE_PPM: u32 = 1_000_000;
+
+    /// The share of `parts_per_million` (at most [`Share::WHOLE_PPM`]).
+    pub fn from_ppm(parts_per_million: u32) -> Option<Self> {
+        (parts_per_million <= Self::WHOLE_PPM).then_some(Share {
+            ppm: parts_per_million,
+        })
+    }
+
+    /// Parts per million.
+    pub fn ppm(self) -> u32 {
+        self.ppm
+    }
+
+    /// The share as a float (for display and for engines that compare in floating point).
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.ppm) / f64::from(Self::WHOLE_PPM)
+    }
+
+    /// Whether `eliminated` of `candidates_in` is at least this share, exactly
+    /// (`eliminated · 10⁶ ≥ ppm · candidates_in` in 128-bit integers). A step with no
+    /// candidates in eliminated nothing.
+    pub fn is_reached_by(self, eliminated: u64, candidates_in: u64) -> bool {
+        candidates_in > 0
+            && u128::from(eliminated) * u128::from(Self::WHOLE_PPM)
+                >= u128::from(self.ppm) * u128::from(candidates_in)
+    }
+
+    /// Parses `0.9`, `1`, `0`, `90%`, `12.5%`.
+    pub fn parse(text: &str) -> Result<Self, FilterError> {
+        let refuse = || {
+            invalid(
+                "min_eliminated",
+                "min_eliminated is a share from 0 to 1 (0.9) or a percentage (90%), \
+                 with at most 6 decimals of the share",
+            )
+        };
+        let text = text.trim();
+        let (number, scale) = match text.strip_suffix('%') {
+            Some(percent) => (percent.trim_end(), 10_000u64),
+            None => (text, 1_000_000u64),
+        };
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if (whole.is_empty() && fraction.is_empty())
+            || !digits(whole)
+            || !digits(fraction)
+            || whole.len() > 7
+        {
+            return Err(refuse());
+        }
+        // scale · number, exactly: the fraction must not carry more digits than the scale.
+        let places = scale.ilog10() as usize;
+        let fraction = fraction.trim_end_matches('0');
+        if fraction.len() > places {
+            return Err(refuse());
+        }
+        let whole: u64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| refuse())?
+        };
+        let fraction_value: u64 = if fraction.is_empty() {
+            0
+        } else {
+            fraction.parse::<u64>().map_err(|_| refuse())?
+                * 10u64.pow((places - fraction.len()) as u32)
+        };
+        let ppm = whole * scale + fraction_value;
+        u32::try_from(ppm)
+            .ok()
+            .and_then(Share::from_ppm)
+            .ok_or_else(refuse)
+    }
+}
+
+impl fmt::Display for Share {
+    /// The share as a decimal (`0.9`, `0.07`, `1`): what [`Share::parse`] reads back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let whole = self.ppm / Self::WHOLE_PPM;
+        let fraction = self.ppm % Self::WHOLE_PPM;
+        if fraction == 0 {
+            return write!(f, "{whole}");
+        }
+        let digits = format!("{fraction:06}");
+        write!(f, "{whole}.{}", digits.trim_end_matches('0'))
+    }
+}
+
+/// Position in the flows list, newest first: the last row's start time and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowCursor {
+    /// Unix milliseconds.
+    pub started_at_ms: i64,
+    pub id: Uuid,
+}
+
+impl FlowCursor {
+    /// The opaque text form handed to clients: `<ms>_<uuid without hyphens>`.
+    pub fn encode(&self) -> String {
+        format!("{}_{}", self.started_at_ms, self.id.simple())
+    }
+
+    /// Parses [`FlowCursor::encode`]'s output.
+    pub fn decode(text: &str) -> Option<Self> {
+        let (ms, id) = text.split_once('_')?;
+        Some(FlowCursor {
+            started_at_ms: ms.parse().ok()?,
+            id: Uuid::try_parse(id).ok()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_are_read_exactly_as_a_share_or_a_percentage() {
+        let ppm = |text: &str| Share::parse(text).map(Share::ppm);
+        assert_eq!(ppm("0.9"), Ok(900_000));
+        assert_eq!(ppm("90%"), Ok(900_000));
+        assert_eq!(ppm("0.07"), Ok(70_000));
+        assert_eq!(ppm("7%"), Ok(70_000));
+        assert_eq!(ppm("12.5%"), Ok(125_000));
+        assert_eq!(ppm("1"), Ok(1_000_000));
+        assert_eq!(ppm("100%"), Ok(1_000_000));
+        assert_eq!(ppm("0"), Ok(0));
+        assert_eq!(ppm(".5"), Ok(500_000));
+        assert_eq!(ppm("0.1234560"), Ok(123_456));
+        for refused in [
+            "90",
+            "1.5",
+            "101%",
+            "-0.1",
+            "0.1234567",
+            "abc",
+            "%",
+            ".",
+            "1e-1",
+            "0x1",
+        ] {
+            assert!(
+                Share::parse(refused).is_err(),
+                "{refused} should be refused"
+            );
+        }
+        assert_eq!(Share::parse("0.07").unwrap().to_string(), "0.07");
+        assert_eq!(Share::parse("100%").unwrap().to_string(), "1");
+    }
+
+    #[test]
+    fn a_share_is_reached_exactly_at_its_own_value() {
+        let share = Share::parse("0.07").unwrap();
+        assert!(share.is_reached_by(7, 100));
+        assert!(share.is_reached_by(14, 200));
+        assert!(!share.is_reached_by(6, 100));
+        assert!(!share.is_reached_by(0, 0));
+        assert!(Share::parse("0.55").unwrap().is_reached_by(55, 100));
+    }
+
+    #[test]
+    fn a_query_reads_back_to_the_same_filters() {
+        let filters = FlowFilters::from_query(
+            "pipeline=competitor_selection&status=failed&tag=env:prod&tag=seller:B0%3A1\
+             &since=2026-11-21T10:00&until=2026-11-22T00:00:00Z&q=phone+case\
+             &step_kind=filter&min_eliminated=90%25&limit=20&cursor=1000_0193000000007000a000000000000001",
+        )
+        .unwrap();
+        assert_eq!(filters.tags[1], ("seller".into(), "B0:1".into()));
+        assert_eq!(filters.min_eliminated.unwrap().ppm(), 900_000);
+        assert_eq!(FlowFilters::from_query(&filters.to_query()), Ok(filters));
+    }
+
+    #[test]
+    fn refused_values_name_their_parameter() {
+        for (query, field) in [
+            ("status=done", "status"),
+            ("tag=env", "tag"),
+            ("since=yesterday", "since"),
+            ("step_kind=sort", "step_kind"),
+            ("min_eliminated=90", "min_eliminated"),
+            ("limit=0", "limit"),
+            ("limit=501", "limit"),
+            ("cursor=zzz", "cursor"),
+        ] {
+            assert_eq!(
+                FlowFilters::from_query(query).unwrap_err().field,
+                field,
+                "{query}"
+            );
+        }
+        assert_eq!(
+            FlowFilters::from_query("status=&q=&other=1"),
+            Ok(FlowFilters::default())
+        );
+    }
+}
