@@ -189,7 +189,7 @@ async fn scale_out_env() -> Option<(Vec<(&'static str, String)>, String)> {
     let redis_url = std::env::var("FLOWTRAIL_TEST_REDIS_URL").ok()?;
     let s3_url = std::env::var("FLOWTRAIL_TEST_OBJECT_STORE_URL").ok()?;
     let fresh = Uuid::now_v7().simple().to_string();
-    let database_url = flowtrail_domain::postgres::create_database(
+    let database_url = flowtrail_domain::engines::postgres::create_database(
         &admin_url,
         &format!("flowtrail_bench_{fresh}"),
     )
@@ -291,7 +291,7 @@ async fn ingested_at(server: &Server) -> std::collections::HashMap<String, i64> 
             sqlx::query_as(query).fetch_all(&pool).await.unwrap()
         }
         None => {
-            let db = flowtrail_domain::sqlite::open_file(&server.data.join("flowtrail.db"))
+            let db = flowtrail_domain::engines::sqlite::open_file(&server.data.join("flowtrail.db"))
                 .await
                 .unwrap();
             sqlx::query_as(query).fetch_all(&db.read).await.unwrap()

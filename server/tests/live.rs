@@ -5,8 +5,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowtrail_domain::auth::Scope;
-use flowtrail_domain::{Services, StorageConfig, worker};
+use flowtrail_domain::accounts::Scope;
+use flowtrail_domain::ingest::processor;
+use flowtrail_domain::{Services, StorageConfig};
 use flowtrail_sdk::{Candidate, CapturePolicy, Client, StepKind};
 use serde_json::{Value, json};
 
@@ -28,7 +29,7 @@ async fn live() -> Live {
     let app = fixture.router;
     tokio::spawn(async move { axum::serve(listener, app).await });
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    tokio::spawn(worker::run(
+    tokio::spawn(processor::run(
         fixture.services.clone(),
         Default::default(),
         shutdown,
@@ -268,7 +269,7 @@ async fn the_cli_creates_users_and_prints_a_key_alone() {
         .unwrap();
     assert_eq!(
         user.memberships[0].role,
-        flowtrail_domain::auth::Role::Admin
+        flowtrail_domain::accounts::Role::Admin
     );
 
     // An unreachable S3 endpoint is a clear start-up error, not a failure later.

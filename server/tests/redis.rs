@@ -8,8 +8,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use flowtrail_domain::auth::Scope;
-use flowtrail_domain::redis_engine::Redis;
+use flowtrail_domain::accounts::Scope;
+use flowtrail_domain::engines::redis::Redis;
 use flowtrail_domain::{Services, StorageConfig};
 use flowtrail_server::admission::InFlight;
 use flowtrail_server::{HttpConfig, build_app};
@@ -162,8 +162,8 @@ async fn readiness_reports_redis() {
 /// `XPENDING key group`: count, smallest and largest id, (consumer, count) pairs.
 type PendingSummary = (u64, Option<String>, Option<String>, Vec<(String, String)>);
 
-fn job(team_id: i64, key: &str) -> flowtrail_domain::queue::NewJob {
-    flowtrail_domain::queue::NewJob {
+fn job(team_id: i64, key: &str) -> flowtrail_domain::ingest::NewJob {
+    flowtrail_domain::ingest::NewJob {
         team_id,
         idempotency_key: key.into(),
         body_sha256: "sha".into(),
@@ -171,6 +171,7 @@ fn job(team_id: i64, key: &str) -> flowtrail_domain::queue::NewJob {
         flow_version: 1,
         body: b"body".to_vec(),
         request_id: None,
+        mode: flowtrail_domain::flows::WriteMode::Replace,
     }
 }
 
@@ -228,13 +229,13 @@ async fn a_dead_consumers_jobs_are_reclaimed_by_another_process() {
     // The key is remembered across processes.
     assert_eq!(
         b.queue.enqueue(job(1, "k1")).await.unwrap(),
-        flowtrail_domain::queue::EnqueueOutcome::Replayed
+        flowtrail_domain::ingest::EnqueueOutcome::Replayed
     );
 }
 
 #[tokio::test]
 async fn payloads_read_once_are_shared_through_redis_for_an_hour() {
-    use flowtrail_domain::{ingest, worker};
+    use flowtrail_domain::ingest::{self, processor};
     let prefix = prefix();
     let dir = tempfile::tempdir().unwrap();
     let mut config = storage(dir.path(), &prefix);
@@ -253,7 +254,7 @@ async fn payloads_read_once_are_shared_through_redis_for_an_hour() {
         .unwrap();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let shared = Arc::new(a.clone());
-    tokio::spawn(worker::run(shared, Default::default(), shutdown));
+    tokio::spawn(processor::run(shared, Default::default(), shutdown));
     let mut reference = None;
     for _ in 0..200 {
         if let Some(Some(found)) = a.metadata.step_payload(team, flow_id, 0).await.unwrap() {
@@ -304,7 +305,7 @@ async fn payloads_read_once_are_shared_through_redis_for_an_hour() {
 
 #[tokio::test]
 async fn flows_stored_by_one_process_reach_live_listeners_of_another() {
-    use flowtrail_domain::{ingest, worker};
+    use flowtrail_domain::ingest::{self, processor};
     let prefix = prefix();
     let dir = tempfile::tempdir().unwrap();
     let writer = Services::open(&storage(dir.path(), &prefix)).await.unwrap();
@@ -314,7 +315,7 @@ async fn flows_stored_by_one_process_reach_live_listeners_of_another() {
     // Give the subscription a moment to reach Redis.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    tokio::spawn(worker::run(
+    tokio::spawn(processor::run(
         Arc::new(writer.clone()),
         Default::default(),
         shutdown,
@@ -391,8 +392,8 @@ async fn a_redis_that_could_lose_jobs_is_refused_for_the_queue() {
 
 #[tokio::test]
 async fn idle_consumers_with_nothing_pending_are_forgotten() {
-    use flowtrail_domain::queue::IngestQueue;
-    use flowtrail_domain::redis_engine::queue::RedisQueue;
+    use flowtrail_domain::ingest::IngestQueue;
+    use flowtrail_domain::engines::redis::queue::RedisQueue;
     let redis = shared().await;
     let busy = RedisQueue::open(redis.clone()).await.unwrap();
     let idle = RedisQueue::open(redis.clone()).await.unwrap();

@@ -188,7 +188,7 @@ async fn many_processes_ride_out_crashes_and_paused_engines_with_one_truth() {
     let dir = tempfile::tempdir().unwrap();
     let admin_url = var("FLOWTRAIL_TEST_DATABASE_URL");
     let name = format!("flowtrail_scale_{}", Uuid::now_v7().simple());
-    let database_url = flowtrail_domain::postgres::create_database(&admin_url, &name)
+    let database_url = flowtrail_domain::engines::postgres::create_database(&admin_url, &name)
         .await
         .unwrap();
     let deployment = Deployment {

@@ -48,7 +48,7 @@ pub async fn scale_database(prefix: &str) -> Option<String> {
     let admin_url = scale_engine("FLOWTRAIL_TEST_DATABASE_URL")?;
     let name = format!("{prefix}_{}", Uuid::now_v7().simple());
     Some(
-        flowtrail_domain::postgres::create_database(&admin_url, &name)
+        flowtrail_domain::engines::postgres::create_database(&admin_url, &name)
             .await
             .unwrap(),
     )

@@ -1,7 +1,7 @@
 //! Teams, users and API keys: what a team sees, who signs in, which keys work.
 
 use flowtrail_domain::Error;
-use flowtrail_domain::auth::{Role, Scope};
+use flowtrail_domain::accounts::{Role, Scope};
 
 use crate::fixture::{flow, fresh, query, store};
 

@@ -34,11 +34,11 @@ async fn reason_stats_are_exact_sums_per_bucket_and_funnels_are_medians() {
     // Storing a flow again (retry or newer version) must not count it twice.
     store(&f, &sent[0]).await;
 
-    let hourly = flowtrail_domain::store::StatsQuery {
+    let hourly = flowtrail_domain::analysis::StatsQuery {
         bucket_ms: 3_600_000,
         ..stats_query(Some("competitor_selection"))
     };
-    let stats = flowtrail_domain::query::reason_stats(
+    let stats = flowtrail_domain::analysis::reason_stats(
         &f.services,
         f.team,
         &hourly,
@@ -90,7 +90,7 @@ async fn reason_stats_are_exact_sums_per_bucket_and_funnels_are_medians() {
     );
 
     // Every pipeline, daily; the step filter narrows it.
-    let all = flowtrail_domain::query::reason_stats(
+    let all = flowtrail_domain::analysis::reason_stats(
         &f.services,
         f.team,
         &stats_query(None),
@@ -112,12 +112,12 @@ async fn reason_stats_are_exact_sums_per_bucket_and_funnels_are_medians() {
             .len(),
         1
     );
-    let outside = flowtrail_domain::store::StatsQuery {
+    let outside = flowtrail_domain::analysis::StatsQuery {
         since: at(86_400 * 10),
         until: at(86_400 * 11),
         ..stats_query(None)
     };
-    let empty = flowtrail_domain::query::reason_stats(
+    let empty = flowtrail_domain::analysis::reason_stats(
         &f.services,
         f.team,
         &outside,
@@ -143,7 +143,7 @@ async fn a_candidate_journey_tells_absent_from_unknown() {
     record.steps[2].capture = Capture::CountsOnly;
     ingest_all(&f, std::slice::from_ref(&record)).await;
 
-    let journey = flowtrail_domain::query::journey(&f.services, f.team, record.id, "B0CASE0001")
+    let journey = flowtrail_domain::analysis::journey(&f.services, f.team, record.id, "B0CASE0001")
         .await
         .unwrap()
         .unwrap();
@@ -157,7 +157,7 @@ async fn a_candidate_journey_tells_absent_from_unknown() {
     assert_eq!(journey.steps[1].score, Some(0.5));
     assert_eq!(journey.steps[1].attributes["price"], json!(9.99));
 
-    let stranger = flowtrail_domain::query::journey(&f.services, f.team, record.id, "B0NOPE")
+    let stranger = flowtrail_domain::analysis::journey(&f.services, f.team, record.id, "B0NOPE")
         .await
         .unwrap()
         .unwrap();
@@ -167,9 +167,9 @@ async fn a_candidate_journey_tells_absent_from_unknown() {
         vec![Absent, Unknown, Unknown],
         "sampled is unknown, not absent"
     );
-    assert!(!flowtrail_domain::query::observed_anywhere(&stranger));
+    assert!(!flowtrail_domain::analysis::observed_anywhere(&stranger));
     assert!(
-        flowtrail_domain::query::journey(&f.services, f.team, Uuid::now_v7(), "x")
+        flowtrail_domain::analysis::journey(&f.services, f.team, Uuid::now_v7(), "x")
             .await
             .unwrap()
             .is_none()
@@ -194,7 +194,7 @@ async fn a_diff_names_added_removed_and_changed_candidates_per_step() {
     bad.steps.push(step(3, "judge", StepKind::Judge, (30, 1)));
     ingest_all(&f, &[good.clone(), bad.clone()]).await;
 
-    let diff = flowtrail_domain::query::diff(&f.services, f.team, good.id, bad.id)
+    let diff = flowtrail_domain::analysis::diff(&f.services, f.team, good.id, bad.id)
         .await
         .unwrap()
         .unwrap();
@@ -247,7 +247,7 @@ async fn a_diff_names_added_removed_and_changed_candidates_per_step() {
     assert!(filter.reasoning.is_some());
     assert!(diff.steps[0].reasoning.is_none() && diff.steps[0].added.is_empty());
     assert!(
-        flowtrail_domain::query::diff(&f.services, f.team, good.id, Uuid::now_v7())
+        flowtrail_domain::analysis::diff(&f.services, f.team, good.id, Uuid::now_v7())
             .await
             .unwrap()
             .is_none()

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use flowtrail_domain::store::{FlowCursor, FlowQuery, StatsQuery, StepPayloads, UpsertOutcome};
+use flowtrail_domain::analysis::StatsQuery;
+use flowtrail_domain::flows::{FlowCursor, FlowFilters, StepPayloads};
 use flowtrail_domain::{Services, ingest};
 use flowtrail_test_support::engines;
 use flowtrail_types::{
@@ -119,25 +120,25 @@ pub async fn store(f: &Fixture, record: &FlowRecord) {
         .upsert_flow(f.team, record, &StepPayloads::new())
         .await
         .unwrap();
-    assert_eq!(outcome, UpsertOutcome::Written);
+    assert!(outcome.is_written());
 }
 
 /// The unfiltered list query, 50 a page.
-pub fn query() -> FlowQuery {
-    FlowQuery {
+pub fn query() -> FlowFilters {
+    FlowFilters {
         limit: 50,
-        ..FlowQuery::default()
+        ..FlowFilters::default()
     }
 }
 
 /// The ids of the first page of `q`.
-pub async fn ids(f: &Fixture, q: &FlowQuery) -> Vec<Uuid> {
+pub async fn ids(f: &Fixture, q: &FlowFilters) -> Vec<Uuid> {
     let page = f.services.metadata.list_flows(f.team, q).await.unwrap();
     page.flows.iter().map(|s| s.id).collect()
 }
 
 /// Pages `q` to the end and returns every id in the order served.
-pub async fn every_page(f: &Fixture, mut q: FlowQuery) -> Vec<Uuid> {
+pub async fn every_page(f: &Fixture, mut q: FlowFilters) -> Vec<Uuid> {
     let mut seen = Vec::new();
     loop {
         let page = f.services.metadata.list_flows(f.team, &q).await.unwrap();

@@ -1,6 +1,6 @@
 //! The flows list: filters that combine, and cursor paging.
 
-use flowtrail_domain::store::FlowQuery;
+use flowtrail_domain::flows::{FlowFilters, Share};
 use flowtrail_types::{FlowStatus, StepKind};
 
 use crate::fixture::{at, every_page, flow, fresh, ids, query, store};
@@ -28,17 +28,17 @@ async fn list_filters_combine_and_match_what_was_sent() {
         vec![c.id, b.id, a.id],
         "newest first"
     );
-    let by_pipeline = FlowQuery {
+    let by_pipeline = FlowFilters {
         pipeline: Some("competitor_selection".into()),
         ..query()
     };
     assert_eq!(ids(&f, &by_pipeline).await, vec![b.id, a.id]);
-    let failed = FlowQuery {
+    let failed = FlowFilters {
         status: Some(FlowStatus::Failed),
         ..query()
     };
     assert_eq!(ids(&f, &failed).await, vec![c.id]);
-    let tagged = FlowQuery {
+    let tagged = FlowFilters {
         tags: vec![
             ("env".into(), "prod".into()),
             ("seller".into(), "S1".into()),
@@ -46,7 +46,7 @@ async fn list_filters_combine_and_match_what_was_sent() {
         ..query()
     };
     assert_eq!(ids(&f, &tagged).await, vec![a.id]);
-    let window = FlowQuery {
+    let window = FlowFilters {
         since: Some(at(15)),
         until: Some(at(30)),
         ..query()
@@ -56,7 +56,7 @@ async fn list_filters_combine_and_match_what_was_sent() {
         vec![b.id],
         "since inclusive, until exclusive"
     );
-    let text = FlowQuery {
+    let text = FlowFilters {
         text: Some("TAXONOMY".into()),
         ..query()
     };
@@ -65,12 +65,12 @@ async fn list_filters_combine_and_match_what_was_sent() {
         vec![c.id],
         "case-insensitive text in reasoning"
     );
-    let reason_code = FlowQuery {
+    let reason_code = FlowFilters {
         text: Some("price_out_of_range".into()),
         ..query()
     };
     assert_eq!(ids(&f, &reason_code).await.len(), 3, "text in reason codes");
-    let literal = FlowQuery {
+    let literal = FlowFilters {
         text: Some("100%_".into()),
         ..query()
     };
@@ -78,15 +78,15 @@ async fn list_filters_combine_and_match_what_was_sent() {
         ids(&f, &literal).await.is_empty(),
         "punctuation is neither a wildcard nor an operator"
     );
-    let drastic = FlowQuery {
+    let drastic = FlowFilters {
         step_kind: Some(StepKind::Filter),
-        min_eliminated: Some(0.9),
+        min_eliminated: Share::from_ppm(900_000),
         ..query()
     };
     assert_eq!(ids(&f, &drastic).await, vec![b.id, a.id]);
-    let ranks = FlowQuery {
+    let ranks = FlowFilters {
         step_kind: Some(StepKind::Rank),
-        min_eliminated: Some(0.5),
+        min_eliminated: Share::from_ppm(500_000),
         ..query()
     };
     assert!(ids(&f, &ranks).await.is_empty());
@@ -102,7 +102,7 @@ async fn cursor_pagination_returns_every_flow_exactly_once() {
         store(&f, &record).await;
         sent.push(record.id);
     }
-    let q = FlowQuery {
+    let q = FlowFilters {
         limit: 5,
         ..query()
     };

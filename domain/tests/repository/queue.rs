@@ -3,12 +3,13 @@
 use std::time::Duration;
 
 use flowtrail_domain::payloads::PayloadStore;
-use flowtrail_domain::queue::{EnqueueOutcome, NewJob};
-use flowtrail_domain::worker::{self, WorkerConfig};
+use flowtrail_domain::ingest::{EnqueueOutcome, NewJob};
+use flowtrail_domain::ingest::processor::{self, ProcessorConfig};
 use flowtrail_domain::{Error, Services, ingest};
 use uuid::Uuid;
 
 use crate::fixture::{flow, fresh};
+use flowtrail_domain::flows::WriteMode;
 
 /// A queue job of `team` under idempotency key `key`, carrying `body`.
 fn job(team: i64, key: &str, body: &str) -> NewJob {
@@ -20,6 +21,8 @@ fn job(team: i64, key: &str, body: &str) -> NewJob {
         flow_version: 1,
         body: body.as_bytes().to_vec(),
         request_id: Some("req-1".into()),
+        // Not the default, so a queue that forgot the mode fails the claim checks.
+        mode: WriteMode::MergeSteps,
     }
 }
 
@@ -58,6 +61,7 @@ async fn claimed_jobs_are_leased_retried_and_buried() {
     assert_eq!(first.len(), 2);
     assert_eq!(first[0].attempts, 1);
     assert_eq!(first[0].request_id.as_deref(), Some("req-1"));
+    assert_eq!(first[0].mode, WriteMode::MergeSteps, "the mode travels with the job");
     assert!(
         q.claim(10, Duration::from_secs(60))
             .await
@@ -139,13 +143,13 @@ async fn an_enqueue_that_cannot_commit_is_unavailable_not_internal() {
 }
 
 /// Runs a worker until `done` holds (or fails the test after 10 s).
-async fn work_until<F, Fut>(services: std::sync::Arc<Services>, config: WorkerConfig, done: F)
+async fn work_until<F, Fut>(services: std::sync::Arc<Services>, config: ProcessorConfig, done: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(worker::run(services, config, shutdown));
+    let task = tokio::spawn(processor::run(services, config, shutdown));
     for _ in 0..500 {
         if done().await {
             let _ = stop.send(true);
@@ -160,11 +164,11 @@ where
 #[tokio::test]
 async fn poison_goes_to_the_dead_letter_queue_and_redrive_brings_it_back() {
     let f = fresh().await;
-    let fast = WorkerConfig {
+    let fast = ProcessorConfig {
         max_attempts: 3,
         backoff_base: Duration::from_millis(1),
         idle_poll: Duration::from_millis(10),
-        ..WorkerConfig::default()
+        ..ProcessorConfig::default()
     };
     // A permanent error (the body is not a flow) is buried at once, without retries.
     f.services

@@ -1,6 +1,6 @@
 //! Full-text search over flows, and its paging in list order.
 
-use flowtrail_domain::store::{FlowQuery, StepPayloads, WriteMode};
+use flowtrail_domain::flows::{FlowFilters, StepPayloads, WriteMode};
 use flowtrail_types::FlowRecord;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -17,7 +17,7 @@ async fn full_text_search_finds_reason_texts_and_candidate_ids() {
     b.steps[1].observations[0].reasons[0].text = Some("too pricey".into());
     b.error = Some("judge timed out".into());
     ingest_all(&f, &[a.clone(), b.clone()]).await;
-    let search = |text: &str| FlowQuery {
+    let search = |text: &str| FlowFilters {
         text: Some(text.into()),
         ..query()
     };
@@ -82,7 +82,7 @@ async fn full_text_search_finds_reason_texts_and_candidate_ids() {
 
 #[tokio::test]
 async fn text_search_pages_in_list_order_whatever_the_start_times() {
-    use flowtrail_domain::store::FlowWrite;
+    use flowtrail_domain::flows::FlowWrite;
     let f = fresh().await;
     let ms =
         |ms: i64| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
@@ -140,7 +140,7 @@ async fn text_search_pages_in_list_order_whatever_the_start_times() {
     assert_eq!(
         every_page(
             &f,
-            FlowQuery {
+            FlowFilters {
                 pipeline: Some("phone".into()),
                 ..query()
             }
@@ -150,7 +150,7 @@ async fn text_search_pages_in_list_order_whatever_the_start_times() {
         "the list without text"
     );
     for limit in [1, 2, 3, 7, 50] {
-        let q = FlowQuery {
+        let q = FlowFilters {
             text: Some("phone case".into()),
             limit,
             ..query()
@@ -166,7 +166,7 @@ async fn text_search_pages_in_list_order_whatever_the_start_times() {
         .collect();
     assert!(in_range.len() >= 4, "{in_range:?}");
     for limit in [1, 3, 50] {
-        let q = FlowQuery {
+        let q = FlowFilters {
             text: Some("phone".into()),
             since: Some(ms(since)),
             until: Some(ms(until)),

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use flowtrail_domain::ingest;
-use flowtrail_domain::store::{StepPayloads, UpsertOutcome, WriteMode};
+use flowtrail_domain::flows::{StepPayloads, UpsertOutcome, WriteMode};
 use flowtrail_types::{Capture, FlowStatus, StepKind};
 use serde_json::json;
 use uuid::Uuid;
@@ -87,7 +87,7 @@ async fn an_older_version_never_overwrites_a_newer_one() {
 
 #[tokio::test]
 async fn a_batch_of_flows_is_written_in_one_go_with_per_flow_outcomes() {
-    use flowtrail_domain::store::FlowWrite;
+    use flowtrail_domain::flows::FlowWrite;
     let f = fresh().await;
     let mut newer = flow("p", 0, &[]);
     newer.version = 3;
@@ -111,7 +111,7 @@ async fn a_batch_of_flows_is_written_in_one_go_with_per_flow_outcomes() {
         },
     ];
     let outcomes = f.services.metadata.upsert_flows(&writes).await.unwrap();
-    assert_eq!(outcomes, vec![UpsertOutcome::Stale, UpsertOutcome::Written]);
+    assert_eq!(written(&outcomes), vec![false, true]);
     assert_eq!(ids(&f, &query()).await, vec![fresh_one.id, newer.id]);
     let kept = f
         .services
@@ -137,7 +137,7 @@ async fn a_batch_naming_a_flow_twice_applies_the_writes_in_order() {
     late.version = 2; // a push as new as the finished record: stale
     let other = flow("categorization", 5, &[]);
     let none = StepPayloads::new();
-    let write = |flow, mode| flowtrail_domain::store::FlowWrite {
+    let write = |flow, mode| flowtrail_domain::flows::FlowWrite {
         team_id: f.team,
         flow,
         payloads: &none,
@@ -150,15 +150,12 @@ async fn a_batch_naming_a_flow_twice_applies_the_writes_in_order() {
         write(&late, WriteMode::MergeSteps),
     ];
     let outcomes = f.services.metadata.upsert_flows(&writes).await.unwrap();
-    assert_eq!(
-        outcomes,
-        vec![
-            UpsertOutcome::Written,
-            UpsertOutcome::Written,
-            UpsertOutcome::Written,
-            UpsertOutcome::Stale
-        ]
-    );
+    assert_eq!(written(&outcomes), vec![true, true, true, false]);
+    // The write returns what the live event needs: the flow as stored after each write.
+    let UpsertOutcome::Written(last) = &outcomes[2] else {
+        unreachable!()
+    };
+    assert_eq!(last.id, outcomes_flow_id(&writes[2]));
     let stored = f
         .services
         .metadata
@@ -219,18 +216,14 @@ async fn pushed_steps_merge_by_seq_and_the_finished_flow_supersedes_them() {
     };
     // Pushes arrive out of order: version 2 (step 1) before version 1 (step 0).
     let pushed = push_steps(&f, id, head(2, json!([step_json(1, "price", (500, 50))]))).await;
-    assert_eq!(pushed, UpsertOutcome::Written);
+    assert!(pushed.is_written());
     let pushed = push_steps(
         &f,
         id,
         head(1, json!([step_json(0, "retrieve", (900, 500))])),
     )
     .await;
-    assert_eq!(
-        pushed,
-        UpsertOutcome::Written,
-        "an older push still adds its step"
-    );
+    assert!(pushed.is_written(), "an older push still adds its step");
     let detail = f
         .services
         .metadata
@@ -304,7 +297,7 @@ async fn pushed_steps_merge_by_seq_and_the_finished_flow_supersedes_them() {
     assert_eq!(detail.summary.step_count, 3);
 
     // Reason counts followed every replacement: only the finished flow's histogram is left.
-    let stats = flowtrail_domain::query::reason_stats(
+    let stats = flowtrail_domain::analysis::reason_stats(
         &f.services,
         f.team,
         &stats_query(None),
@@ -318,4 +311,13 @@ async fn pushed_steps_merge_by_seq_and_the_finished_flow_supersedes_them() {
         .map(|t| (t.step.as_str(), t.code.as_str(), t.count))
         .collect();
     assert_eq!(totals, vec![("price_filter", "price_out_of_range", 4100)]);
+}
+
+/// Which outcomes wrote their flow.
+fn written(outcomes: &[UpsertOutcome]) -> Vec<bool> {
+    outcomes.iter().map(UpsertOutcome::is_written).collect()
+}
+
+fn outcomes_flow_id(write: &flowtrail_domain::flows::FlowWrite<'_>) -> uuid::Uuid {
+    write.flow.id
 }

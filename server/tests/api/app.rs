@@ -6,7 +6,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use flowtrail_domain::{Services, worker};
+use flowtrail_domain::Services;
+use flowtrail_domain::ingest::processor;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -141,7 +142,7 @@ impl TestApp {
     /// Runs a worker until the queue is empty.
     pub async fn drain_all(&self) {
         let (stop, shutdown) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(worker::run(
+        let task = tokio::spawn(processor::run(
             self.services.clone(),
             Default::default(),
             shutdown,
@@ -160,7 +161,7 @@ impl TestApp {
     /// Runs a worker until the flow is queryable.
     pub async fn drain(&self, id: &str) {
         let (stop, shutdown) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(worker::run(
+        let task = tokio::spawn(processor::run(
             self.services.clone(),
             Default::default(),
             shutdown,

@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use flowtrail_domain::auth::Scope;
+use flowtrail_domain::accounts::Scope;
 
 use crate::app::{FLOW_ID, app, error_code, flow_json};
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use flowtrail_domain::auth::Scope;
+use flowtrail_domain::accounts::Scope;
 
 use crate::app::{app_with, error_code, other_flow};
 

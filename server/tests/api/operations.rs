@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use flowtrail_domain::auth::Scope;
-use flowtrail_domain::worker;
+use flowtrail_domain::accounts::Scope;
+use flowtrail_domain::ingest::processor;
 use serde_json::{Value, json};
 
 use crate::app::{FLOW_ID, app, flow_json};
@@ -36,7 +36,7 @@ async fn health_readiness_and_metrics_need_no_auth() {
 #[tokio::test]
 async fn admins_list_and_redrive_dead_letters() {
     let app = app().await;
-    let poison = flowtrail_domain::queue::NewJob {
+    let poison = flowtrail_domain::ingest::NewJob {
         team_id: app
             .services
             .metadata
@@ -51,10 +51,11 @@ async fn admins_list_and_redrive_dead_letters() {
         flow_version: 1,
         body: b"not a flow".to_vec(),
         request_id: None,
+        mode: flowtrail_domain::flows::WriteMode::Replace,
     };
     app.services.queue.enqueue(poison).await.unwrap();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(worker::run(
+    let task = tokio::spawn(processor::run(
         app.services.clone(),
         Default::default(),
         shutdown,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use flowtrail_domain::Services;
-use flowtrail_domain::auth::Scope;
+use flowtrail_domain::accounts::Scope;
 use flowtrail_server::{HttpConfig, build_app};
 use flowtrail_test_support::engines;
 
