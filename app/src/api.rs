@@ -1,8 +1,5 @@
 //! Server functions of the dashboard. Each checks the session, then calls the domain.
 
-#[cfg(feature = "ssr")]
-#[allow(unused_imports)] // the stores' methods, used by the server functions
-use flowtrail_domain::prelude::*;
 use flowtrail_types::{FlowDetail, FlowPage};
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
@@ -129,6 +126,7 @@ pub async fn current_user() -> Result<Option<SessionUser>, ServerFnError> {
 /// parser of `GET /api/v1/flows` — so the dashboard accepts and refuses exactly what the API
 /// does, with the same messages.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ListParams {
     pub pipeline: Option<String>,
     pub status: Option<String>,
@@ -203,9 +201,7 @@ impl ListParams {
 #[server(prefix = "/fn", input = Json)]
 pub async fn list_flows(params: ListParams) -> Result<FlowPage, ServerFnError> {
     let (_, membership) = ssr::signed_in().await?;
-    let filters = params
-        .parse()
-        .map_err(|e| ServerFnError::new(e.message))?;
+    let filters = params.parse().map_err(|e| ServerFnError::new(e.message))?;
     ssr::services()?
         .metadata
         .list_flows(membership.team.id, &filters)

@@ -38,11 +38,3 @@ pub trait MetadataStore: accounts::AccountStore + flows::FlowStore {
     async fn ping(&self) -> Result<()>;
 }
 
-/// The engine traits, for callers of [`Services`]' stores: `use flowtrail_domain::prelude::*;`
-/// brings their methods into scope.
-pub mod prelude {
-    pub use crate::MetadataStore;
-    pub use crate::accounts::AccountStore;
-    pub use crate::flows::FlowStore;
-    pub use crate::ingest::IngestQueue;
-}

@@ -291,9 +291,10 @@ async fn ingested_at(server: &Server) -> std::collections::HashMap<String, i64> 
             sqlx::query_as(query).fetch_all(&pool).await.unwrap()
         }
         None => {
-            let db = flowtrail_domain::engines::sqlite::open_file(&server.data.join("flowtrail.db"))
-                .await
-                .unwrap();
+            let db =
+                flowtrail_domain::engines::sqlite::open_file(&server.data.join("flowtrail.db"))
+                    .await
+                    .unwrap();
             sqlx::query_as(query).fetch_all(&db.read).await.unwrap()
         }
     };

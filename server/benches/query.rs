@@ -19,8 +19,8 @@ use axum::Router;
 use axum::body::{Body, Bytes, to_bytes};
 use axum::http::{Request, StatusCode, header};
 use flowtrail_domain::accounts::Scope;
-use flowtrail_domain::payloads::PayloadStore;
 use flowtrail_domain::flows::{FlowWrite, StepPayloads, WriteMode};
+use flowtrail_domain::payloads::PayloadStore;
 use flowtrail_domain::{Services, StorageConfig};
 use flowtrail_server::{HttpConfig, build_app};
 use flowtrail_types::{

@@ -392,8 +392,8 @@ async fn a_redis_that_could_lose_jobs_is_refused_for_the_queue() {
 
 #[tokio::test]
 async fn idle_consumers_with_nothing_pending_are_forgotten() {
-    use flowtrail_domain::ingest::IngestQueue;
     use flowtrail_domain::engines::redis::queue::RedisQueue;
+    use flowtrail_domain::ingest::IngestQueue;
     let redis = shared().await;
     let busy = RedisQueue::open(redis.clone()).await.unwrap();
     let idle = RedisQueue::open(redis.clone()).await.unwrap();

@@ -9,18 +9,21 @@
 //! unknown fields in input are ignored so older servers accept newer SDKs.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub mod analysis;
 pub mod api;
 pub mod filters;
+pub mod vocabulary;
 
+pub use analysis::*;
 pub use api::*;
 pub use filters::{FilterError, FlowCursor, FlowFilters, Share};
+pub use vocabulary::{Capture, FlowStatus, StepKind, StepStatus, Verdict};
 
 /// Body of `POST /api/v1/flows/{id}/steps`: some steps of a flow that is still running, sent
 /// as they finish so a pipeline that crashes mid-run still leaves its partial trail. The
@@ -214,130 +217,6 @@ pub struct Reason {
     pub code: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
-}
-
-macro_rules! wire_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name {
-            $($(#[$vmeta])* $variant),+
-        }
-
-        impl $name {
-            /// Every value, in the order of the vocabulary.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The wire spelling.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-
-            /// Every wire spelling, comma-separated, for messages (`generate, retrieve, …`).
-            pub fn names() -> String {
-                Self::ALL
-                    .iter()
-                    .map(|value| value.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-
-            /// Parses the wire spelling.
-            pub fn parse(text: &str) -> Option<Self> {
-                match text {
-                    $($text => Some($name::$variant),)+
-                    _ => None,
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-wire_enum! {
-    /// The fixed vocabulary of step kinds that makes cross-pipeline questions possible.
-    StepKind {
-        /// Produces something new (LLM keyword generation…).
-        Generate => "generate",
-        /// Fetches candidates (catalog search…).
-        Retrieve => "retrieve",
-        /// Eliminates candidates by rules.
-        Filter => "filter",
-        /// Orders candidates.
-        Rank => "rank",
-        /// LLM or human evaluation of candidates.
-        Judge => "judge",
-        /// Picks the output.
-        Select => "select",
-        /// Reshapes data without deciding.
-        Transform => "transform",
-        /// Anything else.
-        Custom => "custom",
-    }
-}
-
-wire_enum! {
-    /// What happened to a candidate in a step.
-    Verdict {
-        Kept => "kept",
-        Rejected => "rejected",
-        Selected => "selected",
-    }
-}
-
-wire_enum! {
-    /// How much of a step's candidates the observations hold.
-    Capture {
-        /// Every candidate.
-        Full => "full",
-        /// Every kept/selected candidate and a sample of the rejected ones.
-        Sampled => "sampled",
-        /// No observations: counts and reason histogram only.
-        CountsOnly => "counts_only",
-    }
-}
-
-wire_enum! {
-    /// Life of a flow.
-    FlowStatus {
-        Running => "running",
-        Succeeded => "succeeded",
-        Failed => "failed",
-    }
-}
-
-/// Life of a step: the same vocabulary as a flow's.
-pub type StepStatus = FlowStatus;
-
-// `wire_enum!` derives for every enum alike, so defaults are written by hand.
-#[allow(clippy::derivable_impls)]
-impl Default for Capture {
-    fn default() -> Self {
-        Capture::Full
-    }
-}
-
-#[allow(clippy::derivable_impls)]
-impl Default for FlowStatus {
-    fn default() -> Self {
-        FlowStatus::Succeeded
-    }
-}
-
-impl Verdict {
-    /// Kept and selected candidates pass on to the next step.
-    pub fn passes(self) -> bool {
-        matches!(self, Verdict::Kept | Verdict::Selected)
-    }
 }
 
 impl StepRecord {

@@ -101,6 +101,14 @@ pub fn search_words(text: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// A full-text query in an engine's syntax for what the user typed: each word of
+/// [`search_words`] becomes `phrase(tokens)` (the engine quotes it, so no operator can be
+/// injected), joined by `and`. `None` when nothing searchable is left.
+pub fn search_query(text: &str, phrase: impl Fn(&[String]) -> String, and: &str) -> Option<String> {
+    let phrases: Vec<String> = search_words(text).iter().map(|t| phrase(t)).collect();
+    (!phrases.is_empty()).then(|| phrases.join(and))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

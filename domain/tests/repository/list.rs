@@ -114,3 +114,54 @@ async fn cursor_pagination_returns_every_flow_exactly_once() {
     assert_eq!(got, expected);
     assert_eq!(seen.len(), 23);
 }
+
+#[tokio::test]
+async fn the_list_and_the_flow_page_name_the_same_largest_drop() {
+    use flowtrail_types::Elimination;
+    let f = fresh().await;
+    // 1,000 → 500 eliminates more candidates; 10 → 1 a larger share: the share decides.
+    let mut shares = flow("competitor_selection", 10, &[]);
+    shares.steps = vec![
+        crate::fixture::step(0, "coarse_filter", StepKind::Filter, (1_000, 500)),
+        crate::fixture::step(1, "judge", StepKind::Judge, (10, 1)),
+    ];
+    // The same share twice: the larger count, then the earlier step.
+    let mut ties = flow("competitor_selection", 20, &[]);
+    ties.steps = vec![
+        crate::fixture::step(0, "small", StepKind::Filter, (10, 5)),
+        crate::fixture::step(1, "large", StepKind::Filter, (1_000, 500)),
+        crate::fixture::step(2, "large_again", StepKind::Filter, (1_000, 500)),
+    ];
+    // Nothing eliminated: no largest drop at all.
+    let mut none = flow("competitor_selection", 30, &[]);
+    none.steps = vec![crate::fixture::step(
+        0,
+        "keep_all",
+        StepKind::Filter,
+        (7, 7),
+    )];
+    for record in [&shares, &ties, &none] {
+        store(&f, record).await;
+    }
+    let page = f
+        .services
+        .metadata
+        .list_flows(f.team, &query())
+        .await
+        .unwrap();
+    for (record, expected) in [(&shares, Some(1)), (&ties, Some(1)), (&none, None)] {
+        let listed = page.flows.iter().find(|flow| flow.id == record.id).unwrap();
+        let detail = f
+            .services
+            .metadata
+            .get_flow(f.team, record.id)
+            .await
+            .unwrap()
+            .unwrap();
+        let on_page = Elimination::largest_of_summaries(&detail.steps);
+        let seq = |e: &Option<Elimination>| e.as_ref().map(|e| e.seq);
+        assert_eq!(seq(&listed.largest_elimination), expected, "the list");
+        assert_eq!(seq(&on_page), expected, "the flow page");
+        assert_eq!(listed.largest_elimination, on_page);
+    }
+}

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use flowtrail_domain::payloads::PayloadStore;
-use flowtrail_domain::ingest::{EnqueueOutcome, NewJob};
 use flowtrail_domain::ingest::processor::{self, ProcessorConfig};
+use flowtrail_domain::ingest::{EnqueueOutcome, NewJob};
+use flowtrail_domain::payloads::PayloadStore;
 use flowtrail_domain::{Error, Services, ingest};
 use uuid::Uuid;
 
@@ -61,7 +61,11 @@ async fn claimed_jobs_are_leased_retried_and_buried() {
     assert_eq!(first.len(), 2);
     assert_eq!(first[0].attempts, 1);
     assert_eq!(first[0].request_id.as_deref(), Some("req-1"));
-    assert_eq!(first[0].mode, WriteMode::MergeSteps, "the mode travels with the job");
+    assert_eq!(
+        first[0].mode,
+        WriteMode::MergeSteps,
+        "the mode travels with the job"
+    );
     assert!(
         q.claim(10, Duration::from_secs(60))
             .await

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use flowtrail_domain::ingest;
 use flowtrail_domain::flows::{StepPayloads, UpsertOutcome, WriteMode};
+use flowtrail_domain::ingest;
 use flowtrail_types::{Capture, FlowStatus, StepKind};
 use serde_json::json;
 use uuid::Uuid;

@@ -302,4 +302,3 @@ fn decompress(encoding: Encoding, raw: &[u8], limit: usize) -> Result<Vec<u8>, A
     }
     Ok(out)
 }
-

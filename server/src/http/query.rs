@@ -5,9 +5,9 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use flowtrail_domain::millis::{from_ms, now_ms};
 use flowtrail_domain::analysis;
 use flowtrail_domain::analysis::StatsQuery;
+use flowtrail_domain::millis::{from_ms, now_ms};
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use flowtrail_types::{CandidateJourney, ErrorBody, FlowDiff, ReasonStats, StatsBucket};
 use time::Duration;

@@ -11,6 +11,7 @@ mod app;
 mod analysis;
 mod auth;
 mod errors;
+mod filters;
 mod flows;
 mod ingest;
 mod limits;

@@ -9,7 +9,7 @@ use super::Database;
 use crate::Result;
 use crate::engines::sql::flows::{FLOW_COLUMNS, LIST_ORDER, push_flow_filters};
 use crate::engines::sql::rows::flow_summary;
-use crate::flows::search_words;
+use crate::flows::search_query;
 
 /// The first `want` flows whose search document matches every word of `text`, in list order.
 pub(crate) async fn search_flows(
@@ -50,9 +50,9 @@ pub(crate) async fn search_flows(
 /// A PostgreSQL `tsquery` for what the user typed: every word a phrase of its tokens (which
 /// are alphanumeric, so no operator can be injected), the last token a prefix.
 fn ts_query(text: &str) -> Option<String> {
-    let phrases: Vec<String> = search_words(text)
-        .into_iter()
-        .map(|tokens| format!("({}:*)", tokens.join(" <-> ")))
-        .collect();
-    (!phrases.is_empty()).then(|| phrases.join(" & "))
+    search_query(
+        text,
+        |tokens| format!("({}:*)", tokens.join(" <-> ")),
+        " & ",
+    )
 }

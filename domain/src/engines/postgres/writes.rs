@@ -11,6 +11,7 @@ use crate::engines::sql::flows::FLOW_COLUMNS;
 use crate::engines::sql::rows::{corrupt, flow_summary};
 use crate::engines::sql::writes::{
     FLOW_INSERT, FLOW_UPSERT, STEP_INSERT, STEP_PARAMS, derived_columns, hour_bucket_sql,
+    push_step_row, search_document_sql,
 };
 use crate::flows::derived::{StepRow, json_text};
 use crate::flows::{FlowWrite, Precedence, UpsertOutcome, WriteMode};
@@ -86,32 +87,7 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
     let rows = StepRow::of_write(write)?;
     for chunk in rows.chunks(MAX_PARAMS / STEP_PARAMS) {
         let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(STEP_INSERT);
-        sql.push_values(chunk, |mut b, row| {
-            let step = row.step;
-            let payload = row.payload;
-            b.push_bind(row.team_id)
-                .push_bind(row.flow_id.as_str())
-                .push_bind(i64::from(step.seq))
-                .push_bind(step.name.as_str())
-                .push_bind(step.kind.as_str())
-                .push_bind(step.status.as_str())
-                .push_bind(step.started_at.map(to_ms))
-                .push_bind(step.ended_at.map(to_ms))
-                .push_bind(row.input.as_str())
-                .push_bind(row.output.as_str())
-                .push_bind(step.reasoning.as_deref())
-                .push_bind(step.effective_candidates_in().map(|n| n as i64))
-                .push_bind(step.effective_candidates_out().map(|n| n as i64))
-                .push_bind(row.reasons.as_str())
-                .push_bind(step.capture.as_str())
-                .push_bind(step.observations.len() as i64)
-                .push_bind(payload.map(|p| p.key.as_str()))
-                .push_bind(payload.map(|p| p.sha256.as_str()))
-                .push_bind(payload.map(|p| p.bytes as i64))
-                .push_bind(payload.and_then(|p| p.inline.as_deref()))
-                .push_bind(row.search.as_deref())
-                .push_bind(row.boundaries.as_deref());
-        });
+        sql.push_values(chunk, |mut values, row| push_step_row(&mut values, row));
         sql.build().execute(&mut *conn).await?;
     }
     adjust_reason_counts(conn, team_id, &flow_id, 1).await?;
@@ -229,12 +205,10 @@ async fn adjust_reason_counts(
 async fn refresh_derived(conn: &mut PgConnection, team_id: i64, flow_id: &str) -> Result<()> {
     sqlx::query(&format!(
         "UPDATE flows f SET {derived}, \
-         search = to_tsvector('simple', p.name || ' ' || coalesce(f.error, '') \
-             || ' ' || coalesce((SELECT string_agg(s.name || ' ' || coalesce(s.reasoning, '') \
-                 || ' ' || s.reasons || ' ' || coalesce(s.search_text, ''), ' ') \
-             FROM steps s WHERE s.team_id = f.team_id AND s.flow_id = f.id), '')) \
+         search = to_tsvector('simple', {document}) \
          FROM pipelines p WHERE p.id = f.pipeline_id AND f.team_id = $1 AND f.id = $2",
         derived = derived_columns("f"),
+        document = search_document_sql(),
     ))
     .bind(team_id)
     .bind(flow_id)

@@ -29,181 +29,35 @@ use crate::{Error, Result};
 
 const GROUP: &str = "workers";
 
-const ENQUEUE: &str = r"
-local stored = redis.call('HGET', KEYS[1], ARGV[2])
-if stored then
-  if stored == ARGV[3] then return 1 end
-  return 2
-end
-local id = redis.call('INCR', KEYS[2])
-local entry = redis.call('XADD', KEYS[3], '*', 'job', id)
-redis.call('HSET', ARGV[1] .. id, 'team', ARGV[4], 'idem', ARGV[2], 'sha', ARGV[3],
-  'flow', ARGV[5], 'version', ARGV[6], 'body', ARGV[7], 'request', ARGV[8],
-  'enqueued', ARGV[9], 'attempts', 0, 'entry', entry, 'mode', ARGV[11])
-redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-redis.call('PUBLISH', ARGV[10], id)
-return 0
-";
+// The Lua scripts (`lua/`) run atomically inside Redis; their `KEYS` and `ARGV` are the
+// ones the calls below pass.
 
-const CLAIM: &str = r"
-local jp, group, consumer = ARGV[1], ARGV[2], ARGV[3]
-local max, lease_until, now = tonumber(ARGV[4]), ARGV[5], ARGV[6]
-local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
-for _, id in ipairs(due) do
-  redis.call('ZREM', KEYS[2], id)
-  if redis.call('EXISTS', jp .. id) == 1 then
-    local entry = redis.call('XADD', KEYS[1], '*', 'job', id)
-    redis.call('HSET', jp .. id, 'entry', entry)
-  end
-end
-local out = {}
-local function take(id, entry)
-  local job = jp .. id
-  local f = redis.call('HMGET', job, 'entry', 'team', 'flow', 'body', 'request', 'mode')
-  if f[1] ~= entry then
-    redis.call('XACK', KEYS[1], group, entry)
-    redis.call('XDEL', KEYS[1], entry)
-    redis.call('ZREM', KEYS[3], id)
-    return
-  end
-  local attempts = redis.call('HINCRBY', job, 'attempts', 1)
-  redis.call('ZADD', KEYS[3], lease_until, id)
-  table.insert(out, {id, f[2], f[3], f[4], f[5] or '', attempts, f[6] or 'replace'})
-end
-local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. now, 'LIMIT', 0, max)
-for _, id in ipairs(expired) do
-  local entry = redis.call('HGET', jp .. id, 'entry')
-  if entry then
-    redis.call('XCLAIM', KEYS[1], group, consumer, 0, entry, 'JUSTID')
-    take(id, entry)
-  else
-    redis.call('ZREM', KEYS[3], id)
-  end
-end
-local room = max - #out
-if room > 0 then
-  local read = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', room,
-    'STREAMS', KEYS[1], '>')
-  if read then
-    for _, e in ipairs(read[1][2]) do
-      take(e[2][2], e[1])
-    end
-  end
-end
-return out
-";
+/// Stores a job unless its idempotency key is known: 0 accepted, 1 replayed (same body
+/// SHA-256), 2 key reused with another body. `ARGV[11]` is the job's write mode.
+const ENQUEUE: &str = include_str!("lua/enqueue.lua");
 
-const COMPLETE: &str = r"
-local jp, group, now = ARGV[1], ARGV[2], ARGV[3]
-for i = 4, #ARGV do
-  local id = ARGV[i]
-  local f = redis.call('HMGET', jp .. id, 'entry', 'idem')
-  if f[1] then
-    redis.call('XACK', KEYS[1], group, f[1])
-    redis.call('XDEL', KEYS[1], f[1])
-  end
-  if f[2] then
-    redis.call('ZADD', KEYS[3], now, f[2])
-  end
-  redis.call('ZREM', KEYS[2], id)
-  redis.call('DEL', jp .. id)
-end
-return #ARGV - 3
-";
+/// Moves due retries back to the stream, takes over expired leases (`XCLAIM`), reads new
+/// entries (`XREADGROUP`) and leases what it returns.
+const CLAIM: &str = include_str!("lua/claim.lua");
+
+/// Acknowledges and deletes done jobs, drops their hashes, remembers their keys in `q:done`.
+const COMPLETE: &str = include_str!("lua/complete.lua");
 
 /// Takes a job off the stream (retry or bury); `ARGV[4]` is the error.
-const SET_ASIDE: &str = r"
-local jp, group, id = ARGV[1], ARGV[2], ARGV[3]
-local job = jp .. id
-if redis.call('EXISTS', job) == 0 then return 0 end
-local f = redis.call('HMGET', job, 'entry', 'team')
-if f[1] then
-  redis.call('XACK', KEYS[1], group, f[1])
-  redis.call('XDEL', KEYS[1], f[1])
-end
-redis.call('HDEL', job, 'entry')
-redis.call('HSET', job, 'last_error', ARGV[4])
-redis.call('ZREM', KEYS[2], id)
-if ARGV[5] == 'retry' then
-  redis.call('ZADD', KEYS[3], ARGV[6], id)
-else
-  redis.call('HSET', job, 'died', ARGV[6])
-  redis.call('XADD', KEYS[3], '*', 'job', id, 'team', f[2])
-end
-return 1
-";
+const SET_ASIDE: &str = include_str!("lua/set_aside.lua");
 
-const DEAD_LETTERS: &str = r"
-local jp, team, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local out = {}
-local from = '+'
-while #out < limit do
-  local page = redis.call('XREVRANGE', KEYS[1], from, '-', 'COUNT', 500)
-  if #page == 0 then break end
-  for _, e in ipairs(page) do
-    local id, owner = e[2][2], e[2][4]
-    if (team == '' or team == owner) and #out < limit then
-      local f = redis.call('HMGET', jp .. id, 'team', 'flow', 'version', 'attempts',
-        'last_error', 'request', 'enqueued', 'died')
-      if f[1] then
-        table.insert(out, {id, f[1], f[2], f[3], f[4], f[5] or '', f[6] or '', f[7],
-          f[8] or ''})
-      end
-    end
-    from = '(' .. e[1]
-  end
-end
-return out
-";
+/// The newest dead jobs (of one team or of all) with their error.
+const DEAD_LETTERS: &str = include_str!("lua/dead_letters.lua");
 
-const REDRIVE: &str = r"
-local jp, team, only = ARGV[1], ARGV[2], ARGV[3]
-local moved = 0
-local from = '-'
-while true do
-  local page = redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', 500)
-  if #page == 0 then break end
-  for _, e in ipairs(page) do
-    local id, owner = e[2][2], e[2][4]
-    if (team == '' or team == owner) and (only == '' or only == id) then
-      redis.call('XDEL', KEYS[1], e[1])
-      if redis.call('EXISTS', jp .. id) == 1 then
-        local entry = redis.call('XADD', KEYS[2], '*', 'job', id)
-        redis.call('HSET', jp .. id, 'entry', entry, 'attempts', 0)
-        redis.call('HDEL', jp .. id, 'died')
-        moved = moved + 1
-      end
-    end
-    from = '(' .. e[1]
-  end
-end
-if moved > 0 then redis.call('PUBLISH', ARGV[4], 'redrive') end
-return moved
-";
+/// Puts dead jobs back on the stream with fresh attempts; answers how many.
+const REDRIVE: &str = include_str!("lua/redrive.lua");
 
-const PURGE: &str = r"
-local keys = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 1000)
-for _, k in ipairs(keys) do
-  redis.call('HDEL', KEYS[2], k)
-  redis.call('ZREM', KEYS[1], k)
-end
-return #keys
-";
+/// Forgets done keys finished before `ARGV[1]` (the idempotency window).
+const PURGE: &str = include_str!("lua/purge.lua");
 
 /// Removes consumers that hold nothing and have been idle longer than `ARGV[2]` ms: every
 /// process start adds a consumer name, and a crashed process's name would stay forever.
-const FORGET_CONSUMERS: &str = r"
-local removed = 0
-for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-  local info = {}
-  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
-  if info['pending'] == 0 and info['idle'] >= tonumber(ARGV[2]) then
-    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
-    removed = removed + 1
-  end
-end
-return removed
-";
+const FORGET_CONSUMERS: &str = include_str!("lua/forget_consumers.lua");
 
 /// Consumers idle this long with nothing pending are forgotten by [`IngestQueue::purge_done`].
 pub const CONSUMER_IDLE_LIMIT: Duration = Duration::from_secs(3600);

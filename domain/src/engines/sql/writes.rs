@@ -4,6 +4,12 @@
 //! statement through `json_each`; `engines/postgres/writes.rs`: statement per flow), not in
 //! what they write.
 
+use sqlx::query_builder::Separated;
+use sqlx::{Database, Encode, Type};
+
+use crate::flows::derived::StepRow;
+use crate::millis::to_ms;
+
 /// Columns of `flows` a write sets, in bind order (`step_count` starts at 0 and is derived).
 pub(crate) const FLOW_INSERT: &str = "INSERT INTO flows (team_id, id, version, pipeline_id, \
      status, started_at, ended_at, input, output, tags, error, sdk_name, sdk_version, \
@@ -50,7 +56,57 @@ pub(crate) fn derived_columns(flows: &str) -> String {
     )
 }
 
+/// The text of a flow's search document, on `flows f` joined to `pipelines p`: the pipeline,
+/// the error, and per step its name, reasoning, reason histogram and observation text
+/// (candidate ids, reason codes and texts: `flows::derived::observation_text`). SQLite
+/// indexes it with FTS5, PostgreSQL as a `tsvector`.
+pub(crate) fn search_document_sql() -> &'static str {
+    "p.name || ' ' || coalesce(f.error, '') || ' ' || coalesce((\
+         SELECT string_agg(s.name || ' ' || coalesce(s.reasoning, '') || ' ' || s.reasons \
+             || ' ' || coalesce(s.search_text, ''), ' ') \
+         FROM steps s WHERE s.team_id = f.team_id AND s.flow_id = f.id), '')"
+}
+
 /// The start of an hour bucket of `started_at` (Unix ms) as SQL.
 pub(crate) fn hour_bucket_sql(started_at: &str) -> String {
     format!("{started_at} - {started_at} % 3600000")
+}
+
+/// Binds one step row into a multi-row `VALUES` of [`STEP_INSERT`], in its column order.
+pub(crate) fn push_step_row<'q, DB>(
+    values: &mut Separated<'_, 'q, DB, &'static str>,
+    row: &'q StepRow<'q>,
+) where
+    DB: Database,
+    i64: Encode<'q, DB> + Type<DB>,
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    Option<&'q [u8]>: Encode<'q, DB> + Type<DB>,
+{
+    let step = row.step;
+    let payload = row.payload;
+    values
+        .push_bind(row.team_id)
+        .push_bind(row.flow_id.as_str())
+        .push_bind(i64::from(step.seq))
+        .push_bind(step.name.as_str())
+        .push_bind(step.kind.as_str())
+        .push_bind(step.status.as_str())
+        .push_bind(step.started_at.map(to_ms))
+        .push_bind(step.ended_at.map(to_ms))
+        .push_bind(row.input.as_str())
+        .push_bind(row.output.as_str())
+        .push_bind(step.reasoning.as_deref())
+        .push_bind(step.effective_candidates_in().map(|n| n as i64))
+        .push_bind(step.effective_candidates_out().map(|n| n as i64))
+        .push_bind(row.reasons.as_str())
+        .push_bind(step.capture.as_str())
+        .push_bind(step.observations.len() as i64)
+        .push_bind(payload.map(|p| p.key.as_str()))
+        .push_bind(payload.map(|p| p.sha256.as_str()))
+        .push_bind(payload.map(|p| p.bytes as i64))
+        .push_bind(payload.and_then(|p| p.inline.as_deref()))
+        .push_bind(row.search.as_deref())
+        .push_bind(row.boundaries.as_deref());
 }

@@ -14,7 +14,7 @@ use super::Database;
 use crate::Result;
 use crate::engines::sql::flows::{FLOW_COLUMNS, LIST_ORDER, push_flow_filters};
 use crate::engines::sql::rows::flow_summary;
-use crate::flows::search_words;
+use crate::flows::search_query;
 use crate::millis::to_ms;
 
 /// Times are clamped to `[-OFFSET, OFFSET)` ms, then shifted to be non-negative.
@@ -154,11 +154,7 @@ fn search_range(query: &FlowFilters) -> (i64, i64) {
 /// An FTS5 query for what the user typed: every word a phrase of its tokens, quoted (so no
 /// operator or column filter can be injected), the last token a prefix.
 fn fts_query(text: &str) -> Option<String> {
-    let phrases: Vec<String> = search_words(text)
-        .into_iter()
-        .map(|tokens| format!("\"{}\"*", tokens.join(" ")))
-        .collect();
-    (!phrases.is_empty()).then(|| phrases.join(" AND "))
+    search_query(text, |tokens| format!("\"{}\"*", tokens.join(" ")), " AND ")
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::engines::sql::flows::FLOW_COLUMNS;
 use crate::engines::sql::rows::{corrupt, flow_summary};
 use crate::engines::sql::writes::{
     FLOW_INSERT, FLOW_PARAMS, FLOW_UPSERT, STEP_INSERT, STEP_PARAMS, derived_columns,
-    hour_bucket_sql,
+    hour_bucket_sql, push_step_row, search_document_sql,
 };
 use crate::flows::derived::{StepRow, json_text};
 use crate::flows::{FlowWrite, Precedence, UpsertOutcome, WriteMode};
@@ -299,32 +299,7 @@ async fn insert_steps(conn: &mut SqliteConnection, live: &[&FlowWrite<'_>]) -> R
     }
     for chunk in rows.chunks(MAX_PARAMS / STEP_PARAMS) {
         let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new(STEP_INSERT);
-        sql.push_values(chunk, |mut b, row| {
-            let step = row.step;
-            let payload = row.payload;
-            b.push_bind(row.team_id)
-                .push_bind(row.flow_id.as_str())
-                .push_bind(i64::from(step.seq))
-                .push_bind(step.name.as_str())
-                .push_bind(step.kind.as_str())
-                .push_bind(step.status.as_str())
-                .push_bind(step.started_at.map(to_ms))
-                .push_bind(step.ended_at.map(to_ms))
-                .push_bind(row.input.as_str())
-                .push_bind(row.output.as_str())
-                .push_bind(step.reasoning.as_deref())
-                .push_bind(step.effective_candidates_in().map(|n| n as i64))
-                .push_bind(step.effective_candidates_out().map(|n| n as i64))
-                .push_bind(row.reasons.as_str())
-                .push_bind(step.capture.as_str())
-                .push_bind(step.observations.len() as i64)
-                .push_bind(payload.map(|p| p.key.as_str()))
-                .push_bind(payload.map(|p| p.sha256.as_str()))
-                .push_bind(payload.map(|p| p.bytes as i64))
-                .push_bind(payload.and_then(|p| p.inline.as_deref()))
-                .push_bind(row.search.as_deref())
-                .push_bind(row.boundaries.as_deref());
-        });
+        sql.push_values(chunk, |mut values, row| push_step_row(&mut values, row));
         sql.build().execute(&mut *conn).await?;
     }
     Ok(())
@@ -396,14 +371,12 @@ async fn refresh_derived(conn: &mut SqliteConnection, keys: &str) -> Result<()> 
     .await?;
     sqlx::query(&format!(
         "INSERT INTO flow_search (rowid, body) \
-         SELECT d.id, p.name || ' ' || coalesce(f.error, '') || ' ' || coalesce((\
-             SELECT group_concat(s.name || ' ' || coalesce(s.reasoning, '') || ' ' || s.reasons \
-                 || ' ' || coalesce(s.search_text, ''), ' ') \
-             FROM steps s WHERE s.team_id = f.team_id AND s.flow_id = f.id), '') \
+         SELECT d.id, {document} \
          FROM json_each(?) k \
          JOIN flow_search_ids d ON d.team_id = {KEY_T} AND d.flow_id = {KEY_F} \
          JOIN flows f ON f.team_id = d.team_id AND f.id = d.flow_id \
-         JOIN pipelines p ON p.id = f.pipeline_id"
+         JOIN pipelines p ON p.id = f.pipeline_id",
+        document = search_document_sql(),
     ))
     .bind(keys)
     .execute(&mut *conn)
