@@ -227,7 +227,7 @@ pub async fn previous_flow(id: String) -> Result<Option<String>, ServerFnError> 
     let query = FlowFilters {
         pipeline: Some(flow.summary.pipeline.clone()),
         cursor: Some(FlowCursor {
-            started_at_ms: (flow.summary.started_at.unix_timestamp_nanos() / 1_000_000) as i64,
+            started_at_ms: flowtrail_domain::millis::to_ms(flow.summary.started_at),
             id,
         }),
         limit: 1,

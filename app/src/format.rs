@@ -195,6 +195,9 @@ mod tests {
         );
         assert_eq!(funnel(&step(1, None, None)), "—");
         assert_eq!(funnel(&step(1, Some(425), Some(425))), "425 → 425");
+        // Steps that create candidates show their growth, never a negative elimination.
+        assert_eq!(funnel(&step(1, Some(3), Some(5000))), "3 → 5,000");
+        assert_eq!(funnel(&step(0, Some(0), Some(3))), "0 → 3");
         assert_eq!(percent(0.5), "50 %");
     }
 

@@ -139,7 +139,9 @@ fn run(client: &Client, seed: u64) -> (String, String, String) {
     let retrieved: Vec<&Product> = products.iter().filter(|p| matches(p) > 0).collect();
     {
         let mut step = flow.step("catalog_search", StepKind::Retrieve);
-        step.input(json!({"keywords": keywords, "limit": 1000}))
+        // Retrieval creates candidates: the keywords go in, the matching products come out.
+        step.candidates_in(keywords.len() as u64)
+            .input(json!({"keywords": keywords, "limit": 1000}))
             .output(json!({"found": retrieved.len()}))
             .reasoning(format!(
                 "Matched {} of {} catalog products on any keyword.",

@@ -257,7 +257,13 @@ async fn payloads_read_once_are_shared_through_redis_for_an_hour() {
     tokio::spawn(processor::run(shared, Default::default(), shutdown));
     let mut reference = None;
     for _ in 0..200 {
-        if let Some(Some(found)) = a.metadata.step_payload(team, flow_id, 0).await.unwrap() {
+        if let Some(Some(found)) = a
+            .metadata
+            .step_payload(team, flow_id, 0)
+            .await
+            .unwrap()
+            .map(|step| step.payload)
+        {
             reference = Some(found);
             break;
         }

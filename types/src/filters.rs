@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `pipeline`, `q` | any text |
 //! | `status` | `running`, `succeeded`, `failed` |
-//! | `tag` (repeatable) | `key:value`, split at the first `:` |
+//! | `tag` (repeatable) | `key:value`, split at the first `:` that is not escaped; a key that holds `:` or `\` writes them `\:` and `\\` (`k8s\:namespace:prod`) |
 //! | `since`, `until` | RFC 3339 (`2026-11-21T10:00:00Z`), or `YYYY-MM-DD[THH:MM[:SS]]` read as UTC |
 //! | `step_kind` | a step kind (`StepKind::ALL`) |
 //! | `min_eliminated` | a share `0`–`1` (`0.9`) or a percentage `0%`–`100%` (`90%`), at most 6 decimals of the share |
@@ -120,12 +120,7 @@ impl FlowFilters {
                         )
                     })?)
                 }
-                "tag" => {
-                    let (key, tag_value) = value
-                        .split_once(':')
-                        .ok_or_else(|| invalid("tag", "tag filters are written key:value"))?;
-                    filters.tags.push((key.to_string(), tag_value.to_string()));
-                }
+                "tag" => filters.tags.push(parse_tag(value)?),
                 "since" => filters.since = Some(parse_time("since", value)?),
                 "until" => filters.until = Some(parse_time("until", value)?),
                 "q" => filters.text = Some(value.to_string()),
@@ -172,7 +167,7 @@ impl FlowFilters {
             query.append_pair("status", status.as_str());
         }
         for (key, value) in &self.tags {
-            query.append_pair("tag", &format!("{key}:{value}"));
+            query.append_pair("tag", &tag_filter(key, value));
         }
         for (name, at) in [("since", self.since), ("until", self.until)] {
             if let Some(text) = at.and_then(|at| at.format(&Rfc3339).ok()) {
@@ -223,6 +218,37 @@ impl FlowFilters {
         let tags = self.tags.iter().all(|(k, v)| flow.tags.get(k) == Some(v));
         Some(pipeline && status && since && until && tags)
     }
+}
+
+/// Reads a `tag` filter: the key up to the first `:` that is not escaped (`\:` is a `:` of
+/// the key, `\\` a `\`), the value after it, as is.
+fn parse_tag(text: &str) -> Result<(String, String), FilterError> {
+    let refuse = || {
+        invalid(
+            "tag",
+            "tag filters are written key:value; a key that holds : or \\ writes them \\: and \\\\",
+        )
+    };
+    let mut key = String::new();
+    let mut chars = text.char_indices();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some((_, escaped @ (':' | '\\'))) => key.push(escaped),
+                _ => return Err(refuse()),
+            },
+            ':' => return Ok((key, text[at + 1..].to_string())),
+            c => key.push(c),
+        }
+    }
+    Err(refuse())
+}
+
+/// The `tag` filter that matches `key` = `value` exactly, escaping the key (see
+/// [`FlowFilters::from_query`]).
+pub fn tag_filter(key: &str, value: &str) -> String {
+    let key = key.replace('\\', "\\\\").replace(':', "\\:");
+    format!("{key}:{value}")
 }
 
 /// Reads `since`/`until`: RFC 3339, or `YYYY-MM-DD[THH:MM[:SS]]` as UTC (what a browser's
@@ -433,6 +459,27 @@ mod tests {
         assert_eq!(filters.tags[1], ("seller".into(), "B0:1".into()));
         assert_eq!(filters.min_eliminated.unwrap().ppm(), 900_000);
         assert_eq!(FlowFilters::from_query(&filters.to_query()), Ok(filters));
+    }
+
+    #[test]
+    fn every_tag_key_can_be_filtered_on() {
+        for (key, value) in [
+            ("env", "prod"),
+            ("k8s:namespace", "prod"),
+            ("a\\b", "c:d"),
+            ("\\:", ""),
+            ("url", "http://example.org:8080/x"),
+        ] {
+            let filter = tag_filter(key, value);
+            assert_eq!(parse_tag(&filter), Ok((key.to_string(), value.to_string())), "{filter}");
+        }
+        assert_eq!(
+            FlowFilters::from_query("tag=k8s%5C%3Anamespace%3Aprod").unwrap().tags,
+            vec![("k8s:namespace".to_string(), "prod".to_string())]
+        );
+        assert_eq!(parse_tag("env:a:b"), Ok(("env".into(), "a:b".into())));
+        assert!(parse_tag("novalue").is_err());
+        assert!(parse_tag("bad\\escape:x").is_err());
     }
 
     #[test]

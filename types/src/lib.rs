@@ -22,7 +22,7 @@ pub mod vocabulary;
 
 pub use analysis::*;
 pub use api::*;
-pub use filters::{FilterError, FlowCursor, FlowFilters, Share};
+pub use filters::{FilterError, FlowCursor, FlowFilters, Share, tag_filter};
 pub use vocabulary::{Capture, FlowStatus, StepKind, StepStatus, Verdict};
 
 /// Body of `POST /api/v1/flows/{id}/steps`: some steps of a flow that is still running, sent

@@ -123,6 +123,20 @@ impl Default for FlowStatus {
     }
 }
 
+impl StepKind {
+    /// Whether a step of this kind only chooses among its input — `filter`, `rank`, `judge`,
+    /// `select` — so its `candidates_out` is at most its `candidates_in`. The other kinds may
+    /// create candidates: `generate` makes 3 keywords out of nothing, `retrieve` turns 3
+    /// keywords into 5,000 products, `transform` and `custom` may do either. A step that
+    /// creates candidates eliminates none (share 0).
+    pub fn chooses_among_input(self) -> bool {
+        matches!(
+            self,
+            StepKind::Filter | StepKind::Rank | StepKind::Judge | StepKind::Select
+        )
+    }
+}
+
 impl Verdict {
     /// Kept and selected candidates pass on to the next step.
     pub fn passes(self) -> bool {

@@ -22,12 +22,40 @@ use crate::payloads::PayloadRef;
 /// Where each step's observation payload was stored, by `seq`.
 pub type StepPayloads = BTreeMap<u32, PayloadRef>;
 
+/// A step's observations as stored, and which version of which flow they belong to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepPayload {
+    /// `None` when the step recorded no observations.
+    pub payload: Option<PayloadRef>,
+    /// The stored version of the flow.
+    pub flow_version: u32,
+    /// The stored status of the flow: a running flow's steps may still be replaced, a
+    /// finished version's never are.
+    pub flow_status: FlowStatus,
+}
+
+impl StepPayload {
+    /// Whether these observations are final: the flow is finished, so its version `N` is
+    /// never written again (see [`Precedence::of`]).
+    pub fn is_final(&self) -> bool {
+        self.flow_status != FlowStatus::Running
+    }
+}
+
 /// One flow to write in a batch.
 pub struct FlowWrite<'a> {
     pub team_id: i64,
     pub flow: &'a flowtrail_types::FlowRecord,
     pub payloads: &'a StepPayloads,
     pub mode: WriteMode,
+}
+
+impl FlowWrite<'_> {
+    /// Whether the write replaces the flow's tags: a whole record always does; a steps push
+    /// only when it carries some (a push never erases what it does not carry).
+    pub fn rewrites_tags(&self) -> bool {
+        self.mode == WriteMode::Replace || !self.flow.tags.is_empty()
+    }
 }
 
 /// How a write combines with what is stored.
@@ -38,7 +66,8 @@ pub enum WriteMode {
     Replace,
     /// The record carries some steps of a running flow (`POST /api/v1/flows/{id}/steps`):
     /// they replace the stored steps with the same `seq` and the others stay. See
-    /// [`Precedence::of`] for when the flow's own fields are taken.
+    /// [`Precedence::of`] for when the flow's own fields are taken; fields the push does not
+    /// carry (output, error, end; an absent input, tags or SDK) are never erased.
     MergeSteps,
 }
 
@@ -81,31 +110,35 @@ impl UpsertOutcome {
 /// may change, given the version and status already stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precedence {
-    /// Nothing: a newer version is stored, or (for a steps push) the flow is finished with
-    /// a version at least the push's — a stale write or a late push never reopens or erases a
-    /// finished flow.
+    /// Nothing: a newer version is stored, or (for a steps push) the flow is finished — a
+    /// stale write or a late push, whatever its version, never reopens or erases a finished
+    /// flow.
     Stale,
     /// The steps, and the flow's own fields when `header` is true.
     Write { header: bool },
 }
 
 impl Precedence {
-    /// The rule: a whole record replaces the stored flow unless the stored version is newer;
-    /// a steps push merges its steps into a running flow (or a finished one of an older
-    /// version) and brings the flow's own fields only when its version is at least the
-    /// stored one.
+    /// The rule: a whole record replaces the stored flow unless the stored version is newer
+    /// (or the same, finished: a finished version is final);
+    /// a steps push merges its steps into a running flow only (a finished flow is final
+    /// until a whole record of a higher version replaces it) and brings the flow's own fields
+    /// only when its version is at least the stored one.
     pub fn of(mode: WriteMode, version: u32, stored: Option<(u32, FlowStatus)>) -> Self {
         let Some((stored_version, stored_status)) = stored else {
             return Precedence::Write { header: true };
         };
         match mode {
             WriteMode::Replace if stored_version > version => Precedence::Stale,
-            WriteMode::Replace => Precedence::Write { header: true },
-            WriteMode::MergeSteps
-                if stored_status != FlowStatus::Running && stored_version >= version =>
+            // A finished version is final: what was answered for it (observations served as
+            // immutable under `?version=N`) never changes; a retry of it changes nothing.
+            WriteMode::Replace
+                if stored_version == version && stored_status != FlowStatus::Running =>
             {
                 Precedence::Stale
             }
+            WriteMode::Replace => Precedence::Write { header: true },
+            WriteMode::MergeSteps if stored_status != FlowStatus::Running => Precedence::Stale,
             WriteMode::MergeSteps => Precedence::Write {
                 header: stored_version <= version,
             },
@@ -144,6 +177,8 @@ mod tests {
         use FlowStatus::{Running, Succeeded};
         let push = |version, stored| Precedence::of(WriteMode::MergeSteps, version, stored);
         assert_eq!(push(4, Some((4, Succeeded))), Precedence::Stale);
+        assert_eq!(push(5, Some((4, Succeeded))), Precedence::Stale, "never reopened");
+        assert_eq!(push(9, Some((4, FlowStatus::Failed))), Precedence::Stale);
         assert_eq!(
             push(2, Some((3, Running))),
             Precedence::Write { header: false }

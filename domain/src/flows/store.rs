@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{FlowWrite, StepPayloads, UpsertOutcome, WriteMode};
 use crate::Result;
 use crate::analysis::{FunnelRow, ReasonRow, StatsQuery};
-use crate::payloads::PayloadRef;
+use super::StepPayload;
 
 /// Flows, steps and what is derived from them.
 #[async_trait]
@@ -50,12 +50,12 @@ pub trait FlowStore: Send + Sync {
     ) -> Result<Vec<FunnelRow>>;
     /// Where each step's observations are, for the steps that stored some.
     async fn flow_payloads(&self, team_id: i64, flow_id: Uuid) -> Result<StepPayloads>;
-    /// Where a step's observations are: `None` if the step does not exist,
-    /// `Some(None)` if it exists but recorded no observations.
+    /// Where a step's observations are, read with the version and status of the flow they
+    /// belong to (one statement, so they agree); `None` if the step does not exist.
     async fn step_payload(
         &self,
         team_id: i64,
         flow_id: Uuid,
         seq: u32,
-    ) -> Result<Option<Option<PayloadRef>>>;
+    ) -> Result<Option<StepPayload>>;
 }

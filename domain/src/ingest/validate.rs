@@ -144,12 +144,20 @@ pub fn validate(flow: &FlowRecord, limits: &Limits) -> Result<()> {
                 format!("reason counts are at most {MAX_COUNT}"),
             ));
         }
-        if let (Some(input), Some(output)) = (step.candidates_in, step.candidates_out)
-            && output > input
+        if let (Some(input), Some(output)) = (
+            step.effective_candidates_in(),
+            step.effective_candidates_out(),
+        ) && output > input
+            && step.kind.chooses_among_input()
         {
             return Err(Error::invalid(
                 at("candidates_out"),
-                format!("candidates_out ({output}) is larger than candidates_in ({input})"),
+                format!(
+                    "candidates_out ({output}) is larger than candidates_in ({input}): a {} \
+                     step chooses among its candidates (only generate, retrieve, transform \
+                     and custom steps may create some)",
+                    step.kind
+                ),
             ));
         }
         for code in step.reasons.keys() {
@@ -193,4 +201,41 @@ pub fn validate(flow: &FlowRecord, limits: &Limits) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowtrail_types::{StepKind, StepRecord};
+
+    fn flow_with(kind: StepKind, candidates_in: u64, candidates_out: u64) -> FlowRecord {
+        let mut flow: FlowRecord = serde_json::from_value(serde_json::json!({
+            "id": "01936b2e-7c4a-7cc0-9a57-4c1f0e6d2b11",
+            "pipeline": "p",
+            "started_at": "2026-11-21T10:00:00Z",
+            "steps": []
+        }))
+        .unwrap();
+        let mut step = StepRecord::new(0, "step", kind);
+        step.candidates_in = Some(candidates_in);
+        step.candidates_out = Some(candidates_out);
+        flow.steps.push(step);
+        flow
+    }
+
+    #[test]
+    fn steps_that_create_candidates_are_valid_and_choosing_steps_cannot_grow() {
+        let limits = Limits::default();
+        for kind in StepKind::ALL.iter().copied() {
+            let grown = validate(&flow_with(kind, 3, 5_000), &limits);
+            if kind.chooses_among_input() {
+                let message = grown.unwrap_err().to_string();
+                assert!(message.contains("candidates_out (5000)"), "{kind}: {message}");
+            } else {
+                assert!(grown.is_ok(), "a {kind} step may create candidates");
+            }
+            assert!(validate(&flow_with(kind, 5_000, 3), &limits).is_ok(), "{kind}");
+        }
+        assert!(validate(&flow_with(StepKind::Generate, 0, 3), &limits).is_ok());
+    }
 }

@@ -253,3 +253,54 @@ async fn a_diff_names_added_removed_and_changed_candidates_per_step() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn times_before_1970_fall_in_their_own_hour_and_day() {
+    use flowtrail_types::StatsBucket;
+    use time::macros::datetime;
+    let f = fresh().await;
+    let mut record = flow("pre_epoch", 0, &[]);
+    record.started_at = datetime!(1969-12-31 23:30 UTC);
+    record.ended_at = None;
+    record.steps[1].reasons = BTreeMap::from([("too_old".to_string(), 5)]);
+    let mut edge = flow("pre_epoch", 0, &[]);
+    edge.started_at = datetime!(1969-12-31 23:59:59.9995 UTC);
+    edge.ended_at = None;
+    for record in [&record, &edge] {
+        store(&f, record).await;
+    }
+    let stored = f
+        .services
+        .metadata
+        .get_flow(f.team, edge.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.summary.started_at,
+        datetime!(1969-12-31 23:59:59.999 UTC),
+        "milliseconds are rounded down, not towards 1970"
+    );
+    for (bucket, width, start) in [
+        (StatsBucket::Hour, 3_600_000, datetime!(1969-12-31 23:00 UTC)),
+        (StatsBucket::Day, 86_400_000, datetime!(1969-12-31 00:00 UTC)),
+    ] {
+        let query = flowtrail_domain::analysis::StatsQuery {
+            pipeline: Some("pre_epoch".into()),
+            step: Some("price_filter".into()),
+            since: datetime!(1969-12-30 00:00 UTC),
+            until: datetime!(1970-01-02 00:00 UTC),
+            bucket_ms: width,
+        };
+        let stats = flowtrail_domain::analysis::reason_stats(&f.services, f.team, &query, bucket)
+            .await
+            .unwrap();
+        let too_old: Vec<_> = stats
+            .buckets
+            .iter()
+            .filter(|b| b.code == "too_old")
+            .map(|b| (b.start, b.count))
+            .collect();
+        assert_eq!(too_old, vec![(start, 5)], "{bucket:?}");
+    }
+}

@@ -165,3 +165,56 @@ async fn the_list_and_the_flow_page_name_the_same_largest_drop() {
         assert_eq!(listed.largest_elimination, on_page);
     }
 }
+
+#[tokio::test]
+async fn a_share_threshold_includes_its_own_value_exactly() {
+    let f = fresh().await;
+    // (candidates in, out, the threshold that is exactly its share)
+    let cases = [
+        (100, 93, "0.07"),
+        (100, 86, "0.14"),
+        (100, 72, "0.28"),
+        (100, 45, "0.55"),
+        (200, 186, "0.07"),
+        (3, 2, "33.3333%"),
+        (1 << 53, 0, "1"),
+        ((1 << 53) - 1, (1 << 52) - 1, "0.5"),
+    ];
+    let mut stored = Vec::new();
+    for (n, (candidates_in, candidates_out, _)) in cases.iter().enumerate() {
+        let mut record = flow("thresholds", n as i64, &[]);
+        record.steps = vec![crate::fixture::step(
+            0,
+            "gate",
+            StepKind::Filter,
+            (*candidates_in, *candidates_out),
+        )];
+        store(&f, &record).await;
+        stored.push(record.id);
+    }
+    for (n, (candidates_in, candidates_out, share)) in cases.iter().enumerate() {
+        let share = Share::parse(share).unwrap();
+        let expected: Vec<_> = cases
+            .iter()
+            .enumerate()
+            .filter(|(_, (i, o, _))| share.is_reached_by(i - o, *i))
+            .map(|(m, _)| stored[m])
+            .rev()
+            .collect();
+        assert!(expected.contains(&stored[n]), "{candidates_in} → {candidates_out} reaches its own share");
+        let q = FlowFilters {
+            step_kind: Some(StepKind::Filter),
+            min_eliminated: Some(share),
+            pipeline: Some("thresholds".into()),
+            ..query()
+        };
+        assert_eq!(ids(&f, &q).await, expected, "share {share}");
+    }
+    // Just above its value, a step is not returned.
+    let above = FlowFilters {
+        min_eliminated: Share::from_ppm(70_001),
+        pipeline: Some("thresholds".into()),
+        ..query()
+    };
+    assert!(!ids(&f, &above).await.contains(&stored[0]));
+}

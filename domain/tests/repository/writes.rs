@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use flowtrail_domain::flows::{StepPayloads, UpsertOutcome, WriteMode};
+use flowtrail_domain::flows::{FlowFilters, StepPayloads, UpsertOutcome, WriteMode};
 use flowtrail_domain::ingest;
 use flowtrail_types::{Capture, FlowStatus, StepKind};
 use serde_json::json;
@@ -320,4 +320,82 @@ fn written(outcomes: &[UpsertOutcome]) -> Vec<bool> {
 
 fn outcomes_flow_id(write: &flowtrail_domain::flows::FlowWrite<'_>) -> uuid::Uuid {
     write.flow.id
+}
+
+#[tokio::test]
+async fn a_push_never_reopens_a_finished_flow_nor_erases_what_it_does_not_carry() {
+    let f = fresh().await;
+    let id = Uuid::now_v7();
+    let step_json = |seq: u32| {
+        json!({"seq": seq, "name": format!("s{seq}"), "kind": "filter", "status": "succeeded",
+               "candidates_in": 10, "candidates_out": 5})
+    };
+    // A first push with input and tags, then one without: the second erases nothing.
+    let first = json!({"version": 1, "pipeline": "p", "started_at": "2026-11-21T10:00:00Z",
+                       "input": {"title": "laptop stand"}, "tags": {"env": "prod"},
+                       "sdk": {"name": "flowtrail-rust", "version": "0.1.0"},
+                       "steps": [step_json(0)]});
+    assert!(push_steps(&f, id, first).await.is_written());
+    let bare = json!({"version": 2, "pipeline": "p", "started_at": "2026-11-21T10:00:00Z",
+                      "steps": [step_json(1)]});
+    assert!(push_steps(&f, id, bare).await.is_written());
+    let running = f
+        .services
+        .metadata
+        .get_flow(f.team, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(running.summary.version, 2);
+    assert_eq!(running.input, json!({"title": "laptop stand"}));
+    assert_eq!(running.summary.tags.get("env").map(String::as_str), Some("prod"));
+    assert!(running.sdk.is_some());
+    assert_eq!(running.summary.step_count, 2);
+    let tagged = FlowFilters {
+        tags: vec![("env".into(), "prod".into())],
+        ..query()
+    };
+    assert_eq!(ids(&f, &tagged).await, vec![id], "the tag row survived the bare push");
+
+    // The finished record, version 4; then a push of a higher version arrives late.
+    let mut finished = flow("p", 0, &[("env", "prod")]);
+    finished.id = id;
+    finished.version = 4;
+    store(&f, &finished).await;
+    let before = f
+        .services
+        .metadata
+        .get_flow(f.team, id)
+        .await
+        .unwrap()
+        .unwrap();
+    let late = json!({"version": 5, "pipeline": "p", "started_at": "2026-11-21T10:00:00Z",
+                      "steps": [step_json(9)]});
+    assert_eq!(push_steps(&f, id, late).await, UpsertOutcome::Stale);
+    let after = f
+        .services
+        .metadata
+        .get_flow(f.team, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.summary.status, FlowStatus::Succeeded);
+    assert_eq!(after, before, "nothing of the finished flow changed");
+}
+
+#[tokio::test]
+async fn a_tag_key_holding_a_colon_can_be_filtered_on() {
+    let f = fresh().await;
+    let tagged = flow("p", 0, &[("k8s:namespace", "prod"), ("url", "http://x:1/")]);
+    let other = flow("p", 1, &[("k8s", "namespace:prod")]);
+    for record in [&tagged, &other] {
+        store(&f, record).await;
+    }
+    let by = |query: &str| FlowFilters {
+        limit: 50,
+        ..FlowFilters::from_query(query).unwrap()
+    };
+    assert_eq!(ids(&f, &by("tag=k8s%5C%3Anamespace%3Aprod")).await, vec![tagged.id]);
+    assert_eq!(ids(&f, &by("tag=k8s%3Anamespace%3Aprod")).await, vec![other.id]);
+    assert_eq!(ids(&f, &by("tag=url%3Ahttp%3A%2F%2Fx%3A1%2F")).await, vec![tagged.id]);
 }

@@ -126,12 +126,16 @@ pub(crate) async fn show(
     Ok(Json(flow).into_response())
 }
 
-/// `GET /api/v1/flows/{id}/steps/{seq}/observations`: immutable, with a strong ETag.
+/// `GET /api/v1/flows/{id}/steps/{seq}/observations[?version=N]`, with a strong ETag. Cached
+/// as `immutable` only when the URL names the stored, finished version (`?version=N`): that
+/// answer can never change. Without a version, or while the flow runs, the answer may change
+/// and is revalidated (`no-cache`). A version that is not the stored one answers 404.
 #[utoipa::path(
     get, path = "/api/v1/flows/{id}/steps/{seq}/observations", tag = "query",
     params(
         ("id" = Uuid, Path, description = "Flow id"),
         ("seq" = u32, Path, description = "Step sequence number"),
+        ("version" = Option<u32>, Query, description = "The flow version these observations must belong to; with a finished version the answer is immutable"),
         ("If-None-Match" = Option<String>, Header, description = "A previous ETag: 304 if unchanged"),
     ),
     responses(
@@ -149,31 +153,50 @@ pub(crate) async fn observations(
     State(state): State<AppState>,
     Reader(caller): Reader,
     Path((id, seq)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = flow_id(&id)?;
     let seq: u32 = seq
         .parse()
         .map_err(|_| ApiError::NotFound(format!("no step has the seq {seq:?}")))?;
-    let payload = state
+    let mut version = None;
+    for (name, value) in query_pairs(raw.as_deref().unwrap_or_default())? {
+        if name == "version" && !value.is_empty() {
+            version = Some(value.parse::<u32>().map_err(|_| {
+                ApiError::invalid("version", "version is a whole number, a flow version")
+            })?);
+        }
+    }
+    let step = state
         .services
         .metadata
         .step_payload(caller.team_id, id, seq)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no step {seq} in flow {id}")))?;
+    if let Some(version) = version
+        && version != step.flow_version
+    {
+        return Err(ApiError::NotFound(format!(
+            "flow {id} is stored at version {}, not {version}",
+            step.flow_version
+        )));
+    }
+    let payload = step.payload.as_ref();
+    // The version is part of the tag: the same bytes of another version are another answer.
     let etag = format!(
-        "\"{}\"",
-        payload
-            .as_ref()
-            .map(|p| p.sha256.as_str())
-            .unwrap_or("empty")
+        "\"v{}-{}\"",
+        step.flow_version,
+        payload.map(|p| p.sha256.as_str()).unwrap_or("empty")
     );
+    let cache_control = if version.is_some() && step.is_final() {
+        "private, max-age=31536000, immutable"
+    } else {
+        "private, no-cache"
+    };
     let cache = [
         (header::ETAG, etag.clone()),
-        (
-            header::CACHE_CONTROL,
-            "private, max-age=31536000, immutable".to_string(),
-        ),
+        (header::CACHE_CONTROL, cache_control.to_string()),
     ];
     let matches = headers
         .get(header::IF_NONE_MATCH)
@@ -185,7 +208,7 @@ pub(crate) async fn observations(
     if matches {
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
-    let array = match &payload {
+    let array = match payload {
         Some(reference) => match state.services.payloads.get_json(reference).await {
             Ok(json) => json,
             Err(error) => {

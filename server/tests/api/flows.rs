@@ -35,7 +35,8 @@ async fn a_flow_is_accepted_then_queryable_with_its_steps_and_observations() {
         "no observations in the flow"
     );
 
-    let uri = format!("/api/v1/flows/{FLOW_ID}/steps/2/observations");
+    // The URL names the stored, finished version: the answer can never change.
+    let uri = format!("/api/v1/flows/{FLOW_ID}/steps/2/observations?version=1");
     let (status, headers, body) = app.get(&uri).await;
     assert_eq!(status, StatusCode::OK);
     let body: Value = serde_json::from_slice(&body).unwrap();
@@ -45,15 +46,23 @@ async fn a_flow_is_accepted_then_queryable_with_its_steps_and_observations() {
     );
     let etag = headers[header::ETAG].to_str().unwrap().to_string();
     assert!(
-        etag.starts_with('"') && etag.len() == 66,
-        "strong ETag of the SHA-256: {etag}"
+        etag.starts_with("\"v1-") && etag.len() == 69,
+        "strong ETag of the version and the SHA-256: {etag}"
     );
-    assert!(
-        headers[header::CACHE_CONTROL]
-            .to_str()
-            .unwrap()
-            .contains("immutable")
+    assert_eq!(
+        headers[header::CACHE_CONTROL],
+        "private, max-age=31536000, immutable"
     );
+    // Without a version the same answer may change later: revalidated, never immutable.
+    let unversioned = format!("/api/v1/flows/{FLOW_ID}/steps/2/observations");
+    let (status, headers, _) = app.get(&unversioned).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CACHE_CONTROL], "private, no-cache");
+    // A version that is not the stored one is not found.
+    let (status, error) = app
+        .get_json(&format!("/api/v1/flows/{FLOW_ID}/steps/2/observations?version=2"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
 
     let request = Request::get(&uri)
         .header(header::AUTHORIZATION, format!("Bearer {}", app.key))
@@ -63,4 +72,42 @@ async fn a_flow_is_accepted_then_queryable_with_its_steps_and_observations() {
     let (status, _, body) = app.call(request).await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
     assert!(body.is_empty());
+}
+
+#[tokio::test]
+async fn a_running_flows_observations_are_never_cached_as_immutable() {
+    let app = app().await;
+    let mut running = flow_json(FLOW_ID);
+    running["status"] = json!("running");
+    running["ended_at"] = Value::Null;
+    app.send(&running).await;
+    app.drain(FLOW_ID).await;
+    let uri = format!("/api/v1/flows/{FLOW_ID}/steps/2/observations?version=1");
+    let (status, headers, _) = app.get(&uri).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CACHE_CONTROL], "private, no-cache");
+    let first_tag = headers[header::ETAG].clone();
+
+    // The finished version arrives with other observations: the old tag no longer matches.
+    let mut finished = flow_json(FLOW_ID);
+    finished["version"] = json!(2);
+    finished["steps"][0]["observations"][0]["candidate_id"] = json!("B0OTHER");
+    app.send(&finished).await;
+    app.drain(FLOW_ID).await;
+    let request = Request::get(&uri.replace("version=1", "version=2"))
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.key))
+        .header(header::IF_NONE_MATCH, first_tag)
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, body) = app.call(request).await;
+    assert_eq!(status, StatusCode::OK, "new observations, not 304");
+    assert_eq!(
+        headers[header::CACHE_CONTROL],
+        "private, max-age=31536000, immutable"
+    );
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["observations"][0]["candidate_id"], "B0OTHER");
+    // The running version's URL is gone rather than answering other content.
+    let (status, _, _) = app.get(&uri).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -259,3 +259,37 @@ async fn steps_pushed_while_running_are_merged_then_superseded() {
         (StatusCode::BAD_REQUEST, "malformed_json")
     );
 }
+
+#[tokio::test]
+async fn steps_that_create_candidates_are_accepted_and_eliminate_nothing() {
+    let app = app().await;
+    let mut flow = flow_json(FLOW_ID);
+    flow["steps"] = json!([
+        {"seq": 0, "name": "generate_keywords", "kind": "generate",
+         "candidates_in": 0, "candidates_out": 3},
+        {"seq": 1, "name": "catalog_search", "kind": "retrieve",
+         "candidates_in": 3, "candidates_out": 5000},
+        {"seq": 2, "name": "price_filter", "kind": "filter",
+         "candidates_in": 5000, "candidates_out": 30}
+    ]);
+    let (status, _, body) = app.send(&flow).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    app.drain(FLOW_ID).await;
+    let (_, list) = app.get_json("/api/v1/flows").await;
+    let largest = &list["flows"][0]["largest_elimination"];
+    assert_eq!(largest["step"], "price_filter", "expanding steps are never the largest drop");
+    for kind in ["retrieve", "generate"] {
+        let (_, found) = app
+            .get_json(&format!("/api/v1/flows?step_kind={kind}&min_eliminated=0.000001"))
+            .await;
+        assert_eq!(found["flows"], json!([]), "a {kind} step eliminated nothing");
+    }
+
+    // A step that chooses among its input still cannot grow it.
+    let mut grown = flow_json("01936b2e-7c4a-7cc0-9a57-4c1f0e6d2b12");
+    grown["steps"][0]["candidates_in"] = json!(3);
+    grown["steps"][0]["candidates_out"] = json!(5000);
+    let (status, _, body) = app.send(&grown).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["field"], "steps[0].candidates_out");
+}

@@ -111,7 +111,12 @@ fn FlowHead(flow: FlowSummary) -> impl IntoView {
     let tags = flow
         .tags
         .iter()
-        .map(|(k, v)| view! { <span class="tag">{format!("{k}={v}")}</span> })
+        .map(|(k, v)| {
+            // Every stored tag can be filtered on: the key is escaped as the filter reads it.
+            let href = format!("/?tag={}", format::encode(&flowtrail_types::tag_filter(k, v)));
+            let title = format!("Flows tagged {k}={v}");
+            view! { <a class="tag" href=href title=title>{format!("{k}={v}")}</a> }
+        })
         .collect_view();
     view! {
         <div class="page-head">

@@ -3,15 +3,15 @@
 //! rows) are the shared ones of `engines/sql/writes.rs` and `flows`; only PostgreSQL's JSON
 //! functions and its `tsvector` search document are its own.
 
-use flowtrail_types::{FlowRecord, FlowStatus};
+use flowtrail_types::FlowStatus;
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use super::Database;
 use crate::engines::sql::flows::FLOW_COLUMNS;
 use crate::engines::sql::rows::{corrupt, flow_summary};
 use crate::engines::sql::writes::{
-    FLOW_INSERT, FLOW_UPSERT, STEP_INSERT, STEP_PARAMS, derived_columns, hour_bucket_sql,
-    push_step_row, search_document_sql,
+    FLOW_INSERT, STEP_INSERT, STEP_PARAMS, derived_columns, flow_upsert,
+    hour_bucket_sql, push_step_row, search_document_sql,
 };
 use crate::flows::derived::{StepRow, json_text};
 use crate::flows::{FlowWrite, Precedence, UpsertOutcome, WriteMode};
@@ -82,7 +82,7 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
     .execute(&mut *conn)
     .await?;
     if take_header {
-        write_header(conn, team_id, &flow_id, flow).await?;
+        write_header(conn, write, &flow_id).await?;
     }
     let rows = StepRow::of_write(write)?;
     for chunk in rows.chunks(MAX_PARAMS / STEP_PARAMS) {
@@ -105,12 +105,8 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
 }
 
 /// The flow's own row and its tags.
-async fn write_header(
-    conn: &mut PgConnection,
-    team_id: i64,
-    flow_id: &str,
-    flow: &FlowRecord,
-) -> Result<()> {
+async fn write_header(conn: &mut PgConnection, write: &FlowWrite<'_>, flow_id: &str) -> Result<()> {
+    let (team_id, flow) = (write.team_id, write.flow);
     sqlx::query("INSERT INTO pipelines (team_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING")
         .bind(team_id)
         .bind(&flow.pipeline)
@@ -122,15 +118,18 @@ async fn write_header(
             .bind(&flow.pipeline)
             .fetch_one(&mut *conn)
             .await?;
-    sqlx::query("DELETE FROM flow_tags WHERE team_id = $1 AND flow_id = $2")
-        .bind(team_id)
-        .bind(flow_id)
-        .execute(&mut *conn)
-        .await?;
+    if write.rewrites_tags() {
+        sqlx::query("DELETE FROM flow_tags WHERE team_id = $1 AND flow_id = $2")
+            .bind(team_id)
+            .bind(flow_id)
+            .execute(&mut *conn)
+            .await?;
+    }
     let tags = json_text(&flow.tags)?;
     sqlx::query(&format!(
         "{FLOW_INSERT} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14) \
-         {FLOW_UPSERT}"
+         {upsert}",
+        upsert = flow_upsert(write.mode),
     ))
     .bind(team_id)
     .bind(flow_id)

@@ -3,16 +3,15 @@
 //! SQL here), its order and its paging. Only the text search differs per dialect
 //! (`engines/sqlite/search.rs`, `engines/postgres/search.rs`).
 
-use flowtrail_types::{FlowDetail, FlowFilters, FlowSummary, SdkInfo};
+use flowtrail_types::{FlowDetail, FlowFilters, FlowStatus, FlowSummary, SdkInfo};
 use sqlx::{Encode, QueryBuilder, Row, Type};
 use uuid::Uuid;
 
-use super::rows::{flow_summary, parse_json, payload_ref, step_summary};
+use super::rows::{corrupt, flow_summary, parse_json, payload_ref, step_summary};
 use super::{SqlDatabase, on_pool};
 use crate::Result;
-use crate::flows::StepPayloads;
+use crate::flows::{StepPayload, StepPayloads};
 use crate::millis::to_ms;
-use crate::payloads::PayloadRef;
 
 /// The columns of a flow summary, on `flows f` joined to `pipelines p`.
 pub(crate) const FLOW_COLUMNS: &str = "f.id, f.version, p.name AS pipeline, f.status, f.started_at, \
@@ -29,7 +28,6 @@ where
     DB: sqlx::Database,
     String: Encode<'q, DB> + Type<DB>,
     i64: Encode<'q, DB> + Type<DB>,
-    f64: Encode<'q, DB> + Type<DB>,
 {
     if let Some(pipeline) = &query.pipeline {
         sql.push(" AND p.name = ").push_bind(pipeline.clone());
@@ -63,9 +61,7 @@ where
                 .push_bind(kind.as_str().to_string());
         }
         if let Some(share) = query.min_eliminated {
-            sql.push(" AND s.candidates_in > 0 AND (s.candidates_in - s.candidates_out) >= ")
-                .push_bind(share.as_f64())
-                .push(" * s.candidates_in");
+            push_share_reached(sql, i64::from(share.ppm()));
         }
         sql.push(")");
     }
@@ -78,6 +74,31 @@ where
             .push_bind(cursor.id.hyphenated().to_string())
             .push("))");
     }
+}
+
+/// `AND` "step `s` eliminated at least `ppm` parts per million of its candidates", exactly
+/// in 64-bit integers (a float threshold misses its own value: 7 of 100 is not ≥ 0.07·100
+/// in doubles), with no overflow for counts up to 2^53 — the rule of
+/// `flowtrail_types::Share::is_reached_by`. With `e` eliminated of `n`, `D` = 10⁶ and
+/// `n = a·D + b`: `e·D ≥ ppm·n` ⇔ `x·D ≥ ppm·b` where `x = e − ppm·a`; that is true when
+/// `x > D` (as `ppm·b < D²`), false when `x < 0`, and otherwise both sides are below 10¹².
+fn push_share_reached<'q, DB>(sql: &mut QueryBuilder<'q, DB>, ppm: i64)
+where
+    DB: sqlx::Database,
+    i64: Encode<'q, DB> + Type<DB>,
+{
+    const D: i64 = 1_000_000;
+    sql.push(" AND s.candidates_in > 0 AND (CASE WHEN ((s.candidates_in - s.candidates_out) - ")
+        .push_bind(ppm)
+        .push(format!(" * (s.candidates_in / {D})) > {D} THEN 1 "))
+        .push("WHEN ((s.candidates_in - s.candidates_out) - ")
+        .push_bind(ppm)
+        .push(format!(" * (s.candidates_in / {D})) < 0 THEN 0 "))
+        .push("WHEN ((s.candidates_in - s.candidates_out) - ")
+        .push_bind(ppm)
+        .push(format!(" * (s.candidates_in / {D})) * {D} >= "))
+        .push_bind(ppm)
+        .push(format!(" * (s.candidates_in % {D}) THEN 1 ELSE 0 END) = 1"));
 }
 
 /// The first `want` flows of the list without text search, in list order.
@@ -173,18 +194,20 @@ pub(crate) async fn flow_payloads(
     })
 }
 
-/// Where a step's observations are: `None` if the step does not exist, `Some(None)` if it
-/// recorded none.
+/// Where a step's observations are, with its flow's version and status; `None` if the step
+/// does not exist.
 pub(crate) async fn step_payload(
     db: &SqlDatabase,
     team_id: i64,
     flow_id: Uuid,
     seq: u32,
-) -> Result<Option<Option<PayloadRef>>> {
+) -> Result<Option<StepPayload>> {
     on_pool!(db, read, |pool| {
         let row = sqlx::query(
-            "SELECT payload_key, payload_sha256, payload_bytes, payload_inline FROM steps \
-             WHERE team_id = $1 AND flow_id = $2 AND seq = $3",
+            "SELECT s.payload_key, s.payload_sha256, s.payload_bytes, s.payload_inline, \
+                    f.version, f.status \
+             FROM steps s JOIN flows f ON f.team_id = s.team_id AND f.id = s.flow_id \
+             WHERE s.team_id = $1 AND s.flow_id = $2 AND s.seq = $3",
         )
         .bind(team_id)
         .bind(flow_id.hyphenated().to_string())
@@ -193,7 +216,15 @@ pub(crate) async fn step_payload(
         .await?;
         match row {
             None => Ok(None),
-            Some(row) => Ok(Some(payload_ref(&row)?)),
+            Some(row) => {
+                let status: String = row.try_get("status")?;
+                Ok(Some(StepPayload {
+                    payload: payload_ref(&row)?,
+                    flow_version: u32::try_from(row.try_get::<i64, _>("version")?)
+                        .map_err(|_| corrupt("flow version"))?,
+                    flow_status: FlowStatus::parse(&status).ok_or_else(|| corrupt("flow status"))?,
+                }))
+            }
         }
     })
 }

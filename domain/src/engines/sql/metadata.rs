@@ -8,8 +8,7 @@ use uuid::Uuid;
 use super::{SqlDatabase, flows, on_pool, stats};
 use crate::analysis::{FunnelRow, ReasonRow, StatsQuery};
 use crate::engines::{postgres, sqlite};
-use crate::flows::{FlowStore, FlowWrite, StepPayloads, UpsertOutcome, page};
-use crate::payloads::PayloadRef;
+use crate::flows::{FlowStore, FlowWrite, StepPayload, StepPayloads, UpsertOutcome, page};
 use crate::{MetadataStore, Result};
 
 /// Accounts and flows in the configured SQL database.
@@ -93,7 +92,7 @@ impl FlowStore for SqlMetadata {
         team_id: i64,
         flow_id: Uuid,
         seq: u32,
-    ) -> Result<Option<Option<PayloadRef>>> {
+    ) -> Result<Option<StepPayload>> {
         flows::step_payload(&self.db, team_id, flow_id, seq).await
     }
 }

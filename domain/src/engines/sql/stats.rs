@@ -7,7 +7,7 @@ use super::rows::{FunnelTuple, ReasonTuple, funnel_row, parse_json, reason_row};
 use super::{SqlDatabase, on_pool};
 use crate::Result;
 use crate::analysis::{FunnelRow, ReasonRow, StatsQuery};
-use crate::millis::{hour_floor, to_ms};
+use crate::millis::{floor_sql, hour_floor, to_ms};
 
 /// Reason counts per bucket, pipeline, step and code (see `FlowStore::reason_counts`).
 pub(crate) async fn reason_counts(
@@ -18,13 +18,16 @@ pub(crate) async fn reason_counts(
     let sql = db.json_rows(
         "b, name, step, code, n",
         "b, name, step, code",
-        "SELECT r.bucket - r.bucket % $1 AS b, p.name, r.step, r.code, \
+        &format!(
+            "SELECT {bucket} AS b, p.name, r.step, r.code, \
                 CAST(SUM(r.count) AS BIGINT) AS n \
          FROM reason_counts r JOIN pipelines p ON p.id = r.pipeline_id \
          WHERE r.team_id = $2 AND r.bucket >= $3 AND r.bucket < $4 \
            AND (CAST($5 AS TEXT) IS NULL OR p.name = $5) \
            AND (CAST($6 AS TEXT) IS NULL OR r.step = $6) \
          GROUP BY b, p.name, r.step, r.code HAVING SUM(r.count) > 0",
+            bucket = floor_sql("r.bucket", "$1"),
+        ),
     );
     let json: String = on_pool!(db, read, |pool| {
         sqlx::query_scalar(&sql)

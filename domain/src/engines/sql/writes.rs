@@ -7,6 +7,7 @@
 use sqlx::query_builder::Separated;
 use sqlx::{Database, Encode, Type};
 
+use crate::flows::WriteMode;
 use crate::flows::derived::StepRow;
 use crate::millis::to_ms;
 
@@ -22,6 +23,26 @@ pub(crate) const FLOW_UPSERT: &str = " ON CONFLICT (team_id, id) DO UPDATE SET \
      output = excluded.output, tags = excluded.tags, error = excluded.error, \
      sdk_name = excluded.sdk_name, sdk_version = excluded.sdk_version, \
      ingested_at = excluded.ingested_at";
+
+/// How a running flow's row takes a steps push's own fields: a push carries no output,
+/// error or end, so those stay; an input, tags or SDK it does not carry (null, `{}`, none)
+/// do not erase the stored ones.
+pub(crate) const FLOW_MERGE_UPSERT: &str = " ON CONFLICT (team_id, id) DO UPDATE SET \
+     version = excluded.version, pipeline_id = excluded.pipeline_id, status = excluded.status, \
+     started_at = excluded.started_at, \
+     input = CASE WHEN excluded.input = 'null' THEN flows.input ELSE excluded.input END, \
+     tags = CASE WHEN excluded.tags = '{}' THEN flows.tags ELSE excluded.tags END, \
+     sdk_name = coalesce(excluded.sdk_name, flows.sdk_name), \
+     sdk_version = coalesce(excluded.sdk_version, flows.sdk_version), \
+     ingested_at = excluded.ingested_at";
+
+/// The upsert tail of a flow row written in `mode`.
+pub(crate) fn flow_upsert(mode: WriteMode) -> &'static str {
+    match mode {
+        WriteMode::Replace => FLOW_UPSERT,
+        WriteMode::MergeSteps => FLOW_MERGE_UPSERT,
+    }
+}
 
 /// Columns of `steps` a write sets, in the bind order of `flows::derived::StepRow`.
 pub(crate) const STEP_INSERT: &str = "INSERT INTO steps (team_id, flow_id, seq, name, kind, \
@@ -67,9 +88,10 @@ pub(crate) fn search_document_sql() -> &'static str {
          FROM steps s WHERE s.team_id = f.team_id AND s.flow_id = f.id), '')"
 }
 
-/// The start of an hour bucket of `started_at` (Unix ms) as SQL.
+/// The start of the hour bucket of `started_at` (Unix ms) as SQL, rounded down like
+/// [`crate::millis::hour_floor`].
 pub(crate) fn hour_bucket_sql(started_at: &str) -> String {
-    format!("{started_at} - {started_at} % 3600000")
+    crate::millis::floor_sql(started_at, &crate::millis::HOUR_MS.to_string())
 }
 
 /// Binds one step row into a multi-row `VALUES` of [`STEP_INSERT`], in its column order.

@@ -16,8 +16,8 @@ use super::{Database, search};
 use crate::engines::sql::flows::FLOW_COLUMNS;
 use crate::engines::sql::rows::{corrupt, flow_summary};
 use crate::engines::sql::writes::{
-    FLOW_INSERT, FLOW_PARAMS, FLOW_UPSERT, STEP_INSERT, STEP_PARAMS, derived_columns,
-    hour_bucket_sql, push_step_row, search_document_sql,
+    FLOW_INSERT, FLOW_PARAMS, STEP_INSERT, STEP_PARAMS, derived_columns,
+    flow_upsert, hour_bucket_sql, push_step_row, search_document_sql,
 };
 use crate::flows::derived::{StepRow, json_text};
 use crate::flows::{FlowWrite, Precedence, UpsertOutcome, WriteMode};
@@ -216,11 +216,16 @@ async fn write_headers(conn: &mut SqliteConnection, headers: &[&FlowWrite<'_>]) 
     .into_iter()
     .map(|(team, name, id)| ((team, name), id))
     .collect();
+    let retagged: Vec<&FlowWrite<'_>> = headers
+        .iter()
+        .copied()
+        .filter(|w| w.rewrites_tags())
+        .collect();
     sqlx::query(&format!(
         "DELETE FROM flow_tags WHERE (team_id, flow_id) IN \
          (SELECT {KEY_T}, {KEY_F} FROM json_each(?) k)"
     ))
-    .bind(keys(headers))
+    .bind(keys(&retagged))
     .execute(&mut *conn)
     .await?;
 
@@ -237,37 +242,17 @@ async fn write_headers(conn: &mut SqliteConnection, headers: &[&FlowWrite<'_>]) 
             pipeline_id,
             json_text(&flow.input)?,
             json_text(&flow.output)?,
-            serde_json::to_string(&flow.tags).map_err(|e| Error::Internal(e.to_string()))?,
+            json_text(&flow.tags)?,
             flow,
+            write.mode,
         ));
     }
-    for chunk in rows.chunks(MAX_PARAMS / FLOW_PARAMS) {
-        let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new(FLOW_INSERT);
-        sql.push_values(
-            chunk,
-            |mut row, (team, id, pipeline, input, output, tags, flow)| {
-                row.push_bind(*team)
-                    .push_bind(id.as_str())
-                    .push_bind(i64::from(flow.version))
-                    .push_bind(*pipeline)
-                    .push_bind(flow.status.as_str())
-                    .push_bind(to_ms(flow.started_at))
-                    .push_bind(flow.ended_at.map(to_ms))
-                    .push_bind(input.as_str())
-                    .push_bind(output.as_str())
-                    .push_bind(tags.as_str())
-                    .push_bind(flow.error.as_deref())
-                    .push_bind(flow.sdk.as_ref().map(|s| s.name.as_str()))
-                    .push_bind(flow.sdk.as_ref().map(|s| s.version.as_str()))
-                    .push("0")
-                    .push_bind(now);
-            },
-        );
-        sql.push(FLOW_UPSERT);
-        sql.build().execute(&mut *conn).await?;
+    for mode in [WriteMode::Replace, WriteMode::MergeSteps] {
+        let rows: Vec<_> = rows.iter().filter(|row| row.7 == mode).collect();
+        write_flow_rows(conn, &rows, now, mode).await?;
     }
 
-    let tags: Vec<(i64, String, &String, &String)> = headers
+    let tags: Vec<(i64, String, &String, &String)> = retagged
         .iter()
         .flat_map(|w| {
             let id = w.flow.id.hyphenated().to_string();
@@ -286,6 +271,54 @@ async fn write_headers(conn: &mut SqliteConnection, headers: &[&FlowWrite<'_>]) 
                 .push_bind(key.as_str())
                 .push_bind(value.as_str());
         });
+        sql.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// A flow row as bound: team, id, pipeline id, input, output and tags as JSON text, the
+/// record, its write mode.
+type FlowRow<'a> = (
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    &'a flowtrail_types::FlowRecord,
+    WriteMode,
+);
+
+/// Inserts or updates flow rows written in `mode`, in chunks under the parameter limit.
+async fn write_flow_rows(
+    conn: &mut SqliteConnection,
+    rows: &[&FlowRow<'_>],
+    now: i64,
+    mode: WriteMode,
+) -> Result<()> {
+    for chunk in rows.chunks(MAX_PARAMS / FLOW_PARAMS) {
+        let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new(FLOW_INSERT);
+        sql.push_values(
+            chunk,
+            |mut row, (team, id, pipeline, input, output, tags, flow, _)| {
+                row.push_bind(*team)
+                    .push_bind(id.as_str())
+                    .push_bind(i64::from(flow.version))
+                    .push_bind(*pipeline)
+                    .push_bind(flow.status.as_str())
+                    .push_bind(to_ms(flow.started_at))
+                    .push_bind(flow.ended_at.map(to_ms))
+                    .push_bind(input.as_str())
+                    .push_bind(output.as_str())
+                    .push_bind(tags.as_str())
+                    .push_bind(flow.error.as_deref())
+                    .push_bind(flow.sdk.as_ref().map(|s| s.name.as_str()))
+                    .push_bind(flow.sdk.as_ref().map(|s| s.version.as_str()))
+                    .push("0")
+                    .push_bind(now);
+            },
+        );
+        sql.push(flow_upsert(mode));
         sql.build().execute(&mut *conn).await?;
     }
     Ok(())
