@@ -37,4 +37,3 @@ pub trait MetadataStore: accounts::AccountStore + flows::FlowStore {
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
 }
-

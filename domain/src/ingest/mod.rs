@@ -17,7 +17,7 @@ use flowtrail_types::{FlowRecord, StepsPush};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-pub use parse::{MAX_DEPTH, parse_flow};
+pub use parse::{MAX_DEPTH, parse_body, parse_flow};
 pub(crate) use queue::GroupCommit;
 pub use queue::{DeadLetter, EnqueueOutcome, IngestQueue, Job, NewJob};
 pub use validate::{Limits, MAX_COUNT, validate};
@@ -25,7 +25,6 @@ pub use validate::{Limits, MAX_COUNT, validate};
 use crate::flows::{FlowWrite, StepPayloads, UpsertOutcome, WriteMode};
 use crate::payloads::PayloadStore;
 use crate::{Error, Result, Services};
-use parse::parse_body;
 
 /// The answer to an accepted (or replayed) flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,14 +1,15 @@
 //! `/api/v1/admin/…`: team administration. Needs a team admin (see [`Admin`]).
 
-use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use flowtrail_domain::ingest::DeadLetter;
+use flowtrail_domain::ingest::{self, DeadLetter};
 use serde::{Deserialize, Serialize};
 
 use super::auth::Admin;
 use super::error::ApiError;
+use super::extract::ApiBytes;
+use super::flows::query_pairs;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -38,10 +39,7 @@ pub(crate) async fn dead_letters(
     Admin(caller): Admin,
     RawQuery(query): RawQuery,
 ) -> Result<Json<DeadLetters>, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-        .map_err(|e| {
-        ApiError::invalid("query", format!("the query string is not valid: {e}"))
-    })?;
+    let pairs = query_pairs(query.as_deref().unwrap_or_default())?;
     let limit = match pairs.iter().find(|(k, _)| k == "limit") {
         Some((_, v)) => v
             .parse::<u32>()
@@ -77,19 +75,27 @@ pub(crate) struct Redriven {
         (status = 200, description = "`{\"redriven\": n}`", body = Object),
         (status = 401, description = "Not signed in", body = flowtrail_types::ErrorBody),
         (status = 403, description = "Not a team admin", body = flowtrail_types::ErrorBody),
+        (status = 400, description = "The body is not JSON", body = flowtrail_types::ErrorBody),
+        (status = 413, description = "The body is over the limit", body = flowtrail_types::ErrorBody),
+        (status = 422, description = "The body is JSON but not `{\"id\": <job id>}`", body = flowtrail_types::ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
 pub(crate) async fn redrive(
     State(state): State<AppState>,
     Admin(caller): Admin,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<Redriven>, ApiError> {
     let body: RedriveBody = if body.iter().all(u8::is_ascii_whitespace) {
         RedriveBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::invalid("id", format!("send {{\"id\": <job id>}} or nothing: {e}"))
+        // Not JSON: 400 `malformed_json`; JSON of another shape: 422 naming the field.
+        ingest::parse_body(&body).map_err(|e| match ApiError::from(e) {
+            ApiError::Validation { field, message } => ApiError::Validation {
+                field: field.or_else(|| Some("id".into())),
+                message: format!("send {{\"id\": <job id>}} or nothing: {message}"),
+            },
+            other => other,
         })?
     };
     let id = body.id;

@@ -1,8 +1,13 @@
 //! The API's error answer: `{"error": {"code", "message", "field"}}` with a stable code.
 //! A 500 tells the client nothing internal; the real error is logged in the request's span.
+//! [`json_errors`] makes every other error answer of the API routers (axum's own refusals)
+//! the same JSON.
 
 use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use flowtrail_types::{ErrorBody, ErrorDetail};
 
@@ -170,4 +175,264 @@ pub async fn unknown_endpoint() -> ApiError {
 /// Answer for known paths called with the wrong method.
 pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+/// Longest text of a plain error answer kept as the JSON error's message; a longer one is not
+/// a short refusal written for the client.
+const MAX_SHOWN_TEXT: usize = 512;
+
+/// Middleware of the API routers: an error answer that is not JSON (a rejection of an axum
+/// extractor, a bare status, a refusal of a tower layer) becomes the contract's JSON error,
+/// with the same status and headers and a code chosen by the status. A short plain text of a
+/// 4xx is kept as the message (axum writes those for the client); a 5xx's text is only logged.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(response.headers()) {
+        return response;
+    }
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    let (mut parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, 4 * MAX_SHOWN_TEXT).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let (code, default_message) = status_error(status);
+    let message = if status.is_server_error() {
+        tracing::error!(%status, body = %text, "error answer without a JSON body");
+        default_message.to_string()
+    } else if plain && !text.is_empty() && text.len() <= MAX_SHOWN_TEXT {
+        text
+    } else {
+        default_message.to_string()
+    };
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.into(),
+            message,
+            field: None,
+        },
+    };
+    let Ok(json) = serde_json::to_vec(&body) else {
+        return ApiError::Internal.into_response();
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(json))
+}
+
+/// `application/json` or `application/…+json`.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return false;
+    };
+    let mime = value
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// The stable code of an error status, as [`ApiError::code`] gives it where a variant has
+/// that status, and a message for an answer that has no text of its own.
+fn status_error(status: StatusCode) -> (&'static str, &'static str) {
+    match status {
+        StatusCode::BAD_REQUEST => (
+            "bad_request",
+            "the request could not be read; see /api/v1/openapi.json",
+        ),
+        StatusCode::UNAUTHORIZED => (
+            "unauthorized",
+            "sign in, or send Authorization: Bearer <api key>",
+        ),
+        StatusCode::FORBIDDEN => ("forbidden", "these credentials may not do this"),
+        StatusCode::NOT_FOUND => ("not_found", "no such resource; see /api/v1/openapi.json"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this endpoint does not answer that method",
+        ),
+        StatusCode::NOT_ACCEPTABLE => (
+            "not_acceptable",
+            "this endpoint answers application/json only",
+        ),
+        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request took too long to arrive"),
+        StatusCode::CONFLICT => ("conflict", "this conflicts with the current state; retry"),
+        StatusCode::LENGTH_REQUIRED => ("length_required", "send a Content-Length"),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "the body is larger than this endpoint accepts",
+        ),
+        StatusCode::URI_TOO_LONG => ("uri_too_long", "the URL is too long"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "send the body as application/json",
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY => (
+            "validation_failed",
+            "the request breaks a rule; see /api/v1/openapi.json",
+        ),
+        StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "too many requests; retry later"),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+            ("headers_too_large", "the request headers are too large")
+        }
+        StatusCode::SERVICE_UNAVAILABLE => (
+            "unavailable",
+            "the server is unavailable right now; retry shortly",
+        ),
+        status if status.is_server_error() => ("internal", "internal error; it has been logged"),
+        _ => (
+            "bad_request",
+            "the request was refused; see /api/v1/openapi.json",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::extract::Path;
+    use axum::routing::get;
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A router of axum's own extractors and bare answers, behind [`json_errors`].
+    fn router() -> Router {
+        Router::new()
+            .route(
+                "/n/{n}",
+                get(|Path(n): Path<u32>| async move { n.to_string() }),
+            )
+            .route("/ok", get(|| async { "plain success" }))
+            .route(
+                "/teapot",
+                get(|| async { (StatusCode::IM_A_TEAPOT, "short and stout") }),
+            )
+            .route(
+                "/crash",
+                get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "db password is hunter2") }),
+            )
+            .route(
+                "/busy",
+                get(|| async {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [(header::RETRY_AFTER, "7")],
+                    )
+                }),
+            )
+            .route(
+                "/html",
+                get(|| async { (StatusCode::NOT_FOUND, axum::response::Html("<h1>no</h1>")) }),
+            )
+            .layer(axum::middleware::from_fn(json_errors))
+    }
+
+    async fn call(uri: &str) -> (StatusCode, HeaderMap, Vec<u8>) {
+        let request = axum::http::Request::get(uri).body(Body::empty()).unwrap();
+        let response = router().oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        (parts.status, parts.headers, body.to_vec())
+    }
+
+    async fn error(uri: &str) -> (StatusCode, HeaderMap, ErrorDetail) {
+        let (status, headers, body) = call(uri).await;
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{uri}");
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        let detail: ErrorDetail = serde_json::from_value(body["error"].clone()).unwrap();
+        (status, headers, detail)
+    }
+
+    #[tokio::test]
+    async fn plain_error_answers_become_json_errors_by_status() {
+        let (status, _, detail) = error("/n/%FF").await;
+        assert_eq!(
+            (status, detail.code.as_str()),
+            (StatusCode::BAD_REQUEST, "bad_request")
+        );
+        assert!(detail.message.contains("UTF-8"), "{}", detail.message);
+        let (status, _, detail) = error("/n/x").await;
+        assert_eq!(
+            (status, detail.code.as_str()),
+            (StatusCode::BAD_REQUEST, "bad_request")
+        );
+        let (status, _, detail) = error("/teapot").await;
+        assert_eq!(
+            (status, detail.message.as_str()),
+            (StatusCode::IM_A_TEAPOT, "short and stout")
+        );
+        // A 5xx's text is logged, never shown.
+        let (status, _, detail) = error("/crash").await;
+        assert_eq!(
+            (status, detail.code.as_str()),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+        assert!(!detail.message.contains("hunter2"));
+        let (status, headers, detail) = error("/busy").await;
+        assert_eq!(
+            (status, detail.code.as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        );
+        assert_eq!(headers[header::RETRY_AFTER], "7");
+        // HTML is no message.
+        let (_, _, detail) = error("/html").await;
+        assert_eq!(detail.code, "not_found");
+        assert!(!detail.message.contains('<'));
+    }
+
+    #[tokio::test]
+    async fn success_and_json_answers_are_left_alone() {
+        let (status, headers, body) = call("/ok").await;
+        assert_eq!(
+            (status, body.as_slice()),
+            (StatusCode::OK, &b"plain success"[..])
+        );
+        assert!(
+            headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        let (status, _, body) = call("/n/7").await;
+        assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"7"[..]));
+    }
+
+    #[test]
+    fn status_codes_agree_with_the_variants() {
+        for error in [
+            ApiError::MalformedJson(String::new()),
+            ApiError::Unauthorized(String::new()),
+            ApiError::Forbidden(String::new()),
+            ApiError::NotFound(String::new()),
+            ApiError::MethodNotAllowed,
+            ApiError::Conflict(String::new()),
+            ApiError::PayloadTooLarge(String::new()),
+            ApiError::UnsupportedMediaType(String::new()),
+            ApiError::invalid("f", "m"),
+            ApiError::RateLimited { retry_after: 1 },
+            ApiError::Unavailable {
+                retry_after: 1,
+                message: String::new(),
+            },
+            ApiError::Internal,
+        ] {
+            let (code, _) = status_error(error.status());
+            // 400 is `malformed_json` only where the body is read as JSON.
+            if error.status() != StatusCode::BAD_REQUEST {
+                assert_eq!(code, error.code(), "{error:?}");
+            }
+        }
+    }
 }

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
 use futures::{Stream, StreamExt, stream};
@@ -14,6 +14,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::auth::Reader;
+use super::extract::ApiQuery;
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use flowtrail_types::{ErrorBody, FlowSummary};
 
@@ -49,7 +50,7 @@ pub(crate) struct EventFilter {
 pub(crate) async fn events(
     State(state): State<AppState>,
     Reader(caller): Reader,
-    Query(filter): Query<EventFilter>,
+    ApiQuery(filter): ApiQuery<EventFilter>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let team = caller.team_id;
     let pipeline = filter.pipeline;

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use axum::Json;
 use axum::Router;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::auth::Reader;
 use super::error::ApiError;
+use super::extract::ApiPath;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -114,7 +115,7 @@ pub(crate) fn flow_id(text: &str) -> Result<Uuid, ApiError> {
 pub(crate) async fn show(
     State(state): State<AppState>,
     Reader(caller): Reader,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let id = flow_id(&id)?;
     let flow = state
@@ -152,7 +153,7 @@ pub(crate) async fn show(
 pub(crate) async fn observations(
     State(state): State<AppState>,
     Reader(caller): Reader,
-    Path((id, seq)): Path<(String, String)>,
+    ApiPath((id, seq)): ApiPath<(String, String)>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {

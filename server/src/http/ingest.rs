@@ -9,7 +9,7 @@ use axum::Json;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::auth::Ingester;
 use super::error::ApiError;
+use super::extract::ApiPath;
 use super::flows::flow_id;
 use crate::state::AppState;
 
@@ -91,7 +92,7 @@ pub(crate) async fn accept(
 pub(crate) async fn accept_steps(
     State(state): State<AppState>,
     Ingester(caller): Ingester,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod events;
+pub mod extract;
 pub mod flows;
 pub mod health;
 pub mod ingest;
@@ -11,11 +12,13 @@ pub mod openapi;
 pub mod query;
 
 use axum::Router;
+use axum::middleware;
 use axum::routing::any;
 
 use crate::state::AppState;
 
-/// Every API route, plus JSON answers for unknown endpoints and wrong methods under `/api`.
+/// Every API route, plus JSON answers for unknown endpoints and wrong methods under `/api`;
+/// every error answer of these routes is the contract's JSON error ([`error::json_errors`]).
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(admin::router())
@@ -28,4 +31,5 @@ pub fn router() -> Router<AppState> {
         .route("/api", any(error::unknown_endpoint))
         .route("/api/{*rest}", any(error::unknown_endpoint))
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(middleware::from_fn(error::json_errors))
 }

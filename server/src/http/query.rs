@@ -1,7 +1,7 @@
 //! The questions of the debugging walkthrough that span steps or flows: a candidate's
 //! journey, the diff of two flows, and reason statistics.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -14,6 +14,7 @@ use time::Duration;
 
 use super::auth::Reader;
 use super::error::ApiError;
+use super::extract::ApiPath;
 use super::flows::{flow_id, query_pairs, time_param};
 use crate::state::AppState;
 
@@ -43,7 +44,7 @@ pub fn router() -> Router<AppState> {
 pub(crate) async fn journey(
     State(state): State<AppState>,
     Reader(caller): Reader,
-    Path((id, candidate_id)): Path<(String, String)>,
+    ApiPath((id, candidate_id)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let id = flow_id(&id)?;
     let journey = analysis::journey(&state.services, caller.team_id, id, &candidate_id)
@@ -86,7 +87,7 @@ pub(crate) async fn journey(
 pub(crate) async fn diff(
     State(state): State<AppState>,
     Reader(caller): Reader,
-    Path((a, b)): Path<(String, String)>,
+    ApiPath((a, b)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (a, b) = (flow_id(&a)?, flow_id(&b)?);
     let diff = analysis::diff(&state.services, caller.team_id, a, b)

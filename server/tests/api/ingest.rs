@@ -293,3 +293,33 @@ async fn steps_that_create_candidates_are_accepted_and_eliminate_nothing() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["field"], "steps[0].candidates_out");
 }
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_malformed_json_even_after_a_schema_error() {
+    let app = app().await;
+    let steps = format!("/api/v1/flows/{FLOW_ID}/steps");
+    // serde meets a schema error in each before the syntax error.
+    for body in [r#"[1,2"#, r#"{"pipeline":"a"}garbage"#, r#"{"id": "x", "#] {
+        for uri in ["/api/v1/flows", steps.as_str()] {
+            let request = app.post_at(uri).body(Body::from(body)).unwrap();
+            let (status, _, answer) = app.call(request).await;
+            let answer: Value = serde_json::from_slice(&answer).unwrap();
+            assert_eq!(
+                (status, error_code(&answer)),
+                (StatusCode::BAD_REQUEST, "malformed_json"),
+                "POST {uri} {body}: {answer}"
+            );
+        }
+    }
+    // JSON of the wrong shape stays a schema error on both.
+    for uri in ["/api/v1/flows", steps.as_str()] {
+        let request = app.post_at(uri).body(Body::from(r#"{"id": "x"}"#)).unwrap();
+        let (status, _, answer) = app.call(request).await;
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(
+            (status, error_code(&answer)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            "POST {uri}: {answer}"
+        );
+    }
+}
