@@ -192,6 +192,61 @@ test('a flow opened once stays browsable and filterable offline, after a reload'
   await context.setOffline(false);
 });
 
+test('a running flow\'s observations are never kept: once it finishes, the new ones show, online and offline', async ({ page, context }) => {
+  const headers = { authorization: `Bearer ${process.env.FLOWTRAIL_E2E_KEY}` };
+  const running = flowRecord({
+    pipeline: uniquePipeline('versions'),
+    status: 'running',
+    steps: [{ name: 'judge', kind: 'judge', observations: observations(30, 'R') }],
+  });
+  (running as Record<string, unknown>).ended_at = null;
+  await sendFlow(page.request, running);
+  await signIn(page);
+  await page.goto(`/flows/${running.id}?step=0`);
+  const status = page.locator('.observations-status');
+  await expect(status).toContainText('30 of 30 observations');
+  await expect(status).toHaveAttribute('data-source', 'network');
+
+  // The finished version replaces the step with other observations.
+  const finished = {
+    ...flowRecord({
+      pipeline: running.pipeline,
+      steps: [{ name: 'judge', kind: 'judge', observations: observations(40, 'K') }],
+    }),
+    id: running.id,
+    version: 2,
+  };
+  const sent = await page.request.post('/api/v1/flows', { data: finished, headers });
+  expect(sent.status(), await sent.text()).toBe(202);
+  await expect
+    .poll(async () => (await (await page.request.get(`/api/v1/flows/${running.id}`, { headers })).json()).version, {
+      timeout: 20_000,
+    })
+    .toBe(2);
+
+  await page.waitForFunction(() => navigator.serviceWorker.controller !== null, undefined, { timeout: 15_000 });
+  await page.reload();
+  await expect(status).toContainText('40 of 40 observations');
+  const search = page.getByRole('searchbox', { name: 'Filter' });
+  await search.fill('R00001');
+  await expect(status).toContainText('0 of 40 observations');
+  await search.fill('K00001');
+  await expect(status).toContainText('1 of 40 observations');
+  // Reopened: the finished version's copy is kept and is the one shown.
+  await page.reload();
+  await expect(status).toContainText('40 of 40 observations');
+  await expect(status).toHaveAttribute('data-source', 'cache');
+
+  await context.setOffline(true);
+  await page.reload();
+  await expect(page.getByRole('status').filter({ hasText: 'Offline' })).toBeVisible();
+  await expect(status).toContainText('40 of 40 observations');
+  await expect(status).toHaveAttribute('data-source', 'cache');
+  await search.fill('R00001');
+  await expect(status).toContainText('0 of 40 observations');
+  await context.setOffline(false);
+});
+
 test('the compare page shows two runs side by side, step by step', async ({ page }) => {
   const pipeline = uniquePipeline('compare');
   const good = observations(20);

@@ -77,9 +77,22 @@ pub enum FromWorker {
     },
 }
 
-/// The IndexedDB and worker key of a step's observations.
-pub fn step_key(flow_id: &str, seq: u32) -> String {
-    format!("{flow_id}/{seq}")
+/// The IndexedDB and worker key of a step's observations: `{flow_id}@v{version}/{seq}`. The
+/// version is part of it because only a finished version's observations never change: a
+/// copy kept under another version's key is never shown for this one.
+pub fn step_key(flow_id: &str, version: u32, seq: u32) -> String {
+    format!("{flow_id}@v{version}/{seq}")
+}
+
+/// Where the page asks for a step's observations: a finished flow's by its version (the
+/// answer is immutable and may be kept), a running flow's without one (revalidated).
+pub fn observations_url(flow_id: &str, version: u32, seq: u32, finished: bool) -> String {
+    let url = format!("/api/v1/flows/{flow_id}/steps/{seq}/observations");
+    if finished {
+        format!("{url}?version={version}")
+    } else {
+        url
+    }
 }
 
 #[cfg(test)]
@@ -90,7 +103,7 @@ mod tests {
     fn messages_round_trip_as_tagged_json() {
         let message = ToWorker::Query {
             id: 7,
-            key: step_key("f", 2),
+            key: step_key("f", 3, 2),
             filter: ObservationFilter {
                 text: "case".into(),
                 ..ObservationFilter::default()
@@ -101,11 +114,24 @@ mod tests {
         };
         let json = serde_json::to_string(&message).unwrap();
         assert!(
-            json.starts_with(r#"{"type":"query","id":7,"key":"f/2""#),
+            json.starts_with(r#"{"type":"query","id":7,"key":"f@v3/2""#),
             "{json}"
         );
         assert_eq!(serde_json::from_str::<ToWorker>(&json).unwrap(), message);
         let ready: FromWorker = serde_json::from_str(r#"{"type":"ready"}"#).unwrap();
         assert_eq!(ready, FromWorker::Ready);
+    }
+
+    #[test]
+    fn only_a_finished_versions_observations_are_asked_for_by_version() {
+        assert_eq!(
+            observations_url("f", 4, 2, true),
+            "/api/v1/flows/f/steps/2/observations?version=4"
+        );
+        assert_eq!(
+            observations_url("f", 4, 2, false),
+            "/api/v1/flows/f/steps/2/observations"
+        );
+        assert_ne!(step_key("f", 4, 2), step_key("f", 5, 2));
     }
 }

@@ -471,10 +471,16 @@ mod tests {
             ("url", "http://example.org:8080/x"),
         ] {
             let filter = tag_filter(key, value);
-            assert_eq!(parse_tag(&filter), Ok((key.to_string(), value.to_string())), "{filter}");
+            assert_eq!(
+                parse_tag(&filter),
+                Ok((key.to_string(), value.to_string())),
+                "{filter}"
+            );
         }
         assert_eq!(
-            FlowFilters::from_query("tag=k8s%5C%3Anamespace%3Aprod").unwrap().tags,
+            FlowFilters::from_query("tag=k8s%5C%3Anamespace%3Aprod")
+                .unwrap()
+                .tags,
             vec![("k8s:namespace".to_string(), "prod".to_string())]
         );
         assert_eq!(parse_tag("env:a:b"), Ok(("env".into(), "a:b".into())));

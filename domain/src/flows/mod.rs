@@ -177,7 +177,11 @@ mod tests {
         use FlowStatus::{Running, Succeeded};
         let push = |version, stored| Precedence::of(WriteMode::MergeSteps, version, stored);
         assert_eq!(push(4, Some((4, Succeeded))), Precedence::Stale);
-        assert_eq!(push(5, Some((4, Succeeded))), Precedence::Stale, "never reopened");
+        assert_eq!(
+            push(5, Some((4, Succeeded))),
+            Precedence::Stale,
+            "never reopened"
+        );
         assert_eq!(push(9, Some((4, FlowStatus::Failed))), Precedence::Stale);
         assert_eq!(
             push(2, Some((3, Running))),
@@ -188,6 +192,15 @@ mod tests {
         assert_eq!(replace(2, Some((3, Running))), Precedence::Stale);
         assert_eq!(
             replace(3, Some((3, Succeeded))),
+            Precedence::Stale,
+            "a finished version is final"
+        );
+        assert_eq!(
+            replace(3, Some((3, Running))),
+            Precedence::Write { header: true }
+        );
+        assert_eq!(
+            replace(4, Some((3, Succeeded))),
             Precedence::Write { header: true }
         );
     }

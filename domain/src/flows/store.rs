@@ -6,10 +6,10 @@ use async_trait::async_trait;
 use flowtrail_types::{FlowDetail, FlowFilters, FlowPage};
 use uuid::Uuid;
 
+use super::StepPayload;
 use super::{FlowWrite, StepPayloads, UpsertOutcome, WriteMode};
 use crate::Result;
 use crate::analysis::{FunnelRow, ReasonRow, StatsQuery};
-use super::StepPayload;
 
 /// Flows, steps and what is derived from them.
 #[async_trait]

@@ -211,7 +211,9 @@ mod tests {
     fn flow_with(kind: StepKind, candidates_in: u64, candidates_out: u64) -> FlowRecord {
         let mut flow: FlowRecord = serde_json::from_value(serde_json::json!({
             "id": "01936b2e-7c4a-7cc0-9a57-4c1f0e6d2b11",
+            "version": 1,
             "pipeline": "p",
+            "status": "succeeded",
             "started_at": "2026-11-21T10:00:00Z",
             "steps": []
         }))
@@ -230,11 +232,17 @@ mod tests {
             let grown = validate(&flow_with(kind, 3, 5_000), &limits);
             if kind.chooses_among_input() {
                 let message = grown.unwrap_err().to_string();
-                assert!(message.contains("candidates_out (5000)"), "{kind}: {message}");
+                assert!(
+                    message.contains("candidates_out (5000)"),
+                    "{kind}: {message}"
+                );
             } else {
                 assert!(grown.is_ok(), "a {kind} step may create candidates");
             }
-            assert!(validate(&flow_with(kind, 5_000, 3), &limits).is_ok(), "{kind}");
+            assert!(
+                validate(&flow_with(kind, 5_000, 3), &limits).is_ok(),
+                "{kind}"
+            );
         }
         assert!(validate(&flow_with(StepKind::Generate, 0, 3), &limits).is_ok());
     }

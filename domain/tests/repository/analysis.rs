@@ -31,8 +31,18 @@ async fn reason_stats_are_exact_sums_per_bucket_and_funnels_are_medians() {
     for record in &sent {
         store(&f, record).await;
     }
-    // Storing a flow again (retry or newer version) must not count it twice.
-    store(&f, &sent[0]).await;
+    // Storing a flow again (a retry: stale, its version is final; or a newer version) must
+    // not count it twice.
+    let retry = f
+        .services
+        .metadata
+        .upsert_flow(f.team, &sent[0], &Default::default())
+        .await
+        .unwrap();
+    assert!(!retry.is_written(), "a finished version is written once");
+    let mut newer = sent[0].clone();
+    newer.version = 2;
+    store(&f, &newer).await;
 
     let hourly = flowtrail_domain::analysis::StatsQuery {
         bucket_ms: 3_600_000,
@@ -282,8 +292,16 @@ async fn times_before_1970_fall_in_their_own_hour_and_day() {
         "milliseconds are rounded down, not towards 1970"
     );
     for (bucket, width, start) in [
-        (StatsBucket::Hour, 3_600_000, datetime!(1969-12-31 23:00 UTC)),
-        (StatsBucket::Day, 86_400_000, datetime!(1969-12-31 00:00 UTC)),
+        (
+            StatsBucket::Hour,
+            3_600_000,
+            datetime!(1969-12-31 23:00 UTC),
+        ),
+        (
+            StatsBucket::Day,
+            86_400_000,
+            datetime!(1969-12-31 00:00 UTC),
+        ),
     ] {
         let query = flowtrail_domain::analysis::StatsQuery {
             pipeline: Some("pre_epoch".into()),

@@ -201,7 +201,10 @@ async fn a_share_threshold_includes_its_own_value_exactly() {
             .map(|(m, _)| stored[m])
             .rev()
             .collect();
-        assert!(expected.contains(&stored[n]), "{candidates_in} → {candidates_out} reaches its own share");
+        assert!(
+            expected.contains(&stored[n]),
+            "{candidates_in} → {candidates_out} reaches its own share"
+        );
         let q = FlowFilters {
             step_kind: Some(StepKind::Filter),
             min_eliminated: Some(share),

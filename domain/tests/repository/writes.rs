@@ -348,14 +348,21 @@ async fn a_push_never_reopens_a_finished_flow_nor_erases_what_it_does_not_carry(
         .unwrap();
     assert_eq!(running.summary.version, 2);
     assert_eq!(running.input, json!({"title": "laptop stand"}));
-    assert_eq!(running.summary.tags.get("env").map(String::as_str), Some("prod"));
+    assert_eq!(
+        running.summary.tags.get("env").map(String::as_str),
+        Some("prod")
+    );
     assert!(running.sdk.is_some());
     assert_eq!(running.summary.step_count, 2);
     let tagged = FlowFilters {
         tags: vec![("env".into(), "prod".into())],
         ..query()
     };
-    assert_eq!(ids(&f, &tagged).await, vec![id], "the tag row survived the bare push");
+    assert_eq!(
+        ids(&f, &tagged).await,
+        vec![id],
+        "the tag row survived the bare push"
+    );
 
     // The finished record, version 4; then a push of a higher version arrives late.
     let mut finished = flow("p", 0, &[("env", "prod")]);
@@ -395,7 +402,16 @@ async fn a_tag_key_holding_a_colon_can_be_filtered_on() {
         limit: 50,
         ..FlowFilters::from_query(query).unwrap()
     };
-    assert_eq!(ids(&f, &by("tag=k8s%5C%3Anamespace%3Aprod")).await, vec![tagged.id]);
-    assert_eq!(ids(&f, &by("tag=k8s%3Anamespace%3Aprod")).await, vec![other.id]);
-    assert_eq!(ids(&f, &by("tag=url%3Ahttp%3A%2F%2Fx%3A1%2F")).await, vec![tagged.id]);
+    assert_eq!(
+        ids(&f, &by("tag=k8s%5C%3Anamespace%3Aprod")).await,
+        vec![tagged.id]
+    );
+    assert_eq!(
+        ids(&f, &by("tag=k8s%3Anamespace%3Aprod")).await,
+        vec![other.id]
+    );
+    assert_eq!(
+        ids(&f, &by("tag=url%3Ahttp%3A%2F%2Fx%3A1%2F")).await,
+        vec![tagged.id]
+    );
 }

@@ -60,7 +60,9 @@ async fn a_flow_is_accepted_then_queryable_with_its_steps_and_observations() {
     assert_eq!(headers[header::CACHE_CONTROL], "private, no-cache");
     // A version that is not the stored one is not found.
     let (status, error) = app
-        .get_json(&format!("/api/v1/flows/{FLOW_ID}/steps/2/observations?version=2"))
+        .get_json(&format!(
+            "/api/v1/flows/{FLOW_ID}/steps/2/observations?version=2"
+        ))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
 
@@ -94,7 +96,7 @@ async fn a_running_flows_observations_are_never_cached_as_immutable() {
     finished["steps"][0]["observations"][0]["candidate_id"] = json!("B0OTHER");
     app.send(&finished).await;
     app.drain(FLOW_ID).await;
-    let request = Request::get(&uri.replace("version=1", "version=2"))
+    let request = Request::get(uri.replace("version=1", "version=2"))
         .header(header::AUTHORIZATION, format!("Bearer {}", app.key))
         .header(header::IF_NONE_MATCH, first_tag)
         .body(Body::empty())

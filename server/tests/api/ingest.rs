@@ -277,12 +277,21 @@ async fn steps_that_create_candidates_are_accepted_and_eliminate_nothing() {
     app.drain(FLOW_ID).await;
     let (_, list) = app.get_json("/api/v1/flows").await;
     let largest = &list["flows"][0]["largest_elimination"];
-    assert_eq!(largest["step"], "price_filter", "expanding steps are never the largest drop");
+    assert_eq!(
+        largest["step"], "price_filter",
+        "expanding steps are never the largest drop"
+    );
     for kind in ["retrieve", "generate"] {
         let (_, found) = app
-            .get_json(&format!("/api/v1/flows?step_kind={kind}&min_eliminated=0.000001"))
+            .get_json(&format!(
+                "/api/v1/flows?step_kind={kind}&min_eliminated=0.000001"
+            ))
             .await;
-        assert_eq!(found["flows"], json!([]), "a {kind} step eliminated nothing");
+        assert_eq!(
+            found["flows"],
+            json!([]),
+            "a {kind} step eliminated nothing"
+        );
     }
 
     // A step that chooses among its input still cannot grow it.

@@ -62,6 +62,7 @@ fn FlowView(detail: FlowDetail, selected: Signal<Option<u32>>) -> impl IntoView 
     let flow_id = detail.summary.id.to_string();
     // A running flow's steps may still be replaced: its observations are not cached.
     let running = detail.summary.status == FlowStatus::Running;
+    let version = detail.summary.version;
     let step_items = detail
         .steps
         .iter()
@@ -71,7 +72,7 @@ fn FlowView(detail: FlowDetail, selected: Signal<Option<u32>>) -> impl IntoView 
     let observations = move || {
         let seq = current.get()?;
         let step = steps.with_value(|s| s.iter().find(|s| s.seq == seq).cloned())?;
-        Some(view! { <Observations flow_id=flow_id.clone() step cache=!running/> })
+        Some(view! { <Observations flow_id=flow_id.clone() version step cache=!running/> })
     };
     view! {
         <section class="flow">
@@ -113,7 +114,10 @@ fn FlowHead(flow: FlowSummary) -> impl IntoView {
         .iter()
         .map(|(k, v)| {
             // Every stored tag can be filtered on: the key is escaped as the filter reads it.
-            let href = format!("/?tag={}", format::encode(&flowtrail_types::tag_filter(k, v)));
+            let href = format!(
+                "/?tag={}",
+                format::encode(&flowtrail_types::tag_filter(k, v))
+            );
             let title = format!("Flows tagged {k}={v}");
             view! { <a class="tag" href=href title=title>{format!("{k}={v}")}</a> }
         })

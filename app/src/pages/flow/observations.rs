@@ -6,7 +6,7 @@
 //! a real table for screen readers. Only the worker's answer to the latest query is shown.
 
 use flowtrail_observations::filter::{ObservationFilter, Sort, SortKey};
-use flowtrail_observations::protocol::{FromWorker, Source, ToWorker, step_key};
+use flowtrail_observations::protocol::{FromWorker, Source, ToWorker, observations_url, step_key};
 use flowtrail_types::{Capture, Observation, StepSummary};
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
@@ -49,10 +49,17 @@ struct Rows {
 /// The step's observations: the Web Worker loads them (IndexedDB first, then the API),
 /// filters and sorts them, and hands back only the rows in view.
 #[component]
-pub(super) fn Observations(flow_id: String, step: StepSummary, cache: bool) -> impl IntoView {
+pub(super) fn Observations(
+    flow_id: String,
+    /// The flow's version: the observations are kept under it.
+    version: u32,
+    step: StepSummary,
+    /// The flow is finished: its observations never change and may be kept.
+    cache: bool,
+) -> impl IntoView {
     let seq = step.seq;
-    let key = step_key(&flow_id, seq);
-    let url = format!("/api/v1/flows/{flow_id}/steps/{seq}/observations");
+    let key = step_key(&flow_id, version, seq);
+    let url = observations_url(&flow_id, version, seq, cache);
     let load = RwSignal::new(Load::Loading);
     let rows = RwSignal::new(Rows::default());
     let filter = RwSignal::new(ObservationFilter::default());

@@ -222,7 +222,8 @@ pub(crate) async fn step_payload(
                     payload: payload_ref(&row)?,
                     flow_version: u32::try_from(row.try_get::<i64, _>("version")?)
                         .map_err(|_| corrupt("flow version"))?,
-                    flow_status: FlowStatus::parse(&status).ok_or_else(|| corrupt("flow status"))?,
+                    flow_status: FlowStatus::parse(&status)
+                        .ok_or_else(|| corrupt("flow status"))?,
                 }))
             }
         }

@@ -16,8 +16,8 @@ use super::{Database, search};
 use crate::engines::sql::flows::FLOW_COLUMNS;
 use crate::engines::sql::rows::{corrupt, flow_summary};
 use crate::engines::sql::writes::{
-    FLOW_INSERT, FLOW_PARAMS, STEP_INSERT, STEP_PARAMS, derived_columns,
-    flow_upsert, hour_bucket_sql, push_step_row, search_document_sql,
+    FLOW_INSERT, FLOW_PARAMS, STEP_INSERT, STEP_PARAMS, derived_columns, flow_upsert,
+    hour_bucket_sql, push_step_row, search_document_sql,
 };
 use crate::flows::derived::{StepRow, json_text};
 use crate::flows::{FlowWrite, Precedence, UpsertOutcome, WriteMode};
