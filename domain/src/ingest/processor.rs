@@ -121,9 +121,28 @@ async fn process_batch(services: &Services, config: &ProcessorConfig, jobs: Vec<
             mode: *mode,
         })
         .collect();
-    let ids: Vec<i64> = ready.iter().map(|(job, ..)| job.id).collect();
-    let outcomes = match services.metadata.upsert_flows(&writes).await {
-        Ok(outcomes) => outcomes,
+    let outcomes: Vec<Option<UpsertOutcome>> = match services.metadata.upsert_flows(&writes).await
+    {
+        Ok(outcomes) => outcomes.into_iter().map(Some).collect(),
+        // The database refused a statement of the batch: one flow may be the cause. Each flow
+        // is written alone, so the others are stored now and only a failing one is retried
+        // (or dead-lettered) — one team's bad flow never delays another team's.
+        Err(error) if error.is_statement_error() && writes.len() > 1 => {
+            tracing::warn!(%error, flows = writes.len(), "batch refused; writing its flows one by one");
+            let mut outcomes = Vec::with_capacity(writes.len());
+            for (write, (job, ..)) in writes.iter().zip(&ready) {
+                match services.metadata.upsert_flows(std::slice::from_ref(write)).await {
+                    Ok(mut alone) => outcomes.push(alone.pop()),
+                    Err(error) => {
+                        fail(services, config, job, error.is_transient(), &error.to_string())
+                            .instrument(job_span(job))
+                            .await;
+                        outcomes.push(None);
+                    }
+                }
+            }
+            outcomes
+        }
         Err(error) => {
             let (transient, message) = (error.is_transient(), error.to_string());
             for (job, ..) in &ready {
@@ -134,6 +153,13 @@ async fn process_batch(services: &Services, config: &ProcessorConfig, jobs: Vec<
             return;
         }
     };
+    // Jobs whose flow was written (or found stale) are done; failed ones were set aside.
+    let ids: Vec<i64> = ready
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| outcome.is_some())
+        .map(|((job, ..), _)| job.id)
+        .collect();
     match services.queue.complete_many(&ids).await {
         Ok(()) => tracing::debug!(jobs = ids.len(), "batch stored"),
         // The leases expire and the jobs are claimed again: nothing is lost, and storing
@@ -143,7 +169,7 @@ async fn process_batch(services: &Services, config: &ProcessorConfig, jobs: Vec<
     let landed: Vec<FlowLanded> = ready
         .iter()
         .zip(outcomes)
-        .filter_map(|((job, ..), outcome)| match outcome {
+        .filter_map(|((job, ..), outcome)| match outcome? {
             UpsertOutcome::Written(summary) => Some(FlowLanded {
                 team_id: job.team_id,
                 flow: *summary,

@@ -267,3 +267,55 @@ async fn poison_goes_to_the_dead_letter_queue_and_redrive_brings_it_back() {
     let dead = f.services.queue.dead_letters(None, 10).await.unwrap();
     assert_eq!(dead.len(), 1, "only the poison is dead again");
 }
+
+#[tokio::test]
+async fn a_flow_that_fails_its_batch_never_delays_the_others() {
+    use flowtrail_types::{Capture, FlowRecord};
+    let f = fresh().await;
+    let other_team = f.services.metadata.ensure_team("other").await.unwrap().id;
+    // Two flows of one pipeline in one hour whose reason counts, summed in one batch, pass
+    // 2^63 (each count is within the documented maximum, 2^53).
+    let huge = |n: i64| -> FlowRecord {
+        let mut record = flow("dedupe", n, &[]);
+        record.steps = (0..600)
+            .map(|seq| {
+                let mut step = crate::fixture::step(seq, "dedupe", flowtrail_types::StepKind::Filter, (1 << 53, 0));
+                step.reasons = std::collections::BTreeMap::from([("dup".to_string(), 1 << 53)]);
+                step.capture = Capture::CountsOnly;
+                step
+            })
+            .collect();
+        record
+    };
+    let (first, second) = (huge(0), huge(1));
+    let normal = flow("competitor_selection", 2, &[]);
+    for (team, record) in [(f.team, &first), (f.team, &second), (other_team, &normal)] {
+        let body = serde_json::to_vec(record).unwrap();
+        let job = ingest::prepare(&f.services.limits, team, None, &body, None).unwrap();
+        ingest::enqueue(&f.services, job).await.unwrap();
+    }
+    let services = f.services.clone();
+    let config = ProcessorConfig {
+        idle_poll: Duration::from_millis(10),
+        backoff_base: Duration::from_secs(60),
+        ..ProcessorConfig::default()
+    };
+    // The other team's flow is stored on the first pass, not after retries.
+    work_until(std::sync::Arc::new(f.services.clone()), config, || {
+        let services = services.clone();
+        let id = normal.id;
+        async move {
+            services
+                .metadata
+                .get_flow(other_team, id)
+                .await
+                .unwrap()
+                .is_some()
+        }
+    })
+    .await;
+    assert!(
+        f.services.metadata.get_flow(f.team, first.id).await.unwrap().is_some(),
+        "the first large flow is stored alone"
+    );
+}
