@@ -18,6 +18,7 @@ use uuid::Uuid;
 pub mod analysis;
 pub mod api;
 pub mod filters;
+pub mod share;
 pub mod vocabulary;
 
 pub use analysis::*;

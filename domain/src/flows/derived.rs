@@ -37,7 +37,7 @@ impl<'a> StepRow<'a> {
                     input: json_text(&step.input)?,
                     output: json_text(&step.output)?,
                     reasons: json_text(&step.effective_reasons())?,
-                    search: observation_text(&step.observations),
+                    search: step_search_text(step),
                     boundaries: boundaries_json(step)?,
                 })
             })
@@ -88,17 +88,118 @@ pub const SEARCH_TEXT_MAX: usize = 16 * 1024;
 
 /// Turns what a user typed into a full-text query: each whitespace-separated word becomes a
 /// phrase of its alphanumeric tokens, the last one matched as a prefix; all words must match.
-/// Empty when nothing searchable is left.
+/// A run of a script written without spaces (Chinese, Japanese, Thai) becomes the phrase of
+/// its overlapping character pairs, as [`unspaced_pairs`] indexed them, so a word is found
+/// inside a longer run (`价格` in `候选商品的价格超出范围`). Empty when nothing searchable is
+/// left.
 pub fn search_words(text: &str) -> Vec<Vec<String>> {
     text.split_whitespace()
         .map(|word| {
-            word.split(|c: char| !c.is_alphanumeric())
+            // Marks (Thai vowels and tones) belong to their run, not between tokens.
+            word.split(|c: char| !c.is_alphanumeric() && !unspaced(c))
                 .filter(|token| !token.is_empty())
-                .map(str::to_lowercase)
+                .flat_map(|token| split_unspaced(&token.to_lowercase()))
                 .collect::<Vec<_>>()
         })
         .filter(|tokens| !tokens.is_empty())
         .collect()
+}
+
+/// Whether `c` belongs to a script written without spaces between words: Han, Hiragana,
+/// Katakana (Unicode blocks of CJK ideographs and kana), Thai, Lao, Khmer, Myanmar.
+fn unspaced(c: char) -> bool {
+    matches!(c as u32,
+        0x3040..=0x30FF        // Hiragana, Katakana
+        | 0x3400..=0x4DBF      // CJK Extension A
+        | 0x4E00..=0x9FFF      // CJK Unified Ideographs
+        | 0xF900..=0xFAFF      // CJK Compatibility Ideographs
+        | 0x20000..=0x2FA1F    // CJK Extensions B–F, Compatibility Supplement
+        | 0x0E00..=0x0EFF      // Thai, Lao
+        | 0x1000..=0x109F      // Myanmar
+        | 0x1780..=0x17FF      // Khmer
+    )
+}
+
+/// The runs of `text` in scripts written without spaces, each with its overlapping pairs of
+/// characters (a run of one character is itself), in order; other text is left out.
+fn pairs_of_runs(text: &str) -> Vec<Vec<String>> {
+    let mut runs = Vec::new();
+    let mut run: Vec<char> = Vec::new();
+    for c in text.chars().chain(std::iter::once(' ')) {
+        if unspaced(c) {
+            run.push(c);
+        } else if !run.is_empty() {
+            runs.push(if run.len() == 1 {
+                vec![run[0].to_string()]
+            } else {
+                run.windows(2).map(|pair| pair.iter().collect()).collect()
+            });
+            run.clear();
+        }
+    }
+    runs
+}
+
+/// A query token split where it changes between spaced and unspaced scripts, each unspaced
+/// run replaced by its pairs (`b0价格x` → `b0`, `价格`, `x`).
+fn split_unspaced(token: &str) -> Vec<String> {
+    if !token.chars().any(unspaced) {
+        return vec![token.to_string()];
+    }
+    let mut out = Vec::new();
+    let mut spaced = String::new();
+    let mut run = String::new();
+    for c in token.chars().chain(std::iter::once(' ')) {
+        if unspaced(c) {
+            if !spaced.is_empty() {
+                out.push(std::mem::take(&mut spaced));
+            }
+            run.push(c);
+        } else {
+            if !run.is_empty() {
+                out.extend(
+                    pairs_of_runs(&std::mem::take(&mut run))
+                        .into_iter()
+                        .flatten(),
+                );
+            }
+            if c != ' ' {
+                spaced.push(c);
+            }
+        }
+    }
+    if !spaced.is_empty() {
+        out.push(spaced);
+    }
+    out
+}
+
+/// What the search index gets of unspaced scripts in `text`: every run's overlapping pairs
+/// of characters, space-separated (both engines' tokenizers keep a run whole, so a word inside
+/// it would otherwise be unfindable). Empty when `text` has none.
+pub fn unspaced_pairs(text: &str) -> String {
+    pairs_of_runs(text)
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A step's own text for the search index: its observations' text ([`observation_text`])
+/// and the character pairs of unspaced scripts in its name, reasoning and that text.
+fn step_search_text(step: &StepRecord) -> Option<String> {
+    let observed = observation_text(&step.observations);
+    let pairs = unspaced_pairs(&format!(
+        "{} {} {}",
+        step.name,
+        step.reasoning.as_deref().unwrap_or(""),
+        observed.as_deref().unwrap_or("")
+    ));
+    match (observed, pairs.is_empty()) {
+        (observed, true) => observed,
+        (None, false) => Some(pairs),
+        (Some(observed), false) => Some(format!("{observed} {pairs}")),
+    }
 }
 
 /// A full-text query in an engine's syntax for what the user typed: each word of
@@ -130,6 +231,27 @@ mod tests {
             ]
         );
         assert!(search_words(" \"*() ").is_empty());
+    }
+
+    #[test]
+    fn words_inside_unspaced_scripts_are_indexed_and_queried_as_character_pairs() {
+        assert_eq!(
+            unspaced_pairs("候选商品的价格"),
+            "候选 选商 商品 品的 的价 价格"
+        );
+        assert_eq!(unspaced_pairs("laptop stand"), "");
+        assert_eq!(search_words("价格"), vec![vec!["价格".to_string()]]);
+        assert_eq!(
+            search_words("价格超出 B0价x"),
+            vec![
+                vec!["价格".to_string(), "格超".into(), "超出".into()],
+                vec!["b0".to_string(), "价".into(), "x".into()]
+            ]
+        );
+        assert_eq!(
+            search_words("ราคา"),
+            vec![vec!["รา".to_string(), "าค".into(), "คา".into()]]
+        );
     }
 
     #[test]

@@ -121,8 +121,7 @@ async fn process_batch(services: &Services, config: &ProcessorConfig, jobs: Vec<
             mode: *mode,
         })
         .collect();
-    let outcomes: Vec<Option<UpsertOutcome>> = match services.metadata.upsert_flows(&writes).await
-    {
+    let outcomes: Vec<Option<UpsertOutcome>> = match services.metadata.upsert_flows(&writes).await {
         Ok(outcomes) => outcomes.into_iter().map(Some).collect(),
         // The database refused a statement of the batch: one flow may be the cause. Each flow
         // is written alone, so the others are stored now and only a failing one is retried
@@ -131,12 +130,22 @@ async fn process_batch(services: &Services, config: &ProcessorConfig, jobs: Vec<
             tracing::warn!(%error, flows = writes.len(), "batch refused; writing its flows one by one");
             let mut outcomes = Vec::with_capacity(writes.len());
             for (write, (job, ..)) in writes.iter().zip(&ready) {
-                match services.metadata.upsert_flows(std::slice::from_ref(write)).await {
+                match services
+                    .metadata
+                    .upsert_flows(std::slice::from_ref(write))
+                    .await
+                {
                     Ok(mut alone) => outcomes.push(alone.pop()),
                     Err(error) => {
-                        fail(services, config, job, error.is_transient(), &error.to_string())
-                            .instrument(job_span(job))
-                            .await;
+                        fail(
+                            services,
+                            config,
+                            job,
+                            error.is_transient(),
+                            &error.to_string(),
+                        )
+                        .instrument(job_span(job))
+                        .await;
                         outcomes.push(None);
                     }
                 }

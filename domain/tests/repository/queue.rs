@@ -279,7 +279,12 @@ async fn a_flow_that_fails_its_batch_never_delays_the_others() {
         let mut record = flow("dedupe", n, &[]);
         record.steps = (0..600)
             .map(|seq| {
-                let mut step = crate::fixture::step(seq, "dedupe", flowtrail_types::StepKind::Filter, (1 << 53, 0));
+                let mut step = crate::fixture::step(
+                    seq,
+                    "dedupe",
+                    flowtrail_types::StepKind::Filter,
+                    (1 << 53, 0),
+                );
                 step.reasons = std::collections::BTreeMap::from([("dup".to_string(), 1 << 53)]);
                 step.capture = Capture::CountsOnly;
                 step
@@ -315,7 +320,12 @@ async fn a_flow_that_fails_its_batch_never_delays_the_others() {
     })
     .await;
     assert!(
-        f.services.metadata.get_flow(f.team, first.id).await.unwrap().is_some(),
+        f.services
+            .metadata
+            .get_flow(f.team, first.id)
+            .await
+            .unwrap()
+            .is_some(),
         "the first large flow is stored alone"
     );
 }

@@ -176,3 +176,32 @@ async fn text_search_pages_in_list_order_whatever_the_start_times() {
         assert_eq!(every_page(&f, q).await, in_range, "range, limit {limit}");
     }
 }
+
+#[tokio::test]
+async fn words_inside_chinese_japanese_and_thai_text_are_found() {
+    let f = fresh().await;
+    let mut chinese = flow("categorization", 10, &[]);
+    chinese.steps[1].reasoning = Some("候选商品的价格超出范围".into());
+    let mut japanese = flow("categorization", 20, &[]);
+    japanese.steps[1].observations[0].reasons[0].text = Some("価格が範囲外です".into());
+    let mut thai = flow("categorization", 30, &[]);
+    thai.steps[2].reasoning = Some("ราคาสูงเกินไป".into());
+    ingest_all(&f, &[chinese.clone(), japanese.clone(), thai.clone()]).await;
+    let search = |text: &str| FlowFilters {
+        text: Some(text.into()),
+        ..query()
+    };
+    for (words, expected) in [
+        ("价格", vec![chinese.id]),
+        ("超出范围", vec![chinese.id]),
+        ("候选", vec![chinese.id]),
+        ("价格超出", vec![chinese.id]),
+        ("范围外", vec![]),
+        ("範囲", vec![japanese.id]),
+        ("価格", vec![japanese.id]),
+        ("ราคา", vec![thai.id]),
+        ("价格 categorization", vec![chinese.id]),
+    ] {
+        assert_eq!(ids(&f, &search(words)).await, expected, "{words}");
+    }
+}
