@@ -185,14 +185,13 @@ impl ListParams {
 
     /// This view's address with another cursor (the next page).
     pub fn href_with_cursor(&self, cursor: &str) -> String {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        query.append_pair("cursor", cursor);
+        let mut href = format!("/?cursor={}", crate::format::encode(cursor));
         for (name, value) in self.pairs() {
             if name != "cursor" {
-                query.append_pair(name, value);
+                href.push_str(&format!("&{name}={}", crate::format::encode(value)));
             }
         }
-        format!("/?{}", query.finish())
+        href
     }
 }
 
