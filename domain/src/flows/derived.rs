@@ -189,12 +189,17 @@ pub fn unspaced_pairs(text: &str) -> String {
 /// and the character pairs of unspaced scripts in its name, reasoning and that text.
 fn step_search_text(step: &StepRecord) -> Option<String> {
     let observed = observation_text(&step.observations);
-    let pairs = unspaced_pairs(&format!(
-        "{} {} {}",
-        step.name,
+    let texts = [
+        step.name.as_str(),
         step.reasoning.as_deref().unwrap_or(""),
-        observed.as_deref().unwrap_or("")
-    ));
+        observed.as_deref().unwrap_or(""),
+    ];
+    // Most text has no unspaced script: scanning is cheaper than building pairs.
+    let pairs = if texts.iter().any(|text| text.chars().any(unspaced)) {
+        unspaced_pairs(&texts.join(" "))
+    } else {
+        String::new()
+    };
     match (observed, pairs.is_empty()) {
         (observed, true) => observed,
         (None, false) => Some(pairs),

@@ -51,6 +51,28 @@ pub struct FlowWrite<'a> {
 }
 
 impl FlowWrite<'_> {
+    /// The summary a whole-record write leaves stored (`ingested_at_ms`: when it was
+    /// written): what its live event carries, without reading it back. Times at the stored
+    /// precision (milliseconds); the largest drop by the one rule
+    /// ([`flowtrail_types::Elimination::largest`], the SQL's twin).
+    pub fn replaced_summary(&self, ingested_at_ms: i64) -> FlowSummary {
+        use crate::millis::{from_ms, to_ms};
+        let flow = self.flow;
+        FlowSummary {
+            id: flow.id,
+            version: flow.version,
+            pipeline: flow.pipeline.clone(),
+            status: flow.status,
+            started_at: from_ms(to_ms(flow.started_at)),
+            ended_at: flow.ended_at.map(|at| from_ms(to_ms(at))),
+            tags: flow.tags.clone(),
+            error: flow.error.clone(),
+            step_count: flow.steps.len() as u32,
+            ingested_at: from_ms(ingested_at_ms),
+            largest_elimination: flowtrail_types::Elimination::largest(&flow.steps),
+        }
+    }
+
     /// Whether the write replaces the flow's tags: a whole record always does; a steps push
     /// only when it carries some (a push never erases what it does not carry).
     pub fn rewrites_tags(&self) -> bool {

@@ -415,3 +415,45 @@ async fn a_tag_key_holding_a_colon_can_be_filtered_on() {
         vec![tagged.id]
     );
 }
+
+#[tokio::test]
+async fn a_write_returns_the_summary_the_list_then_shows() {
+    use flowtrail_domain::flows::FlowWrite;
+    let f = fresh().await;
+    let mut record = flow("summaries", 0, &[("env", "prod")]);
+    record.started_at += time::Duration::microseconds(1_234_567);
+    record.steps[1].candidates_in = Some(10);
+    record.steps[1].candidates_out = Some(1);
+    let none = StepPayloads::new();
+    let write = FlowWrite {
+        team_id: f.team,
+        flow: &record,
+        payloads: &none,
+        mode: WriteMode::Replace,
+    };
+    let outcome = f
+        .services
+        .metadata
+        .upsert_flows(std::slice::from_ref(&write))
+        .await
+        .unwrap();
+    let UpsertOutcome::Written(written) = &outcomes_first(outcome) else {
+        panic!("written");
+    };
+    let listed = f
+        .services
+        .metadata
+        .get_flow(f.team, record.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .summary;
+    assert_eq!(
+        **written, listed,
+        "the live event carries what the list shows"
+    );
+}
+
+fn outcomes_first(outcomes: Vec<UpsertOutcome>) -> UpsertOutcome {
+    outcomes.into_iter().next().unwrap()
+}

@@ -62,6 +62,7 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
         Precedence::Stale => return Ok(UpsertOutcome::Stale),
         Precedence::Write { header } => header,
     };
+    let now = now_ms();
     // Subtract the stored steps' reasons while the flow's pipeline and start are still the
     // stored ones; every remaining step is added back below.
     adjust_reason_counts(conn, team_id, &flow_id, -1).await?;
@@ -82,7 +83,7 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
     .execute(&mut *conn)
     .await?;
     if take_header {
-        write_header(conn, write, &flow_id).await?;
+        write_header(conn, write, &flow_id, now).await?;
     }
     let rows = StepRow::of_write(write)?;
     for chunk in rows.chunks(MAX_PARAMS / STEP_PARAMS) {
@@ -92,7 +93,13 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
     }
     adjust_reason_counts(conn, team_id, &flow_id, 1).await?;
     refresh_derived(conn, team_id, &flow_id).await?;
-    // What the live event needs, as stored now: read in the same transaction.
+    // What the live event needs: a whole record's summary is the record itself; a push's
+    // depends on what was stored before, so it is read in the same transaction.
+    if mode == WriteMode::Replace {
+        return Ok(UpsertOutcome::Written(Box::new(
+            write.replaced_summary(now),
+        )));
+    }
     let row = sqlx::query(&format!(
         "SELECT {FLOW_COLUMNS} FROM flows f JOIN pipelines p ON p.id = f.pipeline_id \
          WHERE f.team_id = $1 AND f.id = $2"
@@ -105,7 +112,12 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
 }
 
 /// The flow's own row and its tags.
-async fn write_header(conn: &mut PgConnection, write: &FlowWrite<'_>, flow_id: &str) -> Result<()> {
+async fn write_header(
+    conn: &mut PgConnection,
+    write: &FlowWrite<'_>,
+    flow_id: &str,
+    now: i64,
+) -> Result<()> {
     let (team_id, flow) = (write.team_id, write.flow);
     sqlx::query("INSERT INTO pipelines (team_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING")
         .bind(team_id)
@@ -144,7 +156,7 @@ async fn write_header(conn: &mut PgConnection, write: &FlowWrite<'_>, flow_id: &
     .bind(&flow.error)
     .bind(flow.sdk.as_ref().map(|s| s.name.as_str()))
     .bind(flow.sdk.as_ref().map(|s| s.version.as_str()))
-    .bind(now_ms())
+    .bind(now)
     .execute(&mut *conn)
     .await?;
     for (key, value) in &flow.tags {

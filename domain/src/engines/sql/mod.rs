@@ -37,15 +37,17 @@ impl SqlDatabase {
     }
 
     /// A query answering the rows of `from` (a `SELECT` naming `columns`) as one JSON text:
-    /// an array of arrays ordered by `order`, `[]` when there is none. SQLite spells the
+    /// an array of arrays, ordered by `order` when given (an order costs a sort: give none
+    /// when the caller does not need one), `[]` when there is none. SQLite spells the
     /// aggregate `json_group_array(json_array(..))`, PostgreSQL `json_agg(json_build_array(..))`.
-    pub(crate) fn json_rows(&self, columns: &str, order: &str, from: &str) -> String {
+    pub(crate) fn json_rows(&self, columns: &str, order: Option<&str>, from: &str) -> String {
+        let order = order.map(|o| format!(" ORDER BY {o}")).unwrap_or_default();
         match self {
-            SqlDatabase::Sqlite(_) => format!(
-                "SELECT json_group_array(json_array({columns}) ORDER BY {order}) FROM ({from}) x"
-            ),
+            SqlDatabase::Sqlite(_) => {
+                format!("SELECT json_group_array(json_array({columns}){order}) FROM ({from}) x")
+            }
             SqlDatabase::Postgres(_) => format!(
-                "SELECT coalesce(json_agg(json_build_array({columns}) ORDER BY {order}), '[]')::TEXT \
+                "SELECT coalesce(json_agg(json_build_array({columns}){order}), '[]')::TEXT \
                  FROM ({from}) x"
             ),
         }

@@ -17,7 +17,7 @@ pub(crate) async fn reason_counts(
 ) -> Result<Vec<ReasonRow>> {
     let sql = db.json_rows(
         "b, name, step, code, n",
-        "b, name, step, code",
+        Some("b, name, step, code"),
         &format!(
             "SELECT {bucket} AS b, p.name, r.step, r.code, \
                 CAST(SUM(r.count) AS BIGINT) AS n \
@@ -55,7 +55,8 @@ pub(crate) async fn funnel_of(
 ) -> Result<Vec<FunnelRow>> {
     let sql = db.json_rows(
         "flow_id, seq, name, kind, candidates_in, candidates_out",
-        "flow_id, seq",
+        // The medians are computed from the rows in any order.
+        None,
         "SELECT s.flow_id, s.seq, s.name, s.kind, s.candidates_in, s.candidates_out \
          FROM (SELECT id FROM flows WHERE team_id = $1 AND pipeline_id = $2 \
                AND started_at >= $3 AND started_at < $4 \

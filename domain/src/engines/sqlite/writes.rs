@@ -160,39 +160,55 @@ async fn write_round(
         .await?;
     }
 
+    let now = now_ms();
     if !headers.is_empty() {
-        write_headers(conn, &headers).await?;
+        write_headers(conn, &headers, now).await?;
     }
     insert_steps(conn, &live).await?;
     adjust_reason_counts(conn, &live_keys, 1).await?;
     refresh_derived(conn, &live_keys).await?;
-    // What the live events need, as stored now: read in the same transaction.
-    let rows = sqlx::query(&format!(
-        "SELECT f.team_id, {FLOW_COLUMNS} FROM json_each(?) k \
-         JOIN flows f ON f.team_id = {KEY_T} AND f.id = {KEY_F} \
-         JOIN pipelines p ON p.id = f.pipeline_id"
-    ))
-    .bind(&live_keys)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut summaries = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let team_id: i64 = row.try_get("team_id")?;
-        let summary = flow_summary(row)?;
-        summaries.insert((team_id, summary.id), summary);
+    // What the live events need: a whole record's summary is the record itself; a push's
+    // depends on what was stored before, so those are read in the same transaction.
+    let merged: Vec<&FlowWrite<'_>> = live
+        .iter()
+        .copied()
+        .filter(|w| w.mode == WriteMode::MergeSteps)
+        .collect();
+    let mut summaries = HashMap::with_capacity(merged.len());
+    if !merged.is_empty() {
+        let rows = sqlx::query(&format!(
+            "SELECT f.team_id, {FLOW_COLUMNS} FROM json_each(?) k \
+             JOIN flows f ON f.team_id = {KEY_T} AND f.id = {KEY_F} \
+             JOIN pipelines p ON p.id = f.pipeline_id"
+        ))
+        .bind(keys(&merged))
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in &rows {
+            let team_id: i64 = row.try_get("team_id")?;
+            let summary = flow_summary(row)?;
+            summaries.insert((team_id, summary.id), summary);
+        }
     }
     for (write, position) in live.iter().zip(positions) {
-        let summary = summaries
-            .get(&(write.team_id, write.flow.id))
-            .cloned()
-            .ok_or_else(|| Error::Internal("a written flow vanished".into()))?;
+        let summary = match write.mode {
+            WriteMode::Replace => write.replaced_summary(now),
+            WriteMode::MergeSteps => summaries
+                .get(&(write.team_id, write.flow.id))
+                .cloned()
+                .ok_or_else(|| Error::Internal("a written flow vanished".into()))?,
+        };
         outcomes[position] = UpsertOutcome::Written(Box::new(summary));
     }
     Ok(())
 }
 
 /// The flows' own rows, their pipelines and their tags.
-async fn write_headers(conn: &mut SqliteConnection, headers: &[&FlowWrite<'_>]) -> Result<()> {
+async fn write_headers(
+    conn: &mut SqliteConnection,
+    headers: &[&FlowWrite<'_>],
+    now: i64,
+) -> Result<()> {
     let pipelines: Vec<_> = headers
         .iter()
         .map(|w| json!({"t": w.team_id, "p": w.flow.pipeline}))
@@ -229,7 +245,6 @@ async fn write_headers(conn: &mut SqliteConnection, headers: &[&FlowWrite<'_>]) 
     .execute(&mut *conn)
     .await?;
 
-    let now = now_ms();
     let mut rows = Vec::with_capacity(headers.len());
     for write in headers {
         let flow = write.flow;
