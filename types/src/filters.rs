@@ -3,11 +3,14 @@
 //! browser. Add a list filter here (parsing, [`FlowFilters::to_query`], [`FlowFilters::admits`])
 //! and in the SQL that applies it (`domain/src/engines/sql/flows.rs`).
 //!
-//! Accepted forms (empty values are ignored; unknown names are ignored):
+//! Accepted forms (empty values are ignored; unknown names are ignored; a filter other than
+//! `tag` given twice is refused). Time ranges are half-open: `since` ≤ `started_at` <
+//! `until`, so `until=2026-11-21` ends where that day starts.
 //!
 //! | name | form |
 //! |---|---|
-//! | `pipeline`, `q` | any text |
+//! | `pipeline` | any text |
+//! | `q` | words, at most 1,024 bytes |
 //! | `status` | `running`, `succeeded`, `failed` |
 //! | `tag` (repeatable) | `key:value`, split at the first `:` that is not escaped; a key that holds `:` or `\` writes them `\:` and `\\` (`k8s\:namespace:prod`) |
 //! | `since`, `until` | RFC 3339 (`2026-11-21T10:00:00Z`), or `YYYY-MM-DD[THH:MM[:SS]]` read as UTC |
@@ -24,6 +27,22 @@ use uuid::Uuid;
 
 pub use crate::share::Share;
 use crate::{FlowStatus, FlowSummary, StepKind};
+
+/// The filters that take one value (`tag` may repeat).
+const SINGLE_VALUED: &[&str] = &[
+    "pipeline",
+    "status",
+    "since",
+    "until",
+    "q",
+    "step_kind",
+    "min_eliminated",
+    "limit",
+    "cursor",
+];
+
+/// The longest `q`, in bytes.
+pub const MAX_TEXT_BYTES: usize = 1024;
 
 /// Rows per page when `limit` is absent.
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -106,10 +125,18 @@ impl FlowFilters {
         V: AsRef<str>,
     {
         let mut filters = FlowFilters::default();
+        let mut seen: Vec<&'static str> = Vec::new();
         for (name, value) in pairs {
             let value = value.as_ref().trim();
             if value.is_empty() {
                 continue;
+            }
+            // A filter given twice (but `tag`) is ambiguous: refused rather than one picked.
+            if let Some(known) = SINGLE_VALUED.iter().find(|n| **n == name.as_ref()) {
+                if seen.contains(known) {
+                    return Err(invalid(known, format!("{known} is given more than once")));
+                }
+                seen.push(known);
             }
             match name.as_ref() {
                 "pipeline" => filters.pipeline = Some(value.to_string()),
@@ -124,6 +151,12 @@ impl FlowFilters {
                 "tag" => filters.tags.push(parse_tag(value)?),
                 "since" => filters.since = Some(parse_time("since", value)?),
                 "until" => filters.until = Some(parse_time("until", value)?),
+                "q" if value.len() > MAX_TEXT_BYTES => {
+                    return Err(invalid(
+                        "q",
+                        format!("q is {} bytes; the limit is {MAX_TEXT_BYTES}", value.len()),
+                    ));
+                }
                 "q" => filters.text = Some(value.to_string()),
                 "step_kind" => {
                     filters.step_kind = Some(StepKind::parse(value).ok_or_else(|| {
@@ -254,7 +287,7 @@ pub fn tag_filter(key: &str, value: &str) -> String {
 
 /// Reads `since`/`until`: RFC 3339, or `YYYY-MM-DD[THH:MM[:SS]]` as UTC (what a browser's
 /// `datetime-local` input gives).
-fn parse_time(field: &'static str, text: &str) -> Result<OffsetDateTime, FilterError> {
+pub fn parse_time(field: &'static str, text: &str) -> Result<OffsetDateTime, FilterError> {
     if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
         return Ok(at);
     }
@@ -348,6 +381,8 @@ mod tests {
     #[test]
     fn refused_values_name_their_parameter() {
         for (query, field) in [
+            ("pipeline=a&pipeline=b", "pipeline"),
+            ("limit=1&limit=5", "limit"),
             ("status=done", "status"),
             ("tag=env", "tag"),
             ("since=yesterday", "since"),

@@ -36,12 +36,14 @@ impl Share {
     }
 
     /// Whether `eliminated` of `candidates_in` is at least this share, exactly
-    /// (`eliminated · 10⁶ ≥ ppm · candidates_in` in 128-bit integers). A step with no
+    /// (`eliminated · 10⁶ ≥ ppm · candidates_in` in 128-bit integers). Every counted step
+    /// reaches a share of 0 (one that creates candidates too); otherwise a step with no
     /// candidates in eliminated nothing.
     pub fn is_reached_by(self, eliminated: u64, candidates_in: u64) -> bool {
-        candidates_in > 0
-            && u128::from(eliminated) * u128::from(Self::WHOLE_PPM)
-                >= u128::from(self.ppm) * u128::from(candidates_in)
+        self.ppm == 0
+            || candidates_in > 0
+                && u128::from(eliminated) * u128::from(Self::WHOLE_PPM)
+                    >= u128::from(self.ppm) * u128::from(candidates_in)
     }
 
     /// Parses `0.9`, `1`, `0`, `90%`, `12.5%`.

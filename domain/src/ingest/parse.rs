@@ -80,10 +80,25 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
         Err(error) => error,
     };
     let path = error.path().to_string();
+    let message = data_error_message(error.inner());
     Err(Error::Validation {
-        field: (path != ".").then_some(path),
-        message: data_error_message(error.inner()),
+        field: field_of(&path, &message),
+        message,
     })
+}
+
+/// The field an error is about: its path, and for a missing or repeated field (which serde
+/// reports at the enclosing object) the field's own name under it (`id`, `steps[0].name`).
+fn field_of(path: &str, message: &str) -> Option<String> {
+    let named = ["missing field `", "duplicate field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix)?.split('`').next());
+    match (path, named) {
+        (".", None) => None,
+        (".", Some(name)) => Some(name.to_string()),
+        (path, Some(name)) => Some(format!("{path}.{name}")),
+        (path, None) => Some(path.to_string()),
+    }
 }
 
 /// Depth at which serde_json stops parsing with "recursion limit exceeded".
@@ -122,6 +137,19 @@ fn data_error_message(error: &serde_json::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_or_repeated_field_is_named() {
+        let field = |body: &str| match parse_body::<FlowRecord>(body.as_bytes()) {
+            Err(Error::Validation { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(field("{}").as_deref(), Some("id"));
+        assert_eq!(
+            field(r#"{"pipeline":"a","pipeline":"b"}"#).as_deref(),
+            Some("pipeline")
+        );
+    }
 
     #[test]
     fn nesting_depth_ignores_brackets_inside_strings() {

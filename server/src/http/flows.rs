@@ -16,7 +16,6 @@ use flowtrail_types::{
     ErrorBody, FlowDetail, FlowFilters, FlowPage, FlowStatus, ObservationList, StepKind,
 };
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::auth::Reader;
@@ -84,14 +83,11 @@ pub(crate) fn query_pairs(raw: &str) -> Result<Vec<(String, String)>, ApiError> 
         .map_err(|e| ApiError::invalid("query", format!("the query string is not valid: {e}")))
 }
 
-/// An RFC 3339 time parameter, or a 422 naming it.
-pub(crate) fn time_param(name: &str, value: &str) -> Result<OffsetDateTime, ApiError> {
-    OffsetDateTime::parse(value, &Rfc3339).map_err(|_| {
-        ApiError::invalid(
-            name,
-            format!("{name} must be an RFC 3339 time, e.g. 2026-11-21T10:00:00Z"),
-        )
-    })
+/// A time parameter in the forms of the flows list's vocabulary
+/// ([`flowtrail_types::filters::parse_time`]), or a 422 naming it.
+pub(crate) fn time_param(name: &'static str, value: &str) -> Result<OffsetDateTime, ApiError> {
+    flowtrail_types::filters::parse_time(name, value)
+        .map_err(|e| ApiError::invalid(e.field, e.message))
 }
 
 pub(crate) fn flow_id(text: &str) -> Result<Uuid, ApiError> {

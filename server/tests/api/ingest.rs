@@ -292,7 +292,17 @@ async fn steps_that_create_candidates_are_accepted_and_eliminate_nothing() {
             json!([]),
             "a {kind} step eliminated nothing"
         );
+        // …but at least nothing: a share of 0 is reached by every counted step.
+        let (_, found) = app
+            .get_json(&format!("/api/v1/flows?step_kind={kind}&min_eliminated=0"))
+            .await;
+        assert_eq!(found["flows"][0]["id"], FLOW_ID, "{kind} at a share of 0");
     }
+    // The statistics read times in the same forms as the list.
+    let (status, stats) = app
+        .get_json("/api/v1/stats/reasons?since=2026-11-21&until=2026-11-22T00:00")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
 
     // A step that chooses among its input still cannot grow it.
     let mut grown = flow_json("01936b2e-7c4a-7cc0-9a57-4c1f0e6d2b12");

@@ -88,6 +88,11 @@ where
     i64: Encode<'q, DB> + Type<DB>,
 {
     const D: i64 = 1_000_000;
+    if ppm == 0 {
+        // Every step that counted its candidates eliminated at least nothing.
+        sql.push(" AND s.candidates_in IS NOT NULL AND s.candidates_out IS NOT NULL");
+        return;
+    }
     sql.push(" AND s.candidates_in > 0 AND (CASE WHEN ((s.candidates_in - s.candidates_out) - ")
         .push_bind(ppm)
         .push(format!(" * (s.candidates_in / {D})) > {D} THEN 1 "))
