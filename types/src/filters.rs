@@ -226,18 +226,6 @@ impl FlowFilters {
         query.finish()
     }
 
-    /// True when some filter (not the limit or the cursor) is set.
-    pub fn any(&self) -> bool {
-        self.pipeline.is_some()
-            || self.status.is_some()
-            || !self.tags.is_empty()
-            || self.since.is_some()
-            || self.until.is_some()
-            || self.text.is_some()
-            || self.step_kind.is_some()
-            || self.min_eliminated.is_some()
-    }
-
     /// Whether a flow that arrives live belongs in this list, judged in the browser from its
     /// summary. Filters a summary cannot answer (text, a step kind or share: they need the
     /// flow's steps) answer `None`: the page offers a refresh instead.

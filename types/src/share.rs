@@ -30,11 +30,6 @@ impl Share {
         self.ppm
     }
 
-    /// The share as a float (for display and for engines that compare in floating point).
-    pub fn as_f64(self) -> f64 {
-        f64::from(self.ppm) / f64::from(Self::WHOLE_PPM)
-    }
-
     /// Whether `eliminated` of `candidates_in` is at least this share, exactly
     /// (`eliminated · 10⁶ ≥ ppm · candidates_in` in 128-bit integers). Every counted step
     /// reaches a share of 0 (one that creates candidates too); otherwise a step with no

@@ -52,6 +52,17 @@ pub fn FlowsPage() -> impl IntoView {
                 .collect_view()
         }
     };
+    // The form edits the first tag of the address; the others ride along as hidden fields.
+    let first_tag = move || filters.read().tags.first().cloned().unwrap_or_default();
+    let further_tags = move || {
+        filters
+            .read()
+            .tags
+            .iter()
+            .skip(1)
+            .map(|tag| view! { <input type="hidden" name="tag" value=tag.clone()/> })
+            .collect_view()
+    };
     let statuses = FlowStatus::ALL.iter().map(|s| s.as_str()).collect();
     let kinds = StepKind::ALL.iter().map(|k| k.as_str()).collect();
     view! {
@@ -74,10 +85,10 @@ pub fn FlowsPage() -> impl IntoView {
                 </label>
                 <label>
                     "Tag"
-                    <input type="text" name="tag" placeholder="env:prod" value=move || filters.read().tags.first().cloned().unwrap_or_default()/>
+                    <input type="text" name="tag" placeholder="env:prod" value=first_tag/>
                 </label>
                 // Further tags of the address stay in it when the form is sent again.
-                {move || filters.read().tags.iter().skip(1).map(|tag| view! { <input type="hidden" name="tag" value=tag.clone()/> }).collect_view()}
+                {further_tags}
                 <label>
                     "Since (UTC)"
                     <input type="text" name="since" placeholder="2026-11-20T09:00" value=value(|f| &f.since)/>
