@@ -30,13 +30,18 @@ pub fn FlowPage() -> impl IntoView {
     let query = use_query_map();
     let id = move || params.read().get("id").unwrap_or_default();
     let flow = Resource::new(id, get_flow);
+    // Created beside `flow`, never inside the Suspense's body: a resource created while a
+    // Suspense renders races the streamed HTML, and hydration then finds the wrong nodes.
+    let previous = Resource::new(id, previous_flow);
     let selected =
         Signal::derive(move || query.read().get("step").and_then(|s| s.parse::<u32>().ok()));
     view! {
         <Suspense fallback=|| view! { <p class="loading">"Loading flow…"</p> }>
             {move || Suspend::new(async move {
-                match flow.await {
-                    Ok(detail) => view! { <FlowView detail selected/> }.into_any(),
+                // A missing previous run only hides the compare link; it never fails the page.
+                let (flow, previous) = (flow.await, previous.await.ok().flatten());
+                match flow {
+                    Ok(detail) => view! { <FlowView detail previous selected/> }.into_any(),
                     Err(e) => view! {
                         <section class="empty">
                             <h1>"Flow not available"</h1>
@@ -51,7 +56,11 @@ pub fn FlowPage() -> impl IntoView {
 }
 
 #[component]
-fn FlowView(detail: FlowDetail, selected: Signal<Option<u32>>) -> impl IntoView {
+fn FlowView(
+    detail: FlowDetail,
+    previous: Option<String>,
+    selected: Signal<Option<u32>>,
+) -> impl IntoView {
     let steps = StoredValue::new(detail.steps.clone());
     // Both the default step and the funnel's highlight: one definition of "largest drop".
     let drop = format::largest_drop(&detail.steps);
@@ -76,7 +85,7 @@ fn FlowView(detail: FlowDetail, selected: Signal<Option<u32>>) -> impl IntoView 
     };
     view! {
         <section class="flow">
-            <FlowHead flow=detail.summary.clone()/>
+            <FlowHead flow=detail.summary.clone() previous/>
             <div class="io">
                 <div class="card">
                     <h2>"Input"</h2>
@@ -97,18 +106,18 @@ fn FlowView(detail: FlowDetail, selected: Signal<Option<u32>>) -> impl IntoView 
 }
 
 /// The flow's name, status, id, timing and tags, its error, and a link to compare it with the
-/// previous run of its pipeline when there is one.
+/// previous run of its pipeline (`previous`, its id) when there is one.
 #[component]
-fn FlowHead(flow: FlowSummary) -> impl IntoView {
+fn FlowHead(flow: FlowSummary, previous: Option<String>) -> impl IntoView {
     let flow_id = flow.id.to_string();
-    let previous = Resource::new(
-        {
-            let id = flow_id.clone();
-            move || id.clone()
-        },
-        previous_flow,
-    );
-    let this = flow_id.clone();
+    let compare = previous.map(|before| {
+        let href = format!("/flows/{before}/compare/{flow_id}");
+        view! {
+            <p class="actions">
+                <a class="button secondary" href=href>"Compare with the previous run"</a>
+            </p>
+        }
+    });
     let tags = flow
         .tags
         .iter()
@@ -138,20 +147,7 @@ fn FlowHead(flow: FlowSummary) -> impl IntoView {
                 " · "{tags}
             </p>
             {flow.error.clone().map(|e| view! { <p class="error" role="alert">"Error: "{e}</p> })}
-            <Suspense fallback=|| ()>
-                {move || {
-                    let this = this.clone();
-                    Suspend::new(async move {
-                    previous.await.ok().flatten().map(|before| {
-                        let href = format!("/flows/{before}/compare/{this}");
-                        view! {
-                            <p class="actions">
-                                <a class="button secondary" href=href>"Compare with the previous run"</a>
-                            </p>
-                        }
-                    })
-                })}}
-            </Suspense>
+            {compare}
         </div>
     }
 }
