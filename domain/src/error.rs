@@ -64,14 +64,14 @@ impl Error {
         }
     }
 
-    /// Whether retrying the same operation later may succeed (engine down, busy, timeout),
-    /// as opposed to a permanent error (invalid data, integrity failure).
     /// Whether the database answered that a statement failed (a constraint, an overflow, a
     /// deadlock…) — the engine is up, so the cause may be one flow of a batch.
     pub fn is_statement_error(&self) -> bool {
         matches!(self, Error::Database(sqlx::Error::Database(_)))
     }
 
+    /// Whether retrying the same operation later may succeed (engine down, busy, timeout),
+    /// as opposed to a permanent error (invalid data, integrity failure).
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Database(e) => !matches!(

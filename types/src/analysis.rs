@@ -181,7 +181,9 @@ pub struct ReasonCount {
     pub pipeline: String,
     pub step: String,
     pub code: String,
-    pub count: u64,
+    /// Exact, also above 2^64 (a JSON integer with every digit; parse it as a big integer
+    /// where numbers are doubles).
+    pub count: u128,
 }
 
 /// A [`ReasonCount`] within one time bucket.
@@ -193,7 +195,9 @@ pub struct ReasonBucket {
     pub pipeline: String,
     pub step: String,
     pub code: String,
-    pub count: u64,
+    /// Exact, also above 2^64 (a JSON integer with every digit; parse it as a big integer
+    /// where numbers are doubles).
+    pub count: u128,
 }
 
 /// The typical shape of a pipeline: median candidates in and out of each step.

@@ -30,7 +30,8 @@ pub struct ReasonRow {
     pub pipeline: String,
     pub step: String,
     pub code: String,
-    pub count: u64,
+    /// Exact: the sum of up to 2^42 step counts of at most 2^53 each.
+    pub count: u128,
 }
 
 /// One step of one flow, for the funnels.
@@ -87,7 +88,7 @@ pub async fn reason_stats(
             .metadata
             .funnel_rows(team_id, query, FUNNEL_FLOW_CAP)
     )?;
-    let mut totals: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+    let mut totals: BTreeMap<(String, String, String), u128> = BTreeMap::new();
     for row in &rows {
         *totals
             .entry((row.pipeline.clone(), row.step.clone(), row.code.clone()))

@@ -322,3 +322,88 @@ async fn times_before_1970_fall_in_their_own_hour_and_day() {
         assert_eq!(too_old, vec![(start, 5)], "{bucket:?}");
     }
 }
+
+#[tokio::test]
+async fn reason_sums_beyond_64_bits_are_exact_and_never_fail_a_write() {
+    use flowtrail_domain::flows::StepPayloads;
+    use flowtrail_domain::flows::{FlowWrite, WriteMode};
+    use flowtrail_domain::ingest::MAX_COUNT;
+    let f = fresh().await;
+    // Issue #14, item 4: 600 counts-only steps of the largest count, per flow, in one hour.
+    // One flow's 600 × 2^53 fits in 63 bits; two overflowed SQLite's and PostgreSQL's
+    // BIGINT sums. Four flows sum past 2^64.
+    let dedupe = |seq: u32| {
+        let mut s = step(seq, "dedupe", StepKind::Filter, (MAX_COUNT, 0));
+        s.capture = Capture::CountsOnly;
+        s.reasons = BTreeMap::from([("dup".to_string(), MAX_COUNT)]);
+        s
+    };
+    let records: Vec<_> = (0..4)
+        .map(|i| {
+            let mut record = flow("overflow", i, &[]);
+            record.steps = (0..600).map(dedupe).collect();
+            record
+        })
+        .collect();
+    let payloads = StepPayloads::new();
+    let writes: Vec<_> = records
+        .iter()
+        .map(|flow| FlowWrite {
+            team_id: f.team,
+            flow,
+            payloads: &payloads,
+            mode: WriteMode::Replace,
+        })
+        .collect();
+    // One batch: every flow is written.
+    let outcomes = f.services.metadata.upsert_flows(&writes).await.unwrap();
+    assert!(outcomes.iter().all(|o| o.is_written()));
+    let expected = 2400 * u128::from(MAX_COUNT);
+    assert!(expected > u128::from(u64::MAX));
+    for pipeline in [Some("overflow"), None] {
+        let stats = flowtrail_domain::analysis::reason_stats(
+            &f.services,
+            f.team,
+            &stats_query(pipeline),
+            flowtrail_types::StatsBucket::Day,
+        )
+        .await
+        .unwrap();
+        let dup: Vec<_> = stats
+            .totals
+            .iter()
+            .filter(|t| t.code == "dup")
+            .map(|t| t.count)
+            .collect();
+        assert_eq!(dup, vec![expected], "pipeline filter {pipeline:?}");
+        let buckets: u128 = stats
+            .buckets
+            .iter()
+            .filter(|b| b.code == "dup")
+            .map(|b| b.count)
+            .sum();
+        assert_eq!(buckets, expected);
+    }
+    // Replacing a flow subtracts exactly what it added: one flow now counts 1 per step.
+    let mut newer = records[0].clone();
+    newer.version = 2;
+    for s in &mut newer.steps {
+        s.reasons = BTreeMap::from([("dup".to_string(), 1)]);
+    }
+    store(&f, &newer).await;
+    let stats = flowtrail_domain::analysis::reason_stats(
+        &f.services,
+        f.team,
+        &stats_query(Some("overflow")),
+        flowtrail_types::StatsBucket::Hour,
+    )
+    .await
+    .unwrap();
+    let dup: Vec<_> = stats
+        .totals
+        .iter()
+        .filter(|t| t.code == "dup")
+        .map(|t| t.count)
+        .collect();
+    assert_eq!(dup, vec![1800 * u128::from(MAX_COUNT) + 600]);
+}

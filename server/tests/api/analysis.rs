@@ -125,3 +125,39 @@ async fn journey_diff_and_stats_answer_over_http() {
     assert_eq!(page["flows"][0]["largest_elimination"]["share"], 0.5);
     assert_eq!(page["flows"][1]["largest_elimination"]["share"], 0.994);
 }
+
+#[tokio::test]
+async fn reason_statistics_sum_past_63_bits_without_an_error() {
+    // Issue #14, item 4: two flows of 600 counts-only steps of 2^53 each, one hour.
+    let app = app().await;
+    let max = 1u64 << 53;
+    let steps: Vec<_> = (0..600)
+        .map(|seq| {
+            json!({"seq": seq, "name": "dedupe", "kind": "filter", "capture": "counts_only",
+                   "candidates_in": max, "candidates_out": 0, "reasons": {"dup": max}})
+        })
+        .collect();
+    for n in [1, 2] {
+        let mut flow = crate::app::other_flow(n);
+        flow["pipeline"] = json!("dedupe_heavy");
+        flow["steps"] = json!(steps);
+        let (status, _, body) = app.send(&flow).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    app.drain_all().await;
+    let range = "since=2026-11-21T00:00:00Z&until=2026-11-22T00:00:00Z";
+    for pipeline in ["&pipeline=dedupe_heavy", ""] {
+        let (status, stats) = app
+            .get_json(&format!("/api/v1/stats/reasons?{range}{pipeline}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{stats}");
+        let dup: Vec<_> = stats["totals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["code"] == "dup")
+            .map(|t| t["count"].as_u64())
+            .collect();
+        assert_eq!(dup, vec![Some(1200 * max)], "{pipeline}");
+    }
+}

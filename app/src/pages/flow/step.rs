@@ -16,7 +16,8 @@ pub(super) fn StepCard(
 ) -> impl IntoView {
     let seq = step.seq;
     let href = format!("?step={seq}");
-    let total: u64 = step.reasons.values().sum();
+    // In 128 bits: thousands of codes of up to 2^53 each overflow 64.
+    let total: u128 = step.reasons.values().map(|n| u128::from(*n)).sum();
     let reasons = step
         .reasons
         .iter()

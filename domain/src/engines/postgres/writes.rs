@@ -11,7 +11,7 @@ use crate::engines::sql::flows::FLOW_COLUMNS;
 use crate::engines::sql::rows::{corrupt, flow_summary};
 use crate::engines::sql::writes::{
     FLOW_INSERT, STEP_INSERT, STEP_PARAMS, derived_columns, flow_upsert, hour_bucket_sql,
-    push_step_row, search_document_sql,
+    push_step_row, reason_count_add, reason_count_parts, search_document_sql,
 };
 use crate::flows::derived::{StepRow, json_text};
 use crate::flows::{FlowWrite, Precedence, UpsertOutcome, WriteMode};
@@ -180,15 +180,16 @@ async fn adjust_reason_counts(
     sign: i64,
 ) -> Result<()> {
     sqlx::query(&format!(
-        "INSERT INTO reason_counts (team_id, pipeline_id, step, bucket, code, count) \
-         SELECT f.team_id, f.pipeline_id, s.name, {bucket}, j.key, \
-                $1::BIGINT * SUM(j.value::BIGINT) \
+        "INSERT INTO reason_counts \
+             (team_id, pipeline_id, step, bucket, code, count_hi, count_lo) \
+         SELECT f.team_id, f.pipeline_id, s.name, {bucket}, j.key, {parts} \
          FROM steps s JOIN flows f ON f.team_id = s.team_id AND f.id = s.flow_id, \
               json_each_text(s.reasons::JSON) j \
          WHERE s.team_id = $2 AND s.flow_id = $3 \
          GROUP BY 1, 2, 3, 4, 5 \
-         ON CONFLICT (team_id, bucket, pipeline_id, step, code) \
-         DO UPDATE SET count = reason_counts.count + excluded.count",
+         ON CONFLICT (team_id, bucket, pipeline_id, step, code) DO UPDATE SET {add}",
+        parts = reason_count_parts("$1::BIGINT", "j.value::BIGINT"),
+        add = reason_count_add("reason_counts."),
         bucket = hour_bucket_sql("f.started_at"),
     ))
     .bind(sign)
@@ -198,7 +199,8 @@ async fn adjust_reason_counts(
     .await?;
     if sign < 0 {
         sqlx::query(&format!(
-            "DELETE FROM reason_counts WHERE team_id = $1 AND count = 0 AND bucket IN \
+            "DELETE FROM reason_counts WHERE team_id = $1 AND count_hi = 0 AND count_lo = 0 \
+             AND bucket IN \
              (SELECT {bucket} FROM flows WHERE team_id = $2 AND id = $3)",
             bucket = hour_bucket_sql("started_at"),
         ))

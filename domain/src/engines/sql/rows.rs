@@ -12,17 +12,20 @@ use crate::millis::from_ms;
 use crate::payloads::PayloadRef;
 use crate::{Error, Result};
 
-/// A reason-count query's row: bucket (Unix ms), pipeline, step, code, count.
-pub(crate) type ReasonTuple = (i64, String, String, String, i64);
+/// A reason-count query's row: bucket (Unix ms), pipeline, step, code, and the count's two
+/// summed parts `count_hi`, `count_lo` (see [`super::writes::REASON_LO_BITS`]).
+pub(crate) type ReasonTuple = (i64, String, String, String, i64, i64);
 
-/// A reason count.
-pub(crate) fn reason_row((bucket_ms, pipeline, step, code, count): ReasonTuple) -> ReasonRow {
+/// A reason count: `hi * 2^32 + lo`, exact in 128 bits (never negative: only what was added
+/// is ever subtracted).
+pub(crate) fn reason_row((bucket_ms, pipeline, step, code, hi, lo): ReasonTuple) -> ReasonRow {
+    let count = (i128::from(hi) << super::writes::REASON_LO_BITS) + i128::from(lo);
     ReasonRow {
         bucket_ms,
         pipeline,
         step,
         code,
-        count: count.max(0) as u64,
+        count: u128::try_from(count).unwrap_or(0),
     }
 }
 

@@ -9,23 +9,26 @@ use crate::Result;
 use crate::analysis::{FunnelRow, ReasonRow, StatsQuery};
 use crate::millis::{floor_sql, hour_floor, to_ms};
 
-/// Reason counts per bucket, pipeline, step and code (see `FlowStore::reason_counts`).
+/// Reason counts per bucket, pipeline, step and code (see `FlowStore::reason_counts`). The
+/// two parts of the stored counts are summed apart and combined in Rust (`rows::reason_row`):
+/// a bucket sums at most a few thousand hourly rows, each part far below 2^63.
 pub(crate) async fn reason_counts(
     db: &SqlDatabase,
     team_id: i64,
     query: &StatsQuery,
 ) -> Result<Vec<ReasonRow>> {
     let sql = db.json_rows(
-        "b, name, step, code, n",
+        "b, name, step, code, hi, lo",
         Some("b, name, step, code"),
         &format!(
             "SELECT {bucket} AS b, p.name, r.step, r.code, \
-                CAST(SUM(r.count) AS BIGINT) AS n \
+                CAST(SUM(r.count_hi) AS BIGINT) AS hi, CAST(SUM(r.count_lo) AS BIGINT) AS lo \
          FROM reason_counts r JOIN pipelines p ON p.id = r.pipeline_id \
          WHERE r.team_id = $2 AND r.bucket >= $3 AND r.bucket < $4 \
            AND (CAST($5 AS TEXT) IS NULL OR p.name = $5) \
            AND (CAST($6 AS TEXT) IS NULL OR r.step = $6) \
-         GROUP BY b, p.name, r.step, r.code HAVING SUM(r.count) > 0",
+         GROUP BY b, p.name, r.step, r.code \
+         HAVING SUM(r.count_hi) <> 0 OR SUM(r.count_lo) <> 0",
             bucket = floor_sql("r.bucket", "$1"),
         ),
     );

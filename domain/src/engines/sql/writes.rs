@@ -94,6 +94,36 @@ pub(crate) fn hour_bucket_sql(started_at: &str) -> String {
     crate::millis::floor_sql(started_at, &crate::millis::HOUR_MS.to_string())
 }
 
+/// Bits of a reason count kept in `count_lo`: a stored count is
+/// `count_hi * 2^REASON_LO_BITS + count_lo` with `count_lo` in `[0, 2^REASON_LO_BITS)`
+/// (migration `exact_reason_sums`). Neither part can overflow: a step count is at most 2^53
+/// ([`crate::ingest::MAX_COUNT`]), so each adds at most 2^21 to `count_hi`.
+pub(crate) const REASON_LO_BITS: u32 = 32;
+
+/// The two parts of `sign * SUM(value)` (`sign` a bound ±1, `value` a SQL integer expression
+/// of one step count) as the SQL of `(count_hi, count_lo)`, `count_lo` normalised to
+/// `[0, 2^32)` (arithmetic shifts floor on both engines). Summing the parts separately keeps
+/// every intermediate sum far below 2^63 however many steps one flow has.
+pub(crate) fn reason_count_parts(sign: &str, value: &str) -> String {
+    let bits = REASON_LO_BITS;
+    let mask = (1u64 << bits) - 1;
+    let lo = format!("({sign} * CAST(SUM({value} & {mask}) AS BIGINT))");
+    format!("{sign} * CAST(SUM({value} >> {bits}) AS BIGINT) + ({lo} >> {bits}), {lo} & {mask}")
+}
+
+/// The `ON CONFLICT` update that adds an `excluded` count to a stored one, carrying from
+/// `count_lo` into `count_hi` (`table` qualifies the stored row for PostgreSQL). Every
+/// right-hand side reads the row as it was before the update (SQL's rule on both engines).
+pub(crate) fn reason_count_add(table: &str) -> String {
+    let bits = REASON_LO_BITS;
+    let mask = (1u64 << bits) - 1;
+    format!(
+        "count_hi = {table}count_hi + excluded.count_hi \
+             + (({table}count_lo + excluded.count_lo) >> {bits}), \
+         count_lo = ({table}count_lo + excluded.count_lo) & {mask}"
+    )
+}
+
 /// Binds one step row into a multi-row `VALUES` of [`STEP_INSERT`], in its column order.
 pub(crate) fn push_step_row<'q, DB>(
     values: &mut Separated<'_, 'q, DB, &'static str>,

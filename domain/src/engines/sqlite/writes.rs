@@ -17,7 +17,7 @@ use crate::engines::sql::flows::FLOW_COLUMNS;
 use crate::engines::sql::rows::{corrupt, flow_summary};
 use crate::engines::sql::writes::{
     FLOW_INSERT, FLOW_PARAMS, STEP_INSERT, STEP_PARAMS, derived_columns, flow_upsert,
-    hour_bucket_sql, push_step_row, search_document_sql,
+    hour_bucket_sql, push_step_row, reason_count_add, reason_count_parts, search_document_sql,
 };
 use crate::flows::derived::{StepRow, json_text};
 use crate::flows::{FlowWrite, Precedence, UpsertOutcome, WriteMode};
@@ -121,7 +121,7 @@ async fn write_round(
     // stored ones; every remaining step is added back at the end.
     adjust_reason_counts(conn, &live_keys, -1).await?;
     sqlx::query(&format!(
-        "DELETE FROM reason_counts WHERE count = 0 AND (team_id, bucket) IN \
+        "DELETE FROM reason_counts WHERE count_hi = 0 AND count_lo = 0 AND (team_id, bucket) IN \
          (SELECT f.team_id, {bucket} FROM json_each(?) k \
           JOIN flows f ON f.team_id = {KEY_T} AND f.id = {KEY_F})",
         bucket = hour_bucket_sql("f.started_at"),
@@ -357,15 +357,18 @@ async fn insert_steps(conn: &mut SqliteConnection, live: &[&FlowWrite<'_>]) -> R
 /// the hourly reason counts.
 async fn adjust_reason_counts(conn: &mut SqliteConnection, keys: &str, sign: i64) -> Result<()> {
     sqlx::query(&format!(
-        "INSERT INTO reason_counts (team_id, pipeline_id, step, bucket, code, count) \
-         SELECT f.team_id, f.pipeline_id, s.name, {bucket}, j.key, ?1 * SUM(j.value) \
+        "INSERT INTO reason_counts \
+             (team_id, pipeline_id, step, bucket, code, count_hi, count_lo) \
+         SELECT f.team_id, f.pipeline_id, s.name, {bucket}, j.key, {parts} \
          FROM json_each(?2) k \
          JOIN steps s ON s.team_id = {KEY_T} AND s.flow_id = {KEY_F} \
          JOIN flows f ON f.team_id = s.team_id AND f.id = s.flow_id, \
               json_each(s.reasons) j \
          WHERE true \
          GROUP BY 1, 2, 3, 4, 5 \
-         ON CONFLICT DO UPDATE SET count = count + excluded.count",
+         ON CONFLICT DO UPDATE SET {add}",
+        parts = reason_count_parts("?1", "j.value"),
+        add = reason_count_add(""),
         bucket = hour_bucket_sql("f.started_at"),
     ))
     .bind(sign)
