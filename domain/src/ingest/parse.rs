@@ -12,8 +12,61 @@ use flowtrail_types::FlowRecord;
 /// is for free-form values. serde_json would stop at 128 with a less helpful error.
 pub const MAX_DEPTH: usize = 64;
 
+/// What a single pass over a JSON text finds first (by byte offset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Finding {
+    /// Arrays and objects nest deeper than the limit at this offset.
+    TooDeep(usize),
+    /// The number at these bytes would not come back with the value it was sent with.
+    Inexact(std::ops::Range<usize>),
+}
+
+/// One pass over the bytes, skipping strings (and their escapes): the first place where
+/// arrays and objects nest deeper than `limit`, or the first number that serde_json cannot
+/// keep exactly ([`exact_number`]). The text's syntax is not checked here.
+fn scan(body: &[u8], limit: usize) -> Option<Finding> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let mut offset = 0;
+    while offset < body.len() {
+        let byte = body[offset];
+        offset += 1;
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return Some(Finding::TooDeep(offset - 1));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'-' | b'0'..=b'9' => {
+                let start = offset - 1;
+                while offset < body.len()
+                    && matches!(body[offset], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                {
+                    offset += 1;
+                }
+                if !exact_number(&body[start..offset]) {
+                    return Some(Finding::Inexact(start..offset));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// How deeply arrays and objects nest in a JSON text, and the byte offset where `limit` is
-/// first exceeded. A single pass over the bytes that skips strings (and their escapes).
+/// first exceeded.
 fn nesting_depth(body: &[u8], limit: usize) -> Option<usize> {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for (offset, &byte) in body.iter().enumerate() {
@@ -41,6 +94,164 @@ fn nesting_depth(body: &[u8], limit: usize) -> Option<usize> {
     None
 }
 
+/// Whether the JSON number `token` comes back from storage with the value it was sent with.
+/// serde_json keeps an integer in 64 bits (`-2^63 ..= 2^64 - 1`) and anything else as the
+/// nearest double, written back in the shortest form that reads as that double: `1e2` comes
+/// back as `100.0` (the same number), `123456789012345678901234567890` as
+/// `1.2345678901234568e29` (another number). A number of at most 15 significant digits with
+/// a decimal exponent within ±22 is always exact (one correctly rounded operation, and 15
+/// digits survive a double: DBL_DIG, C11 §5.2.4.2.2); any other is parsed and written back
+/// the way storage does, and the two compared as decimals. A token that is no number is
+/// "exact": the syntax check names it.
+fn exact_number(token: &[u8]) -> bool {
+    let Some(decimal) = Decimal::of(token) else {
+        return true;
+    };
+    let integer = !token.iter().any(|b| matches!(b, b'.' | b'e' | b'E'));
+    if integer && decimal.digits.len() <= 18 {
+        return true;
+    }
+    if !integer && decimal.digits.len() <= 15 && (-22..=22).contains(&decimal.exponent) {
+        return true;
+    }
+    let Ok(text) = std::str::from_utf8(token) else {
+        return true;
+    };
+    match serde_json::from_str::<serde_json::Number>(text) {
+        Ok(number) => Decimal::of(number.to_string().as_bytes()) == Some(decimal),
+        // Beyond a double's range (`1e400`).
+        Err(_) => false,
+    }
+}
+
+/// A JSON number as significant digits (no leading or trailing zeros) times a power of ten,
+/// so that equal numbers compare equal whatever their spelling (`100`, `1e2`, `100.0`); zero
+/// has no digits and no sign.
+#[derive(Debug, PartialEq, Eq)]
+struct Decimal {
+    negative: bool,
+    digits: Vec<u8>,
+    exponent: i64,
+}
+
+impl Decimal {
+    /// `None` unless `token` is a JSON number (RFC 8259, section 6).
+    fn of(token: &[u8]) -> Option<Decimal> {
+        let (negative, rest) = match token.split_first()? {
+            (b'-', rest) => (true, rest),
+            _ => (false, token),
+        };
+        let mantissa_end = rest
+            .iter()
+            .position(|b| matches!(b, b'e' | b'E'))
+            .unwrap_or(rest.len());
+        let (mantissa, exponent) = rest.split_at(mantissa_end);
+        let mut exponent: i64 = match exponent.split_first() {
+            None => 0,
+            Some((_, digits)) => {
+                let text = std::str::from_utf8(digits).ok()?;
+                // A huge exponent saturates: the number is then out of any double's range.
+                text.parse::<i64>().unwrap_or(if text.starts_with('-') {
+                    i64::MIN / 2
+                } else {
+                    i64::MAX / 2
+                })
+            }
+        };
+        let (whole, fraction) = match mantissa.iter().position(|b| *b == b'.') {
+            Some(dot) => (&mantissa[..dot], &mantissa[dot + 1..]),
+            None => (mantissa, &[][..]),
+        };
+        if whole.is_empty() || !whole.iter().chain(fraction).all(u8::is_ascii_digit) {
+            return None;
+        }
+        exponent = exponent.saturating_sub(fraction.len() as i64);
+        let mut digits: Vec<u8> = whole
+            .iter()
+            .chain(fraction)
+            .copied()
+            .skip_while(|d| *d == b'0')
+            .collect();
+        while digits.last() == Some(&b'0') {
+            digits.pop();
+            exponent = exponent.saturating_add(1);
+        }
+        if digits.is_empty() {
+            return Some(Decimal {
+                negative: false,
+                digits,
+                exponent: 0,
+            });
+        }
+        Some(Decimal {
+            negative,
+            digits,
+            exponent,
+        })
+    }
+}
+
+/// The path of the value at byte `at` of a JSON text, as serde_path_to_error writes it
+/// (`steps[0].observations[2].attributes.n`). The text must be JSON.
+fn path_at(body: &[u8], at: usize) -> String {
+    enum Frame {
+        Object(Option<String>),
+        Array(usize),
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut offset = 0;
+    let mut expecting_key = false;
+    while offset < at.min(body.len()) {
+        match body[offset] {
+            b'{' => {
+                stack.push(Frame::Object(None));
+                expecting_key = true;
+            }
+            b'[' => stack.push(Frame::Array(0)),
+            b']' | b'}' => {
+                stack.pop();
+            }
+            b',' => match stack.last_mut() {
+                Some(Frame::Array(index)) => *index += 1,
+                Some(Frame::Object(_)) => expecting_key = true,
+                None => {}
+            },
+            b'"' => {
+                let start = offset;
+                offset += 1;
+                while offset < body.len() && body[offset] != b'"' {
+                    offset += if body[offset] == b'\\' { 2 } else { 1 };
+                }
+                if expecting_key {
+                    let key =
+                        serde_json::from_slice::<String>(&body[start..=offset.min(body.len() - 1)])
+                            .unwrap_or_default();
+                    if let Some(Frame::Object(current)) = stack.last_mut() {
+                        *current = Some(key);
+                    }
+                    expecting_key = false;
+                }
+            }
+            _ => {}
+        }
+        offset += 1;
+    }
+    let mut path = String::new();
+    for frame in &stack {
+        match frame {
+            Frame::Object(Some(key)) => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+            }
+            Frame::Object(None) => {}
+            Frame::Array(index) => path.push_str(&format!("[{index}]")),
+        }
+    }
+    path
+}
+
 /// Parses a flow record, telling malformed JSON from JSON that breaks the schema, with the
 /// path of the offending field.
 pub fn parse_flow(body: &[u8]) -> Result<FlowRecord> {
@@ -51,7 +262,24 @@ pub fn parse_flow(body: &[u8]) -> Result<FlowRecord> {
 /// [`Error::Malformed`] wherever its first syntax error is, even after a schema error; only a
 /// body that is JSON can be [`Error::Validation`], naming the field's path.
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
-    if let Some(offset) = nesting_depth(body, MAX_DEPTH) {
+    let offset = match scan(body, MAX_DEPTH) {
+        None => None,
+        Some(Finding::TooDeep(offset)) => Some(offset),
+        Some(Finding::Inexact(number)) => {
+            // Only a JSON body can be refused for its content.
+            check_syntax(body)?;
+            let field = path_at(body, number.start);
+            let text = String::from_utf8_lossy(&body[number.clone()]);
+            return Err(Error::Validation {
+                message: format!(
+                    "{field}: the number {text} cannot be kept exactly (numbers are stored as \
+                     64-bit integers or doubles); send it as a string"
+                ),
+                field: Some(field).filter(|f| !f.is_empty()),
+            });
+        }
+    };
+    if let Some(offset) = offset {
         // serde_json stops at its own depth limit, so the syntax of a body nested deeper than
         // that cannot be checked: such a body is refused for its depth alone.
         if nesting_depth(body, SERDE_JSON_DEPTH).is_none() {
@@ -149,6 +377,73 @@ mod tests {
             field(r#"{"pipeline":"a","pipeline":"b"}"#).as_deref(),
             Some("pipeline")
         );
+    }
+
+    #[test]
+    fn numbers_that_would_change_are_refused_with_their_field() {
+        // Issue #14, item 3, and its kind: integers past 64 bits, more digits than a double
+        // keeps, a double's range exceeded.
+        for (body, field) in [
+            (
+                r#"{"steps": [{"observations": [{"attributes": {"n": 123456789012345678901234567890}}]}]}"#,
+                "steps[0].observations[0].attributes.n",
+            ),
+            (
+                r#"{"input": {"a": [1, 2, 18446744073709551616]}}"#,
+                "input.a[2]",
+            ),
+            (r#"{"output": -9223372036854775809}"#, "output"),
+            (
+                r#"{"input": {"p": 0.1000000000000000055511151231257827}}"#,
+                "input.p",
+            ),
+            (r#"{"input": {"big": 1e400}}"#, "input.big"),
+            (
+                r#"{"input": {"k\"e.y": 12345678901234567890123}}"#,
+                "input.k\"e.y",
+            ),
+        ] {
+            let (got, message) = invalid::<FlowRecord>(body.as_bytes());
+            assert_eq!(got.as_deref(), Some(field), "{body}");
+            assert!(message.contains("send it as a string"), "{message}");
+        }
+        // A syntax error later in the body is still malformed JSON.
+        malformed::<FlowRecord>(br#"{"input": 123456789012345678901234567890, "#);
+    }
+
+    #[test]
+    fn numbers_kept_exactly_pass_whatever_their_spelling() {
+        for token in [
+            "0",
+            "-0",
+            "18446744073709551615",
+            "-9223372036854775808",
+            "1e2",
+            "100.0",
+            "4.0",
+            "9.99",
+            "0.30000000000000004",
+            "1.7976931348623157e308",
+            "5e-324",
+            "1E+21",
+            "123456789.123456",
+            "0.000001",
+            "2.5e-7",
+            "-1.5E-10",
+        ] {
+            assert!(exact_number(token.as_bytes()), "{token}");
+        }
+        for token in [
+            "18446744073709551616",
+            "1.00000000000000000001",
+            "1e400",
+            "12345678901234567890.5",
+        ] {
+            assert!(!exact_number(token.as_bytes()), "{token}");
+        }
+        assert_eq!(Decimal::of(b"1e2"), Decimal::of(b"100.0"));
+        assert_eq!(Decimal::of(b"-0.0"), Decimal::of(b"0"));
+        assert_ne!(Decimal::of(b"-1"), Decimal::of(b"1"));
     }
 
     #[test]

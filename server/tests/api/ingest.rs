@@ -342,3 +342,51 @@ async fn a_body_that_is_not_json_is_malformed_json_even_after_a_schema_error() {
         );
     }
 }
+
+#[tokio::test]
+async fn numbers_come_back_with_their_digits_or_are_refused_naming_the_field() {
+    // Issue #14, item 3: a number storage would change is refused with its field...
+    let app = app().await;
+    let template = serde_json::to_string(&flow_json(FLOW_ID)).unwrap();
+    let body = template.replace(
+        r#""price":9.99"#,
+        r#""price":9.99,"n":123456789012345678901234567890"#,
+    );
+    assert_ne!(body, template);
+    let request = app.post(()).body(Body::from(body)).unwrap();
+    let (status, _, answer) = app.call(request).await;
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(
+        answer["error"]["field"],
+        "steps[0].observations[0].attributes.n"
+    );
+    // ...and every number it keeps comes back with the same value, digit for digit.
+    let body = template
+        .replace(
+            r#""price":9.99"#,
+            r#""price":9.99,"max":18446744073709551615,"min":-9223372036854775808,"tiny":5e-324"#,
+        )
+        .replace(
+            r#""input":{"title""#,
+            r#""input":{"id":9007199254740993,"title""#,
+        );
+    let request = app.post(()).body(Body::from(body)).unwrap();
+    let (status, _, _) = app.call(request).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    app.drain(FLOW_ID).await;
+    let (_, _, flow) = app.get(&format!("/api/v1/flows/{FLOW_ID}")).await;
+    let flow = String::from_utf8(flow).unwrap();
+    assert!(flow.contains(r#""id":9007199254740993"#), "{flow}");
+    let (_, _, observations) = app
+        .get(&format!("/api/v1/flows/{FLOW_ID}/steps/2/observations"))
+        .await;
+    let observations = String::from_utf8(observations).unwrap();
+    for kept in [
+        r#""max":18446744073709551615"#,
+        r#""min":-9223372036854775808"#,
+        r#""tiny":5e-324"#,
+    ] {
+        assert!(observations.contains(kept), "{kept} in {observations}");
+    }
+}
