@@ -161,6 +161,12 @@ pub struct FlowPage {
     pub flows: Vec<FlowSummary>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
+    /// Only with `q`: whether every flow passing the other filters had all of its text
+    /// searched. Candidate ids are always searched whole; `false` when a flow's text is too
+    /// large for the engine's index (PostgreSQL keeps the first 100,000 characters of a
+    /// flow's search document), so a flow matching beyond that part may be missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_complete: Option<bool>,
 }
 
 /// Answer of `GET /api/v1/flows/{id}`: the flow with its steps, without observations.

@@ -167,6 +167,15 @@ fn FlowTable(page: FlowPage, filters: ListParams, refresh: Callback<()>) -> impl
             });
         });
     }
+    // The engine indexed some flow's text in part: say so rather than look exhaustive.
+    let partial_search = (page.search_complete == Some(false)).then(|| {
+        view! {
+            <p class="notice" role="status">
+                "Some flows' text is too long to be searched whole: a flow that matches "
+                "only past its indexed part is not listed. Candidate ids are always searched whole."
+            </p>
+        }
+    });
     let loaded = StoredValue::new(page.flows);
     let next = page.next_cursor.map(|cursor| {
         let href = next_href(&filters, &cursor);
@@ -215,6 +224,7 @@ fn FlowTable(page: FlowPage, filters: ListParams, refresh: Callback<()>) -> impl
         <div class="list-head">
             {live_badge}
             {unsure_note}
+            {partial_search}
         </div>
         <Show when=move || !empty() fallback=move || view! { <EmptyFlows filtered/> }>
             <table class="data flows-table">

@@ -50,13 +50,15 @@ pub(crate) fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> Result<Strin
     serde_json::to_string(value).map_err(|e| Error::Internal(e.to_string()))
 }
 
-/// Text drawn from a step's observations for the full-text index: distinct candidate ids,
-/// reason codes and texts, at most [`SEARCH_TEXT_MAX`] bytes.
+/// Text drawn from a step's observations for the full-text index: every distinct candidate
+/// id, reason code and reason text, whole. (A cap once made ids past the first 16 KiB of a
+/// step unfindable, issue #14 item 6; an engine that must cap its index says so instead,
+/// `FlowPage::search_complete`.)
 pub fn observation_text(observations: &[Observation]) -> Option<String> {
     let mut seen = std::collections::HashSet::new();
     let mut text = String::new();
     let mut push = |part: &str| {
-        if text.len() + part.len() < SEARCH_TEXT_MAX && seen.insert(part.to_owned()) {
+        if seen.insert(part.to_owned()) {
             if !text.is_empty() {
                 text.push(' ');
             }
@@ -82,9 +84,6 @@ pub fn boundaries_json(step: &StepRecord) -> Result<Option<String>> {
     }
     json_text(&step.boundaries).map(Some)
 }
-
-/// Cap of the observation text indexed per step.
-pub const SEARCH_TEXT_MAX: usize = 16 * 1024;
 
 /// Turns what a user typed into a full-text query: each whitespace-separated word becomes a
 /// phrase of its alphanumeric tokens, the last one matched as a prefix; all words must match.
@@ -260,7 +259,7 @@ mod tests {
     }
 
     #[test]
-    fn observation_text_is_distinct_and_capped() {
+    fn observation_text_is_distinct_and_whole() {
         let observation = |id: &str| Observation {
             candidate_id: id.into(),
             verdict: Verdict::Rejected,
@@ -275,8 +274,11 @@ mod tests {
         assert_eq!(text.matches("too_far").count(), 1);
         assert!(text.starts_with("A1 too_far"));
         assert!(text.contains("B2"));
-        let many: Vec<_> = (0..2000).map(|i| observation(&format!("C{i}"))).collect();
-        assert!(observation_text(&many).unwrap().len() < SEARCH_TEXT_MAX);
+        // Every id of a large step, the last one too.
+        let many: Vec<_> = (0..3000).map(|i| observation(&format!("C{i}"))).collect();
+        let text = observation_text(&many).unwrap();
+        assert!(text.ends_with(" C2999"), "{}", &text[text.len() - 20..]);
+        assert_eq!(text.matches("too_far").count(), 1);
         assert_eq!(observation_text(&[]), None);
     }
 }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use flowtrail_types::{FlowStatus, FlowSummary};
 
-pub use derived::{SEARCH_TEXT_MAX, boundaries_json, observation_text, search_query, search_words};
+pub use derived::{boundaries_json, observation_text, search_query, search_words};
 pub use flowtrail_types::{FlowCursor, FlowFilters, Share};
 pub use store::FlowStore;
 
@@ -187,6 +187,7 @@ pub fn page(mut rows: Vec<FlowSummary>, limit: u32) -> flowtrail_types::FlowPage
     flowtrail_types::FlowPage {
         flows: rows,
         next_cursor,
+        search_complete: None,
     }
 }
 

@@ -205,3 +205,74 @@ async fn words_inside_chinese_japanese_and_thai_text_are_found() {
         assert_eq!(ids(&f, &search(words)).await, expected, "{words}");
     }
 }
+
+#[tokio::test]
+async fn every_candidate_id_of_a_large_step_is_found_and_an_index_in_part_says_so() {
+    use flowtrail_types::Verdict;
+    let f = fresh().await;
+    let postgres =
+        flowtrail_test_support::engines::scale_engine("FLOWTRAIL_TEST_DATABASE_URL").is_some();
+    // Issue #14, item 6: 3,000 observations in one step; only ids 1–293 were found.
+    let mut big = flow("big_step", 10, &[]);
+    big.steps[1].observations = (0..3000)
+        .map(|i| {
+            crate::fixture::observation(
+                &format!("B0BIG{i:05}"),
+                Verdict::Rejected,
+                Some("price_out_of_range"),
+            )
+        })
+        .collect();
+    // Text past what PostgreSQL's index keeps of one flow (100,000 characters).
+    for seq in [0, 2] {
+        big.steps[seq].reasoning = Some(format!("{} needle", "filler ".repeat(9_000)));
+    }
+    let small = flow("big_step", 20, &[]);
+    ingest_all(&f, &[big.clone(), small.clone()]).await;
+    let search = |text: &str| FlowFilters {
+        text: Some(text.into()),
+        ..query()
+    };
+    for id in ["B0BIG00000", "B0BIG00293", "B0BIG00294", "B0BIG02999"] {
+        assert_eq!(ids(&f, &search(id)).await, vec![big.id], "{id}");
+        let journey = flowtrail_domain::analysis::journey(&f.services, f.team, big.id, id)
+            .await
+            .unwrap();
+        assert!(journey.is_some(), "{id}: its journey too");
+    }
+    let page = f
+        .services
+        .metadata
+        .list_flows(f.team, &search("B0BIG02999"))
+        .await
+        .unwrap();
+    if postgres {
+        assert_eq!(
+            page.search_complete,
+            Some(false),
+            "the big flow was indexed in part"
+        );
+    } else {
+        assert_eq!(page.search_complete, Some(true));
+        assert_eq!(ids(&f, &search("needle")).await, vec![big.id]);
+    }
+    // Without q, nothing to say; with filters leaving out the big flow, the answer is complete.
+    let plain = f
+        .services
+        .metadata
+        .list_flows(f.team, &query())
+        .await
+        .unwrap();
+    assert_eq!(plain.search_complete, None);
+    let later = FlowFilters {
+        since: Some(small.started_at),
+        ..search("laptop")
+    };
+    let page = f
+        .services
+        .metadata
+        .list_flows(f.team, &later)
+        .await
+        .unwrap();
+    assert_eq!(page.search_complete, Some(true));
+}

@@ -1,5 +1,5 @@
 //! Full-text search on PostgreSQL: the flow's `search` column (a `tsvector` kept by
-//! `writes.rs`) matched word by word, the list's other filters, order and paging shared with
+//! `writes.rs`) matched word by word or a candidate id matched whole (`flow_candidates`), the list's other filters, order and paging shared with
 //! SQLite (`engines/sql/flows.rs`).
 
 use flowtrail_types::{FlowFilters, FlowSummary};
@@ -34,7 +34,10 @@ pub(crate) async fn search_flows(
         return Ok(Vec::new());
     }
     // Every word: as PostgreSQL's own parser reads it (so `0.5x` or `9.99` match as they were
-    // indexed), or as a phrase of its alphanumeric tokens with a prefix.
+    // indexed), or as a phrase of its alphanumeric tokens with a prefix. Or the whole text is
+    // a candidate id of the flow (the candidate index holds every id; the `tsvector` only
+    // the start of a large flow's text).
+    sql.push(" AND ((true");
     for (word, tsquery) in words {
         sql.push(" AND f.search @@ (phraseto_tsquery('simple', ")
             .push_bind(word.to_string())
@@ -42,9 +45,36 @@ pub(crate) async fn search_flows(
             .push_bind(tsquery)
             .push("))");
     }
+    sql.push(") OR f.id IN (SELECT c.flow_id FROM flow_candidates c WHERE c.team_id = ")
+        .push_bind(team_id)
+        .push(" AND c.candidate_id = ")
+        .push_bind(text.trim().to_string())
+        .push("))");
     sql.push(LIST_ORDER).push_bind(want);
     let rows = sql.build().fetch_all(&db.read).await?;
     rows.iter().map(flow_summary).collect()
+}
+
+/// Whether every flow of the team passing `filters` (but the text) had its whole search
+/// document indexed (see `writes::SEARCH_DOCUMENT_CHARS`).
+pub(crate) async fn search_complete(
+    db: &Database,
+    team_id: i64,
+    filters: &FlowFilters,
+) -> Result<bool> {
+    let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(
+        "SELECT NOT EXISTS (SELECT 1 FROM flows f JOIN pipelines p ON p.id = f.pipeline_id \
+         WHERE f.search_partial AND f.team_id = ",
+    );
+    sql.push_bind(team_id);
+    let unfiltered = FlowFilters {
+        text: None,
+        cursor: None,
+        ..filters.clone()
+    };
+    push_flow_filters(&mut sql, &unfiltered);
+    sql.push(")");
+    Ok(sql.build_query_scalar().fetch_one(&db.read).await?)
 }
 
 /// A PostgreSQL `tsquery` for what the user typed: every word a phrase of its tokens (which

@@ -82,6 +82,15 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
     .bind(&replaced_seqs)
     .execute(&mut *conn)
     .await?;
+    sqlx::query(
+        "DELETE FROM flow_candidates WHERE team_id = $1 AND flow_id = $2 \
+         AND ($3::TEXT IS NULL OR seq IN (SELECT value::BIGINT FROM json_array_elements_text($3::JSON)))",
+    )
+    .bind(team_id)
+    .bind(&flow_id)
+    .bind(&replaced_seqs)
+    .execute(&mut *conn)
+    .await?;
     if take_header {
         write_header(conn, write, &flow_id, now).await?;
     }
@@ -91,6 +100,7 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
         sql.push_values(chunk, |mut values, row| push_step_row(&mut values, row));
         sql.build().execute(&mut *conn).await?;
     }
+    insert_candidates(conn, write, &flow_id).await?;
     adjust_reason_counts(conn, team_id, &flow_id, 1).await?;
     refresh_derived(conn, team_id, &flow_id).await?;
     // What the live event needs: a whole record's summary is the record itself; a push's
@@ -171,6 +181,39 @@ async fn write_header(
     Ok(())
 }
 
+/// The candidate ids of the write's steps into the candidate index (`flow_candidates`), each
+/// once per step: what `q` matches whole, beyond the part of the text a `tsvector` holds.
+async fn insert_candidates(
+    conn: &mut PgConnection,
+    write: &FlowWrite<'_>,
+    flow_id: &str,
+) -> Result<()> {
+    let (mut seqs, mut ids) = (Vec::new(), Vec::new());
+    for step in &write.flow.steps {
+        let mut seen = std::collections::HashSet::new();
+        for observation in &step.observations {
+            if seen.insert(observation.candidate_id.as_str()) {
+                seqs.push(i64::from(step.seq));
+                ids.push(observation.candidate_id.as_str());
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO flow_candidates (team_id, candidate_id, flow_id, seq) \
+         SELECT $1, c.id, $2, c.seq FROM unnest($3::BIGINT[], $4::TEXT[]) AS c(seq, id)",
+    )
+    .bind(write.team_id)
+    .bind(flow_id)
+    .bind(&seqs)
+    .bind(&ids)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Adds (`sign` 1) or subtracts (`sign` -1) the flow's stored step histograms to the hourly
 /// reason counts.
 async fn adjust_reason_counts(
@@ -214,12 +257,16 @@ async fn adjust_reason_counts(
 }
 
 /// Recomputes what is derived from the flow's steps: their count, the largest elimination
-/// and the search document.
+/// and the search document — its first [`SEARCH_DOCUMENT_CHARS`] characters, and whether it
+/// was longer (`search_partial`).
 async fn refresh_derived(conn: &mut PgConnection, team_id: i64, flow_id: &str) -> Result<()> {
     sqlx::query(&format!(
-        "UPDATE flows f SET {derived}, \
-         search = to_tsvector('simple', {document}) \
-         FROM pipelines p WHERE p.id = f.pipeline_id AND f.team_id = $1 AND f.id = $2",
+        "WITH d AS (SELECT {document} AS doc FROM flows f JOIN pipelines p ON p.id = f.pipeline_id \
+                    WHERE f.team_id = $1 AND f.id = $2) \
+         UPDATE flows f SET {derived}, \
+         search = to_tsvector('simple', left(d.doc, {SEARCH_DOCUMENT_CHARS})), \
+         search_partial = length(d.doc) > {SEARCH_DOCUMENT_CHARS} \
+         FROM d WHERE f.team_id = $1 AND f.id = $2",
         derived = derived_columns("f"),
         document = search_document_sql(),
     ))
@@ -229,3 +276,10 @@ async fn refresh_derived(conn: &mut PgConnection, team_id: i64, flow_id: &str) -
     .await?;
     Ok(())
 }
+
+/// Characters of a flow's search document PostgreSQL indexes. A `tsvector` holds at most
+/// 1 MB (PostgreSQL documentation, "Text Search Types: tsvector"); a text of 100,000
+/// characters, at most 400,000 bytes in UTF-8, makes one of at most about 800 KB even when
+/// every word is short and distinct. Candidate ids are matched whole beyond it
+/// (`flow_candidates`); what else lies beyond is said (`FlowPage::search_complete`).
+pub(crate) const SEARCH_DOCUMENT_CHARS: usize = 100_000;

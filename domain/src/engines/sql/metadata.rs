@@ -46,18 +46,30 @@ impl FlowStore for SqlMetadata {
         let limit = filters.limit.clamp(1, flowtrail_types::filters::MAX_LIMIT);
         // One more than a page, to know whether there is a next one.
         let want = i64::from(limit) + 1;
-        let rows = match &filters.text {
-            None => flows::list_without_text(&self.db, team_id, filters, want).await?,
+        let (rows, search_complete) = match &filters.text {
+            None => (
+                flows::list_without_text(&self.db, team_id, filters, want).await?,
+                None,
+            ),
+            // SQLite's FTS5 indexes every flow's whole text.
             Some(text) => match &self.db {
-                SqlDatabase::Sqlite(db) => {
-                    sqlite::search::search_flows(db, team_id, filters, text, want).await?
-                }
+                SqlDatabase::Sqlite(db) => (
+                    sqlite::search::search_flows(db, team_id, filters, text, want).await?,
+                    Some(true),
+                ),
                 SqlDatabase::Postgres(db) => {
-                    postgres::search::search_flows(db, team_id, filters, text, want).await?
+                    let (rows, complete) = futures::try_join!(
+                        postgres::search::search_flows(db, team_id, filters, text, want),
+                        postgres::search::search_complete(db, team_id, filters),
+                    )?;
+                    (rows, Some(complete))
                 }
             },
         };
-        Ok(page(rows, limit))
+        Ok(FlowPage {
+            search_complete,
+            ..page(rows, limit)
+        })
     }
 
     async fn get_flow(&self, team_id: i64, flow_id: Uuid) -> Result<Option<FlowDetail>> {
