@@ -103,6 +103,43 @@ impl fmt::Display for FilterError {
 
 impl std::error::Error for FilterError {}
 
+/// A query string whose parameter does not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryError {
+    /// The parameter's name as far as it decodes (lossily), or `query`.
+    pub parameter: String,
+    pub message: String,
+}
+
+/// Splits and decodes a URL query string (`application/x-www-form-urlencoded`, WHATWG URL
+/// Standard §5.1: `&`-separated, `=` between name and value, `+` for a space, `%XX` bytes),
+/// refusing a name or value that is not UTF-8 once percent-decoded (`q=%FF`) rather than
+/// replacing its bytes with U+FFFD as lossy decoding would — a filter must be what was sent.
+pub fn decode_query(raw: &str) -> Result<Vec<(String, String)>, QueryError> {
+    let raw = raw.strip_prefix('?').unwrap_or(raw);
+    let decode = |part: &str| {
+        let spaced = part.replace('+', " ");
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8()
+            .map(|text| text.into_owned())
+    };
+    raw.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decoded_name = decode(name).map_err(|_| QueryError {
+                parameter: "query".into(),
+                message: "a parameter name is not UTF-8 once percent-decoded".into(),
+            })?;
+            let value = decode(value).map_err(|_| QueryError {
+                message: format!("{decoded_name} is not UTF-8 once percent-decoded"),
+                parameter: decoded_name.clone(),
+            })?;
+            Ok((decoded_name, value))
+        })
+        .collect()
+}
+
 fn invalid(field: &'static str, message: impl Into<String>) -> FilterError {
     FilterError {
         field,
@@ -114,8 +151,14 @@ impl FlowFilters {
     /// Parses a URL query string (`pipeline=a&tag=env:prod&min_eliminated=90%25`), without
     /// its leading `?`. Errors name the first parameter that is not in an accepted form.
     pub fn from_query(raw: &str) -> Result<Self, FilterError> {
-        let raw = raw.strip_prefix('?').unwrap_or(raw);
-        Self::from_pairs(form_urlencoded::parse(raw.as_bytes()))
+        let pairs = decode_query(raw).map_err(|e| {
+            let known = SINGLE_VALUED
+                .iter()
+                .chain(&["tag"])
+                .find(|n| **n == e.parameter);
+            invalid(known.copied().unwrap_or("query"), e.message)
+        })?;
+        Self::from_pairs(pairs)
     }
 
     /// [`FlowFilters::from_query`] for pairs already split and decoded.
@@ -155,6 +198,16 @@ impl FlowFilters {
                     return Err(invalid(
                         "q",
                         format!("q is {} bytes; the limit is {MAX_TEXT_BYTES}", value.len()),
+                    ));
+                }
+                // Search words are runs of letters and digits; punctuation is never syntax.
+                // A `q` of punctuation alone (`*`) searches for nothing: refused, rather
+                // than answered with no flows or with every flow.
+                "q" if !value.chars().any(char::is_alphanumeric) => {
+                    return Err(invalid(
+                        "q",
+                        "q has no letter or digit to search for (punctuation is not query \
+                         syntax; leave q out to list every flow)",
                     ));
                 }
                 "q" => filters.text = Some(value.to_string()),

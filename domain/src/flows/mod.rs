@@ -141,26 +141,39 @@ pub enum Precedence {
 }
 
 impl Precedence {
-    /// The rule: a whole record replaces the stored flow unless the stored version is newer
-    /// (or the same, finished: a finished version is final);
-    /// a steps push merges its steps into a running flow only (a finished flow is final
-    /// until a whole record of a higher version replaces it) and brings the flow's own fields
-    /// only when its version is at least the stored one.
-    pub fn of(mode: WriteMode, version: u32, stored: Option<(u32, FlowStatus)>) -> Self {
+    /// The rule, given the write's mode, version and status and what is stored:
+    /// - A **finished flow is final**: only a whole finished record of a higher version
+    ///   replaces it (a correction). A running record, a steps push or an older or equal
+    ///   version changes nothing, so a retry changes nothing and what was answered for a
+    ///   finished version (observations served as immutable under `?version=N`) never changes.
+    /// - A **running flow is provisional**: a whole finished record replaces it whatever its
+    ///   version (the run's final word: steps pushed with higher versions while it ran never
+    ///   hide it); a whole running record replaces it unless the stored version is newer.
+    /// - A **steps push** merges its steps into a running flow only, and brings the flow's own
+    ///   fields only when its version is at least the stored one.
+    pub fn of(
+        mode: WriteMode,
+        version: u32,
+        status: FlowStatus,
+        stored: Option<(u32, FlowStatus)>,
+    ) -> Self {
         let Some((stored_version, stored_status)) = stored else {
             return Precedence::Write { header: true };
         };
+        let finished = |s: FlowStatus| s != FlowStatus::Running;
         match mode {
-            WriteMode::Replace if stored_version > version => Precedence::Stale,
-            // A finished version is final: what was answered for it (observations served as
-            // immutable under `?version=N`) never changes; a retry of it changes nothing.
-            WriteMode::Replace
-                if stored_version == version && stored_status != FlowStatus::Running =>
-            {
-                Precedence::Stale
+            WriteMode::Replace if finished(stored_status) => {
+                if finished(status) && version > stored_version {
+                    Precedence::Write { header: true }
+                } else {
+                    Precedence::Stale
+                }
             }
-            WriteMode::Replace => Precedence::Write { header: true },
-            WriteMode::MergeSteps if stored_status != FlowStatus::Running => Precedence::Stale,
+            WriteMode::Replace if finished(status) || version >= stored_version => {
+                Precedence::Write { header: true }
+            }
+            WriteMode::Replace => Precedence::Stale,
+            WriteMode::MergeSteps if finished(stored_status) => Precedence::Stale,
             WriteMode::MergeSteps => Precedence::Write {
                 header: stored_version <= version,
             },
@@ -197,34 +210,45 @@ mod tests {
 
     #[test]
     fn a_late_push_never_reopens_a_finished_flow() {
-        use FlowStatus::{Running, Succeeded};
-        let push = |version, stored| Precedence::of(WriteMode::MergeSteps, version, stored);
+        use FlowStatus::{Failed, Running, Succeeded};
+        let push =
+            |version, stored| Precedence::of(WriteMode::MergeSteps, version, Running, stored);
         assert_eq!(push(4, Some((4, Succeeded))), Precedence::Stale);
         assert_eq!(
             push(5, Some((4, Succeeded))),
             Precedence::Stale,
             "never reopened"
         );
-        assert_eq!(push(9, Some((4, FlowStatus::Failed))), Precedence::Stale);
+        assert_eq!(push(9, Some((4, Failed))), Precedence::Stale);
         assert_eq!(
             push(2, Some((3, Running))),
             Precedence::Write { header: false }
         );
         assert_eq!(push(1, None), Precedence::Write { header: true });
-        let replace = |version, stored| Precedence::of(WriteMode::Replace, version, stored);
-        assert_eq!(replace(2, Some((3, Running))), Precedence::Stale);
+        let replace =
+            |version, status, stored| Precedence::of(WriteMode::Replace, version, status, stored);
+        let write = Precedence::Write { header: true };
+        assert_eq!(replace(2, Running, Some((3, Running))), Precedence::Stale);
         assert_eq!(
-            replace(3, Some((3, Succeeded))),
+            replace(2, Succeeded, Some((3, Running))),
+            write,
+            "the finished record supersedes pushes of higher versions"
+        );
+        assert_eq!(
+            replace(3, Succeeded, Some((3, Succeeded))),
             Precedence::Stale,
             "a finished version is final"
         );
+        assert_eq!(replace(3, Running, Some((3, Running))), write);
         assert_eq!(
-            replace(3, Some((3, Running))),
-            Precedence::Write { header: true }
+            replace(4, Failed, Some((3, Succeeded))),
+            write,
+            "a correction"
         );
         assert_eq!(
-            replace(4, Some((3, Succeeded))),
-            Precedence::Write { header: true }
+            replace(9, Running, Some((3, Succeeded))),
+            Precedence::Stale,
+            "a finished flow is never reopened"
         );
     }
 }

@@ -457,3 +457,61 @@ async fn a_write_returns_the_summary_the_list_then_shows() {
 fn outcomes_first(outcomes: Vec<UpsertOutcome>) -> UpsertOutcome {
     outcomes.into_iter().next().unwrap()
 }
+
+#[tokio::test]
+async fn the_finished_record_ends_a_run_whatever_the_versions_of_its_pushes() {
+    let f = fresh().await;
+    let id = Uuid::now_v7();
+    // A client numbered its pushes 5 and 6, then sent its finished record as version 2.
+    for (version, seq) in [(5, 0), (6, 1)] {
+        let push = json!({"version": version, "pipeline": "p",
+                          "started_at": "2026-11-21T10:00:00Z",
+                          "steps": [{"seq": seq, "name": "pushed", "kind": "filter"}]});
+        assert!(push_steps(&f, id, push).await.is_written());
+    }
+    let mut finished = flow("p", 0, &[]);
+    finished.id = id;
+    finished.version = 2;
+    let outcome = f
+        .services
+        .metadata
+        .upsert_flow(f.team, &finished, &Default::default())
+        .await
+        .unwrap();
+    assert!(
+        outcome.is_written(),
+        "accepted with 202, so stored: {outcome:?}"
+    );
+    let stored = |f: &Fixture| {
+        let (metadata, team) = (f.services.metadata.clone(), f.team);
+        async move { metadata.get_flow(team, id).await.unwrap().unwrap() }
+    };
+    let after = stored(&f).await;
+    assert_eq!(after.summary.status, FlowStatus::Succeeded);
+    assert_eq!(after.summary.version, 2);
+    assert_eq!(after.steps.len(), finished.steps.len());
+
+    // A whole running record of a higher version never reopens it; a finished one corrects it.
+    let mut rerun = finished.clone();
+    rerun.version = 9;
+    rerun.status = FlowStatus::Running;
+    rerun.ended_at = None;
+    let outcome = f
+        .services
+        .metadata
+        .upsert_flow(f.team, &rerun, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(outcome, UpsertOutcome::Stale);
+    assert_eq!(stored(&f).await, after);
+    let mut corrected = finished.clone();
+    corrected.version = 10;
+    corrected.error = Some("judge timed out".into());
+    corrected.status = FlowStatus::Failed;
+    store(&f, &corrected).await;
+    let last = stored(&f).await;
+    assert_eq!(
+        (last.summary.version, last.summary.status),
+        (10, FlowStatus::Failed)
+    );
+}

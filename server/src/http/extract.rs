@@ -17,10 +17,26 @@ use super::error::ApiError;
 pub struct ApiPath<T>(pub T);
 
 /// [`axum::extract::Query`]; a query string that does not fit answers 422
-/// `validation_failed` with field `query`, as the hand-parsed query strings do.
-#[derive(Debug, FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
+/// `validation_failed` with field `query`, as the hand-parsed query strings do, and a value
+/// that is not UTF-8 once percent-decoded names its parameter (never decoded lossily:
+/// [`flowtrail_types::filters::decode_query`]).
+#[derive(Debug)]
 pub struct ApiQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, ApiError> {
+        if let Err(e) = flowtrail_types::filters::decode_query(parts.uri.query().unwrap_or("")) {
+            return Err(ApiError::invalid(e.parameter, e.message));
+        }
+        let axum::extract::Query(value) = axum::extract::Query::try_from_uri(&parts.uri)?;
+        Ok(ApiQuery(value))
+    }
+}
 
 /// The whole body as bytes ([`axum::body::Bytes`]); over the body limit it answers 413
 /// `payload_too_large`, a body that cannot be read 400 `malformed_json`.

@@ -77,10 +77,10 @@ pub fn parse_flow_query(raw: &str) -> Result<FlowFilters, ApiError> {
     FlowFilters::from_query(raw).map_err(|e| ApiError::invalid(e.field, e.message))
 }
 
-/// The `name=value` pairs of a query string.
+/// The `name=value` pairs of a query string, each decoded to UTF-8 or refused naming it.
 pub(crate) fn query_pairs(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
-    serde_urlencoded::from_str(raw)
-        .map_err(|e| ApiError::invalid("query", format!("the query string is not valid: {e}")))
+    flowtrail_types::filters::decode_query(raw)
+        .map_err(|e| ApiError::invalid(e.parameter, e.message))
 }
 
 /// A time parameter in the forms of the flows list's vocabulary

@@ -277,3 +277,29 @@ async fn what_the_http_layer_refuses_is_a_json_error_too() {
         assert_json_error(&app, request, status, code).await;
     }
 }
+
+#[tokio::test]
+async fn a_query_value_that_is_not_utf8_is_refused_naming_its_parameter() {
+    // `%FF` was decoded lossily to U+FFFD, so `q=%FF` searched for "�".
+    let app = app().await;
+    for (uri, field) in [
+        ("/api/v1/flows?q=%FF", "q"),
+        ("/api/v1/flows?pipeline=ok&tag=env:%C3", "tag"),
+        ("/api/v1/stats/reasons?pipeline=%FF%FE", "pipeline"),
+        (
+            "/api/v1/flows/01936b2e-7c4a-7cc0-9a57-4c1f0e6d2b11/steps/0/observations?version=%FF",
+            "version",
+        ),
+    ] {
+        let (status, body) = app.get_json(uri).await;
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(field)),
+            "{uri}: {body}"
+        );
+        assert_eq!(error_code(&body), "validation_failed");
+    }
+    // Valid percent-encoded UTF-8 still reads as what was meant.
+    let (status, _) = app.get_json("/api/v1/flows?q=%E4%BB%B7%E6%A0%BC").await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -27,6 +27,8 @@ const ACCEPTED: &[&str] = &[
     "until=2026-11-21T09:00:00%2B01:00",
     "q=price",
     "q=B0CASE",
+    "q=%E4%BB%B7%E6%A0%BC",
+    "q=+++",
     "step_kind=filter",
     "step_kind=judge",
     "step_kind=filter&min_eliminated=0.9",
@@ -52,6 +54,8 @@ const REFUSED: &[&str] = &[
     "min_eliminated=0.1234567",
     "min_eliminated=abc",
     "cursor=garbage",
+    "q=*",
+    "q=%22%28%29",
 ];
 
 /// A session cookie for a new member of the team.

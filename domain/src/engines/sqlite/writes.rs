@@ -100,7 +100,7 @@ async fn write_round(
                 FlowStatus::parse(status).ok_or_else(|| corrupt("flow status"))?,
             )),
         };
-        match Precedence::of(write.mode, write.flow.version, stored) {
+        match Precedence::of(write.mode, write.flow.version, write.flow.status, stored) {
             Precedence::Stale => continue,
             Precedence::Write { header } => {
                 live.push((write, i));
