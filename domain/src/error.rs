@@ -23,9 +23,10 @@ pub enum Error {
     /// A unique thing already exists (an e-mail address, a team).
     #[error("{0}")]
     Conflict(String),
-    /// An idempotency key came back with a different body.
-    #[error("this Idempotency-Key was already used with a different request body")]
-    IdempotencyKeyReused,
+    /// An idempotency key (the `Idempotency-Key` header, or without one the flow's id and
+    /// version) came back with a different body; the message says which and what to do.
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
     /// A stored payload does not match its recorded SHA-256.
     #[error("payload integrity check failed: {0}")]
     Integrity(String),

@@ -130,6 +130,19 @@ pub fn prepare_steps(
 /// Enqueues a prepared job durably; answers once it is committed.
 pub async fn enqueue(services: &Services, job: NewJob) -> Result<Accepted> {
     let flow_id = job.flow_id;
+    // Without an `Idempotency-Key` header the key is derived from the flow's id and version.
+    let implicit = job
+        .idempotency_key
+        .starts_with(&format!("{}:{}", job.flow_id, job.flow_version));
+    let reused = if implicit {
+        format!(
+            "flow {} version {} was already accepted with a different body; send a changed \
+             flow with a higher version",
+            job.flow_id, job.flow_version
+        )
+    } else {
+        "this Idempotency-Key was already used with a different body; use a new key".to_string()
+    };
     match services.queue.enqueue(job).await? {
         EnqueueOutcome::Accepted => Ok(Accepted {
             flow_id,
@@ -139,7 +152,7 @@ pub async fn enqueue(services: &Services, job: NewJob) -> Result<Accepted> {
             flow_id,
             replayed: true,
         }),
-        EnqueueOutcome::KeyReused => Err(Error::IdempotencyKeyReused),
+        EnqueueOutcome::KeyReused => Err(Error::IdempotencyKeyReused(reused)),
     }
 }
 

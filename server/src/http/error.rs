@@ -50,8 +50,8 @@ pub enum ApiError {
         message: String,
     },
     /// 422 `idempotency_key_reused`.
-    #[error("this Idempotency-Key was already used with a different body; use a new key")]
-    IdempotencyKeyReused,
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
     /// 429 `rate_limited`: this API key's token bucket is empty.
     #[error("too many flows for this API key; retry after {retry_after} s")]
     RateLimited { retry_after: u64 },
@@ -85,7 +85,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Validation { .. } | ApiError::IdempotencyKeyReused => {
+            ApiError::Validation { .. } | ApiError::IdempotencyKeyReused(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -106,7 +106,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Validation { .. } => "validation_failed",
-            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::IdempotencyKeyReused(_) => "idempotency_key_reused",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Integrity => "payload_integrity_failed",
             ApiError::Internal => "internal",
@@ -122,7 +122,7 @@ impl From<flowtrail_domain::Error> for ApiError {
             E::Validation { field, message } => ApiError::Validation { field, message },
             E::NotFound(what) => ApiError::NotFound(format!("no such {what}")),
             E::Conflict(message) => ApiError::Conflict(message),
-            E::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
+            E::IdempotencyKeyReused(message) => ApiError::IdempotencyKeyReused(message),
             E::Integrity(detail) => {
                 tracing::error!(%detail, "payload integrity check failed");
                 ApiError::Integrity

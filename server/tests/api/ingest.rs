@@ -26,6 +26,12 @@ async fn idempotency_replays_and_refuses_a_reused_key() {
     let (status, _, body) = app.send(&changed).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(error_code(&body), "idempotency_key_reused");
+    // No header was sent: the message speaks of the flow's version, not of a header.
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("higher version") && !message.contains("Idempotency-Key"),
+        "{message}"
+    );
 
     // An explicit key scopes by key, not by flow id.
     let bytes = serde_json::to_vec(&changed).unwrap();
@@ -36,6 +42,20 @@ async fn idempotency_replays_and_refuses_a_reused_key() {
         .unwrap();
     assert_eq!(app.call(request).await.0, StatusCode::ACCEPTED);
     assert_eq!(app.services.queue.depth().await.unwrap(), 2);
+    let request = app
+        .post(())
+        .header("idempotency-key", "run-42")
+        .body(Body::from(serde_json::to_vec(&flow_json(FLOW_ID)).unwrap()))
+        .unwrap();
+    let (status, _, body) = app.call(request).await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Idempotency-Key")
+    );
 }
 
 #[tokio::test]
