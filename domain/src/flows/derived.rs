@@ -173,13 +173,15 @@ fn split_unspaced(token: &str) -> Vec<String> {
     out
 }
 
-/// What the search index gets of unspaced scripts in `text`: every run's overlapping pairs
-/// of characters, space-separated (both engines' tokenizers keep a run whole, so a word inside
-/// it would otherwise be unfindable). Empty when `text` has none.
+/// What the search index gets of unspaced scripts in `text`: each word holding such a script
+/// split as a query splits it ([`split_unspaced`]: every run's overlapping pairs of
+/// characters, the letters and digits around them in order), space-separated. Both engines'
+/// tokenizers keep a run whole, so a word inside it, or an id like `候补3`, would otherwise
+/// be unfindable. Empty when `text` has none.
 pub fn unspaced_pairs(text: &str) -> String {
-    pairs_of_runs(text)
-        .into_iter()
-        .flatten()
+    text.split(|c: char| !c.is_alphanumeric() && !unspaced(c))
+        .filter(|word| word.chars().any(unspaced))
+        .flat_map(|word| split_unspaced(&word.to_lowercase()))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -244,6 +246,15 @@ mod tests {
             "候选 选商 商品 品的 的价 价格"
         );
         assert_eq!(unspaced_pairs("laptop stand"), "");
+        // Letters and digits around a run are indexed in the order a query splits them.
+        assert_eq!(
+            unspaced_pairs("候补3 型号X200, abc候补"),
+            "候补 3 型号 x200 abc 候补"
+        );
+        assert_eq!(
+            search_words("候补3"),
+            vec![vec!["候补".to_string(), "3".into()]]
+        );
         assert_eq!(search_words("价格"), vec![vec!["价格".to_string()]]);
         assert_eq!(
             search_words("价格超出 B0价x"),

@@ -269,11 +269,23 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
             // Only a JSON body can be refused for its content.
             check_syntax(body)?;
             let field = path_at(body, number.start);
-            let text = String::from_utf8_lossy(&body[number.clone()]);
+            let token = &body[number.clone()];
+            // A number may be a megabyte long: the message shows its start.
+            let shown = if token.len() > 40 {
+                format!("{}…", String::from_utf8_lossy(&token[..32]))
+            } else {
+                String::from_utf8_lossy(token).into_owned()
+            };
+            let prefix = if field.is_empty() {
+                String::new()
+            } else {
+                format!("{field}: ")
+            };
             return Err(Error::Validation {
                 message: format!(
-                    "{field}: the number {text} cannot be kept exactly (numbers are stored as \
-                     64-bit integers or doubles); send it as a string"
+                    "{prefix}the number {shown} cannot be kept exactly (numbers are stored as \
+                     64-bit integers or doubles); an id or a decimal that must keep its digits \
+                     can be sent as a string"
                 ),
                 field: Some(field).filter(|f| !f.is_empty()),
             });
@@ -405,7 +417,7 @@ mod tests {
         ] {
             let (got, message) = invalid::<FlowRecord>(body.as_bytes());
             assert_eq!(got.as_deref(), Some(field), "{body}");
-            assert!(message.contains("send it as a string"), "{message}");
+            assert!(message.contains("sent as a string"), "{message}");
         }
         // A syntax error later in the body is still malformed JSON.
         malformed::<FlowRecord>(br#"{"input": 123456789012345678901234567890, "#);

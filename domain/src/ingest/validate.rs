@@ -182,6 +182,17 @@ pub fn validate(flow: &FlowRecord, limits: &Limits) -> Result<()> {
         for (j, observation) in step.observations.iter().enumerate() {
             let at = |field: &str| format!("steps[{i}].observations[{j}].{field}");
             name(&at("candidate_id"), &observation.candidate_id)?;
+            // A score is a double: an integer of 2^53 or more may not come back as sent
+            // (2^53 + 1 reads as 2^53), and no score needs to be that large.
+            if observation
+                .score
+                .is_some_and(|s| s.abs() >= MAX_COUNT as f64)
+            {
+                return Err(Error::invalid(
+                    at("score"),
+                    format!("score is a number below {MAX_COUNT} in magnitude"),
+                ));
+            }
             if observation.reasons.len() > limits.max_reasons_per_observation {
                 return Err(Error::invalid(
                     at("reasons"),

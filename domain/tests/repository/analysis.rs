@@ -407,3 +407,103 @@ async fn reason_sums_beyond_64_bits_are_exact_and_never_fail_a_write() {
         .collect();
     assert_eq!(dup, vec![1800 * u128::from(MAX_COUNT) + 600]);
 }
+
+#[tokio::test]
+async fn reason_stats_count_exactly_the_flows_of_a_range_that_is_not_whole_hours() {
+    use flowtrail_types::StatsBucket;
+    use time::macros::datetime;
+    let f = fresh().await;
+    // Flows at 10:15, 13:15 and 20:15, with 1, 10 and 100 rejections.
+    for (minute, n) in [
+        (datetime!(2026-03-01 10:15 UTC), 1),
+        (datetime!(2026-03-01 13:15 UTC), 10),
+        (datetime!(2026-03-01 20:15 UTC), 100),
+    ] {
+        let mut record = flow("edges", 0, &[]);
+        record.started_at = minute;
+        record.ended_at = None;
+        record.steps[1].reasons = BTreeMap::from([("off".to_string(), n)]);
+        store(&f, &record).await;
+    }
+    let count = |since, until, bucket_ms| {
+        let query = flowtrail_domain::analysis::StatsQuery {
+            pipeline: Some("edges".into()),
+            step: Some("price_filter".into()),
+            since,
+            until,
+            bucket_ms,
+        };
+        let services = &f.services;
+        let team = f.team;
+        async move {
+            let bucket = if bucket_ms == 3_600_000 {
+                StatsBucket::Hour
+            } else {
+                StatsBucket::Day
+            };
+            let stats = flowtrail_domain::analysis::reason_stats(services, team, &query, bucket)
+                .await
+                .unwrap();
+            let total: u128 = stats.totals.iter().map(|t| t.count).sum();
+            let flows = stats.funnels.first().map_or(0, |f| f.flows);
+            (total, flows)
+        }
+    };
+    for bucket_ms in [3_600_000, 86_400_000] {
+        // Issue found by a new-user pass: the 10:15 flow was counted from 10:30 on.
+        assert_eq!(
+            count(
+                datetime!(2026-03-01 10:30 UTC),
+                datetime!(2026-03-02 00:00 UTC),
+                bucket_ms
+            )
+            .await,
+            (110, 2)
+        );
+        assert_eq!(
+            count(
+                datetime!(2026-03-01 00:00 UTC),
+                datetime!(2026-03-01 13:05 UTC),
+                bucket_ms
+            )
+            .await,
+            (1, 1)
+        );
+        assert_eq!(
+            count(
+                datetime!(2026-03-01 10:10 UTC),
+                datetime!(2026-03-01 10:20 UTC),
+                bucket_ms
+            )
+            .await,
+            (1, 1)
+        );
+        assert_eq!(
+            count(
+                datetime!(2026-03-01 10:16 UTC),
+                datetime!(2026-03-01 10:20 UTC),
+                bucket_ms
+            )
+            .await,
+            (0, 0)
+        );
+        assert_eq!(
+            count(
+                datetime!(2026-03-01 10:15 UTC),
+                datetime!(2026-03-01 20:15 UTC),
+                bucket_ms
+            )
+            .await,
+            (11, 2)
+        );
+        assert_eq!(
+            count(
+                datetime!(2026-03-01 10:00 UTC),
+                datetime!(2026-03-01 21:00 UTC),
+                bucket_ms
+            )
+            .await,
+            (111, 3)
+        );
+    }
+}

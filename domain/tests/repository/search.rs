@@ -233,7 +233,19 @@ async fn every_candidate_id_of_a_large_step_is_found_and_an_index_in_part_says_s
         text: Some(text.into()),
         ..query()
     };
-    for id in ["B0BIG00000", "B0BIG00293", "B0BIG00294", "B0BIG02999"] {
+    // Ids mixing unspaced scripts with letters or digits (found by a new-user pass).
+    for (k, id) in ["候补3", "型号X200", "abc候补", "東京2020"]
+        .into_iter()
+        .enumerate()
+    {
+        big.steps[1].observations[k].candidate_id = id.into();
+    }
+    big.version = 2;
+    ingest_all(&f, &[big.clone()]).await;
+    for id in ["候补3", "型号X200", "abc候补", "東京2020"] {
+        assert_eq!(ids(&f, &search(id)).await, vec![big.id], "{id}");
+    }
+    for id in ["B0BIG00293", "B0BIG00294", "B0BIG02999"] {
         assert_eq!(ids(&f, &search(id)).await, vec![big.id], "{id}");
         let journey = flowtrail_domain::analysis::journey(&f.services, f.team, big.id, id)
             .await

@@ -181,6 +181,18 @@ pub async fn method_not_allowed() -> ApiError {
 /// a short refusal written for the client.
 const MAX_SHOWN_TEXT: usize = 512;
 
+/// Refuses a query string with a parameter that is not UTF-8 once percent-decoded (422
+/// `validation_failed` naming it), on every API route, also those that read no parameter:
+/// a value is never decoded lossily, nor silently ignored for being undecodable.
+pub async fn undecodable_query(request: Request, next: Next) -> Response {
+    if let Some(query) = request.uri().query()
+        && let Err(e) = flowtrail_types::filters::decode_query(query)
+    {
+        return ApiError::invalid(e.parameter, e.message).into_response();
+    }
+    next.run(request).await
+}
+
 /// Middleware of the API routers: an error answer that is not JSON (a rejection of an axum
 /// extractor, a bare status, a refusal of a tower layer) becomes the contract's JSON error,
 /// with the same status and headers and a code chosen by the status. A short plain text of a

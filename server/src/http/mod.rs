@@ -31,5 +31,6 @@ pub fn router() -> Router<AppState> {
         .route("/api", any(error::unknown_endpoint))
         .route("/api/{*rest}", any(error::unknown_endpoint))
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(middleware::from_fn(error::undecodable_query))
         .layer(middleware::from_fn(error::json_errors))
 }

@@ -138,9 +138,20 @@ pub(crate) async fn reason_stats(
 pub fn parse_stats_query(raw: &str) -> Result<(StatsQuery, StatsBucket), ApiError> {
     let (mut pipeline, mut step, mut since, mut until) = (None, None, None, None);
     let mut bucket = StatsBucket::Day;
+    let mut seen: Vec<String> = Vec::new();
     for (name, value) in query_pairs(raw)? {
         if value.is_empty() {
             continue;
+        }
+        // As in the flows list: a parameter given twice is ambiguous, refused.
+        if ["pipeline", "step", "since", "until", "bucket"].contains(&name.as_str()) {
+            if seen.contains(&name) {
+                return Err(ApiError::invalid(
+                    name.clone(),
+                    format!("{name} is given more than once"),
+                ));
+            }
+            seen.push(name.clone());
         }
         match name.as_str() {
             "pipeline" => pipeline = Some(value),

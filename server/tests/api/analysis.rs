@@ -104,7 +104,12 @@ async fn journey_diff_and_stats_answer_over_http() {
     assert_eq!(stats["buckets"][0]["start"], "2026-11-21T10:00:00Z");
     assert_eq!(stats["funnels"][0]["flows"], 2);
     assert_eq!(stats["funnels"][0]["steps"][0]["median_in"], 2501.0);
-    for (query, field) in [("bucket=week", "bucket"), ("since=soon", "since")] {
+    for (query, field) in [
+        ("bucket=week", "bucket"),
+        ("since=soon", "since"),
+        ("pipeline=a&pipeline=b", "pipeline"),
+        ("bucket=day&bucket=hour", "bucket"),
+    ] {
         let (status, body) = app
             .get_json(&format!("/api/v1/stats/reasons?{query}"))
             .await;

@@ -290,6 +290,13 @@ async fn a_query_value_that_is_not_utf8_is_refused_naming_its_parameter() {
             "/api/v1/flows/01936b2e-7c4a-7cc0-9a57-4c1f0e6d2b11/steps/0/observations?version=%FF",
             "version",
         ),
+        // Also where nothing reads the parameter: it is refused, not silently ignored.
+        (
+            "/api/v1/flows/01936b2e-7c4a-7cc0-9a57-4c1f0e6d2b11?version=%FF",
+            "version",
+        ),
+        ("/api/v1/flows?foo=%FF", "foo"),
+        ("/healthz?x=%C3", "x"),
     ] {
         let (status, body) = app.get_json(uri).await;
         assert_eq!(

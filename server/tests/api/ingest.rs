@@ -381,6 +381,14 @@ async fn numbers_come_back_with_their_digits_or_are_refused_naming_the_field() {
         answer["error"]["field"],
         "steps[0].observations[0].attributes.n"
     );
+    // A score is a double: an integer score past 2^53 would come back changed.
+    let body = template.replace(r#""score":0.12"#, r#""score":9007199254740993"#);
+    assert_ne!(body, template);
+    let request = app.post(()).body(Body::from(body)).unwrap();
+    let (status, _, answer) = app.call(request).await;
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["error"]["field"], "steps[0].observations[0].score");
     // ...and every number it keeps comes back with the same value, digit for digit.
     let body = template
         .replace(

@@ -36,6 +36,19 @@ impl SqlDatabase {
         }
     }
 
+    /// The entries of the JSON object in `column` (a step's `reasons`, code → count) as a
+    /// `FROM` item aliased `j` with a `key` column, and the SQL of an entry's value as an
+    /// integer: SQLite's `json_each`, PostgreSQL's `json_each_text`.
+    pub(crate) fn json_object_entries(&self, column: &str) -> (String, &'static str) {
+        match self {
+            SqlDatabase::Sqlite(_) => (format!("json_each({column}) j"), "j.value"),
+            SqlDatabase::Postgres(_) => (
+                format!("json_each_text({column}::JSON) j"),
+                "j.value::BIGINT",
+            ),
+        }
+    }
+
     /// A query answering the rows of `from` (a `SELECT` naming `columns`) as one JSON text:
     /// an array of arrays, ordered by `order` when given (an order costs a sort: give none
     /// when the caller does not need one), `[]` when there is none. SQLite spells the

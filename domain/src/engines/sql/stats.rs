@@ -4,19 +4,39 @@
 //! ([`SqlDatabase::json_rows`]).
 
 use super::rows::{FunnelTuple, ReasonTuple, funnel_row, parse_json, reason_row};
+use super::writes::REASON_LO_BITS;
 use super::{SqlDatabase, on_pool};
 use crate::Result;
 use crate::analysis::{FunnelRow, ReasonRow, StatsQuery};
-use crate::millis::{floor_sql, hour_floor, to_ms};
+use crate::millis::{HOUR_MS, floor_sql, hour_floor, to_ms};
 
-/// Reason counts per bucket, pipeline, step and code (see `FlowStore::reason_counts`). The
-/// two parts of the stored counts are summed apart and combined in Rust (`rows::reason_row`):
-/// a bucket sums at most a few thousand hourly rows, each part far below 2^63.
+/// The start of the first hour at or after `ms`.
+fn hour_ceil(ms: i64) -> i64 {
+    let floor = hour_floor(ms);
+    if floor == ms { ms } else { floor + HOUR_MS }
+}
+
+/// Reason counts per bucket, pipeline, step and code (see `FlowStore::reason_counts`), exact
+/// for any `since` and `until`: the whole hours of the range come from the hourly rollups
+/// (`reason_counts`), the parts of an hour at either end from the steps of the flows that
+/// started in them. The two parts of the stored counts are summed apart and combined in Rust
+/// (`rows::reason_row`): a bucket sums at most a few thousand hourly rows, each part far below
+/// 2^63.
 pub(crate) async fn reason_counts(
     db: &SqlDatabase,
     team_id: i64,
     query: &StatsQuery,
 ) -> Result<Vec<ReasonRow>> {
+    let (since, until) = (to_ms(query.since), to_ms(query.until));
+    let first_hour = hour_ceil(since);
+    let last_hour = hour_floor(until);
+    // [since, first_hour) and [last_hour, until), or the whole range inside one hour.
+    let edges = if first_hour <= last_hour {
+        [(since, first_hour), (last_hour, until)]
+    } else {
+        [(since, until), (until, until)]
+    };
+    let whole = (first_hour, last_hour.max(first_hour));
     let sql = db.json_rows(
         "b, name, step, code, hi, lo",
         Some("b, name, step, code"),
@@ -27,24 +47,74 @@ pub(crate) async fn reason_counts(
          WHERE r.team_id = $2 AND r.bucket >= $3 AND r.bucket < $4 \
            AND (CAST($5 AS TEXT) IS NULL OR p.name = $5) \
            AND (CAST($6 AS TEXT) IS NULL OR r.step = $6) \
+           AND CAST($7 AS BIGINT) <= CAST($8 AS BIGINT) \
          GROUP BY b, p.name, r.step, r.code \
          HAVING SUM(r.count_hi) <> 0 OR SUM(r.count_lo) <> 0",
             bucket = floor_sql("r.bucket", "$1"),
         ),
     );
-    let json: String = on_pool!(db, read, |pool| {
-        sqlx::query_scalar(&sql)
-            .bind(query.bucket_ms)
-            .bind(team_id)
-            .bind(hour_floor(to_ms(query.since)))
-            .bind(to_ms(query.until))
-            .bind(&query.pipeline)
-            .bind(&query.step)
-            .fetch_one(pool)
-            .await?
-    });
-    let rows: Vec<ReasonTuple> = parse_json(&json, "reason counts")?;
-    Ok(rows.into_iter().map(reason_row).collect())
+    let (entries, value) = db.json_object_entries("s.reasons");
+    let edge_sql = db.json_rows(
+        "b, name, step, code, hi, lo",
+        None,
+        &format!(
+            "SELECT {bucket} AS b, p.name, s.name AS step, j.key AS code, \
+                CAST(SUM({value} >> {bits}) AS BIGINT) AS hi, \
+                CAST(SUM({value} & {mask}) AS BIGINT) AS lo \
+         FROM flows f JOIN pipelines p ON p.id = f.pipeline_id \
+         JOIN steps s ON s.team_id = f.team_id AND s.flow_id = f.id, {entries} \
+         WHERE f.team_id = $2 \
+           AND ((f.started_at >= $3 AND f.started_at < $4) \
+                OR (f.started_at >= $7 AND f.started_at < $8)) \
+           AND (CAST($5 AS TEXT) IS NULL OR p.name = $5) \
+           AND (CAST($6 AS TEXT) IS NULL OR s.name = $6) \
+         GROUP BY 1, 2, 3, 4",
+            bucket = floor_sql("f.started_at", "$1"),
+            bits = REASON_LO_BITS,
+            mask = (1u64 << REASON_LO_BITS) - 1,
+        ),
+    );
+    let fetch = |sql: String, (a, b): (i64, i64), (c, d): (i64, i64)| async move {
+        let json: String = on_pool!(db, read, |pool| {
+            sqlx::query_scalar(&sql)
+                .bind(query.bucket_ms)
+                .bind(team_id)
+                .bind(a)
+                .bind(b)
+                .bind(&query.pipeline)
+                .bind(&query.step)
+                .bind(c)
+                .bind(d)
+                .fetch_one(pool)
+                .await?
+        });
+        parse_json::<Vec<ReasonTuple>>(&json, "reason counts")
+    };
+    // Both statements take the same eight parameters; the rollups' $7 and $8 are a no-op
+    // clause (PostgreSQL refuses a parameter a statement does not use).
+    let (whole_rows, edge_rows) = futures::try_join!(
+        fetch(sql, whole, (0, 0)),
+        fetch(edge_sql, edges[0], edges[1]),
+    )?;
+    // One row per (bucket, pipeline, step, code), in that order.
+    let mut sums: std::collections::BTreeMap<(i64, String, String, String), u128> =
+        std::collections::BTreeMap::new();
+    for row in whole_rows.into_iter().chain(edge_rows).map(reason_row) {
+        *sums
+            .entry((row.bucket_ms, row.pipeline, row.step, row.code))
+            .or_default() += row.count;
+    }
+    Ok(sums
+        .into_iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|((bucket_ms, pipeline, step, code), count)| ReasonRow {
+            bucket_ms,
+            pipeline,
+            step,
+            code,
+            count,
+        })
+        .collect())
 }
 
 /// The funnel rows of one pipeline: its newest `flow_cap` flows in the range, their steps'
