@@ -29,7 +29,8 @@ pub use vocabulary::{Capture, FlowStatus, StepKind, StepStatus, Verdict};
 /// Body of `POST /api/v1/flows/{id}/steps`: some steps of a flow that is still running, sent
 /// as they finish so a pipeline that crashes mid-run still leaves its partial trail. The
 /// server merges them by `seq` into the stored flow; the finished record sent later to
-/// `POST /api/v1/flows` with a higher `version` supersedes everything pushed.
+/// `POST /api/v1/flows` supersedes everything pushed, whatever the versions, and a push to a
+/// finished flow changes nothing (`domain/src/flows/mod.rs`, `Precedence::of`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepsPush {
