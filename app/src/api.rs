@@ -13,6 +13,30 @@ pub struct SessionUser {
     pub role: String,
 }
 
+#[cfg(test)]
+mod tests {
+    use super::is_local_path;
+
+    #[test]
+    fn sign_in_sends_only_to_local_paths() {
+        for ok in ["/", "/flows/1?step=2", "/?q=a%2Fb"] {
+            assert!(is_local_path(ok), "{ok}");
+        }
+        for bad in [
+            "//example.org/x",
+            "/\\example.org/x",
+            "/\\/example.org",
+            "https://example.org",
+            "example.org",
+            "/\t/example.org",
+            "/ x",
+            "",
+        ] {
+            assert!(!is_local_path(bad), "{bad:?}");
+        }
+    }
+}
+
 #[cfg(feature = "ssr")]
 pub mod ssr {
     //! Server-side helpers of the server functions.
@@ -37,25 +61,42 @@ pub mod ssr {
             .map_err(|_| ServerFnError::new("sessions are not configured"))
     }
 
-    /// The signed-in user and their (first) team, or an error asking to sign in.
+    /// The signed-in user and their (first) team, or an error asking to sign in (401; 403
+    /// for a user of no team).
     pub async fn signed_in() -> Result<(User, Membership), ServerFnError> {
+        let user = session_user()
+            .await?
+            .ok_or_else(|| refuse(http::StatusCode::UNAUTHORIZED, "Please sign in."))?;
+        let membership = user.memberships.first().cloned().ok_or_else(|| {
+            refuse(
+                http::StatusCode::FORBIDDEN,
+                "You are not a member of any team.",
+            )
+        })?;
+        Ok((user, membership))
+    }
+
+    /// The user of this request's session, if any (no refusal: a page may ask who is there).
+    pub async fn session_user() -> Result<Option<User>, ServerFnError> {
         let session = session().await?;
         let user_id: Option<i64> = session
             .get(SESSION_USER_KEY)
             .await
             .map_err(|_| ServerFnError::new("the session could not be read"))?;
         let services = services()?;
-        let user = match user_id {
-            Some(id) => services.metadata.user_by_id(id).await.map_err(internal)?,
-            None => None,
-        };
-        let user = user.ok_or_else(|| ServerFnError::new("Please sign in."))?;
-        let membership = user
-            .memberships
-            .first()
-            .cloned()
-            .ok_or_else(|| ServerFnError::new("You are not a member of any team."))?;
-        Ok((user, membership))
+        match user_id {
+            Some(id) => services.metadata.user_by_id(id).await.map_err(internal),
+            None => Ok(None),
+        }
+    }
+
+    /// A refusal the caller caused: the answer's status is `status` (a 4xx, never the 500 a
+    /// server function's error gets by default) and its message `message`.
+    pub fn refuse(status: http::StatusCode, message: impl Into<String>) -> ServerFnError {
+        if let Some(options) = use_context::<leptos_axum::ResponseOptions>() {
+            options.set_status(status);
+        }
+        ServerFnError::new(message.into())
     }
 
     /// Logs the real error and tells the browser only that something failed.
@@ -65,7 +106,19 @@ pub mod ssr {
     }
 }
 
-/// Signs in with e-mail and password, then goes to `next` (a local path) or `/`.
+/// Whether `next` is a path on this site that sign-in may send the browser to: it starts with
+/// one `/` and holds no `\` and no control character or space. Browsers read `//host` and
+/// `/\host` as another site (WHATWG URL Standard, "special authority slashes"; OWASP
+/// "Unvalidated Redirects and Forwards"), so anything else goes to `/`.
+pub fn is_local_path(next: &str) -> bool {
+    next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
+/// Signs in with e-mail and password, then goes to `next` (a local path, [`is_local_path`])
+/// or `/`.
 #[server(prefix = "/fn")]
 pub async fn login(
     email: String,
@@ -73,12 +126,38 @@ pub async fn login(
     next: Option<String>,
 ) -> Result<(), ServerFnError> {
     use flowtrail_domain::accounts::SESSION_USER_KEY;
+    use flowtrail_domain::accounts::SignIn;
     let services = ssr::services()?;
-    let user = services
-        .authenticate(&email, &password)
+    // The client's address, when the server was started with it (not in router tests).
+    let client = leptos_axum::extract::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .await
+        .ok()
+        .map(|info| info.0.ip());
+    let user = match services
+        .sign_in(&email, &password, client)
         .await
         .map_err(ssr::internal)?
-        .ok_or_else(|| ServerFnError::new("Wrong e-mail or password."))?;
+    {
+        SignIn::Accepted(user) => user,
+        SignIn::Refused => {
+            return Err(ssr::refuse(
+                http::StatusCode::UNAUTHORIZED,
+                "Wrong e-mail or password.",
+            ));
+        }
+        SignIn::Throttled(wait) => {
+            let seconds = wait.as_secs() + 1;
+            if let Some(options) = use_context::<leptos_axum::ResponseOptions>()
+                && let Ok(value) = http::HeaderValue::from_str(&seconds.to_string())
+            {
+                options.insert_header(http::header::RETRY_AFTER, value);
+            }
+            return Err(ssr::refuse(
+                http::StatusCode::TOO_MANY_REQUESTS,
+                format!("Too many sign-in attempts; try again in {seconds} s."),
+            ));
+        }
+    };
     let session = ssr::session().await?;
     // A new session id at sign-in defeats session fixation.
     session
@@ -90,7 +169,7 @@ pub async fn login(
         .await
         .map_err(|_| ServerFnError::new("the session could not be saved"))?;
     let next = next
-        .filter(|n| n.starts_with('/') && !n.starts_with("//"))
+        .filter(|n| is_local_path(n))
         .unwrap_or_else(|| "/".into());
     leptos_axum::redirect(&next);
     Ok(())
@@ -111,14 +190,15 @@ pub async fn logout() -> Result<(), ServerFnError> {
 /// The signed-in user, if any.
 #[server(prefix = "/fn")]
 pub async fn current_user() -> Result<Option<SessionUser>, ServerFnError> {
-    Ok(ssr::signed_in()
-        .await
-        .ok()
-        .map(|(user, membership)| SessionUser {
+    let user = ssr::session_user().await?;
+    Ok(user.and_then(|user| {
+        let membership = user.memberships.first()?.clone();
+        Some(SessionUser {
             email: user.email,
             team: membership.team.slug,
             role: membership.role.as_str().into(),
-        }))
+        })
+    }))
 }
 
 /// The flows list's parameters as the page's URL carries them: raw text, for the form. They
@@ -200,7 +280,9 @@ impl ListParams {
 #[server(prefix = "/fn", input = Json)]
 pub async fn list_flows(params: ListParams) -> Result<FlowPage, ServerFnError> {
     let (_, membership) = ssr::signed_in().await?;
-    let filters = params.parse().map_err(|e| ServerFnError::new(e.message))?;
+    let filters = params
+        .parse()
+        .map_err(|e| ssr::refuse(http::StatusCode::UNPROCESSABLE_ENTITY, e.message))?;
     ssr::services()?
         .metadata
         .list_flows(membership.team.id, &filters)
@@ -250,7 +332,9 @@ pub async fn journey_html(id: String, candidate: String) -> Result<String, Serve
         flowtrail_domain::analysis::journey(&*ssr::services()?, membership.team.id, id, &candidate)
             .await
             .map_err(ssr::internal)?
-            .ok_or_else(|| ServerFnError::new("No such flow in your team."))?;
+            .ok_or_else(|| {
+                ssr::refuse(http::StatusCode::NOT_FOUND, "No such flow in your team.")
+            })?;
     Ok(crate::pages::flow::render::journey(journey))
 }
 
@@ -263,14 +347,24 @@ pub async fn compare_html(a: String, b: String) -> Result<String, ServerFnError>
     let diff = flowtrail_domain::analysis::diff(&*ssr::services()?, membership.team.id, a, b)
         .await
         .map_err(ssr::internal)?
-        .ok_or_else(|| ServerFnError::new("One of the two flows is not in your team."))?;
+        .ok_or_else(|| {
+            ssr::refuse(
+                http::StatusCode::NOT_FOUND,
+                "One of the two flows is not in your team.",
+            )
+        })?;
     Ok(crate::pages::compare::render::compare(diff))
 }
 
 /// A flow id from the address, or an error saying so.
 pub fn flow_id(text: &str) -> Result<uuid::Uuid, ServerFnError> {
-    uuid::Uuid::try_parse(text.trim())
-        .map_err(|_| ServerFnError::new(format!("{text:?} is not a flow id.")))
+    uuid::Uuid::try_parse(text.trim()).map_err(|_| {
+        let message = format!("{text:?} is not a flow id.");
+        #[cfg(feature = "ssr")]
+        return ssr::refuse(http::StatusCode::NOT_FOUND, message);
+        #[cfg(not(feature = "ssr"))]
+        ServerFnError::new(message)
+    })
 }
 
 /// A flow with its steps.
@@ -283,5 +377,5 @@ pub async fn get_flow(id: String) -> Result<FlowDetail, ServerFnError> {
         .get_flow(membership.team.id, id)
         .await
         .map_err(ssr::internal)?
-        .ok_or_else(|| ServerFnError::new("No such flow in your team."))
+        .ok_or_else(|| ssr::refuse(http::StatusCode::NOT_FOUND, "No such flow in your team."))
 }

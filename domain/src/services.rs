@@ -102,6 +102,8 @@ pub struct Services {
     /// Recently used API keys (by hash), so that ingest does not read the database per
     /// request and keeps working through a short database stall.
     pub(crate) api_keys: moka::sync::Cache<String, ApiKey>,
+    /// Sign-in attempts per address and per client (in this process).
+    pub(crate) sign_in_throttle: Arc<crate::accounts::throttle::SignInThrottle>,
 }
 
 impl Services {
@@ -195,6 +197,7 @@ impl Services {
             redis,
             events,
             api_keys: api_key_cache(),
+            sign_in_throttle: Default::default(),
         })
     }
 

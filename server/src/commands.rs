@@ -151,6 +151,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
     tracing::info!(addr = %listener.local_addr()?, workers = args.workers, "Flow Trail is serving");
+    // The client's address reaches handlers (sign-in throttling per client).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

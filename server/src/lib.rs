@@ -7,6 +7,7 @@ pub mod admission;
 pub mod commands;
 pub mod config;
 pub mod http;
+pub mod security;
 pub mod state;
 pub mod web;
 
@@ -119,7 +120,14 @@ pub async fn build_app(services: Arc<Services>, config: &HttpConfig) -> anyhow::
         }
         (None, None) => anyhow::bail!("sessions need the metadata database"),
     };
+    let [nosniff, referrer, csp] = security::response_headers();
     Ok(router
+        .layer(axum::middleware::from_fn(
+            security::refuse_cross_site_writes,
+        ))
+        .layer(nosniff)
+        .layer(referrer)
+        .layer(csp)
         .layer(trace)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

@@ -7,6 +7,7 @@
 
 pub mod secrets;
 pub mod store;
+pub mod throttle;
 
 use std::time::Duration;
 
@@ -17,6 +18,22 @@ pub use secrets::{
 pub use store::AccountStore;
 
 use crate::{Error, Result, Services};
+
+/// What a sign-in attempt came to.
+#[derive(Debug)]
+pub enum SignIn {
+    Accepted(Box<User>),
+    /// Wrong address or password (which one is not said).
+    Refused,
+    /// Too many attempts for this address or from this client: retry after this long.
+    Throttled(Duration),
+}
+
+/// A hash of a password no one has, checked when the address is unknown.
+fn unknown_user_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password("no user has this password").unwrap_or_default())
+}
 
 /// A team (the tenant).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +130,36 @@ impl Services {
     /// The user whose e-mail and password match.
     pub async fn authenticate(&self, email: &str, password: &str) -> Result<Option<User>> {
         let user = self.metadata.user_by_email(&normalize_email(email)).await?;
-        Ok(user.filter(|u| verify_password(password, &u.password_hash)))
+        match user {
+            Some(user) => Ok(verify_password(password, &user.password_hash).then_some(user)),
+            None => {
+                // As slow as a known address: the time taken tells no one which exist.
+                let _ = verify_password(password, unknown_user_hash());
+                Ok(None)
+            }
+        }
+    }
+
+    /// Sign-in as the dashboard does it: refused at once while the address or the client
+    /// waits ([`throttle::SignInThrottle`]), else [`Services::authenticate`], a failure
+    /// counted against both. Unknown and known addresses are throttled and answered alike.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<SignIn> {
+        let address = normalize_email(email);
+        if let Some(wait) = self.sign_in_throttle.waiting(&address, client) {
+            return Ok(SignIn::Throttled(wait));
+        }
+        Ok(match self.authenticate(email, password).await? {
+            Some(user) => SignIn::Accepted(Box::new(user)),
+            None => match self.sign_in_throttle.failed(&address, client) {
+                Some(wait) => SignIn::Throttled(wait),
+                None => SignIn::Refused,
+            },
+        })
     }
 
     /// The live API key with this secret (cached for [`API_KEY_CACHE_TTL`]; unknown keys

@@ -99,3 +99,134 @@ async fn dashboard_pages_send_visitors_without_a_session_to_sign_in() {
         "hydration script is linked"
     );
 }
+
+#[tokio::test]
+async fn sign_in_refuses_plainly_redirects_only_locally_and_only_from_this_site() {
+    use flowtrail_app::api::Login;
+    use flowtrail_domain::accounts::Role;
+    use leptos::server_fn::ServerFn;
+    let app = app().await;
+    // One account per part: each has its own sign-in bucket (5 attempts, then one per 12 s).
+    for n in 1..=4 {
+        app.services
+            .create_user(
+                &format!("m{n}@example.org"),
+                "correct horse",
+                "default",
+                Role::Member,
+            )
+            .await
+            .unwrap();
+    }
+    let login = |body: &str, extra: &[(&'static str, &'static str)]| {
+        let mut request = Request::post(Login::PATH)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::HOST, "127.0.0.1:3000");
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
+        request.body(Body::from(body.to_string())).unwrap()
+    };
+    // A wrong password is the caller's doing: 401, never 500.
+    let (status, _, body) = app
+        .call(login(
+            "email=m1%40example.org&password=wrong",
+            &[("accept", "application/json")],
+        ))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(String::from_utf8_lossy(&body).contains("Wrong e-mail or password."));
+    // `next` may only name a path of this site: `/\host` is another site to a browser.
+    for (next, expected) in [
+        ("%2F%5Cexample.org%2Fx", "/"),
+        ("%2F%2Fexample.org", "/"),
+        ("%2Fflows%3Fq%3Da", "/flows?q=a"),
+    ] {
+        let (_, headers, _) = app
+            .call(login(
+                &format!("email=m2%40example.org&password=correct+horse&next={next}"),
+                &[],
+            ))
+            .await;
+        assert_eq!(headers[header::LOCATION], expected, "next={next}");
+    }
+    // A sign-in form posted from another site is refused; this site's is not.
+    for (headers, status) in [
+        (
+            vec![("sec-fetch-site", "cross-site")],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            vec![("origin", "https://evil.example")],
+            StatusCode::FORBIDDEN,
+        ),
+        (vec![("origin", "http://127.0.0.1:3000")], StatusCode::OK),
+        (vec![("sec-fetch-site", "same-origin")], StatusCode::OK),
+    ] {
+        let (got, _, body) = app
+            .call(login(
+                "email=m3%40example.org&password=correct+horse",
+                &headers,
+            ))
+            .await;
+        assert_eq!(
+            got,
+            status,
+            "{headers:?}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    // Guessing is throttled per address, known or not, alike: a burst of 5, then 429.
+    for email in ["m4%40example.org", "nobody%40example.org"] {
+        let statuses: Vec<StatusCode> = futures::future::join_all(
+            (0..6).map(|_| app.call(login(&format!("email={email}&password=guess"), &[]))),
+        )
+        .await
+        .into_iter()
+        .map(|(status, _, _)| status)
+        .collect();
+        assert_eq!(
+            statuses
+                .iter()
+                .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+                .count(),
+            1,
+            "{email}: {statuses:?}"
+        );
+        assert_eq!(
+            statuses
+                .iter()
+                .filter(|s| **s == StatusCode::UNAUTHORIZED)
+                .count(),
+            5,
+            "{email}: {statuses:?}"
+        );
+    }
+    let (status, headers, _) = app
+        .call(login("email=m4%40example.org&password=correct+horse", &[]))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "no lockout, but a wait"
+    );
+    assert!(headers.contains_key(header::RETRY_AFTER));
+    // An API call with a key carries no ambient credential: its origin does not matter.
+    let request = app
+        .post(())
+        .header("origin", "https://evil.example")
+        .body(Body::from(serde_json::to_vec(&flow_json(FLOW_ID)).unwrap()))
+        .unwrap();
+    assert_eq!(app.call(request).await.0, StatusCode::ACCEPTED);
+    // Every answer says not to be framed or sniffed.
+    let (_, headers, _) = app
+        .call(Request::get("/login").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+}
