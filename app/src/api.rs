@@ -92,8 +92,20 @@ pub mod ssr {
 
     /// A refusal the caller caused: the answer's status is `status` (a 4xx, never the 500 a
     /// server function's error gets by default) and its message `message`.
+    ///
+    /// Not for a browser that posted a form without JavaScript, nor while a page renders
+    /// (both accept `text/html`): Leptos answers the first with a redirect back to the form
+    /// carrying the error, which a 4xx would stop browsers from following; a page keeps its
+    /// own status.
     pub fn refuse(status: http::StatusCode, message: impl Into<String>) -> ServerFnError {
-        if let Some(options) = use_context::<leptos_axum::ResponseOptions>() {
+        let wants_html = use_context::<http::request::Parts>().is_some_and(|parts| {
+            parts
+                .headers
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|accept| accept.contains("text/html"))
+        });
+        if !wants_html && let Some(options) = use_context::<leptos_axum::ResponseOptions>() {
             options.set_status(status);
         }
         ServerFnError::new(message.into())
@@ -107,11 +119,12 @@ pub mod ssr {
 }
 
 /// Whether `next` is a path on this site that sign-in may send the browser to: it starts with
-/// one `/` and holds no `\` and no control character or space. Browsers read `//host` and
+/// one `/`, holds no `\` and no control character or space, and is at most 2,048 bytes. Browsers read `//host` and
 /// `/\host` as another site (WHATWG URL Standard, "special authority slashes"; OWASP
 /// "Unvalidated Redirects and Forwards"), so anything else goes to `/`.
 pub fn is_local_path(next: &str) -> bool {
-    next.starts_with('/')
+    next.len() <= 2048
+        && next.starts_with('/')
         && !next.starts_with("//")
         && !next.contains('\\')
         && !next.chars().any(|c| c.is_control() || c.is_whitespace())

@@ -33,6 +33,39 @@ pub fn router(state: &AppState) -> Router<AppState> {
             _,
         >(context, shell))
         .layer(middleware::from_fn(require_session))
+        .layer(middleware::from_fn(server_fn_client_errors))
+}
+
+/// Largest body of a server function's error answer read to classify it.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Middleware: a server function answers 500 for arguments it cannot read (a missing or
+/// repeated field, a body of the wrong encoding or over its length limit) — the client's
+/// doing. Such an answer becomes 400 (413 over the length limit), its body kept so the
+/// browser side still decodes the error (`Args|…`, `Deserialization|…`).
+async fn server_fn_client_errors(request: Request, next: Next) -> Response {
+    if !request.uri().path().starts_with("/fn/") {
+        return next.run(request).await;
+    }
+    let response = next.run(request).await;
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_ERROR_BODY).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "server function failed").into_response();
+    };
+    if bytes.starts_with(b"Args|") || bytes.starts_with(b"Deserialization|") {
+        let too_large = bytes
+            .windows(b"length limit".len())
+            .any(|w| w == b"length limit");
+        parts.status = if too_large {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 /// Paths anyone may load: the sign-in page, server functions (they check the session

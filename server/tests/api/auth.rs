@@ -136,6 +136,19 @@ async fn sign_in_refuses_plainly_redirects_only_locally_and_only_from_this_site(
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(String::from_utf8_lossy(&body).contains("Wrong e-mail or password."));
+    // Without JavaScript the browser follows Leptos' redirect back to the form: no 4xx there.
+    let (status, _, _) = app
+        .call(login(
+            "email=m1%40example.org&password=wrong",
+            &[("accept", "text/html")],
+        ))
+        .await;
+    assert!(status.is_redirection(), "{status}");
+    // Arguments the server function cannot read are the caller's doing: 400, not 500.
+    for body in ["", "email=m1%40example.org", "email=a&email=b&password=x"] {
+        let (status, _, _) = app.call(login(body, &[])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?}");
+    }
     // `next` may only name a path of this site: `/\host` is another site to a browser.
     for (next, expected) in [
         ("%2F%5Cexample.org%2Fx", "/"),
