@@ -142,7 +142,8 @@ pub struct ServeArgs {
     /// Largest accepted request body, compressed and decompressed, in bytes.
     #[arg(long, env = "FLOWTRAIL_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
-    /// Mark session cookies `Secure` (set when served over HTTPS).
+    /// Served over HTTPS: session cookies `Secure` and named `__Host-flowtrail_session`, and
+    /// `Strict-Transport-Security` on every answer.
     #[arg(long, env = "FLOWTRAIL_SECURE_COOKIES")]
     pub secure_cookies: bool,
     /// Flows per second per API key (token bucket; 0 = unlimited).

@@ -121,7 +121,15 @@ pub async fn build_app(services: Arc<Services>, config: &HttpConfig) -> anyhow::
         (None, None) => anyhow::bail!("sessions need the metadata database"),
     };
     let [nosniff, referrer, csp] = security::response_headers();
+    // Served over HTTPS: browsers are told to keep to it (RFC 6797).
+    let hsts = config.secure_cookies.then(|| {
+        tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            axum::http::HeaderValue::from_static("max-age=31536000"),
+        )
+    });
     Ok(router
+        .layer(tower::util::option_layer(hsts))
         .layer(axum::middleware::from_fn(
             security::refuse_cross_site_writes,
         ))
@@ -134,10 +142,23 @@ pub async fn build_app(services: Arc<Services>, config: &HttpConfig) -> anyhow::
         .with_state(state))
 }
 
-/// Cookie sessions over `store`: HTTP-only, SameSite=Lax, 7 days of inactivity.
+/// The session cookie's name: over HTTPS (`--secure-cookies`) with the `__Host-` prefix,
+/// which browsers accept only when `Secure`, without `Domain` and on path `/` — so no sibling
+/// subdomain or plain-HTTP page can plant one (RFC 6265bis, "Cookie Name Prefixes").
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-flowtrail_session"
+    } else {
+        "flowtrail_session"
+    }
+}
+
+/// Cookie sessions over `store`: HTTP-only, SameSite=Lax, path `/`, 7 days of inactivity;
+/// `Secure` and `__Host-` named with `--secure-cookies`.
 fn session_layer<S: SessionStore + Clone>(store: S, config: &HttpConfig) -> SessionManagerLayer<S> {
     SessionManagerLayer::new(store)
-        .with_name("flowtrail_session")
+        .with_name(session_cookie_name(config.secure_cookies))
+        .with_path("/")
         .with_secure(config.secure_cookies)
         .with_same_site(SameSite::Lax)
         .with_http_only(true)

@@ -243,3 +243,34 @@ async fn sign_in_refuses_plainly_redirects_only_locally_and_only_from_this_site(
             .contains("frame-ancestors 'none'")
     );
 }
+
+#[tokio::test]
+async fn over_https_the_session_cookie_is_host_prefixed_and_hsts_is_sent() {
+    use flowtrail_app::api::Login;
+    use flowtrail_domain::accounts::Role;
+    use leptos::server_fn::ServerFn;
+    for secure in [false, true] {
+        let app = crate::app::app_with(|config| config.secure_cookies = secure).await;
+        app.services
+            .create_user("s@example.org", "correct horse", "default", Role::Member)
+            .await
+            .unwrap();
+        let request = Request::post(Login::PATH)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("email=s%40example.org&password=correct+horse"))
+            .unwrap();
+        let (_, headers, _) = app.call(request).await;
+        let cookie = headers[header::SET_COOKIE].to_str().unwrap().to_string();
+        assert_eq!(
+            cookie.starts_with("__Host-flowtrail_session="),
+            secure,
+            "{cookie}"
+        );
+        assert_eq!(cookie.contains("Secure"), secure, "{cookie}");
+        assert!(cookie.contains("Path=/"), "{cookie}");
+        assert_eq!(
+            headers.contains_key(header::STRICT_TRANSPORT_SECURITY),
+            secure
+        );
+    }
+}
