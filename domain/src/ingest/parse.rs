@@ -22,9 +22,9 @@ enum Finding {
 }
 
 /// One pass over the bytes, skipping strings (and their escapes): the first place where
-/// arrays and objects nest deeper than `limit`, or the first number that serde_json cannot
-/// keep exactly ([`exact_number`]). The text's syntax is not checked here.
-fn scan(body: &[u8], limit: usize) -> Option<Finding> {
+/// arrays and objects nest deeper than `limit`, or, with `numbers`, the first number that
+/// serde_json cannot keep exactly ([`exact_number`]). The text's syntax is not checked here.
+fn scan(body: &[u8], limit: usize, numbers: bool) -> Option<Finding> {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     let mut offset = 0;
     while offset < body.len() {
@@ -48,7 +48,7 @@ fn scan(body: &[u8], limit: usize) -> Option<Finding> {
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
-            b'-' | b'0'..=b'9' => {
+            b'-' | b'0'..=b'9' if numbers => {
                 let start = offset - 1;
                 while offset < body.len()
                     && matches!(body[offset], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
@@ -65,33 +65,13 @@ fn scan(body: &[u8], limit: usize) -> Option<Finding> {
     None
 }
 
-/// How deeply arrays and objects nest in a JSON text, and the byte offset where `limit` is
-/// first exceeded.
+/// How deeply arrays and objects nest in a JSON text: the byte offset where `limit` is first
+/// exceeded.
 fn nesting_depth(body: &[u8], limit: usize) -> Option<usize> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for (offset, &byte) in body.iter().enumerate() {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > limit {
-                    return Some(offset);
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
+    match scan(body, limit, false) {
+        Some(Finding::TooDeep(offset)) => Some(offset),
+        _ => None,
     }
-    None
 }
 
 /// Whether the JSON number `token` comes back from storage with the value it was sent with.
@@ -262,7 +242,7 @@ pub fn parse_flow(body: &[u8]) -> Result<FlowRecord> {
 /// [`Error::Malformed`] wherever its first syntax error is, even after a schema error; only a
 /// body that is JSON can be [`Error::Validation`], naming the field's path.
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
-    let offset = match scan(body, MAX_DEPTH) {
+    let offset = match scan(body, MAX_DEPTH, true) {
         None => None,
         Some(Finding::TooDeep(offset)) => Some(offset),
         Some(Finding::Inexact(number)) => {

@@ -73,24 +73,19 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
                 .map_err(|e| Error::Internal(e.to_string()))?,
         ),
     };
-    sqlx::query(
-        "DELETE FROM steps WHERE team_id = $1 AND flow_id = $2 \
-         AND ($3::TEXT IS NULL OR seq IN (SELECT value::BIGINT FROM json_array_elements_text($3::JSON)))",
-    )
-    .bind(team_id)
-    .bind(&flow_id)
-    .bind(&replaced_seqs)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "DELETE FROM flow_candidates WHERE team_id = $1 AND flow_id = $2 \
-         AND ($3::TEXT IS NULL OR seq IN (SELECT value::BIGINT FROM json_array_elements_text($3::JSON)))",
-    )
-    .bind(team_id)
-    .bind(&flow_id)
-    .bind(&replaced_seqs)
-    .execute(&mut *conn)
-    .await?;
+    // The replaced steps, and their ids in the candidate index.
+    for table in ["steps", "flow_candidates"] {
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE team_id = $1 AND flow_id = $2 \
+             AND ($3::TEXT IS NULL OR seq IN \
+                  (SELECT value::BIGINT FROM json_array_elements_text($3::JSON)))"
+        ))
+        .bind(team_id)
+        .bind(&flow_id)
+        .bind(&replaced_seqs)
+        .execute(&mut *conn)
+        .await?;
+    }
     if take_header {
         write_header(conn, write, &flow_id, now).await?;
     }

@@ -92,10 +92,15 @@ pub(crate) async fn reason_counts(
     };
     // Both statements take the same eight parameters; the rollups' $7 and $8 are a no-op
     // clause (PostgreSQL refuses a parameter a statement does not use).
-    let (whole_rows, edge_rows) = futures::try_join!(
-        fetch(sql, whole, (0, 0)),
-        fetch(edge_sql, edges[0], edges[1]),
-    )?;
+    // A range of whole hours has no edges to read.
+    let has_edges = edges.iter().any(|(from, to)| from < to);
+    let (whole_rows, edge_rows) = futures::try_join!(fetch(sql, whole, (0, 0)), async {
+        if has_edges {
+            fetch(edge_sql, edges[0], edges[1]).await
+        } else {
+            Ok(Vec::new())
+        }
+    })?;
     // One row per (bucket, pipeline, step, code), in that order.
     let mut sums: std::collections::BTreeMap<(i64, String, String, String), u128> =
         std::collections::BTreeMap::new();
