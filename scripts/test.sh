@@ -21,7 +21,7 @@ features=(--features flowtrail-server/redis-tests)
 # one reuses the first one's binaries.)
 scripts/with-postgres.sh scripts/with-s3.sh scripts/with-redis.sh bash -euo pipefail -c '
   cargo test "$@"
-  FLOWTRAIL_TEST_ENGINES=scale cargo test "$@" --test repository --test api --test live --test crash
+  FLOWTRAIL_TEST_ENGINES=scale cargo test "$@" --test repository --test api --test live --test crash --test sweep_crash
 ' engines --workspace --exclude flowtrail-frontend --exclude flowtrail-browser-worker "${features[@]}"
 (cd end2end && npx playwright test)
 cargo fmt --all -- --check

@@ -9,6 +9,8 @@
 //! | [`accounts`] | teams, users, roles, API keys, credentials |
 //! | [`payloads`] | observation payloads: encoding, checksums, object store, caches |
 //! | [`events`] | live updates of flows as they land |
+//! | [`retention`] | retention policies, previews, pins, the sweeper, the storage check |
+//! | [`usage`] | per-day usage counters (accepted, rejected, rate-limited, replayed) |
 //! | [`engines`] | SQL shared by SQLite and PostgreSQL, what differs per dialect, Redis |
 //!
 //! [`Services`] bundles the engines behind their traits — metadata ([`MetadataStore`]), the
@@ -25,7 +27,9 @@ pub mod flows;
 pub mod ingest;
 pub mod millis;
 pub mod payloads;
+pub mod retention;
 mod services;
+pub mod usage;
 
 pub use error::{Error, Result};
 pub use services::{QueueEngine, Services, StorageConfig};
@@ -33,7 +37,9 @@ pub use services::{QueueEngine, Services, StorageConfig};
 /// Everything the metadata database stores: accounts and flows. One implementation serves
 /// both SQL engines (`engines::sql::SqlMetadata`).
 #[async_trait::async_trait]
-pub trait MetadataStore: accounts::AccountStore + flows::FlowStore {
+pub trait MetadataStore:
+    accounts::AccountStore + flows::FlowStore + retention::RetentionStore
+{
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::accounts::{ApiKey, Role, Team, api_key_cache};
+use crate::accounts::{Role, Team, api_key_cache};
 use crate::engines::redis::Redis;
 use crate::engines::redis::queue::RedisQueue;
 use crate::engines::sql::{SqlDatabase, SqlMetadata, SqlQueue};
@@ -101,9 +101,13 @@ pub struct Services {
     pub events: Events,
     /// Recently used API keys (by hash), so that ingest does not read the database per
     /// request and keeps working through a short database stall.
-    pub(crate) api_keys: moka::sync::Cache<String, ApiKey>,
+    pub(crate) api_keys: crate::accounts::ApiKeyCache,
     /// Sign-in attempts per address and per client (in this process).
     pub(crate) sign_in_throttle: Arc<crate::accounts::throttle::SignInThrottle>,
+    /// Usage counts of this process not yet in the database.
+    pub usage: Arc<crate::usage::UsageMeter>,
+    /// When this process's retention sweeper runs.
+    pub retention_schedule: Arc<crate::retention::RetentionSchedule>,
 }
 
 impl Services {
@@ -198,6 +202,8 @@ impl Services {
             events,
             api_keys: api_key_cache(),
             sign_in_throttle: Default::default(),
+            usage: Default::default(),
+            retention_schedule: Default::default(),
         })
     }
 

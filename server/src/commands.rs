@@ -33,6 +33,63 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             tracing::info!(email = %args.email, team = %args.team, "user created");
             Ok(())
         }
+        Command::Admin(AdminCommand::CreateTeam(args)) => {
+            let slug = args.name.trim();
+            anyhow::ensure!(
+                !slug.is_empty()
+                    && slug.len() <= 64
+                    && slug.bytes().all(|b| b.is_ascii_lowercase()
+                        || b.is_ascii_digit()
+                        || b == b'-'
+                        || b == b'_'),
+                "a team name is 1 to 64 of a-z, 0-9, - and _"
+            );
+            let services = open(&args.storage).await?;
+            let team = services.metadata.ensure_team(slug).await?;
+            println!("{}", team.slug);
+            Ok(())
+        }
+        Command::Admin(AdminCommand::Sweep(args)) => {
+            let services = open(&args.storage).await?;
+            let report = services.sweep(&args.retention.options()).await?;
+            anyhow::ensure!(
+                report.ran,
+                "another sweeper is running (it holds the retention lease); try again later"
+            );
+            println!(
+                "{}",
+                serde_json::json!({
+                    "flows": report.deleted.flows,
+                    "bytes": report.deleted.bytes,
+                    "objects": report.objects,
+                })
+            );
+            Ok(())
+        }
+        Command::Admin(AdminCommand::CheckStorage(args)) => {
+            let services = open(&args.storage).await?;
+            let report = services.check_storage().await?;
+            for key in &report.orphan_objects {
+                println!("orphan object: {key}");
+            }
+            for key in &report.missing_objects {
+                println!("missing object: {key}");
+            }
+            eprintln!(
+                "{} objects, {} orphan, {} missing, {} unreferenced but younger than {} min \
+                 (an ingest in progress), {} queued for deletion",
+                report.objects,
+                report.orphan_objects.len(),
+                report.missing_objects.len(),
+                report.recent_unreferenced,
+                flowtrail_domain::retention::RECENT_OBJECT.as_secs() / 60,
+                report.queued_deletions,
+            );
+            if !report.is_clean() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Admin(AdminCommand::CreateApiKey(args)) => {
             let services = open(&args.storage).await?;
             services.metadata.ensure_team(&args.team).await?;
@@ -150,6 +207,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Duration::from_secs(600),
         shutdown.clone(),
     ));
+    workers.spawn(services.clone().run_sweeper(
+        Duration::from_secs(args.retention_interval_seconds),
+        args.retention.options(),
+        shutdown.clone(),
+    ));
+    workers.spawn(flush_usage(services.clone(), shutdown.clone()));
     tracing::info!(addr = %listener.local_addr()?, workers = args.workers, "Flow Trail is serving");
     // The client's address reaches handlers (sign-in throttling per client).
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -172,11 +235,32 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
         args.job_lease_seconds,
         &shutdown,
     );
+    workers.spawn(services.clone().run_sweeper(
+        Duration::from_secs(args.retention_interval_seconds),
+        args.retention.options(),
+        shutdown.clone(),
+    ));
     tracing::info!(workers = args.workers.max(1), "workers running");
     shutdown_signal().await;
     let _ = stop.send(true);
     while workers.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Writes this process's usage counts every second, and once more on shutdown.
+async fn flush_usage(services: Arc<Services>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let stop = tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+            _ = shutdown.changed() => true,
+        };
+        if let Err(error) = services.flush_usage().await {
+            tracing::warn!(%error, "usage counts not written; retried in a second");
+        }
+        if stop {
+            return;
+        }
+    }
 }
 
 /// Ctrl-C or SIGTERM.

@@ -155,6 +155,15 @@ pub struct ServeArgs {
     /// Ingest answers 503 + Retry-After while the queue holds this many flows (0 = unbounded).
     #[arg(long, env = "FLOWTRAIL_MAX_QUEUE_DEPTH", default_value_t = 100_000)]
     pub max_queue_depth: u64,
+    /// Seconds between retention sweeps (one sweeper works at a time per deployment).
+    #[arg(
+        long,
+        env = "FLOWTRAIL_RETENTION_INTERVAL_SECONDS",
+        default_value_t = 300
+    )]
+    pub retention_interval_seconds: u64,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
 }
 
 #[derive(Args)]
@@ -167,14 +176,29 @@ pub struct WorkerArgs {
     /// Seconds a worker holds a claimed job; a crashed worker's jobs are taken again after it.
     #[arg(long, env = "FLOWTRAIL_JOB_LEASE_SECONDS", default_value_t = 30)]
     pub job_lease_seconds: u64,
+    /// Seconds between retention sweeps (one sweeper works at a time per deployment).
+    #[arg(
+        long,
+        env = "FLOWTRAIL_RETENTION_INTERVAL_SECONDS",
+        default_value_t = 300
+    )]
+    pub retention_interval_seconds: u64,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
 }
 
 #[derive(Subcommand)]
 pub enum AdminCommand {
     /// Create a user; the password is read from standard input.
     CreateUser(CreateUserArgs),
+    /// Create a team (nothing happens when it exists) and print its slug.
+    CreateTeam(CreateTeamArgs),
     /// Create an API key and print it, alone, on standard output. It is shown only once.
     CreateApiKey(CreateApiKeyArgs),
+    /// Run one retention sweep now; prints flows and bytes deleted as JSON.
+    Sweep(SweepArgs),
+    /// List orphan payload objects and rows whose payload is missing; exit 1 if any.
+    CheckStorage(StorageOnlyArgs),
     /// Inspect and redrive the dead-letter queue (jobs that failed permanently).
     #[command(subcommand)]
     Dlq(DlqCommand),
@@ -242,6 +266,54 @@ pub struct CreateApiKeyArgs {
     pub scope: ScopeArg,
 }
 
+#[derive(Args)]
+pub struct CreateTeamArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// The team's slug: 1 to 64 of a-z, 0-9, `-` and `_`.
+    #[arg(long, env = "FLOWTRAIL_TEAM_NAME")]
+    pub name: String,
+}
+
+#[derive(Args)]
+pub struct StorageOnlyArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// How the retention sweeper deletes (shared by `serve`, `worker` and `admin sweep`).
+#[derive(Args, Clone)]
+pub struct RetentionArgs {
+    /// Flows deleted per transaction.
+    #[arg(long, env = "FLOWTRAIL_RETENTION_BATCH", default_value_t = 500)]
+    pub retention_batch: u32,
+    /// Pause between batches, in milliseconds (leaves the database to ingest).
+    #[arg(long, env = "FLOWTRAIL_RETENTION_PAUSE_MS", default_value_t = 5)]
+    pub retention_pause_ms: u64,
+    /// Seconds a sweeper's lease lasts without renewal (it renews it every batch): after a
+    /// crash, the next sweep of the deployment starts at most this long after.
+    #[arg(long, env = "FLOWTRAIL_RETENTION_LEASE_SECONDS", default_value_t = 60)]
+    pub retention_lease_seconds: u64,
+}
+
+impl RetentionArgs {
+    pub fn options(&self) -> flowtrail_domain::retention::SweepOptions {
+        flowtrail_domain::retention::SweepOptions {
+            batch: self.retention_batch.max(1),
+            pause: std::time::Duration::from_millis(self.retention_pause_ms),
+            lease: std::time::Duration::from_secs(self.retention_lease_seconds.max(1)),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum QueueArg {
     Auto,
@@ -271,6 +343,7 @@ pub enum ScopeArg {
     Ingest,
     Read,
     All,
+    Admin,
 }
 
 impl From<ScopeArg> for Scope {
@@ -279,6 +352,7 @@ impl From<ScopeArg> for Scope {
             ScopeArg::Ingest => Scope::Ingest,
             ScopeArg::Read => Scope::Read,
             ScopeArg::All => Scope::All,
+            ScopeArg::Admin => Scope::Admin,
         }
     }
 }

@@ -9,7 +9,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use flowtrail_app::{App, shell};
 use flowtrail_domain::Services;
-use flowtrail_domain::accounts::SESSION_USER_KEY;
+use flowtrail_domain::accounts::{SESSION_SIGNED_IN_KEY, SESSION_USER_KEY, session_user_id};
 use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_sessions::Session;
@@ -86,7 +86,15 @@ async fn require_session(request: Request, next: Next) -> Response {
         return next.run(request).await;
     }
     let signed_in = match request.extensions().get::<Session>() {
-        Some(session) => matches!(session.get::<i64>(SESSION_USER_KEY).await, Ok(Some(_))),
+        Some(session) => {
+            let user = session.get::<i64>(SESSION_USER_KEY).await.ok().flatten();
+            let since = session
+                .get::<i64>(SESSION_SIGNED_IN_KEY)
+                .await
+                .ok()
+                .flatten();
+            session_user_id(user, since, flowtrail_domain::millis::now_ms()).is_some()
+        }
         None => false,
     };
     if signed_in {

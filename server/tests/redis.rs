@@ -172,6 +172,7 @@ fn job(team_id: i64, key: &str) -> flowtrail_domain::ingest::NewJob {
         body: b"body".to_vec(),
         request_id: None,
         mode: flowtrail_domain::flows::WriteMode::Replace,
+        usage: Default::default(),
     }
 }
 

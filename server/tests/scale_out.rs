@@ -232,6 +232,22 @@ async fn many_processes_ride_out_crashes_and_paused_engines_with_one_truth() {
         .unwrap();
     assert!(key.status.success(), "{key:?}");
     let key = String::from_utf8(key.stdout).unwrap().trim().to_string();
+    let admin_key = deployment
+        .command(&[
+            "admin",
+            "create-api-key",
+            "--name",
+            "scale-admin",
+            "--scope",
+            "admin",
+        ])
+        .output()
+        .unwrap();
+    assert!(admin_key.status.success(), "{admin_key:?}");
+    let admin_key = String::from_utf8(admin_key.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
 
     let ports = [free_port(), free_port()];
     let bases: Vec<String> = ports
@@ -427,7 +443,7 @@ async fn many_processes_ride_out_crashes_and_paused_engines_with_one_truth() {
     // Nothing is dead, payloads read back from S3 through both servers, nobody panicked.
     let dead: Value = http
         .get(format!("{}/api/v1/admin/dead-letters", bases[1]))
-        .bearer_auth(&key)
+        .bearer_auth(&admin_key)
         .send()
         .await
         .unwrap()

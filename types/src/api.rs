@@ -181,6 +181,9 @@ pub struct FlowDetail {
     pub output: Value,
     pub sdk: Option<SdkInfo>,
     pub steps: Vec<StepSummary>,
+    /// Pinned flows are never deleted by retention (`PUT /api/v1/flows/{id}/pin`).
+    #[serde(default)]
+    pub pinned: bool,
 }
 
 /// A step as the query API shows it: everything but the observations.

@@ -15,6 +15,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub mod admin;
 pub mod analysis;
 pub mod api;
 pub mod filters;

@@ -50,6 +50,8 @@ pub enum Scope {
     Read,
     /// Both.
     All,
+    /// The admin API (`/api/v1/admin/…`) only: members, keys, retention, usage, dead letters.
+    Admin,
 }
 
 impl Scope {
@@ -58,6 +60,7 @@ impl Scope {
             Scope::Ingest => "ingest",
             Scope::Read => "read",
             Scope::All => "all",
+            Scope::Admin => "admin",
         }
     }
 
@@ -66,6 +69,7 @@ impl Scope {
             "ingest" => Some(Scope::Ingest),
             "read" => Some(Scope::Read),
             "all" => Some(Scope::All),
+            "admin" => Some(Scope::Admin),
             _ => None,
         }
     }
@@ -103,6 +107,29 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 
 /// Where a signed-in user's id is kept in the session (server and dashboard share it).
 pub const SESSION_USER_KEY: &str = "flowtrail.user_id";
+
+/// When the session's user signed in (Unix ms), for the absolute lifetime.
+pub const SESSION_SIGNED_IN_KEY: &str = "flowtrail.signed_in_at";
+
+/// The longest a session lasts from its sign-in, however active it stays (besides the 7 days
+/// of inactivity that end it earlier): OWASP ASVS 5.0, V7.3 "Session Timeout" asks for an
+/// absolute maximum lifetime.
+pub const SESSION_ABSOLUTE_LIFETIME_MS: i64 = 30 * 24 * 3_600_000;
+
+/// The user a session stands for: its user id while the sign-in it records is younger than
+/// [`SESSION_ABSOLUTE_LIFETIME_MS`] (a session without a sign-in time stands for no one).
+pub fn session_user_id(
+    user_id: Option<i64>,
+    signed_in_at_ms: Option<i64>,
+    now_ms: i64,
+) -> Option<i64> {
+    let signed_in = signed_in_at_ms?;
+    (now_ms.saturating_sub(signed_in) < SESSION_ABSOLUTE_LIFETIME_MS).then_some(user_id?)
+}
+
+/// Where the team a signed-in user is working in is kept in the session (the header's team
+/// switcher sets it); absent or no longer a membership: their first team.
+pub const SESSION_TEAM_KEY: &str = "flowtrail.team_id";
 
 /// The prefix every Flow Trail API key starts with, so leaked keys are easy to grep for.
 pub const API_KEY_PREFIX: &str = "ftk_";
@@ -167,6 +194,17 @@ mod tests {
         assert!(Scope::Read.allows_read() && !Scope::Read.allows_ingest());
         assert!(Scope::All.allows_read() && Scope::All.allows_ingest());
         assert_eq!(Scope::parse("all"), Some(Scope::All));
+        assert_eq!(Scope::parse("admin"), Some(Scope::Admin));
+        let day = 24 * 3_600_000;
+        assert_eq!(session_user_id(Some(7), Some(0), 29 * day), Some(7));
+        assert_eq!(
+            session_user_id(Some(7), Some(0), 30 * day),
+            None,
+            "absolute lifetime"
+        );
+        assert_eq!(session_user_id(Some(7), None, 0), None, "no sign-in time");
+        assert_eq!(session_user_id(None, Some(0), 0), None);
+        assert!(!Scope::Admin.allows_read() && !Scope::Admin.allows_ingest());
         assert_eq!(Role::parse("owner"), None);
     }
 }

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 pub use parse::{MAX_DEPTH, parse_body, parse_flow};
 pub(crate) use queue::GroupCommit;
-pub use queue::{DeadLetter, EnqueueOutcome, IngestQueue, Job, NewJob};
+pub use queue::{DeadLetter, EnqueueOutcome, IngestQueue, Job, JobUsage, NewJob};
 pub use validate::{Limits, MAX_COUNT, validate};
 
 use crate::flows::{FlowWrite, StepPayloads, UpsertOutcome, WriteMode};
@@ -70,6 +70,7 @@ pub fn prepare(
         body: zstd::bulk::compress(body, 1)?,
         request_id: request_id.map(str::to_string),
         mode: WriteMode::Replace,
+        usage: queue::JobUsage::of(&flow, true, body.len()),
     };
     Ok(job)
 }
@@ -124,6 +125,7 @@ pub fn prepare_steps(
         body: zstd::bulk::compress(&record, 1)?,
         request_id: request_id.map(str::to_string),
         mode: WriteMode::MergeSteps,
+        usage: queue::JobUsage::of(&flow, false, body.len()),
     })
 }
 

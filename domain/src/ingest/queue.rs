@@ -35,6 +35,30 @@ pub struct NewJob {
     pub request_id: Option<String>,
     /// How the record combines with what is stored: a whole flow, or a steps push.
     pub mode: WriteMode,
+    /// What the job adds to the team's usage once accepted (not stored with the job).
+    pub usage: JobUsage,
+}
+
+/// The size of an accepted record, for the usage counters ([`crate::usage`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobUsage {
+    /// `None` for a steps push (it names no pipeline).
+    pub pipeline: Option<String>,
+    pub steps: u64,
+    pub observations: u64,
+    /// Uncompressed JSON bytes received.
+    pub bytes: u64,
+}
+
+impl JobUsage {
+    pub(crate) fn of(flow: &flowtrail_types::FlowRecord, pipeline: bool, bytes: usize) -> Self {
+        JobUsage {
+            pipeline: pipeline.then(|| flow.pipeline.clone()),
+            steps: flow.steps.len() as u64,
+            observations: flow.steps.iter().map(|s| s.observations.len() as u64).sum(),
+            bytes: bytes as u64,
+        }
+    }
 }
 
 /// What enqueueing did.

@@ -150,7 +150,8 @@ impl PayloadStore {
     pub fn local(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         let root = dir.canonicalize()?;
-        let store = LocalFileSystem::new_with_prefix(&root)?;
+        // Deleting a flow's last object also removes its emptied directories.
+        let store = LocalFileSystem::new_with_prefix(&root)?.with_automatic_cleanup(true);
         Ok(PayloadStore {
             local_root: Some(root),
             ..PayloadStore::new(Arc::new(store))
@@ -259,6 +260,36 @@ impl PayloadStore {
         Ok(self.store.get(&path).await?.bytes().await?)
     }
 
+    /// Deletes an object-store payload (an absent one is no error) and drops it from this
+    /// process's cache and the shared Redis cache. Other processes' memory caches may keep
+    /// a copy, but no row refers to the key any more, so it is never read again.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        let path =
+            ObjectPath::parse(key).map_err(|e| Error::Internal(format!("bad payload key: {e}")))?;
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(cache) = &self.cache {
+            cache.forget(key).await;
+        }
+        Ok(())
+    }
+
+    /// Every object in the store with when it was last written.
+    pub async fn list(&self) -> Result<Vec<(String, time::OffsetDateTime)>> {
+        use futures::TryStreamExt;
+        let objects: Vec<object_store::ObjectMeta> = self.store.list(None).try_collect().await?;
+        Ok(objects
+            .into_iter()
+            .map(|meta| {
+                let at = time::OffsetDateTime::from_unix_timestamp(meta.last_modified.timestamp())
+                    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+                (meta.location.to_string(), at)
+            })
+            .collect())
+    }
+
     /// Whether the engine answers (for readiness).
     pub async fn ping(&self) -> Result<()> {
         use futures::StreamExt;
@@ -340,7 +371,7 @@ impl PayloadCache {
         });
     }
 
-    async fn forget(&self, key: &str) {
+    pub(crate) async fn forget(&self, key: &str) {
         self.memory.invalidate(key);
         if let Some(redis) = &self.redis {
             let mut conn = redis.fast.clone();

@@ -23,6 +23,7 @@ fn job(team: i64, key: &str, body: &str) -> NewJob {
         request_id: Some("req-1".into()),
         // Not the default, so a queue that forgot the mode fails the claim checks.
         mode: WriteMode::MergeSteps,
+        usage: Default::default(),
     }
 }
 

@@ -3,7 +3,9 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use flowtrail_domain::accounts::SESSION_USER_KEY;
+use flowtrail_domain::accounts::{
+    Role, SESSION_SIGNED_IN_KEY, SESSION_TEAM_KEY, SESSION_USER_KEY, Scope, session_user_id,
+};
 use tower_sessions::Session;
 
 use super::error::ApiError;
@@ -24,8 +26,12 @@ pub struct Ingester(pub Caller);
 /// A caller allowed to read: an API key with scope `read` or `all`, or a signed-in member.
 pub struct Reader(pub Caller);
 
-/// A team admin: a signed-in member with role admin, or an API key with scope `all`.
+/// A team admin: a signed-in member with role admin, or an API key with scope `admin`.
 pub struct Admin(pub Caller);
+
+/// A caller allowed to change flows' marks (pins): a signed-in member or admin (not a
+/// viewer), or an API key with scope `all`.
+pub struct Editor(pub Caller);
 
 /// The bearer token, if the request carries one; a malformed header is an error.
 fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
@@ -82,7 +88,9 @@ impl FromRequestParts<AppState> for Ingester {
     }
 }
 
-/// The signed-in user's first membership, from the session cookie.
+/// The signed-in user's membership in the team their session works in (the team switcher's
+/// choice, else their first team), read from the database on every request: a removed
+/// member or a changed role takes effect on their next request.
 async fn session_membership(
     parts: &mut Parts,
     state: &AppState,
@@ -99,11 +107,14 @@ async fn session_membership(
             message: "sessions are unavailable right now".into(),
         }
     })?;
+    let since: Option<i64> = session.get(SESSION_SIGNED_IN_KEY).await.unwrap_or_default();
+    let user_id = session_user_id(user_id, since, flowtrail_domain::millis::now_ms());
+    let team_id: Option<i64> = session.get(SESSION_TEAM_KEY).await.unwrap_or_default();
     let user = match user_id {
         Some(id) => state.services.metadata.user_by_id(id).await?,
         None => None,
     };
-    user.and_then(|u| u.memberships.into_iter().next())
+    user.and_then(|u| u.membership(team_id).cloned())
         .ok_or_else(unauthorized)
 }
 
@@ -113,9 +124,9 @@ impl FromRequestParts<AppState> for Admin {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if let Some(secret) = bearer(parts)? {
             let key = api_key(state, secret).await?;
-            if key.scope != flowtrail_domain::accounts::Scope::All {
+            if key.scope != Scope::Admin {
                 return Err(ApiError::Forbidden(format!(
-                    "this API key has scope {}; administration needs scope all",
+                    "this API key has scope {}; administration needs scope admin",
                     key.scope.as_str()
                 )));
             }
@@ -126,7 +137,7 @@ impl FromRequestParts<AppState> for Admin {
             }));
         }
         let membership = session_membership(parts, state).await?;
-        if membership.role != flowtrail_domain::accounts::Role::Admin {
+        if membership.role != Role::Admin {
             return Err(ApiError::Forbidden(
                 "this needs the admin role in the team".into(),
             ));
@@ -159,6 +170,38 @@ impl FromRequestParts<AppState> for Reader {
         }
         let membership = session_membership(parts, state).await?;
         Ok(Reader(Caller {
+            team_id: membership.team.id,
+            team: membership.team.slug,
+            key_id: None,
+        }))
+    }
+}
+
+impl FromRequestParts<AppState> for Editor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(secret) = bearer(parts)? {
+            let key = api_key(state, secret).await?;
+            if key.scope != Scope::All {
+                return Err(ApiError::Forbidden(format!(
+                    "this API key has scope {}; pinning needs scope all",
+                    key.scope.as_str()
+                )));
+            }
+            return Ok(Editor(Caller {
+                team_id: key.team.id,
+                team: key.team.slug,
+                key_id: Some(key.id),
+            }));
+        }
+        let membership = session_membership(parts, state).await?;
+        if membership.role == Role::Viewer {
+            return Err(ApiError::Forbidden(
+                "viewers read; pinning needs the member or admin role".into(),
+            ));
+        }
+        Ok(Editor(Caller {
             team_id: membership.team.id,
             team: membership.team.slug,
             key_id: None,

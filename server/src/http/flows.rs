@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use flowtrail_types::{
     ErrorBody, FlowDetail, FlowFilters, FlowPage, FlowStatus, ObservationList, StepKind,
@@ -18,7 +18,7 @@ use flowtrail_types::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::auth::Reader;
+use super::auth::{Editor, Reader};
 use super::error::ApiError;
 use super::extract::ApiPath;
 use crate::state::AppState;
@@ -31,6 +31,51 @@ pub fn router() -> Router<AppState> {
             "/api/v1/flows/{id}/steps/{seq}/observations",
             get(observations),
         )
+        .route("/api/v1/flows/{id}/pin", put(pin).delete(unpin))
+}
+
+/// `PUT /api/v1/flows/{id}/pin`: 204; retention never deletes a pinned flow.
+#[utoipa::path(
+    put, path = "/api/v1/flows/{id}/pin", tag = "query",
+    params(("id" = Uuid, Path, description = "Flow id")),
+    responses(
+        (status = 204, description = "Pinned (pinning twice is no error)"),
+        (status = 401, description = "no or unknown credentials", body = ErrorBody),
+        (status = 403, description = "A viewer, or a key without scope all", body = ErrorBody),
+        (status = 404, description = "No such flow in the team", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn pin(
+    State(state): State<AppState>,
+    Editor(caller): Editor,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = flow_id(&id)?;
+    state.services.set_pinned(caller.team_id, id, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/v1/flows/{id}/pin`: 204; the flow is subject to retention again.
+#[utoipa::path(
+    delete, path = "/api/v1/flows/{id}/pin", tag = "query",
+    params(("id" = Uuid, Path, description = "Flow id")),
+    responses(
+        (status = 204, description = "Unpinned (unpinning twice is no error)"),
+        (status = 401, description = "no or unknown credentials", body = ErrorBody),
+        (status = 403, description = "A viewer, or a key without scope all", body = ErrorBody),
+        (status = 404, description = "No such flow in the team", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn unpin(
+    State(state): State<AppState>,
+    Editor(caller): Editor,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = flow_id(&id)?;
+    state.services.set_pinned(caller.team_id, id, false).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /api/v1/flows`.

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use flowtrail_domain::ingest;
+use flowtrail_domain::usage::UsageEvent;
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use flowtrail_types::{ErrorBody, FlowRecord, IngestAccepted, StepsPush};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -61,7 +62,7 @@ pub(crate) async fn accept(
     body: Body,
 ) -> Result<Response, ApiError> {
     let result = accept_inner(&state, &caller, &headers, body, Target::Flow).await;
-    count_rejection(&state, &result);
+    count_rejection(&state, &caller, &result);
     result
 }
 
@@ -98,7 +99,7 @@ pub(crate) async fn accept_steps(
 ) -> Result<Response, ApiError> {
     let id = flow_id(&id)?;
     let result = accept_inner(&state, &caller, &headers, body, Target::Steps(id)).await;
-    count_rejection(&state, &result);
+    count_rejection(&state, &caller, &result);
     result
 }
 
@@ -111,11 +112,24 @@ enum Target {
     Steps(Uuid),
 }
 
-fn count_rejection(state: &AppState, result: &Result<Response, ApiError>) {
+/// Counts a refused request in the metrics and in the team's usage (a 429 is counted as
+/// rate-limited where it is decided).
+fn count_rejection(
+    state: &AppState,
+    caller: &super::auth::Caller,
+    result: &Result<Response, ApiError>,
+) {
     match result {
         Ok(_) => {}
+        Err(ApiError::RateLimited { .. }) => {
+            state.metrics.flows_rejected.fetch_add(1, Ordering::Relaxed);
+        }
         Err(e) if e.status().is_client_error() => {
             state.metrics.flows_rejected.fetch_add(1, Ordering::Relaxed);
+            state
+                .services
+                .usage
+                .record(caller.team_id, UsageEvent::Rejected);
         }
         Err(_) => {}
     }
@@ -142,6 +156,10 @@ async fn accept_inner(
             .metrics
             .flows_rate_limited
             .fetch_add(1, Ordering::Relaxed);
+        state
+            .services
+            .usage
+            .record(caller.team_id, UsageEvent::RateLimited);
         return Err(limited);
     }
     let now = flowtrail_domain::millis::now_ms();
@@ -177,13 +195,21 @@ async fn accept_inner(
         .in_flight
         .claim(caller.team_id, &job.idempotency_key)
         .await?;
+    let usage = job.usage.clone();
     let accepted = ingest::enqueue(&state.services, job).await?;
-    let counter = if accepted.replayed {
-        &state.metrics.flows_replayed
+    let (counter, event) = if accepted.replayed {
+        (&state.metrics.flows_replayed, UsageEvent::Replayed)
     } else {
-        &state.metrics.flows_accepted
+        let event = UsageEvent::Accepted {
+            pipeline: usage.pipeline.as_deref(),
+            steps: usage.steps,
+            observations: usage.observations,
+            bytes: usage.bytes,
+        };
+        (&state.metrics.flows_accepted, event)
     };
     counter.fetch_add(1, Ordering::Relaxed);
+    state.services.usage.record(caller.team_id, event);
     let body = IngestAccepted {
         flow_id: accepted.flow_id,
         status: "queued".into(),

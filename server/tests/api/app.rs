@@ -18,6 +18,9 @@ pub struct TestApp {
     pub router: Router,
     pub services: Arc<Services>,
     pub key: String,
+    /// An API key with scope `admin`.
+    pub admin_key: String,
+    pub storage: flowtrail_domain::StorageConfig,
     pub _dir: tempfile::TempDir,
 }
 
@@ -31,7 +34,15 @@ pub async fn app() -> TestApp {
 
 /// A test application whose HTTP configuration `adjust` may change.
 pub async fn app_with(adjust: impl FnOnce(&mut flowtrail_server::HttpConfig)) -> TestApp {
-    let fixture = common::fixture("127.0.0.1:0".parse().unwrap(), |config| {
+    app_with_storage(|_| {}, adjust).await
+}
+
+/// A test application whose storage and HTTP configuration may change.
+pub async fn app_with_storage(
+    adjust_storage: impl FnOnce(&mut flowtrail_domain::StorageConfig),
+    adjust: impl FnOnce(&mut flowtrail_server::HttpConfig),
+) -> TestApp {
+    let fixture = common::fixture_with("127.0.0.1:0".parse().unwrap(), adjust_storage, |config| {
         config.max_body_bytes = MAX_BODY;
         adjust(config);
     })
@@ -40,6 +51,8 @@ pub async fn app_with(adjust: impl FnOnce(&mut flowtrail_server::HttpConfig)) ->
         router: fixture.router,
         services: fixture.services,
         key: fixture.key,
+        admin_key: fixture.admin_key,
+        storage: fixture.storage,
         _dir: fixture.dir,
     }
 }
@@ -176,6 +189,100 @@ impl TestApp {
         }
         panic!("flow {id} never became queryable");
     }
+}
+
+impl TestApp {
+    /// A request with `method` to `uri` authorised by `key` (none: anonymous), with a JSON
+    /// body when given: status and the JSON answer (`null` if none).
+    pub async fn send_as(
+        &self,
+        key: Option<&str>,
+        method: &str,
+        uri: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(key) = key {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+        }
+        let request = match body {
+            Some(body) => request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(serde_json::to_vec(body).unwrap())),
+            None => request.body(Body::empty()),
+        }
+        .unwrap();
+        let (status, _, body) = self.call(request).await;
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    /// Signs `email` in through the dashboard's sign-in: the session cookie (`name=value`).
+    pub async fn sign_in(&self, email: &str, password: &str) -> String {
+        use flowtrail_app::api::Login;
+        use leptos::server_fn::ServerFn;
+        let body = format!(
+            "email={}&password={}",
+            urlencoding(email),
+            urlencoding(password)
+        );
+        let request = Request::post(Login::PATH)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let (status, headers, body) = self.call(request).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        let cookie = headers[header::SET_COOKIE].to_str().unwrap();
+        cookie.split(';').next().unwrap().to_string()
+    }
+
+    /// A request with `method` to `uri` in the session of `cookie` (as this site's own page
+    /// sends it): status and the JSON answer (`null` if none).
+    pub async fn send_in_session(
+        &self,
+        cookie: &str,
+        method: &str,
+        uri: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::COOKIE, cookie)
+            .header("sec-fetch-site", "same-origin");
+        let request = match body {
+            Some(body) => request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(serde_json::to_vec(body).unwrap())),
+            None => request.body(Body::empty()),
+        }
+        .unwrap();
+        let (status, _, body) = self.call(request).await;
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    /// [`TestApp::send_as`] with the admin key.
+    pub async fn admin(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let key = self.admin_key.clone();
+        self.send_as(Some(&key), method, uri, body).await
+    }
+}
+
+/// `text` percent-encoded for a form body.
+fn urlencoding(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The stable code of a JSON error body.

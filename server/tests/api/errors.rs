@@ -149,16 +149,24 @@ async fn assert_json_error(app: &TestApp, request: Request<Body>, status: Status
 #[tokio::test]
 async fn what_the_http_layer_refuses_is_a_json_error_too() {
     let app = app().await;
-    let bearer = format!("Bearer {}", app.key);
+    // The admin API takes an admin key, the rest a key of scope all.
+    let bearer = |uri: &str| {
+        let key = if uri.starts_with("/api/v1/admin") {
+            &app.admin_key
+        } else {
+            &app.key
+        };
+        format!("Bearer {key}")
+    };
     let get = |uri: &str| {
         Request::get(uri)
-            .header(header::AUTHORIZATION, &bearer)
+            .header(header::AUTHORIZATION, bearer(uri))
             .body(Body::empty())
             .unwrap()
     };
     let post = |uri: &str, content_type: &str, body: Body| {
         Request::post(uri)
-            .header(header::AUTHORIZATION, &bearer)
+            .header(header::AUTHORIZATION, bearer(uri))
             .header(header::CONTENT_TYPE, content_type)
             .body(body)
             .unwrap()

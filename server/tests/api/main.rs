@@ -8,6 +8,9 @@ mod common;
 
 mod app;
 
+mod admin;
+mod authorization;
+
 mod analysis;
 mod auth;
 mod errors;

@@ -52,6 +52,7 @@ async fn admins_list_and_redrive_dead_letters() {
         body: b"not a flow".to_vec(),
         request_id: None,
         mode: flowtrail_domain::flows::WriteMode::Replace,
+        usage: Default::default(),
     };
     app.services.queue.enqueue(poison).await.unwrap();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
@@ -69,7 +70,10 @@ async fn admins_list_and_redrive_dead_letters() {
     let _ = stop.send(true);
     task.await.unwrap();
 
-    let (status, body) = app.get_json("/api/v1/admin/dead-letters").await;
+    // A key of scope all is not an admin key.
+    let (status, _) = app.get_json("/api/v1/admin/dead-letters").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = app.admin("GET", "/api/v1/admin/dead-letters", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let dead = body["dead_letters"].as_array().unwrap();
     assert_eq!(dead.len(), 1);
@@ -86,12 +90,14 @@ async fn admins_list_and_redrive_dead_letters() {
         .body(Body::empty())
         .unwrap();
     assert_eq!(app.call(request).await.0, StatusCode::FORBIDDEN);
-    let (status, _) = app.get_json("/api/v1/admin/dead-letters?limit=0").await;
+    let (status, _) = app
+        .admin("GET", "/api/v1/admin/dead-letters?limit=0", None)
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
     let redrive = |body: &'static str| {
         Request::post("/api/v1/admin/dead-letters/redrive")
-            .header(header::AUTHORIZATION, format!("Bearer {}", app.key))
+            .header(header::AUTHORIZATION, format!("Bearer {}", app.admin_key))
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(body))
             .unwrap()

@@ -73,6 +73,21 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
                 .map_err(|e| Error::Internal(e.to_string()))?,
         ),
     };
+    // Their object-store payloads are deleted once this commits (crate::retention).
+    sqlx::query(
+        "INSERT INTO payload_deletions (key, queued_at) \
+         SELECT payload_key, $4 FROM steps WHERE team_id = $1 AND flow_id = $2 \
+         AND ($3::TEXT IS NULL OR seq IN \
+              (SELECT value::BIGINT FROM json_array_elements_text($3::JSON))) \
+         AND payload_key IS NOT NULL AND payload_inline IS NULL \
+         ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(team_id)
+    .bind(&flow_id)
+    .bind(&replaced_seqs)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
     // The replaced steps, and their ids in the candidate index.
     for table in ["steps", "flow_candidates"] {
         sqlx::query(&format!(

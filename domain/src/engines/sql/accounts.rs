@@ -6,8 +6,9 @@ use sqlx::Row;
 use super::rows::corrupt;
 use super::{SqlMetadata, on_pool};
 use crate::accounts::{AccountStore, ApiKey, Membership, Role, Scope, Team, User};
-use crate::millis::now_ms;
+use crate::millis::{from_ms, now_ms};
 use crate::{Error, Result};
+use flowtrail_types::admin::{ApiKeyInfo, Member};
 
 /// How a user is looked up.
 enum UserKey<'a> {
@@ -206,5 +207,157 @@ impl AccountStore for SqlMetadata {
             })
             .transpose()
         })
+    }
+
+    async fn api_keys(&self, team_id: i64) -> Result<Vec<ApiKeyInfo>> {
+        on_pool!(&self.db, read, |pool| {
+            let rows = sqlx::query(
+                "SELECT id, name, scope, key_prefix, created_at, last_used_at, revoked_at \
+                 FROM api_keys WHERE team_id = $1 ORDER BY created_at DESC, id DESC",
+            )
+            .bind(team_id)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(ApiKeyInfo {
+                        id: row.try_get("id")?,
+                        name: row.try_get("name")?,
+                        scope: row.try_get("scope")?,
+                        prefix: row.try_get("key_prefix")?,
+                        created_at: from_ms(row.try_get("created_at")?),
+                        last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?.map(from_ms),
+                        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(from_ms),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    async fn revoke_api_key(&self, team_id: i64, id: i64) -> Result<Option<String>> {
+        on_pool!(&self.db, write, |pool| {
+            Ok(sqlx::query_scalar(
+                "UPDATE api_keys SET revoked_at = $3 \
+                 WHERE team_id = $1 AND id = $2 AND revoked_at IS NULL RETURNING key_hash",
+            )
+            .bind(team_id)
+            .bind(id)
+            .bind(now_ms())
+            .fetch_optional(pool)
+            .await?)
+        })
+    }
+
+    async fn touch_api_key(&self, id: i64, at_ms: i64) -> Result<()> {
+        on_pool!(&self.db, write, |pool| {
+            sqlx::query(
+                "UPDATE api_keys SET last_used_at = $2 \
+                 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
+            )
+            .bind(id)
+            .bind(at_ms)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    async fn members(&self, team_id: i64) -> Result<Vec<Member>> {
+        on_pool!(&self.db, read, |pool| {
+            let rows = sqlx::query(
+                "SELECT u.id, u.email, m.role FROM memberships m JOIN users u ON u.id = m.user_id \
+                 WHERE m.team_id = $1 ORDER BY u.email",
+            )
+            .bind(team_id)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(Member {
+                        user_id: row.try_get("id")?,
+                        email: row.try_get("email")?,
+                        role: row.try_get("role")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    async fn add_member(&self, team_id: i64, user_id: i64, role: Role) -> Result<()> {
+        let added = on_pool!(&self.db, write, |pool| {
+            sqlx::query(
+                "INSERT INTO memberships (team_id, user_id, role) VALUES ($1, $2, $3) \
+                 ON CONFLICT (team_id, user_id) DO NOTHING",
+            )
+            .bind(team_id)
+            .bind(user_id)
+            .bind(role.as_str())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if added == 0 {
+            return Err(Error::Conflict(
+                "this user is already a member of the team".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn set_member_role(&self, team_id: i64, user_id: i64, role: Role) -> Result<bool> {
+        // One statement: the last admin cannot be demoted, even by two admins at once.
+        let changed = on_pool!(&self.db, write, |pool| {
+            sqlx::query(&format!(
+                "UPDATE memberships SET role = $3 WHERE team_id = $1 AND user_id = $2 \
+                 AND ($3 = 'admin' OR role <> 'admin' OR {OTHER_ADMIN})"
+            ))
+            .bind(team_id)
+            .bind(user_id)
+            .bind(role.as_str())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        self.member_change(team_id, user_id, changed).await
+    }
+
+    async fn remove_member(&self, team_id: i64, user_id: i64) -> Result<bool> {
+        let removed = on_pool!(&self.db, write, |pool| {
+            sqlx::query(&format!(
+                "DELETE FROM memberships WHERE team_id = $1 AND user_id = $2 \
+                 AND (role <> 'admin' OR {OTHER_ADMIN})"
+            ))
+            .bind(team_id)
+            .bind(user_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        self.member_change(team_id, user_id, removed).await
+    }
+}
+
+/// The condition under which an admin may stop being one: another admin remains.
+const OTHER_ADMIN: &str = "EXISTS (SELECT 1 FROM memberships o \
+     WHERE o.team_id = $1 AND o.user_id <> $2 AND o.role = 'admin')";
+
+impl SqlMetadata {
+    /// What an update of `rows` memberships means: done, not a member, or refused because
+    /// the member is the team's last admin.
+    async fn member_change(&self, team_id: i64, user_id: i64, rows: u64) -> Result<bool> {
+        if rows > 0 {
+            return Ok(true);
+        }
+        let member = self
+            .members(team_id)
+            .await?
+            .into_iter()
+            .any(|m| m.user_id == user_id);
+        if member {
+            return Err(Error::Conflict(
+                "this is the team's last admin: make another member admin first".into(),
+            ));
+        }
+        Ok(false)
     }
 }

@@ -135,7 +135,8 @@ pub(crate) async fn get_flow(
     let id = flow_id.hyphenated().to_string();
     on_pool!(db, read, |pool| {
         let Some(row) = sqlx::query(&format!(
-            "SELECT {FLOW_COLUMNS}, f.input, f.output, f.sdk_name, f.sdk_version FROM flows f \
+            "SELECT {FLOW_COLUMNS}, f.input, f.output, f.sdk_name, f.sdk_version, f.pinned_at \
+             FROM flows f \
              JOIN pipelines p ON p.id = f.pipeline_id WHERE f.team_id = $1 AND f.id = $2"
         ))
         .bind(team_id)
@@ -169,6 +170,7 @@ pub(crate) async fn get_flow(
             output: parse_json(&output, "flow output")?,
             sdk,
             steps: steps.iter().map(step_summary).collect::<Result<_>>()?,
+            pinned: row.try_get::<Option<i64>, _>("pinned_at")?.is_some(),
         }))
     })
 }

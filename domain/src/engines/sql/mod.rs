@@ -10,6 +10,7 @@ mod accounts;
 pub(crate) mod flows;
 mod metadata;
 mod queue;
+mod retention;
 pub(crate) mod rows;
 mod stats;
 pub(crate) mod writes;

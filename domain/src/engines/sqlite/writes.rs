@@ -134,6 +134,18 @@ async fn write_round(
     let (replaced, merged): (Vec<_>, Vec<_>) =
         live.iter().partition(|w| w.mode == WriteMode::Replace);
     if !replaced.is_empty() {
+        // Their object-store payloads are deleted once this commits (crate::retention).
+        sqlx::query(&format!(
+            "INSERT INTO payload_deletions (key, queued_at) \
+             SELECT s.payload_key, ?2 FROM json_each(?1) k \
+             JOIN steps s ON s.team_id = {KEY_T} AND s.flow_id = {KEY_F} \
+             WHERE s.payload_key IS NOT NULL AND s.payload_inline IS NULL \
+             ON CONFLICT (key) DO NOTHING"
+        ))
+        .bind(keys(&replaced))
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await?;
         sqlx::query(&format!(
             "DELETE FROM steps WHERE (team_id, flow_id) IN \
              (SELECT {KEY_T}, {KEY_F} FROM json_each(?) k)"
@@ -151,11 +163,24 @@ async fn write_round(
                 })
             })
             .collect();
+        let seqs = serde_json::Value::Array(seqs).to_string();
+        sqlx::query(&format!(
+            "INSERT INTO payload_deletions (key, queued_at) \
+             SELECT s.payload_key, ?2 FROM json_each(?1) k \
+             JOIN steps s ON s.team_id = {KEY_T} AND s.flow_id = {KEY_F} \
+                 AND s.seq = json_extract(k.value, '$.s') \
+             WHERE s.payload_key IS NOT NULL AND s.payload_inline IS NULL \
+             ON CONFLICT (key) DO NOTHING"
+        ))
+        .bind(&seqs)
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await?;
         sqlx::query(&format!(
             "DELETE FROM steps WHERE (team_id, flow_id, seq) IN \
              (SELECT {KEY_T}, {KEY_F}, json_extract(k.value, '$.s') FROM json_each(?) k)"
         ))
-        .bind(serde_json::Value::Array(seqs).to_string())
+        .bind(&seqs)
         .execute(&mut *conn)
         .await?;
     }
