@@ -158,6 +158,71 @@ pub async fn enqueue(services: &Services, job: NewJob) -> Result<Accepted> {
     }
 }
 
+/// A dead job with a summary of its body, for an admin deciding to redrive or discard it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLetterDetail {
+    #[serde(flatten)]
+    pub dead_letter: DeadLetter,
+    /// Size of the body as received (uncompressed JSON).
+    pub body_bytes: u64,
+    /// Whether the body reads as a flow record (or a steps push); when not, redriving it
+    /// fails again and only discarding helps.
+    pub readable: bool,
+    /// From the body when readable: its pipeline (empty for a steps push), steps and
+    /// observations.
+    pub pipeline: Option<String>,
+    pub steps: Option<u64>,
+    pub observations: Option<u64>,
+    /// The body's first 2,000 characters (invalid UTF-8 shown as U+FFFD).
+    pub excerpt: String,
+}
+
+/// Characters of a dead job's body shown in its detail.
+const EXCERPT_CHARS: usize = 2_000;
+
+impl Services {
+    /// Dead job `job_id` of the team with a summary of its body. Errors: not found.
+    pub async fn dead_letter(&self, team_id: i64, job_id: i64) -> Result<DeadLetterDetail> {
+        let body = self
+            .queue
+            .dead_letter_body(Some(team_id), job_id)
+            .await?
+            .ok_or(Error::NotFound("dead job"))?;
+        let dead_letter = self
+            .queue
+            .dead_letters(Some(team_id), u32::MAX)
+            .await?
+            .into_iter()
+            .find(|d| d.id == job_id)
+            .ok_or(Error::NotFound("dead job"))?;
+        let json = zstd::stream::decode_all(body.as_slice()).unwrap_or(body);
+        let json = json
+            .strip_prefix(LEGACY_MERGE_PREFIX)
+            .and_then(|rest| rest.strip_suffix(b"}"))
+            .unwrap_or(&json);
+        let record: Option<FlowRecord> = serde_json::from_slice(json).ok();
+        Ok(DeadLetterDetail {
+            dead_letter,
+            body_bytes: json.len() as u64,
+            readable: record.is_some(),
+            pipeline: record.as_ref().map(|r| r.pipeline.clone()),
+            steps: record.as_ref().map(|r| r.steps.len() as u64),
+            observations: record
+                .as_ref()
+                .map(|r| r.steps.iter().map(|s| s.observations.len() as u64).sum()),
+            excerpt: String::from_utf8_lossy(json).chars().take(EXCERPT_CHARS).collect(),
+        })
+    }
+
+    /// Deletes dead job `job_id` of the team. Errors: not found.
+    pub async fn discard_dead_letter(&self, team_id: i64, job_id: i64) -> Result<()> {
+        if !self.queue.discard(Some(team_id), job_id).await? {
+            return Err(Error::NotFound("dead job"));
+        }
+        Ok(())
+    }
+}
+
 /// Turns one queued job into stored payloads, flow and steps. Safe to run twice.
 pub async fn store_job(services: &Services, job: &Job) -> Result<UpsertOutcome> {
     let (flow, payloads, mode) = load_job(services, job).await?;

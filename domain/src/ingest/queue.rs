@@ -138,6 +138,12 @@ pub trait IngestQueue: Send + Sync {
     /// Puts dead jobs (one, or all of a team, or all) back in the queue with fresh attempts.
     /// Returns how many.
     async fn redrive(&self, team_id: Option<i64>, job_id: Option<i64>) -> Result<u64>;
+    /// The stored body (zstd-compressed, as queued) of dead job `job_id` of the team (of any
+    /// team when `None`); `None` when there is no such dead job.
+    async fn dead_letter_body(&self, team_id: Option<i64>, job_id: i64) -> Result<Option<Vec<u8>>>;
+    /// Deletes dead job `job_id` of the team with its idempotency record (the same body may
+    /// then be sent again); whether there was such a dead job.
+    async fn discard(&self, team_id: Option<i64>, job_id: i64) -> Result<bool>;
     /// Forgets done jobs (and so their idempotency keys) finished before `before_ms`.
     /// Returns how many.
     async fn purge_done(&self, before_ms: i64) -> Result<u64>;

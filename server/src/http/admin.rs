@@ -25,6 +25,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/admin/dead-letters", get(dead_letters))
         .route("/api/v1/admin/dead-letters/redrive", post(redrive))
+        .route(
+            "/api/v1/admin/dead-letters/{id}",
+            get(dead_letter).delete(discard_dead_letter),
+        )
         .route("/api/v1/admin/members", get(members).post(add_member))
         .route(
             "/api/v1/admin/members/{user_id}",
@@ -391,6 +395,48 @@ pub(crate) async fn dead_letters(
         .dead_letters(Some(caller.team_id), limit)
         .await?;
     Ok(Json(DeadLetters { dead_letters }))
+}
+
+/// `GET /api/v1/admin/dead-letters/{id}`: the dead job with a summary of its body.
+#[utoipa::path(
+    get, path = "/api/v1/admin/dead-letters/{id}", tag = "admin",
+    params(("id" = i64, Path, description = "The dead job's id")),
+    responses(
+        (status = 200, description = "The dead job, and of its body: `body_bytes`, `readable`, `pipeline`, `steps`, `observations`, `excerpt` (its first 2,000 characters)", body = Object),
+        (status = 403, description = "Not a team admin", body = flowtrail_types::ErrorBody),
+        (status = 404, description = "The team has no dead job with this id", body = flowtrail_types::ErrorBody),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn dead_letter(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<ingest::DeadLetterDetail>, ApiError> {
+    let id = path_id(&id, "dead job")?;
+    Ok(Json(state.services.dead_letter(caller.team_id, id).await?))
+}
+
+/// `DELETE /api/v1/admin/dead-letters/{id}`: discards the dead job (and its idempotency
+/// record: the same body may be sent again). 204.
+#[utoipa::path(
+    delete, path = "/api/v1/admin/dead-letters/{id}", tag = "admin",
+    params(("id" = i64, Path, description = "The dead job's id")),
+    responses(
+        (status = 204, description = "Discarded"),
+        (status = 403, description = "Not a team admin", body = flowtrail_types::ErrorBody),
+        (status = 404, description = "The team has no dead job with this id", body = flowtrail_types::ErrorBody),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn discard_dead_letter(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = path_id(&id, "dead job")?;
+    state.services.discard_dead_letter(caller.team_id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, Default)]

@@ -31,6 +31,8 @@ use crate::state::AppState;
         flows::unpin,
         admin::dead_letters,
         admin::redrive,
+        admin::dead_letter,
+        admin::discard_dead_letter,
         admin::members,
         admin::add_member,
         admin::set_member_role,

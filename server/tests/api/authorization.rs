@@ -102,8 +102,8 @@ fn request(method: &str, path: &str, caller: &str, auth: &Credentials) -> Reques
         .replace("{seq}", "2")
         .replace("{candidate_id}", "B0CASE0001")
         .replace("{user_id}", "999999");
-    let uri = if path.starts_with("/api/v1/admin/api-keys/") {
-        "/api/v1/admin/api-keys/999999".to_string()
+    let uri = if path.starts_with("/api/v1/admin/") {
+        path.replace("{id}", "999999").replace("{user_id}", "999999")
     } else {
         uri
     };

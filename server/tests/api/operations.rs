@@ -117,3 +117,107 @@ async fn admins_list_and_redrive_dead_letters() {
     );
     assert_eq!(app.services.queue.depth().await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn admins_inspect_and_discard_a_dead_job() {
+    let app = app().await;
+    let team = app
+        .services
+        .metadata
+        .team_by_slug("default")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    // A readable flow that cannot be stored (its job is buried by hand), and an unreadable one.
+    let record = serde_json::to_vec(&flow_json(FLOW_ID)).unwrap();
+    for (key, body) in [
+        ("readable", zstd::bulk::compress(&record, 1).unwrap()),
+        ("poison", b"not a flow \xff".to_vec()),
+    ] {
+        let job = flowtrail_domain::ingest::NewJob {
+            team_id: team,
+            idempotency_key: key.into(),
+            body_sha256: key.into(),
+            flow_id: uuid::Uuid::now_v7(),
+            flow_version: 1,
+            body,
+            request_id: None,
+            mode: flowtrail_domain::flows::WriteMode::Replace,
+            usage: Default::default(),
+        };
+        app.services.queue.enqueue(job).await.unwrap();
+    }
+    for job in app
+        .services
+        .queue
+        .claim(10, Duration::from_secs(30))
+        .await
+        .unwrap()
+    {
+        app.services.queue.bury(job.id, "broken on purpose").await.unwrap();
+    }
+    let (_, list) = app.admin("GET", "/api/v1/admin/dead-letters", None).await;
+    let ids: Vec<i64> = list["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{list}");
+    let (poison, readable) = (ids[0], ids[1]); // newest first
+    let (status, detail) = app
+        .admin("GET", &format!("/api/v1/admin/dead-letters/{readable}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    assert_eq!(detail["readable"], true);
+    assert_eq!(detail["pipeline"], "competitor_selection");
+    assert_eq!((detail["steps"].clone(), detail["observations"].clone()), (json!(1), json!(1)));
+    assert_eq!(detail["body_bytes"], record.len());
+    assert_eq!(detail["last_error"], "broken on purpose");
+    let (_, detail) = app
+        .admin("GET", &format!("/api/v1/admin/dead-letters/{poison}"), None)
+        .await;
+    assert_eq!(detail["readable"], false);
+    assert!(detail["excerpt"].as_str().unwrap().starts_with("not a flow"), "{detail}");
+
+    let uri = format!("/api/v1/admin/dead-letters/{poison}");
+    assert_eq!(app.admin("DELETE", &uri, None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(app.admin("DELETE", &uri, None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(app.admin("GET", &uri, None).await.0, StatusCode::NOT_FOUND);
+    let (_, list) = app.admin("GET", "/api/v1/admin/dead-letters", None).await;
+    assert_eq!(list["dead_letters"].as_array().unwrap().len(), 1);
+    // Its idempotency record went with it: the key may be used again.
+    let job = flowtrail_domain::ingest::NewJob {
+        team_id: team,
+        idempotency_key: "poison".into(),
+        body_sha256: "another".into(),
+        flow_id: uuid::Uuid::now_v7(),
+        flow_version: 1,
+        body: b"{}".to_vec(),
+        request_id: None,
+        mode: flowtrail_domain::flows::WriteMode::Replace,
+        usage: Default::default(),
+    };
+    assert_eq!(
+        app.services.queue.enqueue(job).await.unwrap(),
+        flowtrail_domain::ingest::EnqueueOutcome::Accepted
+    );
+    // Another team's admin sees none of it.
+    let other = app.services.metadata.ensure_team("other").await.unwrap();
+    let other_key = app
+        .services
+        .create_team_api_key(other.id, "o", flowtrail_domain::accounts::Scope::Admin)
+        .await
+        .unwrap()
+        .key;
+    let uri = format!("/api/v1/admin/dead-letters/{readable}");
+    assert_eq!(
+        app.send_as(Some(&other_key), "GET", &uri, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.send_as(Some(&other_key), "DELETE", &uri, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -52,6 +52,9 @@ const DEAD_LETTERS: &str = include_str!("lua/dead_letters.lua");
 /// Puts dead jobs back on the stream with fresh attempts; answers how many.
 const REDRIVE: &str = include_str!("lua/redrive.lua");
 
+/// Deletes one dead job (of a team, or of any) with its idempotency record; 1 if it was there.
+const DISCARD: &str = include_str!("lua/discard.lua");
+
 /// Forgets done keys finished before `ARGV[1]` (the idempotency window).
 const PURGE: &str = include_str!("lua/purge.lua");
 
@@ -77,6 +80,7 @@ struct Scripts {
     set_aside: redis::Script,
     dead_letters: redis::Script,
     redrive: redis::Script,
+    discard: redis::Script,
     purge: redis::Script,
     forget_consumers: redis::Script,
 }
@@ -99,6 +103,7 @@ impl RedisQueue {
                 set_aside: redis::Script::new(SET_ASIDE),
                 dead_letters: redis::Script::new(DEAD_LETTERS),
                 redrive: redis::Script::new(REDRIVE),
+                discard: redis::Script::new(DISCARD),
                 purge: redis::Script::new(PURGE),
                 forget_consumers: redis::Script::new(FORGET_CONSUMERS),
             },
@@ -364,6 +369,39 @@ impl IngestQueue for RedisQueue {
             .invoke_async(&mut conn)
             .await?;
         Ok(moved)
+    }
+
+    async fn dead_letter_body(&self, team_id: Option<i64>, job_id: i64) -> Result<Option<Vec<u8>>> {
+        let mut conn = self.redis.conn.clone();
+        let (team, died, body): (Option<String>, Option<String>, Option<Vec<u8>>) =
+            redis::cmd("HMGET")
+                .arg(format!("{}{job_id}", self.job_prefix()))
+                .arg("team")
+                .arg("died")
+                .arg("body")
+                .query_async(&mut conn)
+                .await?;
+        let owned = match (team_id, team) {
+            (None, Some(_)) => true,
+            (Some(want), Some(team)) => team == want.to_string(),
+            (_, None) => false,
+        };
+        Ok(if owned && died.is_some() { body } else { None })
+    }
+
+    async fn discard(&self, team_id: Option<i64>, job_id: i64) -> Result<bool> {
+        let mut conn = self.redis.conn.clone();
+        let deleted: i64 = self
+            .scripts
+            .discard
+            .key(self.key("dead"))
+            .key(self.key("idem"))
+            .arg(self.job_prefix())
+            .arg(team_id.map(|t| t.to_string()).unwrap_or_default())
+            .arg(job_id.to_string())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(deleted == 1)
     }
 
     async fn purge_done(&self, before_ms: i64) -> Result<u64> {

@@ -202,6 +202,35 @@ impl IngestQueue for SqlQueue {
         Ok(moved)
     }
 
+    async fn dead_letter_body(&self, team_id: Option<i64>, job_id: i64) -> Result<Option<Vec<u8>>> {
+        on_pool!(&self.db, read, |pool| {
+            let body: Option<Option<Vec<u8>>> = sqlx::query_scalar(
+                "SELECT body FROM ingest_jobs WHERE id = $1 AND state = 'dead' \
+                 AND (CAST($2 AS BIGINT) IS NULL OR team_id = $2)",
+            )
+            .bind(job_id)
+            .bind(team_id)
+            .fetch_optional(pool)
+            .await?;
+            Ok(body.flatten())
+        })
+    }
+
+    async fn discard(&self, team_id: Option<i64>, job_id: i64) -> Result<bool> {
+        let deleted = on_pool!(&self.db, write, |pool| {
+            sqlx::query(
+                "DELETE FROM ingest_jobs WHERE id = $1 AND state = 'dead' \
+                 AND (CAST($2 AS BIGINT) IS NULL OR team_id = $2)",
+            )
+            .bind(job_id)
+            .bind(team_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(deleted > 0)
+    }
+
     async fn purge_done(&self, before_ms: i64) -> Result<u64> {
         // Bounded batches keep each write transaction short.
         let mut purged = 0;
