@@ -1,5 +1,6 @@
 // Starts the real `flowtrail serve` on a free port with a fresh data directory, waits until it
-// answers, creates an API key, and hands URL, credentials and key to the tests via env.
+// answers, creates an API key and a viewer, and hands URL, credentials and key to the tests via
+// env. The server's own retention sweeper is left for an hour: tests sweep with the CLI.
 import { spawn, execFileSync, ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, openSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -46,7 +47,13 @@ export default async function globalSetup() {
   const log = openSync(join(dataDir, 'server.log'), 'a');
   const server = spawn(
     binary,
-    ['serve', '--addr', `127.0.0.1:${port}`, '--data-dir', dataDir, '--site-root', join(root, 'target', 'site')],
+    [
+      'serve',
+      '--addr', `127.0.0.1:${port}`,
+      '--data-dir', dataDir,
+      '--site-root', join(root, 'target', 'site'),
+      '--retention-interval-seconds', '3600',
+    ],
     {
       env: { ...process.env, FLOWTRAIL_ADMIN_EMAIL: email, FLOWTRAIL_ADMIN_PASSWORD: password, RUST_LOG: 'info' },
       stdio: ['ignore', log, log],
@@ -56,6 +63,16 @@ export default async function globalSetup() {
   const key = execFileSync(binary, ['admin', 'create-api-key', '--data-dir', dataDir, '--team', 'default', '--name', 'e2e'])
     .toString()
     .trim();
+  // A viewer of the same team: reads flows, may not pin nor open the admin pages.
+  const viewerEmail = 'e2e-viewer@flowtrail.test';
+  const viewerPassword = 'e2e-viewer-password';
+  execFileSync(
+    binary,
+    ['admin', 'create-user', '--data-dir', dataDir, '--email', viewerEmail, '--password-stdin', '--team', 'default', '--role', 'viewer'],
+    { input: `${viewerPassword}\n` },
+  );
+  process.env.FLOWTRAIL_E2E_VIEWER_EMAIL = viewerEmail;
+  process.env.FLOWTRAIL_E2E_VIEWER_PASSWORD = viewerPassword;
   process.env.FLOWTRAIL_E2E_URL = url;
   process.env.FLOWTRAIL_E2E_EMAIL = email;
   process.env.FLOWTRAIL_E2E_PASSWORD = password;

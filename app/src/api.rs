@@ -5,11 +5,39 @@ use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 use serde::{Deserialize, Serialize};
 
-/// Who is signed in, as the dashboard shows it.
+pub mod admin;
+
+/// Who is signed in, as the dashboard shows it: the team the session works in and every team
+/// the user could switch to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionUser {
     pub email: String,
+    /// The current team's slug.
     pub team: String,
+    pub team_id: i64,
+    /// The role in the current team: `admin`, `member` or `viewer`.
+    pub role: String,
+    /// Every team of the user, the current one included, in membership order.
+    pub teams: Vec<TeamChoice>,
+}
+
+impl SessionUser {
+    /// Whether this user administers the current team.
+    pub fn is_admin(&self) -> bool {
+        self.role == "admin"
+    }
+
+    /// Whether this user may pin flows of the current team (members and admins).
+    pub fn can_pin(&self) -> bool {
+        self.role == "admin" || self.role == "member"
+    }
+}
+
+/// A team the signed-in user belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamChoice {
+    pub id: i64,
+    pub slug: String,
     pub role: String,
 }
 
@@ -44,8 +72,8 @@ pub mod ssr {
     use std::sync::Arc;
 
     use flowtrail_domain::Services;
-    use flowtrail_domain::accounts::SESSION_USER_KEY;
     use flowtrail_domain::accounts::{Membership, User};
+    use flowtrail_domain::accounts::{SESSION_TEAM_KEY, SESSION_USER_KEY};
     use leptos::prelude::*;
     use tower_sessions::Session;
 
@@ -61,13 +89,20 @@ pub mod ssr {
             .map_err(|_| ServerFnError::new("sessions are not configured"))
     }
 
-    /// The signed-in user and their (first) team, or an error asking to sign in (401; 403
-    /// for a user of no team).
+    /// The signed-in user and the team their session works in (the team switcher's choice
+    /// while they still belong to it, else their first team), read from the database on
+    /// every call: a removed member or a changed role takes effect on the next request. An
+    /// error asks to sign in (401; 403 for a user of no team).
     pub async fn signed_in() -> Result<(User, Membership), ServerFnError> {
         let user = session_user()
             .await?
             .ok_or_else(|| refuse(http::StatusCode::UNAUTHORIZED, "Please sign in."))?;
-        let membership = user.memberships.first().cloned().ok_or_else(|| {
+        let team_id: Option<i64> = session()
+            .await?
+            .get(SESSION_TEAM_KEY)
+            .await
+            .unwrap_or_default();
+        let membership = user.membership(team_id).cloned().ok_or_else(|| {
             refuse(
                 http::StatusCode::FORBIDDEN,
                 "You are not a member of any team.",
@@ -83,6 +118,16 @@ pub mod ssr {
             .get(SESSION_USER_KEY)
             .await
             .map_err(|_| ServerFnError::new("the session could not be read"))?;
+        // Past its absolute lifetime a session stands for no one.
+        let since: Option<i64> = session
+            .get(flowtrail_domain::accounts::SESSION_SIGNED_IN_KEY)
+            .await
+            .unwrap_or_default();
+        let user_id = flowtrail_domain::accounts::session_user_id(
+            user_id,
+            since,
+            flowtrail_domain::millis::now_ms(),
+        );
         let services = services()?;
         match user_id {
             Some(id) => services.metadata.user_by_id(id).await.map_err(internal),
@@ -116,6 +161,37 @@ pub mod ssr {
         tracing::error!(%error, "server function failed");
         ServerFnError::new("Something went wrong on the server; it has been logged.")
     }
+
+    /// A domain error as the caller should see it: a broken rule (422), a conflict such as
+    /// the team's last admin (409) and a missing thing (404) say what happened; anything
+    /// else is [`internal`].
+    pub fn domain(error: flowtrail_domain::Error) -> ServerFnError {
+        use flowtrail_domain::Error;
+        match error {
+            Error::Validation { message, .. } => {
+                refuse(http::StatusCode::UNPROCESSABLE_ENTITY, message)
+            }
+            Error::Conflict(message) => refuse(http::StatusCode::CONFLICT, message),
+            Error::NotFound(what) => refuse(
+                http::StatusCode::NOT_FOUND,
+                format!("No such {what} in your team."),
+            ),
+            other => internal(other),
+        }
+    }
+
+    /// The team the session works in, when the user is an admin of it; otherwise 403 (401
+    /// without a session). Every admin server function starts with it.
+    pub async fn admin() -> Result<Membership, ServerFnError> {
+        let (_, membership) = signed_in().await?;
+        if membership.role != flowtrail_domain::accounts::Role::Admin {
+            return Err(refuse(
+                http::StatusCode::FORBIDDEN,
+                "You need the admin role of this team.",
+            ));
+        }
+        Ok(membership)
+    }
 }
 
 /// Whether `next` is a path on this site that sign-in may send the browser to: it starts with
@@ -138,8 +214,8 @@ pub async fn login(
     password: String,
     next: Option<String>,
 ) -> Result<(), ServerFnError> {
-    use flowtrail_domain::accounts::SESSION_USER_KEY;
     use flowtrail_domain::accounts::SignIn;
+    use flowtrail_domain::accounts::{SESSION_TEAM_KEY, SESSION_USER_KEY};
     let services = ssr::services()?;
     // The client's address, when the server was started with it (not in router tests).
     let client = leptos_axum::extract::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -181,6 +257,15 @@ pub async fn login(
         .insert(SESSION_USER_KEY, user.id)
         .await
         .map_err(|_| ServerFnError::new("the session could not be saved"))?;
+    // A new sign-in starts in the user's first team, whoever used this browser before.
+    let _ = session.remove::<i64>(SESSION_TEAM_KEY).await;
+    session
+        .insert(
+            flowtrail_domain::accounts::SESSION_SIGNED_IN_KEY,
+            flowtrail_domain::millis::now_ms(),
+        )
+        .await
+        .map_err(|_| ServerFnError::new("the session could not be saved"))?;
     let next = next
         .filter(|n| is_local_path(n))
         .unwrap_or_else(|| "/".into());
@@ -200,18 +285,78 @@ pub async fn logout() -> Result<(), ServerFnError> {
     Ok(())
 }
 
-/// The signed-in user, if any.
+/// The signed-in user with the team their session works in (see [`ssr::signed_in`]), if
+/// any; `None` as well for a user of no team.
 #[server(prefix = "/fn")]
 pub async fn current_user() -> Result<Option<SessionUser>, ServerFnError> {
-    let user = ssr::session_user().await?;
-    Ok(user.and_then(|user| {
-        let membership = user.memberships.first()?.clone();
-        Some(SessionUser {
-            email: user.email,
-            team: membership.team.slug,
-            role: membership.role.as_str().into(),
+    use flowtrail_domain::accounts::SESSION_TEAM_KEY;
+    let Some(user) = ssr::session_user().await? else {
+        return Ok(None);
+    };
+    let team_id: Option<i64> = ssr::session()
+        .await?
+        .get(SESSION_TEAM_KEY)
+        .await
+        .unwrap_or_default();
+    let Some(current) = user.membership(team_id).cloned() else {
+        return Ok(None);
+    };
+    let teams = user
+        .memberships
+        .iter()
+        .map(|m| TeamChoice {
+            id: m.team.id,
+            slug: m.team.slug.clone(),
+            role: m.role.as_str().into(),
         })
+        .collect();
+    Ok(Some(SessionUser {
+        email: user.email,
+        team: current.team.slug,
+        team_id: current.team.id,
+        role: current.role.as_str().into(),
+        teams,
     }))
+}
+
+/// Makes `team_id` the team this session works in (the header's team switcher); refused
+/// (403) unless the user belongs to it. The page reloads to show that team.
+#[server(prefix = "/fn")]
+pub async fn switch_team(team_id: i64) -> Result<(), ServerFnError> {
+    use flowtrail_domain::accounts::SESSION_TEAM_KEY;
+    let (user, _) = ssr::signed_in().await?;
+    if !user.memberships.iter().any(|m| m.team.id == team_id) {
+        return Err(ssr::refuse(
+            http::StatusCode::FORBIDDEN,
+            "You are not a member of that team.",
+        ));
+    }
+    ssr::session()
+        .await?
+        .insert(SESSION_TEAM_KEY, team_id)
+        .await
+        .map_err(|_| ServerFnError::new("the session could not be saved"))?;
+    Ok(())
+}
+
+/// Pins (`pinned` true) or unpins a flow of the team: retention never deletes a pinned flow.
+/// Members and admins may; viewers are refused (403). Answers the flow's new state.
+#[server(prefix = "/fn")]
+pub async fn set_pin(id: String, pinned: bool) -> Result<bool, ServerFnError> {
+    use flowtrail_domain::accounts::Role;
+    let (_, membership) = ssr::signed_in().await?;
+    if membership.role == Role::Viewer {
+        return Err(ssr::refuse(
+            http::StatusCode::FORBIDDEN,
+            "Viewers cannot pin flows; a member or an admin can.",
+        ));
+    }
+    let id = flow_id(&id)?;
+    ssr::services()?
+        .set_pinned(membership.team.id, id, pinned)
+        .await
+        .map_err(ssr::domain)?;
+    Ok(pinned)
 }
 
 /// The flows list's parameters as the page's URL carries them: raw text, for the form. They

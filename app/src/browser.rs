@@ -216,6 +216,25 @@ mod imp {
         }
     }
 
+    /// Reloads the page from the server (after a change that every part of it depends on,
+    /// such as the team the session works in).
+    pub fn reload() {
+        if let Some(window) = web_sys::window() {
+            let _ = window.location().reload();
+        }
+    }
+
+    /// Moves the keyboard focus to the element with this id, if it is there.
+    pub fn focus(id: &str) {
+        if let Some(element) = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.get_element_by_id(id))
+            .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
+        {
+            let _ = element.focus();
+        }
+    }
+
     /// Arrow keys move between the candidates of the observations table.
     pub fn row_keys(event: leptos::ev::KeyboardEvent) {
         let down = match event.key().as_str() {
@@ -341,6 +360,10 @@ mod imp {
     pub fn set_query_param(_name: &str, _value: Option<&str>) {}
 
     pub fn row_keys(_event: leptos::ev::KeyboardEvent) {}
+
+    pub fn reload() {}
+
+    pub fn focus(_id: &str) {}
 
     pub fn forget_local_data() {}
 

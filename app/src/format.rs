@@ -19,6 +19,44 @@ pub fn timestamp(at: OffsetDateTime) -> String {
     )
 }
 
+/// `2026-11-21` (the UTC day).
+pub fn date(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day()
+    )
+}
+
+/// A size for people: `512 B`, `1.5 KiB`, `3.2 MiB`, `1.1 GiB` (powers of 1,024).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let decimals = if value < 10.0 { 1 } else { 0 };
+    format!("{} {}", fixed(value, decimals), UNITS[unit])
+}
+
+/// A duration in whole seconds for people: `45 s`, `5 min`, `2 h 30 min`.
+pub fn seconds(s: u64) -> String {
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 if s.is_multiple_of(60) => format!("{} min", s / 60),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ if (s % 3600) / 60 == 0 => format!("{} h", s / 3600),
+        _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
 /// A duration between two instants: `2.35 s`, `20 ms`, `3 min 4 s`.
 pub fn duration(from: OffsetDateTime, to: Option<OffsetDateTime>) -> String {
     let Some(to) = to else { return "—".into() };
@@ -211,6 +249,21 @@ mod tests {
         assert_eq!(fixed(12.5, 0), "13");
         assert_eq!(fixed(0.1234, 3), "0.123");
         assert_eq!(fixed(f64::NAN, 2), "—");
+    }
+
+    #[test]
+    fn sizes_dates_and_seconds_read_like_people_write_them() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(10 * 1024 * 1024), "10 MiB");
+        assert_eq!(bytes(3 * 1024 * 1024 * 1024 / 2), "1.5 GiB");
+        assert_eq!(date(OffsetDateTime::UNIX_EPOCH), "1970-01-01");
+        assert_eq!(seconds(45), "45 s");
+        assert_eq!(seconds(300), "5 min");
+        assert_eq!(seconds(330), "5 min 30 s");
+        assert_eq!(seconds(3600), "1 h");
+        assert_eq!(seconds(9000), "2 h 30 min");
     }
 
     #[test]

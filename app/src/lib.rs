@@ -16,10 +16,38 @@ use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
 
+use leptos_router::SsrMode;
+use pages::admin::{
+    AdminIndex, dead_letters::DeadLettersPage, keys::KeysPage, members::MembersPage,
+    retention::RetentionPage, usage::UsagePage,
+};
 use pages::{compare::ComparePage, flow::FlowPage, flows::FlowsPage, login::LoginPage};
 
-/// The HTML document around the app; rendered on the server only.
+/// The Content-Security-Policy of a page whose scripts carry `nonce`: scripts only from this
+/// site and with this response's nonce (Leptos puts it on its hydration and streaming scripts),
+/// WebAssembly compiled without `unsafe-eval` (`'wasm-unsafe-eval'`), no plugins, no framing,
+/// no foreign `<base>` or form targets. Styles may be inline (components set `style`).
+/// Source: OWASP ASVS 5.0 V3.4 ("Browser Security Mechanism Headers"); CSP Level 3.
+pub fn content_security_policy(nonce: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+         worker-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; \
+         frame-ancestors 'none'"
+    )
+}
+
+/// The HTML document around the app; rendered on the server only. Its answer carries
+/// [`content_security_policy`] with this response's nonce.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let (Some(nonce), Some(response)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) && let Ok(value) = http::HeaderValue::from_str(&content_security_policy(&nonce))
+    {
+        response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
+    }
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -43,8 +71,11 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     let online = RwSignal::new(true);
-    // Browser only (effects never run on the server).
+    // Set once the page is hydrated (effects never run on the server): tests wait for it
+    // before using controls that need the WASM.
+    let hydrated = RwSignal::new(false);
     Effect::new(move |_| {
+        hydrated.set(true);
         online.set(browser::is_online());
         browser::on_network_change(move |now| online.set(now));
         browser::register_service_worker();
@@ -52,28 +83,21 @@ pub fn App() -> impl IntoView {
     view! {
         <Title text="Flow Trail"/>
         <Router>
-            <header class="topbar">
-                <a class="brand" href="/">
-                    <span class="brand-mark" aria-hidden="true">"◆"</span>
-                    " Flow Trail"
-                </a>
-                <nav aria-label="Main">
-                    <a href="/">"Flows"</a>
-                </nav>
-                {move || (!online.get()).then(|| view! {
-                    <span class="offline-badge" role="status">
-                        "Offline: showing what this browser kept"
-                    </span>
-                })}
-                <pages::login::SignOut/>
-                <PageMemory/>
-            </header>
-            <main id="main">
+            <pages::header::TopBar online/>
+            <PageMemory/>
+            <main id="main" data-hydrated=move || hydrated.get().then_some("true")>
                 <Routes fallback=|| view! { <pages::NotFound/> }>
                     <Route path=path!("/login") view=LoginPage/>
                     <Route path=path!("/") view=FlowsPage/>
                     <Route path=path!("/flows/:id") view=FlowPage/>
                     <Route path=path!("/flows/:a/compare/:b") view=ComparePage/>
+                    // Rendered whole before answering: the role decides the status (403).
+                    <Route path=path!("/admin") view=AdminIndex ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/members") view=MembersPage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/keys") view=KeysPage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/retention") view=RetentionPage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/dead-letters") view=DeadLettersPage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/usage") view=UsagePage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

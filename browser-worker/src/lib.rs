@@ -90,6 +90,11 @@ pub fn worker_main() {
                     offline: false,
                 }));
             }
+            Ok(ToWorker::Forget { flow_id }) => spawn_local(async move {
+                if let Err(error) = forget(&flow_id).await {
+                    web_sys::console::warn_1(&format!("worker: forget failed: {error:?}").into());
+                }
+            }),
             Err(error) => web_sys::console::warn_1(&format!("worker: bad message: {error}").into()),
         }
     });
@@ -137,6 +142,29 @@ async fn evict() -> Result<(), rexie::Error> {
         .get_all_keys(Some(range), None)
         .await?;
     for key in expired {
+        store.delete(key).await?;
+    }
+    tx.done().await?;
+    Ok(())
+}
+
+/// Drops every step of a flow (keys `{flow_id}@v…/…`, [`flowtrail_observations::protocol`])
+/// from memory and IndexedDB.
+async fn forget(flow_id: &str) -> Result<(), rexie::Error> {
+    let prefix = format!("{flow_id}@");
+    STEPS.with_borrow_mut(|steps| steps.retain(|(key, _)| !key.starts_with(&prefix)));
+    let db = database().await?;
+    let tx = db.transaction(&[STORE], TransactionMode::ReadWrite)?;
+    let store = tx.store(STORE)?;
+    // Every key that starts with the prefix: from the prefix up to the prefix followed by the
+    // highest code unit.
+    let range = KeyRange::bound(
+        &JsValue::from_str(&prefix),
+        &JsValue::from_str(&format!("{prefix}\u{ffff}")),
+        None,
+        None,
+    )?;
+    for key in store.get_all_keys(Some(range), None).await? {
         store.delete(key).await?;
     }
     tx.done().await?;

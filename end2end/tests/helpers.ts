@@ -3,10 +3,17 @@
 import { expect, Page, APIRequestContext } from '@playwright/test';
 import { randomUUID } from 'node:crypto';
 
-export async function signIn(page: Page) {
+/** Signs in as the admin global-setup made, or as `who`. */
+export async function signIn(
+  page: Page,
+  who: { email: string; password: string } = {
+    email: process.env.FLOWTRAIL_E2E_EMAIL!,
+    password: process.env.FLOWTRAIL_E2E_PASSWORD!,
+  },
+) {
   await page.goto('/login');
-  await page.getByLabel('E-mail').fill(process.env.FLOWTRAIL_E2E_EMAIL!);
-  await page.getByLabel('Password').fill(process.env.FLOWTRAIL_E2E_PASSWORD!);
+  await page.getByLabel('E-mail').fill(who.email);
+  await page.getByLabel('Password').fill(who.password);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await expect(page.getByRole('heading', { name: 'Flows' })).toBeVisible();
   // The list, fetched by the browser after the client-side redirect, loads without an error.

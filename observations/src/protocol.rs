@@ -34,6 +34,9 @@ pub enum ToWorker {
         offset: usize,
         limit: usize,
     },
+    /// Drop every step of this flow (all versions) from memory and IndexedDB: the server says
+    /// it no longer exists (deleted by retention).
+    Forget { flow_id: String },
 }
 
 /// Where a step's observations came from.

@@ -155,7 +155,11 @@ async fn main() {
         .await
         .unwrap();
     let key = services
-        .create_api_key("default", "bench", flowtrail_domain::accounts::Scope::Ingest)
+        .create_api_key(
+            "default",
+            "bench",
+            flowtrail_domain::accounts::Scope::Ingest,
+        )
         .await
         .unwrap();
     drop(services);
@@ -167,7 +171,12 @@ async fn main() {
         .unwrap()
         .port();
     let mut server = Command::new(bin)
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

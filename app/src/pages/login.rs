@@ -1,11 +1,10 @@
-//! Sign-in and sign-out.
+//! Sign-in (sign-out is in the top bar, `header.rs`).
 
 use leptos::prelude::*;
-use leptos_router::hooks::{use_location, use_query_map};
+use leptos_router::hooks::use_query_map;
 
 use super::error_text;
-use crate::api::{Login, Logout, current_user};
-use crate::browser;
+use crate::api::Login;
 
 /// `/login`.
 #[component]
@@ -37,27 +36,5 @@ pub fn LoginPage() -> impl IntoView {
                 <button type="submit">"Sign in"</button>
             </ActionForm>
         </section>
-    }
-}
-
-/// The signed-in user and a sign-out button, in the top bar.
-#[component]
-pub fn SignOut() -> impl IntoView {
-    let location = use_location();
-    let user = Resource::new(move || location.pathname.get(), |_| current_user());
-    let logout = ServerAction::<Logout>::new();
-    view! {
-        <Transition fallback=|| ()>
-            {move || Suspend::new(async move {
-                user.await.ok().flatten().map(|user| view! {
-                    <div class="who">
-                        <span title=format!("team {}, {}", user.team, user.role)>{user.email}</span>
-                        <ActionForm action=logout attr:class="inline">
-                            <button type="submit" class="link" on:click=|_| browser::forget_local_data()>"Sign out"</button>
-                        </ActionForm>
-                    </div>
-                })
-            })}
-        </Transition>
     }
 }

@@ -1,8 +1,10 @@
 //! The dashboard's pages.
 
+pub mod admin;
 pub mod compare;
 pub mod flow;
 pub mod flows;
+pub mod header;
 pub mod login;
 
 use leptos::prelude::*;

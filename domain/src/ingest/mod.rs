@@ -210,7 +210,10 @@ impl Services {
             observations: record
                 .as_ref()
                 .map(|r| r.steps.iter().map(|s| s.observations.len() as u64).sum()),
-            excerpt: String::from_utf8_lossy(json).chars().take(EXCERPT_CHARS).collect(),
+            excerpt: String::from_utf8_lossy(json)
+                .chars()
+                .take(EXCERPT_CHARS)
+                .collect(),
         })
     }
 

@@ -435,7 +435,10 @@ pub(crate) async fn discard_dead_letter(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(&id, "dead job")?;
-    state.services.discard_dead_letter(caller.team_id, id).await?;
+    state
+        .services
+        .discard_dead_letter(caller.team_id, id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -274,3 +274,39 @@ async fn over_https_the_session_cookie_is_host_prefixed_and_hsts_is_sent() {
         );
     }
 }
+
+#[tokio::test]
+async fn pages_carry_a_script_policy_with_a_fresh_nonce_per_answer() {
+    let app = app().await;
+    let mut nonces = Vec::new();
+    for _ in 0..2 {
+        let (status, headers, body) = app
+            .call(Request::get("/login").body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_string();
+        let nonce = policy
+            .split("'nonce-")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+            .unwrap_or_else(|| panic!("no nonce in {policy}"))
+            .to_string();
+        assert!(policy.contains("'wasm-unsafe-eval'"), "{policy}");
+        assert!(!policy.contains("'unsafe-eval'"), "{policy}");
+        assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+        assert!(!policy.contains("script-src 'self' 'unsafe-inline'"), "{policy}");
+        let html = String::from_utf8(body).unwrap();
+        // Every script of the page carries the nonce.
+        let scripts = html.matches("<script").count();
+        assert!(scripts > 0, "{html}");
+        assert_eq!(html.matches(&format!("nonce=\"{nonce}\"")).count(), scripts, "{html}");
+        nonces.push(nonce);
+    }
+    assert_ne!(nonces[0], nonces[1], "a nonce is used once");
+    // An API answer keeps the strict default.
+    let (_, headers, _) = app.get("/api/v1/flows").await;
+    assert_eq!(
+        headers[header::CONTENT_SECURITY_POLICY],
+        "frame-ancestors 'none'; base-uri 'self'; object-src 'none'"
+    );
+}

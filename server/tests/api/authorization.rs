@@ -103,7 +103,8 @@ fn request(method: &str, path: &str, caller: &str, auth: &Credentials) -> Reques
         .replace("{candidate_id}", "B0CASE0001")
         .replace("{user_id}", "999999");
     let uri = if path.starts_with("/api/v1/admin/") {
-        path.replace("{id}", "999999").replace("{user_id}", "999999")
+        path.replace("{id}", "999999")
+            .replace("{user_id}", "999999")
     } else {
         uri
     };

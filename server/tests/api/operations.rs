@@ -155,7 +155,11 @@ async fn admins_inspect_and_discard_a_dead_job() {
         .await
         .unwrap()
     {
-        app.services.queue.bury(job.id, "broken on purpose").await.unwrap();
+        app.services
+            .queue
+            .bury(job.id, "broken on purpose")
+            .await
+            .unwrap();
     }
     let (_, list) = app.admin("GET", "/api/v1/admin/dead-letters", None).await;
     let ids: Vec<i64> = list["dead_letters"]
@@ -167,23 +171,42 @@ async fn admins_inspect_and_discard_a_dead_job() {
     assert_eq!(ids.len(), 2, "{list}");
     let (poison, readable) = (ids[0], ids[1]); // newest first
     let (status, detail) = app
-        .admin("GET", &format!("/api/v1/admin/dead-letters/{readable}"), None)
+        .admin(
+            "GET",
+            &format!("/api/v1/admin/dead-letters/{readable}"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{detail}");
     assert_eq!(detail["readable"], true);
     assert_eq!(detail["pipeline"], "competitor_selection");
-    assert_eq!((detail["steps"].clone(), detail["observations"].clone()), (json!(1), json!(1)));
+    assert_eq!(
+        (detail["steps"].clone(), detail["observations"].clone()),
+        (json!(1), json!(1))
+    );
     assert_eq!(detail["body_bytes"], record.len());
     assert_eq!(detail["last_error"], "broken on purpose");
     let (_, detail) = app
         .admin("GET", &format!("/api/v1/admin/dead-letters/{poison}"), None)
         .await;
     assert_eq!(detail["readable"], false);
-    assert!(detail["excerpt"].as_str().unwrap().starts_with("not a flow"), "{detail}");
+    assert!(
+        detail["excerpt"]
+            .as_str()
+            .unwrap()
+            .starts_with("not a flow"),
+        "{detail}"
+    );
 
     let uri = format!("/api/v1/admin/dead-letters/{poison}");
-    assert_eq!(app.admin("DELETE", &uri, None).await.0, StatusCode::NO_CONTENT);
-    assert_eq!(app.admin("DELETE", &uri, None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.admin("DELETE", &uri, None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.admin("DELETE", &uri, None).await.0,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(app.admin("GET", &uri, None).await.0, StatusCode::NOT_FOUND);
     let (_, list) = app.admin("GET", "/api/v1/admin/dead-letters", None).await;
     assert_eq!(list["dead_letters"].as_array().unwrap().len(), 1);

@@ -9,6 +9,7 @@ mod filters;
 mod funnel;
 mod journey;
 mod observations;
+mod pin;
 mod step;
 
 use flowtrail_types::{FlowDetail, FlowStatus, FlowSummary};
@@ -16,12 +17,13 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::{LoadError, error_text};
-use crate::api::{get_flow, previous_flow};
+use crate::api::{current_user, get_flow, previous_flow};
 use crate::format;
 use funnel::Funnel;
 #[cfg(feature = "ssr")]
 pub use journey::render;
 use observations::Observations;
+use pin::PinButton;
 use step::StepCard;
 
 #[component]
@@ -33,6 +35,8 @@ pub fn FlowPage() -> impl IntoView {
     // Created beside `flow`, never inside the Suspense's body: a resource created while a
     // Suspense renders races the streamed HTML, and hydration then finds the wrong nodes.
     let previous = Resource::new(id, previous_flow);
+    // Who is looking decides whether the pin button works (viewers cannot pin).
+    let me = Resource::new(|| (), |_| current_user());
     let selected =
         Signal::derive(move || query.read().get("step").and_then(|s| s.parse::<u32>().ok()));
     view! {
@@ -40,8 +44,9 @@ pub fn FlowPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 // A missing previous run only hides the compare link; it never fails the page.
                 let (flow, previous) = (flow.await, previous.await.ok().flatten());
+                let can_pin = me.await.ok().flatten().is_some_and(|me| me.can_pin());
                 match flow {
-                    Ok(detail) => view! { <FlowView detail previous selected/> }.into_any(),
+                    Ok(detail) => view! { <FlowView detail previous selected can_pin/> }.into_any(),
                     Err(e) => view! {
                         <section class="empty">
                             <h1>"Flow not available"</h1>
@@ -60,6 +65,7 @@ fn FlowView(
     detail: FlowDetail,
     previous: Option<String>,
     selected: Signal<Option<u32>>,
+    can_pin: bool,
 ) -> impl IntoView {
     let steps = StoredValue::new(detail.steps.clone());
     // Both the default step and the funnel's highlight: one definition of "largest drop".
@@ -85,7 +91,7 @@ fn FlowView(
     };
     view! {
         <section class="flow">
-            <FlowHead flow=detail.summary.clone() previous/>
+            <FlowHead flow=detail.summary.clone() previous pinned=detail.pinned can_pin/>
             <div class="io">
                 <div class="card">
                     <h2>"Input"</h2>
@@ -105,18 +111,19 @@ fn FlowView(
     }
 }
 
-/// The flow's name, status, id, timing and tags, its error, and a link to compare it with the
-/// previous run of its pipeline (`previous`, its id) when there is one.
+/// The flow's name, status, id, timing and tags, its error, a link to compare it with the
+/// previous run of its pipeline (`previous`, its id) when there is one, and its pin.
 #[component]
-fn FlowHead(flow: FlowSummary, previous: Option<String>) -> impl IntoView {
+fn FlowHead(
+    flow: FlowSummary,
+    previous: Option<String>,
+    pinned: bool,
+    can_pin: bool,
+) -> impl IntoView {
     let flow_id = flow.id.to_string();
     let compare = previous.map(|before| {
         let href = format!("/flows/{before}/compare/{flow_id}");
-        view! {
-            <p class="actions">
-                <a class="button secondary" href=href>"Compare with the previous run"</a>
-            </p>
-        }
+        view! { <a class="button secondary" href=href>"Compare with the previous run"</a> }
     });
     let tags = flow
         .tags
@@ -140,14 +147,17 @@ fn FlowHead(flow: FlowSummary, previous: Option<String>) -> impl IntoView {
                 <span class=format!("status status-{}", flow.status)>{flow.status.as_str()}</span>
             </h1>
             <p class="meta">
-                <span class="mono">{flow_id}</span>
+                <span class="mono">{flow_id.clone()}</span>
                 " · v"{flow.version}
                 " · started "{format::timestamp(flow.started_at)}
                 " · "{format::duration(flow.started_at, flow.ended_at)}
                 " · "{tags}
             </p>
             {flow.error.clone().map(|e| view! { <p class="error" role="alert">"Error: "{e}</p> })}
-            {compare}
+            <div class="actions">
+                {compare}
+                <PinButton flow_id pinned can_pin/>
+            </div>
         </div>
     }
 }

@@ -123,8 +123,9 @@ impl AccountStore for SqlMetadata {
         team_id: i64,
         role: Role,
     ) -> Result<i64> {
+        let begin = self.db.begin_write();
         on_pool!(&self.db, write, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(begin).await?;
             let inserted: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO users (email, password_hash, created_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (email) DO NOTHING RETURNING id",

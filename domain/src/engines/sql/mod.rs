@@ -28,6 +28,17 @@ pub enum SqlDatabase {
 }
 
 impl SqlDatabase {
+    /// The statement that opens a write transaction. SQLite's `BEGIN IMMEDIATE` takes the
+    /// write lock at once: a transaction that reads before it writes would otherwise fail
+    /// with `SQLITE_BUSY` (without waiting) when another process — `flowtrail admin …` beside
+    /// a running server — committed in between; this way it waits (`busy_timeout`).
+    pub(crate) fn begin_write(&self) -> &'static str {
+        match self {
+            SqlDatabase::Sqlite(_) => "BEGIN IMMEDIATE",
+            SqlDatabase::Postgres(_) => "BEGIN",
+        }
+    }
+
     /// The row-locking clause of a queue claim: PostgreSQL lets concurrent workers skip
     /// each other's rows; SQLite has one writer, so it needs none.
     pub(crate) fn skip_locked(&self) -> &'static str {

@@ -44,8 +44,9 @@ impl SqlQueue {
 /// ([`EnqueueOutcome::of_repeat`]).
 async fn insert_batch(db: &SqlDatabase, batch: &[NewJob]) -> Result<Vec<EnqueueOutcome>> {
     let now = now_ms();
+    let begin = db.begin_write();
     on_pool!(db, write, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_with(begin).await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for job in batch {
             let inserted = sqlx::query(
@@ -118,8 +119,9 @@ impl IngestQueue for SqlQueue {
 
     async fn complete_many(&self, job_ids: &[i64]) -> Result<()> {
         let now = now_ms();
+        let begin = self.db.begin_write();
         on_pool!(&self.db, write, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(begin).await?;
             for id in job_ids {
                 sqlx::query(
                     "UPDATE ingest_jobs SET state = 'done', body = NULL, lease_until = NULL, \

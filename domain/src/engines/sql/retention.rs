@@ -65,8 +65,9 @@ impl RetentionStore for SqlMetadata {
         for (pipeline, days) in &policy.pipelines {
             rows.insert(pipeline, *days);
         }
+        let begin = self.db.begin_write();
         on_pool!(&self.db, write, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(begin).await?;
             sqlx::query("DELETE FROM retention_policies WHERE team_id = $1")
                 .bind(team_id)
                 .execute(&mut *tx)
@@ -230,8 +231,9 @@ impl RetentionStore for SqlMetadata {
         .into_iter()
         .collect();
         let lock = db.skip_locked();
+        let begin = db.begin_write();
         on_pool!(db, write, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(begin).await?;
             // Only flows still there and unpinned now (pinning races the sweep); PostgreSQL
             // locks them and skips those an ingest write holds (the next sweep takes them).
             let victims: Vec<String> = sqlx::query_scalar(&format!(
@@ -448,8 +450,9 @@ impl RetentionStore for SqlMetadata {
         if deltas.is_empty() {
             return Ok(());
         }
+        let begin = self.db.begin_write();
         on_pool!(&self.db, write, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(begin).await?;
             for d in deltas {
                 sqlx::query(
                     "INSERT INTO usage_daily (team_id, day, pipeline, flows, steps, observations, \

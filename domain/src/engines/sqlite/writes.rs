@@ -45,7 +45,8 @@ pub(crate) async fn write_batch(
     db: &Database,
     writes: &[FlowWrite<'_>],
 ) -> Result<Vec<UpsertOutcome>> {
-    let mut tx = db.write.begin().await?;
+    // Another process may write too (the CLI beside a server): take the lock first.
+    let mut tx = db.write.begin_with("BEGIN IMMEDIATE").await?;
     let outcomes = write_rounds(&mut tx, writes).await?;
     tx.commit().await?;
     Ok(outcomes)
