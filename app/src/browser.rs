@@ -178,6 +178,35 @@ mod imp {
         });
     }
 
+    /// Deletes what this browser kept of flow `id` (its steps' observations in the worker's
+    /// IndexedDB, its page in the page cache): the server says it no longer exists (deleted by
+    /// retention), so no offline copy outlives it.
+    pub fn forget_flow(id: &str) {
+        worker_send(&ToWorker::Forget {
+            flow_id: id.to_string(),
+        });
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        let Ok(caches) = window.caches() else {
+            return;
+        };
+        let path = format!("/flows/{id}");
+        wasm_bindgen_futures::spawn_local(async move {
+            let Ok(cache) = wasm_bindgen_futures::JsFuture::from(caches.open(PAGE_CACHE)).await
+            else {
+                return;
+            };
+            let cache: web_sys::Cache = cache.unchecked_into();
+            let options = web_sys::CacheQueryOptions::new();
+            options.set_ignore_search(true);
+            let _ = wasm_bindgen_futures::JsFuture::from(
+                cache.delete_with_str_and_options(&path, &options),
+            )
+            .await;
+        });
+    }
+
     /// Deletes what this browser kept for offline use (visited pages, observations), so the
     /// next person at this browser cannot read it after sign-out.
     pub fn forget_local_data() {
@@ -366,6 +395,8 @@ mod imp {
     pub fn focus(_id: &str) {}
 
     pub fn forget_local_data() {}
+
+    pub fn forget_flow(_id: &str) {}
 
     pub fn close_live(_id: LiveFlows) {}
 

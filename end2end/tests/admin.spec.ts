@@ -187,6 +187,11 @@ test('retention: the preview counts exactly, saving and a sweep delete old flows
   await save.click();
   await expect(page.getByRole('status').filter({ hasText: 'Saved.' })).toBeVisible();
 
+  // A flow opened here is kept in this browser (its observations in IndexedDB)...
+  await page.goto(`/flows/${old[0].id}?step=0`);
+  await expect(page.locator('.observations-status')).toContainText('20 of 20 observations');
+  await expect.poll(() => keptSteps(page, old[0].id)).not.toEqual([]);
+
   // One sweep now, by the CLI on the server's data directory.
   const swept = JSON.parse(
     execFileSync(binary, ['admin', 'sweep', '--data-dir', process.env.FLOWTRAIL_E2E_DATA!]).toString(),
@@ -205,7 +210,34 @@ test('retention: the preview counts exactly, saving and a sweep delete old flows
   await expect(page.locator(`tr[data-flow-id="${pinned.id}"]`)).toBeVisible();
   await expect(page.locator(`tr[data-flow-id="${recent.id}"]`)).toBeVisible();
   for (const flow of old) expect((await page.request.get(`/api/v1/flows/${flow.id}`)).status()).toBe(404);
+
+  // ...until, online, the server says it is gone: then this browser forgets it too.
+  await page.goto(`/flows/${old[0].id}`);
+  await expect(page.getByRole('heading', { name: 'Flow not available' })).toBeVisible();
+  await expect.poll(() => keptSteps(page, old[0].id)).toEqual([]);
 });
+
+/** The keys of flow `id`'s steps in the observations worker's IndexedDB. */
+async function keptSteps(page: Page, id: string): Promise<string[]> {
+  return page.evaluate(async (flowId) => {
+    const db = await new Promise<IDBDatabase>((ok, fail) => {
+      const open = indexedDB.open('flowtrail');
+      open.onsuccess = () => ok(open.result);
+      open.onerror = () => fail(open.error);
+    });
+    if (!db.objectStoreNames.contains('observations')) {
+      db.close();
+      return [];
+    }
+    const keys = await new Promise<IDBValidKey[]>((ok, fail) => {
+      const all = db.transaction('observations', 'readonly').objectStore('observations').getAllKeys();
+      all.onsuccess = () => ok(all.result);
+      all.onerror = () => fail(all.error);
+    });
+    db.close();
+    return keys.map(String).filter((k) => k.startsWith(`${flowId}@`));
+  }, id);
+}
 
 test('members: added with a password shown once, re-roled, removed; the last admin stays', async ({ page, browser }) => {
   await signIn(page);

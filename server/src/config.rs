@@ -284,11 +284,13 @@ pub struct StorageOnlyArgs {
 /// How the retention sweeper deletes (shared by `serve`, `worker` and `admin sweep`).
 #[derive(Args, Clone)]
 pub struct RetentionArgs {
-    /// Flows deleted per transaction.
+    /// Most flows deleted per transaction (fewer while a batch holds the write lock over
+    /// 50 ms).
     #[arg(long, env = "FLOWTRAIL_RETENTION_BATCH", default_value_t = 500)]
     pub retention_batch: u32,
-    /// Pause between batches, in milliseconds (leaves the database to ingest).
-    #[arg(long, env = "FLOWTRAIL_RETENTION_PAUSE_MS", default_value_t = 5)]
+    /// Least pause between batches, in milliseconds (the sweep also pauses as long as its
+    /// last batch took, leaving the database to ingest).
+    #[arg(long, env = "FLOWTRAIL_RETENTION_PAUSE_MS", default_value_t = 50)]
     pub retention_pause_ms: u64,
     /// Seconds a sweeper's lease lasts without renewal (it renews it every batch): after a
     /// crash, the next sweep of the deployment starts at most this long after.
@@ -302,6 +304,7 @@ impl RetentionArgs {
             batch: self.retention_batch.max(1),
             pause: std::time::Duration::from_millis(self.retention_pause_ms),
             lease: std::time::Duration::from_secs(self.retention_lease_seconds.max(1)),
+            ..flowtrail_domain::retention::SweepOptions::default()
         }
     }
 }

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use crate::millis::{from_ms, now_ms};
 use crate::{Error, Result, Services};
-pub use store::{Deleted, RetentionStore, UsageDelta};
+pub use store::{Deleted, DeletedBatch, RetentionStore, UsageDelta};
 
 /// When this process's sweeper runs (what `GET /api/v1/admin/retention` shows).
 #[derive(Debug, Default)]
@@ -52,10 +52,14 @@ const LEASE: &str = "retention";
 /// How a sweep runs.
 #[derive(Debug, Clone)]
 pub struct SweepOptions {
-    /// Flows deleted per transaction: small enough that a batch never holds the write lock
-    /// long enough to stall ingest.
+    /// Most flows deleted per transaction. The sweep shrinks its batches while one takes
+    /// longer than [`SweepOptions::hold`], and grows them back up to this.
     pub batch: u32,
-    /// Pause between batches, leaving the database to ingest.
+    /// Longest a batch should hold the database's write lock.
+    pub hold: Duration,
+    /// Least pause between batches. The sweep also pauses at least as long as its last batch
+    /// took, so it never has the write lock more than half of the time and ingest (which
+    /// waits for that lock on SQLite) always gets in between two batches.
     pub pause: Duration,
     /// How long the sweeper's lease lasts without renewal (renewed every batch).
     pub lease: Duration,
@@ -65,7 +69,8 @@ impl Default for SweepOptions {
     fn default() -> Self {
         SweepOptions {
             batch: 500,
-            pause: Duration::from_millis(5),
+            hold: Duration::from_millis(50),
+            pause: Duration::from_millis(50),
             lease: Duration::from_secs(60),
         }
     }
@@ -145,6 +150,23 @@ pub fn validate_policy(policy: &RetentionPolicy) -> Result<()> {
         check(format!("pipelines.{pipeline}"), *days)?;
     }
     Ok(())
+}
+
+/// The smallest batch: a commit costs about as much as deleting a few flows, so smaller
+/// batches would only slow the sweep.
+const LEAST_BATCH: u32 = 10;
+
+/// The size of the next batch after one of `batch` flows held the write lock for `held`:
+/// halved while over `hold` (down to [`LEAST_BATCH`], or `most` when smaller), grown by half
+/// while under half of it (up to `most`).
+fn next_batch(batch: u32, most: u32, held: Duration, hold: Duration) -> u32 {
+    if held > hold {
+        (batch / 2).max(LEAST_BATCH.min(most))
+    } else if held < hold / 2 {
+        (batch + batch / 2 + 1).min(most)
+    } else {
+        batch
+    }
 }
 
 /// Fault injection for the crash tests: whether `FLOWTRAIL_FAULT` names `point`.
@@ -307,15 +329,19 @@ impl Services {
                     continue;
                 };
                 let cut = cutoff(started, days);
+                let most = options.batch.max(1);
+                let mut batch = most;
                 loop {
                     let ids = self
                         .metadata
-                        .expired_batch(team_id, pipeline_id, cut, options.batch.max(1))
+                        .expired_batch(team_id, pipeline_id, cut, batch)
                         .await?;
                     if ids.is_empty() {
                         break;
                     }
-                    let deleted = self.metadata.delete_flows(team_id, &ids).await?;
+                    let DeletedBatch { deleted, held } =
+                        self.metadata.delete_flows(team_id, &ids).await?;
+                    batch = next_batch(batch, most, held, options.hold);
                     if fault_injected("sweep_after_commit") {
                         // As a kill -9 between the rows' commit and the objects' deletion.
                         std::process::abort();
@@ -337,7 +363,7 @@ impl Services {
                         // Every flow of the batch was locked by ingest or pinned meanwhile.
                         break;
                     }
-                    tokio::time::sleep(options.pause).await;
+                    tokio::time::sleep(options.pause.max(held)).await;
                 }
             }
             self.metadata.update_run(run, team, Some(now_ms())).await?;
@@ -420,6 +446,17 @@ mod tests {
         assert_eq!(day_floor(DAY_MS + 5), DAY_MS);
         assert_eq!(day_floor(-1), -DAY_MS);
         assert_eq!(day_label(day_floor(-1)), "1969-12-31");
+    }
+
+    #[test]
+    fn batches_shrink_while_they_hold_the_lock_too_long_and_grow_back() {
+        let hold = Duration::from_millis(50);
+        assert_eq!(next_batch(500, 500, Duration::from_millis(400), hold), 250);
+        assert_eq!(next_batch(12, 500, Duration::from_secs(1), hold), 10);
+        assert_eq!(next_batch(4, 4, Duration::from_secs(1), hold), 4);
+        assert_eq!(next_batch(100, 500, Duration::from_millis(40), hold), 100);
+        assert_eq!(next_batch(100, 500, Duration::from_millis(10), hold), 151);
+        assert_eq!(next_batch(400, 500, Duration::ZERO, hold), 500);
     }
 
     #[test]

@@ -15,6 +15,14 @@ pub struct Deleted {
     pub bytes: u64,
 }
 
+/// What one batch of deletions did, and how long its transaction held the write lock (from
+/// the moment it had the lock to its commit: waiting for the lock is not counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeletedBatch {
+    pub deleted: Deleted,
+    pub held: std::time::Duration,
+}
+
 /// Counters to add to one team's usage on one UTC day for one pipeline (`""`: unknown).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageDelta {
@@ -64,7 +72,7 @@ pub trait RetentionStore: Send + Sync {
     /// document and candidate index, reason-count rollups, idempotency keys) in one
     /// transaction, and queues their object-store payloads for deletion in the same one.
     /// Pinned flows are skipped.
-    async fn delete_flows(&self, team_id: i64, flow_ids: &[String]) -> Result<Deleted>;
+    async fn delete_flows(&self, team_id: i64, flow_ids: &[String]) -> Result<DeletedBatch>;
     /// Up to `limit` object keys queued for deletion.
     async fn payload_deletions(&self, limit: u32) -> Result<Vec<String>>;
     /// Which of `keys` a step row refers to (those must stay).

@@ -284,7 +284,10 @@ async fn pages_carry_a_script_policy_with_a_fresh_nonce_per_answer() {
             .call(Request::get("/login").body(Body::empty()).unwrap())
             .await;
         assert_eq!(status, StatusCode::OK);
-        let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_string();
+        let policy = headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_string();
         let nonce = policy
             .split("'nonce-")
             .nth(1)
@@ -294,12 +297,19 @@ async fn pages_carry_a_script_policy_with_a_fresh_nonce_per_answer() {
         assert!(policy.contains("'wasm-unsafe-eval'"), "{policy}");
         assert!(!policy.contains("'unsafe-eval'"), "{policy}");
         assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
-        assert!(!policy.contains("script-src 'self' 'unsafe-inline'"), "{policy}");
+        assert!(
+            !policy.contains("script-src 'self' 'unsafe-inline'"),
+            "{policy}"
+        );
         let html = String::from_utf8(body).unwrap();
         // Every script of the page carries the nonce.
         let scripts = html.matches("<script").count();
         assert!(scripts > 0, "{html}");
-        assert_eq!(html.matches(&format!("nonce=\"{nonce}\"")).count(), scripts, "{html}");
+        assert_eq!(
+            html.matches(&format!("nonce=\"{nonce}\"")).count(),
+            scripts,
+            "{html}"
+        );
         nonces.push(nonce);
     }
     assert_ne!(nonces[0], nonces[1], "a nonce is used once");

@@ -47,13 +47,20 @@ pub fn FlowPage() -> impl IntoView {
                 let can_pin = me.await.ok().flatten().is_some_and(|me| me.can_pin());
                 match flow {
                     Ok(detail) => view! { <FlowView detail previous selected can_pin/> }.into_any(),
-                    Err(e) => view! {
+                    Err(e) => {
+                        // Online, "no such flow" means it is gone (retention): what this
+                        // browser kept of it goes too.
+                        if crate::browser::is_online() && error_text(&e).starts_with("No such flow") {
+                            crate::browser::forget_flow(&id());
+                        }
+                        view! {
                         <section class="empty">
                             <h1>"Flow not available"</h1>
                             <LoadError message=error_text(&e)/>
                             <p><a href="/">"Back to the flows"</a></p>
                         </section>
-                    }.into_any(),
+                    }.into_any()
+                    }
                 }
             })}
         </Suspense>

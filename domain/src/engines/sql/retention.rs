@@ -10,7 +10,7 @@ use sqlx::Row;
 use super::writes::{hour_bucket_sql, reason_count_add, reason_count_parts};
 use super::{SqlDatabase, SqlMetadata, on_pool};
 use crate::millis::{from_ms, now_ms};
-use crate::retention::store::{Deleted, RetentionStore, UsageDelta};
+use crate::retention::store::{Deleted, DeletedBatch, RetentionStore, UsageDelta};
 use crate::{Error, Result};
 
 fn json_list<T: serde::Serialize>(items: &[T]) -> Result<String> {
@@ -179,9 +179,9 @@ impl RetentionStore for SqlMetadata {
         })
     }
 
-    async fn delete_flows(&self, team_id: i64, flow_ids: &[String]) -> Result<Deleted> {
+    async fn delete_flows(&self, team_id: i64, flow_ids: &[String]) -> Result<DeletedBatch> {
         if flow_ids.is_empty() {
-            return Ok(Deleted::default());
+            return Ok(DeletedBatch::default());
         }
         let db = &self.db;
         let requested = json_list(flow_ids)?;
@@ -234,6 +234,7 @@ impl RetentionStore for SqlMetadata {
         let begin = db.begin_write();
         on_pool!(db, write, |pool| {
             let mut tx = pool.begin_with(begin).await?;
+            let locked = std::time::Instant::now();
             // Only flows still there and unpinned now (pinning races the sweep); PostgreSQL
             // locks them and skips those an ingest write holds (the next sweep takes them).
             let victims: Vec<String> = sqlx::query_scalar(&format!(
@@ -245,7 +246,7 @@ impl RetentionStore for SqlMetadata {
             .fetch_all(&mut *tx)
             .await?;
             if victims.is_empty() {
-                return Ok(Deleted::default());
+                return Ok(DeletedBatch::default());
             }
             let ids = json_list(&victims)?;
             sqlx::query(&format!(
@@ -288,9 +289,12 @@ impl RetentionStore for SqlMetadata {
             .await?
             .rows_affected();
             tx.commit().await?;
-            Ok(Deleted {
-                flows,
-                bytes: unsigned(bytes),
+            Ok(DeletedBatch {
+                deleted: Deleted {
+                    flows,
+                    bytes: unsigned(bytes),
+                },
+                held: locked.elapsed(),
             })
         })
     }
