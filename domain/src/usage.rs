@@ -128,20 +128,38 @@ impl Services {
         Ok(())
     }
 
-    /// The team's usage on the UTC days from `since`'s to `until`'s, inclusive, by day and
-    /// pipeline. Errors: 422 when `since` is after `until` or the range is over
-    /// [`MAX_USAGE_DAYS`].
+    /// The team's usage by UTC day and pipeline. Counts are kept per whole day, so the answer
+    /// covers every whole day the range `[since, until)` touches, and its `since` and `until`
+    /// say which: the midnight starting the first day and the one ending the last (an empty
+    /// range answers no day). Errors: 422 when `since` is after `until` or the
+    /// range spans more than [`MAX_USAGE_DAYS`] days.
     pub async fn usage(
         &self,
         team_id: i64,
         since: OffsetDateTime,
         until: OffsetDateTime,
     ) -> Result<Usage> {
-        let (first, last) = (day_floor(to_ms(since)), day_floor(to_ms(until)));
-        if first > last {
+        let (since_ms, until_ms) = (to_ms(since), to_ms(until));
+        if since_ms > until_ms {
             return Err(Error::invalid("since", "since is after until"));
         }
-        if (last - first) / crate::retention::DAY_MS >= MAX_USAGE_DAYS {
+        if since_ms == until_ms {
+            // Nothing happens in an empty range.
+            return Ok(Usage {
+                since,
+                until,
+                days: Vec::new(),
+            });
+        }
+        let day = crate::retention::DAY_MS;
+        let first = day_floor(since_ms);
+        // The midnight ending the last day touched: `until` itself when it is a midnight
+        // (excluded), else the next one.
+        let end = match day_floor(until_ms) {
+            floor if floor == until_ms => floor,
+            floor => floor.saturating_add(day),
+        };
+        if (end - first) / day > MAX_USAGE_DAYS {
             return Err(Error::invalid(
                 "since",
                 format!("ask for at most {MAX_USAGE_DAYS} days at a time"),
@@ -150,7 +168,11 @@ impl Services {
         if let Err(error) = self.flush_usage().await {
             tracing::warn!(%error, "usage counts could not be written; answering without them");
         }
-        let days: Vec<UsageRow> = self.metadata.usage(team_id, first, last).await?;
-        Ok(Usage { since, until, days })
+        let days: Vec<UsageRow> = self.metadata.usage(team_id, first, end - day).await?;
+        Ok(Usage {
+            since: crate::millis::from_ms(first),
+            until: crate::millis::from_ms(end),
+            days,
+        })
     }
 }

@@ -24,6 +24,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin(AdminCommand::CreateUser(args)) => {
+            check_team_slug(&args.team)?;
             let password = read_password()?;
             let services = open(&args.storage).await?;
             services
@@ -35,15 +36,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Admin(AdminCommand::CreateTeam(args)) => {
             let slug = args.name.trim();
-            anyhow::ensure!(
-                !slug.is_empty()
-                    && slug.len() <= 64
-                    && slug.bytes().all(|b| b.is_ascii_lowercase()
-                        || b.is_ascii_digit()
-                        || b == b'-'
-                        || b == b'_'),
-                "a team name is 1 to 64 of a-z, 0-9, - and _"
-            );
+            check_team_slug(slug)?;
             let services = open(&args.storage).await?;
             let team = services.metadata.ensure_team(slug).await?;
             println!("{}", team.slug);
@@ -91,6 +84,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin(AdminCommand::CreateApiKey(args)) => {
+            check_team_slug(&args.team)?;
             let services = open(&args.storage).await?;
             services.metadata.ensure_team(&args.team).await?;
             let secret = services
@@ -118,6 +112,21 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A team's slug, as every command that may create a team takes it: 1 to 64 of a-z, 0-9,
+/// `-` and `_` (so a typo such as `--team 'Bad Name!'` is refused, not made a team).
+fn check_team_slug(slug: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !slug.is_empty()
+            && slug.len() <= 64
+            && slug
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'),
+        "a team name is 1 to 64 of a-z, 0-9, - and _ (got {:?})",
+        slug.chars().take(80).collect::<String>()
+    );
+    Ok(())
 }
 
 async fn team_id(services: &Services, slug: Option<&str>) -> anyhow::Result<Option<i64>> {

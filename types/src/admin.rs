@@ -76,6 +76,7 @@ pub struct CreatedApiKey {
 /// they started more than `days` days ago, unless pinned. `null` keeps them forever.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct RetentionPolicy {
     /// For every pipeline without an override.
     #[serde(default)]
@@ -88,6 +89,9 @@ pub struct RetentionPolicy {
 
 /// Longest retention a policy may name: 100 years.
 pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
+/// Most per-pipeline overrides a policy may hold.
+pub const MAX_RETENTION_OVERRIDES: usize = 1_000;
 
 impl RetentionPolicy {
     /// The days that apply to `pipeline` (`None`: kept forever).
@@ -171,7 +175,8 @@ pub struct UsageRow {
     pub replayed: u64,
 }
 
-/// `{"since", "until", "days": [...]}`, by day then pipeline.
+/// `{"since", "until", "days": [...]}`, by day then pipeline. `since` and `until` are the
+/// UTC midnights bounding the whole days the answer covers (`until` excluded).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Usage {

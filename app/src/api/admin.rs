@@ -242,7 +242,8 @@ pub async fn team_usage(
         .usage(
             team,
             since.midnight().assume_utc(),
-            until.midnight().assume_utc(),
+            // Both days included: the range ends at the midnight after `until`.
+            (until.midnight() + time::Duration::days(1)).assume_utc(),
         )
         .await
         .map_err(ssr::domain)

@@ -137,6 +137,31 @@ fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
+/// Checks a (normalised) e-mail address: at most 254 characters (RFC 5321 §4.5.3.1.3), one
+/// `@` between a non-empty local part and a domain with a dot inside, no space, control
+/// character, quote, backslash or angle bracket. Errors: 422 naming `email`.
+fn check_email(address: &str) -> Result<()> {
+    let valid = address.len() <= 254
+        && address.split('@').count() == 2
+        && address.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        })
+        && !address
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '<' | '>' | '\\'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "email",
+            "an e-mail address like name@example.org is needed (at most 254 characters)",
+        ))
+    }
+}
+
 impl Services {
     /// Creates a user in `team` (created if missing) with an argon2id password hash.
     /// Errors: 422 for an address without `@` or a password under 8 characters; a conflict
@@ -149,9 +174,7 @@ impl Services {
         role: Role,
     ) -> Result<i64> {
         let email = normalize_email(email);
-        if !email.contains('@') || email.len() > 254 {
-            return Err(Error::invalid("email", "an e-mail address is needed"));
-        }
+        check_email(&email)?;
         if password.chars().count() < 8 {
             return Err(Error::invalid(
                 "password",
@@ -166,17 +189,15 @@ impl Services {
     }
 
     /// Creates an API key for `team` and returns its secret, which is never stored.
+    /// Errors: not found for an unknown team; 422 for a name as
+    /// [`Services::create_team_api_key`] refuses it.
     pub async fn create_api_key(&self, team: &str, name: &str, scope: Scope) -> Result<String> {
         let team = self
             .metadata
             .team_by_slug(team)
             .await?
             .ok_or(Error::NotFound("team"))?;
-        let key = NewApiKey::generate()?;
-        self.metadata
-            .create_api_key(team.id, name, scope, &key.display_prefix, &key.hash)
-            .await?;
-        Ok(key.secret)
+        Ok(self.create_team_api_key(team.id, name, scope).await?.key)
     }
 
     /// The user whose e-mail and password match.
@@ -265,10 +286,10 @@ impl Services {
         scope: Scope,
     ) -> Result<CreatedApiKey> {
         let name = name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(Error::invalid(
                 "name",
-                "a key needs a name of 1 to 100 characters",
+                "a key needs a name of 1 to 100 characters, without control characters",
             ));
         }
         let key = NewApiKey::generate()?;
@@ -307,9 +328,7 @@ impl Services {
     /// without `@`; a conflict when already a member.
     pub async fn add_member(&self, team_id: i64, email: &str, role: Role) -> Result<AddedMember> {
         let address = normalize_email(email);
-        if !address.contains('@') || address.len() > 254 {
-            return Err(Error::invalid("email", "an e-mail address is needed"));
-        }
+        check_email(&address)?;
         let (user_id, initial_password) = match self.metadata.user_by_email(&address).await? {
             Some(user) => {
                 self.metadata.add_member(team_id, user.id, role).await?;

@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use flowtrail_types::admin::{
-    MAX_RETENTION_DAYS, PipelinePreview, RetentionPolicy, RetentionPreview, RetentionState,
+    MAX_RETENTION_DAYS, MAX_RETENTION_OVERRIDES, PipelinePreview, RetentionPolicy,
+    RetentionPreview, RetentionState,
 };
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -140,11 +141,20 @@ pub fn validate_policy(policy: &RetentionPolicy) -> Result<()> {
         _ => Ok(()),
     };
     check("default_days".into(), policy.default_days)?;
+    if policy.pipelines.len() > MAX_RETENTION_OVERRIDES {
+        return Err(Error::invalid(
+            "pipelines",
+            format!("at most {MAX_RETENTION_OVERRIDES} pipeline overrides"),
+        ));
+    }
     for (pipeline, days) in &policy.pipelines {
-        if pipeline.trim().is_empty() || pipeline.chars().count() > 200 {
+        if pipeline.trim().is_empty()
+            || pipeline.chars().count() > 200
+            || pipeline.chars().any(char::is_control)
+        {
             return Err(Error::invalid(
                 "pipelines",
-                "pipeline names have 1 to 200 characters",
+                "pipeline names have 1 to 200 characters, without control characters",
             ));
         }
         check(format!("pipelines.{pipeline}"), *days)?;

@@ -44,7 +44,16 @@ pub fn router() -> Router<AppState> {
 /// A JSON body of shape `T`: 400 `malformed_json` when it is not JSON, 422 naming the field
 /// when it is JSON of another shape.
 fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    Ok(ingest::parse_body(body)?)
+    let value: T = ingest::parse_body(body)?;
+    // serde reads a struct from an array too (`[1]` as `{"default_days": 1}`): only an
+    // object is a body here.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::Validation {
+            field: None,
+            message: "the body is a JSON object".into(),
+        });
+    }
+    Ok(value)
 }
 
 /// A numeric id in the path; anything else names nothing (404).
@@ -58,21 +67,23 @@ fn role(text: &str) -> Result<Role, ApiError> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewMember {
     email: String,
     role: String,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RoleChange {
     role: String,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewApiKey {
     name: String,
-    #[serde(default)]
-    scope: Option<String>,
+    scope: String,
 }
 
 /// `GET /api/v1/admin/members`: the team's members by e-mail.
@@ -196,7 +207,7 @@ pub(crate) async fn api_keys(
     Ok(Json(ApiKeys { api_keys }))
 }
 
-/// `POST /api/v1/admin/api-keys` with `{"name", "scope"}` (scope default `ingest`): 201
+/// `POST /api/v1/admin/api-keys` with `{"name", "scope"}` : 201
 /// with the key, shown this once.
 #[utoipa::path(
     post, path = "/api/v1/admin/api-keys", tag = "admin",
@@ -215,11 +226,8 @@ pub(crate) async fn create_api_key(
     ApiBytes(body): ApiBytes,
 ) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
     let new: NewApiKey = json_body(&body)?;
-    let scope = match new.scope.as_deref() {
-        None => Scope::Ingest,
-        Some(text) => Scope::parse(text)
-            .ok_or_else(|| ApiError::invalid("scope", "scope is ingest, read, all or admin"))?,
-    };
+    let scope = Scope::parse(&new.scope)
+        .ok_or_else(|| ApiError::invalid("scope", "scope is ingest, read, all or admin"))?;
     let created = state
         .services
         .create_team_api_key(caller.team_id, &new.name, scope)
@@ -322,8 +330,8 @@ pub(crate) async fn preview_retention(
 #[utoipa::path(
     get, path = "/api/v1/admin/usage", tag = "admin",
     params(
-        ("since" = Option<String>, Query, description = "RFC 3339; default 30 days before until"),
-        ("until" = Option<String>, Query, description = "RFC 3339; default now"),
+        ("since" = Option<String>, Query, description = "RFC 3339 or YYYY-MM-DD; default 30 days before until; counts cover whole UTC days"),
+        ("until" = Option<String>, Query, description = "RFC 3339 or YYYY-MM-DD, excluded; default now"),
     ),
     responses(
         (status = 200, description = "Per day and pipeline: flows, steps, observations, bytes accepted; rejected, rate_limited, replayed", body = Usage),
@@ -347,13 +355,25 @@ pub(crate) async fn usage(
         match values.as_slice() {
             [] => Ok(None),
             [value] => OffsetDateTime::parse(value, &Rfc3339)
+                .or_else(|_| {
+                    let format = time::macros::format_description!("[year]-[month]-[day]");
+                    time::Date::parse(value, format).map(|d| d.midnight().assume_utc())
+                })
                 .map(Some)
-                .map_err(|_| ApiError::invalid(name, format!("{name} is an RFC 3339 time"))),
+                .map_err(|_| {
+                    ApiError::invalid(
+                        name,
+                        format!("{name} is an RFC 3339 time or a date (YYYY-MM-DD)"),
+                    )
+                }),
             _ => Err(ApiError::invalid(name, format!("give {name} once"))),
         }
     };
     let until = time("until")?.unwrap_or_else(OffsetDateTime::now_utc);
     let since = time("since")?.unwrap_or(until - time::Duration::days(30));
+    if since > until {
+        return Err(ApiError::invalid("since", "since is after until"));
+    }
     Ok(Json(
         state.services.usage(caller.team_id, since, until).await?,
     ))

@@ -118,6 +118,11 @@ async fn members_are_added_changed_and_removed_and_it_applies_on_the_next_reques
     for (bad, field) in [
         (json!({"email": "x@example.org", "role": "owner"}), "role"),
         (json!({"email": "no-at-sign", "role": "viewer"}), "email"),
+        (json!({"email": "a b@example.org", "role": "viewer"}), "email"),
+        (json!({"email": "a@b", "role": "viewer"}), "email"),
+        (json!({"email": "x@@example.org", "role": "viewer"}), "email"),
+        (json!({"email": "e\u{0}vil@example.org", "role": "viewer"}), "email"),
+        (json!({"email": "\"><img>@example.org", "role": "viewer"}), "email"),
         (json!({"role": "viewer"}), "email"),
     ] {
         let (status, body) = app.admin("POST", members, Some(&bad)).await;
@@ -274,6 +279,8 @@ async fn api_keys_are_shown_once_listed_without_their_secret_and_revoked_at_once
     for (bad, field) in [
         (json!({"name": "x", "scope": "root"}), "scope"),
         (json!({"name": "  ", "scope": "read"}), "name"),
+        (json!({"name": "a\u{0}b", "scope": "read"}), "name"),
+        (json!({"name": "no scope"}), "scope"),
     ] {
         let (status, body) = app.admin("POST", keys, Some(&bad)).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
@@ -370,9 +377,13 @@ async fn retention_deletes_exactly_what_its_preview_said_everywhere_and_keeps_pi
     let app = app_with_storage(|s| s.payload_inline_max = 0, |_| {}).await;
     let mut expired = Vec::new();
     let mut kept = Vec::new();
+    let mut first = Value::Null;
     for n in 0..6 {
         let (id, flow) = aged_flow(n, "old", 10, &format!("GONE{n}"));
         app.send(&flow).await;
+        if n == 0 {
+            first = flow;
+        }
         expired.push(id);
     }
     for n in 10..12 {
@@ -513,7 +524,6 @@ async fn retention_deletes_exactly_what_its_preview_said_everywhere_and_keeps_pi
     // The SQL queue's idempotency keys are deleted with the flow: the same body is a new flow
     // again. The Redis queue's age out with the idempotency window (a repeat inside it is
     // answered as before, and not stored again).
-    let (_, first) = aged_flow(0, "old", 10, "GONE0");
     let (status, headers, _) = app.send(&first).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(
@@ -608,6 +618,17 @@ async fn pins_need_a_member_or_a_key_of_scope_all_and_policies_are_checked() {
         StatusCode::NOT_FOUND
     );
 
+    // Only an object is a policy (serde would read `[1]` as `{"default_days": 1}`), and a
+    // misspelt field is an error, not a policy that keeps everything.
+    for bad in [json!([1]), json!([]), json!({"default_day": 3})] {
+        for (method, uri) in [
+            ("PUT", "/api/v1/admin/retention"),
+            ("POST", "/api/v1/admin/retention/preview"),
+        ] {
+            let (status, body) = app.admin(method, uri, Some(&bad)).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri} {bad}: {body}");
+        }
+    }
     for (bad, field) in [
         (json!({"default_days": 0}), "default_days"),
         (json!({"default_days": 36501}), "default_days"),
@@ -683,6 +704,27 @@ async fn usage_counts_what_was_accepted_rejected_and_replayed_per_day_and_pipeli
         (json!(1), json!(1))
     );
 
+    // Counts are per whole day: the answer says which days it covers.
+    let tomorrow = (OffsetDateTime::now_utc() + time::Duration::days(1)).date();
+    let (_, usage) = app
+        .admin(
+            "GET",
+            &format!("/api/v1/admin/usage?since={today}&until={tomorrow}"),
+            None,
+        )
+        .await;
+    assert_eq!(usage["since"], format!("{today}T00:00:00Z"), "{usage}");
+    assert_eq!(usage["until"], format!("{tomorrow}T00:00:00Z"));
+    assert!(!usage["days"].as_array().unwrap().is_empty());
+    // `until` is excluded: a range ending at today's midnight holds nothing of today.
+    let (_, usage) = app
+        .admin("GET", &format!("/api/v1/admin/usage?until={today}"), None)
+        .await;
+    assert_eq!(usage["days"], json!([]), "{usage}");
+    let (_, usage) = app
+        .admin("GET", &format!("/api/v1/admin/usage?since={today}&until={today}"), None)
+        .await;
+    assert_eq!(usage["days"], json!([]), "an empty range: {usage}");
     for (query, field) in [
         ("since=yesterday", "since"),
         (

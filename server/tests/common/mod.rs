@@ -17,8 +17,10 @@ pub struct Fixture {
     /// An API key with scope `all` in team `default`.
     pub key: String,
     /// An API key with scope `admin` in team `default`.
+    #[allow(dead_code)] // not every test binary uses every field
     pub admin_key: String,
     /// What `services` was opened with (a second server may open it too).
+    #[allow(dead_code)] // not every test binary uses every field
     pub storage: flowtrail_domain::StorageConfig,
     pub dir: tempfile::TempDir,
 }
