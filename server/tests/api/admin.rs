@@ -118,11 +118,23 @@ async fn members_are_added_changed_and_removed_and_it_applies_on_the_next_reques
     for (bad, field) in [
         (json!({"email": "x@example.org", "role": "owner"}), "role"),
         (json!({"email": "no-at-sign", "role": "viewer"}), "email"),
-        (json!({"email": "a b@example.org", "role": "viewer"}), "email"),
+        (
+            json!({"email": "a b@example.org", "role": "viewer"}),
+            "email",
+        ),
         (json!({"email": "a@b", "role": "viewer"}), "email"),
-        (json!({"email": "x@@example.org", "role": "viewer"}), "email"),
-        (json!({"email": "e\u{0}vil@example.org", "role": "viewer"}), "email"),
-        (json!({"email": "\"><img>@example.org", "role": "viewer"}), "email"),
+        (
+            json!({"email": "x@@example.org", "role": "viewer"}),
+            "email",
+        ),
+        (
+            json!({"email": "e\u{0}vil@example.org", "role": "viewer"}),
+            "email",
+        ),
+        (
+            json!({"email": "\"><img>@example.org", "role": "viewer"}),
+            "email",
+        ),
         (json!({"role": "viewer"}), "email"),
     ] {
         let (status, body) = app.admin("POST", members, Some(&bad)).await;
@@ -475,7 +487,7 @@ async fn retention_deletes_exactly_what_its_preview_said_everywhere_and_keeps_pi
         let (_, found) = app.get_json(&format!("/api/v1/flows?q=GONE{n}")).await;
         assert_eq!(found["flows"], json!([]), "GONE{n} is still found");
     }
-    let (_, found) = app.get_json(&format!("/api/v1/flows?q=GONE5")).await;
+    let (_, found) = app.get_json("/api/v1/flows?q=GONE5").await;
     assert_eq!(
         found["flows"].as_array().unwrap().len(),
         1,
@@ -626,7 +638,11 @@ async fn pins_need_a_member_or_a_key_of_scope_all_and_policies_are_checked() {
             ("POST", "/api/v1/admin/retention/preview"),
         ] {
             let (status, body) = app.admin(method, uri, Some(&bad)).await;
-            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri} {bad}: {body}");
+            assert_eq!(
+                status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{uri} {bad}: {body}"
+            );
         }
     }
     for (bad, field) in [
@@ -722,7 +738,11 @@ async fn usage_counts_what_was_accepted_rejected_and_replayed_per_day_and_pipeli
         .await;
     assert_eq!(usage["days"], json!([]), "{usage}");
     let (_, usage) = app
-        .admin("GET", &format!("/api/v1/admin/usage?since={today}&until={today}"), None)
+        .admin(
+            "GET",
+            &format!("/api/v1/admin/usage?since={today}&until={today}"),
+            None,
+        )
         .await;
     assert_eq!(usage["days"], json!([]), "an empty range: {usage}");
     for (query, field) in [
