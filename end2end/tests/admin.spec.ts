@@ -198,7 +198,7 @@ test('retention: the preview counts exactly, saving and a sweep delete old flows
   );
   expect(swept.flows).toBe(3);
 
-  await page.reload();
+  await page.goto('/admin/retention');
   const runs = page.getByRole('table', { name: 'Last sweeps, newest first' });
   await expect(runs.getByRole('row').nth(1).getByRole('cell').nth(2)).toHaveText('3');
   await expect(page.getByLabel(`Days for ${pipeline}`)).toHaveValue('1');

@@ -52,7 +52,8 @@ fn RangeForm(since: String, until: String) -> impl IntoView {
     }
 }
 
-/// Every UTC day from `usage.since`'s to `usage.until`'s with its flows (0 when none).
+/// Every UTC day from `usage.since` up to `usage.until` (a midnight, excluded) with its
+/// flows (0 when none).
 fn flows_per_day(usage: &Usage) -> Vec<(String, u64)> {
     let mut flows: BTreeMap<&str, u64> = BTreeMap::new();
     for row in &usage.days {
@@ -60,7 +61,7 @@ fn flows_per_day(usage: &Usage) -> Vec<(String, u64)> {
     }
     let (mut day, last) = (usage.since.date(), usage.until.date());
     let mut days = Vec::new();
-    while day <= last && days.len() < 1000 {
+    while day < last && days.len() < 1000 {
         let label = format::date(day.midnight().assume_utc());
         let n = flows.get(label.as_str()).copied().unwrap_or(0);
         days.push((label, n));
@@ -88,7 +89,9 @@ fn UsageView(usage: Usage) -> impl IntoView {
         ),
         None => format!("No flow was accepted over {span}."),
     };
-    let (since, until) = (format::date(usage.since), format::date(usage.until));
+    // `usage.until` is the midnight after the last day shown: the form names that last day.
+    let last_day = usage.until - time::Duration::days(1);
+    let (since, until) = (format::date(usage.since), format::date(last_day));
     view! {
         <RangeForm since=since.clone() until=until.clone()/>
         <figure class="card usage-chart">
