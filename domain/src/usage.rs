@@ -50,17 +50,12 @@ impl UsageMeter {
             UsageEvent::Accepted { pipeline, .. } => pipeline.unwrap_or_default(),
             _ => "",
         };
-        let Ok(mut pending) = self.pending.lock() else {
-            return;
+        let mut delta = UsageDelta {
+            team_id,
+            day,
+            pipeline: pipeline.to_string(),
+            ..UsageDelta::default()
         };
-        let delta = pending
-            .entry((team_id, day, pipeline.to_string()))
-            .or_insert_with(|| UsageDelta {
-                team_id,
-                day,
-                pipeline: pipeline.to_string(),
-                ..UsageDelta::default()
-            });
         match event {
             UsageEvent::Accepted {
                 steps,
@@ -68,15 +63,16 @@ impl UsageMeter {
                 bytes,
                 ..
             } => {
-                delta.flows += 1;
-                delta.steps += steps;
-                delta.observations += observations;
-                delta.bytes += bytes;
+                delta.flows = 1;
+                delta.steps = steps;
+                delta.observations = observations;
+                delta.bytes = bytes;
             }
-            UsageEvent::Rejected => delta.rejected += 1,
-            UsageEvent::RateLimited => delta.rate_limited += 1,
-            UsageEvent::Replayed => delta.replayed += 1,
+            UsageEvent::Rejected => delta.rejected = 1,
+            UsageEvent::RateLimited => delta.rate_limited = 1,
+            UsageEvent::Replayed => delta.replayed = 1,
         }
+        self.add(std::iter::once(delta));
     }
 
     fn take(&self) -> Vec<UsageDelta> {
@@ -86,8 +82,8 @@ impl UsageMeter {
         }
     }
 
-    /// Puts counts that could not be written back, to be tried again.
-    fn restore(&self, deltas: Vec<UsageDelta>) {
+    /// Adds counts to those pending (new ones, or ones that could not be written).
+    fn add(&self, deltas: impl IntoIterator<Item = UsageDelta>) {
         let Ok(mut pending) = self.pending.lock() else {
             return;
         };
@@ -122,7 +118,7 @@ impl Services {
             return Ok(());
         }
         if let Err(error) = self.metadata.add_usage(&deltas).await {
-            self.usage.restore(deltas);
+            self.usage.add(deltas);
             return Err(error);
         }
         Ok(())

@@ -38,6 +38,21 @@ fn flow(n: usize, days_ago: i64) -> Vec<u8> {
     .unwrap()
 }
 
+/// Runs a worker until the queue is empty.
+async fn drain(services: &Arc<Services>) {
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(processor::run(
+        services.clone(),
+        Default::default(),
+        shutdown,
+    ));
+    while services.queue.depth().await.unwrap() > 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(true);
+    worker.await.unwrap();
+}
+
 /// `flowtrail <args>` on the test's storage.
 fn command(storage: &flowtrail_domain::StorageConfig, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_flowtrail"));
@@ -77,17 +92,7 @@ async fn a_sweep_killed_at_any_moment_completes_later_without_orphans_or_danglin
             .await
             .unwrap();
     }
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(processor::run(
-        services.clone(),
-        Default::default(),
-        shutdown,
-    ));
-    while services.queue.depth().await.unwrap() > 0 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = stop.send(true);
-    worker.await.unwrap();
+    drain(&services).await;
     assert_eq!(
         services.payloads.list().await.unwrap().len(),
         EXPIRED + KEPT
@@ -177,17 +182,7 @@ async fn check_storage_lists_orphans_and_missing_objects_and_exits_1() {
             .await
             .unwrap();
     }
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(processor::run(
-        services.clone(),
-        Default::default(),
-        shutdown,
-    ));
-    while services.queue.depth().await.unwrap() > 0 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = stop.send(true);
-    worker.await.unwrap();
+    drain(&services).await;
     let clean = run(&storage, &["admin", "check-storage"]);
     assert!(clean.status.success(), "{clean:?}");
 
