@@ -1,13 +1,14 @@
 //! [`RetentionStore`] in SQL, the same statements on SQLite and PostgreSQL (a list of ids is
 //! passed as one JSON array, read by [`SqlDatabase::json_text_values`]).
 
+mod delete;
+mod usage;
+
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use flowtrail_types::admin::{RetentionPolicy, RetentionRun, UsageRow};
-use sqlx::Row;
 
-use super::writes::{hour_bucket_sql, reason_count_add, reason_count_parts};
 use super::{SqlDatabase, SqlMetadata, on_pool};
 use crate::millis::{from_ms, now_ms};
 use crate::retention::store::{Deleted, DeletedBatch, RetentionStore, UsageDelta};
@@ -180,123 +181,7 @@ impl RetentionStore for SqlMetadata {
     }
 
     async fn delete_flows(&self, team_id: i64, flow_ids: &[String]) -> Result<DeletedBatch> {
-        if flow_ids.is_empty() {
-            return Ok(DeletedBatch::default());
-        }
-        let db = &self.db;
-        let requested = json_list(flow_ids)?;
-        let list = db.json_text_values("$2");
-        let (entries, value) = db.json_object_entries("s.reasons");
-        let qualify = match db {
-            SqlDatabase::Sqlite(_) => "",
-            SqlDatabase::Postgres(_) => "reason_counts.",
-        };
-        let subtract = format!(
-            "INSERT INTO reason_counts \
-                 (team_id, pipeline_id, step, bucket, code, count_hi, count_lo) \
-             SELECT f.team_id, f.pipeline_id, s.name, {bucket}, j.key, {parts} \
-             FROM steps s JOIN flows f ON f.team_id = s.team_id AND f.id = s.flow_id, {entries} \
-             WHERE s.team_id = $1 AND s.flow_id IN ({list}) \
-             GROUP BY 1, 2, 3, 4, 5 \
-             ON CONFLICT (team_id, bucket, pipeline_id, step, code) DO UPDATE SET {add}",
-            bucket = hour_bucket_sql("f.started_at"),
-            parts = reason_count_parts("-1", value),
-            add = reason_count_add(qualify),
-        );
-        let empty_buckets = format!(
-            "DELETE FROM reason_counts WHERE team_id = $1 AND count_hi = 0 AND count_lo = 0 \
-             AND bucket IN (SELECT {bucket} FROM flows WHERE team_id = $1 AND id IN ({list}))",
-            bucket = hour_bucket_sql("started_at"),
-        );
-        let search: Vec<String> = match db {
-            SqlDatabase::Sqlite(_) => vec![
-                format!(
-                    "DELETE FROM flow_search WHERE rowid IN (SELECT id FROM flow_search_ids \
-                     WHERE team_id = $1 AND flow_id IN ({list}))"
-                ),
-                format!("DELETE FROM flow_search_ids WHERE team_id = $1 AND flow_id IN ({list})"),
-            ],
-            SqlDatabase::Postgres(_) => vec![format!(
-                "DELETE FROM flow_candidates WHERE team_id = $1 AND flow_id IN ({list})"
-            )],
-        };
-        let rows: Vec<String> = [
-            format!("DELETE FROM steps WHERE team_id = $1 AND flow_id IN ({list})"),
-            format!("DELETE FROM flow_tags WHERE team_id = $1 AND flow_id IN ({list})"),
-            format!(
-                "DELETE FROM ingest_jobs WHERE team_id = $1 AND flow_id IN ({list}) \
-                 AND state = 'done'"
-            ),
-        ]
-        .into_iter()
-        .collect();
-        let lock = db.skip_locked();
-        let begin = db.begin_write();
-        on_pool!(db, write, |pool| {
-            let mut tx = pool.begin_with(begin).await?;
-            let locked = std::time::Instant::now();
-            // Only flows still there and unpinned now (pinning races the sweep); PostgreSQL
-            // locks them and skips those an ingest write holds (the next sweep takes them).
-            let victims: Vec<String> = sqlx::query_scalar(&format!(
-                "SELECT id FROM flows WHERE team_id = $1 AND id IN ({list}) \
-                 AND pinned_at IS NULL{lock}"
-            ))
-            .bind(team_id)
-            .bind(&requested)
-            .fetch_all(&mut *tx)
-            .await?;
-            if victims.is_empty() {
-                return Ok(DeletedBatch::default());
-            }
-            let ids = json_list(&victims)?;
-            sqlx::query(&format!(
-                "INSERT INTO payload_deletions (key, queued_at) \
-                 SELECT s.payload_key, $3 FROM steps s WHERE s.team_id = $1 \
-                 AND s.flow_id IN ({list}) \
-                 AND s.payload_key IS NOT NULL AND s.payload_inline IS NULL \
-                 ON CONFLICT (key) DO NOTHING"
-            ))
-            .bind(team_id)
-            .bind(&ids)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
-            let bytes: i64 = sqlx::query_scalar(&format!(
-                "SELECT CAST(coalesce(SUM(payload_bytes), 0) AS BIGINT) FROM steps \
-                 WHERE team_id = $1 AND flow_id IN ({list})"
-            ))
-            .bind(team_id)
-            .bind(&ids)
-            .fetch_one(&mut *tx)
-            .await?;
-            for sql in [&subtract, &empty_buckets]
-                .into_iter()
-                .chain(search.iter())
-                .chain(rows.iter())
-            {
-                sqlx::query(sql)
-                    .bind(team_id)
-                    .bind(&ids)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            let flows = sqlx::query(&format!(
-                "DELETE FROM flows WHERE team_id = $1 AND id IN ({list})"
-            ))
-            .bind(team_id)
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            tx.commit().await?;
-            Ok(DeletedBatch {
-                deleted: Deleted {
-                    flows,
-                    bytes: unsigned(bytes),
-                },
-                held: locked.elapsed(),
-            })
-        })
+        delete::delete_flows(&self.db, team_id, flow_ids).await
     }
 
     async fn payload_deletions(&self, limit: u32) -> Result<Vec<String>> {
@@ -451,74 +336,10 @@ impl RetentionStore for SqlMetadata {
     }
 
     async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()> {
-        if deltas.is_empty() {
-            return Ok(());
-        }
-        let begin = self.db.begin_write();
-        on_pool!(&self.db, write, |pool| {
-            let mut tx = pool.begin_with(begin).await?;
-            for d in deltas {
-                sqlx::query(
-                    "INSERT INTO usage_daily (team_id, day, pipeline, flows, steps, observations, \
-                         bytes, rejected, rate_limited, replayed) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                     ON CONFLICT (team_id, day, pipeline) DO UPDATE SET \
-                         flows = usage_daily.flows + excluded.flows, \
-                         steps = usage_daily.steps + excluded.steps, \
-                         observations = usage_daily.observations + excluded.observations, \
-                         bytes = usage_daily.bytes + excluded.bytes, \
-                         rejected = usage_daily.rejected + excluded.rejected, \
-                         rate_limited = usage_daily.rate_limited + excluded.rate_limited, \
-                         replayed = usage_daily.replayed + excluded.replayed",
-                )
-                .bind(d.team_id)
-                .bind(d.day)
-                .bind(&d.pipeline)
-                .bind(signed(d.flows))
-                .bind(signed(d.steps))
-                .bind(signed(d.observations))
-                .bind(signed(d.bytes))
-                .bind(signed(d.rejected))
-                .bind(signed(d.rate_limited))
-                .bind(signed(d.replayed))
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-        });
-        Ok(())
+        usage::add_usage(&self.db, deltas).await
     }
 
     async fn usage(&self, team_id: i64, since_day: i64, until_day: i64) -> Result<Vec<UsageRow>> {
-        on_pool!(&self.db, read, |pool| {
-            let rows = sqlx::query(
-                "SELECT day, pipeline, flows, steps, observations, bytes, rejected, rate_limited, \
-                 replayed FROM usage_daily WHERE team_id = $1 AND day >= $2 AND day <= $3 \
-                 ORDER BY day, pipeline",
-            )
-            .bind(team_id)
-            .bind(since_day)
-            .bind(until_day)
-            .fetch_all(pool)
-            .await?;
-            rows.iter()
-                .map(|row| {
-                    let day: i64 = row.try_get("day")?;
-                    let pipeline: String = row.try_get("pipeline")?;
-                    let count = |name: &str| row.try_get::<i64, _>(name).map(unsigned);
-                    Ok(UsageRow {
-                        day: crate::retention::day_label(day),
-                        pipeline: (!pipeline.is_empty()).then_some(pipeline),
-                        flows: count("flows")?,
-                        steps: count("steps")?,
-                        observations: count("observations")?,
-                        bytes: count("bytes")?,
-                        rejected: count("rejected")?,
-                        rate_limited: count("rate_limited")?,
-                        replayed: count("replayed")?,
-                    })
-                })
-                .collect()
-        })
+        usage::usage(&self.db, team_id, since_day, until_day).await
     }
 }

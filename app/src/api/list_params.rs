@@ -1,0 +1,77 @@
+//! The flows list's filters as the page's URL carries them, read by the API's own parser.
+
+use serde::{Deserialize, Serialize};
+
+/// The flows list's parameters as the page's URL carries them: raw text, for the form. They
+/// are parsed only by the flows list's one vocabulary, [`flowtrail_types::FlowFilters`] — the
+/// parser of `GET /api/v1/flows` — so the dashboard accepts and refuses exactly what the API
+/// does, with the same messages.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ListParams {
+    pub pipeline: Option<String>,
+    pub status: Option<String>,
+    /// Each `key:value` (the URL's repeated `tag`).
+    pub tags: Vec<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub q: Option<String>,
+    pub step_kind: Option<String>,
+    /// A share (`0.9`) or a percentage (`90%`).
+    pub min_eliminated: Option<String>,
+    pub cursor: Option<String>,
+}
+
+impl ListParams {
+    /// The named, non-empty parameters in URL order (tags repeated).
+    fn pairs(&self) -> Vec<(&'static str, &str)> {
+        let mut pairs = Vec::new();
+        for (name, value) in [
+            ("pipeline", &self.pipeline),
+            ("status", &self.status),
+            ("since", &self.since),
+            ("until", &self.until),
+            ("q", &self.q),
+            ("step_kind", &self.step_kind),
+            ("min_eliminated", &self.min_eliminated),
+        ] {
+            if let Some(value) = value.as_deref().filter(|v| !v.trim().is_empty()) {
+                pairs.push((name, value));
+            }
+        }
+        for tag in self.tags.iter().filter(|t| !t.trim().is_empty()) {
+            pairs.push(("tag", tag.as_str()));
+        }
+        if let Some(cursor) = self.cursor.as_deref().filter(|v| !v.trim().is_empty()) {
+            pairs.push(("cursor", cursor));
+        }
+        pairs
+    }
+
+    /// The filters these parameters mean, or the API's error for the first bad one.
+    pub fn parse(&self) -> Result<flowtrail_types::FlowFilters, flowtrail_types::FilterError> {
+        flowtrail_types::FlowFilters::from_pairs(self.pairs())
+    }
+
+    /// True when some filter (not the cursor) is set.
+    pub fn any(&self) -> bool {
+        self.pairs().iter().any(|(name, _)| *name != "cursor")
+    }
+
+    /// Whether a flow that arrives live belongs in this list (see
+    /// [`flowtrail_types::FlowFilters::admits`]); `None` when it cannot be judged here.
+    pub fn admits(&self, flow: &flowtrail_types::FlowSummary) -> Option<bool> {
+        self.parse().ok()?.admits(flow)
+    }
+
+    /// This view's address with another cursor (the next page).
+    pub fn href_with_cursor(&self, cursor: &str) -> String {
+        let mut href = format!("/?cursor={}", crate::format::encode(cursor));
+        for (name, value) in self.pairs() {
+            if name != "cursor" {
+                href.push_str(&format!("&{name}={}", crate::format::encode(value)));
+            }
+        }
+        href
+    }
+}
