@@ -11,7 +11,7 @@ cargo build --release -q -p flowtrail-sdk --example competitor_selection
 bin=target/release/flowtrail
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" serve --data-dir "$data" --addr "127.0.0.1:$port" > "$data/server.log" 2>&1 &
+"$bin" serve --data-dir "$data" --addr "127.0.0.1:$port" --otlp-grpc-addr 0 > "$data/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done

@@ -55,7 +55,8 @@ export default async function globalSetup() {
       '--retention-interval-seconds', '3600',
     ],
     {
-      env: { ...process.env, FLOWTRAIL_ADMIN_EMAIL: email, FLOWTRAIL_ADMIN_PASSWORD: password, RUST_LOG: 'info' },
+      // No OTLP/gRPC listener: the fixed port 4317 may be taken on a CI machine.
+      env: { ...process.env, FLOWTRAIL_ADMIN_EMAIL: email, FLOWTRAIL_ADMIN_PASSWORD: password, RUST_LOG: 'info', FLOWTRAIL_OTLP_GRPC_ADDR: '0' },
       stdio: ['ignore', log, log],
     },
   );

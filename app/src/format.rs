@@ -131,6 +131,32 @@ pub fn pretty(value: &Value) -> String {
     }
 }
 
+/// How deeply each step is nested (0 for a top-level step), by following `parent_seq` up to
+/// [`MAX_SHOWN_DEPTH`]; a parent that is missing or a loop ends the chain.
+pub fn depths(steps: &[StepSummary]) -> Vec<usize> {
+    let parent: std::collections::HashMap<u32, Option<u32>> =
+        steps.iter().map(|s| (s.seq, s.parent_seq)).collect();
+    steps
+        .iter()
+        .map(|step| {
+            let mut depth = 0;
+            let mut at = step.parent_seq;
+            while let Some(seq) = at
+                && depth < MAX_SHOWN_DEPTH
+                && seq != step.seq
+            {
+                let Some(next) = parent.get(&seq) else { break };
+                depth += 1;
+                at = *next;
+            }
+            depth
+        })
+        .collect()
+}
+
+/// Deepest nesting the step list indents.
+pub const MAX_SHOWN_DEPTH: usize = 6;
+
 /// Index of the step with the largest drop: where "why this output" usually starts. The one
 /// definition of "largest drop" ([`Elimination::is_larger_drop_than`]: the larger share, then
 /// the larger count, then the earlier step), the same as the flows list's; `None` when no
@@ -219,7 +245,20 @@ mod tests {
             capture: Capture::Full,
             observation_count: 0,
             boundaries: Vec::new(),
+            parent_seq: None,
+            span_id: None,
+            parent_span_id: None,
         }
+    }
+
+    #[test]
+    fn depths_follow_parents_and_stop_at_loops_and_missing_parents() {
+        let mut steps: Vec<_> = (0..5).map(|seq| step(seq, None, None)).collect();
+        steps[1].parent_seq = Some(0);
+        steps[2].parent_seq = Some(1);
+        steps[3].parent_seq = Some(9);
+        steps[4].parent_seq = Some(4);
+        assert_eq!(depths(&steps), [0, 1, 2, 0, 0]);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod events;
 pub mod flows;
 pub mod ingest;
 pub mod millis;
+pub mod otlp;
 pub mod payloads;
 pub mod retention;
 mod services;

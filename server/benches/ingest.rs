@@ -8,6 +8,10 @@
 //! `ingested_at`). Every ack is durable (SQLite WAL, synchronous=FULL, group commit; or Redis
 //! with `appendfsync always`).
 //!
+//! Then the same flows as OpenTelemetry traces (`POST /v1/traces`, protobuf: a root span and
+//! one span per step, every observation a `flowtrail.candidate` event): end-to-end flows/s,
+//! and the 200's latency and 200 → queryable at C's rate — native and OTLP side by side.
+//!
 //! Knobs (environment): BENCH_SECONDS (10), BENCH_CONNECTIONS (32).
 //!
 //! Profiles: the embedded default; or, run through `scripts/with-postgres.sh
@@ -130,6 +134,156 @@ impl Bodies {
     }
 }
 
+/// The template flow as one OTLP export: a root span (the flow) and a span per step, each
+/// observation a `flowtrail.candidate` event; `TRACE_PLACEHOLDER` as its trace id.
+fn otlp_template(template: &[u8]) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span::Event};
+    use prost::Message;
+    let flow: Value = serde_json::from_slice(template).unwrap();
+    let kv = |key: &str, value: any_value::Value| KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    };
+    let text = |key: &str, value: &Value| {
+        let text = match value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        kv(key, any_value::Value::StringValue(text))
+    };
+    let t0 = 1_764_000_000_000_000_000u64;
+    let span = |n: u8, parent: Option<u8>, name: &str, attributes, events| Span {
+        trace_id: TRACE_PLACEHOLDER.to_vec(),
+        span_id: vec![0, 0, 0, 0, 0, 0, 0xb0, n],
+        parent_span_id: parent
+            .map(|p| vec![0, 0, 0, 0, 0, 0, 0xb0, p])
+            .unwrap_or_default(),
+        name: name.into(),
+        start_time_unix_nano: t0 + u64::from(n) * 1_000_000,
+        end_time_unix_nano: t0
+            + (u64::from(n) + 1) * 1_000_000
+            + if parent.is_none() { 100_000_000 } else { 0 },
+        attributes,
+        events,
+        ..Default::default()
+    };
+    let json = |key: &str| text(key, &Value::String("application/json".into()));
+    let mut spans = vec![span(
+        1,
+        None,
+        flow["pipeline"].as_str().unwrap(),
+        vec![
+            text("input.value", &Value::String(flow["input"].to_string())),
+            json("input.mime_type"),
+            text("flowtrail.tag.env", &flow["tags"]["env"]),
+        ],
+        vec![],
+    )];
+    for (i, step) in flow["steps"].as_array().unwrap().iter().enumerate() {
+        let events = step["observations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                let mut attributes = vec![
+                    text("candidate_id", &o["candidate_id"]),
+                    text("verdict", &o["verdict"]),
+                    kv(
+                        "score",
+                        any_value::Value::DoubleValue(o["score"].as_f64().unwrap()),
+                    ),
+                ];
+                if let Some(reason) = o["reasons"].as_array().and_then(|r| r.first()) {
+                    attributes.push(text("reason.code", &reason["code"]));
+                    attributes.push(text("reason.text", &reason["text"]));
+                }
+                for (key, value) in o["attributes"].as_object().unwrap() {
+                    attributes.push(match value {
+                        Value::Number(n) => kv(
+                            &format!("attr.{key}"),
+                            any_value::Value::DoubleValue(n.as_f64().unwrap()),
+                        ),
+                        other => text(&format!("attr.{key}"), other),
+                    });
+                }
+                Event {
+                    name: "flowtrail.candidate".into(),
+                    attributes,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        spans.push(span(
+            i as u8 + 2,
+            Some(1),
+            step["name"].as_str().unwrap(),
+            vec![
+                text("flowtrail.step.kind", &step["kind"]),
+                text("input.value", &Value::String(step["input"].to_string())),
+                json("input.mime_type"),
+                text("output.value", &Value::String(step["output"].to_string())),
+                json("output.mime_type"),
+                text("flowtrail.reasoning", &step["reasoning"]),
+            ],
+            events,
+        ));
+    }
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// The trace id of [`otlp_template`], replaced in each request.
+const TRACE_PLACEHOLDER: [u8; 16] = *b"FLOWTRAIL-TRACE!";
+
+/// OTLP requests: the encoded template with a fresh trace id in every span.
+struct Traces {
+    template: Vec<u8>,
+    at: Vec<usize>,
+}
+
+impl Traces {
+    fn new(template: Vec<u8>) -> Self {
+        let at = template
+            .windows(16)
+            .enumerate()
+            .filter(|(_, w)| *w == TRACE_PLACEHOLDER)
+            .map(|(i, _)| i)
+            .collect();
+        Traces { template, at }
+    }
+
+    /// A request body and its flow id.
+    fn get(&self) -> (Vec<u8>, String) {
+        let id = Uuid::now_v7();
+        let mut bytes = self.template.clone();
+        for at in &self.at {
+            bytes[*at..*at + 16].copy_from_slice(id.as_bytes());
+        }
+        (bytes, id.hyphenated().to_string())
+    }
+}
+
+/// Exports a trace; whether it was accepted (200).
+async fn post_trace(http: &reqwest::Client, url: &str, key: &str, body: Vec<u8>) -> bool {
+    let request = http
+        .post(url)
+        .bearer_auth(key)
+        .header("content-type", "application/x-protobuf")
+        .body(body);
+    matches!(request.send().await, Ok(response) if response.status() == 200)
+}
+
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(bytes).unwrap();
@@ -234,6 +388,8 @@ async fn start(workers: usize) -> Server {
     let child = Command::new(bin)
         .args([
             "serve",
+            "--otlp-grpc-addr",
+            "0",
             "--addr",
             &format!("127.0.0.1:{port}"),
             "--data-dir",
@@ -460,5 +616,108 @@ async fn main() {
         percentile(&lag, 0.5),
         percentile(&lag, 0.99),
         lag.last().copied().unwrap_or(f64::NAN)
+    );
+    drop(server);
+
+    // D and E: the same flows as OTLP traces.
+    let traces = Arc::new(Traces::new(otlp_template(&bodies.template)));
+    println!(
+        "OTLP: the same flows as protobuf exports of {:.0} KB (6 spans, one event per observation), uncompressed",
+        traces.template.len() as f64 / 1024.0
+    );
+    let server = start(2).await;
+    let url = format!("{}/v1/traces", server.url);
+    let (accepted, running) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(true)));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (http, url, key, traces) = (
+            http.clone(),
+            url.clone(),
+            server.key.clone(),
+            traces.clone(),
+        );
+        let (accepted, running) = (accepted.clone(), running.clone());
+        tasks.push(tokio::spawn(async move {
+            while running.load(Ordering::Relaxed) {
+                if post_trace(&http, &url, &key, traces.get().0).await {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    running.store(false, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let (flows, secs) = (
+        accepted.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64(),
+    );
+    let drain_started = Instant::now();
+    wait_drained(&http, &server.url).await;
+    let drain = drain_started.elapsed().as_secs_f64();
+    println!(
+        "D. OTLP with 2 workers: acceptance {:.0} flows/s; backlog drained {drain:.1} s later: end to end {:.0} flows/s (native, B: {rate:.0})",
+        flows as f64 / secs,
+        flows as f64 / (secs + drain)
+    );
+    drop(server);
+
+    let server = start(2).await;
+    let url = format!("{}/v1/traces", server.url);
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / target));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..total {
+        ticker.tick().await;
+        let (http, url, key, traces) = (
+            http.clone(),
+            url.clone(),
+            server.key.clone(),
+            traces.clone(),
+        );
+        let latencies = latencies.clone();
+        tasks.push(tokio::spawn(async move {
+            let (body, id) = traces.get();
+            let sent = Instant::now();
+            if post_trace(&http, &url, &key, body).await {
+                let acknowledged = unix_ms();
+                latencies.lock().unwrap().push((
+                    sent.elapsed().as_secs_f64() * 1000.0,
+                    id,
+                    acknowledged,
+                ));
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let acknowledged = latencies.lock().unwrap().clone();
+    let mut latencies: Vec<f64> = acknowledged.iter().map(|(ms, ..)| *ms).collect();
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "E. OTLP at {target:.0} flows/s, paced: 200 in p50 {:.1} ms, p99 {:.1} ms ({} of {total} accepted)",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.len()
+    );
+    wait_drained(&http, &server.url).await;
+    let stored = ingested_at(&server).await;
+    let mut lag: Vec<f64> = acknowledged
+        .iter()
+        .filter_map(|(_, id, at)| stored.get(id).map(|done| (*done - *at).max(0) as f64))
+        .collect();
+    lag.sort_by(f64::total_cmp);
+    println!(
+        "   200 -> queryable: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} of {} stored)",
+        percentile(&lag, 0.5),
+        percentile(&lag, 0.99),
+        lag.last().copied().unwrap_or(f64::NAN),
+        lag.len(),
+        acknowledged.len()
     );
 }

@@ -173,6 +173,8 @@ async fn main() {
     let mut server = Command::new(bin)
         .args([
             "serve",
+            "--otlp-grpc-addr",
+            "0",
             "--addr",
             &format!("127.0.0.1:{port}"),
             "--data-dir",

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{AdminCommand, Command, DlqCommand, ServeArgs, StorageArgs, WorkerArgs};
-use crate::{HttpConfig, build_app, default_site_root};
+use crate::{HttpConfig, build_app_and_state, default_site_root};
 
 /// Runs one command to completion.
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -204,11 +204,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_queue_depth: args.max_queue_depth,
         ..HttpConfig::new(args.addr, site_root)
     };
-    let app = build_app(services.clone(), &config).await?;
+    let (app, state) = build_app_and_state(services.clone(), &config).await?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let (stop, shutdown) = watch::channel(false);
+    let grpc = match args.otlp_grpc_addr.0 {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr} for OTLP/gRPC (--otlp-grpc-addr; 0 turns it off)")
+            })?;
+            tracing::info!(addr = %listener.local_addr()?, "OTLP/gRPC receiver listening");
+            let mut stopped = shutdown.clone();
+            Some(tokio::spawn(crate::otlp::grpc::serve(
+                state,
+                listener,
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+            )))
+        }
+        None => None,
+    };
     let mut workers = spawn_workers(&services, args.workers, args.job_lease_seconds, &shutdown);
     workers.spawn(processor::sweep_idempotency_keys(
         services.clone(),
@@ -230,6 +247,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("the HTTP server failed")?;
     let _ = stop.send(true);
+    if let Some(grpc) = grpc {
+        match grpc.await {
+            Ok(Err(error)) => tracing::warn!(%error, "the OTLP/gRPC receiver failed"),
+            Err(error) => tracing::warn!(%error, "the OTLP/gRPC receiver panicked"),
+            Ok(Ok(())) => {}
+        }
+    }
     while workers.join_next().await.is_some() {}
     tracing::info!("stopped");
     Ok(())

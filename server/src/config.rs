@@ -123,6 +123,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "FLOWTRAIL_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
+    /// Address of the OTLP/gRPC receiver (`TraceService/Export`); `0` turns it off. OTLP/HTTP
+    /// (`POST /v1/traces`) is always served on `--addr`.
+    #[arg(long, env = "FLOWTRAIL_OTLP_GRPC_ADDR", default_value = "127.0.0.1:4317", value_parser = optional_addr)]
+    pub otlp_grpc_addr: OptionalAddr,
     /// Directory of the built dashboard assets (`pkg/`); default: `target/site` next to the
     /// binary, else `./target/site`.
     #[arg(long, env = "FLOWTRAIL_SITE_ROOT")]
@@ -357,5 +361,48 @@ impl From<ScopeArg> for Scope {
             ScopeArg::All => Scope::All,
             ScopeArg::Admin => Scope::Admin,
         }
+    }
+}
+
+/// A listener's address, or none (`0` on the command line: the listener is off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+/// Parses an [`OptionalAddr`]: a socket address, or `0` for none.
+fn optional_addr(text: &str) -> Result<OptionalAddr, String> {
+    match text.trim() {
+        "0" | "" => Ok(OptionalAddr(None)),
+        addr => addr.parse().map(|a| OptionalAddr(Some(a))).map_err(|e| {
+            format!("{addr:?} is not an address like 127.0.0.1:4317 (or 0 for off): {e}")
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn the_command_line_is_consistent_and_the_otlp_grpc_address_can_be_turned_off() {
+        Cli::command().debug_assert();
+        let serve =
+            |args: &[&str]| match Cli::try_parse_from([&["flowtrail", "serve"], args].concat())
+                .unwrap()
+                .command
+            {
+                Command::Serve(args) => args.otlp_grpc_addr,
+                _ => unreachable!("serve parses as serve"),
+            };
+        assert_eq!(
+            serve(&[]),
+            OptionalAddr(Some("127.0.0.1:4317".parse().unwrap()))
+        );
+        assert_eq!(serve(&["--otlp-grpc-addr", "0"]), OptionalAddr(None));
+        assert_eq!(
+            serve(&["--otlp-grpc-addr", "0.0.0.0:14317"]),
+            OptionalAddr(Some("0.0.0.0:14317".parse().unwrap()))
+        );
+        assert!(Cli::try_parse_from(["flowtrail", "serve", "--otlp-grpc-addr", "nope"]).is_err());
     }
 }

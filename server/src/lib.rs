@@ -7,6 +7,7 @@ pub mod admission;
 pub mod commands;
 pub mod config;
 pub mod http;
+pub mod otlp;
 pub mod security;
 pub mod state;
 pub mod web;
@@ -59,6 +60,15 @@ impl HttpConfig {
 /// Builds the whole application: API, dashboard, sessions, request ids and tracing. With
 /// Redis in `services`, rate limits and in-flight idempotency keys are shared by every server.
 pub async fn build_app(services: Arc<Services>, config: &HttpConfig) -> anyhow::Result<Router> {
+    Ok(build_app_and_state(services, config).await?.0)
+}
+
+/// [`build_app`], and the state its handlers share (what the OTLP/gRPC receiver,
+/// [`otlp::grpc::serve`], answers with).
+pub async fn build_app_and_state(
+    services: Arc<Services>,
+    config: &HttpConfig,
+) -> anyhow::Result<(Router, AppState)> {
     let leptos = LeptosOptions::builder()
         .output_name("flowtrail")
         .site_root(config.site_root.to_string_lossy().to_string())
@@ -100,6 +110,7 @@ pub async fn build_app(services: Arc<Services>, config: &HttpConfig) -> anyhow::
     });
     let router = Router::new()
         .merge(http::router())
+        .merge(otlp::http::router())
         .merge(web::router(&state));
     // Sessions live in the metadata database of the profile.
     let router = match (&state.services.sqlite, &state.services.postgres) {
@@ -128,7 +139,7 @@ pub async fn build_app(services: Arc<Services>, config: &HttpConfig) -> anyhow::
             axum::http::HeaderValue::from_static("max-age=31536000"),
         )
     });
-    Ok(router
+    let router = router
         .layer(tower::util::option_layer(hsts))
         .layer(axum::middleware::from_fn(
             security::refuse_cross_site_writes,
@@ -139,7 +150,8 @@ pub async fn build_app(services: Arc<Services>, config: &HttpConfig) -> anyhow::
         .layer(trace)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(state))
+        .with_state(state.clone());
+    Ok((router, state))
 }
 
 /// The session cookie's name: over HTTPS (`--secure-cookies`) with the `__Host-` prefix,

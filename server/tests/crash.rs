@@ -56,6 +56,9 @@ fn start(data: &Path, port: u16, database: &Option<String>) -> Child {
     command
         .args([
             "serve",
+            // Servers run side by side in the test suites: no OTLP/gRPC on the fixed 4317.
+            "--otlp-grpc-addr",
+            "0",
             "--addr",
             &format!("127.0.0.1:{port}"),
             "--data-dir",

@@ -65,7 +65,12 @@ impl Deployment {
 
     fn serve(&self, name: &str, port: u16) -> Child {
         let addr = format!("127.0.0.1:{port}");
-        self.spawn(name, &["serve", "--addr", &addr, "--workers", "0"])
+        // Several servers at once: no OTLP/gRPC listener on the fixed 4317.
+        let grpc = ["--otlp-grpc-addr", "0"];
+        self.spawn(
+            name,
+            &[&["serve", "--addr", &addr, "--workers", "0"][..], &grpc[..]].concat(),
+        )
     }
 
     fn worker(&self, name: &str) -> Child {

@@ -212,6 +212,17 @@ pub struct StepSummary {
     /// Recorded calls across non-deterministic boundaries, in call order.
     #[serde(default)]
     pub boundaries: Vec<crate::Boundary>,
+    /// The seq of the step this one ran inside (a nested span, a sub-step); none for a
+    /// top-level step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_seq: Option<u32>,
+    /// For a step made from an OpenTelemetry span: the span id (16 lowercase hex digits),
+    /// the step's identity within its trace (a re-sent span replaces its step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
+    /// For a step made from an OpenTelemetry span: the parent span's id, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_span_id: Option<String>,
 }
 
 impl StepSummary {
@@ -265,6 +276,9 @@ mod tests {
             capture: Capture::Full,
             observation_count: 0,
             boundaries: Vec::new(),
+            parent_seq: None,
+            span_id: None,
+            parent_span_id: None,
         }
     }
 

@@ -183,6 +183,17 @@ pub struct StepRecord {
     /// what they were given and answered, in call order: what a replay answers with.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub boundaries: Vec<Boundary>,
+    /// The seq of the step this one ran inside (a nested span, a sub-step); none for a
+    /// top-level step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_seq: Option<u32>,
+    /// For a step made from an OpenTelemetry span: the span id (16 lowercase hex digits),
+    /// the step's identity within its trace (a re-sent span replaces its step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
+    /// For a step made from an OpenTelemetry span: the parent span's id, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_span_id: Option<String>,
 }
 
 /// One recorded call across a non-deterministic boundary.
@@ -241,6 +252,9 @@ impl StepRecord {
             capture: Capture::Full,
             observations: Vec::new(),
             boundaries: Vec::new(),
+            parent_seq: None,
+            span_id: None,
+            parent_span_id: None,
         }
     }
 

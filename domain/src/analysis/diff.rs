@@ -211,6 +211,9 @@ mod tests {
             capture: Capture::Full,
             observation_count: 0,
             boundaries: Vec::new(),
+            parent_seq: None,
+            span_id: None,
+            parent_span_id: None,
         }
     }
 

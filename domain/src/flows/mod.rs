@@ -76,7 +76,7 @@ impl FlowWrite<'_> {
     /// Whether the write replaces the flow's tags: a whole record always does; a steps push
     /// only when it carries some (a push never erases what it does not carry).
     pub fn rewrites_tags(&self) -> bool {
-        self.mode == WriteMode::Replace || !self.flow.tags.is_empty()
+        self.mode != WriteMode::MergeSteps || !self.flow.tags.is_empty()
     }
 }
 
@@ -91,6 +91,12 @@ pub enum WriteMode {
     /// [`Precedence::of`] for when the flow's own fields are taken; fields the push does not
     /// carry (output, error, end; an absent input, tags or SDK) are never erased.
     MergeSteps,
+    /// OpenTelemetry spans of one trace (`POST /v1/traces`, OTLP/gRPC). Queued, the job's
+    /// body is a [`crate::otlp::SpanBatch`]; the processor assembles it with the stored flow
+    /// into a whole record of the next version ([`crate::otlp::assemble`]) and writes that
+    /// in this mode: like [`WriteMode::Replace`], but only over the version it was assembled
+    /// from (compare-and-set), so two batches of a trace stored at once never lose a span.
+    Spans,
 }
 
 impl WriteMode {
@@ -99,6 +105,7 @@ impl WriteMode {
         match self {
             WriteMode::Replace => "replace",
             WriteMode::MergeSteps => "merge_steps",
+            WriteMode::Spans => "spans",
         }
     }
 
@@ -107,6 +114,7 @@ impl WriteMode {
         match text {
             "replace" => Some(WriteMode::Replace),
             "merge_steps" => Some(WriteMode::MergeSteps),
+            "spans" => Some(WriteMode::Spans),
             _ => None,
         }
     }
@@ -119,6 +127,9 @@ pub enum UpsertOutcome {
     Written(Box<FlowSummary>),
     /// A newer version is already stored; nothing changed.
     Stale,
+    /// A [`WriteMode::Spans`] write found another version than the one it was assembled
+    /// from; nothing changed, and the job is assembled again.
+    Conflict,
 }
 
 impl UpsertOutcome {
@@ -136,6 +147,9 @@ pub enum Precedence {
     /// stale write or a late push, whatever its version, never reopens or erases a finished
     /// flow.
     Stale,
+    /// Nothing: an assembled write ([`WriteMode::Spans`]) was assembled from another version
+    /// than the stored one.
+    Conflict,
     /// The steps, and the flow's own fields when `header` is true.
     Write { header: bool },
 }
@@ -151,6 +165,9 @@ impl Precedence {
     ///   hide it); a whole running record replaces it unless the stored version is newer.
     /// - A **steps push** merges its steps into a running flow only, and brings the flow's own
     ///   fields only when its version is at least the stored one.
+    /// - An **assembled write** (spans) replaces exactly the version it was assembled from
+    ///   (`version - 1`; nothing stored for version 1), else it is a conflict. The assembly
+    ///   itself keeps a finished flow finished ([`crate::otlp::assemble`]).
     pub fn of(
         mode: WriteMode,
         version: u32,
@@ -158,7 +175,10 @@ impl Precedence {
         stored: Option<(u32, FlowStatus)>,
     ) -> Self {
         let Some((stored_version, stored_status)) = stored else {
-            return Precedence::Write { header: true };
+            return match mode {
+                WriteMode::Spans if version != 1 => Precedence::Conflict,
+                _ => Precedence::Write { header: true },
+            };
         };
         let finished = |s: FlowStatus| s != FlowStatus::Running;
         match mode {
@@ -177,6 +197,10 @@ impl Precedence {
             WriteMode::MergeSteps => Precedence::Write {
                 header: stored_version <= version,
             },
+            WriteMode::Spans if stored_version.checked_add(1) == Some(version) => {
+                Precedence::Write { header: true }
+            }
+            WriteMode::Spans => Precedence::Conflict,
         }
     }
 }
@@ -207,6 +231,31 @@ pub fn page(mut rows: Vec<FlowSummary>, limit: u32) -> flowtrail_types::FlowPage
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_assembled_write_replaces_only_the_version_it_was_assembled_from() {
+        use FlowStatus::{Running, Succeeded};
+        let spans = |version, stored| Precedence::of(WriteMode::Spans, version, Running, stored);
+        let write = Precedence::Write { header: true };
+        assert_eq!(spans(1, None), write);
+        assert_eq!(
+            spans(2, None),
+            Precedence::Conflict,
+            "assembled from a flow since deleted"
+        );
+        assert_eq!(spans(3, Some((2, Running))), write);
+        assert_eq!(
+            spans(3, Some((2, Succeeded))),
+            write,
+            "a late span's step is added"
+        );
+        assert_eq!(
+            spans(3, Some((3, Running))),
+            Precedence::Conflict,
+            "another batch won"
+        );
+        assert_eq!(spans(2, Some((3, Running))), Precedence::Conflict);
+    }
 
     #[test]
     fn a_late_push_never_reopens_a_finished_flow() {

@@ -12,11 +12,16 @@ use rand::Rng;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use std::collections::BTreeMap;
+
+use flowtrail_types::FlowRecord;
+use uuid::Uuid;
+
 use super::{Job, load_job};
-use crate::Services;
 use crate::events::FlowLanded;
-use crate::flows::{FlowWrite, UpsertOutcome};
+use crate::flows::{FlowWrite, StepPayloads, UpsertOutcome, WriteMode};
 use crate::millis::now_ms;
+use crate::{Services, otlp};
 
 /// How the processor behaves.
 #[derive(Debug, Clone)]
@@ -88,14 +93,24 @@ fn job_span(job: &Job) -> tracing::Span {
     )
 }
 
-/// Prepares every job of a batch (payloads stored), then writes all their flows in one
-/// transaction and marks them done in another: two commits per batch, not two per flow.
+/// Prepares every job of a batch (payloads stored; the span batches of one trace assembled
+/// together), then writes all their flows in one transaction and marks them done in
+/// another: two commits per batch, not two per flow.
 async fn process_batch(services: &Services, config: &ProcessorConfig, jobs: Vec<Job>) {
-    let mut ready = Vec::with_capacity(jobs.len());
+    let mut ready: Vec<(Vec<Job>, FlowRecord, StepPayloads, WriteMode)> =
+        Vec::with_capacity(jobs.len());
+    let mut traces: BTreeMap<(i64, Uuid), Vec<Job>> = BTreeMap::new();
     for job in jobs {
+        if job.mode == WriteMode::Spans {
+            traces
+                .entry((job.team_id, job.flow_id))
+                .or_default()
+                .push(job);
+            continue;
+        }
         let span = job_span(&job);
         match load_job(services, &job).instrument(span.clone()).await {
-            Ok((flow, payloads, mode)) => ready.push((job, flow, payloads, mode)),
+            Ok((flow, payloads, mode)) => ready.push((vec![job], flow, payloads, mode)),
             Err(error) => {
                 fail(
                     services,
@@ -109,13 +124,37 @@ async fn process_batch(services: &Services, config: &ProcessorConfig, jobs: Vec<
             }
         }
     }
+    // Jobs done without a write: span batches that change nothing (stored before).
+    let mut unchanged = Vec::new();
+    for ((team_id, flow_id), jobs) in traces {
+        match assemble_trace(services, team_id, flow_id, &jobs).await {
+            Ok(Some(assembled)) => {
+                ready.push((jobs, assembled.flow, assembled.payloads, WriteMode::Spans))
+            }
+            Ok(None) => unchanged.extend(jobs.iter().map(|job| job.id)),
+            Err(error) => {
+                for job in &jobs {
+                    fail(
+                        services,
+                        config,
+                        job,
+                        error.is_transient(),
+                        &error.to_string(),
+                    )
+                    .instrument(job_span(job))
+                    .await;
+                }
+            }
+        }
+    }
     if ready.is_empty() {
+        complete(services, &unchanged).await;
         return;
     }
     let writes: Vec<FlowWrite<'_>> = ready
         .iter()
-        .map(|(job, flow, payloads, mode)| FlowWrite {
-            team_id: job.team_id,
+        .map(|(jobs, flow, payloads, mode)| FlowWrite {
+            team_id: jobs[0].team_id,
             flow,
             payloads,
             mode: *mode,
@@ -129,7 +168,7 @@ async fn process_batch(services: &Services, config: &ProcessorConfig, jobs: Vec<
         Err(error) if error.is_statement_error() && writes.len() > 1 => {
             tracing::warn!(%error, flows = writes.len(), "batch refused; writing its flows one by one");
             let mut outcomes = Vec::with_capacity(writes.len());
-            for (write, (job, ..)) in writes.iter().zip(&ready) {
+            for (write, (jobs, ..)) in writes.iter().zip(&ready) {
                 match services
                     .metadata
                     .upsert_flows(std::slice::from_ref(write))
@@ -137,15 +176,17 @@ async fn process_batch(services: &Services, config: &ProcessorConfig, jobs: Vec<
                 {
                     Ok(mut alone) => outcomes.push(alone.pop()),
                     Err(error) => {
-                        fail(
-                            services,
-                            config,
-                            job,
-                            error.is_transient(),
-                            &error.to_string(),
-                        )
-                        .instrument(job_span(job))
-                        .await;
+                        for job in jobs {
+                            fail(
+                                services,
+                                config,
+                                job,
+                                error.is_transient(),
+                                &error.to_string(),
+                            )
+                            .instrument(job_span(job))
+                            .await;
+                        }
                         outcomes.push(None);
                     }
                 }
@@ -154,7 +195,7 @@ async fn process_batch(services: &Services, config: &ProcessorConfig, jobs: Vec<
         }
         Err(error) => {
             let (transient, message) = (error.is_transient(), error.to_string());
-            for (job, ..) in &ready {
+            for job in ready.iter().flat_map(|(jobs, ..)| jobs) {
                 fail(services, config, job, transient, &message)
                     .instrument(job_span(job))
                     .await;
@@ -162,31 +203,74 @@ async fn process_batch(services: &Services, config: &ProcessorConfig, jobs: Vec<
             return;
         }
     };
+    // An assembled write that found another version than its own is assembled again soon.
+    for ((jobs, ..), outcome) in ready.iter().zip(&outcomes) {
+        if matches!(outcome, Some(UpsertOutcome::Conflict)) {
+            for job in jobs {
+                let delay = backoff(config, job.attempts).min(Duration::from_millis(200));
+                if let Err(error) = services
+                    .queue
+                    .retry(job.id, "assembled concurrently; again", delay)
+                    .await
+                {
+                    tracing::warn!(%error, "could not schedule the job again");
+                }
+            }
+        }
+    }
     // Jobs whose flow was written (or found stale) are done; failed ones were set aside.
     let ids: Vec<i64> = ready
         .iter()
         .zip(&outcomes)
-        .filter(|(_, outcome)| outcome.is_some())
-        .map(|((job, ..), _)| job.id)
+        .filter(|(_, outcome)| {
+            outcome
+                .as_ref()
+                .is_some_and(|o| !matches!(o, UpsertOutcome::Conflict))
+        })
+        .flat_map(|((jobs, ..), _)| jobs.iter().map(|job| job.id))
+        .chain(unchanged)
         .collect();
-    match services.queue.complete_many(&ids).await {
+    complete(services, &ids).await;
+    let landed: Vec<FlowLanded> = ready
+        .iter()
+        .zip(outcomes)
+        .filter_map(|((jobs, ..), outcome)| match outcome? {
+            UpsertOutcome::Written(summary) => Some(FlowLanded {
+                team_id: jobs[0].team_id,
+                flow: *summary,
+            }),
+            UpsertOutcome::Stale | UpsertOutcome::Conflict => None,
+        })
+        .collect();
+    services.events.publish(landed).await;
+}
+
+/// Marks jobs done.
+async fn complete(services: &Services, ids: &[i64]) {
+    if ids.is_empty() {
+        return;
+    }
+    match services.queue.complete_many(ids).await {
         Ok(()) => tracing::debug!(jobs = ids.len(), "batch stored"),
         // The leases expire and the jobs are claimed again: nothing is lost, and storing
         // them again has no visible effect.
         Err(error) => tracing::warn!(%error, jobs = ids.len(), "could not mark the batch done"),
     }
-    let landed: Vec<FlowLanded> = ready
-        .iter()
-        .zip(outcomes)
-        .filter_map(|((job, ..), outcome)| match outcome? {
-            UpsertOutcome::Written(summary) => Some(FlowLanded {
-                team_id: job.team_id,
-                flow: *summary,
-            }),
-            UpsertOutcome::Stale => None,
-        })
-        .collect();
-    services.events.publish(landed).await;
+}
+
+/// Loads the span batches of one trace (in queue order) and assembles them with the stored
+/// flow.
+async fn assemble_trace(
+    services: &Services,
+    team_id: i64,
+    flow_id: Uuid,
+    jobs: &[Job],
+) -> crate::Result<Option<otlp::assemble::Assembled>> {
+    let mut batches = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        batches.push(otlp::load(services, job).instrument(job_span(job)).await?);
+    }
+    otlp::assemble(services, team_id, flow_id, &batches).await
 }
 
 async fn fail(

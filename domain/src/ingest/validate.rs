@@ -107,6 +107,7 @@ pub fn validate(flow: &FlowRecord, limits: &Limits) -> Result<()> {
         ));
     }
     let mut seqs = HashSet::with_capacity(flow.steps.len());
+    let mut spans = HashSet::new();
     for (i, step) in flow.steps.iter().enumerate() {
         let at = |field: &str| format!("steps[{i}].{field}");
         if !seqs.insert(step.seq) {
@@ -116,6 +117,35 @@ pub fn validate(flow: &FlowRecord, limits: &Limits) -> Result<()> {
             ));
         }
         name(&at("name"), &step.name)?;
+        if step.parent_seq == Some(step.seq) {
+            return Err(Error::invalid(
+                at("parent_seq"),
+                "a step cannot be its own parent",
+            ));
+        }
+        for (field, id) in [
+            ("span_id", &step.span_id),
+            ("parent_span_id", &step.parent_span_id),
+        ] {
+            if let Some(id) = id
+                && !is_span_id(id)
+            {
+                return Err(Error::invalid(
+                    at(field),
+                    format!(
+                        "{field} must be 16 lowercase hex digits, not all zero (W3C Trace Context)"
+                    ),
+                ));
+            }
+        }
+        if let Some(id) = &step.span_id
+            && !spans.insert(id.as_str())
+        {
+            return Err(Error::invalid(
+                at("span_id"),
+                format!("span_id {id} appears twice in this flow"),
+            ));
+        }
         if let Some(reasoning) = &step.reasoning {
             text(&at("reasoning"), reasoning)?;
         }
@@ -212,6 +242,14 @@ pub fn validate(flow: &FlowRecord, limits: &Limits) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `id` is an OpenTelemetry span id as text: 16 lowercase hex digits, not all zero
+/// (W3C Trace Context, `parent-id`).
+pub fn is_span_id(id: &str) -> bool {
+    id.len() == 16
+        && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && id.bytes().any(|b| b != b'0')
 }
 
 #[cfg(test)]

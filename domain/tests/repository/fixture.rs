@@ -78,6 +78,9 @@ pub fn step(seq: u32, name: &str, kind: StepKind, counts: (u64, u64)) -> StepRec
         capture: Capture::Sampled,
         observations: Vec::new(),
         boundaries: Vec::new(),
+        parent_seq: None,
+        span_id: None,
+        parent_span_id: None,
     }
 }
 

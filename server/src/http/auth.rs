@@ -35,11 +35,16 @@ pub struct Editor(pub Caller);
 
 /// The bearer token, if the request carries one; a malformed header is an error.
 fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
-    let Some(value) = parts.headers.get(AUTHORIZATION) else {
+    bearer_token(parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes()))
+}
+
+/// The token of an `Authorization: Bearer …` value (an HTTP header or gRPC metadata), if
+/// there is one; a value of another form is an error.
+pub(crate) fn bearer_token(value: Option<&[u8]>) -> Result<Option<&str>, ApiError> {
+    let Some(value) = value else {
         return Ok(None);
     };
-    let value = value
-        .to_str()
+    let value = std::str::from_utf8(value)
         .map_err(|_| ApiError::Unauthorized("the Authorization header is not valid text".into()))?;
     match value.split_once(' ') {
         Some((scheme, token))
@@ -51,6 +56,31 @@ fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
             "use the header Authorization: Bearer <api key>".into(),
         )),
     }
+}
+
+/// The caller of an ingest request (native or OTLP) from its bearer token: an API key with
+/// scope `ingest` or `all`. Errors: 401 without a known key, 403 for another scope.
+pub(crate) async fn ingest_caller(
+    state: &AppState,
+    secret: Option<&str>,
+) -> Result<Caller, ApiError> {
+    let secret = secret.ok_or_else(|| {
+        ApiError::Unauthorized(
+            "sending flows needs an API key: Authorization: Bearer <api key>".into(),
+        )
+    })?;
+    let key = api_key(state, secret).await?;
+    if !key.scope.allows_ingest() {
+        return Err(ApiError::Forbidden(format!(
+            "this API key has scope {}; sending flows needs scope ingest or all",
+            key.scope.as_str()
+        )));
+    }
+    Ok(Caller {
+        team_id: key.team.id,
+        team: key.team.slug,
+        key_id: Some(key.id),
+    })
 }
 
 async fn api_key(
@@ -68,23 +98,7 @@ impl FromRequestParts<AppState> for Ingester {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let secret = bearer(parts)?.ok_or_else(|| {
-            ApiError::Unauthorized(
-                "sending flows needs an API key: Authorization: Bearer <api key>".into(),
-            )
-        })?;
-        let key = api_key(state, secret).await?;
-        if !key.scope.allows_ingest() {
-            return Err(ApiError::Forbidden(format!(
-                "this API key has scope {}; sending flows needs scope ingest or all",
-                key.scope.as_str()
-            )));
-        }
-        Ok(Ingester(Caller {
-            team_id: key.team.id,
-            team: key.team.slug,
-            key_id: Some(key.id),
-        }))
+        Ok(Ingester(ingest_caller(state, bearer(parts)?).await?))
     }
 }
 

@@ -114,10 +114,10 @@ enum Target {
 
 /// Counts a refused request in the metrics and in the team's usage (a 429 is counted as
 /// rate-limited where it is decided).
-fn count_rejection(
+pub(crate) fn count_rejection<T>(
     state: &AppState,
     caller: &super::auth::Caller,
-    result: &Result<Response, ApiError>,
+    result: &Result<T, ApiError>,
 ) {
     match result {
         Ok(_) => {}
@@ -149,37 +149,9 @@ async fn accept_inner(
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    if let Some(key_id) = caller.key_id
-        && let Err(limited) = state.rate_limits.check(key_id).await
-    {
-        state
-            .metrics
-            .flows_rate_limited
-            .fetch_add(1, Ordering::Relaxed);
-        state
-            .services
-            .usage
-            .record(caller.team_id, UsageEvent::RateLimited);
-        return Err(limited);
-    }
-    let now = flowtrail_domain::millis::now_ms();
-    if state.depth_gate.is_stale(now) {
-        state
-            .depth_gate
-            .record(state.services.queue.depth().await?, now);
-    }
-    state.depth_gate.check().inspect_err(|_| {
-        state
-            .metrics
-            .flows_unavailable
-            .fetch_add(1, Ordering::Relaxed);
-    })?;
+    admit(state, caller).await?;
     let limit = state.max_body_bytes;
-    let raw = read_limited(body, limit).await?;
-    let json = match encoding {
-        Encoding::Identity => raw.to_vec(),
-        compressed => decompress(compressed, &raw, limit)?,
-    };
+    let json = read_body(encoding, body, limit).await?;
     let (limits, key, request_id) = (
         &state.services.limits,
         idempotency_key.as_deref(),
@@ -223,6 +195,37 @@ async fn accept_inner(
     Ok(response)
 }
 
+/// What an ingest request of the transport's kind (native or OTLP) passes before its body
+/// is read: the API key's rate limit (429), the queue's depth (503).
+pub(crate) async fn admit(state: &AppState, caller: &super::auth::Caller) -> Result<(), ApiError> {
+    if let Some(key_id) = caller.key_id
+        && let Err(limited) = state.rate_limits.check(key_id).await
+    {
+        state
+            .metrics
+            .flows_rate_limited
+            .fetch_add(1, Ordering::Relaxed);
+        state
+            .services
+            .usage
+            .record(caller.team_id, UsageEvent::RateLimited);
+        return Err(limited);
+    }
+    let now = flowtrail_domain::millis::now_ms();
+    if state.depth_gate.is_stale(now) {
+        state
+            .depth_gate
+            .record(state.services.queue.depth().await?, now);
+    }
+    state.depth_gate.check().inspect_err(|_| {
+        state
+            .metrics
+            .flows_unavailable
+            .fetch_add(1, Ordering::Relaxed);
+    })?;
+    Ok(())
+}
+
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
@@ -243,14 +246,16 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// A request body's `Content-Encoding`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Encoding {
+pub(crate) enum Encoding {
     Identity,
     Gzip,
     Zstd,
 }
 
-fn content_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
+/// The request's `Content-Encoding` (gzip, zstd or none). Errors: 415 for another.
+pub(crate) fn content_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
     let Some(value) = headers.get(header::CONTENT_ENCODING) else {
         return Ok(Encoding::Identity);
     };
@@ -286,6 +291,20 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         ));
     }
     Ok(Some(key.to_string()))
+}
+
+/// The request body, decompressed; at most `limit` bytes compressed and decompressed
+/// (413 past it, 400 when it does not decompress).
+pub(crate) async fn read_body(
+    encoding: Encoding,
+    body: Body,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let raw = read_limited(body, limit).await?;
+    match encoding {
+        Encoding::Identity => Ok(raw.to_vec()),
+        compressed => decompress(compressed, &raw, limit),
+    }
 }
 
 async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {

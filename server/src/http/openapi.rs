@@ -22,6 +22,7 @@ use crate::state::AppState;
         flows::list,
         flows::show,
         ingest::accept_steps,
+        crate::otlp::http::traces,
         flows::observations,
         query::journey,
         query::diff,

@@ -20,3 +20,4 @@ mod ingest;
 mod limits;
 mod openapi;
 mod operations;
+mod otlp;

@@ -85,11 +85,16 @@ fn FlowView(
     // A running flow's steps may still be replaced: its observations are not cached.
     let running = detail.summary.status == FlowStatus::Running;
     let version = detail.summary.version;
+    // Nested spans (OpenTelemetry) are indented under the step they ran inside.
+    let depths = format::depths(&detail.steps);
     let step_items = detail
         .steps
         .iter()
+        .zip(depths)
         .enumerate()
-        .map(|(i, step)| view! { <StepCard step=step.clone() largest=drop == Some(i) current/> })
+        .map(|(i, (step, depth))| {
+            view! { <StepCard step=step.clone() largest=drop == Some(i) current depth/> }
+        })
         .collect_view();
     let observations = move || {
         let seq = current.get()?;

@@ -13,6 +13,8 @@ pub(super) fn StepCard(
     step: StepSummary,
     largest: bool,
     current: Memo<Option<u32>>,
+    /// How deeply the step is nested under others (0: top level).
+    depth: usize,
 ) -> impl IntoView {
     let seq = step.seq;
     let href = format!("?step={seq}");
@@ -42,14 +44,15 @@ pub(super) fn StepCard(
         .map(|start| format::duration(start, step.ended_at))
         .unwrap_or_else(|| "—".into());
     view! {
-        <li class="step card" class:current=move || current.get() == Some(seq) class:largest=largest>
+        <li class="step card" class:current=move || current.get() == Some(seq) class:largest=largest
+            style=(depth > 0).then(|| format!("margin-inline-start:{}rem", depth as f64 * 1.25))>
             <a class="step-head" href=href aria-current=move || (current.get() == Some(seq)).then_some("true")>
                 <span class=format!("kind kind-{}", step.kind)>{step.kind.as_str()}</span>
                 <span class="step-name">{step.name.clone()}</span>
                 <span class="step-funnel">{format::funnel(&step)}</span>
             </a>
             <p class="step-meta">
-                "#"{seq}" · "{step.status.as_str()}" · "{timing}" · capture "{step.capture.as_str()}
+                "#"{seq}{step.parent_seq.map(|p| format!(" (inside #{p})"))}" · "{step.status.as_str()}" · "{timing}" · capture "{step.capture.as_str()}
                 " · "{format::count(step.observation_count)}" observations"
             </p>
             {step.reasoning.clone().map(|r| view! { <p class="reasoning">{r}</p> })}

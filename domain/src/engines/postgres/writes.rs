@@ -45,6 +45,14 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
         mode,
     } = *write;
     let flow_id = flow.id.hyphenated().to_string();
+    if mode == WriteMode::Spans {
+        // Compare-and-set: assembled writes of one flow take turns, so the version read
+        // below is still the stored one when the row is written (even when none is yet).
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("flowtrail:spans:{team_id}:{flow_id}"))
+            .execute(&mut *conn)
+            .await?;
+    }
     let stored: Option<(i64, String)> =
         sqlx::query_as("SELECT version, status FROM flows WHERE team_id = $1 AND id = $2")
             .bind(team_id)
@@ -60,6 +68,7 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
     };
     let take_header = match Precedence::of(mode, flow.version, flow.status, stored) {
         Precedence::Stale => return Ok(UpsertOutcome::Stale),
+        Precedence::Conflict => return Ok(UpsertOutcome::Conflict),
         Precedence::Write { header } => header,
     };
     let now = now_ms();
@@ -67,7 +76,7 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
     // stored ones; every remaining step is added back below.
     adjust_reason_counts(conn, team_id, &flow_id, -1).await?;
     let replaced_seqs = match mode {
-        WriteMode::Replace => None,
+        WriteMode::Replace | WriteMode::Spans => None,
         WriteMode::MergeSteps => Some(
             serde_json::to_string(&flow.steps.iter().map(|s| s.seq).collect::<Vec<_>>())
                 .map_err(|e| Error::Internal(e.to_string()))?,
@@ -115,7 +124,7 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
     refresh_derived(conn, team_id, &flow_id).await?;
     // What the live event needs: a whole record's summary is the record itself; a push's
     // depends on what was stored before, so it is read in the same transaction.
-    if mode == WriteMode::Replace {
+    if mode != WriteMode::MergeSteps {
         return Ok(UpsertOutcome::Written(Box::new(
             write.replaced_summary(now),
         )));

@@ -157,8 +157,8 @@ pub(crate) async fn get_flow(
         };
         let steps = sqlx::query(
             "SELECT seq, name, kind, status, started_at, ended_at, input, output, reasoning, \
-             candidates_in, candidates_out, reasons, capture, observation_count, boundaries \
-             FROM steps WHERE team_id = $1 AND flow_id = $2 ORDER BY seq",
+             candidates_in, candidates_out, reasons, capture, observation_count, boundaries, \
+             parent_seq, span_id, parent_span_id FROM steps WHERE team_id = $1 AND flow_id = $2 ORDER BY seq",
         )
         .bind(team_id)
         .bind(&id)

@@ -136,6 +136,12 @@ where
             Some(text) => parse_json(&text, "boundaries")?,
             None => Vec::new(),
         },
+        parent_seq: row
+            .try_get::<Option<i64>, _>("parent_seq")?
+            .map(|n| u32::try_from(n).map_err(|_| corrupt("parent seq")))
+            .transpose()?,
+        span_id: row.try_get("span_id")?,
+        parent_span_id: row.try_get("parent_span_id")?,
     })
 }
 

@@ -39,7 +39,7 @@ pub(crate) const FLOW_MERGE_UPSERT: &str = " ON CONFLICT (team_id, id) DO UPDATE
 /// The upsert tail of a flow row written in `mode`.
 pub(crate) fn flow_upsert(mode: WriteMode) -> &'static str {
     match mode {
-        WriteMode::Replace => FLOW_UPSERT,
+        WriteMode::Replace | WriteMode::Spans => FLOW_UPSERT,
         WriteMode::MergeSteps => FLOW_MERGE_UPSERT,
     }
 }
@@ -48,10 +48,10 @@ pub(crate) fn flow_upsert(mode: WriteMode) -> &'static str {
 pub(crate) const STEP_INSERT: &str = "INSERT INTO steps (team_id, flow_id, seq, name, kind, \
      status, started_at, ended_at, input, output, reasoning, candidates_in, candidates_out, \
      reasons, capture, observation_count, payload_key, payload_sha256, payload_bytes, \
-     payload_inline, search_text, boundaries) ";
+     payload_inline, search_text, boundaries, parent_seq, span_id, parent_span_id) ";
 
 /// How many values one step row binds.
-pub(crate) const STEP_PARAMS: usize = 22;
+pub(crate) const STEP_PARAMS: usize = 25;
 
 /// How many values one flow row binds.
 pub(crate) const FLOW_PARAMS: usize = 14;
@@ -160,5 +160,8 @@ pub(crate) fn push_step_row<'q, DB>(
         .push_bind(payload.map(|p| p.bytes as i64))
         .push_bind(payload.and_then(|p| p.inline.as_deref()))
         .push_bind(row.search.as_deref())
-        .push_bind(row.boundaries.as_deref());
+        .push_bind(row.boundaries.as_deref())
+        .push_bind(step.parent_seq.map(i64::from))
+        .push_bind(step.span_id.as_deref())
+        .push_bind(step.parent_span_id.as_deref());
 }

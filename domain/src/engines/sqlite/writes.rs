@@ -103,6 +103,10 @@ async fn write_round(
         };
         match Precedence::of(write.mode, write.flow.version, write.flow.status, stored) {
             Precedence::Stale => continue,
+            Precedence::Conflict => {
+                outcomes[i] = UpsertOutcome::Conflict;
+                continue;
+            }
             Precedence::Write { header } => {
                 live.push((write, i));
                 if header {
@@ -133,7 +137,7 @@ async fn write_round(
 
     // Steps: a whole flow replaces them all, a push those with its seqs.
     let (replaced, merged): (Vec<_>, Vec<_>) =
-        live.iter().partition(|w| w.mode == WriteMode::Replace);
+        live.iter().partition(|w| w.mode != WriteMode::MergeSteps);
     if !replaced.is_empty() {
         // Their object-store payloads are deleted once this commits (crate::retention).
         sqlx::query(&format!(
@@ -218,7 +222,7 @@ async fn write_round(
     }
     for (write, position) in live.iter().zip(positions) {
         let summary = match write.mode {
-            WriteMode::Replace => write.replaced_summary(now),
+            WriteMode::Replace | WriteMode::Spans => write.replaced_summary(now),
             WriteMode::MergeSteps => summaries
                 .get(&(write.team_id, write.flow.id))
                 .cloned()
@@ -288,7 +292,7 @@ async fn write_headers(
             write.mode,
         ));
     }
-    for mode in [WriteMode::Replace, WriteMode::MergeSteps] {
+    for mode in [WriteMode::Replace, WriteMode::MergeSteps, WriteMode::Spans] {
         let rows: Vec<_> = rows.iter().filter(|row| row.7 == mode).collect();
         write_flow_rows(conn, &rows, now, mode).await?;
     }
