@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -290,10 +291,6 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
-async fn post(http: &reqwest::Client, url: &str, key: &str, body: Body) -> bool {
-    post_id(http, url, key, body).await.is_some()
-}
-
 /// Sends a flow; the id of the flow if it was accepted.
 async fn post_id(http: &reqwest::Client, url: &str, key: &str, body: Body) -> Option<String> {
     let mut request = http
@@ -457,30 +454,49 @@ async fn ingested_at(server: &Server) -> std::collections::HashMap<String, i64> 
     rows.into_iter().collect()
 }
 
+/// One request of a mix, numbered `n`: the id of the flow when it was accepted.
+type Sender = Arc<dyn Fn(u64) -> BoxFuture<'static, Option<String>> + Send + Sync>;
+
+/// Sends the native mix to `server`: flow JSON, every other body gzip.
+fn native_sender(http: &reqwest::Client, server: &Server, bodies: &Arc<Bodies>) -> Sender {
+    let (http, url, key, bodies) = (
+        http.clone(),
+        format!("{}/api/v1/flows", server.url),
+        server.key.clone(),
+        bodies.clone(),
+    );
+    Arc::new(move |n| {
+        let (http, url, key, body) = (http.clone(), url.clone(), key.clone(), bodies.get(n));
+        Box::pin(async move { post_id(&http, &url, &key, body).await })
+    })
+}
+
+/// Sends the mix as OTLP traces to `server`.
+fn otlp_sender(http: &reqwest::Client, server: &Server, traces: &Arc<Traces>) -> Sender {
+    let (http, url, key, traces) = (
+        http.clone(),
+        format!("{}/v1/traces", server.url),
+        server.key.clone(),
+        traces.clone(),
+    );
+    Arc::new(move |_| {
+        let (http, url, key) = (http.clone(), url.clone(), key.clone());
+        let (body, id) = traces.get();
+        Box::pin(async move { post_trace(&http, &url, &key, body).await.then_some(id) })
+    })
+}
+
 /// Every connection sends back to back for `seconds`; returns (flows accepted, seconds).
-async fn saturate(
-    http: &reqwest::Client,
-    server: &Server,
-    bodies: &Arc<Bodies>,
-    connections: usize,
-    seconds: u64,
-) -> (u64, f64) {
-    let url = format!("{}/api/v1/flows", server.url);
+async fn saturate(send: &Sender, connections: usize, seconds: u64) -> (u64, f64) {
     let (accepted, running) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(true)));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..connections {
-        let (http, url, key, bodies) = (
-            http.clone(),
-            url.clone(),
-            server.key.clone(),
-            bodies.clone(),
-        );
-        let (accepted, running) = (accepted.clone(), running.clone());
+        let (send, accepted, running) = (send.clone(), accepted.clone(), running.clone());
         tasks.push(tokio::spawn(async move {
             let mut n = c as u64;
             while running.load(Ordering::Relaxed) {
-                if post(&http, &url, &key, bodies.get(n)).await {
+                if send(n).await.is_some() {
                     accepted.fetch_add(1, Ordering::Relaxed);
                 }
                 n += connections as u64;
@@ -496,6 +512,68 @@ async fn saturate(
         accepted.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64(),
     )
+}
+
+/// Sends `total` requests at `target` per second (open loop); for each accepted one, its
+/// latency (ms), flow id and the client's clock at the answer (Unix ms).
+async fn paced(send: &Sender, target: f64, total: u64) -> Vec<(f64, String, i64)> {
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / target));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for n in 0..total {
+        ticker.tick().await;
+        let (send, latencies) = (send.clone(), latencies.clone());
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            if let Some(id) = send(n).await {
+                let acknowledged = unix_ms();
+                latencies.lock().unwrap().push((
+                    sent.elapsed().as_secs_f64() * 1000.0,
+                    id,
+                    acknowledged,
+                ));
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    latencies.lock().unwrap().clone()
+}
+
+/// Prints the answer latencies of a paced run, waits until it is stored, and prints the lag
+/// from answer to queryable.
+async fn report_paced(
+    http: &reqwest::Client,
+    server: &Server,
+    label: &str,
+    acknowledged: &[(f64, String, i64)],
+    total: u64,
+) {
+    let mut latencies: Vec<f64> = acknowledged.iter().map(|(ms, ..)| *ms).collect();
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "{label}: answered in p50 {:.1} ms, p99 {:.1} ms ({} of {total} accepted)",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.len()
+    );
+    wait_drained(http, &server.url).await;
+    let stored = ingested_at(server).await;
+    let mut lag: Vec<f64> = acknowledged
+        .iter()
+        .filter_map(|(_, id, at)| stored.get(id).map(|done| (*done - *at).max(0) as f64))
+        .collect();
+    lag.sort_by(f64::total_cmp);
+    println!(
+        "   answer -> queryable: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} of {} stored)",
+        percentile(&lag, 0.5),
+        percentile(&lag, 0.99),
+        lag.last().copied().unwrap_or(f64::NAN),
+        lag.len(),
+        acknowledged.len()
+    );
 }
 
 fn scale_out_env_present() -> bool {
@@ -533,7 +611,8 @@ async fn main() {
     // A: acceptance capacity — the server only acknowledges (workers elsewhere, as in the
     // scale-out layout, or later).
     let server = start(0).await;
-    let (flows, secs) = saturate(&http, &server, &bodies, connections, seconds).await;
+    let send = native_sender(&http, &server, &bodies);
+    let (flows, secs) = saturate(&send, connections, seconds).await;
     println!(
         "A. acceptance, no workers in the process: {:.0} flows/s, {:.1} MB/s of flow JSON (every 202 durable)",
         flows as f64 / secs,
@@ -543,7 +622,8 @@ async fn main() {
 
     // B: end to end — acknowledging and storing in one process, same 2 cores.
     let server = start(2).await;
-    let (flows, secs) = saturate(&http, &server, &bodies, connections, seconds).await;
+    let send = native_sender(&http, &server, &bodies);
+    let (flows, secs) = saturate(&send, connections, seconds).await;
     println!(
         "B. acceptance with 2 workers storing in the same process: {:.0} flows/s, {:.1} MB/s",
         flows as f64 / secs,
@@ -562,61 +642,13 @@ async fn main() {
 
     // C: half of B's end-to-end rate, paced (open loop): latency of the 202 and 202 ->
     // queryable.
-    let server = start(2).await;
-    let url = format!("{}/api/v1/flows", server.url);
     let target = (rate / 2.0).max(1.0);
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / target));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let total = (target * seconds as f64) as u64;
-    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut tasks = Vec::new();
-    for n in 0..total {
-        ticker.tick().await;
-        let (http, url, key, bodies) = (
-            http.clone(),
-            url.clone(),
-            server.key.clone(),
-            bodies.clone(),
-        );
-        let latencies = latencies.clone();
-        tasks.push(tokio::spawn(async move {
-            let body = bodies.get(n);
-            let sent = Instant::now();
-            if let Some(id) = post_id(&http, &url, &key, body).await {
-                let acknowledged = unix_ms();
-                latencies.lock().unwrap().push((
-                    sent.elapsed().as_secs_f64() * 1000.0,
-                    id,
-                    acknowledged,
-                ));
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let acknowledged = latencies.lock().unwrap().clone();
-    let mut latencies: Vec<f64> = acknowledged.iter().map(|(ms, ..)| *ms).collect();
-    latencies.sort_by(f64::total_cmp);
-    println!(
-        "C. at {target:.0} flows/s (half of B end to end), paced: 202 in p50 {:.1} ms, p99 {:.1} ms ({} of {total} accepted)",
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        latencies.len()
-    );
-    wait_drained(&http, &server.url).await;
-    let stored = ingested_at(&server).await;
-    let mut lag: Vec<f64> = acknowledged
-        .iter()
-        .filter_map(|(_, id, at)| stored.get(id).map(|done| (*done - *at).max(0) as f64))
-        .collect();
-    lag.sort_by(f64::total_cmp);
-    println!(
-        "   202 -> queryable: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-        percentile(&lag, 0.5),
-        percentile(&lag, 0.99),
-        lag.last().copied().unwrap_or(f64::NAN)
-    );
+    let server = start(2).await;
+    let send = native_sender(&http, &server, &bodies);
+    let acknowledged = paced(&send, target, total).await;
+    let label = format!("C. at {target:.0} flows/s (half of B end to end), paced, 202");
+    report_paced(&http, &server, &label, &acknowledged, total).await;
     drop(server);
 
     // D and E: the same flows as OTLP traces.
@@ -626,35 +658,8 @@ async fn main() {
         traces.template.len() as f64 / 1024.0
     );
     let server = start(2).await;
-    let url = format!("{}/v1/traces", server.url);
-    let (accepted, running) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(true)));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let (http, url, key, traces) = (
-            http.clone(),
-            url.clone(),
-            server.key.clone(),
-            traces.clone(),
-        );
-        let (accepted, running) = (accepted.clone(), running.clone());
-        tasks.push(tokio::spawn(async move {
-            while running.load(Ordering::Relaxed) {
-                if post_trace(&http, &url, &key, traces.get().0).await {
-                    accepted.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    running.store(false, Ordering::Relaxed);
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let (flows, secs) = (
-        accepted.load(Ordering::Relaxed),
-        started.elapsed().as_secs_f64(),
-    );
+    let send = otlp_sender(&http, &server, &traces);
+    let (flows, secs) = saturate(&send, connections, seconds).await;
     let drain_started = Instant::now();
     wait_drained(&http, &server.url).await;
     let drain = drain_started.elapsed().as_secs_f64();
@@ -666,58 +671,8 @@ async fn main() {
     drop(server);
 
     let server = start(2).await;
-    let url = format!("{}/v1/traces", server.url);
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / target));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut tasks = Vec::new();
-    for _ in 0..total {
-        ticker.tick().await;
-        let (http, url, key, traces) = (
-            http.clone(),
-            url.clone(),
-            server.key.clone(),
-            traces.clone(),
-        );
-        let latencies = latencies.clone();
-        tasks.push(tokio::spawn(async move {
-            let (body, id) = traces.get();
-            let sent = Instant::now();
-            if post_trace(&http, &url, &key, body).await {
-                let acknowledged = unix_ms();
-                latencies.lock().unwrap().push((
-                    sent.elapsed().as_secs_f64() * 1000.0,
-                    id,
-                    acknowledged,
-                ));
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let acknowledged = latencies.lock().unwrap().clone();
-    let mut latencies: Vec<f64> = acknowledged.iter().map(|(ms, ..)| *ms).collect();
-    latencies.sort_by(f64::total_cmp);
-    println!(
-        "E. OTLP at {target:.0} flows/s, paced: 200 in p50 {:.1} ms, p99 {:.1} ms ({} of {total} accepted)",
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        latencies.len()
-    );
-    wait_drained(&http, &server.url).await;
-    let stored = ingested_at(&server).await;
-    let mut lag: Vec<f64> = acknowledged
-        .iter()
-        .filter_map(|(_, id, at)| stored.get(id).map(|done| (*done - *at).max(0) as f64))
-        .collect();
-    lag.sort_by(f64::total_cmp);
-    println!(
-        "   200 -> queryable: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} of {} stored)",
-        percentile(&lag, 0.5),
-        percentile(&lag, 0.99),
-        lag.last().copied().unwrap_or(f64::NAN),
-        lag.len(),
-        acknowledged.len()
-    );
+    let send = otlp_sender(&http, &server, &traces);
+    let acknowledged = paced(&send, target, total).await;
+    let label = format!("E. OTLP at {target:.0} flows/s, paced, 200");
+    report_paced(&http, &server, &label, &acknowledged, total).await;
 }

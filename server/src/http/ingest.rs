@@ -169,6 +169,28 @@ async fn accept_inner(
         .await?;
     let usage = job.usage.clone();
     let accepted = ingest::enqueue(&state.services, job).await?;
+    count_accepted(state, caller, &accepted, &usage);
+    let body = IngestAccepted {
+        flow_id: accepted.flow_id,
+        status: "queued".into(),
+    };
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if accepted.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// Counts an enqueued job (native or OTLP) in the metrics and the team's usage: a replay as
+/// replayed, anything else as accepted with its size.
+pub(crate) fn count_accepted(
+    state: &AppState,
+    caller: &super::auth::Caller,
+    accepted: &ingest::Accepted,
+    usage: &ingest::JobUsage,
+) {
     let (counter, event) = if accepted.replayed {
         (&state.metrics.flows_replayed, UsageEvent::Replayed)
     } else {
@@ -182,17 +204,16 @@ async fn accept_inner(
     };
     counter.fetch_add(1, Ordering::Relaxed);
     state.services.usage.record(caller.team_id, event);
-    let body = IngestAccepted {
-        flow_id: accepted.flow_id,
-        status: "queued".into(),
-    };
-    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
-    if accepted.replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    Ok(response)
+}
+
+/// A request's `Content-Type` as sent, and its MIME type (lowercase, without parameters).
+pub(crate) fn media_type(headers: &HeaderMap) -> (String, String) {
+    let text = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let mime = text.split(';').next().unwrap_or_default().trim();
+    (text.to_string(), mime.to_ascii_lowercase())
 }
 
 /// What an ingest request of the transport's kind (native or OTLP) passes before its body
@@ -227,16 +248,10 @@ pub(crate) async fn admit(state: &AppState, caller: &super::auth::Caller) -> Res
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+    if !headers.contains_key(header::CONTENT_TYPE) {
         return Ok(());
-    };
-    let text = value.to_str().unwrap_or_default();
-    let mime = text
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    }
+    let (text, mime) = media_type(headers);
     if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
         Ok(())
     } else {

@@ -17,7 +17,7 @@ use prost::Message;
 use super::{export, grpc_code, retry_after};
 use crate::http::auth::{Caller, bearer_token, ingest_caller};
 use crate::http::error::ApiError;
-use crate::http::ingest::{content_encoding, count_rejection, read_body};
+use crate::http::ingest::{content_encoding, count_rejection, media_type, read_body};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -131,16 +131,7 @@ async fn accept(
 
 /// The request's encoding from its `Content-Type`. Errors: 415 for any other.
 fn encoding_of(headers: &HeaderMap) -> Result<Encoding, ApiError> {
-    let text = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let mime = text
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let (text, mime) = media_type(headers);
     match mime.as_str() {
         "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
         "application/json" => Ok(Encoding::Json),

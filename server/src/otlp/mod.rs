@@ -7,18 +7,15 @@
 pub mod grpc;
 pub mod http;
 
-use std::sync::atomic::Ordering;
-
 use flowtrail_domain::ingest;
 use flowtrail_domain::otlp::{self, MAX_SPANS_PER_REQUEST};
-use flowtrail_domain::usage::UsageEvent;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
-use crate::http::ingest::admit;
+use crate::http::ingest::{admit, count_accepted};
 use crate::state::AppState;
 
 /// Accepts one decoded export request: admission, the mapping, one durable queue job per
@@ -58,21 +55,7 @@ pub(crate) async fn export(
     let mut failure = None;
     for result in enqueued {
         match result {
-            Ok((accepted, usage)) => {
-                let (counter, event) = if accepted.replayed {
-                    (&state.metrics.flows_replayed, UsageEvent::Replayed)
-                } else {
-                    let event = UsageEvent::Accepted {
-                        pipeline: usage.pipeline.as_deref(),
-                        steps: usage.steps,
-                        observations: usage.observations,
-                        bytes: usage.bytes,
-                    };
-                    (&state.metrics.flows_accepted, event)
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                state.services.usage.record(caller.team_id, event);
-            }
+            Ok((accepted, usage)) => count_accepted(state, caller, &accepted, &usage),
             // A trace not queued: the whole request is answered with the error, so the
             // exporter sends it again; the traces queued now replay then.
             Err(error) => failure = Some(error),
