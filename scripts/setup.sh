@@ -20,6 +20,8 @@ if [ "$purpose" = test ]; then
   # The scale-out suites run against a real PostgreSQL (scripts/with-postgres.sh).
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
   command -v redis-server >/dev/null || packages+=(redis-server)
+  # The OpenTelemetry Python test's virtual environment (Debian splits venv and ensurepip out).
+  python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   sudo=""
@@ -62,5 +64,25 @@ fi
 if [ ! -x end2end/node_modules/.bin/wasm-opt ] || [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
   say "npm ci in end2end/"
   (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi
+# The official OpenTelemetry Python SDK and exporters (PyPI), pinned, in a virtual environment
+# for server/tests/otel_python.rs. Made again only when a pinned version is missing.
+if [ "$purpose" = test ]; then
+  otel_python=(
+    opentelemetry-sdk==1.45.2
+    opentelemetry-exporter-otlp-proto-http==1.45.2
+    opentelemetry-exporter-otlp-proto-grpc==1.45.2
+    openinference-semantic-conventions==0.1.42
+  )
+  venv=target/otel-venv
+  installed=$("$venv/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null || true)
+  for requirement in "${otel_python[@]}"; do
+    if ! grep -qixF "$requirement" <<<"$installed"; then
+      say "python3 -m venv $venv; pip install ${otel_python[*]}"
+      python3 -m venv "$venv"
+      "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${otel_python[@]}"
+      break
+    fi
+  done
 fi
 say "ready ($purpose)"

@@ -11,7 +11,7 @@ scripts/build-site.sh
 # that target/ takes. Export CARGO_INCREMENTAL=1 to keep it for local iterations.
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 # One feature set for every cargo command, so each crate and test binary is built once.
-features=(--features flowtrail-server/redis-tests)
+features=(--features flowtrail-server/redis-tests,flowtrail-server/python-tests)
 # Every suite runs with a real PostgreSQL, a real S3-compatible server and a real Redis started.
 # First on the embedded default (SQLite, local payloads, in-process queue; the Redis and
 # scale-out suites use the engines directly), which also builds the binary and the examples the

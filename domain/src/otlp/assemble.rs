@@ -148,16 +148,23 @@ fn merge(
     max_steps: usize,
 ) -> Assembled {
     let mut steps: HashMap<String, (StepRecord, Option<PayloadRef>)> = HashMap::new();
+    // Where each step was first seen: (0, its seq) when stored, (1 + the batch's index, its
+    // position in the batch) when new. A re-sent span keeps its stored place.
+    let mut arrival: HashMap<String, (usize, u32)> = HashMap::new();
     if let Some((record, payloads)) = stored {
         for step in &record.steps {
+            arrival.insert(identity(step), (0, step.seq));
             steps.insert(
                 identity(step),
                 (step.clone(), payloads.get(&step.seq).cloned()),
             );
         }
     }
-    for (batch, payloads) in batches {
+    for (index, (batch, payloads)) in batches.iter().enumerate() {
         for step in &batch.steps {
+            arrival
+                .entry(identity(step))
+                .or_insert((index + 1, step.seq));
             steps.insert(
                 identity(step),
                 (step.clone(), payloads.get(&step.seq).cloned()),
@@ -166,15 +173,18 @@ fn merge(
     }
     let depths = depths(&steps);
     let mut ordered: Vec<(StepRecord, Option<PayloadRef>)> = steps.into_values().collect();
-    // Start order; within a millisecond (what a step keeps) a parent before its children, then
-    // the order the steps had (stored ones as numbered, a batch's by nanosecond start).
+    // Start order. Steps keep milliseconds, and a fast pipeline starts several spans within
+    // one: then a parent comes before its children, and otherwise the order of arrival wins —
+    // a batch is in nanosecond start order, and a span exported in a later request ended
+    // (and, for steps that run one after another, started) later.
     ordered.sort_by_key(|(step, _)| {
+        let id = identity(step);
         (
             step.started_at.is_none(),
             step.started_at,
-            depths.get(&identity(step)).copied().unwrap_or(0),
-            step.seq,
-            identity(step),
+            depths.get(&id).copied().unwrap_or(0),
+            arrival.get(&id).copied().unwrap_or_default(),
+            id,
         )
     });
     if ordered.len() > max_steps {
@@ -383,6 +393,41 @@ mod tests {
             .map(|s| s.name.as_str())
             .collect();
         assert_eq!(names, ["span a", "span b", "span c"]);
+    }
+
+    #[test]
+    fn within_one_millisecond_spans_of_a_later_request_come_after_stored_siblings() {
+        // As the Python SDK exports a fast pipeline: [b, c], then [d, e] and b again, then the
+        // root a; every span starts in the same millisecond.
+        let first = merge(
+            None,
+            &[batch(
+                vec![span("b", Some("a"), 0), span("c", Some("a"), 0)],
+                false,
+            )],
+            1000,
+        );
+        let stored = (first.flow, first.payloads);
+        let second = merge(
+            Some(&stored),
+            &[batch(
+                vec![
+                    span("d", Some("a"), 0),
+                    span("e", Some("a"), 0),
+                    span("b", Some("a"), 0),
+                ],
+                false,
+            )],
+            1000,
+        );
+        let stored = (second.flow, second.payloads);
+        let last = merge(
+            Some(&stored),
+            &[batch(vec![span("a", None, 0)], true)],
+            1000,
+        );
+        let names: Vec<_> = last.flow.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["span a", "span b", "span c", "span d", "span e"]);
     }
 
     #[test]

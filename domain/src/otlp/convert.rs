@@ -406,7 +406,8 @@ fn kind_of(attributes: &Attributes) -> StepKind {
 /// A step's input or output (`side` = `input` or `output`): `<side>.value` (parsed when its
 /// MIME type is JSON), else the GenAI messages (`gen_ai.<side>.messages`), else
 /// OpenInference's `llm.<side>_messages.N.message.*`, else the older GenAI
-/// `gen_ai.prompt.N.*` / `gen_ai.completion.N.*`.
+/// `gen_ai.prompt.N.*` / `gen_ai.completion.N.*`; a reranker's input may be its
+/// `reranker.query`.
 fn io_of(attributes: &Attributes, side: &str) -> Option<Value> {
     if let Some(value) = attributes.get(&format!("{side}.value")) {
         let json = attributes
@@ -420,6 +421,11 @@ fn io_of(attributes: &Attributes, side: &str) -> Option<Value> {
     }
     if let Some(messages) = attributes.get(&format!("gen_ai.{side}.messages")) {
         return Some(parse_json_text(messages));
+    }
+    if side == "input"
+        && let Some(query) = attributes.get("reranker.query")
+    {
+        return Some(query.clone());
     }
     let legacy = if side == "input" {
         "gen_ai.prompt."
