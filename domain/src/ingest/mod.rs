@@ -165,8 +165,8 @@ pub struct DeadLetterDetail {
     pub dead_letter: DeadLetter,
     /// Size of the body as received (uncompressed JSON).
     pub body_bytes: u64,
-    /// Whether the body reads as a flow record (or a steps push); when not, redriving it
-    /// fails again and only discarding helps.
+    /// Whether the body reads as a flow record (or a steps push, or a batch of OTLP spans);
+    /// when not, redriving it fails again and only discarding helps.
     pub readable: bool,
     /// From the body when readable: its pipeline (empty for a steps push), steps and
     /// observations.
@@ -200,7 +200,12 @@ impl Services {
             .strip_prefix(LEGACY_MERGE_PREFIX)
             .and_then(|rest| rest.strip_suffix(b"}"))
             .unwrap_or(&json);
-        let record: Option<FlowRecord> = serde_json::from_slice(json).ok();
+        // A flow record or steps push; or OTLP spans of one trace (`WriteMode::Spans`).
+        let record: Option<FlowRecord> = serde_json::from_slice(json).ok().or_else(|| {
+            serde_json::from_slice::<crate::otlp::SpanBatch>(json)
+                .ok()
+                .map(|batch| batch.provisional_record())
+        });
         Ok(DeadLetterDetail {
             dead_letter,
             body_bytes: json.len() as u64,

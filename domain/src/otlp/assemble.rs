@@ -3,8 +3,9 @@
 //!
 //! The rules:
 //! - a span id is a step's identity in its trace: a re-sent span replaces its step;
-//! - steps are ordered by start time (then span id) and numbered from 0; `parent_seq`
-//!   points at the step of the parent span when that span has arrived;
+//! - steps are ordered by start time and numbered from 0; within one millisecond (what a
+//!   step keeps) a parent comes first, then the order of arrival; `parent_seq` points at the
+//!   step of the parent span when that span has arrived;
 //! - the flow's own fields come from the root span once it has arrived; before that the
 //!   flow is running, named by `flowtrail.pipeline`, else `service.name`;
 //! - a finished flow stays finished: a late span adds its step, never reopens the flow or
