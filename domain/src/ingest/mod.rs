@@ -17,7 +17,7 @@ use flowtrail_types::{FlowRecord, StepsPush};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-pub use parse::{MAX_DEPTH, parse_body, parse_flow};
+pub use parse::{MAX_DEPTH, is_kept_exactly, parse_body, parse_flow};
 pub(crate) use queue::GroupCommit;
 pub use queue::{DeadLetter, EnqueueOutcome, IngestQueue, Job, JobUsage, NewJob};
 pub use validate::{Limits, MAX_COUNT, validate};

@@ -43,7 +43,8 @@ pub async fn assemble(
         Some(detail) => Some(stored_record(services, team_id, detail).await?),
         None => None,
     };
-    let assembled = merge(stored.as_ref(), batches, services.limits.max_steps);
+    let limits = &services.limits;
+    let assembled = merge(stored.as_ref(), batches, limits.max_steps, limits.max_tags);
     if let Some((record, _)) = &stored {
         let mut unchanged = assembled.flow.clone();
         unchanged.version = record.version;
@@ -147,6 +148,7 @@ fn merge(
     stored: Option<&(FlowRecord, StepPayloads)>,
     batches: &[(SpanBatch, StepPayloads)],
     max_steps: usize,
+    max_tags: usize,
 ) -> Assembled {
     let mut steps: HashMap<String, (StepRecord, Option<PayloadRef>)> = HashMap::new();
     // Where each step was first seen: (0, its seq) when stored, (1 + the batch's index, its
@@ -216,16 +218,18 @@ fn merge(
         }
         records.push(step);
     }
-    let flow = header(stored.map(|(record, _)| record), batches, records);
+    let flow = header(stored.map(|(record, _)| record), batches, records, max_tags);
     Assembled { flow, payloads }
 }
 
 /// The flow's own fields: the root span's once it has arrived (the last batch that has one
-/// wins), else what is stored, else provisional ones; tags and SDK accumulate.
+/// wins), else what is stored, else provisional ones; tags (up to `max_tags`, those already
+/// stored first) and SDK accumulate. A flow never ends before it starts.
 fn header(
     stored: Option<&FlowRecord>,
     batches: &[(SpanBatch, StepPayloads)],
     steps: Vec<StepRecord>,
+    max_tags: usize,
 ) -> FlowRecord {
     let first_start = steps.iter().filter_map(|s| s.started_at).min();
     let named = batches.iter().rev().find_map(|(b, _)| b.pipeline.clone());
@@ -259,7 +263,11 @@ fn header(
     {
         record.pipeline = pipeline;
         record.status = root.status;
-        record.started_at = root.started_at.or(first_start).unwrap_or(record.started_at);
+        record.started_at = root
+            .started_at
+            .or(first_start)
+            .or(root.ended_at)
+            .unwrap_or(record.started_at);
         record.ended_at = root.ended_at;
         record.input = root.input.clone();
         record.output = root.output.clone();
@@ -267,12 +275,21 @@ fn header(
     }
     let mut tags: BTreeMap<String, String> = record.tags.clone();
     for (batch, _) in batches {
-        tags.extend(batch.tags.clone());
+        for (key, value) in &batch.tags {
+            if tags.len() < max_tags || tags.contains_key(key) {
+                tags.insert(key.clone(), value.clone());
+            }
+        }
         if record.sdk.is_none() {
             record.sdk = batch.sdk.clone();
         }
     }
     record.tags = tags;
+    if let Some(end) = record.ended_at
+        && end < record.started_at
+    {
+        record.started_at = end;
+    }
     record.steps = steps;
     record
 }
@@ -332,6 +349,7 @@ mod tests {
                 false,
             )],
             1000,
+            64,
         );
         assert_eq!(first.flow.status, FlowStatus::Running);
         assert_eq!(first.flow.pipeline, "svc");
@@ -345,6 +363,7 @@ mod tests {
                 true,
             )],
             1000,
+            64,
         );
         let names: Vec<_> = second.flow.steps.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["span a", "span b", "span c"]);
@@ -365,6 +384,7 @@ mod tests {
             Some(&stored),
             &[batch(vec![span("d", Some("a"), 50)], false)],
             1000,
+            64,
         );
         assert_eq!(late.flow.status, FlowStatus::Succeeded);
         assert_eq!(late.flow.steps.len(), 4);
@@ -380,12 +400,14 @@ mod tests {
                 false,
             )],
             1000,
+            64,
         );
         let stored = (children.flow, children.payloads);
         let with_root = merge(
             Some(&stored),
             &[batch(vec![span("a", None, 0)], true)],
             1000,
+            64,
         );
         let names: Vec<_> = with_root
             .flow
@@ -407,6 +429,7 @@ mod tests {
                 false,
             )],
             1000,
+            64,
         );
         let stored = (first.flow, first.payloads);
         let second = merge(
@@ -420,12 +443,14 @@ mod tests {
                 false,
             )],
             1000,
+            64,
         );
         let stored = (second.flow, second.payloads);
         let last = merge(
             Some(&stored),
             &[batch(vec![span("a", None, 0)], true)],
             1000,
+            64,
         );
         let names: Vec<_> = last.flow.steps.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["span a", "span b", "span c", "span d", "span e"]);
@@ -438,7 +463,7 @@ mod tests {
             .enumerate()
             .map(|(i, id)| span(id, None, 10 - i as i64))
             .collect();
-        let merged = merge(None, &[batch(spans, false)], 2);
+        let merged = merge(None, &[batch(spans, false)], 2, 64);
         let ids: Vec<_> = merged
             .flow
             .steps

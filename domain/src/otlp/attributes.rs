@@ -207,10 +207,14 @@ fn json_of(value: Option<&AnyValue>, depth: usize) -> Option<Value> {
 }
 
 /// A text attribute that holds JSON (`input.value` with `input.mime_type` =
-/// `application/json`, `gen_ai.input.messages`): parsed when it parses, else kept as text.
+/// `application/json`, `gen_ai.input.messages`): parsed when it parses and storage keeps it
+/// exactly (every number as sent, nesting within [`crate::ingest::MAX_DEPTH`]), else kept
+/// as the text it is — never rounded.
 pub fn parse_json_text(value: &Value) -> Value {
     match value {
-        Value::String(s) => serde_json::from_str(s).unwrap_or_else(|_| value.clone()),
+        Value::String(s) if crate::ingest::is_kept_exactly(s.as_bytes()) => {
+            serde_json::from_str(s).unwrap_or_else(|_| value.clone())
+        }
         other => other.clone(),
     }
 }

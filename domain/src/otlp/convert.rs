@@ -140,7 +140,7 @@ fn trace_batch(
                 continue;
             }
         };
-        if let Err(error) = validate_step(&step, limits) {
+        if let Err(error) = validate_step(&step, &attributes, input.resource, limits) {
             conversion.reject(
                 1,
                 format!("span {}: {error}", step.span_id.as_deref().unwrap_or("?")),
@@ -195,16 +195,29 @@ fn trace_batch(
         step.seq = seq as u32;
     }
     if batch.steps.len() > limits.max_steps {
+        // The same cap as across requests: the earliest-starting spans are kept.
         conversion.reject(
-            batch.steps.len() as u64,
+            (batch.steps.len() - limits.max_steps) as u64,
             format!(
-                "trace {}: {} spans in one request; the limit is {} steps per flow",
+                "trace {}: {} spans; a flow keeps at most {} steps, the latest-starting are \
+                 left out",
                 hex::encode(trace_id),
                 batch.steps.len(),
                 limits.max_steps
             ),
         );
-        return None;
+        batch.steps.truncate(limits.max_steps);
+        if batch
+            .root
+            .as_ref()
+            .is_some_and(|_| !batch.steps.iter().any(|s| s.parent_span_id.is_none()))
+        {
+            batch.root = None;
+        }
+    }
+    // A flow keeps at most `max_tags` tags (the first by key).
+    while batch.tags.len() > limits.max_tags {
+        batch.tags.pop_last();
     }
     // The flow's own fields (pipeline, tags, root input and output) obey the record's rules.
     if let Err(error) = validate(&batch.provisional_record(), limits) {
@@ -217,9 +230,25 @@ fn trace_batch(
     Some(batch)
 }
 
-/// The rules of a flow record that one step must follow on its own.
-fn validate_step(step: &StepRecord, limits: &Limits) -> crate::Result<()> {
-    let mut record = FlowRecord::new(Uuid::max(), "otlp", OffsetDateTime::UNIX_EPOCH);
+/// The rules of a flow record that one span must follow on its own: as a step, and with the
+/// pipeline and tags it names (its own and its resource's), so that no span accepted here
+/// makes its flow break a rule once merged.
+fn validate_step(
+    step: &StepRecord,
+    attributes: &Attributes,
+    resource: &Attributes,
+    limits: &Limits,
+) -> crate::Result<()> {
+    let pipeline = attributes
+        .text("flowtrail.pipeline")
+        .unwrap_or_else(|| "otlp".into());
+    let mut record = FlowRecord::new(Uuid::max(), pipeline, OffsetDateTime::UNIX_EPOCH);
+    record.tags = resource
+        .with_prefix(TAG_PREFIX)
+        .chain(attributes.with_prefix(TAG_PREFIX))
+        .map(|(key, value)| (key.to_string(), text_of(value)))
+        .take(limits.max_tags)
+        .collect();
     record.steps.push(step.clone());
     validate(&record, limits)
 }
@@ -297,10 +326,18 @@ const CONSUMED: &[&str] = &[
     "flowtrail.reason",
     "flowtrail.tag",
     "openinference.span.kind",
+    "gen_ai.operation.name",
     "input.value",
     "input.mime_type",
     "output.value",
     "output.mime_type",
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "llm.input_messages",
+    "llm.output_messages",
+    "gen_ai.prompt",
+    "gen_ai.completion",
+    "reranker.query",
     "retrieval.documents",
     "reranker.input_documents",
     "reranker.output_documents",
@@ -311,9 +348,21 @@ fn step_of(span: &Span) -> Result<(StepRecord, Attributes), String> {
     let span_id = hex_id(&span.span_id).ok_or("a span id is not 8 bytes, or is all zeros")?;
     let attributes =
         Attributes::of(&span.attributes).map_err(|m| format!("span {span_id}: {m}"))?;
+    // No parent (empty, or all zeros) makes a root; a parent id of another length is refused
+    // rather than taken for a root that would end the flow.
+    let parent_span_id = match span.parent_span_id.as_slice() {
+        [] => None,
+        bytes if bytes.len() != 8 => {
+            return Err(format!("span {span_id}: its parent span id is not 8 bytes"));
+        }
+        bytes => hex_id(bytes),
+    };
+    if parent_span_id.as_ref() == Some(&span_id) {
+        return Err(format!("span {span_id}: it names itself as its parent"));
+    }
     let mut step = StepRecord::new(0, span.name.clone(), kind_of(&attributes));
-    step.span_id = Some(span_id);
-    step.parent_span_id = hex_id(&span.parent_span_id);
+    step.span_id = Some(span_id.clone());
+    step.parent_span_id = parent_span_id;
     step.status = if failed(span) {
         FlowStatus::Failed
     } else {
@@ -340,16 +389,34 @@ fn step_of(span: &Span) -> Result<(StepRecord, Attributes), String> {
     {
         observations.push(candidate_event(event, &span.span_id)?);
     }
-    step.candidates_in = attributes
-        .count("flowtrail.candidates_in")
-        .or(reranked.as_ref().map(|(_, input, _)| *input));
-    step.candidates_out = attributes
-        .count("flowtrail.candidates_out")
-        .or(reranked.as_ref().map(|(_, _, output)| *output));
-    step.reasons = attributes
+    // An exact count that is no count is refused, not ignored.
+    let count = |key: &str| -> Result<Option<u64>, String> {
+        match attributes.get(key) {
+            None => Ok(None),
+            Some(value) => count_of(value)
+                .filter(|n| *n <= crate::ingest::MAX_COUNT)
+                .map(Some)
+                .ok_or_else(|| {
+                    format!(
+                        "span {span_id}: {key} is {value}; it must be a whole number from 0 to {}",
+                        crate::ingest::MAX_COUNT
+                    )
+                }),
+        }
+    };
+    step.candidates_in =
+        count("flowtrail.candidates_in")?.or(reranked.as_ref().map(|(_, input, _)| *input));
+    step.candidates_out =
+        count("flowtrail.candidates_out")?.or(reranked.as_ref().map(|(_, _, output)| *output));
+    let codes: Vec<String> = attributes
         .with_prefix("flowtrail.reason.")
-        .filter_map(|(code, value)| Some((code.to_string(), count_of(value)?)))
+        .map(|(code, _)| code.to_string())
         .collect();
+    for code in codes {
+        if let Some(n) = count(&format!("flowtrail.reason.{code}"))? {
+            step.reasons.insert(code, n);
+        }
+    }
     let explicit = step.candidates_in.is_some() || step.candidates_out.is_some();
     step.capture = if observations.is_empty() && explicit {
         Capture::CountsOnly

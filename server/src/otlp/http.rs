@@ -21,7 +21,16 @@ use crate::http::ingest::{content_encoding, count_rejection, media_type, read_bo
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/traces", post(traces))
+    Router::new().route("/v1/traces", post(traces).fallback(method_not_allowed))
+}
+
+/// Any other method on `/v1/traces`: 405 with `Allow: POST`, a `google.rpc.Status` in JSON.
+async fn method_not_allowed() -> Response {
+    let mut response = error_response(Encoding::Json, ApiError::MethodNotAllowed);
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
 }
 
 /// The two encodings of OTLP/HTTP.

@@ -473,6 +473,11 @@ async fn bad_exports_get_clear_answers_and_store_nothing_half() {
             .contains("application/x-protobuf"),
         "{body}"
     );
+    // Another method: 405, Allow: POST, a JSON Status.
+    let (status, headers, body) = app.get("/v1/traces").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers[header::ALLOW], "POST");
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["code"], 12);
     // No API key: 401 as a Status.
     let unauthenticated = Request::post("/v1/traces")
         .header(header::CONTENT_TYPE, "application/x-protobuf")
@@ -722,4 +727,198 @@ async fn the_rust_opentelemetry_sdk_exports_a_pipeline_over_otlp_http() {
         (Some(10), Some(4))
     );
     assert_eq!(steps[2]["reasons"]["price_out_of_range"], 6);
+}
+
+/// A trace `n` (its own trace id) with `spans`.
+fn traced(n: u8, mut spans: Vec<Span>) -> Vec<Span> {
+    for span in &mut spans {
+        span.trace_id = vec![n; 16];
+    }
+    spans
+}
+
+#[tokio::test]
+async fn what_is_accepted_is_stored_and_what_cannot_be_is_refused_at_once() {
+    let app = app().await;
+    // A span naming itself as its parent, and one with a 3-byte parent id: refused, counted;
+    // the root and the good child of the same trace are stored.
+    let mut own_parent = span(3, Some(3), "own_parent", 2, 3, vec![]);
+    own_parent.parent_span_id = span_id(3);
+    let mut short_parent = span(4, Some(1), "short_parent", 2, 3, vec![]);
+    short_parent.parent_span_id = vec![1, 2, 3];
+    let response = app
+        .export(&request(traced(
+            1,
+            vec![
+                span(1, None, "root", 0, 10, vec![]),
+                span(2, Some(1), "child", 1, 2, vec![]),
+                own_parent,
+                short_parent,
+            ],
+        )))
+        .await;
+    let partial = response.partial_success.unwrap();
+    assert_eq!(partial.rejected_spans, 2, "{}", partial.error_message);
+    assert!(
+        partial.error_message.contains("itself as its parent"),
+        "{}",
+        partial.error_message
+    );
+
+    // Tags adding up over requests past the limit (64): the first ones kept, nothing lost.
+    let tags = |prefix: &str, n: usize| -> Vec<KeyValue> {
+        (0..n)
+            .map(|i| text(&format!("flowtrail.tag.{prefix}{i:02}"), "v"))
+            .collect()
+    };
+    app.export(&request(traced(
+        2,
+        vec![span(2, Some(1), "child", 1, 2, tags("a", 40))],
+    )))
+    .await;
+    app.drain_all().await;
+    app.export(&request(traced(
+        2,
+        vec![span(1, None, "root", 0, 10, tags("r", 30))],
+    )))
+    .await;
+
+    // A root without a start time (0) that ended: stored, finished, not before its start.
+    let mut no_start = span(1, None, "no_start", 0, 10, vec![]);
+    no_start.start_time_unix_nano = 0;
+    app.export(&request(traced(3, vec![no_start]))).await;
+
+    // A tag value past the text limit refuses its span only.
+    let big = "x".repeat(70_000);
+    let response = app
+        .export(&request(traced(
+            4,
+            vec![
+                span(1, None, "root", 0, 10, vec![]),
+                span(
+                    2,
+                    Some(1),
+                    "big_tag",
+                    1,
+                    2,
+                    vec![text("flowtrail.tag.big", &big)],
+                ),
+            ],
+        )))
+        .await;
+    assert_eq!(response.partial_success.unwrap().rejected_spans, 1);
+
+    // Counts that are no counts refuse their span; a JSON input with a number storage would
+    // round is kept as its text.
+    let response = app
+        .export(&request(traced(
+            5,
+            vec![
+                span(
+                    1,
+                    None,
+                    "root",
+                    0,
+                    10,
+                    vec![
+                        text("input.value", r#"{"n": 123456789012345678901234567890}"#),
+                        text("input.mime_type", "application/json"),
+                    ],
+                ),
+                span(
+                    2,
+                    Some(1),
+                    "negative",
+                    1,
+                    2,
+                    vec![int("flowtrail.candidates_in", -1)],
+                ),
+                span(
+                    3,
+                    Some(1),
+                    "text",
+                    1,
+                    2,
+                    vec![text("flowtrail.reason.price", "many")],
+                ),
+            ],
+        )))
+        .await;
+    let partial = response.partial_success.unwrap();
+    assert_eq!(partial.rejected_spans, 2, "{}", partial.error_message);
+    assert!(
+        partial.error_message.contains("whole number"),
+        "{}",
+        partial.error_message
+    );
+
+    // 1,001 spans of one trace in one request: the earliest 1,000 kept, the last refused.
+    let many: Vec<Span> = (0..1_001u32)
+        .map(|i| {
+            let mut span = span(1, None, "s", u64::from(i) + 1, u64::from(i) + 2, vec![]);
+            span.span_id = [&[2u8, 0, 0, 0][..], &i.to_be_bytes()[..]].concat();
+            span.parent_span_id = span_id(1);
+            span
+        })
+        .collect();
+    let mut many = traced(6, many);
+    many.insert(
+        0,
+        traced(6, vec![span(1, None, "root", 0, 5_000, vec![])]).remove(0),
+    );
+    let big_app = app_with(|config| config.max_body_bytes = 4 * 1024 * 1024).await;
+    let response = big_app.export(&request(many)).await;
+    assert_eq!(response.partial_success.unwrap().rejected_spans, 2);
+    big_app.drain_all().await;
+    let (_, flow) = big_app
+        .get_json(&format!(
+            "/api/v1/flows/{}",
+            uuid::Uuid::from_bytes([6; 16])
+        ))
+        .await;
+    assert_eq!(flow["steps"].as_array().unwrap().len(), 1_000);
+    assert_eq!(
+        flow["status"], "succeeded",
+        "the root starts first and is kept"
+    );
+
+    app.drain_all().await;
+    let dead = app.services.queue.dead_letters(None, 100).await.unwrap();
+    assert!(
+        dead.is_empty(),
+        "nothing accepted is dead-lettered: {dead:?}"
+    );
+    let flow = |n: u8| {
+        let app = &app;
+        async move {
+            app.get_json(&format!(
+                "/api/v1/flows/{}",
+                uuid::Uuid::from_bytes([n; 16])
+            ))
+            .await
+            .1
+        }
+    };
+    let one = flow(1).await;
+    assert_eq!(one["status"], "succeeded");
+    let names: Vec<_> = one["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].clone())
+        .collect();
+    assert_eq!(names, [Value::from("root"), Value::from("child")]);
+    let two = flow(2).await;
+    assert_eq!(two["status"], "succeeded", "{two}");
+    assert_eq!(two["tags"].as_object().unwrap().len(), 64);
+    assert_eq!(two["steps"].as_array().unwrap().len(), 2);
+    let three = flow(3).await;
+    assert_eq!(three["status"], "succeeded", "{three}");
+    assert_eq!(three["started_at"], three["ended_at"]);
+    assert_eq!(flow(4).await["steps"].as_array().unwrap().len(), 1);
+    let five = flow(5).await;
+    assert_eq!(
+        five["input"], r#"{"n": 123456789012345678901234567890}"#,
+        "kept as text, not rounded"
+    );
 }

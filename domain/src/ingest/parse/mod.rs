@@ -16,6 +16,13 @@ use scan::{Finding, nesting_depth, path_at, scan};
 /// is for free-form values. serde_json would stop at 128 with a less helpful error.
 pub const MAX_DEPTH: usize = 64;
 
+/// Whether a JSON text nests at most [`MAX_DEPTH`] deep and every number in it comes back
+/// from storage with the value it was sent with (what [`parse_body`] refuses otherwise).
+/// The text's syntax is not checked.
+pub fn is_kept_exactly(text: &[u8]) -> bool {
+    scan(text, MAX_DEPTH, true).is_none()
+}
+
 /// Parses a flow record, telling malformed JSON from JSON that breaks the schema, with the
 /// path of the offending field.
 pub fn parse_flow(body: &[u8]) -> Result<FlowRecord> {
