@@ -3,10 +3,12 @@
 //!
 //! - [`store`]: [`FlowStore`], what every SQL engine answers about flows;
 //! - [`derived`]: search text, stored step columns — computed once for every engine;
+//! - [`export`]: every selected flow, its steps or its observations, as a stream of rows;
 //! - the list's filters are one vocabulary shared with the dashboard and the browser:
 //!   [`FlowFilters`] (in `flowtrail-types`), applied in SQL by `engines/sql/flows.rs`.
 
 pub mod derived;
+pub mod export;
 pub mod store;
 
 use std::collections::BTreeMap;

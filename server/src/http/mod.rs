@@ -4,6 +4,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod extract;
 pub mod flows;
 pub mod health;
@@ -23,6 +24,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(admin::router())
         .merge(events::router())
+        .merge(export::router())
         .merge(flows::router())
         .merge(health::router())
         .merge(ingest::router())

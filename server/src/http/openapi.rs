@@ -6,7 +6,7 @@ use axum::{Json, Router};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, events, flows, health, ingest, query};
+use super::{admin, events, export, flows, health, ingest, query};
 use crate::state::AppState;
 
 /// The whole API.
@@ -20,6 +20,7 @@ use crate::state::AppState;
     paths(
         ingest::accept,
         flows::list,
+        export::export,
         flows::show,
         ingest::accept_steps,
         crate::otlp::http::traces,

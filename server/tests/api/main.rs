@@ -14,6 +14,7 @@ mod authorization;
 mod analysis;
 mod auth;
 mod errors;
+mod export;
 mod filters;
 mod flows;
 mod ingest;

@@ -30,6 +30,7 @@ async fn the_openapi_document_describes_the_live_router() {
         ("/api/v1/events", vec!["get"]),
         ("/api/v1/flows/{id}/steps", vec!["post"]),
         ("/v1/traces", vec!["post"]),
+        ("/api/v1/export", vec!["get"]),
         ("/api/v1/flows/{id}/candidates/{candidate_id}", vec!["get"]),
         ("/api/v1/flows/{a}/diff/{b}", vec!["get"]),
         ("/api/v1/stats/reasons", vec!["get"]),

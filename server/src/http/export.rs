@@ -1,0 +1,252 @@
+//! `GET /api/v1/export`: the flows the list's filters select, as JSON Lines or CSV, at the
+//! level of flows, steps or observations — streamed (the body is written as rows are read,
+//! so memory stays flat whatever the size). A failure mid-way aborts the body: a client never
+//! takes a cut export for a whole one.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use flowtrail_domain::flows::export::{Level, Row};
+#[allow(unused_imports)] // named by the OpenAPI annotations
+use flowtrail_types::ErrorBody;
+use flowtrail_types::FlowFilters;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::auth::Reader;
+use super::error::ApiError;
+use super::flows::query_pairs;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/export", get(export))
+}
+
+/// The export's file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    JsonLines,
+    Csv,
+}
+
+/// `GET /api/v1/export`.
+#[utoipa::path(
+    get, path = "/api/v1/export", tag = "query",
+    params(
+        ("format" = Option<String>, Query, description = "jsonl (default) or csv"),
+        ("level" = Option<String>, Query, description = "flows (default), steps or observations"),
+        ("pipeline" = Option<String>, Query, description = "The flows list's filters: pipeline, status, tag, since, until, q, step_kind, min_eliminated (not limit or cursor: the export holds every flow they select)"),
+    ),
+    responses(
+        (status = 200, description = "Streamed: JSON Lines (`application/jsonl`, one object per row) or CSV with a header row (`text/csv`); newest flow first, steps in order"),
+        (status = 401, description = "no or unknown credentials", body = ErrorBody),
+        (status = 403, description = "credentials without the needed scope", body = ErrorBody),
+        (status = 422, description = "A parameter is invalid (see field)", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("session" = []))
+)]
+#[tracing::instrument(skip_all, fields(team = %caller.team))]
+pub(crate) async fn export(
+    State(state): State<AppState>,
+    Reader(caller): Reader,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let (filters, format, level) = parse(raw.as_deref().unwrap_or_default())?;
+    let (rows_tx, mut rows_rx) = mpsc::channel::<Row>(64);
+    let (bytes_tx, bytes_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let services = state.services.clone();
+    let team_id = caller.team_id;
+    let producer = async move { services.export(team_id, filters, level, rows_tx).await };
+    let writer = {
+        let bytes_tx = bytes_tx.clone();
+        async move {
+            let mut csv = (format == Format::Csv).then(|| CsvRows::new(level));
+            if let Some(csv) = &mut csv
+                && bytes_tx.send(Ok(csv.header())).await.is_err()
+            {
+                return;
+            }
+            while let Some(row) = rows_rx.recv().await {
+                let bytes = match &mut csv {
+                    Some(csv) => csv.row(&row),
+                    None => json_line(&row),
+                };
+                if bytes_tx.send(Ok(bytes)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::spawn(async move {
+        let (exported, ()) = tokio::join!(producer, writer);
+        if let Err(error) = exported {
+            tracing::error!(%error, "an export failed mid-way; its body is aborted");
+            let _ = bytes_tx
+                .send(Err(std::io::Error::other(error.to_string())))
+                .await;
+        }
+    });
+    let (content_type, extension) = match format {
+        Format::JsonLines => ("application/jsonl", "jsonl"),
+        Format::Csv => ("text/csv; charset=utf-8", "csv"),
+    };
+    let name = match level {
+        Level::Flows => "flows",
+        Level::Steps => "steps",
+        Level::Observations => "observations",
+    };
+    let mut response = (
+        StatusCode::OK,
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(bytes_rx)),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(value) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"flowtrail-{name}.{extension}\""
+    )) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+/// The list's filters, the format and the level from a query string. Errors name the
+/// parameter (422).
+fn parse(raw: &str) -> Result<(FlowFilters, Format, Level), ApiError> {
+    let (mut format, mut level) = (Format::JsonLines, Level::Flows);
+    let mut filters = Vec::new();
+    for (name, value) in query_pairs(raw)? {
+        match name.as_str() {
+            "format" => {
+                format = match value.trim() {
+                    "jsonl" | "" => Format::JsonLines,
+                    "csv" => Format::Csv,
+                    "parquet" => {
+                        return Err(ApiError::invalid(
+                            "format",
+                            "parquet is not available yet; use jsonl or csv",
+                        ));
+                    }
+                    _ => return Err(ApiError::invalid("format", "format is jsonl or csv")),
+                }
+            }
+            "level" => {
+                level = Level::parse(value.trim()).ok_or_else(|| {
+                    ApiError::invalid("level", "level is flows, steps or observations")
+                })?
+            }
+            "limit" | "cursor" => {
+                return Err(ApiError::invalid(
+                    name.clone(),
+                    format!(
+                        "{name} is not an export parameter: the export holds every flow the filters select"
+                    ),
+                ));
+            }
+            _ => filters.push((name, value)),
+        }
+    }
+    let filters =
+        FlowFilters::from_pairs(filters).map_err(|e| ApiError::invalid(e.field, e.message))?;
+    Ok((filters, format, level))
+}
+
+/// A row as one line of JSON.
+fn json_line(row: &Row) -> Bytes {
+    let mut line = serde_json::to_vec(row).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// CSV rows of one level: fixed columns, objects and lists as JSON text.
+struct CsvRows {
+    columns: &'static [&'static str],
+}
+
+impl CsvRows {
+    fn new(level: Level) -> Self {
+        let columns: &'static [&'static str] = match level {
+            Level::Flows => &[
+                "id",
+                "version",
+                "pipeline",
+                "status",
+                "started_at",
+                "ended_at",
+                "tags",
+                "error",
+                "step_count",
+                "ingested_at",
+                "largest_elimination",
+            ],
+            Level::Steps => &[
+                "flow_id",
+                "seq",
+                "parent_seq",
+                "name",
+                "kind",
+                "status",
+                "started_at",
+                "ended_at",
+                "candidates_in",
+                "candidates_out",
+                "reasons",
+                "capture",
+                "observation_count",
+                "reasoning",
+                "input",
+                "output",
+                "span_id",
+            ],
+            Level::Observations => &[
+                "flow_id",
+                "seq",
+                "step",
+                "candidate_id",
+                "verdict",
+                "score",
+                "reasons",
+                "attributes",
+            ],
+        };
+        CsvRows { columns }
+    }
+
+    fn header(&self) -> Bytes {
+        record(self.columns.iter().map(|c| c.to_string()))
+    }
+
+    fn row(&mut self, row: &Row) -> Bytes {
+        let value = serde_json::to_value(row).unwrap_or(Value::Null);
+        record(self.columns.iter().map(|column| cell(value.get(column))))
+    }
+}
+
+/// One CSV record (RFC 4180, through the `csv` crate).
+fn record(cells: impl Iterator<Item = String>) -> Bytes {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let _ = writer.write_record(cells.collect::<Vec<_>>());
+    Bytes::from(writer.into_inner().unwrap_or_default())
+}
+
+/// A cell: text as is, numbers and booleans as written, null as empty, objects and lists as
+/// JSON. Text starting with `=`, `+`, `-`, `@`, a tab or a carriage return is prefixed with
+/// `'`, so that a spreadsheet never runs it as a formula (OWASP, "CSV Injection").
+fn cell(value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(text)) => {
+            if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+                format!("'{text}")
+            } else {
+                text.clone()
+            }
+        }
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(other) => other.to_string(),
+    }
+}
