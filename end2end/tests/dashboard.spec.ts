@@ -51,6 +51,14 @@ test('the flows list filters by URL and shows new flows as they land', async ({ 
   await expect(rows.first()).toHaveAttribute('data-flow-id', drop.id);
   await expect(rows.first()).toContainText('price_filter');
   await expect(page.getByLabel('Eliminated ≥ (share or %)')).toHaveValue('50%');
+  // The download holds what the filters select, in the signed-in session.
+  const csv = page.getByRole('link', { name: 'CSV', exact: true });
+  await expect(csv).toHaveAttribute('href', new RegExp(`^/api/v1/export\\?format=csv&level=flows&pipeline=${alpha}&`));
+  const exported = await page.request.get((await csv.getAttribute('href'))!);
+  expect(exported.status()).toBe(200);
+  const lines = (await exported.text()).trim().split('\n');
+  expect(lines).toHaveLength(2);
+  expect(lines[1]).toContain(drop.id);
   await page.goto(`/?pipeline=${alpha}&tag=env:staging`);
   await expect(page.getByText('No flow matches these filters.')).toBeVisible();
 

@@ -83,6 +83,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Export(args) => export(args).await,
         Command::Admin(AdminCommand::CreateApiKey(args)) => {
             check_team_slug(&args.team)?;
             let services = open(&args.storage).await?;
@@ -126,6 +127,62 @@ fn check_team_slug(slug: &str) -> anyhow::Result<()> {
         "a team name is 1 to 64 of a-z, 0-9, - and _ (got {:?})",
         slug.chars().take(80).collect::<String>()
     );
+    Ok(())
+}
+
+/// `flowtrail export`: the rows to stdout, a spinner with the count on stderr (when it is a
+/// terminal), the totals on stderr at the end.
+async fn export(args: crate::config::ExportArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let query = format!(
+        "{}&format={}&level={}",
+        args.filters.trim_start_matches('?'),
+        args.format,
+        args.level
+    );
+    let (filters, format, level) = crate::http::export::parse(&query).map_err(|error| {
+        let field = match &error {
+            crate::http::error::ApiError::Validation {
+                field: Some(field), ..
+            } => format!(" ({field})"),
+            _ => String::new(),
+        };
+        anyhow::anyhow!("{error}{field}")
+    })?;
+    let services = open(&args.storage).await?;
+    let team = team_id(&services, Some(&args.team))
+        .await?
+        .context("a team is needed")?;
+    let (rows_tx, mut rows_rx) = tokio::sync::mpsc::channel(64);
+    let producer = tokio::spawn({
+        let services = services.clone();
+        async move { services.export(team, filters, level, rows_tx).await }
+    });
+    let progress = indicatif::ProgressBar::new_spinner();
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos} rows, {per_sec}, {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut csv = (format == crate::http::export::Format::Csv)
+        .then(|| crate::http::export::CsvRows::new(level));
+    if let Some(csv) = &csv {
+        out.write_all(&csv.header())?;
+    }
+    let mut rows = 0u64;
+    while let Some(row) = rows_rx.recv().await {
+        let bytes = match &mut csv {
+            Some(csv) => csv.row(&row),
+            None => crate::http::export::json_line(&row),
+        };
+        out.write_all(&bytes)?;
+        rows += 1;
+        progress.inc(1);
+    }
+    out.flush()?;
+    progress.finish_and_clear();
+    let flows = producer.await.context("the export stopped")??;
+    eprintln!("exported {flows} flows, {rows} rows");
     Ok(())
 }
 

@@ -27,6 +27,10 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Apply database migrations and exit.
     Migrate(StorageArgs),
+    /// Write the flows the list's filters select to stdout, as JSON Lines or CSV, at the
+    /// level of flows, steps or observations (what `GET /api/v1/export` answers); progress on
+    /// stderr.
+    Export(ExportArgs),
     /// Administration.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -206,6 +210,25 @@ pub enum AdminCommand {
     /// Inspect and redrive the dead-letter queue (jobs that failed permanently).
     #[command(subcommand)]
     Dlq(DlqCommand),
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Team slug.
+    #[arg(long, env = "FLOWTRAIL_TEAM", default_value = "default")]
+    pub team: String,
+    /// The flows list's filters as a query string, e.g.
+    /// `pipeline=competitor_selection&status=failed&since=2026-11-01`; none: every flow.
+    #[arg(default_value = "")]
+    pub filters: String,
+    /// `jsonl` or `csv`.
+    #[arg(long, default_value = "jsonl")]
+    pub format: String,
+    /// `flows`, `steps` or `observations`.
+    #[arg(long, default_value = "flows")]
+    pub level: String,
 }
 
 #[derive(Subcommand)]

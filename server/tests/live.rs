@@ -572,3 +572,83 @@ async fn a_stored_flow_replays_its_boundaries_without_calling_out() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_writes_the_export_to_stdout_and_its_totals_to_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let services = std::sync::Arc::new(
+        flowtrail_domain::Services::open(&flowtrail_domain::StorageConfig::embedded(dir.path()))
+            .await
+            .unwrap(),
+    );
+    services.bootstrap(None).await.unwrap();
+    let team = services
+        .metadata
+        .team_by_slug("default")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    for (n, pipeline) in [(1, "a"), (2, "b"), (3, "a")] {
+        let flow = serde_json::json!({
+            "id": format!("01936b2e-7c4a-7cc0-9a57-4c1f0e6d000{n}"), "pipeline": pipeline,
+            "status": "succeeded", "started_at": format!("2026-11-21T10:00:0{n}Z"),
+            "steps": [{"seq": 0, "name": "filter", "kind": "filter", "observations": [
+                {"candidate_id": format!("C{n}"), "verdict": "kept"},
+                {"candidate_id": "@SUM(A1)", "verdict": "rejected"}]}]
+        });
+        flowtrail_domain::ingest::submit(&services, team, None, flow.to_string().as_bytes(), None)
+            .await
+            .unwrap();
+    }
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(flowtrail_domain::ingest::processor::run(
+        services.clone(),
+        Default::default(),
+        shutdown,
+    ));
+    while services.queue.depth().await.unwrap() > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(true);
+    worker.await.unwrap();
+    drop(services);
+
+    let export = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_flowtrail"))
+            .arg("export")
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let output = export(&["pipeline=a", "--format", "csv", "--level", "observations"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let csv = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 1 + 4, "{csv}");
+    assert!(
+        lines[1].starts_with("01936b2e-7c4a-7cc0-9a57-4c1f0e6d0003,0,filter,C3,kept"),
+        "{csv}"
+    );
+    assert!(csv.contains(",'@SUM(A1),rejected"), "{csv}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("exported 2 flows, 4 rows"));
+
+    let output = export(&[]);
+    let flows: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(flows.len(), 3);
+    assert_eq!(flows[0]["pipeline"], "a");
+
+    let refused = export(&["status=done"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("(status)"));
+}

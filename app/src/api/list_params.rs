@@ -64,6 +64,18 @@ impl ListParams {
         self.parse().ok()?.admits(flow)
     }
 
+    /// The export of every flow these filters select (`GET /api/v1/export`; the page's
+    /// `limit` and `cursor` are not the export's) in `format` at `level`.
+    pub fn export_href(&self, format: &str, level: &str) -> String {
+        let mut href = format!("/api/v1/export?format={format}&level={level}");
+        for (name, value) in self.pairs() {
+            if name != "cursor" && name != "limit" {
+                href.push_str(&format!("&{name}={}", crate::format::encode(value)));
+            }
+        }
+        href
+    }
+
     /// This view's address with another cursor (the next page).
     pub fn href_with_cursor(&self, cursor: &str) -> String {
         let mut href = format!("/?cursor={}", crate::format::encode(cursor));

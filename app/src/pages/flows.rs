@@ -220,6 +220,16 @@ fn FlowTable(page: FlowPage, filters: ListParams, refresh: Callback<()>) -> impl
             }
         })
     };
+    // Downloads of every flow these filters select (not only this page).
+    let downloads = view! {
+        <p class="downloads">
+            "Download the selected flows: "
+            <a href=filters.export_href("csv", "flows") download="">"CSV"</a>" · "
+            <a href=filters.export_href("jsonl", "flows") download="">"JSON Lines"</a>" · "
+            <a href=filters.export_href("csv", "steps") download="">"steps (CSV)"</a>" · "
+            <a href=filters.export_href("csv", "observations") download="">"observations (CSV)"</a>
+        </p>
+    };
     view! {
         <div class="list-head">
             {live_badge}
@@ -244,6 +254,7 @@ fn FlowTable(page: FlowPage, filters: ListParams, refresh: Callback<()>) -> impl
                 <tbody>{rows}</tbody>
             </table>
         </Show>
+        {downloads}
         <nav class="pager" aria-label="Pages">{next}</nav>
     }
 }

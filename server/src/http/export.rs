@@ -27,7 +27,7 @@ pub fn router() -> Router<AppState> {
 
 /// The export's file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     JsonLines,
     Csv,
 }
@@ -115,7 +115,7 @@ pub(crate) async fn export(
 
 /// The list's filters, the format and the level from a query string. Errors name the
 /// parameter (422).
-fn parse(raw: &str) -> Result<(FlowFilters, Format, Level), ApiError> {
+pub(crate) fn parse(raw: &str) -> Result<(FlowFilters, Format, Level), ApiError> {
     let (mut format, mut level) = (Format::JsonLines, Level::Flows);
     let mut filters = Vec::new();
     for (name, value) in query_pairs(raw)? {
@@ -155,19 +155,19 @@ fn parse(raw: &str) -> Result<(FlowFilters, Format, Level), ApiError> {
 }
 
 /// A row as one line of JSON.
-fn json_line(row: &Row) -> Bytes {
+pub(crate) fn json_line(row: &Row) -> Bytes {
     let mut line = serde_json::to_vec(row).unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
 }
 
 /// CSV rows of one level: fixed columns, objects and lists as JSON text.
-struct CsvRows {
+pub(crate) struct CsvRows {
     columns: &'static [&'static str],
 }
 
 impl CsvRows {
-    fn new(level: Level) -> Self {
+    pub(crate) fn new(level: Level) -> Self {
         let columns: &'static [&'static str] = match level {
             Level::Flows => &[
                 "id",
@@ -215,11 +215,11 @@ impl CsvRows {
         CsvRows { columns }
     }
 
-    fn header(&self) -> Bytes {
+    pub(crate) fn header(&self) -> Bytes {
         record(self.columns.iter().map(|c| c.to_string()))
     }
 
-    fn row(&mut self, row: &Row) -> Bytes {
+    pub(crate) fn row(&mut self, row: &Row) -> Bytes {
         let value = serde_json::to_value(row).unwrap_or(Value::Null);
         record(self.columns.iter().map(|column| cell(value.get(column))))
     }
