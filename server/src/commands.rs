@@ -164,20 +164,21 @@ async fn export(args: crate::config::ExportArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut csv = (format == crate::http::export::Format::Csv)
-        .then(|| crate::http::export::CsvRows::new(level));
-    if let Some(csv) = &csv {
-        out.write_all(&csv.header())?;
+    let mut encoder =
+        crate::http::export::Encoder::new(format, level).map_err(anyhow::Error::msg)?;
+    if let Some(header) = encoder.header() {
+        out.write_all(&header)?;
     }
     let mut rows = 0u64;
     while let Some(row) = rows_rx.recv().await {
-        let bytes = match &mut csv {
-            Some(csv) => csv.row(&row),
-            None => crate::http::export::json_line(&row),
-        };
-        out.write_all(&bytes)?;
+        if let Some(bytes) = encoder.row(&row).map_err(anyhow::Error::msg)? {
+            out.write_all(&bytes)?;
+        }
         rows += 1;
         progress.inc(1);
+    }
+    if let Some(bytes) = encoder.finish().map_err(anyhow::Error::msg)? {
+        out.write_all(&bytes)?;
     }
     out.flush()?;
     progress.finish_and_clear();

@@ -223,7 +223,7 @@ pub struct ExportArgs {
     /// `pipeline=competitor_selection&status=failed&since=2026-11-01`; none: every flow.
     #[arg(default_value = "")]
     pub filters: String,
-    /// `jsonl` or `csv`.
+    /// `jsonl`, `csv` or `parquet`.
     #[arg(long, default_value = "jsonl")]
     pub format: String,
     /// `flows`, `steps` or `observations`.

@@ -1,5 +1,5 @@
-//! `GET /api/v1/export`: the flows the list's filters select, as JSON Lines or CSV, at the
-//! level of flows, steps or observations — streamed (the body is written as rows are read,
+//! `GET /api/v1/export`: the flows the list's filters select, as JSON Lines, CSV or Parquet
+//! ([`parquet`]), at the level of flows, steps or observations — streamed (the body is written as rows are read,
 //! so memory stays flat whatever the size). A failure mid-way aborts the body: a client never
 //! takes a cut export for a whole one.
 
@@ -16,6 +16,8 @@ use flowtrail_types::FlowFilters;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+mod parquet;
+
 use super::auth::Reader;
 use super::error::ApiError;
 use super::flows::query_pairs;
@@ -30,18 +32,63 @@ pub fn router() -> Router<AppState> {
 pub(crate) enum Format {
     JsonLines,
     Csv,
+    Parquet,
+}
+
+/// Rows into the bytes of one format.
+pub(crate) enum Encoder {
+    JsonLines,
+    Csv(CsvRows),
+    Parquet(Box<parquet::ParquetRows>),
+}
+
+impl Encoder {
+    pub(crate) fn new(format: Format, level: Level) -> Result<Self, String> {
+        Ok(match format {
+            Format::JsonLines => Encoder::JsonLines,
+            Format::Csv => Encoder::Csv(CsvRows::new(level)),
+            Format::Parquet => Encoder::Parquet(Box::new(
+                parquet::ParquetRows::new(level).map_err(|e| e.to_string())?,
+            )),
+        })
+    }
+
+    /// What comes before the first row (CSV's header row).
+    pub(crate) fn header(&self) -> Option<Bytes> {
+        match self {
+            Encoder::Csv(csv) => Some(csv.header()),
+            _ => None,
+        }
+    }
+
+    /// The bytes of a row, when there are some to write now.
+    pub(crate) fn row(&mut self, row: &Row) -> Result<Option<Bytes>, String> {
+        match self {
+            Encoder::JsonLines => Ok(Some(json_line(row))),
+            Encoder::Csv(csv) => Ok(Some(csv.row(row))),
+            Encoder::Parquet(parquet) => parquet.row(row).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// What comes after the last row (Parquet's last row group and footer).
+    pub(crate) fn finish(self) -> Result<Option<Bytes>, String> {
+        match self {
+            Encoder::Parquet(parquet) => parquet.finish().map(Some).map_err(|e| e.to_string()),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// `GET /api/v1/export`.
 #[utoipa::path(
     get, path = "/api/v1/export", tag = "query",
     params(
-        ("format" = Option<String>, Query, description = "jsonl (default) or csv"),
+        ("format" = Option<String>, Query, description = "jsonl (default), csv or parquet"),
         ("level" = Option<String>, Query, description = "flows (default), steps or observations"),
         ("pipeline" = Option<String>, Query, description = "The flows list's filters: pipeline, status, tag, since, until, q, step_kind, min_eliminated (not limit or cursor: the export holds every flow they select)"),
     ),
     responses(
-        (status = 200, description = "Streamed: JSON Lines (`application/jsonl`, one object per row) or CSV with a header row (`text/csv`); newest flow first, steps in order"),
+        (status = 200, description = "Streamed: JSON Lines (`application/jsonl`, one object per row), CSV with a header row (`text/csv`) or Parquet (`application/vnd.apache.parquet`, zstd, a row group per 8,192 rows); newest flow first, steps in order"),
         (status = 401, description = "no or unknown credentials", body = ErrorBody),
         (status = 403, description = "credentials without the needed scope", body = ErrorBody),
         (status = 422, description = "A parameter is invalid (see field)", body = ErrorBody),
@@ -60,22 +107,36 @@ pub(crate) async fn export(
     let services = state.services.clone();
     let team_id = caller.team_id;
     let producer = async move { services.export(team_id, filters, level, rows_tx).await };
+    let mut encoder = Encoder::new(format, level).map_err(|error| {
+        tracing::error!(%error, "an export's encoder did not start");
+        ApiError::Internal
+    })?;
     let writer = {
         let bytes_tx = bytes_tx.clone();
         async move {
-            let mut csv = (format == Format::Csv).then(|| CsvRows::new(level));
-            if let Some(csv) = &mut csv
-                && bytes_tx.send(Ok(csv.header())).await.is_err()
+            let failed = |error: String| Err(std::io::Error::other(error));
+            if let Some(header) = encoder.header()
+                && bytes_tx.send(Ok(header)).await.is_err()
             {
                 return;
             }
             while let Some(row) = rows_rx.recv().await {
-                let bytes = match &mut csv {
-                    Some(csv) => csv.row(&row),
-                    None => json_line(&row),
+                let bytes = match encoder.row(&row) {
+                    Ok(None) => continue,
+                    Ok(Some(bytes)) => Ok(bytes),
+                    Err(error) => failed(error),
                 };
-                if bytes_tx.send(Ok(bytes)).await.is_err() {
+                if bytes_tx.send(bytes).await.is_err() {
                     return;
+                }
+            }
+            match encoder.finish() {
+                Ok(None) => {}
+                Ok(Some(bytes)) => {
+                    let _ = bytes_tx.send(Ok(bytes)).await;
+                }
+                Err(error) => {
+                    let _ = bytes_tx.send(failed(error)).await;
                 }
             }
         }
@@ -92,6 +153,7 @@ pub(crate) async fn export(
     let (content_type, extension) = match format {
         Format::JsonLines => ("application/jsonl", "jsonl"),
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
+        Format::Parquet => ("application/vnd.apache.parquet", "parquet"),
     };
     let name = match level {
         Level::Flows => "flows",
@@ -124,13 +186,13 @@ pub(crate) fn parse(raw: &str) -> Result<(FlowFilters, Format, Level), ApiError>
                 format = match value.trim() {
                     "jsonl" | "" => Format::JsonLines,
                     "csv" => Format::Csv,
-                    "parquet" => {
+                    "parquet" => Format::Parquet,
+                    _ => {
                         return Err(ApiError::invalid(
                             "format",
-                            "parquet is not available yet; use jsonl or csv",
+                            "format is jsonl, csv or parquet",
                         ));
                     }
-                    _ => return Err(ApiError::invalid("format", "format is jsonl or csv")),
                 }
             }
             "level" => {
