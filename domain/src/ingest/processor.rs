@@ -132,19 +132,7 @@ async fn process_batch(services: &Services, config: &ProcessorConfig, jobs: Vec<
                 ready.push((jobs, assembled.flow, assembled.payloads, WriteMode::Spans))
             }
             Ok(None) => unchanged.extend(jobs.iter().map(|job| job.id)),
-            Err(error) => {
-                for job in &jobs {
-                    fail(
-                        services,
-                        config,
-                        job,
-                        error.is_transient(),
-                        &error.to_string(),
-                    )
-                    .instrument(job_span(job))
-                    .await;
-                }
-            }
+            Err(error) => fail_all(services, config, &jobs, &error).await,
         }
     }
     if ready.is_empty() {
@@ -176,17 +164,7 @@ async fn process_batch(services: &Services, config: &ProcessorConfig, jobs: Vec<
                 {
                     Ok(mut alone) => outcomes.push(alone.pop()),
                     Err(error) => {
-                        for job in jobs {
-                            fail(
-                                services,
-                                config,
-                                job,
-                                error.is_transient(),
-                                &error.to_string(),
-                            )
-                            .instrument(job_span(job))
-                            .await;
-                        }
+                        fail_all(services, config, jobs, &error).await;
                         outcomes.push(None);
                     }
                 }
@@ -271,6 +249,26 @@ async fn assemble_trace(
         batches.push(otlp::load(services, job).instrument(job_span(job)).await?);
     }
     otlp::assemble(services, team_id, flow_id, &batches).await
+}
+
+/// [`fail`] for every job of one write (the span batches of a trace share theirs).
+async fn fail_all(
+    services: &Services,
+    config: &ProcessorConfig,
+    jobs: &[Job],
+    error: &crate::Error,
+) {
+    for job in jobs {
+        fail(
+            services,
+            config,
+            job,
+            error.is_transient(),
+            &error.to_string(),
+        )
+        .instrument(job_span(job))
+        .await;
+    }
 }
 
 async fn fail(
