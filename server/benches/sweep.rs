@@ -136,6 +136,7 @@ async fn main() {
                 flow,
                 payloads,
                 mode: WriteMode::Replace,
+                imported: false,
             })
             .collect();
         services.metadata.upsert_flows(&writes).await.unwrap();

@@ -84,6 +84,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Export(args) => export(args).await,
+        Command::Bundle(args) => bundle(args).await,
+        Command::Import(args) => import(args).await,
         Command::Admin(AdminCommand::CreateApiKey(args)) => {
             check_team_slug(&args.team)?;
             let services = open(&args.storage).await?;
@@ -131,25 +133,39 @@ fn check_team_slug(slug: &str) -> anyhow::Result<()> {
 }
 
 /// `flowtrail export`: the rows to stdout, a spinner with the count on stderr (when it is a
-/// terminal), the totals on stderr at the end.
+/// terminal), the totals on stderr at the end. A reader that goes away (`| head`) ends it
+/// quietly; a failure mid-way exits 1 before the file is completed (no Parquet footer), so a
+/// cut export never passes for a whole one.
 async fn export(args: crate::config::ExportArgs) -> anyhow::Result<()> {
-    use std::io::Write;
-    let query = format!(
-        "{}&format={}&level={}",
-        args.filters.trim_start_matches('?'),
-        args.format,
-        args.level
+    use crate::config::{ExportFormat, ExportLevel};
+    use crate::http::export::Format;
+    use flowtrail_domain::flows::export::Level;
+    use std::io::{IsTerminal, Write};
+    let (filters, given_format, given_level) =
+        crate::http::export::parse(&args.query()).map_err(|error| {
+            let field = match &error {
+                crate::http::error::ApiError::Validation {
+                    field: Some(field), ..
+                } => format!(" ({field})"),
+                _ => String::new(),
+            };
+            anyhow::anyhow!("{error}{field}")
+        })?;
+    anyhow::ensure!(
+        given_format.is_none() && given_level.is_none(),
+        "give the format and the level as --format and --level, not in the filters"
     );
-    let (filters, format, level) = crate::http::export::parse(&query).map_err(|error| {
-        let field = match &error {
-            crate::http::error::ApiError::Validation {
-                field: Some(field), ..
-            } => format!(" ({field})"),
-            _ => String::new(),
-        };
-        anyhow::anyhow!("{error}{field}")
-    })?;
-    let services = open(&args.storage).await?;
+    let format = match args.format {
+        ExportFormat::Jsonl => Format::JsonLines,
+        ExportFormat::Csv => Format::Csv,
+        ExportFormat::Parquet => Format::Parquet,
+    };
+    let level = match args.level {
+        ExportLevel::Flows => Level::Flows,
+        ExportLevel::Steps => Level::Steps,
+        ExportLevel::Observations => Level::Observations,
+    };
+    let services = open_existing(&args.storage).await?;
     let team = team_id(&services, Some(&args.team))
         .await?
         .context("a team is needed")?;
@@ -163,27 +179,167 @@ async fn export(args: crate::config::ExportArgs) -> anyhow::Result<()> {
         indicatif::ProgressStyle::with_template("{spinner} {pos} rows, {per_sec}, {elapsed}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // Into a file: written beside it under a temporary name, renamed when complete.
+    let partial = args.output.as_ref().map(|path| {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".partial-{}", std::process::id()));
+        path.with_file_name(name)
+    });
+    if partial.is_none() && matches!(format, Format::Parquet) && std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "Parquet is binary: redirect stdout to a file (> out.parquet) or give --output"
+        );
+    }
+    let sink: Box<dyn Write> = match &partial {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut out = std::io::BufWriter::new(sink);
+    let result = write_export(&mut out, &mut rows_rx, format, level, &progress).await;
+    drop(rows_rx);
+    let flows = producer.await.context("the export stopped");
+    progress.finish_and_clear();
+    let outcome = (|| -> anyhow::Result<Option<(u64, u64)>> {
+        let (rows, encoder) = match result {
+            Ok(done) => done,
+            // The reader went away (`| head`): nothing more to say.
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(None),
+            Err(error) => return Err(error).context("cannot write the export"),
+        };
+        let flows = flows?.context("the export failed part-way; what was written is incomplete")?;
+        let finished = encoder.finish().map_err(anyhow::Error::msg)?;
+        let ended = (|| -> std::io::Result<()> {
+            if let Some(bytes) = finished {
+                out.write_all(&bytes)?;
+            }
+            out.flush()?;
+            if let Some(path) = &partial {
+                std::fs::File::open(path)?.sync_all()?;
+            }
+            Ok(())
+        })();
+        match ended {
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(None),
+            other => other
+                .context("cannot write the export")
+                .map(|()| Some((flows, rows))),
+        }
+    })();
+    drop(out);
+    if let (Some(partial), Some(path)) = (&partial, &args.output) {
+        match &outcome {
+            Ok(Some(_)) => std::fs::rename(partial, path)
+                .with_context(|| format!("cannot rename the export to {}", path.display()))?,
+            _ => {
+                let _ = std::fs::remove_file(partial);
+            }
+        }
+    }
+    if let Some((flows, rows)) = outcome? {
+        eprintln!("exported {flows} flows, {rows} rows");
+    }
+    Ok(())
+}
+
+/// Encodes the rows as they come and writes them; answers the row count and the encoder (whose
+/// footer is written only once the producer is known to have succeeded).
+async fn write_export(
+    out: &mut impl std::io::Write,
+    rows_rx: &mut tokio::sync::mpsc::Receiver<flowtrail_domain::flows::export::Row>,
+    format: crate::http::export::Format,
+    level: flowtrail_domain::flows::export::Level,
+    progress: &indicatif::ProgressBar,
+) -> std::io::Result<(u64, crate::http::export::Encoder)> {
     let mut encoder =
-        crate::http::export::Encoder::new(format, level).map_err(anyhow::Error::msg)?;
+        crate::http::export::Encoder::new(format, level).map_err(std::io::Error::other)?;
     if let Some(header) = encoder.header() {
         out.write_all(&header)?;
     }
     let mut rows = 0u64;
     while let Some(row) = rows_rx.recv().await {
-        if let Some(bytes) = encoder.row(&row).map_err(anyhow::Error::msg)? {
+        if let Some(bytes) = encoder.row(&row).map_err(std::io::Error::other)? {
             out.write_all(&bytes)?;
         }
         rows += 1;
         progress.inc(1);
     }
-    if let Some(bytes) = encoder.finish().map_err(anyhow::Error::msg)? {
-        out.write_all(&bytes)?;
+    Ok((rows, encoder))
+}
+
+/// `flowtrail bundle`: a debugging bundle of the flows to stdout.
+async fn bundle(args: crate::config::BundleArgs) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    anyhow::ensure!(
+        args.output.is_some() || !std::io::stdout().is_terminal(),
+        "a bundle is binary: redirect stdout to a file (> run.ft) or give --output"
+    );
+    let services = open_existing(&args.storage).await?;
+    let team = team_id(&services, Some(&args.team))
+        .await?
+        .context("a team is needed")?;
+    for &id in &args.ids {
+        anyhow::ensure!(
+            services.metadata.get_flow(team, id).await?.is_some(),
+            "team {:?} has no flow {id}",
+            args.team
+        );
     }
-    out.flush()?;
-    progress.finish_and_clear();
-    let flows = producer.await.context("the export stopped")??;
-    eprintln!("exported {flows} flows, {rows} rows");
+    let bytes = services.bundle(team, &args.ids).await?;
+    if let Some(path) = &args.output {
+        std::fs::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    } else {
+        let mut out = std::io::stdout().lock();
+        match out.write_all(&bytes).and_then(|()| out.flush()) {
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            other => other.context("cannot write the bundle")?,
+        }
+    }
+    eprintln!("bundled {} flows, {} bytes", args.ids.len(), bytes.len());
+    Ok(())
+}
+
+/// `flowtrail import`: loads a bundle, prints the report as JSON on stdout and a line on
+/// stderr. A refused bundle exits 1 naming the entry and the checksum that failed.
+async fn import(args: crate::config::ImportArgs) -> anyhow::Result<()> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    if args.file.as_os_str() == "-" {
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut bytes)
+            .context("cannot read the bundle from standard input")?;
+    } else {
+        bytes = std::fs::read(&args.file)
+            .with_context(|| format!("cannot read {}", args.file.display()))?;
+    }
+    let services = open_existing(&args.storage).await?;
+    let team = team_id(&services, Some(&args.team))
+        .await?
+        .context("a team is needed")?;
+    let report = services
+        .import_bundle(
+            team,
+            &bytes,
+            flowtrail_domain::flows::bundle::MAX_UNPACKED_BYTES,
+        )
+        .await
+        .map_err(|error| match error {
+            flowtrail_domain::Error::Validation {
+                field: Some(field),
+                message,
+            } => {
+                anyhow::anyhow!("the bundle is refused ({field}): {message}; nothing was imported")
+            }
+            other => anyhow::Error::new(other).context("the bundle was not imported"),
+        })?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    eprintln!(
+        "imported {} flows, skipped {} (the same or a newer version was already stored)",
+        report.imported, report.skipped
+    );
     Ok(())
 }
 
@@ -195,6 +351,21 @@ async fn team_id(services: &Services, slug: Option<&str>) -> anyhow::Result<Opti
         .await?
         .with_context(|| format!("no team {slug:?}"))?;
     Ok(Some(team.id))
+}
+
+/// [`open`] for commands that read what a server stored: on the embedded default, a data
+/// directory without a database is an error (a mistyped `--data-dir`), not a new empty one.
+async fn open_existing(storage: &StorageArgs) -> anyhow::Result<Arc<Services>> {
+    if storage.database_url.is_none() {
+        let database = storage.data_dir.join("flowtrail.db");
+        anyhow::ensure!(
+            database.exists(),
+            "no Flow Trail data in {}: give the --data-dir (or FLOWTRAIL_DATA_DIR, or \
+             --database-url) that `flowtrail serve` uses",
+            storage.data_dir.display()
+        );
+    }
+    open(storage).await
 }
 
 async fn open(storage: &StorageArgs) -> anyhow::Result<Arc<Services>> {

@@ -27,10 +27,17 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Apply database migrations and exit.
     Migrate(StorageArgs),
-    /// Write the flows the list's filters select to stdout, as JSON Lines or CSV, at the
-    /// level of flows, steps or observations (what `GET /api/v1/export` answers); progress on
-    /// stderr.
+    /// Write the flows the list's filters select to stdout, as JSON Lines, CSV or Parquet,
+    /// at the level of flows, steps or observations (what `GET /api/v1/export` answers);
+    /// progress and totals on stderr.
     Export(ExportArgs),
+    /// Write a debugging bundle of flows (steps, observations, a SHA-256 manifest) to stdout,
+    /// as `GET /api/v1/flows/{id}/bundle` answers it.
+    Bundle(BundleArgs),
+    /// Load a debugging bundle (`.ft`) into this deployment: every checksum verified first,
+    /// all flows in one transaction, original ids kept, marked imported; importing twice
+    /// writes nothing new. Prints what it did as JSON.
+    Import(ImportArgs),
     /// Administration.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -219,16 +226,136 @@ pub struct ExportArgs {
     /// Team slug.
     #[arg(long, env = "FLOWTRAIL_TEAM", default_value = "default")]
     pub team: String,
-    /// The flows list's filters as a query string, e.g.
-    /// `pipeline=competitor_selection&status=failed&since=2026-11-01`; none: every flow.
-    #[arg(default_value = "")]
-    pub filters: String,
-    /// `jsonl`, `csv` or `parquet`.
-    #[arg(long, default_value = "jsonl")]
-    pub format: String,
-    /// `flows`, `steps` or `observations`.
-    #[arg(long, default_value = "flows")]
-    pub level: String,
+    /// The flows list's filters as a query string (`GET /api/v1/flows`'s parameters), in one
+    /// argument or several, e.g. `pipeline=competitor_selection&status=failed` or
+    /// `pipeline=competitor_selection status=failed`; combined with the filter options below.
+    /// None: every flow.
+    pub filters: Vec<String>,
+    /// Only flows of this pipeline.
+    #[arg(long, help_heading = "Filters")]
+    pub pipeline: Option<String>,
+    /// Only flows with this status (`running`, `succeeded`, `failed`).
+    #[arg(long, help_heading = "Filters")]
+    pub status: Option<String>,
+    /// Only flows with this tag, as `key:value`; repeat for several (all must match).
+    #[arg(long, help_heading = "Filters")]
+    pub tag: Vec<String>,
+    /// Only flows started at or after this time (RFC 3339, or a date).
+    #[arg(long, help_heading = "Filters")]
+    pub since: Option<String>,
+    /// Only flows started before this time (RFC 3339, or a date).
+    #[arg(long, help_heading = "Filters")]
+    pub until: Option<String>,
+    /// Only flows with this text in reasoning, reasons or names.
+    #[arg(long, short = 'q', help_heading = "Filters")]
+    pub q: Option<String>,
+    /// With `--min-eliminated`: only flows where a step of this kind eliminated that share.
+    #[arg(long, help_heading = "Filters")]
+    pub step_kind: Option<String>,
+    /// Share of a step's `candidates_in` not in its `candidates_out`, 0 to 1.
+    #[arg(long, help_heading = "Filters")]
+    pub min_eliminated: Option<String>,
+    /// The file format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    pub format: ExportFormat,
+    /// What one row is.
+    #[arg(long, value_enum, default_value_t = ExportLevel::Flows)]
+    pub level: ExportLevel,
+    /// Write to this file instead of stdout; it appears only once the export is complete (a
+    /// failed export leaves no partial file behind).
+    #[arg(long, short = 'o')]
+    pub output: Option<std::path::PathBuf>,
+}
+
+impl ExportArgs {
+    /// The filters as one query string: the positional arguments joined by `&`, then the filter
+    /// options, form-encoded.
+    pub fn query(&self) -> String {
+        let mut parts: Vec<String> = self
+            .filters
+            .iter()
+            .map(|part| {
+                part.trim()
+                    .trim_start_matches('?')
+                    .trim_matches('&')
+                    .to_owned()
+            })
+            .filter(|part| !part.is_empty())
+            .collect();
+        let options = [
+            ("pipeline", &self.pipeline),
+            ("status", &self.status),
+            ("since", &self.since),
+            ("until", &self.until),
+            ("q", &self.q),
+            ("step_kind", &self.step_kind),
+            ("min_eliminated", &self.min_eliminated),
+        ];
+        let mut encoded = form_urlencoded::Serializer::new(String::new());
+        let mut any = false;
+        for (name, value) in options {
+            if let Some(value) = value {
+                encoded.append_pair(name, value);
+                any = true;
+            }
+        }
+        for tag in &self.tag {
+            encoded.append_pair("tag", tag);
+            any = true;
+        }
+        if any {
+            parts.push(encoded.finish());
+        }
+        parts.join("&")
+    }
+}
+
+/// `flowtrail export --format`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// JSON Lines: one object per row.
+    Jsonl,
+    /// CSV with a header row (cells a spreadsheet would run as formulas are neutralised).
+    Csv,
+    /// Apache Parquet, zstd, the schema of ARCHITECTURE.md ("Exports").
+    Parquet,
+}
+
+/// `flowtrail export --level`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ExportLevel {
+    /// A row per flow.
+    Flows,
+    /// A row per step, with its flow's id.
+    Steps,
+    /// A row per stored observation, with its flow's id and step.
+    Observations,
+}
+
+#[derive(Args)]
+pub struct BundleArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Team slug.
+    #[arg(long, env = "FLOWTRAIL_TEAM", default_value = "default")]
+    pub team: String,
+    /// The flows' ids (1 to 100).
+    #[arg(required = true, num_args = 1..)]
+    pub ids: Vec<uuid::Uuid>,
+    /// Write to this file instead of stdout.
+    #[arg(long, short = 'o')]
+    pub output: Option<std::path::PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Team slug the flows are imported into.
+    #[arg(long, env = "FLOWTRAIL_TEAM", default_value = "default")]
+    pub team: String,
+    /// The bundle (`.ft`); `-` reads standard input.
+    pub file: PathBuf,
 }
 
 #[derive(Subcommand)]

@@ -651,4 +651,133 @@ async fn the_cli_writes_the_export_to_stdout_and_its_totals_to_stderr() {
     let refused = export(&["status=done"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("(status)"));
+    // The format is a flag; in the filters it would be ambiguous.
+    let refused = export(&["format=csv"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--format"));
+    let parquet = export(&["--format", "parquet", "--level", "steps"]);
+    assert!(parquet.status.success());
+    assert!(parquet.stdout.starts_with(b"PAR1") && parquet.stdout.ends_with(b"PAR1"));
+    // The filters as options, combined with a query string; into a file with --output.
+    let file = dir.path().join("a.jsonl");
+    let output = export(&[
+        "--pipeline",
+        "a",
+        "since=2026-11-21T10:00:02Z",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.stdout.is_empty());
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(written.lines().count(), 1, "{written}");
+    assert!(written.contains("6d0003"), "{written}");
+    // A refused export leaves no file behind, not even a partial one.
+    let missing = dir.path().join("never.csv");
+    let refused = export(&["--status", "done", "-o", missing.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(!missing.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("partial"))
+            .count(),
+        0
+    );
+
+    // A mistyped data directory is an error, not a new empty deployment.
+    let nowhere = dir.path().join("typo");
+    let output = Command::new(env!("CARGO_BIN_EXE_flowtrail"))
+        .args(["export", "--data-dir"])
+        .arg(&nowhere)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no Flow Trail data in"));
+    assert!(!nowhere.exists());
+
+    // A bundle of two flows, imported into another deployment: refused whole when tampered,
+    // imported once, then skipped.
+    let bundle = Command::new(env!("CARGO_BIN_EXE_flowtrail"))
+        .args([
+            "bundle",
+            "01936b2e-7c4a-7cc0-9a57-4c1f0e6d0001",
+            "01936b2e-7c4a-7cc0-9a57-4c1f0e6d0003",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        bundle.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bundle.stderr)
+    );
+    let other = tempfile::tempdir().unwrap();
+    let services = Services::open(&StorageConfig::embedded(other.path()))
+        .await
+        .unwrap();
+    services.bootstrap(None).await.unwrap();
+    drop(services);
+    let import = |file: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_flowtrail"))
+            .arg("import")
+            .arg(file)
+            .arg("--data-dir")
+            .arg(other.path())
+            .output()
+            .unwrap()
+    };
+    let mut tar = zstd::stream::decode_all(bundle.stdout.as_slice()).unwrap();
+    let at = tar.windows(4).position(|w| w == b"\"C3\"").unwrap();
+    tar[at + 2] = b'4';
+    let forged = other.path().join("forged.ft");
+    std::fs::write(
+        &forged,
+        zstd::stream::encode_all(tar.as_slice(), 3).unwrap(),
+    )
+    .unwrap();
+    let refused = import(&forged);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("checksum mismatch") && stderr.contains("nothing was imported"),
+        "{stderr}"
+    );
+    let file = other.path().join("two.ft");
+    std::fs::write(&file, &bundle.stdout).unwrap();
+    for expected in ["\"imported\": 2", "\"skipped\": 2"] {
+        let output = import(&file);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report = String::from_utf8(output.stdout).unwrap();
+        assert!(report.contains(expected), "{report}");
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_flowtrail"))
+        .args(["export", "--data-dir"])
+        .arg(other.path())
+        .output()
+        .unwrap();
+    let flows: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(flows.len(), 2);
+    assert!(
+        flows.iter().all(|f| f["imported_at"].is_string()),
+        "{flows:?}"
+    );
 }

@@ -56,6 +56,14 @@ pub struct FlowSummary {
     /// The step that eliminated the most candidates (`null` if no step counted them).
     #[serde(default)]
     pub largest_elimination: Option<Elimination>,
+    /// When the flow was loaded from a debugging bundle (`flowtrail import`); absent for a
+    /// flow this deployment ingested itself.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub imported_at: Option<OffsetDateTime>,
 }
 
 /// How many candidates one step eliminated.

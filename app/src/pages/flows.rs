@@ -226,6 +226,7 @@ fn FlowTable(page: FlowPage, filters: ListParams, refresh: Callback<()>) -> impl
             "Download the selected flows: "
             <a href=filters.export_href("csv", "flows") download="">"CSV"</a>" · "
             <a href=filters.export_href("jsonl", "flows") download="">"JSON Lines"</a>" · "
+            <a href=filters.export_href("parquet", "flows") download="">"Parquet"</a>" · "
             <a href=filters.export_href("csv", "steps") download="">"steps (CSV)"</a>" · "
             <a href=filters.export_href("csv", "observations") download="">"observations (CSV)"</a>
         </p>

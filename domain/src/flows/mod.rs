@@ -7,6 +7,7 @@
 //! - the list's filters are one vocabulary shared with the dashboard and the browser:
 //!   [`FlowFilters`] (in `flowtrail-types`), applied in SQL by `engines/sql/flows.rs`.
 
+pub mod bundle;
 pub mod derived;
 pub mod export;
 pub mod store;
@@ -50,6 +51,9 @@ pub struct FlowWrite<'a> {
     pub flow: &'a flowtrail_types::FlowRecord,
     pub payloads: &'a StepPayloads,
     pub mode: WriteMode,
+    /// The flow comes from a debugging bundle ([`crate::flows::bundle`]): its row is marked
+    /// `imported_at` (the write's time). A native write clears the mark.
+    pub imported: bool,
 }
 
 impl FlowWrite<'_> {
@@ -72,6 +76,7 @@ impl FlowWrite<'_> {
             step_count: flow.steps.len() as u32,
             ingested_at: from_ms(ingested_at_ms),
             largest_elimination: flowtrail_types::Elimination::largest(&flow.steps),
+            imported_at: self.imported.then(|| from_ms(ingested_at_ms)),
         }
     }
 

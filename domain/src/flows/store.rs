@@ -27,6 +27,7 @@ pub trait FlowStore: Send + Sync {
             flow,
             payloads,
             mode: WriteMode::Replace,
+            imported: false,
         };
         let outcomes = self.upsert_flows(std::slice::from_ref(&write)).await?;
         Ok(outcomes.into_iter().next().unwrap_or(UpsertOutcome::Stale))

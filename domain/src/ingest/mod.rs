@@ -239,6 +239,7 @@ pub async fn store_job(services: &Services, job: &Job) -> Result<UpsertOutcome> 
         flow: &flow,
         payloads: &payloads,
         mode,
+        imported: false,
     };
     let outcomes = services
         .metadata

@@ -146,6 +146,7 @@ async fn process_batch(services: &Services, config: &ProcessorConfig, jobs: Vec<
             flow,
             payloads,
             mode: *mode,
+            imported: false,
         })
         .collect();
     let outcomes: Vec<Option<UpsertOutcome>> = match services.metadata.upsert_flows(&writes).await {

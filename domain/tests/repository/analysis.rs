@@ -353,6 +353,7 @@ async fn reason_sums_beyond_64_bits_are_exact_and_never_fail_a_write() {
             flow,
             payloads: &payloads,
             mode: WriteMode::Replace,
+            imported: false,
         })
         .collect();
     // One batch: every flow is written.

@@ -122,6 +122,7 @@ async fn text_search_pages_in_list_order_whatever_the_start_times() {
             flow,
             payloads: &none,
             mode: WriteMode::Replace,
+            imported: false,
         })
         .collect();
     f.services.metadata.upsert_flows(&writes).await.unwrap();

@@ -102,12 +102,14 @@ async fn a_batch_of_flows_is_written_in_one_go_with_per_flow_outcomes() {
             flow: &stale,
             payloads: &none,
             mode: WriteMode::Replace,
+            imported: false,
         },
         FlowWrite {
             team_id: f.team,
             flow: &fresh_one,
             payloads: &none,
             mode: WriteMode::Replace,
+            imported: false,
         },
     ];
     let outcomes = f.services.metadata.upsert_flows(&writes).await.unwrap();
@@ -142,6 +144,7 @@ async fn a_batch_naming_a_flow_twice_applies_the_writes_in_order() {
         flow,
         payloads: &none,
         mode,
+        imported: false,
     };
     let writes = [
         write(&partial, WriteMode::MergeSteps),
@@ -430,6 +433,7 @@ async fn a_write_returns_the_summary_the_list_then_shows() {
         flow: &record,
         payloads: &none,
         mode: WriteMode::Replace,
+        imported: false,
     };
     let outcome = f
         .services

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bundle;
 pub mod error;
 pub mod events;
 pub mod export;
@@ -23,6 +24,7 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(admin::router())
+        .merge(bundle::router())
         .merge(events::router())
         .merge(export::router())
         .merge(flows::router())

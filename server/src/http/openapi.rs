@@ -6,7 +6,7 @@ use axum::{Json, Router};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, events, export, flows, health, ingest, query};
+use super::{admin, bundle, events, export, flows, health, ingest, query};
 use crate::state::AppState;
 
 /// The whole API.
@@ -21,6 +21,9 @@ use crate::state::AppState;
         ingest::accept,
         flows::list,
         export::export,
+        bundle::flow_bundle,
+        bundle::bundle_of,
+        bundle::import,
         flows::show,
         ingest::accept_steps,
         crate::otlp::http::traces,

@@ -249,7 +249,7 @@ async fn api_keys_are_shown_once_listed_without_their_secret_and_revoked_at_once
     assert_eq!(listed["revoked_at"], Value::Null);
     // Its last use is written in the background, off the ingest path.
     let mut used = Value::Null;
-    for _ in 0..100 {
+    for _ in 0..500 {
         let (_, list) = app.admin("GET", keys, None).await;
         used = list["api_keys"]
             .as_array()

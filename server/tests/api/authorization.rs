@@ -119,6 +119,8 @@ fn request(method: &str, path: &str, caller: &str, auth: &Credentials) -> Reques
     let uri = if path.starts_with("/api/v1/admin/") {
         path.replace("{id}", "999999")
             .replace("{user_id}", "999999")
+    } else if path == "/api/v1/bundle" {
+        format!("{uri}?id={FLOW_ID}")
     } else {
         uri
     };

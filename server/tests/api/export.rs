@@ -149,6 +149,11 @@ async fn export_parameters_are_checked_like_the_lists() {
         ("cursor=abc", "cursor"),
         ("status=done", "status"),
         ("min_eliminated=90", "min_eliminated"),
+        // Given twice or empty: which one was meant cannot be known.
+        ("format=csv&format=jsonl", "format"),
+        ("level=steps&level=steps", "level"),
+        ("format=", "format"),
+        ("level=", "level"),
     ] {
         let (status, body) = app.get_json(&format!("/api/v1/export?{query}")).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body}");

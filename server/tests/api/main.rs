@@ -10,6 +10,7 @@ mod app;
 
 mod admin;
 mod authorization;
+mod bundle;
 
 mod analysis;
 mod auth;

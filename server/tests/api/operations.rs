@@ -5,7 +5,6 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use flowtrail_domain::accounts::Scope;
-use flowtrail_domain::ingest::processor;
 use serde_json::{Value, json};
 
 use crate::app::{FLOW_ID, app, flow_json};
@@ -55,20 +54,7 @@ async fn admins_list_and_redrive_dead_letters() {
         usage: Default::default(),
     };
     app.services.queue.enqueue(poison).await.unwrap();
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(processor::run(
-        app.services.clone(),
-        Default::default(),
-        shutdown,
-    ));
-    for _ in 0..200 {
-        if app.services.queue.depth().await.unwrap() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let _ = stop.send(true);
-    task.await.unwrap();
+    app.drain_all().await;
 
     // A key of scope all is not an admin key.
     let (status, _) = app.get_json("/api/v1/admin/dead-letters").await;

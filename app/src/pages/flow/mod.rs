@@ -164,10 +164,20 @@ fn FlowHead(
                 " · started "{format::timestamp(flow.started_at)}
                 " · "{format::duration(flow.started_at, flow.ended_at)}
                 " · "{tags}
+                {flow.imported_at.map(|at| view! {
+                    " · "
+                    <span class="tag imported" title="Loaded from a debugging bundle (flowtrail import)">
+                        "imported "{format::timestamp(at)}
+                    </span>
+                })}
             </p>
             {flow.error.clone().map(|e| view! { <p class="error" role="alert">"Error: "{e}</p> })}
             <div class="actions">
                 {compare}
+                <a class="button secondary" href=format!("/api/v1/flows/{flow_id}/bundle") download=""
+                    title="One file with this flow, its steps and observations and their SHA-256 checksums; flowtrail import loads it into another deployment">
+                    "Download bundle"
+                </a>
                 <PinButton flow_id pinned can_pin/>
             </div>
         </div>

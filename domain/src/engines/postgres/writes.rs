@@ -43,6 +43,7 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
         flow,
         payloads: _,
         mode,
+        imported: _,
     } = *write;
     let flow_id = flow.id.hyphenated().to_string();
     if mode == WriteMode::Spans {
@@ -168,7 +169,7 @@ async fn write_header(
     }
     let tags = json_text(&flow.tags)?;
     sqlx::query(&format!(
-        "{FLOW_INSERT} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14) \
+        "{FLOW_INSERT} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $15) \
          {upsert}",
         upsert = flow_upsert(write.mode),
     ))
@@ -186,6 +187,7 @@ async fn write_header(
     .bind(flow.sdk.as_ref().map(|s| s.name.as_str()))
     .bind(flow.sdk.as_ref().map(|s| s.version.as_str()))
     .bind(now)
+    .bind(write.imported.then_some(now))
     .execute(&mut *conn)
     .await?;
     for (key, value) in &flow.tags {

@@ -16,7 +16,7 @@ use crate::millis::to_ms;
 /// The columns of a flow summary, on `flows f` joined to `pipelines p`.
 pub(crate) const FLOW_COLUMNS: &str = "f.id, f.version, p.name AS pipeline, f.status, f.started_at, \
      f.ended_at, f.tags, f.error, f.step_count, f.ingested_at, f.top_seq, f.top_step, f.top_kind, \
-     f.top_in, f.top_out";
+     f.top_in, f.top_out, f.imported_at";
 
 /// The order of the flows list: newest first, ties by id.
 pub(crate) const LIST_ORDER: &str = " ORDER BY f.started_at DESC, f.id DESC LIMIT ";
@@ -66,7 +66,13 @@ where
         sql.push(")");
     }
     if let Some(cursor) = query.cursor {
-        sql.push(" AND (f.started_at < ")
+        // "After the cursor" is `(started_at, id) < (cursor)`. The first bound is redundant but
+        // lets the planners seek the `(team_id, started_at, id)` indexes to the cursor: with
+        // the `OR` alone, SQLite walks the index from the newest flow on every page, so page
+        // k of a list cost O(k) — 2.4 s per page half-way through 1 M flows.
+        sql.push(" AND f.started_at <= ")
+            .push_bind(cursor.started_at_ms)
+            .push(" AND (f.started_at < ")
             .push_bind(cursor.started_at_ms)
             .push(" OR (f.started_at = ")
             .push_bind(cursor.started_at_ms)

@@ -77,6 +77,7 @@ where
         error: row.try_get("error")?,
         step_count: row.try_get::<i64, _>("step_count")? as u32,
         ingested_at: from_ms(row.try_get("ingested_at")?),
+        imported_at: row.try_get::<Option<i64>, _>("imported_at")?.map(from_ms),
         largest_elimination: match (
             row.try_get::<Option<i64>, _>("top_seq")?,
             row.try_get::<Option<String>, _>("top_step")?,

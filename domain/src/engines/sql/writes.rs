@@ -14,7 +14,7 @@ use crate::millis::to_ms;
 /// Columns of `flows` a write sets, in bind order (`step_count` starts at 0 and is derived).
 pub(crate) const FLOW_INSERT: &str = "INSERT INTO flows (team_id, id, version, pipeline_id, \
      status, started_at, ended_at, input, output, tags, error, sdk_name, sdk_version, \
-     step_count, ingested_at) ";
+     step_count, ingested_at, imported_at) ";
 
 /// How a flow row already stored is replaced by its newer version.
 pub(crate) const FLOW_UPSERT: &str = " ON CONFLICT (team_id, id) DO UPDATE SET \
@@ -22,7 +22,7 @@ pub(crate) const FLOW_UPSERT: &str = " ON CONFLICT (team_id, id) DO UPDATE SET \
      started_at = excluded.started_at, ended_at = excluded.ended_at, input = excluded.input, \
      output = excluded.output, tags = excluded.tags, error = excluded.error, \
      sdk_name = excluded.sdk_name, sdk_version = excluded.sdk_version, \
-     ingested_at = excluded.ingested_at";
+     ingested_at = excluded.ingested_at, imported_at = excluded.imported_at";
 
 /// How a running flow's row takes a steps push's own fields: a push carries no output,
 /// error or end, so those stay; an input, tags or SDK it does not carry (null, `{}`, none)
@@ -34,7 +34,7 @@ pub(crate) const FLOW_MERGE_UPSERT: &str = " ON CONFLICT (team_id, id) DO UPDATE
      tags = CASE WHEN excluded.tags = '{}' THEN flows.tags ELSE excluded.tags END, \
      sdk_name = coalesce(excluded.sdk_name, flows.sdk_name), \
      sdk_version = coalesce(excluded.sdk_version, flows.sdk_version), \
-     ingested_at = excluded.ingested_at";
+     ingested_at = excluded.ingested_at, imported_at = NULL";
 
 /// The upsert tail of a flow row written in `mode`.
 pub(crate) fn flow_upsert(mode: WriteMode) -> &'static str {
@@ -54,7 +54,7 @@ pub(crate) const STEP_INSERT: &str = "INSERT INTO steps (team_id, flow_id, seq, 
 pub(crate) const STEP_PARAMS: usize = 25;
 
 /// How many values one flow row binds.
-pub(crate) const FLOW_PARAMS: usize = 14;
+pub(crate) const FLOW_PARAMS: usize = 15;
 
 /// The derived columns of the flow row `flows` (the table itself, or an alias of it): its
 /// step count and its **largest drop** (`top_*`) — the definition of

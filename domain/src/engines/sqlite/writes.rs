@@ -290,6 +290,7 @@ async fn write_headers(
             json_text(&flow.tags)?,
             flow,
             write.mode,
+            write.imported,
         ));
     }
     for mode in [WriteMode::Replace, WriteMode::MergeSteps, WriteMode::Spans] {
@@ -322,7 +323,7 @@ async fn write_headers(
 }
 
 /// A flow row as bound: team, id, pipeline id, input, output and tags as JSON text, the
-/// record, its write mode.
+/// record, its write mode, whether it is imported.
 type FlowRow<'a> = (
     i64,
     String,
@@ -332,6 +333,7 @@ type FlowRow<'a> = (
     String,
     &'a flowtrail_types::FlowRecord,
     WriteMode,
+    bool,
 );
 
 /// Inserts or updates flow rows written in `mode`, in chunks under the parameter limit.
@@ -345,7 +347,7 @@ async fn write_flow_rows(
         let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new(FLOW_INSERT);
         sql.push_values(
             chunk,
-            |mut row, (team, id, pipeline, input, output, tags, flow, _)| {
+            |mut row, (team, id, pipeline, input, output, tags, flow, _, imported)| {
                 row.push_bind(*team)
                     .push_bind(id.as_str())
                     .push_bind(i64::from(flow.version))
@@ -360,7 +362,8 @@ async fn write_flow_rows(
                     .push_bind(flow.sdk.as_ref().map(|s| s.name.as_str()))
                     .push_bind(flow.sdk.as_ref().map(|s| s.version.as_str()))
                     .push("0")
-                    .push_bind(now);
+                    .push_bind(now)
+                    .push_bind(imported.then_some(now));
             },
         );
         sql.push(flow_upsert(mode));

@@ -102,6 +102,8 @@ pub(crate) async fn export(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let (filters, format, level) = parse(raw.as_deref().unwrap_or_default())?;
+    let format = format.unwrap_or(Format::JsonLines);
+    let level = level.unwrap_or(Level::Flows);
     let (rows_tx, mut rows_rx) = mpsc::channel::<Row>(64);
     let (bytes_tx, bytes_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let services = state.services.clone();
@@ -122,6 +124,8 @@ pub(crate) async fn export(
             }
             while let Some(row) = rows_rx.recv().await {
                 let bytes = match encoder.row(&row) {
+                    // Buffered (a Parquet row group filling up): stop when nobody reads.
+                    Ok(None) if bytes_tx.is_closed() => return,
                     Ok(None) => continue,
                     Ok(Some(bytes)) => Ok(bytes),
                     Err(error) => failed(error),
@@ -175,16 +179,20 @@ pub(crate) async fn export(
     Ok(response)
 }
 
-/// The list's filters, the format and the level from a query string. Errors name the
-/// parameter (422).
-pub(crate) fn parse(raw: &str) -> Result<(FlowFilters, Format, Level), ApiError> {
-    let (mut format, mut level) = (Format::JsonLines, Level::Flows);
+/// The list's filters, the format and the level (when given) from a query string. Errors
+/// name the parameter (422): an unknown or empty format or level, one given twice, `limit`
+/// or `cursor`, a filter the flows list refuses.
+pub(crate) fn parse(raw: &str) -> Result<(FlowFilters, Option<Format>, Option<Level>), ApiError> {
+    let (mut format, mut level) = (None, None);
     let mut filters = Vec::new();
     for (name, value) in query_pairs(raw)? {
         match name.as_str() {
             "format" => {
-                format = match value.trim() {
-                    "jsonl" | "" => Format::JsonLines,
+                if format.is_some() {
+                    return Err(ApiError::invalid("format", "format is given twice"));
+                }
+                format = Some(match value.trim() {
+                    "jsonl" => Format::JsonLines,
                     "csv" => Format::Csv,
                     "parquet" => Format::Parquet,
                     _ => {
@@ -193,12 +201,15 @@ pub(crate) fn parse(raw: &str) -> Result<(FlowFilters, Format, Level), ApiError>
                             "format is jsonl, csv or parquet",
                         ));
                     }
-                }
+                })
             }
             "level" => {
-                level = Level::parse(value.trim()).ok_or_else(|| {
+                if level.is_some() {
+                    return Err(ApiError::invalid("level", "level is given twice"));
+                }
+                level = Some(Level::parse(value.trim()).ok_or_else(|| {
                     ApiError::invalid("level", "level is flows, steps or observations")
-                })?
+                })?)
             }
             "limit" | "cursor" => {
                 return Err(ApiError::invalid(
@@ -243,6 +254,7 @@ impl CsvRows {
                 "step_count",
                 "ingested_at",
                 "largest_elimination",
+                "imported_at",
             ],
             Level::Steps => &[
                 "flow_id",
@@ -262,6 +274,8 @@ impl CsvRows {
                 "input",
                 "output",
                 "span_id",
+                "parent_span_id",
+                "boundaries",
             ],
             Level::Observations => &[
                 "flow_id",

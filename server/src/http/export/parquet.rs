@@ -1,5 +1,6 @@
 //! Exports as Apache Parquet (through the `arrow` and `parquet` crates): one row group per
-//! [`ROW_GROUP`] rows, written out as soon as it is full, zstd-compressed. The schema of each
+//! [`ROW_GROUP`] rows or about [`ROW_GROUP_BYTES`] bytes of rows, whichever comes first,
+//! written out as soon as it is full, zstd-compressed. The schema of each
 //! level is [`columns`]: times as `Timestamp(Millisecond, "UTC")`, counts as unsigned
 //! integers, scores as `Float64`, objects and lists (tags, reasons, attributes, input,
 //! output) as JSON text.
@@ -21,6 +22,10 @@ use serde_json::Value;
 
 /// Rows per row group.
 pub const ROW_GROUP: usize = 8_192;
+
+/// Bytes of rows (about, as JSON) a row group holds at most before it is written out, so that
+/// rows with large attributes or inputs do not make a row group of 8,192 rows large in memory.
+pub const ROW_GROUP_BYTES: usize = 16 * 1024 * 1024;
 
 /// What a column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +55,7 @@ fn columns(level: Level) -> &'static [(&'static str, Kind, bool)] {
             ("step_count", U32, false),
             ("ingested_at", Time, false),
             ("largest_elimination", Json, true),
+            ("imported_at", Time, true),
         ],
         Level::Steps => &[
             ("flow_id", Text, false),
@@ -69,6 +75,8 @@ fn columns(level: Level) -> &'static [(&'static str, Kind, bool)] {
             ("input", Json, true),
             ("output", Json, true),
             ("span_id", Text, true),
+            ("parent_span_id", Text, true),
+            ("boundaries", Json, true),
         ],
         Level::Observations => &[
             ("flow_id", Text, false),
@@ -125,6 +133,7 @@ pub struct ParquetRows {
     writer: ArrowWriter<Shared>,
     out: Shared,
     pending: Vec<Value>,
+    pending_bytes: usize,
 }
 
 impl ParquetRows {
@@ -140,14 +149,16 @@ impl ParquetRows {
             writer,
             out,
             pending: Vec::with_capacity(ROW_GROUP),
+            pending_bytes: 0,
         })
     }
 
     /// Takes a row; the bytes of a finished row group, when one is.
     pub fn row(&mut self, row: &Row) -> parquet::errors::Result<Option<Bytes>> {
-        self.pending
-            .push(serde_json::to_value(row).unwrap_or(Value::Null));
-        if self.pending.len() < ROW_GROUP {
+        let value = serde_json::to_value(row).unwrap_or(Value::Null);
+        self.pending_bytes += approximate_size(&value);
+        self.pending.push(value);
+        if self.pending.len() < ROW_GROUP && self.pending_bytes < ROW_GROUP_BYTES {
             return Ok(None);
         }
         self.write_pending()?;
@@ -166,6 +177,7 @@ impl ParquetRows {
 
     fn write_pending(&mut self) -> parquet::errors::Result<()> {
         let rows = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
         let arrays: Vec<ArrayRef> = columns(self.level)
             .iter()
             .map(|(name, kind, _)| array(&rows, name, *kind))
@@ -177,6 +189,23 @@ impl ParquetRows {
 
     fn take(&self) -> Bytes {
         take(&self.out)
+    }
+}
+
+/// About how many bytes `value` takes as JSON (strings and keys by length, other scalars as
+/// 8): enough to bound a row group's memory without serializing each row twice.
+fn approximate_size(value: &Value) -> usize {
+    match value {
+        Value::String(text) => text.len() + 2,
+        Value::Array(items) => items.iter().map(approximate_size).sum::<usize>() + 2,
+        Value::Object(fields) => {
+            fields
+                .iter()
+                .map(|(key, value)| key.len() + 3 + approximate_size(value))
+                .sum::<usize>()
+                + 2
+        }
+        _ => 8,
     }
 }
 
