@@ -27,6 +27,10 @@ pub enum Error {
     /// version) came back with a different body; the message says which and what to do.
     #[error("{0}")]
     IdempotencyKeyReused(String),
+    /// The input is larger than a bound the operation keeps (a bundle unpacking past its
+    /// limit); the message gives the bound.
+    #[error("{0}")]
+    TooLarge(String),
     /// A stored payload does not match its recorded SHA-256.
     #[error("payload integrity check failed: {0}")]
     Integrity(String),

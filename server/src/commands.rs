@@ -141,6 +141,16 @@ async fn export(args: crate::config::ExportArgs) -> anyhow::Result<()> {
     use crate::http::export::Format;
     use flowtrail_domain::flows::export::Level;
     use std::io::{IsTerminal, Write};
+    // A bare word (`flowtrail export competitor_selection`) is not a filter: it would
+    // export every flow.
+    for piece in args.filters.iter().flat_map(|f| f.split('&')) {
+        let piece = piece.trim().trim_start_matches('?');
+        anyhow::ensure!(
+            piece.is_empty() || piece.contains('='),
+            "{piece:?} is not a filter: give name=value (pipeline={piece}) or an option \
+             (--pipeline {piece}); see flowtrail export --help"
+        );
+    }
     let (filters, given_format, given_level) =
         crate::http::export::parse(&args.query()).map_err(|error| {
             let field = match &error {
@@ -179,12 +189,29 @@ async fn export(args: crate::config::ExportArgs) -> anyhow::Result<()> {
         indicatif::ProgressStyle::with_template("{spinner} {pos} rows, {per_sec}, {elapsed}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
-    // Into a file: written beside it under a temporary name, renamed when complete.
-    let partial = args.output.as_ref().map(|path| {
+    // Into a file (`-o -`: stdout): written beside it under a temporary name, renamed when
+    // complete; an interrupt (Ctrl-C, SIGTERM) removes the temporary file.
+    let output = args.output.as_ref().filter(|path| path.as_os_str() != "-");
+    if let Some(path) = output {
+        anyhow::ensure!(
+            !path.is_dir(),
+            "{} is a directory: give a file name",
+            path.display()
+        );
+    }
+    let partial = output.map(|path| {
         let mut name = path.file_name().unwrap_or_default().to_os_string();
         name.push(format!(".partial-{}", std::process::id()));
         path.with_file_name(name)
     });
+    if let Some(partial) = partial.clone() {
+        tokio::spawn(async move {
+            interrupted().await;
+            let _ = std::fs::remove_file(&partial);
+            eprintln!("interrupted: nothing was written");
+            std::process::exit(130);
+        });
+    }
     if partial.is_none() && matches!(format, Format::Parquet) && std::io::stdout().is_terminal() {
         anyhow::bail!(
             "Parquet is binary: redirect stdout to a file (> out.parquet) or give --output"
@@ -229,7 +256,7 @@ async fn export(args: crate::config::ExportArgs) -> anyhow::Result<()> {
         }
     })();
     drop(out);
-    if let (Some(partial), Some(path)) = (&partial, &args.output) {
+    if let (Some(partial), Some(path)) = (&partial, output) {
         match &outcome {
             Ok(Some(_)) => std::fs::rename(partial, path)
                 .with_context(|| format!("cannot rename the export to {}", path.display()))?,
@@ -269,9 +296,33 @@ async fn write_export(
     Ok((rows, encoder))
 }
 
+/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 /// `flowtrail bundle`: a debugging bundle of the flows to stdout.
-async fn bundle(args: crate::config::BundleArgs) -> anyhow::Result<()> {
+async fn bundle(mut args: crate::config::BundleArgs) -> anyhow::Result<()> {
     use std::io::{IsTerminal, Write};
+    args.output = args.output.filter(|path| path.as_os_str() != "-");
     anyhow::ensure!(
         args.output.is_some() || !std::io::stdout().is_terminal(),
         "a bundle is binary: redirect stdout to a file (> run.ft) or give --output"
@@ -304,27 +355,46 @@ async fn bundle(args: crate::config::BundleArgs) -> anyhow::Result<()> {
 /// `flowtrail import`: loads a bundle, prints the report as JSON on stdout and a line on
 /// stderr. A refused bundle exits 1 naming the entry and the checksum that failed.
 async fn import(args: crate::config::ImportArgs) -> anyhow::Result<()> {
+    use flowtrail_domain::flows::bundle::{MAX_UNPACKED_BYTES, ZSTD_MAGIC};
     use std::io::Read;
-    let mut bytes = Vec::new();
-    if args.file.as_os_str() == "-" {
-        std::io::stdin()
-            .lock()
-            .read_to_end(&mut bytes)
-            .context("cannot read the bundle from standard input")?;
+    let (mut input, name): (Box<dyn Read>, String) = if args.file.as_os_str() == "-" {
+        (Box::new(std::io::stdin().lock()), "standard input".into())
     } else {
-        bytes = std::fs::read(&args.file)
+        let file = std::fs::File::open(&args.file)
             .with_context(|| format!("cannot read {}", args.file.display()))?;
-    }
+        (Box::new(file), args.file.display().to_string())
+    };
+    // Refused from its first bytes when it is not a bundle (`/dev/zero`, a JSON file), and
+    // never read past the most a bundle may hold (its compressed form is smaller).
+    let mut magic = [0u8; 4];
+    input
+        .read_exact(&mut magic)
+        .with_context(|| format!("{name} is not a Flow Trail bundle: it is too short"))?;
+    anyhow::ensure!(
+        magic == ZSTD_MAGIC,
+        "{name} is not a Flow Trail bundle (a zstd-compressed tar, as `flowtrail bundle` and \
+         GET /api/v1/flows/{{id}}/bundle write it)"
+    );
+    let mut bytes = magic.to_vec();
+    input
+        .take(MAX_UNPACKED_BYTES)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {name}"))?;
+    anyhow::ensure!(
+        (bytes.len() as u64) <= MAX_UNPACKED_BYTES,
+        "{name} is larger than {MAX_UNPACKED_BYTES} bytes, the most a bundle holds"
+    );
     let services = open_existing(&args.storage).await?;
+    // The default team is the one `serve` makes at its first start; a deployment only
+    // migrated so far takes an import too.
+    if args.team == "default" {
+        services.metadata.ensure_team("default").await?;
+    }
     let team = team_id(&services, Some(&args.team))
         .await?
         .context("a team is needed")?;
     let report = services
-        .import_bundle(
-            team,
-            &bytes,
-            flowtrail_domain::flows::bundle::MAX_UNPACKED_BYTES,
-        )
+        .import_bundle(team, &bytes, MAX_UNPACKED_BYTES)
         .await
         .map_err(|error| match error {
             flowtrail_domain::Error::Validation {
@@ -332,6 +402,9 @@ async fn import(args: crate::config::ImportArgs) -> anyhow::Result<()> {
                 message,
             } => {
                 anyhow::anyhow!("the bundle is refused ({field}): {message}; nothing was imported")
+            }
+            flowtrail_domain::Error::TooLarge(message) => {
+                anyhow::anyhow!("the bundle is refused: {message}; nothing was imported")
             }
             other => anyhow::Error::new(other).context("the bundle was not imported"),
         })?;

@@ -694,6 +694,19 @@ async fn the_cli_writes_the_export_to_stdout_and_its_totals_to_stderr() {
         0
     );
 
+    // A bare word is not a filter (it would export every flow); a directory is not a file;
+    // `-o -` is stdout.
+    let refused = export(&["a"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is not a filter"));
+    let refused = export(&["-o", dir.path().to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is a directory"));
+    let output = export(&["--pipeline", "a", "-o", "-"]);
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("6d0003"));
+    assert!(!std::path::Path::new("-").exists(), "no file named -");
+
     // A mistyped data directory is an error, not a new empty deployment.
     let nowhere = dir.path().join("typo");
     let output = Command::new(env!("CARGO_BIN_EXE_flowtrail"))
@@ -752,6 +765,24 @@ async fn the_cli_writes_the_export_to_stdout_and_its_totals_to_stderr() {
     assert!(
         stderr.contains("checksum mismatch") && stderr.contains("nothing was imported"),
         "{stderr}"
+    );
+    // Not a bundle: refused from its first bytes, even an endless input.
+    let refused = import(std::path::Path::new("/dev/zero"));
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is not a Flow Trail bundle"));
+    // Two bundles joined are not one.
+    let joined = other.path().join("joined.ft");
+    std::fs::write(
+        &joined,
+        [bundle.stdout.clone(), bundle.stdout.clone()].concat(),
+    )
+    .unwrap();
+    let refused = import(&joined);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("follow the bundle"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
     );
     let file = other.path().join("two.ft");
     std::fs::write(&file, &bundle.stdout).unwrap();

@@ -44,6 +44,11 @@ const SINGLE_VALUED: &[&str] = &[
 /// The longest `q`, in bytes.
 pub const MAX_TEXT_BYTES: usize = 1024;
 
+/// The most `tag` filters one query takes: each is a join in SQL, and engines bound a
+/// statement's size (SQLite: an expression tree 1,000 deep), so more would fail in the
+/// database instead of being refused here.
+pub const MAX_TAG_FILTERS: usize = 20;
+
 /// Rows per page when `limit` is absent.
 pub const DEFAULT_LIMIT: u32 = 50;
 /// The largest `limit`.
@@ -190,6 +195,12 @@ impl FlowFilters {
                             format!("status is one of {}", FlowStatus::names()),
                         )
                     })?)
+                }
+                "tag" if filters.tags.len() >= MAX_TAG_FILTERS => {
+                    return Err(invalid(
+                        "tag",
+                        format!("at most {MAX_TAG_FILTERS} tag filters in one query"),
+                    ));
                 }
                 "tag" => filters.tags.push(parse_tag(value)?),
                 "since" => filters.since = Some(parse_time("since", value)?),

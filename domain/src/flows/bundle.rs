@@ -44,9 +44,12 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Most flows one bundle holds.
 pub const MAX_FLOWS: usize = 100;
 
-/// Most bytes a bundle read from a file (`flowtrail import`) may unpack to (its tar
-/// archive). A larger one is refused before it is read further, so a small file cannot unpack
-/// into a memory exhaustion; the API's import takes a bound of its own.
+/// The first four bytes of a zstd frame (RFC 8878, section 3.1.1: `0xFD2FB528` little-endian).
+pub const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+
+/// Most bytes a bundle may unpack to (its tar archive), for `flowtrail import` and the API's
+/// import alike; a bundle is never made larger. A larger one is refused before it is read
+/// further, so a small file cannot unpack into a memory exhaustion.
 pub const MAX_UNPACKED_BYTES: u64 = 1 << 30;
 
 /// `manifest.json`: what a bundle holds.
@@ -180,9 +183,12 @@ impl Services {
 
     /// The bundle of flows `ids` of the team (1 to [`MAX_FLOWS`], each once), as the bytes of
     /// a `.ft` file. Errors: [`Error::Validation`] for no, too many or repeated ids;
-    /// [`Error::NotFound`] when one is not the team's (the message names it); storage.
+    /// [`Error::NotFound`] when one is not the team's (the message names it);
+    /// [`Error::TooLarge`] when they would unpack to more than [`MAX_UNPACKED_BYTES`] (no
+    /// import would take the bundle); storage.
     pub async fn bundle(&self, team_id: i64, ids: &[Uuid]) -> Result<Vec<u8>> {
         check_ids(ids)?;
+        let mut unpacked = 0u64;
         let mut files = Vec::with_capacity(ids.len());
         let mut entries = Vec::with_capacity(ids.len());
         for &id in ids {
@@ -192,6 +198,14 @@ impl Services {
                 .ok_or(Error::NotFound("flow"))?;
             let json = serde_json::to_vec(&record)
                 .map_err(|e| Error::Internal(format!("a flow record does not serialize: {e}")))?;
+            // A bundle no import could take is refused here, not discovered there.
+            unpacked = unpacked.saturating_add(json.len() as u64 + 1024);
+            if unpacked > MAX_UNPACKED_BYTES {
+                return Err(Error::TooLarge(format!(
+                    "these flows hold more than {MAX_UNPACKED_BYTES} bytes, the most one bundle \
+                     imports: bundle fewer at a time"
+                )));
+            }
             entries.push(ManifestEntry {
                 id,
                 version: record.version,
@@ -326,8 +340,8 @@ fn write(manifest: &Manifest, files: &[Vec<u8>]) -> Result<Vec<u8>> {
 
 /// Reads and checks a whole bundle: the manifest and the flow records in its order, each
 /// record checked as ingest checks it (`limits`). Errors, all [`Error::Validation`] with
-/// the entry at fault as `field`: not a zstd-compressed tar, truncated or damaged, larger than
-/// `max_unpacked` bytes unpacked; no `manifest.json`, another format or a newer version;
+/// the entry at fault as `field` — not one zstd frame of a tar, truncated or damaged, bytes
+/// after its end — or [`Error::TooLarge`] past `max_unpacked` bytes unpacked; no `manifest.json`, another format or a newer version;
 /// an entry other than the manifest's files and `SHA256SUMS`, or one twice; a file missing
 /// or of another size or SHA-256 than the manifest says (the message gives both checksums);
 /// `SHA256SUMS` disagreeing with the manifest; a record that is not a valid flow record or
@@ -337,6 +351,35 @@ pub fn read(
     limits: &Limits,
     max_unpacked: u64,
 ) -> Result<(Manifest, Vec<FlowRecord>)> {
+    // One zstd frame and nothing after it: bytes appended to a bundle (a second bundle, a
+    // stray download) are refused, not ignored. (RFC 8878, section 3.1: a frame's size is
+    // known from its header and blocks.)
+    if bundle.get(..4) != Some(&ZSTD_MAGIC[..]) {
+        return Err(refused(
+            "bundle",
+            "not a Flow Trail bundle: it does not start as a zstd frame (RFC 8878)",
+        ));
+    }
+    match zstd::zstd_safe::find_frame_compressed_size(bundle) {
+        Ok(size) if size == bundle.len() => {}
+        Ok(size) => {
+            return Err(refused(
+                "bundle",
+                format!(
+                    "{} bytes follow the bundle's end (at byte {size}): the file is two files \
+                     joined, or damaged",
+                    bundle.len() - size
+                ),
+            ));
+        }
+        Err(_) => {
+            return Err(refused(
+                "bundle",
+                "the bundle is truncated or damaged: its zstd frame does not end where the \
+                 file ends",
+            ));
+        }
+    }
     let mut unpacked = Vec::new();
     let decoder = zstd::stream::read::Decoder::new(bundle)
         .map_err(|e| refused("bundle", format!("not a Flow Trail bundle: {e}")))?;
@@ -350,10 +393,10 @@ pub fn read(
             )
         })?;
     if unpacked.len() as u64 > max_unpacked {
-        return Err(refused(
-            "bundle",
-            format!("the bundle unpacks to more than {max_unpacked} bytes"),
-        ));
+        return Err(Error::TooLarge(format!(
+            "the bundle unpacks to more than {max_unpacked} bytes, the most one import takes: \
+             bundle fewer flows at a time"
+        )));
     }
     let files = entries(&unpacked)?;
     let manifest_json = files
@@ -398,13 +441,14 @@ pub fn read(
         ));
     }
     match files.get("SHA256SUMS") {
+        None => return Err(refused("SHA256SUMS", "the bundle has no SHA256SUMS")),
         Some(sums) if sums.as_slice() != sha256sums(&manifest).as_bytes() => {
             return Err(refused(
                 "SHA256SUMS",
                 "SHA256SUMS disagrees with manifest.json",
             ));
         }
-        _ => {}
+        Some(_) => {}
     }
     let mut records = Vec::with_capacity(manifest.flows.len());
     for entry in &manifest.flows {
@@ -438,12 +482,21 @@ pub fn read(
         };
         let record = crate::ingest::parse::parse_flow(data).map_err(in_file)?;
         validate(&record, limits).map_err(in_file)?;
-        if record.id != entry.id || record.version != entry.version {
+        if record.id != entry.id
+            || record.version != entry.version
+            || record.pipeline != entry.pipeline
+        {
             return Err(refused(
                 &entry.path,
                 format!(
-                    "the record is flow {} version {}, the manifest says {} version {}",
-                    record.id, record.version, entry.id, entry.version
+                    "the record is flow {} version {} of pipeline {:?}, the manifest says {} \
+                     version {} of {:?}",
+                    record.id,
+                    record.version,
+                    record.pipeline,
+                    entry.id,
+                    entry.version,
+                    entry.pipeline
                 ),
             ));
         }
@@ -453,11 +506,31 @@ pub fn read(
 }
 
 /// The regular files of a tar archive by path. Errors: a damaged archive, an entry that is
-/// not a regular file, a path twice.
+/// not a regular file, a path twice, anything but zero padding after the end-of-archive
+/// blocks (POSIX.1-1988 ustar: two zero blocks end an archive).
 fn entries(tar_bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>> {
-    let damaged = |e: std::io::Error| refused("bundle", format!("the archive is damaged: {e}"));
     let mut files = BTreeMap::new();
     let mut archive = tar::Archive::new(tar_bytes);
+    read_entries(&mut archive, &mut files, tar_bytes.len())?;
+    let rest = archive.into_inner();
+    if rest.iter().any(|&b| b != 0) {
+        return Err(refused(
+            "bundle",
+            format!(
+                "{} bytes follow the archive's end: the bundle is damaged",
+                rest.len()
+            ),
+        ));
+    }
+    Ok(files)
+}
+
+fn read_entries(
+    archive: &mut tar::Archive<&[u8]>,
+    files: &mut BTreeMap<String, Vec<u8>>,
+    total: usize,
+) -> Result<()> {
+    let damaged = |e: std::io::Error| refused("bundle", format!("the archive is damaged: {e}"));
     for entry in archive.entries().map_err(damaged)? {
         let mut entry = entry.map_err(damaged)?;
         let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -467,7 +540,7 @@ fn entries(tar_bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>> {
                 format!("{path} is not a regular file"),
             ));
         }
-        let mut data = Vec::with_capacity(entry.size().min(tar_bytes.len() as u64) as usize);
+        let mut data = Vec::with_capacity(entry.size().min(total as u64) as usize);
         entry.read_to_end(&mut data).map_err(damaged)?;
         if files.insert(path.clone(), data).is_some() {
             return Err(refused(
@@ -476,7 +549,7 @@ fn entries(tar_bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>> {
             ));
         }
     }
-    Ok(files)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -631,5 +704,62 @@ mod tests {
             .unwrap_err(),
         );
         assert!(error.starts_with(&flow_path(id)), "{error}");
+    }
+
+    /// The bundle `bytes` unpacked, changed by `change`, packed again (a valid archive).
+    fn repack(bytes: &[u8], change: impl Fn(&mut BTreeMap<String, Vec<u8>>)) -> Vec<u8> {
+        let tar_bytes = zstd::stream::decode_all(bytes).unwrap();
+        let mut files = entries(&tar_bytes).unwrap();
+        change(&mut files);
+        let mut archive = tar::Builder::new(Vec::new());
+        for (path, data) in &files {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            archive
+                .append_data(&mut header, path, data.as_slice())
+                .unwrap();
+        }
+        zstd::stream::encode_all(archive.into_inner().unwrap().as_slice(), 3).unwrap()
+    }
+
+    #[test]
+    fn anything_joined_missing_or_disagreeing_is_refused() {
+        let records = vec![record(Uuid::now_v7())];
+        let (manifest, files) = bundle_of(&records);
+        let bytes = write(&manifest, &files).unwrap();
+        assert!(read(&repack(&bytes, |_| {}), &limits(), MAX_UNPACKED_BYTES).is_ok());
+        // Two bundles joined (`cat a.ft a.ft`): a second zstd frame.
+        let joined = [bytes.clone(), bytes.clone()].concat();
+        let error = read(&joined, &limits(), MAX_UNPACKED_BYTES).unwrap_err();
+        assert!(error.to_string().contains("follow the bundle"), "{error}");
+        // Bytes after the archive's end, inside the frame.
+        let mut tar_bytes = zstd::stream::decode_all(bytes.as_slice()).unwrap();
+        tar_bytes.extend_from_slice(b"trailing junk");
+        let junk = zstd::stream::encode_all(tar_bytes.as_slice(), 3).unwrap();
+        let error = read(&junk, &limits(), MAX_UNPACKED_BYTES).unwrap_err();
+        assert!(error.to_string().contains("follow the archive"), "{error}");
+        // No SHA256SUMS.
+        let unsummed = repack(&bytes, |files| {
+            files.remove("SHA256SUMS");
+        });
+        assert_eq!(
+            field(read(&unsummed, &limits(), MAX_UNPACKED_BYTES).unwrap_err()),
+            "SHA256SUMS"
+        );
+        // A manifest naming another pipeline than the record's.
+        let mut renamed = manifest.clone();
+        renamed.flows[0].pipeline = "another".into();
+        let error = read(
+            &write(&renamed, &files).unwrap(),
+            &limits(),
+            MAX_UNPACKED_BYTES,
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("\"another\""), "{error}");
+        // Not a zstd frame at all: refused from the first bytes.
+        let error = read(&[0u8; 64], &limits(), MAX_UNPACKED_BYTES).unwrap_err();
+        assert!(error.to_string().contains("zstd frame"), "{error}");
     }
 }

@@ -57,6 +57,25 @@ pub struct FlowWrite<'a> {
 }
 
 impl FlowWrite<'_> {
+    /// [`Precedence::of`] for this write, with the import rule: a flow from a bundle never
+    /// replaces a *running* flow stored at the same or a newer version — it may have had steps
+    /// pushed since the bundle was made, and an old bundle must not roll a live flow back.
+    /// (A finished record from a bundle still ends a running flow, as any finished record
+    /// does; over a finished flow only a higher finished version is a correction.)
+    pub fn precedence(&self, stored: Option<(u32, FlowStatus)>) -> Precedence {
+        let rule = Precedence::of(self.mode, self.flow.version, self.flow.status, stored);
+        match stored {
+            Some((stored_version, FlowStatus::Running))
+                if self.imported
+                    && self.flow.status == FlowStatus::Running
+                    && self.flow.version <= stored_version =>
+            {
+                Precedence::Stale
+            }
+            _ => rule,
+        }
+    }
+
     /// The summary a whole-record write leaves stored (`ingested_at_ms`: when it was
     /// written): what its live event carries, without reading it back. Times at the stored
     /// precision (milliseconds); the largest drop by the one rule
@@ -262,6 +281,63 @@ mod tests {
             "another batch won"
         );
         assert_eq!(spans(2, Some((3, Running))), Precedence::Conflict);
+    }
+
+    #[test]
+    fn an_imported_flow_never_rolls_back_a_running_one() {
+        use FlowStatus::{Running, Succeeded};
+        let record = |version, status| flowtrail_types::FlowRecord {
+            version,
+            status,
+            ..serde_json::from_value(serde_json::json!({
+                "id": "0193a1b2-0000-7000-8000-000000000001",
+                "pipeline": "p",
+                "started_at": "2026-11-30T10:00:00Z",
+                "status": "running",
+                "steps": []
+            }))
+            .unwrap()
+        };
+        let payloads = StepPayloads::new();
+        let import = |flow: &flowtrail_types::FlowRecord, stored| {
+            FlowWrite {
+                team_id: 1,
+                flow,
+                payloads: &payloads,
+                mode: WriteMode::Replace,
+                imported: true,
+            }
+            .precedence(stored)
+        };
+        let write = Precedence::Write { header: true };
+        let running = |v| record(v, Running);
+        let finished = |v| record(v, Succeeded);
+        assert_eq!(import(&running(1), None), write);
+        assert_eq!(
+            import(&running(1), Some((1, Running))),
+            Precedence::Stale,
+            "the same running version again: steps pushed since stay"
+        );
+        assert_eq!(import(&running(1), Some((2, Running))), Precedence::Stale);
+        assert_eq!(import(&running(3), Some((2, Running))), write);
+        assert_eq!(
+            import(&finished(1), Some((1, Running))),
+            write,
+            "the run's final word"
+        );
+        assert_eq!(
+            import(&finished(1), Some((1, Succeeded))),
+            Precedence::Stale
+        );
+        // A native write keeps the ordinary rule.
+        let native = FlowWrite {
+            team_id: 1,
+            flow: &running(1),
+            payloads: &payloads,
+            mode: WriteMode::Replace,
+            imported: false,
+        };
+        assert_eq!(native.precedence(Some((1, Running))), write);
     }
 
     #[test]

@@ -26,8 +26,14 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/admin/import", post(import))
 }
 
-/// How many times the request body limit an imported bundle may unpack to.
-const UNPACKED_PER_BODY: u64 = 4;
+/// How many times the request body limit an imported bundle may take compressed: a bundle
+/// holds up to [`bundle::MAX_FLOWS`] flows, each sent within the limit, and compresses them
+/// several times over (never more than [`bundle::MAX_UNPACKED_BYTES`]).
+const COMPRESSED_PER_BODY: usize = 8;
+
+/// One import at a time per process: each holds its bundle unpacked in memory (up to
+/// [`bundle::MAX_UNPACKED_BYTES`]); a second waits for the first.
+static IMPORTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// `GET /api/v1/flows/{id}/bundle`.
 #[utoipa::path(
@@ -123,7 +129,7 @@ fn bundle_response(bytes: Vec<u8>, filename: &str) -> Response {
         (status = 200, description = "`{\"imported\": n, \"skipped\": n, \"flows\": [{\"id\", \"version\", \"pipeline\", \"outcome\": \"imported\"|\"skipped\"}]}`: every flow written in one transaction, marked imported, with its own id and version; a flow whose same or newer version is stored is skipped (importing twice writes nothing new)", body = Object),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not a team admin (or a key without scope admin)", body = ErrorBody),
-        (status = 413, description = "Larger than the body limit, or unpacking to more than four times it", body = ErrorBody),
+        (status = 413, description = "Larger than 8 × the request body limit (at most 1 GiB), or unpacking to more than 1 GiB", body = ErrorBody),
         (status = 422, description = "Not a bundle, truncated, or tampered: `field` names the entry at fault and the message the checksum that failed; nothing was written", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
@@ -142,16 +148,24 @@ pub(crate) async fn import(
             bundle::MEDIA_TYPE
         )));
     }
-    let limit = state.max_body_bytes;
+    let limit = state
+        .max_body_bytes
+        .saturating_mul(COMPRESSED_PER_BODY)
+        .min(bundle::MAX_UNPACKED_BYTES as usize);
     let encoding = super::ingest::content_encoding(&headers)?;
-    let bytes = super::ingest::read_body(encoding, body, limit).await?;
+    let _turn = IMPORTS.acquire().await.map_err(|_| ApiError::Internal)?;
+    let bytes = super::ingest::read_body(encoding, body, limit)
+        .await
+        .map_err(|error| match error {
+            ApiError::PayloadTooLarge(_) => ApiError::PayloadTooLarge(format!(
+                "the bundle is larger than the {limit} bytes an import over HTTP takes: \
+                 bundle fewer flows at a time, or use `flowtrail import`"
+            )),
+            other => other,
+        })?;
     let report = state
         .services
-        .import_bundle(
-            caller.team_id,
-            &bytes,
-            (limit as u64).saturating_mul(UNPACKED_PER_BODY),
-        )
+        .import_bundle(caller.team_id, &bytes, bundle::MAX_UNPACKED_BYTES)
         .await?;
     tracing::info!(
         imported = report.imported,

@@ -122,6 +122,7 @@ impl From<flowtrail_domain::Error> for ApiError {
             E::Validation { field, message } => ApiError::Validation { field, message },
             E::NotFound(what) => ApiError::NotFound(format!("no such {what}")),
             E::Conflict(message) => ApiError::Conflict(message),
+            E::TooLarge(message) => ApiError::PayloadTooLarge(message),
             E::IdempotencyKeyReused(message) => ApiError::IdempotencyKeyReused(message),
             E::Integrity(detail) => {
                 tracing::error!(%detail, "payload integrity check failed");

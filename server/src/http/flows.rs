@@ -84,7 +84,7 @@ pub(crate) async fn unpin(
     params(
         ("pipeline" = Option<String>, Query, description = "Pipeline name"),
         ("status" = Option<FlowStatus>, Query, description = "running, succeeded or failed"),
-        ("tag" = Option<Vec<String>>, Query, description = "key:value; repeatable, all must match"),
+        ("tag" = Option<Vec<String>>, Query, description = "key:value; repeatable (at most 20), all must match"),
         ("since" = Option<String>, Query, description = "RFC 3339; flows started at or after"),
         ("until" = Option<String>, Query, description = "RFC 3339; flows started before"),
         ("q" = Option<String>, Query, description = "Full-text: every word must appear (last token as a prefix) in the pipeline, error, step names, reasoning, reason codes and texts, or candidate ids"),

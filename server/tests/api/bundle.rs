@@ -140,21 +140,46 @@ async fn a_bundle_imported_elsewhere_answers_the_same_and_twice_writes_nothing()
         .await;
     assert_eq!(list["flows"].as_array().unwrap().len(), 2, "{list}");
 
-    // Importing again creates nothing twice: the finished flow is skipped; the running one
-    // is written over with itself.
+    // Importing again writes nothing: both flows, finished and running, are skipped.
     let (status, again) = import(&to, bundle.clone()).await;
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(
-        again["imported"].as_u64().unwrap() + again["skipped"].as_u64().unwrap(),
-        2
+        (again["imported"].as_u64(), again["skipped"].as_u64()),
+        (Some(0), Some(2)),
+        "{again}"
     );
     assert_eq!(again["flows"][0]["outcome"], "skipped", "{again}");
+    assert_eq!(again["flows"][1]["outcome"], "skipped", "{again}");
     let (_, list) = to.get_json("/api/v1/flows").await;
     assert_eq!(list["flows"].as_array().unwrap().len(), 2, "{list}");
     let after = answers(&to).await;
     for ((uri, want), (_, got)) in expected.iter().zip(&after) {
         assert_eq!(want, got, "{uri} differs after a second import");
     }
+
+    // A step pushed to the imported running flow survives a later import of the old bundle
+    // (it must not roll a live flow back).
+    let push = json!({
+        "version": 3, "pipeline": "competitor_selection", "started_at": "2026-11-21T11:00:00.123Z",
+        "steps": [{"seq": 4, "name": "late_rank", "kind": "rank",
+                   "observations": [{"candidate_id": "Z1", "verdict": "selected"}]}]
+    });
+    let (status, _, body) = to
+        .post_to(&format!("/api/v1/flows/{RICH_ID}/steps"), &push)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    to.drain_all().await;
+    let (_, pushed) = to.get_json(&format!("/api/v1/flows/{RICH_ID}")).await;
+    assert_eq!(pushed["step_count"], 4, "{pushed}");
+    let (status, third_import) = import(&to, bundle.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{third_import}");
+    assert_eq!(third_import["skipped"], 2, "{third_import}");
+    let (_, kept) = to.get_json(&format!("/api/v1/flows/{RICH_ID}")).await;
+    assert_eq!(kept["step_count"], 4, "the pushed step stays: {kept}");
+    let (status, _) = to
+        .get_json(&format!("/api/v1/flows/{RICH_ID}/candidates/Z1"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
 
     // The one-flow bundle holds the same flow as the bundle of several.
     let (status, _, one) = from.get(&format!("/api/v1/flows/{FLOW_ID}/bundle")).await;

@@ -154,12 +154,30 @@ async fn export_parameters_are_checked_like_the_lists() {
         ("level=steps&level=steps", "level"),
         ("format=", "format"),
         ("level=", "level"),
+        // A mistyped or unknown parameter must not export every flow.
+        ("pipline=a", "pipline"),
+        ("format=csv&foo=bar", "foo"),
     ] {
         let (status, body) = app.get_json(&format!("/api/v1/export?{query}")).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body}");
         assert_eq!(error_code(&body), "validation_failed");
         assert_eq!(body["error"]["field"], field, "{query}");
     }
+    // More tag filters than a statement can hold: refused by the list and the export alike,
+    // not a database error (an "unavailable" 503 a client would retry for ever).
+    let tags: String = (0..21).map(|n| format!("&tag=k{n}:v")).collect();
+    for uri in [
+        format!("/api/v1/export?format=csv{tags}"),
+        format!("/api/v1/flows?{tags}"),
+    ] {
+        let (status, body) = app.get_json(&uri).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["field"], "tag", "{body}");
+    }
+    let twenty: String = (0..20).map(|n| format!("&tag=k{n}:v")).collect();
+    let (status, body) = app.get_json(&format!("/api/v1/flows?{twenty}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
     // Nothing selected: an empty JSON Lines body, a CSV of the header alone.
     let (status, _, body) = app.get("/api/v1/export").await;
     assert_eq!((status, body.len()), (StatusCode::OK, 0));

@@ -67,7 +67,7 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
             FlowStatus::parse(&status).ok_or_else(|| corrupt("flow status"))?,
         )),
     };
-    let take_header = match Precedence::of(mode, flow.version, flow.status, stored) {
+    let take_header = match write.precedence(stored) {
         Precedence::Stale => return Ok(UpsertOutcome::Stale),
         Precedence::Conflict => return Ok(UpsertOutcome::Conflict),
         Precedence::Write { header } => header,

@@ -101,7 +101,7 @@ async fn write_round(
                 FlowStatus::parse(status).ok_or_else(|| corrupt("flow status"))?,
             )),
         };
-        match Precedence::of(write.mode, write.flow.version, write.flow.status, stored) {
+        match write.precedence(stored) {
             Precedence::Stale => continue,
             Precedence::Conflict => {
                 outcomes[i] = UpsertOutcome::Conflict;

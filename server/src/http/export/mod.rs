@@ -10,9 +10,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use flowtrail_domain::flows::export::{Level, Row};
-#[allow(unused_imports)] // named by the OpenAPI annotations
-use flowtrail_types::ErrorBody;
 use flowtrail_types::FlowFilters;
+#[allow(unused_imports)] // named by the OpenAPI annotations
+use flowtrail_types::{ErrorBody, FlowStatus, StepKind};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -85,7 +85,14 @@ impl Encoder {
     params(
         ("format" = Option<String>, Query, description = "jsonl (default), csv or parquet"),
         ("level" = Option<String>, Query, description = "flows (default), steps or observations"),
-        ("pipeline" = Option<String>, Query, description = "The flows list's filters: pipeline, status, tag, since, until, q, step_kind, min_eliminated (not limit or cursor: the export holds every flow they select)"),
+        ("pipeline" = Option<String>, Query, description = "Pipeline name (the flows list's filters follow; not limit or cursor: the export holds every flow they select; any other parameter is refused)"),
+        ("status" = Option<FlowStatus>, Query, description = "running, succeeded or failed"),
+        ("tag" = Option<Vec<String>>, Query, description = "key:value; repeatable (at most 20), all must match"),
+        ("since" = Option<String>, Query, description = "RFC 3339; flows started at or after"),
+        ("until" = Option<String>, Query, description = "RFC 3339; flows started before"),
+        ("q" = Option<String>, Query, description = "Full-text, as on the flows list"),
+        ("step_kind" = Option<StepKind>, Query, description = "With min_eliminated: a step of this kind"),
+        ("min_eliminated" = Option<f64>, Query, description = "0 to 1: share of candidates_in not passed on"),
     ),
     responses(
         (status = 200, description = "Streamed: JSON Lines (`application/jsonl`, one object per row), CSV with a header row (`text/csv`) or Parquet (`application/vnd.apache.parquet`, zstd, a row group per 8,192 rows); newest flow first, steps in order"),
@@ -181,7 +188,8 @@ pub(crate) async fn export(
 
 /// The list's filters, the format and the level (when given) from a query string. Errors
 /// name the parameter (422): an unknown or empty format or level, one given twice, `limit`
-/// or `cursor`, a filter the flows list refuses.
+/// or `cursor`, a parameter that is not a filter (a typo must not export every flow), a
+/// filter the flows list refuses.
 pub(crate) fn parse(raw: &str) -> Result<(FlowFilters, Option<Format>, Option<Level>), ApiError> {
     let (mut format, mut level) = (None, None);
     let mut filters = Vec::new();
@@ -219,7 +227,19 @@ pub(crate) fn parse(raw: &str) -> Result<(FlowFilters, Option<Format>, Option<Le
                     ),
                 ));
             }
-            _ => filters.push((name, value)),
+            "pipeline" | "status" | "tag" | "since" | "until" | "q" | "step_kind"
+            | "min_eliminated" => filters.push((name, value)),
+            // A mistyped filter (`pipline=`) must not export every flow.
+            _ => {
+                return Err(ApiError::invalid(
+                    name.clone(),
+                    format!(
+                        "{name:?} is not an export parameter (the flows list's filters: \
+                         pipeline, status, tag, since, until, q, step_kind, min_eliminated; \
+                         and format, level)"
+                    ),
+                ));
+            }
         }
     }
     let filters =
