@@ -296,19 +296,23 @@ async fn write_export(
     Ok((rows, encoder))
 }
 
-/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM or SIGHUP.
 async fn interrupted() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(mut term), Ok(mut hangup)) => {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}
+                    _ = hangup.recv() => {}
                 }
             }
-            Err(_) => {
+            _ => {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }

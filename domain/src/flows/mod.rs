@@ -58,21 +58,15 @@ pub struct FlowWrite<'a> {
 
 impl FlowWrite<'_> {
     /// [`Precedence::of`] for this write, with the import rule: a flow from a bundle never
-    /// replaces a *running* flow stored at the same or a newer version — it may have had steps
-    /// pushed since the bundle was made, and an old bundle must not roll a live flow back.
-    /// (A finished record from a bundle still ends a running flow, as any finished record
-    /// does; over a finished flow only a higher finished version is a correction.)
+    /// replaces a flow stored at the same or a newer version, running or finished — a running
+    /// one may have had steps pushed since the bundle was made, and an old bundle must not roll
+    /// a live flow back. (Over a lower version the ordinary rule applies.)
     pub fn precedence(&self, stored: Option<(u32, FlowStatus)>) -> Precedence {
-        let rule = Precedence::of(self.mode, self.flow.version, self.flow.status, stored);
         match stored {
-            Some((stored_version, FlowStatus::Running))
-                if self.imported
-                    && self.flow.status == FlowStatus::Running
-                    && self.flow.version <= stored_version =>
-            {
+            Some((stored_version, _)) if self.imported && self.flow.version <= stored_version => {
                 Precedence::Stale
             }
-            _ => rule,
+            _ => Precedence::of(self.mode, self.flow.version, self.flow.status, stored),
         }
     }
 
@@ -322,9 +316,15 @@ mod tests {
         assert_eq!(import(&running(3), Some((2, Running))), write);
         assert_eq!(
             import(&finished(1), Some((1, Running))),
-            write,
-            "the run's final word"
+            Precedence::Stale,
+            "steps pushed since stay"
         );
+        assert_eq!(
+            import(&finished(1), Some((6, Running))),
+            Precedence::Stale,
+            "never back to a lower version"
+        );
+        assert_eq!(import(&finished(7), Some((6, Running))), write);
         assert_eq!(
             import(&finished(1), Some((1, Succeeded))),
             Precedence::Stale

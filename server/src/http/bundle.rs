@@ -153,7 +153,6 @@ pub(crate) async fn import(
         .saturating_mul(COMPRESSED_PER_BODY)
         .min(bundle::MAX_UNPACKED_BYTES as usize);
     let encoding = super::ingest::content_encoding(&headers)?;
-    let _turn = IMPORTS.acquire().await.map_err(|_| ApiError::Internal)?;
     let bytes = super::ingest::read_body(encoding, body, limit)
         .await
         .map_err(|error| match error {
@@ -163,6 +162,8 @@ pub(crate) async fn import(
             )),
             other => other,
         })?;
+    // Taken once the body is in, so a stalled upload holds no one else up.
+    let _turn = IMPORTS.acquire().await.map_err(|_| ApiError::Internal)?;
     let report = state
         .services
         .import_bundle(caller.team_id, &bytes, bundle::MAX_UNPACKED_BYTES)
