@@ -61,18 +61,36 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Admin(AdminCommand::CheckStorage(args)) => {
             let services = open(&args.storage).await?;
-            let report = services.check_storage().await?;
+            let (mut report, deleted) = if args.delete_orphans {
+                let (report, deleted) = services.delete_orphans().await?;
+                (report, Some(deleted))
+            } else {
+                (services.check_storage().await?, None)
+            };
             for key in &report.orphan_objects {
-                println!("orphan object: {key}");
+                match &deleted {
+                    Some(deleted) if deleted.contains(key) => {
+                        println!("deleted orphan object: {key}")
+                    }
+                    Some(_) => println!("orphan object, referenced again, kept: {key}"),
+                    None => println!("orphan object: {key}"),
+                }
+            }
+            if let Some(deleted) = &deleted {
+                report.orphan_objects.retain(|key| !deleted.contains(key));
             }
             for key in &report.missing_objects {
                 println!("missing object: {key}");
             }
             eprintln!(
-                "{} objects, {} orphan, {} missing, {} unreferenced but younger than {} min \
+                "{} objects, {} orphan{}, {} missing, {} unreferenced but younger than {} min \
                  (an ingest in progress), {} queued for deletion",
                 report.objects,
                 report.orphan_objects.len(),
+                match &deleted {
+                    Some(deleted) => format!(" left ({} deleted)", deleted.len()),
+                    None => String::new(),
+                },
                 report.missing_objects.len(),
                 report.recent_unreferenced,
                 flowtrail_domain::retention::RECENT_OBJECT.as_secs() / 60,
@@ -192,36 +210,18 @@ async fn export(args: crate::config::ExportArgs) -> anyhow::Result<()> {
     // Into a file (`-o -`: stdout): written beside it under a temporary name, renamed when
     // complete; an interrupt (Ctrl-C, SIGTERM) removes the temporary file.
     let output = args.output.as_ref().filter(|path| path.as_os_str() != "-");
-    if let Some(path) = output {
-        anyhow::ensure!(
-            !path.is_dir(),
-            "{} is a directory: give a file name",
-            path.display()
-        );
+    let destination = output.map(|path| Destination::of(path)).transpose()?;
+    if let Some(destination) = &destination {
+        destination.abandon_on_interrupt();
     }
-    let partial = output.map(|path| {
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(format!(".partial-{}", std::process::id()));
-        path.with_file_name(name)
-    });
-    if let Some(partial) = partial.clone() {
-        tokio::spawn(async move {
-            interrupted().await;
-            let _ = std::fs::remove_file(&partial);
-            eprintln!("interrupted: nothing was written");
-            std::process::exit(130);
-        });
-    }
-    if partial.is_none() && matches!(format, Format::Parquet) && std::io::stdout().is_terminal() {
+    if destination.is_none() && matches!(format, Format::Parquet) && std::io::stdout().is_terminal()
+    {
         anyhow::bail!(
             "Parquet is binary: redirect stdout to a file (> out.parquet) or give --output"
         );
     }
-    let sink: Box<dyn Write> = match &partial {
-        Some(path) => Box::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
-        ),
+    let sink: Box<dyn Write> = match &destination {
+        Some(destination) => Box::new(destination.create()?),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = std::io::BufWriter::new(sink);
@@ -243,8 +243,8 @@ async fn export(args: crate::config::ExportArgs) -> anyhow::Result<()> {
                 out.write_all(&bytes)?;
             }
             out.flush()?;
-            if let Some(path) = &partial {
-                std::fs::File::open(path)?.sync_all()?;
+            if let Some(partial) = destination.as_ref().and_then(Destination::partial) {
+                std::fs::File::open(partial)?.sync_all()?;
             }
             Ok(())
         })();
@@ -256,19 +256,147 @@ async fn export(args: crate::config::ExportArgs) -> anyhow::Result<()> {
         }
     })();
     drop(out);
-    if let (Some(partial), Some(path)) = (&partial, output) {
+    if let Some(destination) = &destination {
         match &outcome {
-            Ok(Some(_)) => std::fs::rename(partial, path)
-                .with_context(|| format!("cannot rename the export to {}", path.display()))?,
-            _ => {
-                let _ = std::fs::remove_file(partial);
-            }
+            Ok(Some(_)) => destination.commit()?,
+            _ => destination.abandon(),
         }
     }
     if let Some((flows, rows)) = outcome? {
         eprintln!("exported {flows} flows, {rows} rows");
     }
     Ok(())
+}
+
+/// Where `--output PATH` writes. A regular file (or a new name) is written beside its real
+/// path — symbolic links followed, so `-o link` replaces the file the link names and keeps
+/// the link — under a temporary name, then renamed onto it with the mode the old file had;
+/// a FIFO, a character device (`/dev/null`, `/dev/stdout`) or a socket is written in place.
+#[derive(Debug)]
+enum Destination {
+    File {
+        real: std::path::PathBuf,
+        partial: std::path::PathBuf,
+        mode: Option<std::fs::Permissions>,
+    },
+    Special(std::path::PathBuf),
+}
+
+impl Destination {
+    /// Errors: `path` is a directory, or a chain of more than 40 symbolic links (the limit
+    /// of Linux's `path_resolution(7)`).
+    fn of(path: &std::path::Path) -> anyhow::Result<Self> {
+        // The standard streams and descriptors by name (`/dev/stdout`, `/dev/fd/3`,
+        // `/proc/self/fd/1`) are what the shell opened: appended to in place, as `>` and `>>`
+        // left them.
+        let descriptor = ["/dev/stdout", "/dev/stderr", "/dev/fd", "/proc"]
+            .iter()
+            .any(|prefix| path.starts_with(prefix));
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                anyhow::bail!("{} is a directory: give a file name", path.display())
+            }
+            Ok(meta) if !meta.is_file() || descriptor => Ok(Self::Special(path.to_owned())),
+            Ok(meta) => {
+                let real = std::fs::canonicalize(path)
+                    .with_context(|| format!("cannot resolve {}", path.display()))?;
+                Ok(Self::file(real, Some(meta.permissions())))
+            }
+            // Nothing there yet: a new name, or a link to one.
+            Err(_) => {
+                let mut real = path.to_owned();
+                for _ in 0..40 {
+                    match std::fs::symlink_metadata(&real) {
+                        Ok(meta) if meta.file_type().is_symlink() => {
+                            let target = std::fs::read_link(&real).with_context(|| {
+                                format!("cannot read the link {}", real.display())
+                            })?;
+                            real = match real.parent() {
+                                Some(parent) => parent.join(target),
+                                None => target,
+                            };
+                        }
+                        _ => return Ok(Self::file(real, None)),
+                    }
+                }
+                anyhow::bail!("{}: too many levels of symbolic links", path.display())
+            }
+        }
+    }
+
+    fn file(real: std::path::PathBuf, mode: Option<std::fs::Permissions>) -> Self {
+        let mut name = real.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".partial-{}", std::process::id()));
+        let partial = real.with_file_name(name);
+        Self::File {
+            real,
+            partial,
+            mode,
+        }
+    }
+
+    /// The temporary file an interrupt must remove, if any.
+    fn partial(&self) -> Option<&std::path::Path> {
+        match self {
+            Self::File { partial, .. } => Some(partial),
+            Self::Special(_) => None,
+        }
+    }
+
+    fn create(&self) -> anyhow::Result<std::fs::File> {
+        match self {
+            Self::File {
+                real,
+                partial,
+                mode,
+            } => {
+                let file = std::fs::File::create(partial).with_context(|| {
+                    format!("cannot write {} (as {})", real.display(), partial.display())
+                })?;
+                if let Some(mode) = mode {
+                    file.set_permissions(mode.clone())
+                        .with_context(|| format!("cannot set the mode of {}", partial.display()))?;
+                }
+                Ok(file)
+            }
+            Self::Special(path) => std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open {}", path.display())),
+        }
+    }
+
+    /// Puts the complete file in place.
+    fn commit(&self) -> anyhow::Result<()> {
+        if let Self::File { real, partial, .. } = self {
+            std::fs::rename(partial, real)
+                .with_context(|| format!("cannot rename the export to {}", real.display()))?;
+        }
+        Ok(())
+    }
+
+    /// On an interrupt (Ctrl-C, SIGTERM, SIGHUP), removes the temporary file and exits 130.
+    fn abandon_on_interrupt(&self) {
+        if let Some(partial) = self.partial().map(std::path::Path::to_owned) {
+            tokio::spawn(async move {
+                interrupted().await;
+                // Already renamed into place: the file was complete when the signal came.
+                if std::fs::remove_file(&partial).is_ok() {
+                    eprintln!("interrupted: nothing was written");
+                } else {
+                    eprintln!("interrupted after the file was complete");
+                }
+                std::process::exit(130);
+            });
+        }
+    }
+
+    /// Removes what an unfinished write left.
+    fn abandon(&self) {
+        if let Some(partial) = self.partial() {
+            let _ = std::fs::remove_file(partial);
+        }
+    }
 }
 
 /// Encodes the rows as they come and writes them; answers the row count and the encoder (whose
@@ -344,7 +472,23 @@ async fn bundle(mut args: crate::config::BundleArgs) -> anyhow::Result<()> {
     }
     let bytes = services.bundle(team, &args.ids).await?;
     if let Some(path) = &args.output {
-        std::fs::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
+        let destination = Destination::of(path)?;
+        destination.abandon_on_interrupt();
+        let written = destination.create().and_then(|mut file| {
+            file.write_all(&bytes)
+                .and_then(|()| match destination.partial() {
+                    Some(_) => file.sync_all(),
+                    None => Ok(()),
+                })
+                .with_context(|| format!("cannot write {}", path.display()))
+        });
+        match written {
+            Ok(()) => destination.commit()?,
+            Err(error) => {
+                destination.abandon();
+                return Err(error);
+            }
+        }
     } else {
         let mut out = std::io::stdout().lock();
         match out.write_all(&bytes).and_then(|()| out.flush()) {
@@ -388,6 +532,18 @@ async fn import(args: crate::config::ImportArgs) -> anyhow::Result<()> {
         (bytes.len() as u64) <= MAX_UNPACKED_BYTES,
         "{name} is larger than {MAX_UNPACKED_BYTES} bytes, the most a bundle holds"
     );
+    // From here an interrupt would stop the import between the objects it puts and the one
+    // transaction that refers to them: the first one waits for the import to end.
+    tokio::spawn(async {
+        interrupted().await;
+        eprintln!(
+            "finishing the import: it is written whole or not at all (interrupt again to stop \
+             now; objects it already wrote are then orphans, which `flowtrail admin \
+             check-storage --delete-orphans` deletes after 15 minutes)"
+        );
+        interrupted().await;
+        std::process::exit(130);
+    });
     let services = open_existing(&args.storage).await?;
     // The default team is the one `serve` makes at its first start; a deployment only
     // migrated so far takes an import too.

@@ -213,7 +213,7 @@ pub enum AdminCommand {
     /// Run one retention sweep now; prints flows and bytes deleted as JSON.
     Sweep(SweepArgs),
     /// List orphan payload objects and rows whose payload is missing; exit 1 if any.
-    CheckStorage(StorageOnlyArgs),
+    CheckStorage(CheckStorageArgs),
     /// Inspect and redrive the dead-letter queue (jobs that failed permanently).
     #[command(subcommand)]
     Dlq(DlqCommand),
@@ -261,8 +261,10 @@ pub struct ExportArgs {
     /// What one row is.
     #[arg(long, value_enum, default_value_t = ExportLevel::Flows)]
     pub level: ExportLevel,
-    /// Write to this file instead of stdout; it appears only once the export is complete (a
-    /// failed export leaves no partial file behind).
+    /// Write to this file instead of stdout (`-` is stdout); it appears only once the export
+    /// is complete (a failed export leaves no partial file behind). A symbolic link is
+    /// followed (the file it names is replaced, with its mode); a FIFO or a device is
+    /// written in place.
     #[arg(long, short = 'o')]
     pub output: Option<std::path::PathBuf>,
 }
@@ -342,7 +344,8 @@ pub struct BundleArgs {
     /// The flows' ids (1 to 100).
     #[arg(required = true, num_args = 1..)]
     pub ids: Vec<uuid::Uuid>,
-    /// Write to this file instead of stdout.
+    /// Write to this file instead of stdout (`-` is stdout), as `flowtrail export -o` does:
+    /// complete or not at all, links followed, a FIFO or a device written in place.
     #[arg(long, short = 'o')]
     pub output: Option<std::path::PathBuf>,
 }
@@ -433,6 +436,18 @@ pub struct CreateTeamArgs {
 pub struct StorageOnlyArgs {
     #[command(flatten)]
     pub storage: StorageArgs,
+}
+
+/// `flowtrail admin check-storage`.
+#[derive(Args)]
+pub struct CheckStorageArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Also delete the orphan objects (unreferenced and older than 15 minutes: left by a
+    /// process killed between writing a flow's objects and its rows) that still no row
+    /// refers to; exit 1 only if rows whose payload is missing remain.
+    #[arg(long)]
+    pub delete_orphans: bool,
 }
 
 /// How the retention sweeper deletes (shared by `serve`, `worker` and `admin sweep`).

@@ -706,6 +706,71 @@ async fn the_cli_writes_the_export_to_stdout_and_its_totals_to_stderr() {
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("6d0003"));
     assert!(!std::path::Path::new("-").exists(), "no file named -");
+    // A link is followed: the file it names is replaced, the link stays a link; the file's
+    // mode is kept.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+        let target = dir.path().join("target.jsonl");
+        std::fs::write(&target, "old").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("link.jsonl");
+        std::os::unix::fs::symlink("target.jsonl", &link).unwrap();
+        let output = export(&["--pipeline", "a", "-o", link.to_str().unwrap()]);
+        assert!(output.status.success(), "{output:?}");
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        let written = std::fs::read_to_string(&target).unwrap();
+        assert_eq!(written.lines().count(), 2, "{written}");
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A dangling link: the file is made where it points.
+        let dangling = dir.path().join("dangling.jsonl");
+        std::os::unix::fs::symlink("made.jsonl", &dangling).unwrap();
+        let output = export(&["--pipeline", "a", "-o", dangling.to_str().unwrap()]);
+        assert!(output.status.success(), "{output:?}");
+        assert!(
+            std::fs::symlink_metadata(&dangling)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("made.jsonl"))
+                .unwrap()
+                .lines()
+                .count(),
+            2
+        );
+        // A device and a FIFO are written in place (no temporary file beside /dev/null).
+        let output = export(&["--pipeline", "a", "-o", "/dev/null"]);
+        assert!(output.status.success(), "{output:?}");
+        let output = export(&["--pipeline", "a", "-o", "/dev/stdout"]);
+        assert!(output.status.success(), "{output:?}");
+        assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 2);
+        let fifo = dir.path().join("fifo");
+        let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+        };
+        let output = export(&["--pipeline", "a", "-o", fifo.to_str().unwrap()]);
+        assert!(output.status.success(), "{output:?}");
+        let through = reader.join().unwrap();
+        assert_eq!(through.lines().count(), 2, "{through}");
+        assert!(
+            std::fs::symlink_metadata(&fifo)
+                .unwrap()
+                .file_type()
+                .is_fifo(),
+            "the FIFO is not replaced by a file"
+        );
+    }
 
     // A mistyped data directory is an error, not a new empty deployment.
     let nowhere = dir.path().join("typo");

@@ -220,5 +220,26 @@ async fn check_storage_lists_orphans_and_missing_objects_and_exits_1() {
             out.contains("orphan object: t1/flows/stray/v1/s1-0.json.zst"),
             "{out}"
         );
+        // --delete-orphans deletes it, and exits 1 only for the missing object left.
+        let repaired = run(&storage, &["admin", "check-storage", "--delete-orphans"]);
+        let out = String::from_utf8_lossy(&repaired.stdout);
+        assert!(
+            out.contains("deleted orphan object: t1/flows/stray/v1/s1-0.json.zst"),
+            "{repaired:?}"
+        );
+        assert_eq!(repaired.status.code(), Some(1), "{repaired:?}");
+        assert!(!path.exists());
+        let report = services.check_storage().await.unwrap();
+        assert!(report.orphan_objects.is_empty(), "{report:?}");
+        assert_eq!(report.missing_objects, vec![objects[0].0.clone()]);
     }
+    // On any profile, --delete-orphans never deletes an object a row refers to.
+    let before = services.payloads.list().await.unwrap().len();
+    let again = run(&storage, &["admin", "check-storage", "--delete-orphans"]);
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "the missing object is still missing"
+    );
+    assert_eq!(services.payloads.list().await.unwrap().len(), before);
 }

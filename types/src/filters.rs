@@ -28,6 +28,19 @@ use uuid::Uuid;
 pub use crate::share::Share;
 use crate::{FlowStatus, FlowSummary, StepKind};
 
+/// The names of the flows list's filters — what selects flows, paging aside (`limit`,
+/// `cursor`); `tag` may repeat. The export and saved views take the same.
+pub const FILTER_NAMES: &[&str] = &[
+    "pipeline",
+    "status",
+    "tag",
+    "since",
+    "until",
+    "q",
+    "step_kind",
+    "min_eliminated",
+];
+
 /// The filters that take one value (`tag` may repeat).
 const SINGLE_VALUED: &[&str] = &[
     "pipeline",
@@ -343,6 +356,15 @@ pub fn parse_time(field: &'static str, text: &str) -> Result<OffsetDateTime, Fil
     if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
         return Ok(at);
     }
+    // `+01:00` sent unencoded in a query string arrives as ` 01:00` (`+` is a space in
+    // `application/x-www-form-urlencoded`): read it as the offset it was.
+    if let Some((time, offset)) = text.rsplit_once(' ')
+        && offset.len() == 5
+        && offset.as_bytes()[2] == b':'
+        && let Ok(at) = OffsetDateTime::parse(&format!("{time}+{offset}"), &Rfc3339)
+    {
+        return Ok(at);
+    }
     let padded = match text.len() {
         10 => Some(format!("{text}T00:00:00Z")),
         16 => Some(format!("{text}:00Z")),
@@ -428,6 +450,21 @@ mod tests {
         assert_eq!(parse_tag("env:a:b"), Ok(("env".into(), "a:b".into())));
         assert!(parse_tag("novalue").is_err());
         assert!(parse_tag("bad\\escape:x").is_err());
+    }
+
+    #[test]
+    fn an_offset_whose_plus_became_a_space_still_reads() {
+        let sent = parse_time("since", "2026-11-21T10:00:00+01:00").unwrap();
+        // `since=2026-11-21T10:00:00+01:00` unencoded: the `+` decodes as a space.
+        let filters = FlowFilters::from_query("since=2026-11-21T10:00:00+01:00").unwrap();
+        assert_eq!(filters.since, Some(sent));
+        assert_eq!(
+            parse_time("since", "2026-11-21T10:00:00.5 05:30").unwrap(),
+            parse_time("since", "2026-11-21T10:00:00.5+05:30").unwrap()
+        );
+        // Only an offset's shape is read so: other spaces are still refused.
+        assert!(parse_time("since", "2026-11-21T10:00:00 1:00").is_err());
+        assert!(parse_time("since", "2026-11-21T10:00:00 ab:cd").is_err());
     }
 
     #[test]

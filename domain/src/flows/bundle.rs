@@ -49,8 +49,14 @@ pub const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 
 /// Most bytes a bundle may unpack to (its tar archive), for `flowtrail import` and the API's
 /// import alike; a bundle is never made larger. A larger one is refused before it is read
-/// further, so a small file cannot unpack into a memory exhaustion.
-pub const MAX_UNPACKED_BYTES: u64 = 1 << 30;
+/// further, so a small file cannot unpack into a memory exhaustion. 256 MiB: 100 flows of
+/// 2.5 MiB, or 8 flows at the default 32 MiB request limit; making or importing one holds
+/// about twice that in memory.
+pub const MAX_UNPACKED_BYTES: u64 = 256 << 20;
+
+/// Bundles made at once per process ([`Services::bundle`] holds one in memory, up to
+/// [`MAX_UNPACKED_BYTES`]); more wait their turn, so concurrent downloads cannot add up.
+static MAKING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// `manifest.json`: what a bundle holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,20 +134,34 @@ impl Services {
     /// payload store, each checked against its SHA-256); `None` if the team has no such flow.
     /// Errors: storage, [`Error::Integrity`].
     pub async fn flow_record(&self, team_id: i64, flow_id: Uuid) -> Result<Option<FlowRecord>> {
-        let Some(detail) = self.metadata.get_flow(team_id, flow_id).await? else {
-            return Ok(None);
-        };
-        let payloads = self.metadata.flow_payloads(team_id, flow_id).await?;
+        match self.metadata.get_flow(team_id, flow_id).await? {
+            Some(detail) => Ok(Some(self.stored_record(team_id, detail).await?.0)),
+            None => Ok(None),
+        }
+    }
+
+    /// A stored flow's `detail` as a whole flow record (observations read back from the
+    /// payload store, each checked against its SHA-256), and where its steps' observations
+    /// are, by seq. Errors: storage, [`Error::Integrity`].
+    pub(crate) async fn stored_record(
+        &self,
+        team_id: i64,
+        detail: flowtrail_types::FlowDetail,
+    ) -> Result<(FlowRecord, StepPayloads)> {
+        let payloads = self
+            .metadata
+            .flow_payloads(team_id, detail.summary.id)
+            .await?;
         let mut steps = Vec::with_capacity(detail.steps.len());
         for step in detail.steps {
             let observations: Vec<Observation> = match payloads.get(&step.seq) {
-                Some(reference) => {
+                Some(reference) if step.observation_count > 0 => {
                     let json = self.payloads.get_json(reference).await?;
                     serde_json::from_slice(&json).map_err(|e| {
                         Error::Integrity(format!("stored observations do not read back: {e}"))
                     })?
                 }
-                None => Vec::new(),
+                _ => Vec::new(),
             };
             steps.push(StepRecord {
                 seq: step.seq,
@@ -165,7 +185,7 @@ impl Services {
             });
         }
         let summary = detail.summary;
-        Ok(Some(FlowRecord {
+        let record = FlowRecord {
             id: summary.id,
             version: summary.version,
             pipeline: summary.pipeline,
@@ -178,7 +198,8 @@ impl Services {
             error: summary.error,
             sdk: detail.sdk,
             steps,
-        }))
+        };
+        Ok((record, payloads))
     }
 
     /// The bundle of flows `ids` of the team (1 to [`MAX_FLOWS`], each once), as the bytes of
@@ -188,6 +209,10 @@ impl Services {
     /// import would take the bundle); storage.
     pub async fn bundle(&self, team_id: i64, ids: &[Uuid]) -> Result<Vec<u8>> {
         check_ids(ids)?;
+        let _turn = MAKING
+            .acquire()
+            .await
+            .map_err(|e| Error::Internal(format!("the bundle semaphore closed: {e}")))?;
         let mut unpacked = 0u64;
         let mut files = Vec::with_capacity(ids.len());
         let mut entries = Vec::with_capacity(ids.len());
@@ -386,25 +411,12 @@ pub fn read(
             ));
         }
     }
-    let mut unpacked = Vec::new();
+    // Unpacked as it is read, never more than `max_unpacked` bytes of it: a small file
+    // that would unpack to gigabytes (zeros after the archive, an entry claiming a huge
+    // size) is refused having held no more than what it really stored.
     let decoder = zstd::stream::read::Decoder::new(bundle)
         .map_err(|e| refused("bundle", format!("not a Flow Trail bundle: {e}")))?;
-    decoder
-        .take(max_unpacked.saturating_add(1))
-        .read_to_end(&mut unpacked)
-        .map_err(|e| {
-            refused(
-                "bundle",
-                format!("not a Flow Trail bundle (a zstd-compressed tar), or truncated: {e}"),
-            )
-        })?;
-    if unpacked.len() as u64 > max_unpacked {
-        return Err(Error::TooLarge(format!(
-            "the bundle unpacks to more than {max_unpacked} bytes, the most one import takes: \
-             bundle fewer flows at a time"
-        )));
-    }
-    let files = entries(&unpacked)?;
+    let files = entries(decoder, max_unpacked)?;
     let manifest_json = files
         .get("manifest.json")
         .ok_or_else(|| refused("manifest.json", "the bundle has no manifest.json"))?;
@@ -511,43 +523,65 @@ pub fn read(
     Ok((manifest, records))
 }
 
-/// The regular files of a tar archive by path. Errors: a damaged archive, an entry that is
-/// not a regular file, a path twice, anything but zero padding after the end-of-archive
-/// blocks (POSIX.1-1988 ustar: two zero blocks end an archive).
-fn entries(tar_bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>> {
+/// The regular files of a tar archive read from `tar`, by path. Errors: a damaged archive,
+/// an entry that is not a regular file, a path twice, anything but zero padding after the
+/// end-of-archive blocks (POSIX.1-1988 ustar: two zero blocks end an archive) — all
+/// [`Error::Validation`]; [`Error::TooLarge`] once the archive reads past `max` bytes or
+/// its entries claim more, before their bytes are held.
+fn entries(tar: impl Read, max: u64) -> Result<BTreeMap<String, Vec<u8>>> {
+    let over = std::cell::Cell::new(false);
+    let too_large = || {
+        Error::TooLarge(format!(
+            "the bundle unpacks to more than {max} bytes, the most one import takes: bundle \
+             fewer flows at a time"
+        ))
+    };
+    let failed = |e: std::io::Error, what: &str| {
+        if over.get() {
+            too_large()
+        } else {
+            refused("bundle", printable(&format!("{what}: {e}")))
+        }
+    };
     let mut files = BTreeMap::new();
-    let mut archive = tar::Archive::new(tar_bytes);
-    read_entries(&mut archive, &mut files, tar_bytes.len())?;
-    let rest = archive.into_inner();
-    if rest.iter().any(|&b| b != 0) {
-        return Err(refused(
-            "bundle",
-            format!(
-                "{} bytes follow the archive's end: the bundle is damaged",
-                rest.len()
-            ),
-        ));
-    }
-    Ok(files)
-}
-
-fn read_entries(
-    archive: &mut tar::Archive<&[u8]>,
-    files: &mut BTreeMap<String, Vec<u8>>,
-    total: usize,
-) -> Result<()> {
-    let damaged = |e: std::io::Error| refused("bundle", format!("the archive is damaged: {e}"));
-    for entry in archive.entries().map_err(damaged)? {
-        let mut entry = entry.map_err(damaged)?;
-        let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    let mut archive = tar::Archive::new(Bounded {
+        inner: tar,
+        left: max,
+        over: &over,
+    });
+    let mut claimed = 0u64;
+    for entry in archive
+        .entries()
+        .map_err(|e| failed(e, "the archive is damaged"))?
+    {
+        let mut entry = entry.map_err(|e| {
+            failed(
+                e,
+                "not a Flow Trail bundle (a zstd-compressed tar), truncated or damaged",
+            )
+        })?;
+        // A path as the archive spells it, control characters escaped: it goes into
+        // messages a terminal prints.
+        let path = printable(&String::from_utf8_lossy(&entry.path_bytes()));
+        // A directory entry (`flows/`, as `tar -c` of an unpacked bundle writes it) holds
+        // nothing; anything else that is not a regular file is refused.
+        if entry.header().entry_type() == tar::EntryType::Directory && entry.size() == 0 {
+            continue;
+        }
         if entry.header().entry_type() != tar::EntryType::Regular {
             return Err(refused(
                 path.clone(),
                 format!("{path} is not a regular file"),
             ));
         }
-        let mut data = Vec::with_capacity(entry.size().min(total as u64) as usize);
-        entry.read_to_end(&mut data).map_err(damaged)?;
+        claimed = claimed.saturating_add(entry.size());
+        if claimed > max {
+            return Err(too_large());
+        }
+        let mut data = Vec::with_capacity(entry.size().min(1 << 20) as usize);
+        entry
+            .read_to_end(&mut data)
+            .map_err(|e| failed(e, "the archive is damaged"))?;
         if files.insert(path.clone(), data).is_some() {
             return Err(refused(
                 path.clone(),
@@ -555,7 +589,75 @@ fn read_entries(
             ));
         }
     }
-    Ok(())
+    let mut rest = archive.into_inner();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let n = match rest.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(failed(e, "the archive is damaged")),
+        };
+        if buffer[..n].iter().any(|&b| b != 0) {
+            return Err(refused(
+                "bundle",
+                "bytes other than zeros follow the archive's end: the bundle is damaged",
+            ));
+        }
+    }
+    Ok(files)
+}
+
+/// `text` with control characters (CR, LF, ANSI escapes, …) and backslashes escaped as in
+/// Rust string literals; printable characters, non-ASCII ones included, are left alone.
+fn printable(text: &str) -> String {
+    if text.chars().any(|c| c.is_control() || c == '\\') {
+        text.chars()
+            .flat_map(|c| {
+                if c.is_control() || c == '\\' {
+                    c.escape_default().collect::<Vec<_>>()
+                } else {
+                    vec![c]
+                }
+            })
+            .collect()
+    } else {
+        text.to_owned()
+    }
+}
+
+/// A reader that yields at most `left` more bytes of `inner`, and sets `over` (then fails)
+/// when `inner` holds more.
+struct Bounded<'a, R> {
+    inner: R,
+    left: u64,
+    over: &'a std::cell::Cell<bool>,
+}
+
+impl<R: Read> Read for Bounded<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => {
+                    self.over.set(true);
+                    Err(std::io::Error::other(
+                        "more bytes than a bundle may unpack to",
+                    ))
+                }
+            };
+        }
+        let wanted = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..wanted])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -715,7 +817,7 @@ mod tests {
     /// The bundle `bytes` unpacked, changed by `change`, packed again (a valid archive).
     fn repack(bytes: &[u8], change: impl Fn(&mut BTreeMap<String, Vec<u8>>)) -> Vec<u8> {
         let tar_bytes = zstd::stream::decode_all(bytes).unwrap();
-        let mut files = entries(&tar_bytes).unwrap();
+        let mut files = entries(tar_bytes.as_slice(), MAX_UNPACKED_BYTES).unwrap();
         change(&mut files);
         let mut archive = tar::Builder::new(Vec::new());
         for (path, data) in &files {
@@ -728,6 +830,54 @@ mod tests {
                 .unwrap();
         }
         zstd::stream::encode_all(archive.into_inner().unwrap().as_slice(), 3).unwrap()
+    }
+
+    #[test]
+    fn a_bomb_is_refused_before_its_bytes_are_held_and_paths_are_printable() {
+        // An entry whose header claims more than the bound: refused from its header.
+        let mut header = tar::Header::new_ustar();
+        header.set_path("flows/huge.json").unwrap();
+        header.set_size(1 << 40);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        let mut tar_bytes = header.as_bytes().to_vec();
+        tar_bytes.extend_from_slice(&[b'x'; 4096]);
+        let bundle = zstd::stream::encode_all(tar_bytes.as_slice(), 1).unwrap();
+        let error = read(&bundle, &limits(), MAX_UNPACKED_BYTES).unwrap_err();
+        assert!(matches!(error, Error::TooLarge(_)), "{error}");
+        // 64 MiB of zeros after a valid archive, bound 1 MiB: refused at the bound.
+        let (manifest, files) = bundle_of(&[record(Uuid::now_v7())]);
+        let mut tar_bytes =
+            zstd::stream::decode_all(write(&manifest, &files).unwrap().as_slice()).unwrap();
+        tar_bytes.resize(64 << 20, 0);
+        let bomb = zstd::stream::encode_all(tar_bytes.as_slice(), 19).unwrap();
+        assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+        let error = read(&bomb, &limits(), 1 << 20).unwrap_err();
+        assert!(matches!(error, Error::TooLarge(_)), "{error}");
+        // Within the bound the same zeros are padding, and the bundle reads.
+        assert!(read(&bomb, &limits(), 128 << 20).is_ok());
+        // A directory entry (a bundle unpacked and packed again with `tar -c`) is skipped.
+        let mut tar_bytes =
+            zstd::stream::decode_all(write(&manifest, &files).unwrap().as_slice()).unwrap();
+        let end = tar_bytes.len() - 1024;
+        let mut directory = tar::Header::new_ustar();
+        directory.set_path("flows/").unwrap();
+        directory.set_size(0);
+        directory.set_mode(0o755);
+        directory.set_entry_type(tar::EntryType::Directory);
+        directory.set_cksum();
+        tar_bytes.splice(end..end, directory.as_bytes().iter().copied());
+        let repacked = zstd::stream::encode_all(tar_bytes.as_slice(), 3).unwrap();
+        assert!(read(&repacked, &limits(), MAX_UNPACKED_BYTES).is_ok());
+        // A path with a newline and an ANSI escape is named escaped.
+        let forged = repack(&write(&manifest, &files).unwrap(), |files| {
+            files.insert("evil\n\u{1b}[31mred".into(), b"x".to_vec());
+        });
+        let error = read(&forged, &limits(), MAX_UNPACKED_BYTES).unwrap_err();
+        let text = error.to_string();
+        assert!(!text.contains('\n') && !text.contains('\u{1b}'), "{text:?}");
+        assert!(text.contains("evil\\n\\u{1b}[31mred"), "{text}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use crate::payloads::PayloadRef;
 use crate::{Error, Result, Services};
 
 /// What one exported row is.
@@ -71,9 +72,18 @@ impl Services {
         let mut flows = 0;
         loop {
             let page = self.metadata.list_flows(team_id, &filters).await?;
+            // A page's steps in one statement, not one per flow.
+            let mut steps = match level {
+                Level::Flows => Default::default(),
+                Level::Steps | Level::Observations => {
+                    let ids: Vec<Uuid> = page.flows.iter().map(|f| f.id).collect();
+                    self.metadata.flows_steps(team_id, &ids).await?
+                }
+            };
             for summary in page.flows {
                 flows += 1;
-                if !self.export_flow(team_id, summary, level, &rows).await? {
+                let flow_steps = steps.remove(&summary.id).unwrap_or_default();
+                if !self.export_flow(summary, flow_steps, level, &rows).await? {
                     return Ok(flows);
                 }
             }
@@ -88,52 +98,50 @@ impl Services {
         }
     }
 
-    /// The rows of one flow; `false` once the receiver is gone.
+    /// The rows of one flow (`steps`: its steps as stored, in seq order; none for a flow
+    /// deleted meanwhile); `false` once the receiver is gone.
     async fn export_flow(
         &self,
-        team_id: i64,
         summary: FlowSummary,
+        steps: Vec<(StepSummary, Option<PayloadRef>)>,
         level: Level,
         rows: &mpsc::Sender<Row>,
     ) -> Result<bool> {
         let flow_id = summary.id;
-        if level == Level::Flows {
-            return Ok(rows.send(Row::Flow(summary)).await.is_ok());
-        }
-        // Deleted meanwhile (retention): nothing to export of it.
-        let Some(detail) = self.metadata.get_flow(team_id, flow_id).await? else {
-            return Ok(true);
-        };
-        if level == Level::Steps {
-            for step in detail.steps {
-                if rows.send(Row::Step { flow_id, step }).await.is_err() {
-                    return Ok(false);
+        match level {
+            Level::Flows => Ok(rows.send(Row::Flow(summary)).await.is_ok()),
+            Level::Steps => {
+                for (step, _) in steps {
+                    if rows.send(Row::Step { flow_id, step }).await.is_err() {
+                        return Ok(false);
+                    }
                 }
+                Ok(true)
             }
-            return Ok(true);
-        }
-        let payloads = self.metadata.flow_payloads(team_id, flow_id).await?;
-        for step in detail.steps {
-            let Some(reference) = payloads.get(&step.seq) else {
-                continue;
-            };
-            let json = self.payloads.get_json(reference).await?;
-            let observations: Vec<Observation> =
-                serde_json::from_slice(&json).map_err(|e| Error::Malformed {
-                    message: format!("stored observations do not read back: {e}"),
-                })?;
-            for observation in observations {
-                let row = Row::Observation {
-                    flow_id,
-                    seq: step.seq,
-                    step: step.name.clone(),
-                    observation,
-                };
-                if rows.send(row).await.is_err() {
-                    return Ok(false);
+            Level::Observations => {
+                for (step, reference) in steps {
+                    let Some(reference) = reference else {
+                        continue;
+                    };
+                    let json = self.payloads.get_json(&reference).await?;
+                    let observations: Vec<Observation> =
+                        serde_json::from_slice(&json).map_err(|e| Error::Malformed {
+                            message: format!("stored observations do not read back: {e}"),
+                        })?;
+                    for observation in observations {
+                        let row = Row::Observation {
+                            flow_id,
+                            seq: step.seq,
+                            step: step.name.clone(),
+                            observation,
+                        };
+                        if rows.send(row).await.is_err() {
+                            return Ok(false);
+                        }
+                    }
                 }
+                Ok(true)
             }
         }
-        Ok(true)
     }
 }

@@ -70,6 +70,17 @@ impl FlowWrite<'_> {
         }
     }
 
+    /// The object-store keys of the payloads put for this write (inline payloads have
+    /// none). A write that does not go ahead (stale, or in conflict) queues them for
+    /// deletion in its transaction — the sweep deletes those no step row refers to — so no
+    /// object is left behind by a write that stored nothing.
+    pub fn object_keys(&self) -> impl Iterator<Item = &str> {
+        self.payloads
+            .values()
+            .filter(|payload| payload.inline.is_none())
+            .map(|payload| payload.key.as_str())
+    }
+
     /// The summary a whole-record write leaves stored (`ingested_at_ms`: when it was
     /// written): what its live event carries, without reading it back. Times at the stored
     /// precision (milliseconds); the largest drop by the one rule

@@ -3,13 +3,14 @@
 //! a flow id of another team is simply "not found".
 
 use async_trait::async_trait;
-use flowtrail_types::{FlowDetail, FlowFilters, FlowPage};
+use flowtrail_types::{FlowDetail, FlowFilters, FlowPage, StepSummary};
 use uuid::Uuid;
 
 use super::StepPayload;
 use super::{FlowWrite, StepPayloads, UpsertOutcome, WriteMode};
 use crate::Result;
 use crate::analysis::{FunnelRow, ReasonRow, StatsQuery};
+use crate::payloads::PayloadRef;
 
 /// Flows, steps and what is derived from them.
 #[async_trait]
@@ -51,6 +52,14 @@ pub trait FlowStore: Send + Sync {
     ) -> Result<Vec<FunnelRow>>;
     /// Where each step's observations are, for the steps that stored some.
     async fn flow_payloads(&self, team_id: i64, flow_id: Uuid) -> Result<StepPayloads>;
+    /// The steps of several flows of the team in one statement, each flow's in seq order,
+    /// with where each step's observations are (`None`: it stored none). Flows not found
+    /// are absent. What an export reads per page of flows.
+    async fn flows_steps(
+        &self,
+        team_id: i64,
+        flow_ids: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, Vec<(StepSummary, Option<PayloadRef>)>>>;
     /// Where a step's observations are, read with the version and status of the flow they
     /// belong to (one statement, so they agree); `None` if the step does not exist.
     async fn step_payload(

@@ -14,14 +14,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use flowtrail_types::{FlowDetail, FlowRecord, FlowStatus, Observation, StepRecord};
+use flowtrail_types::{FlowRecord, FlowStatus, StepRecord};
 use uuid::Uuid;
 
 use super::{SpanBatch, UNKNOWN_PIPELINE};
 use crate::flows::StepPayloads;
 use crate::ingest::validate;
 use crate::payloads::PayloadRef;
-use crate::{Error, Result, Services};
+use crate::{Result, Services};
 
 /// The flow's next version and where its steps' observations are.
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ pub async fn assemble(
     batches: &[(SpanBatch, StepPayloads)],
 ) -> Result<Option<Assembled>> {
     let stored = match services.metadata.get_flow(team_id, flow_id).await? {
-        Some(detail) => Some(stored_record(services, team_id, detail).await?),
+        Some(detail) => Some(services.stored_record(team_id, detail).await?),
         None => None,
     };
     let limits = &services.limits;
@@ -54,66 +54,6 @@ pub async fn assemble(
     }
     validate(&assembled.flow, &services.limits)?;
     Ok(Some(assembled))
-}
-
-/// The stored flow as a whole record (observations read back) and its payloads by seq.
-async fn stored_record(
-    services: &Services,
-    team_id: i64,
-    detail: FlowDetail,
-) -> Result<(FlowRecord, StepPayloads)> {
-    let payloads = services
-        .metadata
-        .flow_payloads(team_id, detail.summary.id)
-        .await?;
-    let summary = detail.summary;
-    let mut steps = Vec::with_capacity(detail.steps.len());
-    for step in detail.steps {
-        let observations: Vec<Observation> = match payloads.get(&step.seq) {
-            Some(reference) if step.observation_count > 0 => {
-                let json = services.payloads.get_json(reference).await?;
-                serde_json::from_slice(&json).map_err(|e| Error::Malformed {
-                    message: format!("stored observations do not read back: {e}"),
-                })?
-            }
-            _ => Vec::new(),
-        };
-        steps.push(StepRecord {
-            seq: step.seq,
-            name: step.name,
-            kind: step.kind,
-            status: step.status,
-            started_at: step.started_at,
-            ended_at: step.ended_at,
-            input: step.input,
-            output: step.output,
-            reasoning: step.reasoning,
-            candidates_in: step.candidates_in,
-            candidates_out: step.candidates_out,
-            reasons: step.reasons,
-            capture: step.capture,
-            observations,
-            boundaries: step.boundaries,
-            parent_seq: step.parent_seq,
-            span_id: step.span_id,
-            parent_span_id: step.parent_span_id,
-        });
-    }
-    let record = FlowRecord {
-        id: summary.id,
-        version: summary.version,
-        pipeline: summary.pipeline,
-        status: summary.status,
-        started_at: summary.started_at,
-        ended_at: summary.ended_at,
-        input: detail.input,
-        output: detail.output,
-        tags: summary.tags,
-        error: summary.error,
-        sdk: detail.sdk,
-        steps,
-    };
-    Ok((record, payloads))
 }
 
 /// A step's identity: its span id, or (a step not made from a span) its seq.

@@ -444,6 +444,27 @@ impl Services {
         report.missing_objects.sort();
         Ok(report)
     }
+
+    /// [`Services::check_storage`], then deletes its orphan objects that still no step row
+    /// refers to (one written again meanwhile — a retried ingest — is kept). Answers the
+    /// report it acted on and the keys deleted. Errors: the database's or the object store's.
+    pub async fn delete_orphans(&self) -> Result<(StorageReport, HashSet<String>)> {
+        let report = self.check_storage().await?;
+        let mut deleted = HashSet::new();
+        for keys in report.orphan_objects.chunks(1_000) {
+            let kept: HashSet<String> = self
+                .metadata
+                .referenced_payload_keys(keys)
+                .await?
+                .into_iter()
+                .collect();
+            for key in keys.iter().filter(|key| !kept.contains(*key)) {
+                self.payloads.delete(key).await?;
+                deleted.insert(key.clone());
+            }
+        }
+        Ok((report, deleted))
+    }
 }
 
 #[cfg(test)]

@@ -555,13 +555,20 @@ async fn retention_deletes_exactly_what_its_preview_said_everywhere_and_keeps_pi
 }
 
 #[tokio::test]
-async fn a_replaced_versions_objects_are_deleted_by_the_next_sweep() {
+async fn a_replaced_or_stale_versions_objects_are_deleted_by_the_next_sweep() {
     let app = app_with_storage(|s| s.payload_inline_max = 0, |_| {}).await;
     let mut flow = flow_json(FLOW_ID);
     app.send(&flow).await;
     app.drain(FLOW_ID).await;
+    let (status, _, v1_bundle) = app.get(&format!("/api/v1/flows/{FLOW_ID}/bundle")).await;
+    assert_eq!(status, StatusCode::OK);
     flow["version"] = json!(2);
     flow["steps"][0]["observations"][0]["candidate_id"] = json!("B0OTHER");
+    app.send(&flow).await;
+    app.drain_all().await;
+    // A late, different v1 is stale: the worker stores nothing for it, not even an object.
+    flow["version"] = json!(1);
+    flow["steps"][0]["observations"][0]["candidate_id"] = json!("B0LATE");
     app.send(&flow).await;
     app.drain_all().await;
     let check = app.services.check_storage().await.unwrap();
@@ -572,6 +579,34 @@ async fn a_replaced_versions_objects_are_deleted_by_the_next_sweep() {
     );
     let report = app.services.sweep(&SweepOptions::default()).await.unwrap();
     assert_eq!(report.objects, 1);
+    let check = app.services.check_storage().await.unwrap();
+    assert_eq!((check.objects, check.queued_deletions), (1, 0), "{check:?}");
+    assert!(
+        check.is_clean() && check.recent_unreferenced == 0,
+        "{check:?}"
+    );
+    // Importing the v1 bundle now skips the flow, but only after putting its object: that
+    // object is queued in the import's transaction, and the next sweep deletes it.
+    let team = app
+        .services
+        .metadata
+        .team_by_slug("default")
+        .await
+        .unwrap()
+        .unwrap();
+    let report = app
+        .services
+        .import_bundle(
+            team.id,
+            &v1_bundle,
+            flowtrail_domain::flows::bundle::MAX_UNPACKED_BYTES,
+        )
+        .await
+        .unwrap();
+    assert_eq!((report.imported, report.skipped), (0, 1));
+    let check = app.services.check_storage().await.unwrap();
+    assert_eq!((check.objects, check.queued_deletions), (2, 1), "{check:?}");
+    app.services.sweep(&SweepOptions::default()).await.unwrap();
     let check = app.services.check_storage().await.unwrap();
     assert_eq!((check.objects, check.queued_deletions), (1, 0), "{check:?}");
     assert!(

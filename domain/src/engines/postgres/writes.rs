@@ -68,9 +68,26 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
         )),
     };
     let take_header = match write.precedence(stored) {
-        Precedence::Stale => return Ok(UpsertOutcome::Stale),
-        Precedence::Conflict => return Ok(UpsertOutcome::Conflict),
         Precedence::Write { header } => header,
+        skipped => {
+            // Objects put for a write that stores nothing (FlowWrite::object_keys).
+            let unused: Vec<&str> = write.object_keys().collect();
+            if !unused.is_empty() {
+                sqlx::query(
+                    "INSERT INTO payload_deletions (key, queued_at) \
+                     SELECT key, $2 FROM UNNEST($1::TEXT[]) AS k(key) \
+                     ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(&unused)
+                .bind(now_ms())
+                .execute(&mut *conn)
+                .await?;
+            }
+            return Ok(match skipped {
+                Precedence::Conflict => UpsertOutcome::Conflict,
+                _ => UpsertOutcome::Stale,
+            });
+        }
     };
     let now = now_ms();
     // Subtract the stored steps' reasons while the flow's pipeline and start are still the

@@ -3,15 +3,18 @@
 //! SQL here), its order and its paging. Only the text search differs per dialect
 //! (`engines/sqlite/search.rs`, `engines/postgres/search.rs`).
 
-use flowtrail_types::{FlowDetail, FlowFilters, FlowStatus, FlowSummary, SdkInfo};
+use std::collections::HashMap;
+
+use flowtrail_types::{FlowDetail, FlowFilters, FlowStatus, FlowSummary, SdkInfo, StepSummary};
 use sqlx::{Encode, QueryBuilder, Row, Type};
 use uuid::Uuid;
 
 use super::rows::{corrupt, flow_summary, parse_json, payload_ref, step_summary};
 use super::{SqlDatabase, on_pool};
-use crate::Result;
 use crate::flows::{StepPayload, StepPayloads};
 use crate::millis::to_ms;
+use crate::payloads::PayloadRef;
+use crate::{Error, Result};
 
 /// The columns of a flow summary, on `flows f` joined to `pipelines p`.
 pub(crate) const FLOW_COLUMNS: &str = "f.id, f.version, p.name AS pipeline, f.status, f.started_at, \
@@ -204,6 +207,47 @@ pub(crate) async fn flow_payloads(
             }
         }
         Ok(payloads)
+    })
+}
+
+/// The steps of several flows in one statement (see `FlowStore::flows_steps`).
+pub(crate) async fn flows_steps(
+    db: &SqlDatabase,
+    team_id: i64,
+    flow_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<(StepSummary, Option<PayloadRef>)>>> {
+    let mut steps: HashMap<Uuid, Vec<(StepSummary, Option<PayloadRef>)>> = HashMap::new();
+    if flow_ids.is_empty() {
+        return Ok(steps);
+    }
+    let ids: Vec<String> = flow_ids
+        .iter()
+        .map(|id| id.hyphenated().to_string())
+        .collect();
+    let ids = serde_json::to_string(&ids).map_err(|e| Error::Internal(e.to_string()))?;
+    let list = db.json_text_values("$2");
+    on_pool!(db, read, |pool| {
+        let rows = sqlx::query(&format!(
+            "SELECT flow_id, seq, name, kind, status, started_at, ended_at, input, output, \
+             reasoning, candidates_in, candidates_out, reasons, capture, observation_count, \
+             boundaries, parent_seq, span_id, parent_span_id, payload_key, payload_sha256, \
+             payload_bytes, payload_inline FROM steps \
+             WHERE team_id = $1 AND flow_id IN ({list}) ORDER BY flow_id, seq"
+        ))
+        .bind(team_id)
+        .bind(&ids)
+        .fetch_all(pool)
+        .await?;
+        for row in &rows {
+            let flow_id: String = row.try_get("flow_id")?;
+            let flow_id = Uuid::parse_str(&flow_id).map_err(|_| corrupt("step flow id"))?;
+            let payload = payload_ref(row)?;
+            steps
+                .entry(flow_id)
+                .or_default()
+                .push((step_summary(row)?, payload));
+        }
+        Ok(steps)
     })
 }
 

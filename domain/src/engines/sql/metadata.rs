@@ -99,6 +99,22 @@ impl FlowStore for SqlMetadata {
         flows::flow_payloads(&self.db, team_id, flow_id).await
     }
 
+    async fn flows_steps(
+        &self,
+        team_id: i64,
+        flow_ids: &[Uuid],
+    ) -> Result<
+        std::collections::HashMap<
+            Uuid,
+            Vec<(
+                flowtrail_types::StepSummary,
+                Option<crate::payloads::PayloadRef>,
+            )>,
+        >,
+    > {
+        flows::flows_steps(&self.db, team_id, flow_ids).await
+    }
+
     async fn step_payload(
         &self,
         team_id: i64,

@@ -92,6 +92,7 @@ async fn write_round(
     // Which writes go ahead, and which of them bring the flow's own fields.
     let mut live: Vec<(&FlowWrite<'_>, usize)> = Vec::new();
     let mut headers: Vec<&FlowWrite<'_>> = Vec::new();
+    let mut unused: Vec<&str> = Vec::new();
     for (i, write) in writes.iter().enumerate() {
         let key = (write.team_id, write.flow.id.hyphenated().to_string());
         let stored = match stored.get(&key) {
@@ -102,9 +103,13 @@ async fn write_round(
             )),
         };
         match write.precedence(stored) {
-            Precedence::Stale => continue,
+            Precedence::Stale => {
+                unused.extend(write.object_keys());
+                continue;
+            }
             Precedence::Conflict => {
                 outcomes[i] = UpsertOutcome::Conflict;
+                unused.extend(write.object_keys());
                 continue;
             }
             Precedence::Write { header } => {
@@ -114,6 +119,17 @@ async fn write_round(
                 }
             }
         }
+    }
+    if !unused.is_empty() {
+        // Objects put for writes that stored nothing (FlowWrite::object_keys).
+        sqlx::query(
+            "INSERT INTO payload_deletions (key, queued_at) SELECT value, ?2 FROM json_each(?1) \
+             WHERE true ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(serde_json::Value::from(unused).to_string())
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await?;
     }
     if live.is_empty() {
         return Ok(());

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use flowtrail_domain::flows::export::{Level, Row};
 use flowtrail_types::FlowFilters;
+use flowtrail_types::filters::FILTER_NAMES;
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use flowtrail_types::{ErrorBody, FlowStatus, StepKind};
 use serde_json::Value;
@@ -227,16 +228,15 @@ pub(crate) fn parse(raw: &str) -> Result<(FlowFilters, Option<Format>, Option<Le
                     ),
                 ));
             }
-            "pipeline" | "status" | "tag" | "since" | "until" | "q" | "step_kind"
-            | "min_eliminated" => filters.push((name, value)),
+            _ if FILTER_NAMES.contains(&name.as_str()) => filters.push((name, value)),
             // A mistyped filter (`pipline=`) must not export every flow.
             _ => {
                 return Err(ApiError::invalid(
                     name.clone(),
                     format!(
-                        "{name:?} is not an export parameter (the flows list's filters: \
-                         pipeline, status, tag, since, until, q, step_kind, min_eliminated; \
-                         and format, level)"
+                        "{name:?} is not an export parameter (the flows list's filters: {}; \
+                         and format, level)",
+                        FILTER_NAMES.join(", ")
                     ),
                 ));
             }
