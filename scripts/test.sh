@@ -22,7 +22,11 @@ features=(--features flowtrail-server/redis-tests,flowtrail-server/python-tests)
 scripts/with-postgres.sh scripts/with-s3.sh scripts/with-redis.sh bash -euo pipefail -c '
   cargo test "$@"
   FLOWTRAIL_TEST_ENGINES=scale cargo test "$@" --test repository --test api --test live --test crash --test sweep_crash
-' engines --workspace --exclude flowtrail-frontend --exclude flowtrail-browser-worker "${features[@]}"
+' engines --workspace --exclude flowtrail-frontend --exclude flowtrail-browser-worker \
+  --exclude flowtrail-python "${features[@]}"
+# The Python SDK: its wheel built with maturin, installed in a fresh virtual environment,
+# pytest against a server of the binary built above.
+scripts/test-python-sdk.sh
 (cd end2end && npx playwright test)
 cargo fmt --all -- --check
 cargo clippy --workspace --exclude flowtrail-frontend --exclude flowtrail-browser-worker --all-targets "${features[@]}" -- -D warnings

@@ -106,7 +106,7 @@ impl Replay {
     }
 
     /// Takes the next recorded call of `name`, which must have been made with `given`.
-    fn answer(&mut self, name: &str, given: Value) -> Result<Boundary, Error> {
+    pub(crate) fn answer(&mut self, name: &str, given: Value) -> Result<Boundary, Error> {
         let recorded = self
             .calls
             .get_mut(name)
@@ -122,6 +122,23 @@ impl Replay {
             });
         }
         Ok(recorded)
+    }
+}
+
+impl crate::Flow {
+    /// Whether this flow answers its boundaries from a recording
+    /// ([`Client::replay`](crate::Client::replay)).
+    pub fn is_replay(&self) -> bool {
+        self.replay.is_some()
+    }
+
+    /// In a replayed flow, the next recorded call of boundary `name`, which must have been
+    /// made with `given` (errors as [`Step::boundary`]'s); `None` in a flow that is not a
+    /// replay. For bindings that run the call themselves, without holding the flow.
+    pub fn replay_answer(&mut self, name: &str, given: Value) -> Option<Result<Boundary, Error>> {
+        self.replay
+            .as_mut()
+            .map(|replay| replay.answer(name, given))
     }
 }
 
@@ -144,22 +161,25 @@ impl Step<'_> {
         O: Serialize + serde::de::DeserializeOwned,
     {
         let given = to_value(input);
-        let Some(replay) = self.flow.replay.as_mut() else {
+        if !self.flow.is_replay() {
             let output = call();
-            self.record.boundaries.push(Boundary {
+            self.recorder_mut().push_boundary(Boundary {
                 name: name.to_string(),
                 input: given,
                 output: to_value(&output),
             });
             return Ok(output);
-        };
-        let recorded = replay.answer(name, given)?;
+        }
+        let recorded = self
+            .flow
+            .replay_answer(name, given)
+            .expect("a replayed flow answers")?;
         let output =
             serde_json::from_value(recorded.output.clone()).map_err(|e| Error::ReplayOutput {
                 name: name.to_string(),
                 why: e.to_string(),
             })?;
-        self.record.boundaries.push(recorded);
+        self.recorder_mut().push_boundary(recorded);
         Ok(output)
     }
 }

@@ -5,17 +5,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 use crate::sender::Sender;
-use crate::{CapturePolicy, Config, Error, Flow, FlowRecord, Replay, Stats};
+use crate::{CapturePolicy, Config, Error, Flow, FlowRecord, Replay, SdkInfo, Stats};
 
 /// Sends flows to Flow Trail from a background thread (the sender). Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
-    sender: Arc<Sender>,
+    /// The sender every clone shares; replaced (never dropped) in a forked child
+    /// ([`Client::restart_after_fork`]).
+    sender: Arc<ArcSwap<Sender>>,
+    /// What the sender was started with, to start another after a fork.
+    config: Arc<Config>,
     /// The default [`CapturePolicy`] of this client's steps.
     pub(crate) capture: CapturePolicy,
     /// Whether finished steps are pushed at once ([`Config::push_steps`]).
     pub(crate) push_steps: bool,
+    /// Which SDK records ([`Config::sdk`]).
+    pub(crate) sdk: SdkInfo,
 }
 
 impl Client {
@@ -32,13 +40,31 @@ impl Client {
         Self::new(url, key)
     }
 
-    /// A client with every setting spelt out.
+    /// A client with every setting spelt out. Errors: [`Error::InvalidUrl`] and the like
+    /// from starting the sender.
     pub fn with_config(config: Config) -> Result<Self, Error> {
+        let sender = Sender::start(config.clone())?;
         Ok(Client {
             capture: config.capture,
             push_steps: config.push_steps,
-            sender: Arc::new(Sender::start(config)?),
+            sdk: config.sdk.clone(),
+            sender: Arc::new(ArcSwap::from_pointee(sender)),
+            config: Arc::new(config),
         })
+    }
+
+    /// In a child process made by `fork(2)`, starts a new sender for this client and every
+    /// clone of it: the parent's sender threads do not exist in the child and its queue's
+    /// lock may be held forever, so the old sender is abandoned without being touched (its
+    /// memory is leaked; the flows it held are the parent's to send). Call it in the child
+    /// right after the fork, before any other use (Python: `os.register_at_fork`). Errors:
+    /// as [`Client::with_config`]; the client then keeps the abandoned sender and its
+    /// flows are dropped.
+    pub fn restart_after_fork(&self) -> Result<(), Error> {
+        let fresh = Arc::new(Sender::start((*self.config).clone())?);
+        let abandoned = self.sender.swap(fresh);
+        std::mem::forget(abandoned);
+        Ok(())
     }
 
     /// Starts recording a run of `pipeline` whose boundaries answer from `replay` instead of
@@ -54,22 +80,22 @@ impl Client {
 
     /// Queues a finished flow record for sending. Never blocks; a full queue drops and counts.
     pub fn send(&self, record: FlowRecord) {
-        self.sender.enqueue(record);
+        self.sender.load().enqueue(record);
     }
 
     /// Waits until everything queued so far is delivered or given up, at most `timeout`.
     /// Returns whether it got there in time.
     pub fn flush(&self, timeout: Duration) -> bool {
-        self.sender.flush(timeout)
+        self.sender.load().flush(timeout)
     }
 
     /// Flushes, then stops the sender thread. Returns within `timeout`.
     pub fn shutdown(&self, timeout: Duration) -> bool {
-        self.sender.shutdown(timeout)
+        self.sender.load().shutdown(timeout)
     }
 
     /// Counters of what happened to the flows handed to this client.
     pub fn stats(&self) -> Stats {
-        self.sender.stats()
+        self.sender.load().stats()
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::{CapturePolicy, Redaction};
+use crate::{CapturePolicy, Redaction, SdkInfo};
 
 /// How a [`Client`](crate::Client) sends.
 #[derive(Debug, Clone)]
@@ -39,6 +39,9 @@ pub struct Config {
     /// process that dies mid-run still leaves its partial trail. The finished flow, sent as
     /// usual, supersedes the pushed steps. Off by default: it costs a request per step.
     pub push_steps: bool,
+    /// Which SDK records the flows (`sdk` in each flow record): `flowtrail-rust` and this
+    /// crate's version unless a binding (the Python package) says otherwise.
+    pub sdk: SdkInfo,
 }
 
 impl Config {
@@ -59,6 +62,10 @@ impl Config {
             spool_max_bytes: 256 * 1024 * 1024,
             redaction: Redaction::default(),
             push_steps: false,
+            sdk: SdkInfo {
+                name: "flowtrail-rust".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            },
         }
     }
 }

@@ -35,7 +35,7 @@ mod sender;
 mod test_support;
 
 pub use flowtrail_types::{
-    Capture, FlowRecord, FlowStatus, Observation, Reason, StepKind, Verdict,
+    Capture, FlowRecord, FlowStatus, Observation, Reason, SdkInfo, StepKind, Verdict,
 };
 
 pub use boundary::Replay;
@@ -43,6 +43,6 @@ pub use client::Client;
 pub use config::Config;
 pub use error::Error;
 pub use flowtrail_types::Boundary;
-pub use recording::{Candidate, CapturePolicy, Flow, Step};
+pub use recording::{Candidate, CapturePolicy, Flow, Step, StepRecorder};
 pub use redaction::{Mask, Redaction};
 pub use sender::Stats;

@@ -54,6 +54,15 @@ impl Candidate {
         self
     }
 
+    /// A reason given by its `code` alone (no text for people).
+    pub fn reason_code(mut self, code: impl Into<String>) -> Self {
+        self.0.reasons.push(Reason {
+            code: code.into(),
+            text: None,
+        });
+        self
+    }
+
     /// A free attribute (`price`, `rating`, `category`…).
     pub fn attr(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
         self.0.attributes.insert(key.into(), to_value(value));

@@ -8,8 +8,9 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use flowtrail_types::{SdkInfo, StepRecord};
+use flowtrail_types::StepRecord;
 
+use super::step::StepRecorder;
 use super::{Step, to_value};
 use crate::{Client, FlowRecord, FlowStatus, Replay, StepKind};
 
@@ -21,6 +22,8 @@ pub struct Flow {
     sent: bool,
     /// The recorded calls its boundaries answer from, in a replayed flow.
     pub(crate) replay: Option<Replay>,
+    /// The `seq` of the next step started.
+    next_seq: u32,
 }
 
 impl Flow {
@@ -30,14 +33,13 @@ impl Flow {
         pipeline: impl Into<String>,
         replay: Option<Replay>,
     ) -> Self {
+        let sdk = client.sdk.clone();
         let mut flow = Flow {
             replay: None,
+            next_seq: 0,
             client,
             record: FlowRecord {
-                sdk: Some(SdkInfo {
-                    name: "flowtrail-rust".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                }),
+                sdk: Some(sdk),
                 ..FlowRecord::new(Uuid::now_v7(), pipeline, OffsetDateTime::now_utc())
             },
             sent: false,
@@ -72,15 +74,51 @@ impl Flow {
 
     /// Starts the next step. It is added to the flow when finished or dropped.
     pub fn step(&mut self, name: impl Into<String>, kind: StepKind) -> Step<'_> {
-        let seq = self
-            .record
-            .steps
-            .iter()
-            .map(|s| s.seq + 1)
-            .max()
-            .unwrap_or(0);
-        let policy = self.client.capture;
-        Step::start(self, seq, name.into(), kind, policy)
+        let recorder = self.begin_step(name, kind);
+        Step::start(self, recorder)
+    }
+
+    /// Starts the next step as a [`StepRecorder`] that does not borrow the flow (steps get
+    /// their `seq` in the order they start, also when several are open at once); add it
+    /// with [`Flow::end_step`].
+    pub fn begin_step(&mut self, name: impl Into<String>, kind: StepKind) -> StepRecorder {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        StepRecorder::start(seq, name.into(), kind, self.client.capture)
+    }
+
+    /// Adds a step started with [`Flow::begin_step`], ended with `status` now (pushed at
+    /// once too when the client says so).
+    pub fn end_step(&mut self, recorder: StepRecorder, status: FlowStatus) {
+        let record = recorder.close(status);
+        self.add_step(record);
+    }
+
+    /// Sets the flow's output (what [`Flow::succeed`] records), for bindings that finish
+    /// the flow later.
+    pub fn set_output(&mut self, output: impl Serialize) {
+        self.record.output = to_value(output);
+    }
+
+    /// Sets the flow's input after it started.
+    pub fn set_input(&mut self, input: impl Serialize) {
+        self.record.input = to_value(input);
+    }
+
+    /// Adds a tag after the flow started.
+    pub fn set_tag(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.record.tags.insert(key.into(), value.into());
+    }
+
+    /// Ends the flow as succeeded with the output set so far ([`Flow::set_output`]).
+    pub fn succeed_as_set(mut self) {
+        self.finish(FlowStatus::Succeeded, None);
+    }
+
+    /// Forgets the flow without sending it: for a copy that is not this process's to send
+    /// (a flow a parent process had open when it forked).
+    pub fn discard(mut self) {
+        self.sent = true;
     }
 
     /// Ends the flow successfully with `output` and queues it for sending.
@@ -158,6 +196,34 @@ mod tests {
     use std::time::Duration;
 
     use crate::test_support::offline_client;
+
+    #[test]
+    fn recorders_open_at_once_get_their_own_seqs_and_a_discarded_flow_is_not_sent() {
+        use crate::{FlowStatus, StepKind};
+        let client = offline_client();
+        let mut flow = client.flow("p");
+        let a = flow.begin_step("a", StepKind::Filter);
+        let b = flow.begin_step("b", StepKind::Rank);
+        assert_eq!((a.seq(), b.seq()), (0, 1));
+        flow.end_step(b, FlowStatus::Succeeded);
+        flow.end_step(a, FlowStatus::Failed);
+        let steps = &flow.record.steps;
+        assert_eq!(
+            (steps[0].seq, steps[1].seq),
+            (1, 0),
+            "in the order they ended"
+        );
+        assert_eq!(steps[1].status, FlowStatus::Failed);
+        flow.discard();
+        assert!(client.flush(Duration::from_secs(5)));
+        assert_eq!(client.stats().queued, 0, "a discarded flow is never queued");
+        // A new sender (what a forked child does) takes the clients' flows from now on.
+        client.restart_after_fork().unwrap();
+        drop(client.flow("q"));
+        assert!(client.flush(Duration::from_secs(5)));
+        let stats = client.stats();
+        assert_eq!((stats.queued, stats.failed), (1, 1));
+    }
 
     #[test]
     fn a_dropped_flow_is_sent_as_failed_and_an_unreachable_server_is_counted() {

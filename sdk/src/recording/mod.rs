@@ -14,7 +14,7 @@ mod step;
 pub use candidate::Candidate;
 pub use capture::CapturePolicy;
 pub use flow::Flow;
-pub use step::Step;
+pub use step::{Step, StepRecorder};
 
 use serde::Serialize;
 use serde_json::Value;

@@ -5,45 +5,41 @@
 //! Its recorded calls ([`Step::boundary`]) are in `crate::boundary`.
 
 use serde::Serialize;
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use flowtrail_types::StepRecord;
+use flowtrail_types::{Boundary, StepRecord};
 
 use super::capture::Tally;
 use super::{Candidate, CapturePolicy, Flow, to_value};
 use crate::{FlowStatus, StepKind};
 
-/// One step being recorded: a guard. Added to its flow on [`Step::finish`] or [`Step::fail`];
-/// dropped unfinished (an early return, a `?`, a panic), it is added as failed.
-pub struct Step<'a> {
-    pub(crate) flow: &'a mut Flow,
+/// A step being recorded that owns its record instead of borrowing its [`Flow`]: what a
+/// [`Step`] holds, and what a binding keeps across calls (a Python `with flow.step(…)`
+/// block, several steps open at once on threads or tasks). Started with
+/// [`Flow::begin_step`], added with [`Flow::end_step`]; dropped without it, it is lost.
+pub struct StepRecorder {
     pub(crate) record: StepRecord,
-    finished: bool,
     tally: Tally,
 }
 
-impl<'a> Step<'a> {
-    /// Step number `seq` of `flow`, keeping candidates by `policy`.
-    pub(super) fn start(
-        flow: &'a mut Flow,
-        seq: u32,
-        name: String,
-        kind: StepKind,
-        policy: CapturePolicy,
-    ) -> Self {
-        Step {
-            flow,
+impl StepRecorder {
+    /// Step number `seq`, keeping candidates by `policy`.
+    pub(super) fn start(seq: u32, name: String, kind: StepKind, policy: CapturePolicy) -> Self {
+        StepRecorder {
             record: StepRecord {
                 started_at: Some(OffsetDateTime::now_utc()),
                 ..StepRecord::new(seq, name, kind)
             },
-            finished: false,
             tally: Tally::new(policy),
         }
     }
-}
 
-impl Step<'_> {
+    /// The step's number in its flow (0 for the first step started).
+    pub fn seq(&self) -> u32 {
+        self.record.seq
+    }
+
     /// What the step was given (a small summary).
     pub fn input(&mut self, input: impl Serialize) -> &mut Self {
         self.record.input = to_value(input);
@@ -74,6 +70,12 @@ impl Step<'_> {
         self
     }
 
+    /// The step inside which this one ran (its `seq`), for nested steps.
+    pub fn parent(&mut self, seq: u32) -> &mut Self {
+        self.record.parent_seq = Some(seq);
+        self
+    }
+
     /// Records one candidate's fate. It always counts; whether it is kept follows the step's
     /// [`CapturePolicy`].
     pub fn observe(&mut self, candidate: Candidate) -> &mut Self {
@@ -83,11 +85,112 @@ impl Step<'_> {
         self
     }
 
+    /// [`StepRecorder::observe`], with attributes made by `attributes` only when the
+    /// candidate is kept: a binding converts a host language's values only for what is
+    /// recorded (nothing under [`CapturePolicy::CountsOnly`] or for a sampled-out rejection).
+    pub fn observe_with(
+        &mut self,
+        candidate: Candidate,
+        attributes: impl FnOnce() -> Map<String, Value>,
+    ) -> &mut Self {
+        let mut observation = candidate.0;
+        if self.tally.count(&observation) {
+            observation.attributes.extend(attributes());
+            self.record.observations.push(observation);
+        }
+        self
+    }
+
+    /// What this step keeps of its candidates. Set it before observing: candidates already
+    /// observed were kept or not by the old policy.
+    pub fn capture(&mut self, policy: CapturePolicy) -> &mut Self {
+        self.tally.set_policy(policy);
+        self
+    }
+
+    /// Adds a recorded call of a boundary (see [`Step::boundary`]).
+    pub fn push_boundary(&mut self, boundary: Boundary) -> &mut Self {
+        self.record.boundaries.push(boundary);
+        self
+    }
+
+    /// The finished record: status, end time, and the counts the tally made.
+    pub(super) fn close(self, status: FlowStatus) -> StepRecord {
+        let mut record = self.record;
+        record.status = status;
+        record.ended_at = Some(OffsetDateTime::now_utc());
+        self.tally.summarise(&mut record);
+        record
+    }
+}
+
+/// One step being recorded: a guard. Added to its flow on [`Step::finish`] or [`Step::fail`];
+/// dropped unfinished (an early return, a `?`, a panic), it is added as failed.
+pub struct Step<'a> {
+    pub(crate) flow: &'a mut Flow,
+    /// `None` once added to the flow.
+    pub(crate) inner: Option<StepRecorder>,
+}
+
+impl<'a> Step<'a> {
+    /// `recorder`, added to `flow` when finished or dropped.
+    pub(super) fn start(flow: &'a mut Flow, recorder: StepRecorder) -> Self {
+        Step {
+            flow,
+            inner: Some(recorder),
+        }
+    }
+}
+
+impl Step<'_> {
+    pub(crate) fn recorder_mut(&mut self) -> &mut StepRecorder {
+        self.inner
+            .as_mut()
+            .expect("a step is only added to its flow when it is consumed or dropped")
+    }
+
+    /// What the step was given (a small summary).
+    pub fn input(&mut self, input: impl Serialize) -> &mut Self {
+        self.recorder_mut().input(input);
+        self
+    }
+
+    /// What the step produced (a small summary).
+    pub fn output(&mut self, output: impl Serialize) -> &mut Self {
+        self.recorder_mut().output(output);
+        self
+    }
+
+    /// The step's explanation of what it did and why.
+    pub fn reasoning(&mut self, text: impl Into<String>) -> &mut Self {
+        self.recorder_mut().reasoning(text);
+        self
+    }
+
+    /// Exact number of candidates received, when not every one is observed.
+    pub fn candidates_in(&mut self, n: u64) -> &mut Self {
+        self.recorder_mut().candidates_in(n);
+        self
+    }
+
+    /// Exact number of candidates passed on, when not every one is observed.
+    pub fn candidates_out(&mut self, n: u64) -> &mut Self {
+        self.recorder_mut().candidates_out(n);
+        self
+    }
+
+    /// Records one candidate's fate. It always counts; whether it is kept follows the step's
+    /// [`CapturePolicy`].
+    pub fn observe(&mut self, candidate: Candidate) -> &mut Self {
+        self.recorder_mut().observe(candidate);
+        self
+    }
+
     /// What this step keeps of its candidates (default: the client's
     /// [`Config::capture`](crate::Config::capture)). Set it before observing: candidates
     /// already observed were kept or not by the old policy.
     pub fn capture(&mut self, policy: CapturePolicy) -> &mut Self {
-        self.tally.set_policy(policy);
+        self.recorder_mut().capture(policy);
         self
     }
 
@@ -98,41 +201,30 @@ impl Step<'_> {
 
     /// Adds the step to its flow as failed.
     pub fn fail(mut self, reasoning: impl Into<String>) {
-        self.record.reasoning = Some(reasoning.into());
+        self.recorder_mut().reasoning(reasoning);
         self.close(FlowStatus::Failed);
     }
 
     fn close(&mut self, status: FlowStatus) {
-        if self.finished {
-            return;
+        if let Some(recorder) = self.inner.take() {
+            self.flow.end_step(recorder, status);
         }
-        self.finished = true;
-        let mut record = std::mem::replace(&mut self.record, placeholder_step());
-        record.status = status;
-        record.ended_at = Some(OffsetDateTime::now_utc());
-        let tally = std::mem::replace(&mut self.tally, Tally::new(CapturePolicy::Full));
-        tally.summarise(&mut record);
-        self.flow.add_step(record);
     }
-}
-
-fn placeholder_step() -> StepRecord {
-    StepRecord::new(0, "", StepKind::Custom)
 }
 
 impl Drop for Step<'_> {
     /// A step dropped unfinished (an early return, a `?`, a panic) is recorded as failed.
     fn drop(&mut self) {
-        if self.finished {
+        let Some(recorder) = self.inner.as_mut() else {
             return;
-        }
-        if self.record.reasoning.is_none() {
+        };
+        if recorder.record.reasoning.is_none() {
             let why = if std::thread::panicking() {
                 "the pipeline panicked during this step"
             } else {
                 "the step ended without finish() (an early return or an error)"
             };
-            self.record.reasoning = Some(why.into());
+            recorder.record.reasoning = Some(why.into());
         }
         self.close(FlowStatus::Failed);
     }

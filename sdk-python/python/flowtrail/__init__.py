@@ -1,0 +1,223 @@
+"""Flow Trail for Python: record why a multi-step decision pipeline chose its output.
+
+    import flowtrail
+    ft = flowtrail.Client()          # FLOWTRAIL_URL, FLOWTRAIL_API_KEY; or arguments
+    with ft.flow("competitor_selection", input={"title": title}, tags={"seller": sid}) as flow:
+        with flow.step("price_filter", kind="filter", input={"max_price": 80}) as step:
+            for c in candidates:
+                step.observe(c.id, "kept" if ok(c) else "rejected", score=c.score,
+                             reasons=[("price_out_of_range", "9.99 < 22.50")],
+                             attributes={"price": c.price})
+            step.reasoning = "kept 0.5x-2x of the seller's price"
+        flow.output = {"selected": best.id}
+
+Recording is the Rust SDK's (``flowtrail-sdk``), through a native module: the same capture
+policies, never-blocking sender with retries and spool, redaction and record/replay.
+Recording never raises into the pipeline (problems are counted in ``stats()["sdk_errors"]``
+and logged on the ``flowtrail`` logger); the only exceptions are :class:`ReplayMismatch` and
+:class:`ReplayMissing` from ``Step.boundary`` in a replayed flow.
+
+Every client is shut down at interpreter exit (``FLOWTRAIL_SHUTDOWN_TIMEOUT`` seconds, default
+5), and restarted in a child after ``fork()`` (multiprocessing, gunicorn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextvars
+import functools
+import inspect
+import os
+import threading
+import weakref
+from typing import Any, Callable, Optional, TypeVar
+
+from . import _flowtrail
+from ._flowtrail import (
+    Flow,
+    ReplayError,
+    ReplayMismatch,
+    ReplayMissing,
+    Step,
+)
+from .read import ReadClient, ReadError
+
+__all__ = [
+    "Client",
+    "Flow",
+    "Step",
+    "ReplayError",
+    "ReplayMismatch",
+    "ReplayMissing",
+    "ReadClient",
+    "ReadError",
+    "FULL",
+    "COUNTS_ONLY",
+    "full",
+    "counts_only",
+    "sampled",
+    "current_flow",
+    "current_step",
+    "step",
+    "shutdown_all",
+]
+
+__version__ = _flowtrail.__version__
+
+#: Keep every candidate of a step.
+FULL = "full"
+#: Keep no candidate, only the exact counts and reason histogram.
+COUNTS_ONLY = "counts_only"
+
+
+def full() -> str:
+    """The capture policy that keeps every candidate."""
+    return FULL
+
+
+def counts_only() -> str:
+    """The capture policy that keeps only counts and the reason histogram."""
+    return COUNTS_ONLY
+
+
+def sampled(per_reason: int = 50) -> str:
+    """The capture policy that keeps every kept or selected candidate and up to
+    ``per_reason`` rejected candidates per reason code (the default, 50)."""
+    return f"sampled:{max(0, int(per_reason))}"
+
+
+_current_flow: contextvars.ContextVar[Optional[Flow]] = contextvars.ContextVar(
+    "flowtrail_current_flow", default=None
+)
+_current_step: contextvars.ContextVar[Optional[Step]] = contextvars.ContextVar(
+    "flowtrail_current_step", default=None
+)
+_flowtrail._set_context_vars(_current_flow, _current_step)
+
+
+def current_flow() -> Optional[Flow]:
+    """The flow whose ``with`` block this code runs in (per thread and asyncio task)."""
+    return _current_flow.get()
+
+
+def current_step() -> Optional[Step]:
+    """The step whose ``with`` block this code runs in (per thread and asyncio task)."""
+    return _current_step.get()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def step(
+    name: Optional[str] = None, kind: str = "custom", capture: Optional[str] = None
+) -> Callable[[F], F]:
+    """A decorator for a function that is a step of the current flow:
+
+        @flowtrail.step(kind="rank")
+        def rank(candidates): ...
+
+    Each call inside a flow's ``with`` block is recorded as a step named ``name`` (default:
+    the function's name), failed if the function raises (the exception propagates). Outside
+    a flow the function runs as it is. Works on ``async def`` functions too. The step is
+    the current step inside the function: ``flowtrail.current_step().observe(...)``.
+    """
+
+    def decorate(fn: F) -> F:
+        step_name = name or fn.__name__
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                flow = _current_flow.get()
+                if flow is None:
+                    return await fn(*args, **kwargs)
+                with flow.step(step_name, kind, capture=capture):
+                    return await fn(*args, **kwargs)
+
+            return run_async  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            flow = _current_flow.get()
+            if flow is None:
+                return fn(*args, **kwargs)
+            with flow.step(step_name, kind, capture=capture):
+                return fn(*args, **kwargs)
+
+        return run  # type: ignore[return-value]
+
+    return decorate
+
+
+# -- every client, for the exit and fork hooks --------------------------------------------
+
+_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
+_clients_lock = threading.Lock()
+
+
+class Client(_flowtrail.Client):
+    """Sends flows to Flow Trail from a background thread (see the native class for the
+    arguments: ``url``, ``api_key``, ``capture``, ``redact_fields``, ``mask``, ``spool_dir``,
+    ``push_steps``, …). Every client is shut down at interpreter exit and restarted in a
+    child after ``fork()``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        with _clients_lock:
+            _clients.add(self)
+
+
+def shutdown_all(timeout: Optional[float] = None) -> None:
+    """Shuts every client down (what interpreter exit does), within ``timeout`` seconds in
+    all (default ``FLOWTRAIL_SHUTDOWN_TIMEOUT``, else 5)."""
+    if timeout is None:
+        try:
+            timeout = float(os.environ.get("FLOWTRAIL_SHUTDOWN_TIMEOUT", "5"))
+        except ValueError:
+            timeout = 5.0
+    with _clients_lock:
+        clients = list(_clients)
+    for client in clients:
+        try:
+            client.shutdown(timeout / max(1, len(clients)))
+        except Exception:  # noqa: BLE001 - exit must never raise
+            pass
+
+
+def _at_exit() -> None:
+    shutdown_all()
+    _flowtrail._finalizing()
+
+
+def _after_fork_in_child() -> None:
+    global _clients_lock
+    # The lock may have been held by another thread at the fork: a new one.
+    _clients_lock = threading.Lock()
+    for client in list(_clients):
+        try:
+            client._after_fork()
+        except Exception:  # noqa: BLE001
+            pass
+    # A multiprocessing worker started by fork ends with os._exit, past atexit: its
+    # finalizers run, so the child's flows are flushed there.
+    mp_util = __import__("sys").modules.get("multiprocessing.util")
+    if mp_util is not None:
+        try:
+            mp_util.Finalize(None, shutdown_all, exitpriority=100)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+atexit.register(_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+async def aflush(client: Client, timeout: float = 5.0) -> bool:
+    """``client.flush(timeout)`` without blocking the event loop (run in a thread)."""
+    return await asyncio.get_running_loop().run_in_executor(None, client.flush, timeout)
+
+
+async def ashutdown(client: Client, timeout: float = 5.0) -> bool:
+    """``client.shutdown(timeout)`` without blocking the event loop (run in a thread)."""
+    return await asyncio.get_running_loop().run_in_executor(None, client.shutdown, timeout)

@@ -1,0 +1,228 @@
+"""A small read client for scripts and notebooks: the query API as plain dicts, and as
+pandas DataFrames when pandas is installed.
+
+Only the standard library is used (``urllib``). Unlike recording, reading raises: a failed
+request raises :class:`ReadError` with the API's stable error code (CONTRACT.md), so a script
+does not go on with an answer it did not get.
+
+    >>> import flowtrail
+    >>> read = flowtrail.ReadClient()          # FLOWTRAIL_URL, FLOWTRAIL_API_KEY
+    >>> flows = read.flows(pipeline="competitor_selection", status="failed", limit=20)
+    >>> read.journey(flows[0]["id"], "B0PHONECASE")["steps"]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+__all__ = ["ReadClient", "ReadError"]
+
+_Tags = Union[Mapping[str, str], Iterable[Tuple[str, str]], None]
+
+
+class ReadError(Exception):
+    """A read the API refused or that did not reach it.
+
+    Attributes:
+        status: the HTTP status (0 when the server was not reached).
+        code: the API's stable error code (``not_found``, ``validation_failed``,
+            ``unauthorized``, …), or ``unreachable`` / ``bad_response``.
+        message: what the server (or the network) said.
+        field: the parameter at fault, when the API names one.
+    """
+
+    def __init__(self, status: int, code: str, message: str, field: Optional[str] = None):
+        super().__init__(f"{status} {code}: {message}" + (f" ({field})" if field else ""))
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+class ReadClient:
+    """Reads flows from a Flow Trail server.
+
+    Args:
+        url: the server's base URL; default ``FLOWTRAIL_URL``, else ``http://127.0.0.1:3000``.
+        api_key: a key of scope ``read`` or ``all``; default ``FLOWTRAIL_API_KEY``.
+        timeout: seconds per request.
+    """
+
+    def __init__(
+        self,
+        url: Optional[str] = None,
+        api_key: Optional[str] = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.url = (url or os.environ.get("FLOWTRAIL_URL") or "http://127.0.0.1:3000").rstrip("/")
+        self.api_key = api_key if api_key is not None else os.environ.get("FLOWTRAIL_API_KEY")
+        self.timeout = timeout
+
+    # -- the API as dicts ------------------------------------------------------------------
+
+    def flows(
+        self,
+        pipeline: Optional[str] = None,
+        status: Optional[str] = None,
+        tags: _Tags = None,
+        since: Optional[str] = None,
+        until: Optional[str] = None,
+        q: Optional[str] = None,
+        step_kind: Optional[str] = None,
+        min_eliminated: Optional[float] = None,
+        limit: int = 50,
+        max_flows: Optional[int] = None,
+    ) -> List[Dict[str, Any]]:
+        """Flow summaries, newest first, with the flows list's filters (CONTRACT.md).
+
+        ``tags``: ``{"seller": "s-42"}`` or pairs (each one a ``tag=key:value`` filter).
+        ``since``/``until``: RFC 3339 text. ``limit``: flows per page (≤ 500).
+        ``max_flows``: follow ``next_cursor`` until this many are read; ``None`` reads one
+        page. Raises :class:`ReadError`.
+        """
+        params: List[Tuple[str, str]] = []
+        for name, value in (
+            ("pipeline", pipeline),
+            ("status", status),
+            ("since", since),
+            ("until", until),
+            ("q", q),
+            ("step_kind", step_kind),
+            ("min_eliminated", min_eliminated),
+        ):
+            if value is not None:
+                params.append((name, str(value)))
+        pairs = tags.items() if isinstance(tags, Mapping) else (tags or [])
+        for key, value in pairs:
+            params.append(("tag", f"{key}:{value}"))
+        params.append(("limit", str(limit)))
+        wanted = max_flows if max_flows is not None else limit
+        flows: List[Dict[str, Any]] = []
+        cursor: Optional[str] = None
+        while True:
+            page = self._get("/api/v1/flows", params + ([("cursor", cursor)] if cursor else []))
+            flows.extend(page.get("flows", []))
+            cursor = page.get("next_cursor")
+            if not cursor or len(flows) >= wanted or max_flows is None:
+                return flows[:wanted] if max_flows is not None else flows
+
+    def flow(self, flow_id: str, version: Optional[int] = None) -> Dict[str, Any]:
+        """One flow with its steps (no observations). Raises :class:`ReadError`
+        (``not_found`` when the team has no such flow)."""
+        params = [("version", str(version))] if version is not None else []
+        return self._get(f"/api/v1/flows/{_segment(flow_id)}", params)
+
+    def observations(
+        self, flow_id: str, seq: int, version: Optional[int] = None
+    ) -> List[Dict[str, Any]]:
+        """The observations stored for step ``seq`` of a flow. Raises :class:`ReadError`."""
+        params = [("version", str(version))] if version is not None else []
+        answer = self._get(
+            f"/api/v1/flows/{_segment(flow_id)}/steps/{int(seq)}/observations", params
+        )
+        return answer.get("observations", [])
+
+    def journey(self, flow_id: str, candidate_id: str) -> Dict[str, Any]:
+        """A candidate's journey through the flow's steps. Raises :class:`ReadError`."""
+        return self._get(
+            f"/api/v1/flows/{_segment(flow_id)}/candidates/{_segment(candidate_id)}", []
+        )
+
+    def diff(self, a: str, b: str) -> Dict[str, Any]:
+        """Per step, the candidates added, removed and whose verdict changed from flow ``a``
+        to flow ``b``. Raises :class:`ReadError`."""
+        return self._get(f"/api/v1/flows/{_segment(a)}/diff/{_segment(b)}", [])
+
+    # -- the same as DataFrames ------------------------------------------------------------
+
+    def flows_df(self, **filters: Any) -> "Any":
+        """:meth:`flows` as a pandas DataFrame, one row per flow (``tags`` flattened to
+        ``tag.<key>`` columns). Raises ``ImportError`` without pandas."""
+        pandas = _pandas()
+        rows = []
+        for flow in self.flows(**filters):
+            row = {k: v for k, v in flow.items() if k != "tags"}
+            for key, value in (flow.get("tags") or {}).items():
+                row[f"tag.{key}"] = value
+            rows.append(row)
+        return pandas.DataFrame(rows)
+
+    def steps_df(self, flow_id: str, version: Optional[int] = None) -> "Any":
+        """The flow's steps as a DataFrame, one row per step. Raises ``ImportError`` without
+        pandas, :class:`ReadError`."""
+        return _pandas().DataFrame(self.flow(flow_id, version).get("steps", []))
+
+    def observations_df(self, flow_id: str, seq: int, version: Optional[int] = None) -> "Any":
+        """A step's observations as a DataFrame: ``candidate_id``, ``verdict``, ``score``,
+        ``reason_codes`` (a list), ``reasons`` (as stored) and one ``attr.<key>`` column per
+        attribute. Raises ``ImportError`` without pandas, :class:`ReadError`."""
+        rows = []
+        for observation in self.observations(flow_id, seq, version):
+            row = {k: v for k, v in observation.items() if k != "attributes"}
+            row["reason_codes"] = [r.get("code") for r in observation.get("reasons") or []]
+            for key, value in (observation.get("attributes") or {}).items():
+                row[f"attr.{key}"] = value
+            rows.append(row)
+        return _pandas().DataFrame(rows)
+
+    def journey_df(self, flow_id: str, candidate_id: str) -> "Any":
+        """:meth:`journey`'s steps as a DataFrame, one row per step. Raises ``ImportError``
+        without pandas, :class:`ReadError`."""
+        return _pandas().DataFrame(self.journey(flow_id, candidate_id).get("steps", []))
+
+    def diff_df(self, a: str, b: str) -> "Any":
+        """:meth:`diff`'s steps as a DataFrame, one row per step. Raises ``ImportError``
+        without pandas, :class:`ReadError`."""
+        return _pandas().DataFrame(self.diff(a, b).get("steps", []))
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _get(self, path: str, params: Sequence[Tuple[str, str]]) -> Dict[str, Any]:
+        url = self.url + path
+        if params:
+            url += "?" + urllib.parse.urlencode(list(params))
+        request = urllib.request.Request(url, headers={"Accept": "application/json"})
+        if self.api_key:
+            request.add_header("Authorization", f"Bearer {self.api_key}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                body = response.read()
+        except urllib.error.HTTPError as error:
+            raise _error_of(error.code, error.read()) from None
+        except (urllib.error.URLError, OSError) as error:
+            raise ReadError(0, "unreachable", f"{self.url}: {error}") from None
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            raise ReadError(200, "bad_response", "the answer is not JSON") from None
+        if not isinstance(answer, dict):
+            raise ReadError(200, "bad_response", "the answer is not a JSON object")
+        return answer
+
+
+def _segment(text: str) -> str:
+    """``text`` as one path segment (a candidate id may hold ``/`` or ``?``)."""
+    return urllib.parse.quote(str(text), safe="")
+
+
+def _error_of(status: int, body: bytes) -> ReadError:
+    try:
+        error = json.loads(body)["error"]
+        return ReadError(status, str(error["code"]), str(error["message"]), error.get("field"))
+    except (ValueError, KeyError, TypeError):
+        return ReadError(status, "http_error", body[:200].decode("utf-8", "replace"))
+
+
+def _pandas() -> Any:
+    try:
+        import pandas  # type: ignore[import-not-found]
+    except ImportError:
+        raise ImportError(
+            "DataFrames need pandas: pip install pandas (or flowtrail[pandas])"
+        ) from None
+    return pandas

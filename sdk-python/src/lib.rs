@@ -1,0 +1,1045 @@
+//! `flowtrail._flowtrail`: the Rust SDK ([`flowtrail_sdk`]) as a Python extension module.
+//! The Python package (`sdk-python/python/flowtrail`) re-exports it and adds decorators, the
+//! current flow and step (`contextvars`), the exit and fork hooks, and the read client.
+//!
+//! Rules (the Rust SDK's, kept across the language boundary):
+//! - recording never raises into the pipeline: a value that cannot be read is recorded as
+//!   text, an unknown kind or verdict is counted in `stats()["sdk_errors"]` and logged on the
+//!   `flowtrail` logger; the only exceptions are [`ReplayMismatch`] and [`ReplayMissing`],
+//!   raised by `Step.boundary` in a replayed flow whose recording does not fit;
+//! - sending happens on the sender's own thread; `flush` and `shutdown` wait with the
+//!   interpreter released (other Python threads and an asyncio loop keep running);
+//! - no Python code runs while this module holds one of its locks.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use flowtrail_sdk as sdk;
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::sync::{MutexExt, PyOnceLock};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use serde_json::{Map, Value};
+
+create_exception!(
+    _flowtrail,
+    ReplayError,
+    PyException,
+    "A replayed flow's recording does not fit the run (the only error recording raises)."
+);
+create_exception!(
+    _flowtrail,
+    ReplayMismatch,
+    ReplayError,
+    "A boundary was called with another input than the recorded call."
+);
+create_exception!(
+    _flowtrail,
+    ReplayMissing,
+    ReplayError,
+    "A boundary was called more often than the recording holds, or a recorded output does \
+     not read back."
+);
+
+/// Errors recording swallowed (bad kinds, verdicts, values), for `stats()["sdk_errors"]`.
+static SDK_ERRORS: AtomicU64 = AtomicU64::new(0);
+/// Set once the interpreter is exiting: a Python mask is no longer called (values it would
+/// have seen are replaced by `"[redacted]"`, failing closed).
+static FINALIZING: AtomicBool = AtomicBool::new(false);
+/// The `contextvars.ContextVar`s of the current flow and step (set by the package).
+static CURRENT: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+
+/// Deepest nesting converted from Python; deeper values are recorded as `"<too deep>"`.
+const MAX_DEPTH: usize = 64;
+
+/// Counts and logs a problem recording swallowed.
+fn report(py: Python<'_>, message: &str) {
+    SDK_ERRORS.fetch_add(1, Ordering::Relaxed);
+    let logged = py.import("logging").and_then(|logging| {
+        logging
+            .call_method1("getLogger", ("flowtrail",))?
+            .call_method1("warning", ("%s", message))
+    });
+    drop(logged);
+}
+
+/// A Python value as JSON: `None`, booleans, integers (beyond 64 bits: their text), finite
+/// floats (NaN and infinities: `null`), strings, mappings (keys as text), lists, tuples and
+/// sets; anything else as its `str()`. Never fails.
+fn to_json(value: &Bound<'_, PyAny>, depth: usize) -> Value {
+    if depth > MAX_DEPTH {
+        return Value::String("<too deep>".into());
+    }
+    if value.is_none() {
+        return Value::Null;
+    }
+    if let Ok(flag) = value.cast::<PyBool>() {
+        return Value::Bool(flag.is_true());
+    }
+    if value.is_instance_of::<PyInt>() {
+        if let Ok(n) = value.extract::<i64>() {
+            return Value::from(n);
+        }
+        if let Ok(n) = value.extract::<u64>() {
+            return Value::from(n);
+        }
+        return Value::String(text_of(value));
+    }
+    if let Ok(float) = value.cast::<PyFloat>() {
+        return serde_json::Number::from_f64(float.value())
+            .map(Value::Number)
+            .unwrap_or(Value::Null);
+    }
+    if let Ok(text) = value.cast::<PyString>() {
+        return Value::String(text.to_string_lossy().into_owned());
+    }
+    if let Ok(dict) = value.cast::<PyDict>() {
+        let mut members = Map::with_capacity(dict.len());
+        for (key, member) in dict.iter() {
+            let key = match key.cast::<PyString>() {
+                Ok(text) => text.to_string_lossy().into_owned(),
+                Err(_) => text_of(&key),
+            };
+            members.insert(key, to_json(&member, depth + 1));
+        }
+        return Value::Object(members);
+    }
+    if (value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>())
+        && let Ok(items) = value.try_iter()
+    {
+        return Value::Array(
+            items
+                .flatten()
+                .map(|item| to_json(&item, depth + 1))
+                .collect(),
+        );
+    }
+    if let Ok(text) = value.extract::<String>() {
+        return Value::String(text);
+    }
+    // Sets and other iterables of plain values, dataclasses, datetimes, decimals: as text
+    // unless they iterate (a set, a frozenset).
+    if (value.is_instance_of::<pyo3::types::PySet>()
+        || value.is_instance_of::<pyo3::types::PyFrozenSet>())
+        && let Ok(items) = value.try_iter()
+    {
+        return Value::Array(
+            items
+                .flatten()
+                .map(|item| to_json(&item, depth + 1))
+                .collect(),
+        );
+    }
+    Value::String(text_of(value))
+}
+
+/// `str(value)`, or a placeholder when even that fails.
+fn text_of(value: &Bound<'_, PyAny>) -> String {
+    value
+        .str()
+        .map(|text| text.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "<unprintable>".into())
+}
+
+/// JSON as Python values (`dict`, `list`, `str`, `int`, `float`, `bool`, `None`).
+fn to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(flag) => PyBool::new(py, *flag).to_owned().into_any(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i.into_pyobject(py)?.into_any(),
+            (_, Some(u), _) => u.into_pyobject(py)?.into_any(),
+            (_, _, Some(f)) => f.into_pyobject(py)?.into_any(),
+            _ => py.None().into_bound(py),
+        },
+        Value::String(text) => PyString::new(py, text).into_any(),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(to_python(py, item)?)?;
+            }
+            list.into_any()
+        }
+        Value::Object(members) => {
+            let dict = PyDict::new(py);
+            for (key, member) in members {
+                dict.set_item(key, to_python(py, member)?)?;
+            }
+            dict.into_any()
+        }
+    })
+}
+
+/// A capture policy from Python: `None` (the client's), `"full"`, `"counts_only"`,
+/// `"sampled"` or `"sampled:N"` (N rejected candidates kept per reason).
+fn capture_policy(py: Python<'_>, value: Option<&Bound<'_, PyAny>>) -> Option<sdk::CapturePolicy> {
+    let value = value.filter(|v| !v.is_none())?;
+    let text = match value.extract::<String>() {
+        Ok(text) => text,
+        Err(_) => {
+            report(
+                py,
+                "capture must be \"full\", \"counts_only\" or flowtrail.sampled(per_reason=N)",
+            );
+            return None;
+        }
+    };
+    let policy = match text.trim() {
+        "full" => Some(sdk::CapturePolicy::Full),
+        "counts_only" => Some(sdk::CapturePolicy::CountsOnly),
+        "sampled" => Some(sdk::CapturePolicy::default()),
+        other => other
+            .strip_prefix("sampled:")
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .map(|n| sdk::CapturePolicy::Sampled {
+                rejected_per_reason: n,
+            }),
+    };
+    if policy.is_none() {
+        report(
+            py,
+            &format!("unknown capture policy {text:?}: the client's is kept"),
+        );
+    }
+    policy
+}
+
+/// A step kind from Python text; an unknown one is `custom` (and reported).
+fn step_kind(py: Python<'_>, kind: &str) -> sdk::StepKind {
+    sdk::StepKind::parse(kind).unwrap_or_else(|| {
+        report(
+            py,
+            &format!("unknown step kind {kind:?}: recorded as custom"),
+        );
+        sdk::StepKind::Custom
+    })
+}
+
+/// The reasons of an observation: `(code, text)` pairs, `{"code": …, "text": …}` mappings or
+/// bare codes.
+fn reasons_of(py: Python<'_>, reasons: &Bound<'_, PyAny>) -> Vec<(String, Option<String>)> {
+    let Ok(items) = reasons.try_iter() else {
+        report(py, "reasons must be a list of (code, text) pairs");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items.flatten() {
+        // Cheapest checks first: a failed `extract` builds a Python exception.
+        if let Ok(pair) = item.cast::<PyTuple>()
+            && let Ok((code, text)) = pair.extract::<(String, Option<String>)>()
+        {
+            out.push((code, text));
+        } else if let Ok(code) = item.cast::<PyString>() {
+            out.push((code.to_string_lossy().into_owned(), None));
+        } else if let Ok((code, text)) = item.extract::<(String, Option<String>)>() {
+            out.push((code, text));
+        } else if let Ok(dict) = item.cast::<PyDict>() {
+            let code = dict
+                .get_item("code")
+                .ok()
+                .flatten()
+                .and_then(|c| c.extract::<String>().ok());
+            let text = dict
+                .get_item("text")
+                .ok()
+                .flatten()
+                .and_then(|t| t.extract::<String>().ok());
+            match code {
+                Some(code) => out.push((code, text)),
+                None => report(py, "a reason mapping has no \"code\""),
+            }
+        } else {
+            report(
+                py,
+                &format!("a reason is not (code, text): {}", text_of(&item)),
+            );
+        }
+    }
+    out
+}
+
+/// Sends flows to Flow Trail from a background thread. Arguments (all optional): `url`,
+/// `api_key` (default `FLOWTRAIL_URL`, `FLOWTRAIL_API_KEY`), `capture` (`"full"`,
+/// `"counts_only"`, `flowtrail.sampled(per_reason=N)`; default sampled, 50 per reason),
+/// `redact_fields` (object keys masked at any depth, without case), `mask` (a callable
+/// `mask(key, value) -> value` run on every object member before anything leaves the
+/// process), `spool_dir`, `spool_max_bytes`, `push_steps` (send each finished step at once),
+/// `queue_capacity`, `max_attempts`, `request_timeout` and `backoff_base` (seconds).
+///
+/// Without a URL or key, or with a bad URL, the client is *disabled*: it records nothing,
+/// warns once, and never raises.
+#[pyclass(frozen, weakref, subclass, module = "flowtrail._flowtrail")]
+pub struct Client {
+    inner: Option<sdk::Client>,
+    url: String,
+    api_key: String,
+}
+
+#[pymethods]
+impl Client {
+    #[new]
+    #[pyo3(signature = (url=None, api_key=None, *, capture=None, redact_fields=None, mask=None,
+        spool_dir=None, spool_max_bytes=268_435_456, push_steps=false, queue_capacity=1000,
+        max_attempts=8, request_timeout=10.0, backoff_base=0.2, sdk_version=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        url: Option<String>,
+        api_key: Option<String>,
+        capture: Option<Bound<'_, PyAny>>,
+        redact_fields: Option<Vec<String>>,
+        mask: Option<Py<PyAny>>,
+        spool_dir: Option<std::path::PathBuf>,
+        spool_max_bytes: u64,
+        push_steps: bool,
+        queue_capacity: usize,
+        max_attempts: u32,
+        request_timeout: f64,
+        backoff_base: f64,
+        sdk_version: Option<String>,
+    ) -> Self {
+        let url = url
+            .or_else(|| std::env::var("FLOWTRAIL_URL").ok())
+            .unwrap_or_default();
+        let api_key = api_key
+            .or_else(|| std::env::var("FLOWTRAIL_API_KEY").ok())
+            .unwrap_or_default();
+        if url.is_empty() || api_key.is_empty() {
+            report(
+                py,
+                "no FLOWTRAIL_URL or FLOWTRAIL_API_KEY (nor url=, api_key=): flows are not sent",
+            );
+            return Client {
+                inner: None,
+                url,
+                api_key,
+            };
+        }
+        let mut config = sdk::Config::new(url.clone(), api_key.clone());
+        if let Some(policy) = capture_policy(py, capture.as_ref()) {
+            config.capture = policy;
+        }
+        config.redaction = sdk::Redaction::fields(redact_fields.unwrap_or_default());
+        if let Some(mask) = mask {
+            config.redaction = config.redaction.with_mask(move |key, value| {
+                if FINALIZING.load(Ordering::Relaxed) {
+                    *value = Value::String("[redacted]".into());
+                    return;
+                }
+                Python::attach(|py| {
+                    let masked = to_python(py, value)
+                        .and_then(|given| mask.call1(py, (key, given)))
+                        .map(|answer| to_json(answer.bind(py), 0));
+                    *value = match masked {
+                        Ok(masked) => masked,
+                        // Fail closed: a mask that raises hides the value.
+                        Err(error) => {
+                            report(py, &format!("the redaction mask raised: {error}"));
+                            Value::String("[redacted]".into())
+                        }
+                    };
+                });
+            });
+        }
+        config.spool_dir = spool_dir;
+        config.spool_max_bytes = spool_max_bytes;
+        config.push_steps = push_steps;
+        config.queue_capacity = queue_capacity.max(1);
+        config.max_attempts = max_attempts.max(1);
+        config.request_timeout = seconds(request_timeout, 10.0);
+        config.backoff_base = seconds(backoff_base, 0.2);
+        config.sdk = sdk::SdkInfo {
+            name: "flowtrail-python".into(),
+            version: sdk_version.unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
+        };
+        let inner = match sdk::Client::with_config(config) {
+            Ok(client) => Some(client),
+            Err(error) => {
+                report(py, &format!("the client is disabled: {error}"));
+                None
+            }
+        };
+        Client {
+            inner,
+            url,
+            api_key,
+        }
+    }
+
+    /// Whether flows are sent (a URL and a key were given and the URL is valid).
+    #[getter]
+    fn enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// The server's base URL.
+    #[getter]
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Starts recording a run of `pipeline`: `with client.flow("p", input={...}) as flow:`.
+    /// Leaving the block without an exception sends it as succeeded with `flow.output`; with
+    /// one, as failed (the exception still propagates).
+    #[pyo3(signature = (pipeline, *, input=None, tags=None))]
+    fn flow(
+        slf: &Bound<'_, Self>,
+        pipeline: String,
+        input: Option<Bound<'_, PyAny>>,
+        tags: Option<Bound<'_, PyAny>>,
+    ) -> Flow {
+        let client = slf.get();
+        let flow = client.inner.as_ref().map(|c| c.flow(pipeline));
+        Flow::start(slf.py(), flow, input, tags)
+    }
+
+    /// Starts recording a run of `pipeline` whose boundaries answer from the calls recorded
+    /// in stored flow `flow_id` (fetched now, at most `timeout` seconds): `Step.boundary`
+    /// never calls out, and raises [`ReplayMismatch`] / [`ReplayMissing`] when the run does
+    /// not fit the recording. Raises [`ReplayError`] when the flow cannot be fetched (needs
+    /// a key of scope `read` or `all`).
+    #[pyo3(signature = (flow_id, pipeline, *, input=None, tags=None, timeout=10.0))]
+    fn replay(
+        slf: &Bound<'_, Self>,
+        flow_id: &str,
+        pipeline: String,
+        input: Option<Bound<'_, PyAny>>,
+        tags: Option<Bound<'_, PyAny>>,
+        timeout: f64,
+    ) -> PyResult<Flow> {
+        let py = slf.py();
+        let client = slf.get();
+        let id = uuid::Uuid::try_parse(flow_id)
+            .map_err(|_| ReplayError::new_err(format!("{flow_id:?} is not a flow id")))?;
+        let Some(inner) = client.inner.as_ref() else {
+            return Err(ReplayError::new_err(
+                "the client is disabled (no URL or key): nothing to replay from",
+            ));
+        };
+        let (url, key) = (client.url.clone(), client.api_key.clone());
+        let replay = py
+            .detach(move || sdk::Replay::fetch(&url, &key, id, seconds(timeout, 10.0)))
+            .map_err(|e| ReplayError::new_err(e.to_string()))?;
+        Ok(Flow::start(
+            py,
+            Some(inner.replay(pipeline, replay)),
+            input,
+            tags,
+        ))
+    }
+
+    /// Waits until everything queued so far is delivered or given up, at most `timeout`
+    /// seconds (the interpreter is released meanwhile). Whether it got there in time.
+    #[pyo3(signature = (timeout=5.0))]
+    fn flush(&self, py: Python<'_>, timeout: f64) -> bool {
+        match &self.inner {
+            Some(client) => {
+                let client = client.clone();
+                py.detach(move || client.flush(seconds(timeout, 5.0)))
+            }
+            None => true,
+        }
+    }
+
+    /// Flushes, then stops the sender; what is left goes to the spool (if any) or is counted
+    /// as dropped. Returns within `timeout` seconds. Also run at interpreter exit.
+    #[pyo3(signature = (timeout=5.0))]
+    fn shutdown(&self, py: Python<'_>, timeout: f64) -> bool {
+        match &self.inner {
+            Some(client) => {
+                let client = client.clone();
+                py.detach(move || client.shutdown(seconds(timeout, 5.0)))
+            }
+            None => true,
+        }
+    }
+
+    /// Counters of what happened to the flows handed to this client: `queued`, `sent`,
+    /// `retried`, `dropped`, `failed`, `spooled`, `unspooled`, `pending` (`queued +
+    /// unspooled = sent + failed + dropped + spooled + pending`), and `sdk_errors` (problems
+    /// recording swallowed, in the whole process).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = self.inner.as_ref().map(|c| c.stats()).unwrap_or_default();
+        let dict = PyDict::new(py);
+        for (name, value) in [
+            ("queued", stats.queued),
+            ("sent", stats.sent),
+            ("retried", stats.retried),
+            ("dropped", stats.dropped),
+            ("failed", stats.failed),
+            ("spooled", stats.spooled),
+            ("unspooled", stats.unspooled),
+            ("pending", stats.pending),
+            ("sdk_errors", SDK_ERRORS.load(Ordering::Relaxed)),
+        ] {
+            dict.set_item(name, value)?;
+        }
+        Ok(dict)
+    }
+
+    /// In a child process after `fork()`: starts this client's sender again (the parent's
+    /// thread does not exist in the child). Called by the package's `os.register_at_fork`.
+    fn _after_fork(&self, py: Python<'_>) {
+        if let Some(client) = &self.inner
+            && let Err(error) = client.restart_after_fork()
+        {
+            report(
+                py,
+                &format!("the sender did not restart after fork: {error}"),
+            );
+        }
+    }
+}
+
+fn seconds(value: f64, default: f64) -> Duration {
+    let value = if value.is_finite() && value >= 0.0 {
+        value
+    } else {
+        default
+    };
+    Duration::from_secs_f64(value.min(86_400.0))
+}
+
+/// Sets `object` as the current flow (`which` 0) or step (1) in the package's context
+/// variable; the token to reset it with.
+fn enter_context(py: Python<'_>, which: usize, object: &Bound<'_, PyAny>) -> Option<Py<PyAny>> {
+    let (flow_var, step_var) = CURRENT.get(py)?;
+    let var = if which == 0 { flow_var } else { step_var };
+    var.call_method1(py, "set", (object,)).ok()
+}
+
+fn exit_context(py: Python<'_>, which: usize, token: Option<Py<PyAny>>) {
+    let (Some((flow_var, step_var)), Some(token)) = (CURRENT.get(py), token) else {
+        return;
+    };
+    let var = if which == 0 { flow_var } else { step_var };
+    // A token from another context (a generator resumed elsewhere) cannot reset: ignored.
+    drop(var.call_method1(py, "reset", (token,)));
+}
+
+/// A flow being recorded (`with client.flow(…) as flow:`). Its steps: `flow.step(…)`.
+#[pyclass(frozen, weakref, module = "flowtrail._flowtrail")]
+pub struct Flow {
+    state: Mutex<FlowState>,
+    /// The process that started it: a copy in a forked child is never sent by the child.
+    pid: u32,
+    id: String,
+}
+
+struct FlowState {
+    flow: Option<sdk::Flow>,
+    token: Option<Py<PyAny>>,
+}
+
+impl Flow {
+    fn start(
+        py: Python<'_>,
+        flow: Option<sdk::Flow>,
+        input: Option<Bound<'_, PyAny>>,
+        tags: Option<Bound<'_, PyAny>>,
+    ) -> Flow {
+        let mut flow = flow;
+        if let Some(flow) = flow.as_mut() {
+            if let Some(input) = input.filter(|i| !i.is_none()) {
+                flow.set_input(to_json(&input, 0));
+            }
+            if let Some(tags) = tags.filter(|t| !t.is_none()) {
+                match tags.cast::<PyDict>() {
+                    Ok(tags) => {
+                        for (key, value) in tags.iter() {
+                            let value = match value.cast::<PyString>() {
+                                Ok(text) => text.to_string_lossy().into_owned(),
+                                Err(_) => text_of(&value),
+                            };
+                            flow.set_tag(text_of(&key), value);
+                        }
+                    }
+                    Err(_) => report(py, "tags must be a dict of text"),
+                }
+            }
+        }
+        Flow {
+            id: flow
+                .as_ref()
+                .map(|f| f.id().to_string())
+                .unwrap_or_default(),
+            state: Mutex::new(FlowState { flow, token: None }),
+            pid: std::process::id(),
+        }
+    }
+
+    /// Runs `f` on the flow being recorded (none once finished, or in a disabled client).
+    fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&mut sdk::Flow) -> R) -> Option<R> {
+        if self.pid != std::process::id() {
+            return None;
+        }
+        let mut state = self
+            .state
+            .lock_py_attached(py)
+            .unwrap_or_else(|e| e.into_inner());
+        state.flow.as_mut().map(f)
+    }
+
+    fn finish(&self, py: Python<'_>, error: Option<String>) {
+        if self.pid != std::process::id() {
+            return;
+        }
+        let flow = self
+            .state
+            .lock_py_attached(py)
+            .unwrap_or_else(|e| e.into_inner())
+            .flow
+            .take();
+        if let Some(flow) = flow {
+            match error {
+                None => flow.succeed_as_set(),
+                Some(error) => flow.fail(error),
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl Flow {
+    /// The flow's id (a UUIDv7 as text; empty in a disabled client).
+    #[getter]
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// What the flow decided: sent when the flow succeeds.
+    #[setter]
+    fn set_output(&self, output: Bound<'_, PyAny>) {
+        let py = output.py();
+        let value = to_json(&output, 0);
+        self.with(py, |flow| flow.set_output(value));
+    }
+
+    /// A small summary of what the flow was asked.
+    #[setter]
+    fn set_input(&self, input: Bound<'_, PyAny>) {
+        let py = input.py();
+        let value = to_json(&input, 0);
+        self.with(py, |flow| flow.set_input(value));
+    }
+
+    /// A tag to filter flows by (`env=prod`, `seller=…`).
+    fn tag(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) {
+        let py = key.py();
+        let (key, value) = (text_of(key), text_of(value));
+        self.with(py, |flow| flow.set_tag(key, value));
+    }
+
+    /// Starts the next step: `with flow.step("price_filter", kind="filter") as step:`.
+    /// `kind`: `llm`, `retrieval`, `filter`, `rank`, `judge`, `select`, `custom`. `capture`:
+    /// this step's policy (default: the client's). A step started inside another step's
+    /// block records it as its parent.
+    #[pyo3(signature = (name, kind="custom", *, input=None, capture=None))]
+    fn step(
+        slf: &Bound<'_, Self>,
+        name: String,
+        kind: &str,
+        input: Option<Bound<'_, PyAny>>,
+        capture: Option<Bound<'_, PyAny>>,
+    ) -> Step {
+        let py = slf.py();
+        let kind = step_kind(py, kind);
+        let policy = capture_policy(py, capture.as_ref());
+        let input = input.filter(|i| !i.is_none()).map(|i| to_json(&i, 0));
+        let parent = current_step_seq(py, slf);
+        let recorder = slf.get().with(py, |flow| {
+            let mut recorder = flow.begin_step(name, kind);
+            if let Some(policy) = policy {
+                recorder.capture(policy);
+            }
+            if let Some(input) = input {
+                recorder.input(input);
+            }
+            if let Some(parent) = parent {
+                recorder.parent(parent);
+            }
+            recorder
+        });
+        Step {
+            seq: recorder.as_ref().map(|r| r.seq()),
+            flow: slf.clone().unbind(),
+            state: Mutex::new(StepState {
+                recorder,
+                token: None,
+            }),
+        }
+    }
+
+    /// Ends the flow as succeeded (with `output`, if given) and queues it for sending.
+    #[pyo3(signature = (output=None))]
+    fn succeed(&self, py: Python<'_>, output: Option<Bound<'_, PyAny>>) {
+        if let Some(output) = output {
+            self.set_output(output);
+        }
+        self.finish(py, None);
+    }
+
+    /// Ends the flow as failed with `error` and queues it for sending.
+    fn fail(&self, error: &Bound<'_, PyAny>) {
+        let py = error.py();
+        self.finish(py, Some(text_of(error)));
+    }
+
+    fn __enter__<'py>(slf: Bound<'py, Self>) -> Bound<'py, Self> {
+        let py = slf.py();
+        let token = enter_context(py, 0, slf.as_any());
+        slf.get()
+            .state
+            .lock_py_attached(py)
+            .unwrap_or_else(|e| e.into_inner())
+            .token = token;
+        slf
+    }
+
+    #[pyo3(signature = (exc_type=None, exc=None, traceback=None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<Bound<'_, PyAny>>,
+        exc: Option<Bound<'_, PyAny>>,
+        traceback: Option<Bound<'_, PyAny>>,
+    ) -> bool {
+        drop(traceback);
+        let token = self
+            .state
+            .lock_py_attached(py)
+            .unwrap_or_else(|e| e.into_inner())
+            .token
+            .take();
+        exit_context(py, 0, token);
+        self.finish(py, exception_text(exc_type.as_ref(), exc.as_ref()));
+        false
+    }
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(flow) = state.flow.take() {
+            if self.pid == std::process::id() {
+                // Never finished: sent as failed (the Rust SDK's rule).
+                drop(flow);
+            } else {
+                // The parent's flow, copied by fork: the parent sends it.
+                flow.discard();
+            }
+        }
+    }
+}
+
+/// `"TypeError: message"` for an exception leaving a block, `None` without one.
+fn exception_text(
+    exc_type: Option<&Bound<'_, PyAny>>,
+    exc: Option<&Bound<'_, PyAny>>,
+) -> Option<String> {
+    let exc_type = exc_type.filter(|t| !t.is_none())?;
+    let name = exc_type
+        .getattr("__name__")
+        .map(|n| text_of(&n))
+        .unwrap_or_else(|_| text_of(exc_type));
+    let message = exc.map(text_of).unwrap_or_default();
+    Some(if message.is_empty() {
+        name
+    } else {
+        format!("{name}: {message}")
+    })
+}
+
+/// The seq of the step whose block we are in, when it belongs to `flow`.
+fn current_step_seq(py: Python<'_>, flow: &Bound<'_, Flow>) -> Option<u32> {
+    let (_, step_var) = CURRENT.get(py)?;
+    let current = step_var.call_method1(py, "get", (py.None(),)).ok()?;
+    let step = current.bind(py).cast::<Step>().ok()?;
+    let step = step.get();
+    step.flow.bind(py).is(flow).then_some(step.seq).flatten()
+}
+
+/// A step being recorded (`with flow.step(…) as step:`): `step.observe(…)` each candidate,
+/// set `step.reasoning`, call dependencies through `step.boundary(…)`.
+#[pyclass(frozen, weakref, module = "flowtrail._flowtrail")]
+pub struct Step {
+    flow: Py<Flow>,
+    seq: Option<u32>,
+    state: Mutex<StepState>,
+}
+
+struct StepState {
+    recorder: Option<sdk::StepRecorder>,
+    token: Option<Py<PyAny>>,
+}
+
+impl Step {
+    fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&mut sdk::StepRecorder) -> R) -> Option<R> {
+        let mut state = self
+            .state
+            .lock_py_attached(py)
+            .unwrap_or_else(|e| e.into_inner());
+        state.recorder.as_mut().map(f)
+    }
+
+    fn close(&self, py: Python<'_>, status: sdk::FlowStatus, reasoning: Option<String>) {
+        let recorder = self
+            .state
+            .lock_py_attached(py)
+            .unwrap_or_else(|e| e.into_inner())
+            .recorder
+            .take();
+        if let Some(mut recorder) = recorder {
+            if let Some(reasoning) = reasoning {
+                recorder.reasoning(reasoning);
+            }
+            let flow = self.flow.bind(py).get();
+            flow.with(py, move |flow| flow.end_step(recorder, status));
+        }
+    }
+}
+
+#[pymethods]
+impl Step {
+    /// The step's number in its flow (`None` in a disabled client).
+    #[getter]
+    fn seq(&self) -> Option<u32> {
+        self.seq
+    }
+
+    /// Records one candidate's fate: `step.observe("B0CASE", "rejected", score=0.12,
+    /// reasons=[("price_out_of_range", "9.99 < 22.50")], attributes={"price": 9.99})`.
+    /// `verdict`: `kept`, `rejected` or `selected`. It always counts (`candidates_in`,
+    /// `candidates_out`, the reason histogram are exact); whether it is kept follows the
+    /// step's capture policy, and `attributes` are converted only when it is. Never raises.
+    #[pyo3(signature = (candidate_id, verdict, *, score=None, reasons=None, attributes=None))]
+    fn observe(
+        &self,
+        py: Python<'_>,
+        candidate_id: &Bound<'_, PyAny>,
+        verdict: &str,
+        score: Option<f64>,
+        reasons: Option<Bound<'_, PyAny>>,
+        attributes: Option<Bound<'_, PyAny>>,
+    ) {
+        let Some(verdict) = sdk::Verdict::parse(verdict) else {
+            report(
+                py,
+                &format!("unknown verdict {verdict:?} (kept, rejected, selected): not observed"),
+            );
+            return;
+        };
+        let id = match candidate_id.cast::<PyString>() {
+            Ok(text) => text.to_string_lossy().into_owned(),
+            Err(_) => text_of(candidate_id),
+        };
+        let mut candidate = sdk::Candidate::new(id, verdict);
+        if let Some(score) = score {
+            candidate = candidate.score(score);
+        }
+        if let Some(reasons) = reasons.filter(|r| !r.is_none()) {
+            for (code, text) in reasons_of(py, &reasons) {
+                candidate = match text {
+                    Some(text) => candidate.reason(code, text),
+                    None => candidate.reason_code(code),
+                };
+            }
+        }
+        let attributes = attributes.filter(|a| !a.is_none());
+        let convert = || match attributes.as_ref().map(|a| to_json(a, 0)) {
+            Some(Value::Object(members)) => members,
+            Some(other) => {
+                let mut members = Map::new();
+                members.insert("value".into(), other);
+                members
+            }
+            None => Map::new(),
+        };
+        // The attributes are read from Python while the step's lock is held: reading a
+        // dict calls no Python code of the caller's (`str()` of an odd value aside).
+        self.with(py, |recorder| {
+            recorder.observe_with(candidate, convert);
+        });
+    }
+
+    /// The step's explanation of what it did and why.
+    #[setter]
+    fn set_reasoning(&self, text: &Bound<'_, PyAny>) {
+        let py = text.py();
+        let text = text_of(text);
+        self.with(py, |r| {
+            r.reasoning(text);
+        });
+    }
+
+    /// What the step was given (a small summary).
+    #[setter]
+    fn set_input(&self, input: &Bound<'_, PyAny>) {
+        let py = input.py();
+        let value = to_json(input, 0);
+        self.with(py, |r| {
+            r.input(value);
+        });
+    }
+
+    /// What the step produced (a small summary).
+    #[setter]
+    fn set_output(&self, output: &Bound<'_, PyAny>) {
+        let py = output.py();
+        let value = to_json(output, 0);
+        self.with(py, |r| {
+            r.output(value);
+        });
+    }
+
+    /// Exact number of candidates received, when not every one is observed.
+    #[setter]
+    fn set_candidates_in(&self, py: Python<'_>, n: u64) {
+        self.with(py, |r| {
+            r.candidates_in(n);
+        });
+    }
+
+    /// Exact number of candidates passed on, when not every one is observed.
+    #[setter]
+    fn set_candidates_out(&self, py: Python<'_>, n: u64) {
+        self.with(py, |r| {
+            r.candidates_out(n);
+        });
+    }
+
+    /// Calls a non-deterministic dependency through a recorded boundary:
+    /// `keywords = step.boundary("llm.keywords", prompt, lambda: llm(prompt))`. The input
+    /// and output are recorded in the step (as JSON). In a replayed flow `fn` is never
+    /// called: the recorded output is returned, or [`ReplayMismatch`] (another input than
+    /// recorded) / [`ReplayMissing`] (no recorded call left) is raised. An exception `fn`
+    /// raises propagates, and nothing is recorded for the call.
+    fn boundary<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        input: Bound<'py, PyAny>,
+        r#fn: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let given = to_json(&input, 0);
+        let flow = self.flow.bind(py).get();
+        let answer = flow.with(py, |flow| flow.replay_answer(&name, given.clone()));
+        match answer.flatten() {
+            Some(Ok(recorded)) => {
+                let output = to_python(py, &recorded.output)?;
+                self.with(py, |r| {
+                    r.push_boundary(recorded);
+                });
+                Ok(output)
+            }
+            Some(Err(error)) => Err(match error {
+                sdk::Error::ReplayMismatch { .. } => ReplayMismatch::new_err(error.to_string()),
+                other => ReplayMissing::new_err(other.to_string()),
+            }),
+            None => {
+                let output = r#fn.call0()?;
+                let recorded = to_json(&output, 0);
+                self.with(py, |r| {
+                    r.push_boundary(sdk::Boundary {
+                        name,
+                        input: given,
+                        output: recorded,
+                    });
+                });
+                Ok(output)
+            }
+        }
+    }
+
+    /// Adds the step to its flow as succeeded (what leaving its block does).
+    fn finish(&self, py: Python<'_>) {
+        self.close(py, sdk::FlowStatus::Succeeded, None);
+    }
+
+    /// Adds the step to its flow as failed, with `reasoning`.
+    fn fail(&self, py: Python<'_>, reasoning: &Bound<'_, PyAny>) {
+        self.close(py, sdk::FlowStatus::Failed, Some(text_of(reasoning)));
+    }
+
+    fn __enter__<'py>(slf: Bound<'py, Self>) -> Bound<'py, Self> {
+        let py = slf.py();
+        let token = enter_context(py, 1, slf.as_any());
+        slf.get()
+            .state
+            .lock_py_attached(py)
+            .unwrap_or_else(|e| e.into_inner())
+            .token = token;
+        slf
+    }
+
+    #[pyo3(signature = (exc_type=None, exc=None, traceback=None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<Bound<'_, PyAny>>,
+        exc: Option<Bound<'_, PyAny>>,
+        traceback: Option<Bound<'_, PyAny>>,
+    ) -> bool {
+        drop(traceback);
+        let token = self
+            .state
+            .lock_py_attached(py)
+            .unwrap_or_else(|e| e.into_inner())
+            .token
+            .take();
+        exit_context(py, 1, token);
+        match exception_text(exc_type.as_ref(), exc.as_ref()) {
+            None => self.close(py, sdk::FlowStatus::Succeeded, None),
+            Some(error) => self.close(py, sdk::FlowStatus::Failed, Some(error)),
+        }
+        false
+    }
+}
+
+impl Drop for Step {
+    fn drop(&mut self) {
+        // A step never ended (its block never left, `finish()` never called) is added to
+        // its flow as failed, as the Rust SDK's guard does.
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut recorder) = state.recorder.take() {
+            recorder
+                .reasoning("the step ended without finish() (no with-block, or it was dropped)");
+            Python::attach(|py| {
+                let flow = self.flow.bind(py).get();
+                flow.with(py, move |flow| {
+                    flow.end_step(recorder, sdk::FlowStatus::Failed)
+                });
+            });
+        }
+    }
+}
+
+/// Hands the package's `ContextVar`s of the current flow and step to the module.
+#[pyfunction]
+fn _set_context_vars(py: Python<'_>, flow: Py<PyAny>, step: Py<PyAny>) {
+    let _ = CURRENT.set(py, (flow, step));
+}
+
+/// Called by the package's exit hook after the clients shut down: a Python mask is no
+/// longer called from the sender's thread.
+#[pyfunction]
+fn _finalizing() {
+    FINALIZING.store(true, Ordering::Relaxed);
+}
+
+/// The native module.
+#[pymodule]
+fn _flowtrail(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Client>()?;
+    m.add_class::<Flow>()?;
+    m.add_class::<Step>()?;
+    m.add("ReplayError", m.py().get_type::<ReplayError>())?;
+    m.add("ReplayMismatch", m.py().get_type::<ReplayMismatch>())?;
+    m.add("ReplayMissing", m.py().get_type::<ReplayMissing>())?;
+    m.add_function(wrap_pyfunction!(_set_context_vars, m)?)?;
+    m.add_function(wrap_pyfunction!(_finalizing, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
