@@ -53,7 +53,7 @@ def run(ft: flowtrail.Client, rng: random.Random, products: list[Product]) -> st
     title = "Adjustable Aluminium Laptop Stand"
     with ft.flow("competitor_selection", input={"title": title, "price": SELLER_PRICE},
                  tags={"seller": f"s-{rng.randrange(100)}", "env": "example"}) as flow:
-        with flow.step("keywords", kind="llm", input={"title": title}) as step:
+        with flow.step("keywords", kind="generate", input={"title": title}) as step:
             drift = rng.random() < 0.4
             keywords = step.boundary(
                 "llm.keywords", {"title": title},
@@ -61,7 +61,7 @@ def run(ft: flowtrail.Client, rng: random.Random, products: list[Product]) -> st
             )
             step.output = {"keywords": keywords}
             step.reasoning = "keywords from the title" + (" (drifted to 'stand')" if drift else "")
-        with flow.step("search", kind="retrieval", input={"keywords": keywords}) as step:
+        with flow.step("search", kind="retrieve", input={"keywords": keywords}) as step:
             found = [p for p in products
                      if any(k.split()[0].lower() in p.title.lower() for k in keywords)]
             step.candidates_in = len(products)

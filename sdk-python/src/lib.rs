@@ -135,6 +135,26 @@ fn to_json(value: &Bound<'_, PyAny>, depth: usize) -> Value {
     Value::String(text_of(value))
 }
 
+/// A Python value as text: a `str` as it is (lone surrogates replaced), anything else by
+/// `str()`.
+fn text(value: &Bound<'_, PyAny>) -> String {
+    match value.cast::<PyString>() {
+        Ok(text) => text.to_string_lossy().into_owned(),
+        Err(_) => text_of(value),
+    }
+}
+
+/// A number from Python (`int`, `float`, or text that reads as one); `None` otherwise.
+fn number(value: &Bound<'_, PyAny>) -> Option<f64> {
+    if value.is_none() || value.is_instance_of::<PyBool>() {
+        return None;
+    }
+    if let Ok(n) = value.extract::<f64>() {
+        return Some(n);
+    }
+    text(value).trim().parse::<f64>().ok()
+}
+
 /// `str(value)`, or a placeholder when even that fails.
 fn text_of(value: &Bound<'_, PyAny>) -> String {
     value
@@ -220,6 +240,9 @@ fn step_kind(py: Python<'_>, kind: &str) -> sdk::StepKind {
 /// The reasons of an observation: `(code, text)` pairs, `{"code": …, "text": …}` mappings or
 /// bare codes.
 fn reasons_of(py: Python<'_>, reasons: &Bound<'_, PyAny>) -> Vec<(String, Option<String>)> {
+    if let Ok(code) = reasons.cast::<PyString>() {
+        return vec![(code.to_string_lossy().into_owned(), None)];
+    }
     let Ok(items) = reasons.try_iter() else {
         report(py, "reasons must be a list of (code, text) pairs");
         return Vec::new();
@@ -289,7 +312,7 @@ impl Client {
         url: Option<String>,
         api_key: Option<String>,
         capture: Option<Bound<'_, PyAny>>,
-        redact_fields: Option<Vec<String>>,
+        redact_fields: Option<Bound<'_, PyAny>>,
         mask: Option<Py<PyAny>>,
         spool_dir: Option<std::path::PathBuf>,
         spool_max_bytes: u64,
@@ -321,7 +344,18 @@ impl Client {
         if let Some(policy) = capture_policy(py, capture.as_ref()) {
             config.capture = policy;
         }
-        config.redaction = sdk::Redaction::fields(redact_fields.unwrap_or_default());
+        let fields: Vec<String> = match redact_fields.filter(|f| !f.is_none()) {
+            None => Vec::new(),
+            Some(one) if one.is_instance_of::<PyString>() => vec![text(&one)],
+            Some(many) => match many.try_iter() {
+                Ok(items) => items.flatten().map(|item| text(&item)).collect(),
+                Err(_) => {
+                    report(py, "redact_fields must be a list of object keys");
+                    Vec::new()
+                }
+            },
+        };
+        config.redaction = sdk::Redaction::fields(fields);
         if let Some(mask) = mask {
             config.redaction = config.redaction.with_mask(move |key, value| {
                 if FINALIZING.load(Ordering::Relaxed) {
@@ -386,11 +420,12 @@ impl Client {
     #[pyo3(signature = (pipeline, *, input=None, tags=None))]
     fn flow(
         slf: &Bound<'_, Self>,
-        pipeline: String,
+        pipeline: Bound<'_, PyAny>,
         input: Option<Bound<'_, PyAny>>,
         tags: Option<Bound<'_, PyAny>>,
     ) -> Flow {
         let client = slf.get();
+        let pipeline = text(&pipeline);
         let flow = client.inner.as_ref().map(|c| c.flow(pipeline));
         Flow::start(slf.py(), flow, input, tags)
     }
@@ -403,15 +438,16 @@ impl Client {
     #[pyo3(signature = (flow_id, pipeline, *, input=None, tags=None, timeout=10.0))]
     fn replay(
         slf: &Bound<'_, Self>,
-        flow_id: &str,
-        pipeline: String,
+        flow_id: Bound<'_, PyAny>,
+        pipeline: Bound<'_, PyAny>,
         input: Option<Bound<'_, PyAny>>,
         tags: Option<Bound<'_, PyAny>>,
         timeout: f64,
     ) -> PyResult<Flow> {
         let py = slf.py();
         let client = slf.get();
-        let id = uuid::Uuid::try_parse(flow_id)
+        let (flow_id, pipeline) = (text(&flow_id), text(&pipeline));
+        let id = uuid::Uuid::try_parse(flow_id.trim())
             .map_err(|_| ReplayError::new_err(format!("{flow_id:?} is not a flow id")))?;
         let Some(inner) = client.inner.as_ref() else {
             return Err(ReplayError::new_err(
@@ -633,19 +669,23 @@ impl Flow {
     }
 
     /// Starts the next step: `with flow.step("price_filter", kind="filter") as step:`.
-    /// `kind`: `llm`, `retrieval`, `filter`, `rank`, `judge`, `select`, `custom`. `capture`:
+    /// `kind`: `generate`, `retrieve`, `filter`, `rank`, `judge`, `select`, `transform`, `custom`. `capture`:
     /// this step's policy (default: the client's). A step started inside another step's
     /// block records it as its parent.
-    #[pyo3(signature = (name, kind="custom", *, input=None, capture=None))]
+    #[pyo3(signature = (name, kind=None, *, input=None, capture=None))]
     fn step(
         slf: &Bound<'_, Self>,
-        name: String,
-        kind: &str,
+        name: Bound<'_, PyAny>,
+        kind: Option<Bound<'_, PyAny>>,
         input: Option<Bound<'_, PyAny>>,
         capture: Option<Bound<'_, PyAny>>,
     ) -> Step {
         let py = slf.py();
-        let kind = step_kind(py, kind);
+        let name = text(&name);
+        let kind = match kind.filter(|k| !k.is_none()) {
+            Some(kind) => step_kind(py, &text(&kind)),
+            None => sdk::StepKind::Custom,
+        };
         let policy = capture_policy(py, capture.as_ref());
         let input = input.filter(|i| !i.is_none()).map(|i| to_json(&i, 0));
         let parent = current_step_seq(py, slf);
@@ -663,6 +703,7 @@ impl Flow {
             recorder
         });
         Step {
+            pid: std::process::id(),
             seq: recorder.as_ref().map(|r| r.seq()),
             flow: slf.clone().unbind(),
             state: Mutex::new(StepState {
@@ -767,6 +808,9 @@ fn current_step_seq(py: Python<'_>, flow: &Bound<'_, Flow>) -> Option<u32> {
 pub struct Step {
     flow: Py<Flow>,
     seq: Option<u32>,
+    /// The process that started it: in a forked child the step is inert (its lock may have
+    /// been held by a thread that does not exist there).
+    pid: u32,
     state: Mutex<StepState>,
 }
 
@@ -777,6 +821,9 @@ struct StepState {
 
 impl Step {
     fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&mut sdk::StepRecorder) -> R) -> Option<R> {
+        if self.pid != std::process::id() {
+            return None;
+        }
         let mut state = self
             .state
             .lock_py_attached(py)
@@ -785,6 +832,9 @@ impl Step {
     }
 
     fn close(&self, py: Python<'_>, status: sdk::FlowStatus, reasoning: Option<String>) {
+        if self.pid != std::process::id() {
+            return;
+        }
         let recorder = self
             .state
             .lock_py_attached(py)
@@ -819,12 +869,13 @@ impl Step {
         &self,
         py: Python<'_>,
         candidate_id: &Bound<'_, PyAny>,
-        verdict: &str,
-        score: Option<f64>,
+        verdict: &Bound<'_, PyAny>,
+        score: Option<Bound<'_, PyAny>>,
         reasons: Option<Bound<'_, PyAny>>,
         attributes: Option<Bound<'_, PyAny>>,
     ) {
-        let Some(verdict) = sdk::Verdict::parse(verdict) else {
+        let verdict = text(verdict);
+        let Some(verdict) = sdk::Verdict::parse(&verdict) else {
             report(
                 py,
                 &format!("unknown verdict {verdict:?} (kept, rejected, selected): not observed"),
@@ -836,8 +887,14 @@ impl Step {
             Err(_) => text_of(candidate_id),
         };
         let mut candidate = sdk::Candidate::new(id, verdict);
-        if let Some(score) = score {
-            candidate = candidate.score(score);
+        if let Some(score) = score.filter(|s| !s.is_none()) {
+            match number(&score) {
+                Some(score) => candidate = candidate.score(score),
+                None => report(
+                    py,
+                    &format!("score {} is not a number: not recorded", text(&score)),
+                ),
+            }
         }
         if let Some(reasons) = reasons.filter(|r| !r.is_none()) {
             for (code, text) in reasons_of(py, &reasons) {
@@ -857,11 +914,14 @@ impl Step {
             }
             None => Map::new(),
         };
-        // The attributes are read from Python while the step's lock is held: reading a
-        // dict calls no Python code of the caller's (`str()` of an odd value aside).
-        self.with(py, |recorder| {
-            recorder.observe_with(candidate, convert);
-        });
+        // Counted under the step's lock; the attributes of a kept candidate are converted
+        // after it is released (converting may run the caller's Python code: `__str__`).
+        if self.with(py, |recorder| recorder.admit(&candidate)) == Some(true) {
+            let candidate = candidate.attributes(convert());
+            self.with(py, |recorder| {
+                recorder.keep(candidate);
+            });
+        }
     }
 
     /// The step's explanation of what it did and why.
@@ -896,7 +956,15 @@ impl Step {
 
     /// Exact number of candidates received, when not every one is observed.
     #[setter]
-    fn set_candidates_in(&self, py: Python<'_>, n: u64) {
+    fn set_candidates_in(&self, n: &Bound<'_, PyAny>) {
+        let py = n.py();
+        let Ok(n) = n.extract::<u64>() else {
+            report(
+                py,
+                &format!("candidates_in {} is not a count: not recorded", text(n)),
+            );
+            return;
+        };
         self.with(py, |r| {
             r.candidates_in(n);
         });
@@ -904,7 +972,15 @@ impl Step {
 
     /// Exact number of candidates passed on, when not every one is observed.
     #[setter]
-    fn set_candidates_out(&self, py: Python<'_>, n: u64) {
+    fn set_candidates_out(&self, n: &Bound<'_, PyAny>) {
+        let py = n.py();
+        let Ok(n) = n.extract::<u64>() else {
+            report(
+                py,
+                &format!("candidates_out {} is not a count: not recorded", text(n)),
+            );
+            return;
+        };
         self.with(py, |r| {
             r.candidates_out(n);
         });
@@ -965,12 +1041,14 @@ impl Step {
 
     fn __enter__<'py>(slf: Bound<'py, Self>) -> Bound<'py, Self> {
         let py = slf.py();
-        let token = enter_context(py, 1, slf.as_any());
-        slf.get()
-            .state
-            .lock_py_attached(py)
-            .unwrap_or_else(|e| e.into_inner())
-            .token = token;
+        if slf.get().pid == std::process::id() {
+            let token = enter_context(py, 1, slf.as_any());
+            slf.get()
+                .state
+                .lock_py_attached(py)
+                .unwrap_or_else(|e| e.into_inner())
+                .token = token;
+        }
         slf
     }
 
@@ -983,6 +1061,9 @@ impl Step {
         traceback: Option<Bound<'_, PyAny>>,
     ) -> bool {
         drop(traceback);
+        if self.pid != std::process::id() {
+            return false;
+        }
         let token = self
             .state
             .lock_py_attached(py)

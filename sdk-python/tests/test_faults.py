@@ -144,13 +144,30 @@ def test_a_forked_child_sends_its_own_flows(client, read, pipeline):
     assert sum(1 for f in flows if f["tags"].get("who") == "parent-open") == 1
 
 
-def test_multiprocessing_pool_workers_send_their_flows(server, read, pipeline):
+def test_multiprocessing_workers_send_their_flows_without_flushing(server, read, pipeline):
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(2) as pool:
-        pool.map(_worker_flow, [(server["url"], server["key"], pipeline, i) for i in range(6)])
-    flows_of(read, pipeline, 6)
+    processes = [
+        ctx.Process(target=_process_flows, args=(server["url"], server["key"], pipeline, 5))
+        for _ in range(2)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+        assert process.exitcode == 0
+    pool = ctx.Pool(2)
+    pool.map(_worker_flow, [(server["url"], server["key"], pipeline, i) for i in range(6)])
+    pool.close()
+    pool.join()
+    # Nobody flushed: each process's exit finalizer did.
+    assert len(flows_of(read, pipeline, 16)) == 16
+
+
+def _process_flows(url, key, pipeline, n):
+    client = flowtrail.Client(url, key)
+    record(client, pipeline, n)
 
 
 _worker_client = None
@@ -163,7 +180,6 @@ def _worker_flow(args):
         _worker_client = flowtrail.Client(url, key)
     with _worker_client.flow(pipeline, input={"i": i}):
         pass
-    _worker_client.flush(10.0)
 
 
 def test_recording_does_not_block_the_event_loop(client, read, pipeline):

@@ -127,6 +127,69 @@ def test_odd_values_never_raise(client, read, pipeline):
     assert weird["attributes"]["big"] == str(10**30)
 
 
+def test_a_client_made_in_a_function_is_flushed_at_exit(server, read, pipeline, tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "main.py"
+    script.write_text(
+        "import flowtrail\n"
+        "def main():\n"
+        f"    ft = flowtrail.Client({server['url']!r}, {server['key']!r})\n"
+        "    for i in range(20):\n"
+        f"        with ft.flow({pipeline!r}, input={{'i': i}}) as flow:\n"
+        "            with flow.step('s', kind='generate') as step:\n"
+        "                step.observe('a', 'kept')\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], timeout=60)
+    assert done.returncode == 0
+    from conftest import flows_of
+
+    assert len(flows_of(read, pipeline, 20)) == 20
+
+
+def test_wrong_argument_types_never_raise(client, read, pipeline):
+    import uuid
+
+    before = client.stats()["sdk_errors"]
+    with client.flow(uuid.UUID(int=7)) as flow:  # a pipeline that is not text: str() of it
+        with flow.step(None, kind=5) as step:
+            step.observe("a", None)  # no verdict: reported, not observed
+            step.observe("b", "rejected", score="0.25", reasons="price_out_of_range")
+            step.observe("c", "kept", score="high")  # not a number: no score
+            step.candidates_in = -1  # not a count: reported
+    client.flush(10.0)
+    assert client.stats()["sdk_errors"] >= before + 4
+    stored = stored_flow(read, flow.id)
+    assert stored["pipeline"] == str(uuid.UUID(int=7))
+    step = stored["steps"][0]
+    assert (step["name"], step["kind"]) == ("None", "custom")
+    assert step["reasons"] == {"price_out_of_range": 1}
+    observations = {o["candidate_id"]: o for o in read.observations(flow.id, step["seq"])}
+    assert observations["b"]["score"] == 0.25
+    assert "score" not in observations["c"] or observations["c"]["score"] is None
+    with pytest.raises(flowtrail.ReplayError):
+        client.replay(uuid.UUID(int=8), "p")  # a UUID object is read as its text: not stored
+
+
+def test_python_code_run_while_converting_can_record_again(client, read, pipeline):
+    with client.flow(pipeline) as flow:
+        with flow.step("s", kind="filter") as step:
+
+            class Chatty:
+                def __str__(self):
+                    step.observe("inner", "kept")  # re-enters the step: must not deadlock
+                    return "chatty"
+
+            step.observe("outer", "kept", attributes={"x": Chatty()})
+    client.flush(10.0)
+    stored = stored_flow(read, flow.id)
+    assert stored["steps"][0]["candidates_in"] == 2
+    observations = {o["candidate_id"]: o for o in read.observations(flow.id, 0)}
+    assert observations["outer"]["attributes"] == {"x": "chatty"}
+
+
 def test_a_disabled_client_records_nothing_and_never_raises(monkeypatch):
     monkeypatch.delenv("FLOWTRAIL_URL", raising=False)
     monkeypatch.delenv("FLOWTRAIL_API_KEY", raising=False)

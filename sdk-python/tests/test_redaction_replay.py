@@ -48,7 +48,7 @@ def test_replay_answers_from_the_recording_and_refuses_a_changed_input(client, r
         return {"keywords": ["laptop stand", prompt]}
 
     with client.flow(pipeline) as flow:
-        with flow.step("keywords", kind="llm") as step:
+        with flow.step("keywords", kind="generate") as step:
             first = step.boundary("llm.keywords", {"prompt": "a"}, lambda: llm("a"))
             second = step.boundary("llm.keywords", {"prompt": "b"}, lambda: llm("b"))
     assert client.flush(10.0)
@@ -59,13 +59,13 @@ def test_replay_answers_from_the_recording_and_refuses_a_changed_input(client, r
         raise AssertionError("a replayed boundary must not call out")
 
     with client.replay(flow.id, pipeline) as again:
-        with again.step("keywords", kind="llm") as step:
+        with again.step("keywords", kind="generate") as step:
             assert step.boundary("llm.keywords", {"prompt": "a"}, never) == first
             assert step.boundary("llm.keywords", {"prompt": "b"}, never) == second
             with pytest.raises(flowtrail.ReplayMissing):
                 step.boundary("llm.keywords", {"prompt": "c"}, never)
     with client.replay(flow.id, pipeline) as changed:
-        with changed.step("keywords", kind="llm") as step:
+        with changed.step("keywords", kind="generate") as step:
             with pytest.raises(flowtrail.ReplayMismatch) as raised:
                 step.boundary("llm.keywords", {"prompt": "CHANGED"}, never)
             assert "llm.keywords" in str(raised.value)

@@ -30,7 +30,6 @@ import functools
 import inspect
 import os
 import threading
-import weakref
 from typing import Any, Callable, Optional, TypeVar
 
 from . import _flowtrail
@@ -152,7 +151,9 @@ def step(
 
 # -- every client, for the exit and fork hooks --------------------------------------------
 
-_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
+# Strong references: a client created in a function (`def main(): ft = Client()`) must still
+# be flushed at exit; a client leaves the set when it is shut down.
+_clients: "set[Client]" = set()
 _clients_lock = threading.Lock()
 
 
@@ -165,6 +166,20 @@ class Client(_flowtrail.Client):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         with _clients_lock:
             _clients.add(self)
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        """Flushes, then stops the sender, within ``timeout`` seconds (the interpreter is
+        released meanwhile); what is left goes to the spool or is counted as dropped. The
+        exit hook does not shut this client down again."""
+        with _clients_lock:
+            _clients.discard(self)
+        return super().shutdown(timeout)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
 
 
 def shutdown_all(timeout: Optional[float] = None) -> None:
@@ -198,19 +213,29 @@ def _after_fork_in_child() -> None:
             client._after_fork()
         except Exception:  # noqa: BLE001
             pass
-    # A multiprocessing worker started by fork ends with os._exit, past atexit: its
-    # finalizers run, so the child's flows are flushed there.
-    mp_util = __import__("sys").modules.get("multiprocessing.util")
-    if mp_util is not None:
-        try:
-            mp_util.Finalize(None, shutdown_all, exitpriority=100)
-        except Exception:  # noqa: BLE001
-            pass
+
+
+class _ForkMarker:
+    """Kept alive for `multiprocessing.util.register_after_fork`."""
+
+
+_fork_marker = _ForkMarker()
+
+
+def _in_multiprocessing_child(_marker: object) -> None:
+    # A multiprocessing process started by fork ends with os._exit, past atexit, after
+    # running its finalizers — registered here, after multiprocessing cleared the parent's.
+    import multiprocessing.util as mp_util
+
+    mp_util.Finalize(None, shutdown_all, exitpriority=100)
 
 
 atexit.register(_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+    import multiprocessing.util as _mp_util
+
+    _mp_util.register_after_fork(_fork_marker, _in_multiprocessing_child)
 
 
 async def aflush(client: Client, timeout: float = 5.0) -> bool:

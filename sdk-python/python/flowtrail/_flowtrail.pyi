@@ -70,7 +70,7 @@ class Flow:
     def step(
         self,
         name: str,
-        kind: str = "custom",
+        kind: Optional[str] = None,
         *,
         input: Any = None,
         capture: Optional[str] = None,

@@ -63,6 +63,12 @@ impl Candidate {
         self
     }
 
+    /// Free attributes, already JSON (what a binding converted).
+    pub fn attributes(mut self, attributes: serde_json::Map<String, serde_json::Value>) -> Self {
+        self.0.attributes.extend(attributes);
+        self
+    }
+
     /// A free attribute (`price`, `rating`, `category`…).
     pub fn attr(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
         self.0.attributes.insert(key.into(), to_value(value));

@@ -101,6 +101,19 @@ impl StepRecorder {
         self
     }
 
+    /// Counts one candidate (always: counts and reasons stay exact) and answers whether the
+    /// capture policy keeps it; add a kept one with [`StepRecorder::keep`]. For bindings that
+    /// build a kept candidate's attributes outside their own locks.
+    pub fn admit(&mut self, candidate: &Candidate) -> bool {
+        self.tally.count(&candidate.0)
+    }
+
+    /// Adds a candidate [`StepRecorder::admit`] kept.
+    pub fn keep(&mut self, candidate: Candidate) -> &mut Self {
+        self.record.observations.push(candidate.0);
+        self
+    }
+
     /// What this step keeps of its candidates. Set it before observing: candidates already
     /// observed were kept or not by the old policy.
     pub fn capture(&mut self, policy: CapturePolicy) -> &mut Self {
