@@ -76,3 +76,27 @@ def test_replay_answers_from_the_recording_and_refuses_a_changed_input(client, r
         client.replay("not-a-uuid", pipeline)
     with pytest.raises(flowtrail.ReplayError):
         client.replay("01936b2e-7c4a-7cc0-9a57-4c1f0e6d2b11", pipeline)  # not stored
+
+
+def test_boundaries_and_tags_are_redacted_and_still_replay(server, read, pipeline):
+    client = flowtrail.Client(server["url"], server["key"], redact_fields=["api_key", "password"])
+    try:
+        with client.flow(pipeline, tags={"password": "hunter5"}) as flow:
+            with flow.step("call", kind="generate") as step:
+                answer = step.boundary(
+                    "llm", {"api_key": "AKIA999", "prompt": "hi"}, lambda: {"text": "hello"}
+                )
+        assert answer == {"text": "hello"}
+        assert client.flush(10.0)
+        stored = stored_flow(read, flow.id)
+        text = json.dumps(stored)
+        assert "AKIA999" not in text and "hunter5" not in text
+        assert stored["tags"]["password"] == "[redacted]"
+        # A replay with the same (real) input matches the masked recording.
+        with client.replay(flow.id, pipeline) as again:
+            with again.step("call", kind="generate") as step:
+                assert step.boundary(
+                    "llm", {"api_key": "AKIA999", "prompt": "hi"}, lambda: 1 / 0
+                ) == {"text": "hello"}
+    finally:
+        client.shutdown(5.0)

@@ -136,6 +136,11 @@ impl crate::Flow {
     /// made with `given` (errors as [`Step::boundary`]'s); `None` in a flow that is not a
     /// replay. For bindings that run the call themselves, without holding the flow.
     pub fn replay_answer(&mut self, name: &str, given: Value) -> Option<Result<Boundary, Error>> {
+        let mut given = given;
+        // The recording holds the input as it was sent: masked by the client's redaction.
+        if self.replay.is_some() {
+            self.client.redaction().redact_value(&mut given);
+        }
         self.replay
             .as_mut()
             .map(|replay| replay.answer(name, given))

@@ -94,6 +94,11 @@ impl Client {
         self.sender.load().shutdown(timeout)
     }
 
+    /// What this client masks before anything leaves the process.
+    pub(crate) fn redaction(&self) -> &crate::Redaction {
+        &self.config.redaction
+    }
+
     /// Counters of what happened to the flows handed to this client.
     pub fn stats(&self) -> Stats {
         self.sender.load().stats()

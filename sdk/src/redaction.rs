@@ -76,7 +76,18 @@ impl Redaction {
         }
     }
 
-    /// Masks a whole flow record in place.
+    /// Masks one value as a record's inputs are masked (what a replayed boundary's input is
+    /// compared as: the recording holds it masked).
+    pub fn redact_value(&self, value: &mut Value) {
+        if !self.is_empty() {
+            self.apply(value);
+        }
+    }
+
+    /// Masks a whole flow record in place: inputs and outputs of the flow, its steps and
+    /// their boundaries (recorded calls: prompts, answers), candidate attributes, and tag
+    /// values (a tag whose key is a named field becomes `"[redacted]"`; the mask sees each
+    /// tag as a string member).
     pub fn redact(&self, record: &mut FlowRecord) {
         if self.is_empty() {
             return;
@@ -86,9 +97,72 @@ impl Redaction {
         for step in &mut record.steps {
             self.apply(&mut step.input);
             self.apply(&mut step.output);
+            for boundary in &mut step.boundaries {
+                self.apply(&mut boundary.input);
+                self.apply(&mut boundary.output);
+            }
             for observation in &mut step.observations {
                 self.apply_members(&mut observation.attributes);
             }
         }
+        for (key, value) in record.tags.iter_mut() {
+            let mut member = Value::String(std::mem::take(value));
+            if self.fields.iter().any(|f| f.eq_ignore_ascii_case(key)) {
+                member = Value::String("[redacted]".into());
+            }
+            if let Some(mask) = &self.mask {
+                mask(key, &mut member);
+            }
+            *value = match member {
+                Value::String(text) => text,
+                other => other.to_string(),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use time::OffsetDateTime;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::{Boundary, StepKind};
+
+    #[test]
+    fn boundaries_and_tags_are_masked_too() {
+        let mut record = FlowRecord::new(Uuid::nil(), "p", OffsetDateTime::UNIX_EPOCH);
+        record.tags.insert("Password".into(), "hunter2".into());
+        record.tags.insert("note".into(), "sk-secret".into());
+        let mut step = flowtrail_types::StepRecord::new(0, "s", StepKind::Custom);
+        step.boundaries.push(Boundary {
+            name: "llm".into(),
+            input: json!({"api_key": "AKIA", "prompt": "hi"}),
+            output: json!({"token": "sk-out"}),
+        });
+        record.steps.push(step);
+        let redaction = Redaction::fields(["password", "API_KEY"]).with_mask(|_, value| {
+            if let Value::String(text) = value
+                && text.starts_with("sk-")
+            {
+                *text = "[key]".into();
+            }
+        });
+        redaction.redact(&mut record);
+        assert_eq!(record.tags["Password"], "[redacted]");
+        assert_eq!(record.tags["note"], "[key]");
+        let boundary = &record.steps[0].boundaries[0];
+        assert_eq!(
+            boundary.input,
+            json!({"api_key": "[redacted]", "prompt": "hi"})
+        );
+        assert_eq!(boundary.output, json!({"token": "[key]"}));
+        let mut given = json!({"api_key": "AKIA", "prompt": "hi"});
+        redaction.redact_value(&mut given);
+        assert_eq!(
+            given, boundary.input,
+            "a replayed input compares as recorded"
+        );
     }
 }

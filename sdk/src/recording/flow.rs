@@ -17,7 +17,7 @@ use crate::{Client, FlowRecord, FlowStatus, Replay, StepKind};
 /// One run of a pipeline being recorded. Finish it with [`Flow::succeed`] or [`Flow::fail`];
 /// dropped unfinished, it is sent as failed.
 pub struct Flow {
-    pub(super) client: Client,
+    pub(crate) client: Client,
     pub(crate) record: FlowRecord,
     sent: bool,
     /// The recorded calls its boundaries answer from, in a replayed flow.
