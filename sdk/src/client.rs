@@ -99,6 +99,14 @@ impl Client {
         &self.config.redaction
     }
 
+    /// What happened since the last call that the user should know about, oldest first: a
+    /// flow the server refused (with its answer), one changed to fit the server's limits
+    /// (what changed), one lost (why). The latest 100 are kept. Each is also logged with
+    /// `tracing` when it happens; a binding logs them in its own language's way.
+    pub fn take_notices(&self) -> Vec<String> {
+        self.sender.load().take_notices()
+    }
+
     /// Counters of what happened to the flows handed to this client.
     pub fn stats(&self) -> Stats {
         self.sender.load().stats()

@@ -20,7 +20,8 @@
 //! Where things live: [`Client`] (`client`) hands flows to the sender (`sender/`); a [`Flow`],
 //! its [`Step`]s, their [`Candidate`]s and the [`CapturePolicy`] that samples them are in
 //! `recording/`; [`Step::boundary`] and [`Replay`] in `boundary`; [`Redaction`] in
-//! `redaction`; [`Config`] in `config`; [`Error`] in `error`.
+//! `redaction`; [`Config`] in `config`; [`Error`] in `error`; fitting a record to the server's
+//! ingest limits before it is sent in `limits`.
 
 #![warn(missing_docs)]
 
@@ -28,6 +29,7 @@ mod boundary;
 mod client;
 mod config;
 mod error;
+mod limits;
 mod recording;
 mod redaction;
 mod sender;

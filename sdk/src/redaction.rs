@@ -1,7 +1,9 @@
 //! Masking values before a flow leaves the process. Rules: redaction runs on the sender's
-//! side, never on the caller's thread, and before a flow is sent *or* written to the spool;
-//! named fields match object keys without case, at any depth of inputs, outputs and candidate
-//! attributes; the `mask` closure runs after them on every object member.
+//! side, never on the caller's thread (except to compare a replayed boundary's input, which
+//! the recording holds masked), and before a flow is sent *or* written to the spool; named
+//! fields match object keys without case, at any depth of inputs, outputs, recorded calls
+//! (boundaries) and candidate attributes, and tag keys; the `mask` closure runs after them on
+//! every object member and every tag (as a string member).
 
 use std::sync::Arc;
 

@@ -377,3 +377,97 @@ fn redaction_masks_values_before_they_leave_the_process() {
         9.5
     );
 }
+
+#[test]
+fn a_request_hung_at_shutdown_leaves_its_flow_in_the_spool() {
+    let backend = Backend::start(Mode::Hang);
+    let spool = tempfile::tempdir().unwrap();
+    let mut hung = config(&backend.url());
+    hung.request_timeout = Duration::from_secs(30);
+    hung.spool_dir = Some(spool.path().to_path_buf());
+    let client = Client::with_config(hung).unwrap();
+    run_pipeline(&client, 0);
+    // The request is under way (and hangs).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while backend.requests.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no request was made");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let started = Instant::now();
+    assert!(
+        client.shutdown(Duration::from_millis(500)),
+        "nothing is left pending"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let stats = client.stats();
+    assert_eq!((stats.spooled, stats.pending), (1, 0), "{stats:?}");
+    assert!(balanced(&stats), "{stats:?}");
+
+    // The next process sends it, once.
+    backend.set(Mode::Accept);
+    let mut next = config(&backend.url());
+    next.spool_dir = Some(spool.path().to_path_buf());
+    let client = Client::with_config(next).unwrap();
+    backend.wait_stored(1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.stats().unspooled < 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(client.stats().sent, 1);
+    assert_eq!(std::fs::read_dir(spool.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_flow_too_large_for_the_server_is_shrunk_and_sent_again() {
+    let backend = Backend::start(Mode::Accept);
+    *backend.script.lock().unwrap() = vec![(413, None)];
+    let mut big = config(&backend.url());
+    big.capture = flowtrail_sdk::CapturePolicy::Full;
+    let client = Client::with_config(big).unwrap();
+    let mut flow = client
+        .flow("big")
+        .input(json!({"blob": "x".repeat(100_000)}));
+    {
+        let mut step = flow.step("filter", StepKind::Filter);
+        for i in 0..3_000 {
+            step.observe(Candidate::rejected(format!("C{i}")).reason("price", "too cheap"));
+        }
+        step.finish();
+    }
+    flow.succeed(json!({}));
+    assert!(client.flush(Duration::from_secs(10)));
+    backend.wait_stored(1);
+    let requests = backend.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "refused once, then sent shrunk");
+    let sent = &requests[1].1;
+    let step = &sent["steps"][0];
+    assert_eq!(step["observations"].as_array().unwrap().len(), 1_000);
+    assert_eq!(
+        (
+            step["candidates_in"].as_u64(),
+            step["reasons"]["price"].as_u64()
+        ),
+        (Some(3_000), Some(3_000))
+    );
+    assert_eq!(step["capture"], "sampled");
+    assert!(sent["input"].as_str().unwrap().starts_with("<left out"));
+    let stats = client.stats();
+    assert_eq!((stats.sent, stats.adjusted), (1, 1), "{stats:?}");
+    let notices = client.take_notices();
+    assert!(notices.iter().any(|n| n.contains("413")), "{notices:?}");
+    assert!(client.take_notices().is_empty(), "taken once");
+}
+
+#[test]
+fn a_refusal_is_told_in_the_notices_with_the_server_answer() {
+    let backend = Backend::start(Mode::Status(403));
+    let client = Client::with_config(config(&backend.url())).unwrap();
+    run_pipeline(&client, 0);
+    assert!(client.flush(Duration::from_secs(5)));
+    let notices = client.take_notices();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(
+        notices[0].contains("refused") && notices[0].contains("403"),
+        "{notices:?}"
+    );
+}

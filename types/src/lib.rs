@@ -19,6 +19,7 @@ pub mod admin;
 pub mod analysis;
 pub mod api;
 pub mod filters;
+pub mod limits;
 pub mod share;
 pub mod vocabulary;
 

@@ -23,19 +23,20 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
+        use flowtrail_types::limits;
         Limits {
-            max_steps: 1_000,
-            max_observations_per_step: 100_000,
-            max_name_len: 256,
-            max_text_len: 64 * 1024,
-            max_tags: 64,
-            max_reasons_per_observation: 32,
+            max_steps: limits::MAX_STEPS,
+            max_observations_per_step: limits::MAX_OBSERVATIONS_PER_STEP,
+            max_name_len: limits::MAX_NAME_BYTES,
+            max_text_len: limits::MAX_TEXT_BYTES,
+            max_tags: limits::MAX_TAGS,
+            max_reasons_per_observation: limits::MAX_REASONS_PER_OBSERVATION,
         }
     }
 }
 
 /// Largest candidate count or reason count (2^53: exact in every JSON reader and in SQL).
-pub const MAX_COUNT: u64 = 1 << 53;
+pub const MAX_COUNT: u64 = flowtrail_types::limits::MAX_COUNT;
 
 /// Checks everything serde cannot: lengths, counts, uniqueness, consistency.
 pub fn validate(flow: &FlowRecord, limits: &Limits) -> Result<()> {

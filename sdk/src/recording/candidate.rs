@@ -10,7 +10,7 @@ use crate::{Observation, Reason, Verdict};
 
 /// A candidate's fate, built fluently: `Candidate::rejected("B0…").score(0.1).reason(…)`.
 #[derive(Debug, Clone)]
-pub struct Candidate(pub(super) Observation);
+pub struct Candidate(pub(crate) Observation);
 
 impl Candidate {
     /// A candidate with this verdict.

@@ -2,11 +2,13 @@
 //! Rules: every observed candidate counts towards `candidates_in`, `candidates_out` and the
 //! reason histogram (a rejected candidate once per reason code); sampling keeps every kept or
 //! selected candidate and the first N rejected ones per *primary* reason code; a step says
-//! whether anything was left out (`Capture::Sampled`) or not (`Capture::Full`).
+//! whether anything was left out (`Capture::Sampled`) or not (`Capture::Full`); no policy
+//! keeps more than the server stores of one step (100,000 observations).
 
 use std::collections::{BTreeMap, HashMap};
 
 use flowtrail_types::StepRecord;
+use flowtrail_types::limits::MAX_OBSERVATIONS_PER_STEP;
 
 use crate::{Capture, Observation, Verdict};
 
@@ -45,6 +47,8 @@ pub(super) struct Tally {
     reasons: BTreeMap<String, u64>,
     /// Rejected candidates kept so far per primary reason code (sampling).
     kept_per_reason: HashMap<String, usize>,
+    /// Candidates kept so far (at most [`MAX_OBSERVATIONS_PER_STEP`]).
+    kept: usize,
     sampled_out: bool,
 }
 
@@ -56,6 +60,7 @@ impl Tally {
             passed: 0,
             reasons: Default::default(),
             kept_per_reason: Default::default(),
+            kept: 0,
             sampled_out: false,
         }
     }
@@ -81,27 +86,32 @@ impl Tally {
                 }
             }
         }
-        let keep = match self.policy {
-            CapturePolicy::Full => true,
-            CapturePolicy::CountsOnly => false,
-            CapturePolicy::Sampled { .. } if observation.verdict != Verdict::Rejected => true,
-            CapturePolicy::Sampled {
-                rejected_per_reason,
-            } => {
-                let code = observation.reasons.first().map_or("", |r| r.code.as_str());
-                let kept = match self.kept_per_reason.get_mut(code) {
-                    Some(kept) => kept,
-                    None => self.kept_per_reason.entry(code.to_string()).or_insert(0),
-                };
-                if *kept < rejected_per_reason {
-                    *kept += 1;
-                    true
-                } else {
-                    false
+        // A step stores at most this many observations; beyond it, only counts.
+        let room = self.kept < MAX_OBSERVATIONS_PER_STEP;
+        let keep = room
+            && match self.policy {
+                CapturePolicy::Full => true,
+                CapturePolicy::CountsOnly => false,
+                CapturePolicy::Sampled { .. } if observation.verdict != Verdict::Rejected => true,
+                CapturePolicy::Sampled {
+                    rejected_per_reason,
+                } => {
+                    let code = observation.reasons.first().map_or("", |r| r.code.as_str());
+                    let kept = match self.kept_per_reason.get_mut(code) {
+                        Some(kept) => kept,
+                        None => self.kept_per_reason.entry(code.to_string()).or_insert(0),
+                    };
+                    if *kept < rejected_per_reason {
+                        *kept += 1;
+                        true
+                    } else {
+                        false
+                    }
                 }
-            }
-        };
-        if !keep {
+            };
+        if keep {
+            self.kept += 1;
+        } else {
             self.sampled_out = true;
         }
         keep
@@ -195,5 +205,26 @@ mod tests {
         }
         assert_eq!(flow.record.steps[0].capture, Capture::Full);
         assert_eq!(flow.record.steps[0].observations.len(), 2);
+    }
+
+    #[test]
+    fn no_policy_keeps_more_than_a_step_stores() {
+        let client = offline_client();
+        let mut flow = client.flow("p");
+        {
+            let mut step = flow.step("huge", StepKind::Filter);
+            step.capture(CapturePolicy::Full);
+            for i in 0..super::MAX_OBSERVATIONS_PER_STEP + 5 {
+                step.observe(Candidate::kept(i.to_string()));
+            }
+        }
+        let step = &flow.record.steps[0];
+        assert_eq!(step.observations.len(), super::MAX_OBSERVATIONS_PER_STEP);
+        assert_eq!(step.capture, Capture::Sampled, "it says it holds a sample");
+        let total = (super::MAX_OBSERVATIONS_PER_STEP + 5) as u64;
+        assert_eq!(
+            (step.candidates_in, step.candidates_out),
+            (Some(total), Some(total))
+        );
     }
 }

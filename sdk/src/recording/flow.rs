@@ -87,6 +87,16 @@ impl Flow {
         StepRecorder::start(seq, name.into(), kind, self.client.capture)
     }
 
+    /// What is recorded so far (read-only): input, output, tags and the steps that ended.
+    pub fn record(&self) -> &FlowRecord {
+        &self.record
+    }
+
+    /// The client this flow is sent through.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Adds a step started with [`Flow::begin_step`], ended with `status` now (pushed at
     /// once too when the client says so).
     pub fn end_step(&mut self, recorder: StepRecorder, status: FlowStatus) {

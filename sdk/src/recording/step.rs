@@ -40,6 +40,12 @@ impl StepRecorder {
         self.record.seq
     }
 
+    /// What is recorded so far (read-only): input, output, reasoning, the counts set by the
+    /// caller (those counted from observations are filled in when the step ends).
+    pub fn record(&self) -> &StepRecord {
+        &self.record
+    }
+
     /// What the step was given (a small summary).
     pub fn input(&mut self, input: impl Serialize) -> &mut Self {
         self.record.input = to_value(input);

@@ -5,7 +5,8 @@
 //! every attempt carries the idempotency key `{id}:{version}`, so a retry never stores a flow
 //! twice; 408, 409, 429, 5xx and network errors are retried after exponential backoff with
 //! full jitter (from `backoff_base`, capped at 30 s), or after `Retry-After` when longer
-//! (capped at 60 s); any other status is final.
+//! (capped at 60 s); 413 is told apart (the caller shrinks the flow and tries again); any
+//! other status is final.
 
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ use super::thread::{Outcome, SenderThread};
 /// How one request ended.
 enum Attempt {
     Delivered,
+    /// 413: the body is larger than the server takes.
+    TooLarge,
     Final(String),
     Retry(Option<Duration>),
 }
@@ -66,8 +69,12 @@ impl SenderThread {
         for attempt in 1..=attempts {
             match self.attempt(&endpoint, &body, zstd, &key).await {
                 Attempt::Delivered => return Outcome::Sent,
+                Attempt::TooLarge => return Outcome::TooLarge,
                 Attempt::Final(why) => {
-                    tracing::warn!(flow_id = %record.id, %why, "flowtrail: the server refused the flow");
+                    self.shared.notice(format!(
+                        "the server refused flow {} (version {}): {why}",
+                        record.id, record.version
+                    ));
                     return Outcome::Refused;
                 }
                 Attempt::Retry(_) if attempt == attempts => break,
@@ -97,6 +104,8 @@ impl SenderThread {
                 let status = response.status();
                 if status.is_success() {
                     Attempt::Delivered
+                } else if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    Attempt::TooLarge
                 } else if status == StatusCode::TOO_MANY_REQUESTS
                     || status == StatusCode::REQUEST_TIMEOUT
                     || status == StatusCode::CONFLICT
@@ -110,7 +119,15 @@ impl SenderThread {
                         .map(|s| Duration::from_secs(s.min(60)));
                     Attempt::Retry(retry_after)
                 } else {
-                    let text = response.text().await.unwrap_or_default();
+                    let mut text = response.text().await.unwrap_or_default();
+                    if text.len() > 1_000 {
+                        let mut end = 1_000;
+                        while !text.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        text.truncate(end);
+                        text.push('…');
+                    }
                     Attempt::Final(format!("{status}: {text}"))
                 }
             }

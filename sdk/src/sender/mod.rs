@@ -35,12 +35,20 @@ struct State {
     items: VecDeque<Box<FlowRecord>>,
     /// A flow taken by the sender thread and not settled yet.
     in_flight: bool,
+    /// That flow, once redacted and fitted: what shutdown spools if its request is still
+    /// under way (the request may yet succeed: the spooled copy is sent again under the same
+    /// idempotency key, which the server answers without storing it twice).
+    in_flight_record: Option<Arc<FlowRecord>>,
+    /// Set by shutdown when it spooled `in_flight_record`: the flow is counted as spooled.
+    in_flight_spooled: bool,
     closed: bool,
 }
 
 /// What the handle and its threads share.
 struct Shared {
     state: Mutex<State>,
+    /// What a binding should tell its user (see [`Sender::take_notices`]).
+    notices: Mutex<Notices>,
     /// Signalled when a flow arrives, settles, or the queue closes.
     changed: Condvar,
     counters: Counters,
@@ -48,7 +56,32 @@ struct Shared {
     spool: Option<Spool>,
 }
 
+/// The latest notices, at most [`Notices::KEPT`], and how many older ones were left out.
+#[derive(Default)]
+struct Notices {
+    kept: VecDeque<String>,
+    left_out: u64,
+}
+
+impl Notices {
+    const KEPT: usize = 100;
+}
+
 impl Shared {
+    /// Keeps `text` for [`Sender::take_notices`] and logs it (`tracing`, warning level).
+    fn notice(&self, text: String) {
+        tracing::warn!("flowtrail: {text}");
+        let mut notices = self
+            .notices
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if notices.kept.len() == Notices::KEPT {
+            notices.kept.pop_front();
+            notices.left_out += 1;
+        }
+        notices.kept.push_back(text);
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state
             .lock()
@@ -99,6 +132,7 @@ impl Sender {
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
+            notices: Mutex::default(),
             changed: Condvar::new(),
             counters: Counters::default(),
             capacity: config.queue_capacity.max(1),
@@ -182,29 +216,68 @@ impl Sender {
         // Keep a slice of the time to put what is left in the spool.
         let margin = (timeout / 5).min(Duration::from_millis(500));
         let delivered = self.flush(timeout.saturating_sub(margin));
-        let left: Vec<Box<FlowRecord>> = {
+        let (left, in_flight) = {
             let mut state = self.shared.lock();
             state.closed = true;
-            state.items.drain(..).collect()
+            let in_flight = match (&self.shared.spool, state.in_flight_record.take()) {
+                (Some(_), Some(record)) => {
+                    state.in_flight_spooled = true;
+                    Some(record)
+                }
+                _ => None,
+            };
+            (state.items.drain(..).collect::<Vec<_>>(), in_flight)
         };
         self.shared.changed.notify_all();
+        // A request hung on the network: its flow goes to the spool too, redacted already.
+        if let (Some(spool), Some(record)) = (&self.shared.spool, in_flight) {
+            let record = Arc::try_unwrap(record).unwrap_or_else(|r| (*r).clone());
+            self.shared.spool(spool, Box::new(record), true, true);
+        }
         for record in left {
             self.shared.evict(record);
         }
         // The threads end by themselves: the sender thread once closed and idle, the spool
         // thread when the last handle to it goes. A request hung on the network is not waited
-        // for: it is what `pending` counts.
+        // for: its flow is spooled above, or (without a spool) what `pending` counts.
         let deadline = (started + timeout).max(Instant::now() + margin);
         let spooled = self.spool_settled(deadline);
-        let idle = !self.shared.lock().in_flight;
+        let idle = {
+            let state = self.shared.lock();
+            !state.in_flight || state.in_flight_spooled
+        };
         delivered || (spooled && idle)
+    }
+
+    /// What happened since the last call that the user should know about, oldest first: a
+    /// flow the server refused (with its answer), one changed to fit the server's limits (what
+    /// changed), one lost (why). At most the latest 100 are kept; older ones are summed up in
+    /// a last line. For bindings that log on the caller's side (Python's `logging`); each is
+    /// also logged with `tracing` when it happens.
+    pub(crate) fn take_notices(&self) -> Vec<String> {
+        let mut notices = self
+            .shared
+            .notices
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut taken: Vec<String> = notices.kept.drain(..).collect();
+        if notices.left_out > 0 {
+            taken.insert(
+                0,
+                format!(
+                    "{} earlier notices left out",
+                    std::mem::take(&mut notices.left_out)
+                ),
+            );
+        }
+        taken
     }
 
     /// The counters now; `pending` is what is queued, in flight, or handed to the spool.
     pub(crate) fn stats(&self) -> Stats {
         let in_memory = {
             let state = self.shared.lock();
-            state.items.len() as u64 + u64::from(state.in_flight)
+            state.items.len() as u64 + u64::from(state.in_flight && !state.in_flight_spooled)
         };
         self.shared.counters.snapshot(in_memory)
     }

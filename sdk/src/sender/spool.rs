@@ -76,6 +76,10 @@ impl Shared {
     pub(super) fn evict(&self, record: Box<FlowRecord>) {
         let Some(spool) = &self.spool else {
             Counters::add(&self.counters.dropped);
+            self.notice(format!(
+                "flow {} dropped: the queue is full (queue_capacity) and there is no spool_dir",
+                record.id
+            ));
             return;
         };
         self.spool(spool, record, false, false);
@@ -95,6 +99,7 @@ impl Shared {
         if !handed {
             counters.spooling.fetch_sub(1, Ordering::Relaxed);
             Counters::add(&counters.dropped);
+            self.notice("a flow was dropped: the spool thread is busy or gone".into());
         }
     }
 }
@@ -123,11 +128,17 @@ impl SpoolWriter {
                 }
                 Ok(_) => {
                     let _ = std::fs::remove_file(spool_path(dir, &record));
-                    tracing::warn!("flowtrail: the spool is full; a flow was dropped");
+                    shared.notice(format!(
+                        "flow {} dropped: the spool is full (spool_max_bytes {max_bytes})",
+                        record.id
+                    ));
                     Counters::add(&shared.counters.dropped);
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "flowtrail: cannot write the spool; a flow was dropped");
+                    shared.notice(format!(
+                        "flow {} dropped: cannot write the spool: {error}",
+                        record.id
+                    ));
                     Counters::add(&shared.counters.dropped);
                 }
             }

@@ -27,6 +27,11 @@ pub struct Stats {
     pub unspooled: u64,
     /// Flows in memory or being sent right now.
     pub pending: u64,
+    /// Flows changed before sending so the server takes them: a value cut to the server's
+    /// ingest limits, or a flow shrunk after a 413 (each change is told in
+    /// [`Client::take_notices`](crate::Client::take_notices)). Not part of the sum above:
+    /// such a flow is also counted where it settled.
+    pub adjusted: u64,
 }
 
 #[derive(Default)]
@@ -38,6 +43,7 @@ pub(super) struct Counters {
     pub(super) failed: AtomicU64,
     pub(super) spooled: AtomicU64,
     pub(super) unspooled: AtomicU64,
+    pub(super) adjusted: AtomicU64,
     /// Handed to the spool thread, not written yet (part of `pending`).
     pub(super) spooling: AtomicU64,
 }
@@ -59,6 +65,7 @@ impl Counters {
             spooled: self.spooled.load(Ordering::Relaxed),
             unspooled: self.unspooled.load(Ordering::Relaxed),
             pending,
+            adjusted: self.adjusted.load(Ordering::Relaxed),
         }
     }
 }

@@ -15,7 +15,7 @@ use flowtrail_types::FlowRecord;
 use super::Shared;
 use super::spool::oldest_spooled;
 use super::stats::Counters;
-use crate::Config;
+use crate::{Config, limits};
 
 /// What runs on the `flowtrail-sender` thread.
 pub(super) struct SenderThread {
@@ -30,6 +30,8 @@ pub(super) struct SenderThread {
 pub(super) enum Outcome {
     Sent,
     Refused,
+    /// 413: larger than the server takes.
+    TooLarge,
     /// Still undeliverable after every attempt.
     Unreachable,
 }
@@ -75,19 +77,21 @@ impl SenderThread {
                 Next::Stop => break,
                 Next::Record(mut record) => {
                     self.config.redaction.redact(&mut record);
+                    self.fit(&mut record);
+                    let mut record: Arc<FlowRecord> = Arc::from(record);
+                    // Shutdown spools this copy if the request is still under way then.
+                    self.shared.lock().in_flight_record = Some(record.clone());
                     let attempts = self.config.max_attempts;
-                    match runtime.block_on(self.deliver(&record, attempts)) {
-                        Outcome::Sent => Counters::add(&self.shared.counters.sent),
-                        Outcome::Refused => Counters::add(&self.shared.counters.failed),
-                        Outcome::Unreachable => {
-                            spool_after = Instant::now() + Duration::from_secs(5);
-                            match &self.shared.spool {
-                                // Waiting for room is fine here: this is not the caller's
-                                // thread, and the spool is local I/O.
-                                Some(spool) => self.shared.spool(spool, record, true, true),
-                                None => Counters::add(&self.shared.counters.failed),
-                            }
-                        }
+                    let outcome = self.deliver_fitted(&runtime, &mut record, attempts);
+                    let spooled_by_shutdown = {
+                        let mut state = self.shared.lock();
+                        state.in_flight_record = None;
+                        std::mem::take(&mut state.in_flight_spooled)
+                    };
+                    // A flow shutdown spooled is counted there (and sent again, under the same
+                    // idempotency key, from the spool).
+                    if !spooled_by_shutdown {
+                        self.settle(record, outcome, attempts, &mut spool_after);
                     }
                 }
                 Next::Spooled => {
@@ -101,6 +105,88 @@ impl SenderThread {
         }
     }
 
+    /// Counts how a flow taken from the queue settled; an unreachable one goes to the spool.
+    fn settle(
+        &self,
+        record: Arc<FlowRecord>,
+        outcome: Outcome,
+        attempts: u32,
+        spool_after: &mut Instant,
+    ) {
+        match outcome {
+            Outcome::Sent => Counters::add(&self.shared.counters.sent),
+            Outcome::Refused | Outcome::TooLarge => Counters::add(&self.shared.counters.failed),
+            Outcome::Unreachable => {
+                *spool_after = Instant::now() + Duration::from_secs(5);
+                match &self.shared.spool {
+                    // Waiting for room is fine here: this is not the caller's thread, and
+                    // the spool is local I/O.
+                    Some(spool) => {
+                        let record = Arc::try_unwrap(record).unwrap_or_else(|r| (*r).clone());
+                        self.shared.spool(spool, Box::new(record), true, true)
+                    }
+                    None => {
+                        Counters::add(&self.shared.counters.failed);
+                        self.shared.notice(format!(
+                            "flow {} lost: the server did not answer in {attempts} attempts \
+                             and there is no spool_dir",
+                            record.id
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fits `record` to the server's limits, counting and telling what changed.
+    fn fit(&self, record: &mut FlowRecord) {
+        let fitted = limits::fit(record);
+        if !fitted.is_empty() {
+            Counters::add(&self.shared.counters.adjusted);
+            self.shared.notice(format!(
+                "flow {} changed to fit the server's limits: {fitted}",
+                record.id
+            ));
+        }
+    }
+
+    /// Delivers `record` (fitted); a flow the server finds too large is shrunk
+    /// ([`limits::shrink`]) and tried once more.
+    fn deliver_fitted(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        record: &mut Arc<FlowRecord>,
+        attempts: u32,
+    ) -> Outcome {
+        match runtime.block_on(self.deliver(record, attempts)) {
+            Outcome::TooLarge => {}
+            other => return other,
+        }
+        let record = Arc::make_mut(record);
+        let shrunk = limits::shrink(record);
+        if shrunk.is_empty() {
+            self.shared.notice(format!(
+                "the server refused flow {}: 413 payload_too_large (its parts are all small: \
+                 raise the server's --max-body-bytes)",
+                record.id
+            ));
+            return Outcome::TooLarge;
+        }
+        Counters::add(&self.shared.counters.adjusted);
+        self.shared.notice(format!(
+            "flow {} was larger than the server takes (413): shrunk and sent again: {shrunk}",
+            record.id
+        ));
+        let outcome = runtime.block_on(self.deliver(record, attempts));
+        if let Outcome::TooLarge = outcome {
+            self.shared.notice(format!(
+                "the server refused flow {} even shrunk: 413 payload_too_large",
+                record.id
+            ));
+        }
+        outcome
+    }
+
     /// Sends the oldest spooled flow; whether there was one and it settled.
     fn send_one_spooled(&self, runtime: &tokio::runtime::Runtime) -> bool {
         let Some(dir) = &self.config.spool_dir else {
@@ -112,15 +198,18 @@ impl SenderThread {
         let record: Option<FlowRecord> = std::fs::read(&path)
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-        let Some(record) = record else {
+        let Some(mut record) = record else {
             tracing::warn!(path = %path.display(), "flowtrail: unreadable spool file removed");
             let _ = std::fs::remove_file(&path);
             return true;
         };
+        // Spooled by an earlier version, or evicted from a full queue before it was fitted.
+        self.fit(&mut record);
+        let mut record = Arc::new(record);
         // One attempt: new flows must not wait behind a backlog the server is refusing.
-        match runtime.block_on(self.deliver(&record, 1)) {
+        match self.deliver_fitted(runtime, &mut record, 1) {
             Outcome::Sent => Counters::add(&self.shared.counters.sent),
-            Outcome::Refused => Counters::add(&self.shared.counters.failed),
+            Outcome::Refused | Outcome::TooLarge => Counters::add(&self.shared.counters.failed),
             Outcome::Unreachable => return false, // stays in the spool for later
         }
         Counters::add(&self.shared.counters.unspooled);

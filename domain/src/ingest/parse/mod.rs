@@ -14,7 +14,7 @@ use scan::{Finding, nesting_depth, path_at, scan};
 /// Deepest nesting of arrays and objects a flow record may have. The record's own structure
 /// takes 6 levels (flow → steps → step → observations → observation → attributes); the rest
 /// is for free-form values. serde_json would stop at 128 with a less helpful error.
-pub const MAX_DEPTH: usize = 64;
+pub const MAX_DEPTH: usize = flowtrail_types::limits::MAX_DEPTH;
 
 /// Whether a JSON text nests at most [`MAX_DEPTH`] deep and every number in it comes back
 /// from storage with the value it was sent with (what [`parse_body`] refuses otherwise).
