@@ -11,11 +11,12 @@
 //!   interpreter released (other Python threads and an asyncio loop keep running);
 //! - no Python code runs while this module holds one of its locks.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use flowtrail_sdk as sdk;
+use flowtrail_types::{FlowRecord, StepRecord};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -48,6 +49,12 @@ static SDK_ERRORS: AtomicU64 = AtomicU64::new(0);
 /// Set once the interpreter is exiting: a Python mask is no longer called (values it would
 /// have seen are replaced by `"[redacted]"`, failing closed).
 static FINALIZING: AtomicBool = AtomicBool::new(false);
+/// Calls of a Python mask under way (on any thread). At exit [`_finalizing`] sets
+/// [`FINALIZING`], then waits for this to reach zero: a sender thread still inside the mask
+/// when the interpreter finalizes would be ended by CPython (`pthread_exit`) through Rust
+/// frames, which aborts the process. Both are `SeqCst`: a mask call that saw `FINALIZING`
+/// unset is counted here before `_finalizing` looks.
+static MASKS_RUNNING: AtomicUsize = AtomicUsize::new(0);
 /// The `contextvars.ContextVar`s of the current flow and step (set by the package).
 static CURRENT: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
 
@@ -65,9 +72,29 @@ fn report(py: Python<'_>, message: &str) {
     drop(logged);
 }
 
+/// Logs on the `flowtrail` logger (warning level) what the client's sender had to tell: flows
+/// refused, changed to fit the server's limits, or lost ([`sdk::Client::take_notices`]).
+/// Not counted in `sdk_errors`: the client's `stats()` count these flows.
+fn log_notices(py: Python<'_>, client: &sdk::Client) {
+    let notices = client.take_notices();
+    if notices.is_empty() {
+        return;
+    }
+    let Ok(logger) = py
+        .import("logging")
+        .and_then(|logging| logging.call_method1("getLogger", ("flowtrail",)))
+    else {
+        return;
+    };
+    for notice in notices {
+        drop(logger.call_method1("warning", ("%s", notice)));
+    }
+}
+
 /// A Python value as JSON: `None`, booleans, integers (beyond 64 bits: their text), finite
 /// floats (NaN and infinities: `null`), strings, mappings (keys as text), lists, tuples and
-/// sets; anything else as its `str()`. Never fails.
+/// sets, NumPy scalars and arrays (as their Python values), dates and times (ISO 8601); anything
+/// else as its `str()`. Never fails.
 fn to_json(value: &Bound<'_, PyAny>, depth: usize) -> Value {
     if depth > MAX_DEPTH {
         return Value::String("<too deep>".into());
@@ -118,6 +145,23 @@ fn to_json(value: &Bound<'_, PyAny>, depth: usize) -> Value {
     }
     if let Ok(text) = value.extract::<String>() {
         return Value::String(text);
+    }
+    // NumPy scalars (`numpy.int64`, `numpy.float32`, `numpy.bool_`) and arrays: as the
+    // Python values `item()` / `tolist()` give.
+    if value.hasattr("dtype").unwrap_or(false) {
+        for method in ["tolist", "item"] {
+            if let Ok(plain) = value.call_method0(method)
+                && !plain.is(value)
+            {
+                return to_json(&plain, depth + 1);
+            }
+        }
+    }
+    // Dates and times (`datetime`, `date`, `time`, pandas' `Timestamp`): ISO 8601.
+    if let Ok(iso) = value.call_method0("isoformat")
+        && let Ok(iso) = iso.cast::<PyString>()
+    {
+        return Value::String(iso.to_string_lossy().into_owned());
     }
     // Sets and other iterables of plain values, dataclasses, datetimes, decimals: as text
     // unless they iterate (a set, a frozenset).
@@ -358,7 +402,9 @@ impl Client {
         config.redaction = sdk::Redaction::fields(fields);
         if let Some(mask) = mask {
             config.redaction = config.redaction.with_mask(move |key, value| {
-                if FINALIZING.load(Ordering::Relaxed) {
+                MASKS_RUNNING.fetch_add(1, Ordering::SeqCst);
+                let _running = MaskRunning;
+                if FINALIZING.load(Ordering::SeqCst) {
                     *value = Value::String("[redacted]".into());
                     return;
                 }
@@ -469,27 +515,33 @@ impl Client {
     /// Waits until everything queued so far is delivered or given up, at most `timeout`
     /// seconds (the interpreter is released meanwhile). Whether it got there in time.
     #[pyo3(signature = (timeout=5.0))]
-    fn flush(&self, py: Python<'_>, timeout: f64) -> bool {
-        match &self.inner {
-            Some(client) => {
-                let client = client.clone();
-                py.detach(move || client.flush(seconds(timeout, 5.0)))
-            }
-            None => true,
-        }
+    fn flush(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        let Some(client) = &self.inner else {
+            return Ok(true);
+        };
+        let flushed = wait_interruptibly(py, seconds(timeout, 5.0), |slice| client.flush(slice));
+        log_notices(py, client);
+        flushed
     }
 
     /// Flushes, then stops the sender; what is left goes to the spool (if any) or is counted
     /// as dropped. Returns within `timeout` seconds. Also run at interpreter exit.
     #[pyo3(signature = (timeout=5.0))]
-    fn shutdown(&self, py: Python<'_>, timeout: f64) -> bool {
-        match &self.inner {
-            Some(client) => {
-                let client = client.clone();
-                py.detach(move || client.shutdown(seconds(timeout, 5.0)))
-            }
-            None => true,
-        }
+    fn shutdown(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        let Some(client) = &self.inner else {
+            return Ok(true);
+        };
+        let timeout = seconds(timeout, 5.0);
+        // Flush in slices (Ctrl-C is seen between them), keeping a fifth of the time (at most
+        // half a second) for the sender to stop and the spool to take what is left.
+        let margin = (timeout / 5).min(Duration::from_millis(500));
+        let flushed = wait_interruptibly(py, timeout.saturating_sub(margin), |slice| {
+            client.flush(slice)
+        });
+        // Also after Ctrl-C: what is left goes to the spool before the interrupt propagates.
+        let stopped = py.detach(|| client.shutdown(margin));
+        log_notices(py, client);
+        Ok(flushed? || stopped)
     }
 
     /// Counters of what happened to the flows handed to this client: `queued`, `sent`,
@@ -497,6 +549,9 @@ impl Client {
     /// unspooled = sent + failed + dropped + spooled + pending`), and `sdk_errors` (problems
     /// recording swallowed, in the whole process).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        if let Some(client) = &self.inner {
+            log_notices(py, client);
+        }
         let stats = self.inner.as_ref().map(|c| c.stats()).unwrap_or_default();
         let dict = PyDict::new(py);
         for (name, value) in [
@@ -508,6 +563,7 @@ impl Client {
             ("spooled", stats.spooled),
             ("unspooled", stats.unspooled),
             ("pending", stats.pending),
+            ("adjusted", stats.adjusted),
             ("sdk_errors", SDK_ERRORS.load(Ordering::Relaxed)),
         ] {
             dict.set_item(name, value)?;
@@ -529,6 +585,29 @@ impl Client {
     }
 }
 
+/// Runs `wait(slice)` with the interpreter released, in slices of at most 100 ms, until it
+/// answers true or `timeout` has passed; between slices pending signals are handled, so
+/// Ctrl-C interrupts a long wait (the `KeyboardInterrupt` propagates). Whether it answered
+/// true.
+fn wait_interruptibly(
+    py: Python<'_>,
+    timeout: Duration,
+    wait: impl Fn(Duration) -> bool + Sync,
+) -> PyResult<bool> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let slice = left.min(Duration::from_millis(100));
+        if py.detach(|| wait(slice)) {
+            return Ok(true);
+        }
+        if left <= slice {
+            return Ok(false);
+        }
+        py.check_signals()?;
+    }
+}
+
 fn seconds(value: f64, default: f64) -> Duration {
     let value = if value.is_finite() && value >= 0.0 {
         value
@@ -538,21 +617,42 @@ fn seconds(value: f64, default: f64) -> Duration {
     Duration::from_secs_f64(value.min(86_400.0))
 }
 
-/// Sets `object` as the current flow (`which` 0) or step (1) in the package's context
-/// variable; the token to reset it with.
-fn enter_context(py: Python<'_>, which: usize, object: &Bound<'_, PyAny>) -> Option<Py<PyAny>> {
+/// Which of the package's context variables: the current flow or the current step.
+#[derive(Clone, Copy)]
+enum Current {
+    Flow,
+    Step,
+}
+
+/// Sets `object` (a flow, a step, or `None`) as the current flow or step in the package's
+/// context variable; the token to reset it with.
+fn enter_context(py: Python<'_>, which: Current, object: &Bound<'_, PyAny>) -> Option<Py<PyAny>> {
     let (flow_var, step_var) = CURRENT.get(py)?;
-    let var = if which == 0 { flow_var } else { step_var };
+    let var = match which {
+        Current::Flow => flow_var,
+        Current::Step => step_var,
+    };
     var.call_method1(py, "set", (object,)).ok()
 }
 
-fn exit_context(py: Python<'_>, which: usize, token: Option<Py<PyAny>>) {
+fn exit_context(py: Python<'_>, which: Current, token: Option<Py<PyAny>>) {
     let (Some((flow_var, step_var)), Some(token)) = (CURRENT.get(py), token) else {
         return;
     };
-    let var = if which == 0 { flow_var } else { step_var };
+    let var = match which {
+        Current::Flow => flow_var,
+        Current::Step => step_var,
+    };
     // A token from another context (a generator resumed elsewhere) cannot reset: ignored.
     drop(var.call_method1(py, "reset", (token,)));
+}
+
+/// Locks `mutex`, releasing the interpreter while waiting for it (a thread holding it may
+/// need the interpreter to let go); a lock poisoned by a panic is taken over.
+fn lock<'a, T>(py: Python<'_>, mutex: &'a Mutex<T>) -> MutexGuard<'a, T> {
+    mutex
+        .lock_py_attached(py)
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A flow being recorded (`with client.flow(…) as flow:`). Its steps: `flow.step(…)`.
@@ -562,11 +662,22 @@ pub struct Flow {
     /// The process that started it: a copy in a forked child is never sent by the child.
     pid: u32,
     id: String,
+    /// The client it is sent through (for its notices), none in a disabled client.
+    client: Option<sdk::Client>,
+}
+
+/// The tokens to reset the current flow and step variables with when a flow's block ends.
+struct ContextTokens {
+    flow: Option<Py<PyAny>>,
+    step: Option<Py<PyAny>>,
 }
 
 struct FlowState {
     flow: Option<sdk::Flow>,
-    token: Option<Py<PyAny>>,
+    /// The tokens of the current flow and step variables set by `__enter__`.
+    tokens: Option<ContextTokens>,
+    /// Every step started, to end those still open as failed when the flow ends.
+    steps: Vec<Weak<Mutex<StepState>>>,
 }
 
 impl Flow {
@@ -585,11 +696,7 @@ impl Flow {
                 match tags.cast::<PyDict>() {
                     Ok(tags) => {
                         for (key, value) in tags.iter() {
-                            let value = match value.cast::<PyString>() {
-                                Ok(text) => text.to_string_lossy().into_owned(),
-                                Err(_) => text_of(&value),
-                            };
-                            flow.set_tag(text_of(&key), value);
+                            flow.set_tag(text(&key), text(&value));
                         }
                     }
                     Err(_) => report(py, "tags must be a dict of text"),
@@ -601,38 +708,57 @@ impl Flow {
                 .as_ref()
                 .map(|f| f.id().to_string())
                 .unwrap_or_default(),
-            state: Mutex::new(FlowState { flow, token: None }),
+            client: flow.as_ref().map(|f| f.client().clone()),
+            state: Mutex::new(FlowState {
+                flow,
+                tokens: None,
+                steps: Vec::new(),
+            }),
             pid: std::process::id(),
         }
     }
 
+    /// The flow's state, unless this is a copy made by `fork()` in a child process.
+    fn state(&self, py: Python<'_>) -> Option<MutexGuard<'_, FlowState>> {
+        (self.pid == std::process::id()).then(|| lock(py, &self.state))
+    }
+
     /// Runs `f` on the flow being recorded (none once finished, or in a disabled client).
     fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&mut sdk::Flow) -> R) -> Option<R> {
-        if self.pid != std::process::id() {
-            return None;
-        }
-        let mut state = self
-            .state
-            .lock_py_attached(py)
-            .unwrap_or_else(|e| e.into_inner());
-        state.flow.as_mut().map(f)
+        self.state(py)?.flow.as_mut().map(f)
+    }
+
+    /// Reads the flow recorded so far.
+    fn read<R>(&self, py: Python<'_>, f: impl FnOnce(&FlowRecord) -> R) -> Option<R> {
+        self.state(py)?.flow.as_ref().map(|flow| f(flow.record()))
     }
 
     fn finish(&self, py: Python<'_>, error: Option<String>) {
-        if self.pid != std::process::id() {
+        let Some(mut state) = self.state(py) else {
             return;
+        };
+        let open = std::mem::take(&mut state.steps);
+        drop(state);
+        // Steps still open (started without `with`, never finished; or running on another
+        // thread) end now, as failed, so the flow holds them.
+        for step in open.iter().filter_map(Weak::upgrade) {
+            end_step(
+                py,
+                self,
+                &step,
+                sdk::FlowStatus::Failed,
+                Some("the flow ended before this step finished".into()),
+            );
         }
-        let flow = self
-            .state
-            .lock_py_attached(py)
-            .unwrap_or_else(|e| e.into_inner())
-            .flow
-            .take();
-        if let Some(flow) = flow {
-            match error {
-                None => flow.succeed_as_set(),
-                Some(error) => flow.fail(error),
-            }
+        let Some(flow) = self.state(py).and_then(|mut state| state.flow.take()) else {
+            return;
+        };
+        match error {
+            None => flow.succeed_as_set(),
+            Some(error) => flow.fail(error),
+        }
+        if let Some(client) = &self.client {
+            log_notices(py, client);
         }
     }
 }
@@ -645,7 +771,13 @@ impl Flow {
         &self.id
     }
 
-    /// What the flow decided: sent when the flow succeeds.
+    /// What the flow decided, as recorded (JSON values); sent when the flow succeeds.
+    #[getter]
+    fn get_output<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let output = self.read(py, |record| record.output.clone());
+        to_python(py, &output.unwrap_or_default())
+    }
+
     #[setter]
     fn set_output(&self, output: Bound<'_, PyAny>) {
         let py = output.py();
@@ -653,7 +785,13 @@ impl Flow {
         self.with(py, |flow| flow.set_output(value));
     }
 
-    /// A small summary of what the flow was asked.
+    /// A small summary of what the flow was asked, as recorded (JSON values).
+    #[getter]
+    fn get_input<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let input = self.read(py, |record| record.input.clone());
+        to_python(py, &input.unwrap_or_default())
+    }
+
     #[setter]
     fn set_input(&self, input: Bound<'_, PyAny>) {
         let py = input.py();
@@ -661,17 +799,31 @@ impl Flow {
         self.with(py, |flow| flow.set_input(value));
     }
 
-    /// A tag to filter flows by (`env=prod`, `seller=…`).
+    /// The flow's tags, as recorded: `{key: text}`.
+    #[getter]
+    fn tags<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let tags = self
+            .read(py, |record| record.tags.clone())
+            .unwrap_or_default();
+        let dict = PyDict::new(py);
+        for (key, value) in tags {
+            dict.set_item(key, value)?;
+        }
+        Ok(dict)
+    }
+
+    /// A tag to filter flows by (`env=prod`, `seller=…`): `flow.tag("env", "prod")`.
     fn tag(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) {
         let py = key.py();
-        let (key, value) = (text_of(key), text_of(value));
+        let (key, value) = (text(key), text(value));
         self.with(py, |flow| flow.set_tag(key, value));
     }
 
     /// Starts the next step: `with flow.step("price_filter", kind="filter") as step:`.
-    /// `kind`: `generate`, `retrieve`, `filter`, `rank`, `judge`, `select`, `transform`, `custom`. `capture`:
-    /// this step's policy (default: the client's). A step started inside another step's
-    /// block records it as its parent.
+    /// `kind`: `generate`, `retrieve`, `filter`, `rank`, `judge`, `select`, `transform`,
+    /// `custom` (default). `capture`: this step's policy (default: the client's). A step
+    /// started inside another step's block of the same flow records it as its parent. A step
+    /// still open when its flow ends is added to it as failed.
     #[pyo3(signature = (name, kind=None, *, input=None, capture=None))]
     fn step(
         slf: &Bound<'_, Self>,
@@ -689,7 +841,12 @@ impl Flow {
         let policy = capture_policy(py, capture.as_ref());
         let input = input.filter(|i| !i.is_none()).map(|i| to_json(&i, 0));
         let parent = current_step_seq(py, slf);
-        let recorder = slf.get().with(py, |flow| {
+        let state = Arc::new(Mutex::new(StepState {
+            recorder: None,
+            token: None,
+        }));
+        let recorder = slf.get().state(py).and_then(|mut flow_state| {
+            let flow = flow_state.flow.as_mut()?;
             let mut recorder = flow.begin_step(name, kind);
             if let Some(policy) = policy {
                 recorder.capture(policy);
@@ -700,16 +857,16 @@ impl Flow {
             if let Some(parent) = parent {
                 recorder.parent(parent);
             }
-            recorder
+            flow_state.steps.push(Arc::downgrade(&state));
+            Some(recorder)
         });
+        let seq = recorder.as_ref().map(|r| r.seq());
+        lock(py, &state).recorder = recorder;
         Step {
             pid: std::process::id(),
-            seq: recorder.as_ref().map(|r| r.seq()),
+            seq,
             flow: slf.clone().unbind(),
-            state: Mutex::new(StepState {
-                recorder,
-                token: None,
-            }),
+            state,
         }
     }
 
@@ -728,14 +885,21 @@ impl Flow {
         self.finish(py, Some(text_of(error)));
     }
 
+    /// Makes this the current flow, with no current step (a flow started inside another
+    /// flow's step does not nest its steps there).
     fn __enter__<'py>(slf: Bound<'py, Self>) -> Bound<'py, Self> {
         let py = slf.py();
-        let token = enter_context(py, 0, slf.as_any());
-        slf.get()
-            .state
-            .lock_py_attached(py)
-            .unwrap_or_else(|e| e.into_inner())
-            .token = token;
+        if let Some(mut state) = slf.get().state(py) {
+            drop(state.tokens.take());
+            drop(state);
+            let tokens = ContextTokens {
+                flow: enter_context(py, Current::Flow, slf.as_any()),
+                step: enter_context(py, Current::Step, &py.None().into_bound(py)),
+            };
+            if let Some(mut state) = slf.get().state(py) {
+                state.tokens = Some(tokens);
+            }
+        }
         slf
     }
 
@@ -748,13 +912,11 @@ impl Flow {
         traceback: Option<Bound<'_, PyAny>>,
     ) -> bool {
         drop(traceback);
-        let token = self
-            .state
-            .lock_py_attached(py)
-            .unwrap_or_else(|e| e.into_inner())
-            .token
-            .take();
-        exit_context(py, 0, token);
+        let tokens = self.state(py).and_then(|mut state| state.tokens.take());
+        if let Some(tokens) = tokens {
+            exit_context(py, Current::Step, tokens.step);
+            exit_context(py, Current::Flow, tokens.flow);
+        }
         self.finish(py, exception_text(exc_type.as_ref(), exc.as_ref()));
         false
     }
@@ -802,6 +964,24 @@ fn current_step_seq(py: Python<'_>, flow: &Bound<'_, Flow>) -> Option<u32> {
     step.flow.bind(py).is(flow).then_some(step.seq).flatten()
 }
 
+/// Adds the step whose state is `state` to `flow` with `status` (and `reasoning`), unless it
+/// was added already.
+fn end_step(
+    py: Python<'_>,
+    flow: &Flow,
+    state: &Mutex<StepState>,
+    status: sdk::FlowStatus,
+    reasoning: Option<String>,
+) {
+    let recorder = lock(py, state).recorder.take();
+    if let Some(mut recorder) = recorder {
+        if let Some(reasoning) = reasoning {
+            recorder.reasoning(reasoning);
+        }
+        flow.with(py, move |flow| flow.end_step(recorder, status));
+    }
+}
+
 /// A step being recorded (`with flow.step(…) as step:`): `step.observe(…)` each candidate,
 /// set `step.reasoning`, call dependencies through `step.boundary(…)`.
 #[pyclass(frozen, weakref, module = "flowtrail._flowtrail")]
@@ -811,7 +991,8 @@ pub struct Step {
     /// The process that started it: in a forked child the step is inert (its lock may have
     /// been held by a thread that does not exist there).
     pid: u32,
-    state: Mutex<StepState>,
+    /// Shared with its flow (weakly), which ends it if it is still open when the flow ends.
+    state: Arc<Mutex<StepState>>,
 }
 
 struct StepState {
@@ -820,33 +1001,42 @@ struct StepState {
 }
 
 impl Step {
+    /// The step's state, unless this is a copy made by `fork()` in a child process.
+    fn state(&self, py: Python<'_>) -> Option<MutexGuard<'_, StepState>> {
+        (self.pid == std::process::id()).then(|| lock(py, &self.state))
+    }
+
     fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&mut sdk::StepRecorder) -> R) -> Option<R> {
-        if self.pid != std::process::id() {
-            return None;
-        }
-        let mut state = self
-            .state
-            .lock_py_attached(py)
-            .unwrap_or_else(|e| e.into_inner());
-        state.recorder.as_mut().map(f)
+        self.state(py)?.recorder.as_mut().map(f)
+    }
+
+    /// Reads the step recorded so far.
+    fn read<R>(&self, py: Python<'_>, f: impl FnOnce(&StepRecord) -> R) -> Option<R> {
+        self.state(py)?.recorder.as_ref().map(|r| f(r.record()))
     }
 
     fn close(&self, py: Python<'_>, status: sdk::FlowStatus, reasoning: Option<String>) {
-        if self.pid != std::process::id() {
-            return;
+        if self.pid == std::process::id() {
+            end_step(py, self.flow.bind(py).get(), &self.state, status, reasoning);
         }
-        let recorder = self
-            .state
-            .lock_py_attached(py)
-            .unwrap_or_else(|e| e.into_inner())
-            .recorder
-            .take();
-        if let Some(mut recorder) = recorder {
-            if let Some(reasoning) = reasoning {
-                recorder.reasoning(reasoning);
+    }
+
+    /// Sets `candidates_in` or `candidates_out` from a Python count.
+    fn set_count(
+        &self,
+        n: &Bound<'_, PyAny>,
+        field: &str,
+        set: impl FnOnce(&mut sdk::StepRecorder, u64),
+    ) {
+        let py = n.py();
+        match n.extract::<u64>() {
+            Ok(n) => {
+                self.with(py, |recorder| set(recorder, n));
             }
-            let flow = self.flow.bind(py).get();
-            flow.with(py, move |flow| flow.end_step(recorder, status));
+            Err(_) => report(
+                py,
+                &format!("{field} {} is not a count: not recorded", text(n)),
+            ),
         }
     }
 }
@@ -924,7 +1114,12 @@ impl Step {
         }
     }
 
-    /// The step's explanation of what it did and why.
+    /// The step's explanation of what it did and why (`None` until set).
+    #[getter]
+    fn get_reasoning(&self, py: Python<'_>) -> Option<String> {
+        self.read(py, |record| record.reasoning.clone()).flatten()
+    }
+
     #[setter]
     fn set_reasoning(&self, text: &Bound<'_, PyAny>) {
         let py = text.py();
@@ -934,7 +1129,13 @@ impl Step {
         });
     }
 
-    /// What the step was given (a small summary).
+    /// What the step was given (a small summary), as recorded (JSON values).
+    #[getter]
+    fn get_input<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let input = self.read(py, |record| record.input.clone());
+        to_python(py, &input.unwrap_or_default())
+    }
+
     #[setter]
     fn set_input(&self, input: &Bound<'_, PyAny>) {
         let py = input.py();
@@ -944,7 +1145,13 @@ impl Step {
         });
     }
 
-    /// What the step produced (a small summary).
+    /// What the step produced (a small summary), as recorded (JSON values).
+    #[getter]
+    fn get_output<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let output = self.read(py, |record| record.output.clone());
+        to_python(py, &output.unwrap_or_default())
+    }
+
     #[setter]
     fn set_output(&self, output: &Bound<'_, PyAny>) {
         let py = output.py();
@@ -954,34 +1161,30 @@ impl Step {
         });
     }
 
-    /// Exact number of candidates received, when not every one is observed.
+    /// Exact number of candidates received, when not every one is observed (`None` until
+    /// set: then it is counted from the observations when the step ends).
+    #[getter]
+    fn get_candidates_in(&self, py: Python<'_>) -> Option<u64> {
+        self.read(py, |record| record.candidates_in).flatten()
+    }
+
     #[setter]
     fn set_candidates_in(&self, n: &Bound<'_, PyAny>) {
-        let py = n.py();
-        let Ok(n) = n.extract::<u64>() else {
-            report(
-                py,
-                &format!("candidates_in {} is not a count: not recorded", text(n)),
-            );
-            return;
-        };
-        self.with(py, |r| {
+        self.set_count(n, "candidates_in", |r, n| {
             r.candidates_in(n);
         });
     }
 
-    /// Exact number of candidates passed on, when not every one is observed.
+    /// Exact number of candidates passed on, when not every one is observed (`None` until
+    /// set: then it is counted from the observations when the step ends).
+    #[getter]
+    fn get_candidates_out(&self, py: Python<'_>) -> Option<u64> {
+        self.read(py, |record| record.candidates_out).flatten()
+    }
+
     #[setter]
     fn set_candidates_out(&self, n: &Bound<'_, PyAny>) {
-        let py = n.py();
-        let Ok(n) = n.extract::<u64>() else {
-            report(
-                py,
-                &format!("candidates_out {} is not a count: not recorded", text(n)),
-            );
-            return;
-        };
-        self.with(py, |r| {
+        self.set_count(n, "candidates_out", |r, n| {
             r.candidates_out(n);
         });
     }
@@ -1042,12 +1245,10 @@ impl Step {
     fn __enter__<'py>(slf: Bound<'py, Self>) -> Bound<'py, Self> {
         let py = slf.py();
         if slf.get().pid == std::process::id() {
-            let token = enter_context(py, 1, slf.as_any());
-            slf.get()
-                .state
-                .lock_py_attached(py)
-                .unwrap_or_else(|e| e.into_inner())
-                .token = token;
+            let token = enter_context(py, Current::Step, slf.as_any());
+            if let Some(mut state) = slf.get().state(py) {
+                state.token = token;
+            }
         }
         slf
     }
@@ -1061,16 +1262,10 @@ impl Step {
         traceback: Option<Bound<'_, PyAny>>,
     ) -> bool {
         drop(traceback);
-        if self.pid != std::process::id() {
+        let Some(token) = self.state(py).map(|mut state| state.token.take()) else {
             return false;
-        }
-        let token = self
-            .state
-            .lock_py_attached(py)
-            .unwrap_or_else(|e| e.into_inner())
-            .token
-            .take();
-        exit_context(py, 1, token);
+        };
+        exit_context(py, Current::Step, token);
         match exception_text(exc_type.as_ref(), exc.as_ref()) {
             None => self.close(py, sdk::FlowStatus::Succeeded, None),
             Some(error) => self.close(py, sdk::FlowStatus::Failed, Some(error)),
@@ -1083,17 +1278,18 @@ impl Drop for Step {
     fn drop(&mut self) {
         // A step never ended (its block never left, `finish()` never called) is added to
         // its flow as failed, as the Rust SDK's guard does.
-        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some(mut recorder) = state.recorder.take() {
-            recorder
-                .reasoning("the step ended without finish() (no with-block, or it was dropped)");
-            Python::attach(|py| {
-                let flow = self.flow.bind(py).get();
-                flow.with(py, move |flow| {
-                    flow.end_step(recorder, sdk::FlowStatus::Failed)
-                });
-            });
+        if self.pid != std::process::id() {
+            return;
         }
+        Python::attach(|py| {
+            end_step(
+                py,
+                self.flow.bind(py).get(),
+                &self.state,
+                sdk::FlowStatus::Failed,
+                Some("the step ended without finish() (no with-block, or it was dropped)".into()),
+            );
+        });
     }
 }
 
@@ -1103,11 +1299,33 @@ fn _set_context_vars(py: Python<'_>, flow: Py<PyAny>, step: Py<PyAny>) {
     let _ = CURRENT.set(py, (flow, step));
 }
 
-/// Called by the package's exit hook after the clients shut down: a Python mask is no
-/// longer called from the sender's thread.
+/// Counts a mask call as ended when dropped (also when the mask unwinds).
+struct MaskRunning;
+
+impl Drop for MaskRunning {
+    fn drop(&mut self) {
+        MASKS_RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Called by the package's exit hook after the clients shut down: a Python mask is no longer
+/// called (values are masked `"[redacted]"`), and calls under way on other threads are
+/// waited for, with the interpreter released, before the interpreter finalizes.
 #[pyfunction]
-fn _finalizing() {
-    FINALIZING.store(true, Ordering::Relaxed);
+fn _finalizing(py: Python<'_>) {
+    FINALIZING.store(true, Ordering::SeqCst);
+    py.detach(|| {
+        while MASKS_RUNNING.load(Ordering::SeqCst) > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+}
+
+/// Called in a child process after `fork()`: mask calls under way in the parent's threads
+/// do not exist here.
+#[pyfunction]
+fn _reset_after_fork() {
+    MASKS_RUNNING.store(0, Ordering::SeqCst);
 }
 
 /// The native module.
@@ -1121,6 +1339,7 @@ fn _flowtrail(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ReplayMissing", m.py().get_type::<ReplayMissing>())?;
     m.add_function(wrap_pyfunction!(_set_context_vars, m)?)?;
     m.add_function(wrap_pyfunction!(_finalizing, m)?)?;
+    m.add_function(wrap_pyfunction!(_reset_after_fork, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -118,12 +118,40 @@ def step(
 
     Each call inside a flow's ``with`` block is recorded as a step named ``name`` (default:
     the function's name), failed if the function raises (the exception propagates). Outside
-    a flow the function runs as it is. Works on ``async def`` functions too. The step is
+    a flow the function runs as it is. Works on ``async def`` functions, and on generators
+    (sync or async: the step lasts until the generator is exhausted or closed). The step is
     the current step inside the function: ``flowtrail.current_step().observe(...)``.
     """
 
     def decorate(fn: F) -> F:
         step_name = name or fn.__name__
+        if inspect.isasyncgenfunction(fn):
+
+            @functools.wraps(fn)
+            async def run_async_gen(*args: Any, **kwargs: Any) -> Any:
+                flow = _current_flow.get()
+                if flow is None:
+                    async for item in fn(*args, **kwargs):
+                        yield item
+                    return
+                with flow.step(step_name, kind, capture=capture):
+                    async for item in fn(*args, **kwargs):
+                        yield item
+
+            return run_async_gen  # type: ignore[return-value]
+
+        if inspect.isgeneratorfunction(fn):
+
+            @functools.wraps(fn)
+            def run_gen(*args: Any, **kwargs: Any) -> Any:
+                flow = _current_flow.get()
+                if flow is None:
+                    return (yield from fn(*args, **kwargs))
+                with flow.step(step_name, kind, capture=capture):
+                    return (yield from fn(*args, **kwargs))
+
+            return run_gen  # type: ignore[return-value]
+
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
@@ -208,6 +236,7 @@ def _after_fork_in_child() -> None:
     global _clients_lock
     # The lock may have been held by another thread at the fork: a new one.
     _clients_lock = threading.Lock()
+    _flowtrail._reset_after_fork()
     for client in list(_clients):
         try:
             client._after_fork()

@@ -65,7 +65,11 @@ class Flow:
     @property
     def id(self) -> str: ...
     output: Any
+    """What the flow decided (read back as JSON values: dicts, lists, text, numbers)."""
     input: Any
+    """What the flow was asked (read back as JSON values)."""
+    @property
+    def tags(self) -> Dict[str, str]: ...
     def tag(self, key: Any, value: Any) -> None: ...
     def step(
         self,
@@ -89,10 +93,12 @@ class Step:
     @property
     def seq(self) -> Optional[int]: ...
     reasoning: Any
+    """The step's explanation (set: any value, kept as text; read: the text or None)."""
     input: Any
     output: Any
-    candidates_in: int
-    candidates_out: int
+    candidates_in: Optional[int]
+    """Set when not every candidate is observed; None until set."""
+    candidates_out: Optional[int]
     def observe(
         self,
         candidate_id: Any,
@@ -115,3 +121,4 @@ class Step:
 
 def _set_context_vars(flow: ContextVar[Any], step: ContextVar[Any]) -> None: ...
 def _finalizing() -> None: ...
+def _reset_after_fork() -> None: ...

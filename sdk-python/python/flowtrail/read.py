@@ -99,7 +99,7 @@ class ReadClient:
                 params.append((name, str(value)))
         pairs = tags.items() if isinstance(tags, Mapping) else (tags or [])
         for key, value in pairs:
-            params.append(("tag", f"{key}:{value}"))
+            params.append(("tag", f"{_tag_key(str(key))}:{value}"))
         params.append(("limit", str(limit)))
         wanted = max_flows if max_flows is not None else limit
         flows: List[Dict[str, Any]] = []
@@ -113,9 +113,16 @@ class ReadClient:
 
     def flow(self, flow_id: str, version: Optional[int] = None) -> Dict[str, Any]:
         """One flow with its steps (no observations). Raises :class:`ReadError`
-        (``not_found`` when the team has no such flow)."""
-        params = [("version", str(version))] if version is not None else []
-        return self._get(f"/api/v1/flows/{_segment(flow_id)}", params)
+        (``not_found`` when the team has no such flow, or — with ``version`` — when the flow
+        is stored at another version: the server keeps only the latest)."""
+        flow = self._get(f"/api/v1/flows/{_segment(flow_id)}", [])
+        if version is not None and flow.get("version") != int(version):
+            raise ReadError(
+                404,
+                "not_found",
+                f"flow {flow_id} is stored at version {flow.get('version')}, not {version}",
+            )
+        return flow
 
     def observations(
         self, flow_id: str, seq: int, version: Optional[int] = None
@@ -203,6 +210,12 @@ class ReadClient:
         if not isinstance(answer, dict):
             raise ReadError(200, "bad_response", "the answer is not a JSON object")
         return answer
+
+
+def _tag_key(key: str) -> str:
+    """A tag key as the ``tag=key:value`` filter writes it: ``\\`` and ``:`` escaped with a
+    backslash (``k8s:ns`` → ``k8s\\:ns``), so the first bare ``:`` ends the key."""
+    return key.replace("\\", "\\\\").replace(":", "\\:")
 
 
 def _segment(text: str) -> str:

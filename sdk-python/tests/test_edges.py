@@ -1,0 +1,229 @@
+"""Inputs a pipeline really produces that the happy path does not: values beyond the server's
+limits (the flow still arrives, changed, and the change is logged), refusals logged on the
+`flowtrail` logger, steps left open, generators as steps, a flow inside another flow's step,
+NumPy values, tag keys holding `:`, reading back what was recorded, incremental pushes, a
+slow mask at interpreter exit, Ctrl-C during a long flush."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import flowtrail
+from conftest import stored_flow, wait_for
+from test_faults import Failing, Hung, serve
+
+
+def test_values_beyond_the_limits_are_cut_not_the_flow(client, read, pipeline, caplog):
+    loop = {"name": "loop"}
+    loop["self"] = loop
+    with pytest.raises(ValueError):
+        with client.flow(pipeline, tags={"k" * 300: "v", "env": "x" * 70_000}) as flow:
+            with flow.step("s" * 400, kind="filter") as step:
+                step.observe("i" * 300, "kept", score=1e20, attributes={"loop": loop})
+                step.observe("", "rejected", reasons=[("", "empty code")])
+                step.observe("ok", "rejected", score=float("nan"), reasons=["price"])
+            raise ValueError("e" * 100_000)
+    with caplog.at_level(logging.WARNING, logger="flowtrail"):
+        assert client.flush(10.0)
+        # Notices of the sender are logged on the caller's side, by the next call.
+        client.stats()
+    stored = stored_flow(read, flow.id, status="failed")
+    assert len(stored["error"].encode()) <= 64 * 1024 and "cut" in stored["error"]
+    assert stored["tags"]["env"].endswith("bytes]")
+    assert any(len(key) <= 256 and key.startswith("kkk") for key in stored["tags"])
+    step = stored["steps"][0]
+    assert len(step["name"].encode()) <= 256
+    assert (step["candidates_in"], step["candidates_out"]) == (3, 1)
+    assert step["reasons"] == {"(empty)": 1, "price": 1}
+    observations = {o["candidate_id"]: o for o in read.observations(flow.id, step["seq"])}
+    long_id = next(i for i in observations if i.startswith("iii"))
+    assert len(long_id.encode()) <= 256
+    assert observations[long_id].get("score") is None
+    assert observations[long_id]["attributes"]["score_out_of_range"] == "100000000000000000000"
+    assert "(empty)" in observations
+    assert client.stats()["adjusted"] >= 1
+    assert any("changed to fit the server's limits" in r.getMessage() for r in caplog.records)
+
+
+def test_a_refused_flow_is_logged_with_the_server_answer(pipeline, caplog):
+    refusing = serve(type("F", (Failing,), {"status": 400}))
+    try:
+        client = flowtrail.Client(f"http://127.0.0.1:{refusing.server_port}", "k")
+        with client.flow(pipeline):
+            pass
+        with caplog.at_level(logging.WARNING, logger="flowtrail"):
+            assert client.flush(5.0)
+        assert client.stats()["failed"] == 1
+        assert any("refused flow" in r.getMessage() and "400" in r.getMessage()
+                   for r in caplog.records), [r.getMessage() for r in caplog.records]
+        client.shutdown(1.0)
+    finally:
+        refusing.shutdown()
+
+
+def test_a_step_open_when_its_flow_ends_is_kept_as_failed(client, read, pipeline):
+    with client.flow(pipeline) as flow:
+        open_step = flow.step("never_finished", kind="rank")
+        open_step.observe("A", "kept")
+        with flow.step("done", kind="filter"):
+            pass
+    assert client.flush(10.0)
+    stored = stored_flow(read, flow.id)
+    steps = {s["name"]: s for s in stored["steps"]}
+    assert steps["never_finished"]["status"] == "failed"
+    assert "flow ended" in steps["never_finished"]["reasoning"]
+    assert steps["never_finished"]["candidates_in"] == 1
+    assert steps["done"]["status"] == "succeeded"
+    open_step.observe("B", "kept")  # after the flow: ignored, never raises
+    open_step.finish()
+
+
+def test_generators_are_steps_until_exhausted(client, read, pipeline):
+    @flowtrail.step(kind="retrieve")
+    def retrieve(n):
+        for i in range(n):
+            step = flowtrail.current_step()
+            if step is not None:
+                step.observe(f"R{i}", "kept")
+            yield i
+
+    @flowtrail.step(kind="generate")
+    async def generate(n):
+        for i in range(n):
+            flowtrail.current_step().observe(f"G{i}", "kept")
+            yield i
+            await asyncio.sleep(0)
+
+    async def collect():
+        return [i async for i in generate(4)]
+
+    with client.flow(pipeline) as flow:
+        assert list(retrieve(3)) == [0, 1, 2]
+        assert asyncio.run(collect()) == [0, 1, 2, 3]
+    assert list(retrieve(2)) == [0, 1], "outside a flow it runs as it is"
+    assert client.flush(10.0)
+    steps = {s["name"]: s for s in stored_flow(read, flow.id)["steps"]}
+    assert steps["retrieve"]["candidates_in"] == 3
+    assert steps["generate"]["candidates_in"] == 4
+
+
+def test_a_flow_inside_another_flows_step_starts_with_no_current_step(client, read, pipeline):
+    with client.flow(pipeline) as outer:
+        with outer.step("outer_step") as outer_step:
+            with client.flow(pipeline + "_inner") as inner:
+                assert flowtrail.current_flow() is inner
+                assert flowtrail.current_step() is None
+                with inner.step("inner_step"):
+                    pass
+            assert flowtrail.current_step() is outer_step
+            assert flowtrail.current_flow() is outer
+    assert client.flush(10.0)
+    stored = stored_flow(read, inner.id)
+    assert "parent_seq" not in stored["steps"][0] or stored["steps"][0]["parent_seq"] is None
+
+
+def test_what_was_recorded_reads_back(client):
+    with client.flow("p", input={"q": 1}, tags={"env": "dev"}) as flow:
+        flow.output = {"selected": ("A", 2)}
+        assert flow.output == {"selected": ["A", 2]}
+        assert flow.input == {"q": 1}
+        assert flow.tags == {"env": "dev"}
+        with flow.step("s") as step:
+            assert step.reasoning is None and step.candidates_in is None
+            step.reasoning = "because"
+            step.candidates_in = 10
+            step.output = {"kept": 3}
+            assert (step.reasoning, step.candidates_in, step.output) == ("because", 10, {"kept": 3})
+    assert flow.output is None, "a sent flow holds nothing"
+
+
+def test_numpy_values_are_numbers_and_tag_keys_may_hold_colons(client, read, pipeline):
+    np = pytest.importorskip("numpy")
+    with client.flow(pipeline, tags={"k8s:ns\\x": "prod"}) as flow:
+        with flow.step("rank", kind="rank") as step:
+            step.observe("A", "selected", score=np.float32(0.5),
+                         attributes={"rank": np.int64(3), "ok": np.bool_(True),
+                                     "vec": np.array([1.5, 2.5]), "price": np.float64(9.99)})
+    assert client.flush(10.0)
+    stored_flow(read, flow.id)
+    observation = read.observations(flow.id, 0)[0]
+    assert observation["score"] == 0.5
+    assert observation["attributes"] == {"rank": 3, "ok": True, "vec": [1.5, 2.5], "price": 9.99}
+    found = read.flows(pipeline=pipeline, tags={"k8s:ns\\x": "prod"})
+    assert [f["id"] for f in found] == [flow.id]
+    with pytest.raises(flowtrail.ReadError) as error:
+        read.flow(flow.id, version=99)
+    assert error.value.code == "not_found"
+
+
+def test_pushed_steps_are_stored_while_the_flow_runs(server, read, pipeline):
+    client = flowtrail.Client(server["url"], server["key"], push_steps=True)
+    try:
+        with client.flow(pipeline) as flow:
+            with flow.step("first", kind="retrieve") as step:
+                step.observe("A", "kept")
+            running = wait_for(lambda: read.flow(flow.id),
+                               lambda f: f["status"] == "running" and len(f["steps"]) == 1)
+            assert running["steps"][0]["name"] == "first"
+            with flow.step("second", kind="filter"):
+                pass
+        done = stored_flow(read, flow.id)
+        assert [s["name"] for s in done["steps"]] == ["first", "second"]
+    finally:
+        client.shutdown(5.0)
+
+
+def run_script(code: str, env: dict, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_slow_mask_at_exit_does_not_abort_the_process(server, pipeline):
+    done = run_script(f"""
+        import time, flowtrail
+        def mask(key, value):
+            time.sleep(0.05)
+            return value
+        ft = flowtrail.Client({server['url']!r}, {server['key']!r}, mask=mask)
+        for i in range(5):
+            with ft.flow({pipeline!r}, input={{"a": 1, "b": 2, "c": 3, "d": 4}}):
+                pass
+        print("recorded")
+    """, {"FLOWTRAIL_SHUTDOWN_TIMEOUT": "0.2"})
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert "recorded" in done.stdout
+
+
+def test_ctrl_c_interrupts_a_long_flush(pipeline):
+    hung = serve(Hung)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(f"""
+                import flowtrail
+                ft = flowtrail.Client("http://127.0.0.1:{hung.server_port}", "k")
+                with ft.flow({pipeline!r}):
+                    pass
+                print("flushing", flush=True)
+                ft.flush(60.0)
+            """)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "FLOWTRAIL_SHUTDOWN_TIMEOUT": "0.5"},
+        )
+        assert process.stdout.readline().strip() == "flushing"
+        time.sleep(0.5)
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=20)
+        assert time.monotonic() - started < 5, "the flush was not interrupted"
+        assert "KeyboardInterrupt" in stderr, stderr[-2000:]
+    finally:
+        hung.shutdown()
