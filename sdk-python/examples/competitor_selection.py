@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass
 
 import flowtrail
+from _select import select_best
 
 SELLER_PRICE = 45.0
 KINDS = [
@@ -95,11 +96,8 @@ def run(ft: flowtrail.Client, rng: random.Random, products: list[Product]) -> st
                 if relevant:
                     judged.append((score, p))
         with flow.step("rank", kind="select") as step:
-            judged.sort(key=lambda sp: -sp[0])
-            for i, (score, p) in enumerate(judged):
-                step.observe(p.id, "selected" if i == 0 else "rejected", score=round(score, 3),
-                             reasons=None if i == 0 else [("lower_rank", f"rank {i + 1}")])
-        best = judged[0][1] if judged else None
+            ranked = select_best(step, [(round(s, 3), p.id, p) for s, p in judged], "lower_rank")
+        best = ranked[0][2] if ranked else None
         flow.output = {"selected": best.id if best else None,
                        "category": best.category if best else None}
     return flow.id

@@ -17,6 +17,7 @@ import argparse
 import random
 
 import flowtrail
+from _select import select_best
 
 BRAND = "Lumina"
 ORIGINAL = "Lumina laptop stand aluminium"
@@ -66,13 +67,10 @@ def run(ft: flowtrail.Client, rng: random.Random, drift: bool) -> str:
                 coverage = sum(1 for k in keywords if k.lower() in draft.lower()) / len(keywords)
                 score = round(0.5 + 0.5 * coverage + rng.uniform(-0.05, 0.05), 3)
                 step.observe(f"draft-{i}", "kept", score=score, attributes={"title": draft})
-                scored.append((score, i, draft))
+                scored.append((score, f"draft-{i}", draft))
         with flow.step("select_title", kind="rank") as step:
-            scored.sort(reverse=True)
-            for rank, (score, i, draft) in enumerate(scored):
-                step.observe(f"draft-{i}", "selected" if rank == 0 else "rejected", score=score,
-                             reasons=None if rank == 0 else [("lower_score", f"rank {rank + 1}")])
-        flow.output = {"title": scored[0][2] if scored else ORIGINAL}
+            ranked = select_best(step, scored)
+        flow.output = {"title": ranked[0][2] if ranked else ORIGINAL}
     return flow.id
 
 

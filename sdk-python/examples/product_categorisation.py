@@ -17,6 +17,7 @@ import argparse
 import random
 
 import flowtrail
+from _select import select_best
 
 PRODUCT = "Lumina adjustable aluminium laptop stand, fits 10-17 inch notebooks"
 NAMED = {
@@ -73,11 +74,8 @@ def run(ft: flowtrail.Client, rng: random.Random, drift: bool, categories) -> st
                 if keep:
                     scored.append((score, cid, name))
         with flow.step("choose_category", kind="rank") as step:
-            scored.sort(reverse=True)
-            for rank, (score, cid, name) in enumerate(scored):
-                step.observe(cid, "selected" if rank == 0 else "rejected", score=score,
-                             reasons=None if rank == 0 else [("lower_score", f"rank {rank + 1}")])
-        flow.output = {"category": scored[0][2] if scored else None}
+            ranked = select_best(step, scored)
+        flow.output = {"category": ranked[0][2] if ranked else None}
     return flow.id
 
 

@@ -611,19 +611,16 @@ fn entries(tar: impl Read, max: u64) -> Result<BTreeMap<String, Vec<u8>>> {
 /// `text` with control characters (CR, LF, ANSI escapes, …) and backslashes escaped as in
 /// Rust string literals; printable characters, non-ASCII ones included, are left alone.
 fn printable(text: &str) -> String {
-    if text.chars().any(|c| c.is_control() || c == '\\') {
-        text.chars()
-            .flat_map(|c| {
-                if c.is_control() || c == '\\' {
-                    c.escape_default().collect::<Vec<_>>()
-                } else {
-                    vec![c]
-                }
-            })
-            .collect()
-    } else {
-        text.to_owned()
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || c == '\\' {
+            let _ = write!(out, "{}", c.escape_default());
+        } else {
+            out.push(c);
+        }
     }
+    out
 }
 
 /// A reader that yields at most `left` more bytes of `inner`, and sets `over` (then fails)
