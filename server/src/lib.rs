@@ -7,6 +7,7 @@ pub mod admission;
 pub mod commands;
 pub mod config;
 pub mod http;
+pub mod logging;
 pub mod otlp;
 pub mod security;
 pub mod state;

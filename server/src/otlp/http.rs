@@ -85,7 +85,15 @@ pub(crate) async fn traces(
 ) -> Response {
     let encoding = match encoding_of(&headers) {
         Ok(encoding) => encoding,
-        Err(error) => return error_response(Encoding::Json, error),
+        Err(error) => {
+            // A caller without a valid key learns nothing about the body's format: 401 first.
+            let secret = bearer_token(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()));
+            let authorised = match secret {
+                Ok(secret) => ingest_caller(&state, secret).await.map(drop),
+                Err(refused) => Err(refused),
+            };
+            return error_response(Encoding::Json, authorised.err().unwrap_or(error));
+        }
     };
     let mut caller = None;
     let result = accept(&state, &headers, body, encoding, &mut caller).await;

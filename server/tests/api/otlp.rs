@@ -486,6 +486,12 @@ async fn bad_exports_get_clear_answers_and_store_nothing_half() {
     let (status, _, body) = app.call(unauthenticated).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(rpc_status(&body).0, 16);
+    // No API key and no content type: still 401 (nothing is said about the body first).
+    let (status, _, body) = app
+        .call(Request::post("/v1/traces").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["code"], 16);
 
     // A zero trace id, a bad span id and attributes nested past the limit: those spans are
     // refused and counted; the good span of the same request is stored.
