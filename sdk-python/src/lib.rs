@@ -25,19 +25,19 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::{Map, Value};
 
 create_exception!(
-    _flowtrail,
+    flowtrail,
     ReplayError,
     PyException,
     "A replayed flow's recording does not fit the run (the only error recording raises)."
 );
 create_exception!(
-    _flowtrail,
+    flowtrail,
     ReplayMismatch,
     ReplayError,
     "A boundary was called with another input than the recorded call."
 );
 create_exception!(
-    _flowtrail,
+    flowtrail,
     ReplayMissing,
     ReplayError,
     "A boundary was called more often than the recording holds, or a recorded output does \
@@ -57,6 +57,10 @@ static FINALIZING: AtomicBool = AtomicBool::new(false);
 static MASKS_RUNNING: AtomicUsize = AtomicUsize::new(0);
 /// The `contextvars.ContextVar`s of the current flow and step (set by the package).
 static CURRENT: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+
+/// Scores are doubles below 2^53 in magnitude (the server's bound): an integer beyond it
+/// cannot be a score exactly.
+const MAX_EXACT_SCORE: f64 = flowtrail_types::limits::MAX_COUNT as f64;
 
 /// Deepest nesting converted from Python; deeper values are recorded as `"<too deep>"`.
 const MAX_DEPTH: usize = 64;
@@ -92,7 +96,7 @@ fn log_notices(py: Python<'_>, client: &sdk::Client) {
 }
 
 /// A Python value as JSON: `None`, booleans, integers (beyond 64 bits: their text), finite
-/// floats (NaN and infinities: `null`), strings, mappings (keys as text), lists, tuples and
+/// floats (NaN and infinities: their text, `"NaN"`, `"Infinity"`), strings, mappings (keys as text), lists, tuples and
 /// sets, NumPy scalars and arrays (as their Python values), dates and times (ISO 8601); anything
 /// else as its `str()`. Never fails.
 fn to_json(value: &Bound<'_, PyAny>, depth: usize) -> Value {
@@ -115,18 +119,16 @@ fn to_json(value: &Bound<'_, PyAny>, depth: usize) -> Value {
         return Value::String(text_of(value));
     }
     if let Ok(float) = value.cast::<PyFloat>() {
-        return serde_json::Number::from_f64(float.value())
-            .map(Value::Number)
-            .unwrap_or(Value::Null);
+        return float_json(float.value());
     }
     if let Ok(text) = value.cast::<PyString>() {
-        return Value::String(text.to_string_lossy().into_owned());
+        return Value::String(lossy(text));
     }
     if let Ok(dict) = value.cast::<PyDict>() {
         let mut members = Map::with_capacity(dict.len());
         for (key, member) in dict.iter() {
             let key = match key.cast::<PyString>() {
-                Ok(text) => text.to_string_lossy().into_owned(),
+                Ok(text) => lossy(text),
                 Err(_) => text_of(&key),
             };
             members.insert(key, to_json(&member, depth + 1));
@@ -161,7 +163,7 @@ fn to_json(value: &Bound<'_, PyAny>, depth: usize) -> Value {
     if let Ok(iso) = value.call_method0("isoformat")
         && let Ok(iso) = iso.cast::<PyString>()
     {
-        return Value::String(iso.to_string_lossy().into_owned());
+        return Value::String(lossy(iso));
     }
     // Sets and other iterables of plain values, dataclasses, datetimes, decimals: as text
     // unless they iterate (a set, a frozenset).
@@ -179,12 +181,44 @@ fn to_json(value: &Bound<'_, PyAny>, depth: usize) -> Value {
     Value::String(text_of(value))
 }
 
+/// A float as JSON: finite ones as numbers; NaN and infinities (JSON has neither) as the
+/// text `"NaN"`, `"Infinity"`, `"-Infinity"` rather than lost.
+fn float_json(value: f64) -> Value {
+    match serde_json::Number::from_f64(value) {
+        Some(number) => Value::Number(number),
+        None if value.is_nan() => Value::String("NaN".into()),
+        None if value > 0.0 => Value::String("Infinity".into()),
+        None => Value::String("-Infinity".into()),
+    }
+}
+
 /// A Python value as text: a `str` as it is (lone surrogates replaced), anything else by
 /// `str()`.
 fn text(value: &Bound<'_, PyAny>) -> String {
     match value.cast::<PyString>() {
-        Ok(text) => text.to_string_lossy().into_owned(),
+        Ok(text) => lossy(text),
         Err(_) => text_of(value),
+    }
+}
+
+/// A `str` as Rust text, each lone surrogate (not UTF-8) replaced by one U+FFFD.
+fn lossy(text: &Bound<'_, PyString>) -> String {
+    if let Ok(text) = text.extract::<String>() {
+        return text;
+    }
+    let units: Option<Vec<u16>> = text
+        .call_method1("encode", ("utf-16-le", "surrogatepass"))
+        .ok()
+        .and_then(|bytes| bytes.extract::<Vec<u8>>().ok())
+        .map(|bytes| {
+            bytes
+                .chunks_exact(2)
+                .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
+                .collect()
+        });
+    match units {
+        Some(units) => String::from_utf16_lossy(&units),
+        None => text.to_string_lossy().into_owned(),
     }
 }
 
@@ -203,7 +237,7 @@ fn number(value: &Bound<'_, PyAny>) -> Option<f64> {
 fn text_of(value: &Bound<'_, PyAny>) -> String {
     value
         .str()
-        .map(|text| text.to_string_lossy().into_owned())
+        .map(|text| lossy(&text))
         .unwrap_or_else(|_| "<unprintable>".into())
 }
 
@@ -238,14 +272,21 @@ fn to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>>
 
 /// A capture policy from Python: `None` (the client's), `"full"`, `"counts_only"`,
 /// `"sampled"` or `"sampled:N"` (N rejected candidates kept per reason).
-fn capture_policy(py: Python<'_>, value: Option<&Bound<'_, PyAny>>) -> Option<sdk::CapturePolicy> {
+fn capture_policy(
+    py: Python<'_>,
+    value: Option<&Bound<'_, PyAny>>,
+    fallback: &str,
+) -> Option<sdk::CapturePolicy> {
     let value = value.filter(|v| !v.is_none())?;
     let text = match value.extract::<String>() {
         Ok(text) => text,
         Err(_) => {
             report(
                 py,
-                "capture must be \"full\", \"counts_only\" or flowtrail.sampled(per_reason=N)",
+                &format!(
+                    "capture must be \"full\", \"counts_only\" or flowtrail.sampled(per_reason=N): \
+                     {fallback}"
+                ),
             );
             return None;
         }
@@ -262,10 +303,7 @@ fn capture_policy(py: Python<'_>, value: Option<&Bound<'_, PyAny>>) -> Option<sd
             }),
     };
     if policy.is_none() {
-        report(
-            py,
-            &format!("unknown capture policy {text:?}: the client's is kept"),
-        );
+        report(py, &format!("unknown capture policy {text:?}: {fallback}"));
     }
     policy
 }
@@ -282,46 +320,69 @@ fn step_kind(py: Python<'_>, kind: &str) -> sdk::StepKind {
 }
 
 /// The reasons of an observation: `(code, text)` pairs, `{"code": …, "text": …}` mappings or
-/// bare codes.
+/// bare codes; a code or text that is not a `str` is taken by `str()`. What cannot be read
+/// (not an iterable, an iterator that raises, a mapping without `"code"`) is reported, and the
+/// reasons read until then are kept.
 fn reasons_of(py: Python<'_>, reasons: &Bound<'_, PyAny>) -> Vec<(String, Option<String>)> {
     if let Ok(code) = reasons.cast::<PyString>() {
-        return vec![(code.to_string_lossy().into_owned(), None)];
+        return vec![(lossy(code), None)];
     }
     let Ok(items) = reasons.try_iter() else {
         report(py, "reasons must be a list of (code, text) pairs");
         return Vec::new();
     };
+    let optional_text =
+        |value: Option<Bound<'_, PyAny>>| value.filter(|v| !v.is_none()).map(|v| text(&v));
     let mut out = Vec::new();
-    for item in items.flatten() {
-        // Cheapest checks first: a failed `extract` builds a Python exception.
-        if let Ok(pair) = item.cast::<PyTuple>()
-            && let Ok((code, text)) = pair.extract::<(String, Option<String>)>()
+    for item in items {
+        let item = match item {
+            Ok(item) => item,
+            Err(error) => {
+                let kind = error
+                    .get_type(py)
+                    .name()
+                    .map(|name| name.to_string())
+                    .unwrap_or_default();
+                report(
+                    py,
+                    &format!("reading the reasons raised {kind}: the rest are left out"),
+                );
+                break;
+            }
+        };
+        // Cheapest checks first.
+        if let Ok(code) = item.cast::<PyString>() {
+            out.push((lossy(code), None));
+        } else if let Ok(pair) = item.cast::<PyTuple>()
+            && (1..=2).contains(&pair.len())
         {
-            out.push((code, text));
-        } else if let Ok(code) = item.cast::<PyString>() {
-            out.push((code.to_string_lossy().into_owned(), None));
-        } else if let Ok((code, text)) = item.extract::<(String, Option<String>)>() {
-            out.push((code, text));
+            out.push((
+                text(&pair.get_item(0).expect("len checked")),
+                optional_text(pair.get_item(1).ok()),
+            ));
+        } else if let Ok(pair) = item.cast::<PyList>()
+            && (1..=2).contains(&pair.len())
+        {
+            out.push((
+                text(&pair.get_item(0).expect("len checked")),
+                optional_text(pair.get_item(1).ok()),
+            ));
         } else if let Ok(dict) = item.cast::<PyDict>() {
-            let code = dict
+            match dict
                 .get_item("code")
                 .ok()
                 .flatten()
-                .and_then(|c| c.extract::<String>().ok());
-            let text = dict
-                .get_item("text")
-                .ok()
-                .flatten()
-                .and_then(|t| t.extract::<String>().ok());
-            match code {
-                Some(code) => out.push((code, text)),
+                .filter(|c| !c.is_none())
+            {
+                Some(code) => out.push((
+                    text(&code),
+                    optional_text(dict.get_item("text").ok().flatten()),
+                )),
                 None => report(py, "a reason mapping has no \"code\""),
             }
         } else {
-            report(
-                py,
-                &format!("a reason is not (code, text): {}", text_of(&item)),
-            );
+            // A bare code of another type (an enum member, a number).
+            out.push((text(&item), None));
         }
     }
     out
@@ -348,31 +409,73 @@ pub struct Client {
 impl Client {
     #[new]
     #[pyo3(signature = (url=None, api_key=None, *, capture=None, redact_fields=None, mask=None,
-        spool_dir=None, spool_max_bytes=268_435_456, push_steps=false, queue_capacity=1000,
-        max_attempts=8, request_timeout=10.0, backoff_base=0.2, sdk_version=None))]
+        spool_dir=None, spool_max_bytes=None, push_steps=None, queue_capacity=None,
+        max_attempts=None, request_timeout=None, backoff_base=None, sdk_version=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        url: Option<String>,
-        api_key: Option<String>,
+        url: Option<Bound<'_, PyAny>>,
+        api_key: Option<Bound<'_, PyAny>>,
         capture: Option<Bound<'_, PyAny>>,
         redact_fields: Option<Bound<'_, PyAny>>,
         mask: Option<Py<PyAny>>,
-        spool_dir: Option<std::path::PathBuf>,
-        spool_max_bytes: u64,
-        push_steps: bool,
-        queue_capacity: usize,
-        max_attempts: u32,
-        request_timeout: f64,
-        backoff_base: f64,
-        sdk_version: Option<String>,
+        spool_dir: Option<Bound<'_, PyAny>>,
+        spool_max_bytes: Option<Bound<'_, PyAny>>,
+        push_steps: Option<Bound<'_, PyAny>>,
+        queue_capacity: Option<Bound<'_, PyAny>>,
+        max_attempts: Option<Bound<'_, PyAny>>,
+        request_timeout: Option<Bound<'_, PyAny>>,
+        backoff_base: Option<Bound<'_, PyAny>>,
+        sdk_version: Option<Bound<'_, PyAny>>,
     ) -> Self {
-        let url = url
+        let url = given(url)
+            .map(|url| text(&url))
             .or_else(|| std::env::var("FLOWTRAIL_URL").ok())
             .unwrap_or_default();
-        let api_key = api_key
+        let api_key = given(api_key)
+            .map(|key| text(&key))
             .or_else(|| std::env::var("FLOWTRAIL_API_KEY").ok())
             .unwrap_or_default();
+        let spool_dir =
+            given(spool_dir).and_then(|dir| match dir.extract::<std::path::PathBuf>() {
+                Ok(dir) => Some(dir),
+                Err(_) => {
+                    report(
+                        py,
+                        &format!("spool_dir {} is not a path: no spool", text_of(&dir)),
+                    );
+                    None
+                }
+            });
+        let spool_max_bytes = number_arg(
+            py,
+            spool_max_bytes.as_ref(),
+            "spool_max_bytes",
+            268_435_456.0,
+            0.0,
+            1e18,
+        ) as u64;
+        let push_steps = given(push_steps).is_some_and(|flag| flag.is_truthy().unwrap_or(false));
+        let queue_capacity = number_arg(
+            py,
+            queue_capacity.as_ref(),
+            "queue_capacity",
+            1000.0,
+            1.0,
+            1e9,
+        ) as usize;
+        let max_attempts =
+            number_arg(py, max_attempts.as_ref(), "max_attempts", 8.0, 1.0, 1000.0) as u32;
+        let request_timeout = number_arg(
+            py,
+            request_timeout.as_ref(),
+            "request_timeout",
+            10.0,
+            0.0,
+            86_400.0,
+        );
+        let backoff_base = number_arg(py, backoff_base.as_ref(), "backoff_base", 0.2, 0.0, 3_600.0);
+        let sdk_version = given(sdk_version).map(|version| text(&version));
         if url.is_empty() || api_key.is_empty() {
             report(
                 py,
@@ -385,7 +488,11 @@ impl Client {
             };
         }
         let mut config = sdk::Config::new(url.clone(), api_key.clone());
-        if let Some(policy) = capture_policy(py, capture.as_ref()) {
+        if let Some(policy) = capture_policy(
+            py,
+            capture.as_ref(),
+            "the default (sampled, 50 per reason) is used",
+        ) {
             config.capture = policy;
         }
         let fields: Vec<String> = match redact_fields.filter(|f| !f.is_none()) {
@@ -400,7 +507,20 @@ impl Client {
             },
         };
         config.redaction = sdk::Redaction::fields(fields);
-        if let Some(mask) = mask {
+        let mask = mask.filter(|mask| !mask.is_none(py));
+        if let Some(mask) = mask.as_ref().filter(|mask| !mask.bind(py).is_callable()) {
+            report(
+                py,
+                &format!(
+                    "mask must be a callable mask(key, value) -> value, not {}: every value \
+                     is masked \"[redacted]\"",
+                    text_of(mask.bind(py))
+                ),
+            );
+            config.redaction = config.redaction.with_mask(|_, value| {
+                *value = Value::String("[redacted]".into());
+            });
+        } else if let Some(mask) = mask {
             config.redaction = config.redaction.with_mask(move |key, value| {
                 MASKS_RUNNING.fetch_add(1, Ordering::SeqCst);
                 let _running = MaskRunning;
@@ -415,8 +535,17 @@ impl Client {
                     *value = match masked {
                         Ok(masked) => masked,
                         // Fail closed: a mask that raises hides the value.
+                        // The exception's type only: its message may quote the value.
                         Err(error) => {
-                            report(py, &format!("the redaction mask raised: {error}"));
+                            let kind = error
+                                .get_type(py)
+                                .name()
+                                .map(|name| name.to_string())
+                                .unwrap_or_else(|_| "an exception".into());
+                            report(
+                                py,
+                                &format!("the redaction mask raised {kind}: the value is masked"),
+                            );
                             Value::String("[redacted]".into())
                         }
                     };
@@ -426,8 +555,8 @@ impl Client {
         config.spool_dir = spool_dir;
         config.spool_max_bytes = spool_max_bytes;
         config.push_steps = push_steps;
-        config.queue_capacity = queue_capacity.max(1);
-        config.max_attempts = max_attempts.max(1);
+        config.queue_capacity = queue_capacity;
+        config.max_attempts = max_attempts;
         config.request_timeout = seconds(request_timeout, 10.0);
         config.backoff_base = seconds(backoff_base, 0.2);
         config.sdk = sdk::SdkInfo {
@@ -514,11 +643,12 @@ impl Client {
 
     /// Waits until everything queued so far is delivered or given up, at most `timeout`
     /// seconds (the interpreter is released meanwhile). Whether it got there in time.
-    #[pyo3(signature = (timeout=5.0))]
-    fn flush(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+    #[pyo3(signature = (timeout=None))]
+    fn flush(&self, py: Python<'_>, timeout: Option<Bound<'_, PyAny>>) -> PyResult<bool> {
         let Some(client) = &self.inner else {
             return Ok(true);
         };
+        let timeout = number_arg(py, timeout.as_ref(), "timeout", 5.0, 0.0, 86_400.0);
         let flushed = wait_interruptibly(py, seconds(timeout, 5.0), |slice| client.flush(slice));
         log_notices(py, client);
         flushed
@@ -526,11 +656,12 @@ impl Client {
 
     /// Flushes, then stops the sender; what is left goes to the spool (if any) or is counted
     /// as dropped. Returns within `timeout` seconds. Also run at interpreter exit.
-    #[pyo3(signature = (timeout=5.0))]
-    fn shutdown(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+    #[pyo3(signature = (timeout=None))]
+    fn shutdown(&self, py: Python<'_>, timeout: Option<Bound<'_, PyAny>>) -> PyResult<bool> {
         let Some(client) = &self.inner else {
             return Ok(true);
         };
+        let timeout = number_arg(py, timeout.as_ref(), "timeout", 5.0, 0.0, 86_400.0);
         let timeout = seconds(timeout, 5.0);
         // Flush in slices (Ctrl-C is seen between them), keeping a fifth of the time (at most
         // half a second) for the sender to stop and the spool to take what is left.
@@ -585,15 +716,27 @@ impl Client {
     }
 }
 
-/// Runs `wait(slice)` with the interpreter released, in slices of at most 100 ms, until it
-/// answers true or `timeout` has passed; between slices pending signals are handled, so
-/// Ctrl-C interrupts a long wait (the `KeyboardInterrupt` propagates). Whether it answered
-/// true.
+/// Runs `wait(slice)` with the interpreter released until it answers true or `timeout` has
+/// passed. On the main thread (the only one Python delivers signals to) it waits in slices of
+/// at most 100 ms and handles pending signals between them, so Ctrl-C interrupts a long wait
+/// (the `KeyboardInterrupt` propagates); elsewhere in one go (taking the interpreter back
+/// every 100 ms would only stall other threads). Whether it answered true.
 fn wait_interruptibly(
     py: Python<'_>,
     timeout: Duration,
     wait: impl Fn(Duration) -> bool + Sync,
 ) -> PyResult<bool> {
+    let on_main_thread = py
+        .import("threading")
+        .and_then(|threading| {
+            let current = threading.call_method0("current_thread")?;
+            let main = threading.call_method0("main_thread")?;
+            Ok(current.is(&main))
+        })
+        .unwrap_or(true);
+    if !on_main_thread {
+        return Ok(py.detach(|| wait(timeout)));
+    }
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -606,6 +749,39 @@ fn wait_interruptibly(
         }
         py.check_signals()?;
     }
+}
+
+/// A number argument (`int`, `float`, or numeric text) within `min..=max`; anything else is
+/// reported and `default` used.
+fn number_arg(
+    py: Python<'_>,
+    value: Option<&Bound<'_, PyAny>>,
+    name: &str,
+    default: f64,
+    min: f64,
+    max: f64,
+) -> f64 {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return default;
+    };
+    match number(value) {
+        Some(n) if n.is_finite() && (min..=max).contains(&n) => n,
+        _ => {
+            report(
+                py,
+                &format!(
+                    "{name} {} is not a number from {min} to {max}: {default} is used",
+                    text_of(value)
+                ),
+            );
+            default
+        }
+    }
+}
+
+/// An optional argument, `None` counted as not given.
+fn given<'py>(value: Option<Bound<'py, PyAny>>) -> Option<Bound<'py, PyAny>> {
+    value.filter(|v| !v.is_none())
 }
 
 fn seconds(value: f64, default: f64) -> Duration {
@@ -674,6 +850,11 @@ struct ContextTokens {
 
 struct FlowState {
     flow: Option<sdk::Flow>,
+    /// What the flow held when it ended (input, output, tags; no steps): its getters still
+    /// answer.
+    ended: Option<FlowRecord>,
+    /// Whether a call after the flow ended was reported (once per flow).
+    late_reported: bool,
     /// The tokens of the current flow and step variables set by `__enter__`.
     tokens: Option<ContextTokens>,
     /// Every step started, to end those still open as failed when the flow ends.
@@ -711,6 +892,8 @@ impl Flow {
             client: flow.as_ref().map(|f| f.client().clone()),
             state: Mutex::new(FlowState {
                 flow,
+                ended: None,
+                late_reported: false,
                 tokens: None,
                 steps: Vec::new(),
             }),
@@ -728,9 +911,34 @@ impl Flow {
         self.state(py)?.flow.as_mut().map(f)
     }
 
-    /// Reads the flow recorded so far.
+    /// [`Flow::with`] for a caller's change: one made after the flow ended is reported
+    /// (once per flow), not silently lost.
+    fn change<R>(&self, py: Python<'_>, what: &str, f: impl FnOnce(&mut sdk::Flow) -> R) {
+        let Some(mut state) = self.state(py) else {
+            return;
+        };
+        if let Some(flow) = state.flow.as_mut() {
+            drop(f(flow));
+        } else if state.ended.is_some() && !std::mem::replace(&mut state.late_reported, true) {
+            drop(state);
+            report(
+                py,
+                &format!(
+                    "flow {} has ended: {what} is not recorded (nor later changes)",
+                    self.id
+                ),
+            );
+        }
+    }
+
+    /// Reads the flow recorded so far (or as it ended).
     fn read<R>(&self, py: Python<'_>, f: impl FnOnce(&FlowRecord) -> R) -> Option<R> {
-        self.state(py)?.flow.as_ref().map(|flow| f(flow.record()))
+        let state = self.state(py)?;
+        match (&state.flow, &state.ended) {
+            (Some(flow), _) => Some(f(flow.record())),
+            (None, Some(ended)) => Some(f(ended)),
+            (None, None) => None,
+        }
     }
 
     fn finish(&self, py: Python<'_>, error: Option<String>) {
@@ -750,7 +958,16 @@ impl Flow {
                 Some("the flow ended before this step finished".into()),
             );
         }
-        let Some(flow) = self.state(py).and_then(|mut state| state.flow.take()) else {
+        let Some(flow) = self.state(py).and_then(|mut state| {
+            let flow = state.flow.take()?;
+            let record = flow.record();
+            let mut ended = FlowRecord::new(record.id, record.pipeline.clone(), record.started_at);
+            ended.input = record.input.clone();
+            ended.output = record.output.clone();
+            ended.tags = record.tags.clone();
+            state.ended = Some(ended);
+            Some(flow)
+        }) else {
             return;
         };
         match error {
@@ -782,7 +999,7 @@ impl Flow {
     fn set_output(&self, output: Bound<'_, PyAny>) {
         let py = output.py();
         let value = to_json(&output, 0);
-        self.with(py, |flow| flow.set_output(value));
+        self.change(py, "output", |flow| flow.set_output(value));
     }
 
     /// A small summary of what the flow was asked, as recorded (JSON values).
@@ -796,7 +1013,7 @@ impl Flow {
     fn set_input(&self, input: Bound<'_, PyAny>) {
         let py = input.py();
         let value = to_json(&input, 0);
-        self.with(py, |flow| flow.set_input(value));
+        self.change(py, "input", |flow| flow.set_input(value));
     }
 
     /// The flow's tags, as recorded: `{key: text}`.
@@ -816,7 +1033,7 @@ impl Flow {
     fn tag(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) {
         let py = key.py();
         let (key, value) = (text(key), text(value));
-        self.with(py, |flow| flow.set_tag(key, value));
+        self.change(py, "a tag", |flow| flow.set_tag(key, value));
     }
 
     /// Starts the next step: `with flow.step("price_filter", kind="filter") as step:`.
@@ -838,11 +1055,13 @@ impl Flow {
             Some(kind) => step_kind(py, &text(&kind)),
             None => sdk::StepKind::Custom,
         };
-        let policy = capture_policy(py, capture.as_ref());
+        let policy = capture_policy(py, capture.as_ref(), "the client's is used");
         let input = input.filter(|i| !i.is_none()).map(|i| to_json(&i, 0));
         let parent = current_step_seq(py, slf);
         let state = Arc::new(Mutex::new(StepState {
             recorder: None,
+            ended: None,
+            late_reported: false,
             token: None,
         }));
         let recorder = slf.get().state(py).and_then(|mut flow_state| {
@@ -978,7 +1197,26 @@ fn end_step(
         if let Some(reasoning) = reasoning {
             recorder.reasoning(reasoning);
         }
-        flow.with(py, move |flow| flow.end_step(recorder, status));
+        let seq = recorder.seq();
+        let mut ended = recorder.record().clone_without_candidates();
+        let added = flow.with(py, move |flow| {
+            flow.end_step(recorder, status);
+            // As added: status, end time and the counts the step made.
+            flow.record()
+                .steps
+                .iter()
+                .rev()
+                .find(|step| step.seq == seq)
+                .map(StepRecord::clone_without_candidates)
+        });
+        match added.flatten() {
+            Some(added) => ended = added,
+            None => report(
+                py,
+                &format!("step {seq} ended after its flow did: it is not recorded"),
+            ),
+        }
+        lock(py, state).ended = Some(ended);
     }
 }
 
@@ -997,6 +1235,10 @@ pub struct Step {
 
 struct StepState {
     recorder: Option<sdk::StepRecorder>,
+    /// What the step held when it ended (no observations): its getters still answer.
+    ended: Option<StepRecord>,
+    /// Whether a call after the step ended was reported (once per step).
+    late_reported: bool,
     token: Option<Py<PyAny>>,
 }
 
@@ -1006,13 +1248,37 @@ impl Step {
         (self.pid == std::process::id()).then(|| lock(py, &self.state))
     }
 
-    fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&mut sdk::StepRecorder) -> R) -> Option<R> {
-        self.state(py)?.recorder.as_mut().map(f)
+    /// Runs `f` on the step being recorded; after it ended, reports the call (once per step)
+    /// as `what` not recorded.
+    fn with<R>(
+        &self,
+        py: Python<'_>,
+        what: &str,
+        f: impl FnOnce(&mut sdk::StepRecorder) -> R,
+    ) -> Option<R> {
+        let mut state = self.state(py)?;
+        if let Some(recorder) = state.recorder.as_mut() {
+            return Some(f(recorder));
+        }
+        if state.ended.is_some() && !std::mem::replace(&mut state.late_reported, true) {
+            drop(state);
+            let seq = self.seq.map(|s| s.to_string()).unwrap_or_default();
+            report(
+                py,
+                &format!("step {seq} has ended: {what} is not recorded (nor later calls)"),
+            );
+        }
+        None
     }
 
-    /// Reads the step recorded so far.
+    /// Reads the step recorded so far (or as it ended).
     fn read<R>(&self, py: Python<'_>, f: impl FnOnce(&StepRecord) -> R) -> Option<R> {
-        self.state(py)?.recorder.as_ref().map(|r| f(r.record()))
+        let state = self.state(py)?;
+        match (&state.recorder, &state.ended) {
+            (Some(recorder), _) => Some(f(recorder.record())),
+            (None, Some(ended)) => Some(f(ended)),
+            (None, None) => None,
+        }
     }
 
     fn close(&self, py: Python<'_>, status: sdk::FlowStatus, reasoning: Option<String>) {
@@ -1029,9 +1295,12 @@ impl Step {
         set: impl FnOnce(&mut sdk::StepRecorder, u64),
     ) {
         let py = n.py();
+        if n.is_none() {
+            return;
+        }
         match n.extract::<u64>() {
             Ok(n) => {
-                self.with(py, |recorder| set(recorder, n));
+                self.with(py, field, |recorder| set(recorder, n));
             }
             Err(_) => report(
                 py,
@@ -1054,7 +1323,7 @@ impl Step {
     /// `verdict`: `kept`, `rejected` or `selected`. It always counts (`candidates_in`,
     /// `candidates_out`, the reason histogram are exact); whether it is kept follows the
     /// step's capture policy, and `attributes` are converted only when it is. Never raises.
-    #[pyo3(signature = (candidate_id, verdict, *, score=None, reasons=None, attributes=None))]
+    #[pyo3(signature = (candidate_id, verdict, score=None, *, reasons=None, attributes=None))]
     fn observe(
         &self,
         py: Python<'_>,
@@ -1065,7 +1334,7 @@ impl Step {
         attributes: Option<Bound<'_, PyAny>>,
     ) {
         let verdict = text(verdict);
-        let Some(verdict) = sdk::Verdict::parse(&verdict) else {
+        let Some(verdict) = sdk::Verdict::parse(&verdict.trim().to_ascii_lowercase()) else {
             report(
                 py,
                 &format!("unknown verdict {verdict:?} (kept, rejected, selected): not observed"),
@@ -1073,12 +1342,16 @@ impl Step {
             return;
         };
         let id = match candidate_id.cast::<PyString>() {
-            Ok(text) => text.to_string_lossy().into_owned(),
+            Ok(text) => lossy(text),
             Err(_) => text_of(candidate_id),
         };
         let mut candidate = sdk::Candidate::new(id, verdict);
         if let Some(score) = score.filter(|s| !s.is_none()) {
             match number(&score) {
+                // An integer a double cannot hold exactly: kept as its digits.
+                Some(n) if n.abs() >= MAX_EXACT_SCORE && score.is_instance_of::<PyInt>() => {
+                    candidate = candidate.attr("score_out_of_range", text_of(&score));
+                }
                 Some(score) => candidate = candidate.score(score),
                 None => report(
                     py,
@@ -1106,9 +1379,9 @@ impl Step {
         };
         // Counted under the step's lock; the attributes of a kept candidate are converted
         // after it is released (converting may run the caller's Python code: `__str__`).
-        if self.with(py, |recorder| recorder.admit(&candidate)) == Some(true) {
+        if self.with(py, "an observation", |recorder| recorder.admit(&candidate)) == Some(true) {
             let candidate = candidate.attributes(convert());
-            self.with(py, |recorder| {
+            self.with(py, "an observation", |recorder| {
                 recorder.keep(candidate);
             });
         }
@@ -1124,7 +1397,7 @@ impl Step {
     fn set_reasoning(&self, text: &Bound<'_, PyAny>) {
         let py = text.py();
         let text = text_of(text);
-        self.with(py, |r| {
+        self.with(py, "reasoning", |r| {
             r.reasoning(text);
         });
     }
@@ -1140,7 +1413,7 @@ impl Step {
     fn set_input(&self, input: &Bound<'_, PyAny>) {
         let py = input.py();
         let value = to_json(input, 0);
-        self.with(py, |r| {
+        self.with(py, "input", |r| {
             r.input(value);
         });
     }
@@ -1156,7 +1429,7 @@ impl Step {
     fn set_output(&self, output: &Bound<'_, PyAny>) {
         let py = output.py();
         let value = to_json(output, 0);
-        self.with(py, |r| {
+        self.with(py, "output", |r| {
             r.output(value);
         });
     }
@@ -1208,7 +1481,7 @@ impl Step {
         match answer.flatten() {
             Some(Ok(recorded)) => {
                 let output = to_python(py, &recorded.output)?;
-                self.with(py, |r| {
+                self.with(py, "a recorded call", |r| {
                     r.push_boundary(recorded);
                 });
                 Ok(output)
@@ -1220,7 +1493,7 @@ impl Step {
             None => {
                 let output = r#fn.call0()?;
                 let recorded = to_json(&output, 0);
-                self.with(py, |r| {
+                self.with(py, "a recorded call", |r| {
                     r.push_boundary(sdk::Boundary {
                         name,
                         input: given,

@@ -143,7 +143,7 @@ def test_what_was_recorded_reads_back(client):
             step.candidates_in = 10
             step.output = {"kept": 3}
             assert (step.reasoning, step.candidates_in, step.output) == ("because", 10, {"kept": 3})
-    assert flow.output is None, "a sent flow holds nothing"
+    assert flow.output == {"selected": ["A", 2]}, "a sent flow answers with what it held"
 
 
 def test_numpy_values_are_numbers_and_tag_keys_may_hold_colons(client, read, pipeline):
@@ -227,3 +227,125 @@ def test_ctrl_c_interrupts_a_long_flush(pipeline):
         assert "KeyboardInterrupt" in stderr, stderr[-2000:]
     finally:
         hung.shutdown()
+
+
+def test_the_mask_sees_every_value_and_no_secret_reaches_the_server(server, read, pipeline):
+    secret = "sk-live-SECRET"
+
+    def mask(key, value):
+        return "[masked]" if isinstance(value, str) and "SECRET" in value else value
+
+    client = flowtrail.Client(server["url"], server["key"], capture="full", mask=mask,
+                              redact_fields=["reasoning"])
+    try:
+        with pytest.raises(ValueError):
+            with client.flow(pipeline, input=f"prompt {secret}", tags={"t": secret}) as flow:
+                with flow.step("llm", "generate", input=f"prompt {secret}") as step:
+                    step.boundary("llm.keywords", f"prompt {secret}", lambda: f"answer {secret}")
+                    step.boundary("llm.list", [secret], lambda: [secret])
+                    step.observe(f"cand-{secret}", "rejected", reasons=[("leak", f"text {secret}")],
+                                 attributes={"a": [secret], "b": {"c": secret}})
+                    step.reasoning = "why: a public reason"
+                    step.output = secret
+                flow.output = secret
+                raise ValueError(f"password={secret}")
+        assert client.flush(10.0)
+        stored = stored_flow(read, flow.id, status="failed")
+        observations = read.observations(flow.id, stored["steps"][0]["seq"])
+        everything = repr(stored) + repr(observations)
+        assert "SECRET" not in everything, everything
+        assert stored["steps"][0]["reasoning"] == "[redacted]"
+        assert stored["input"] == "[masked]"
+        assert observations[0]["candidate_id"] == "[masked]"
+    finally:
+        client.shutdown(5.0)
+
+
+def test_a_mask_that_raises_or_is_not_callable_fails_closed_and_logs_no_value(server, read, pipeline,
+                                                                             caplog):
+    def broken(key, value):
+        raise RuntimeError(f"cannot mask {value}")
+
+    with caplog.at_level(logging.WARNING, logger="flowtrail"):
+        for mask in (broken, 5):
+            client = flowtrail.Client(server["url"], server["key"], mask=mask)
+            with client.flow(pipeline, input={"password": "hunter2"}) as flow:
+                pass
+            assert client.flush(10.0)
+            assert stored_flow(read, flow.id)["input"] == "[redacted]"
+            client.shutdown(1.0)
+    assert not any("hunter2" in r.getMessage() for r in caplog.records)
+
+
+def test_odd_arguments_never_raise_and_are_logged(server, read, pipeline, caplog):
+    with caplog.at_level(logging.WARNING, logger="flowtrail"):
+        client = flowtrail.Client(server["url"], server["key"], queue_capacity=-1,
+                                  max_attempts="x", request_timeout=float("nan"),
+                                  capture="full")
+        before = client.stats()["sdk_errors"]
+
+        def bad_reasons():
+            yield ("first", "read")
+            raise ZeroDivisionError("in a generator")
+
+        with client.flow(pipeline) as flow:
+            with flow.step("s", "filter") as step:
+                step.observe("a", " KEPT ", 0.5)  # verdicts without case; score positional
+                step.observe("b", "rejected", reasons=bad_reasons())
+                step.observe("c", "rejected", reasons=[(7, None), {"code": 8, "text": 9}])
+                step.observe("d\ud800e", "kept", attributes={"x": float("nan"),
+                                                             "y": float("-inf")})
+                step.candidates_in = None  # "not set": no error
+        step.observe("late", "kept")
+        step.observe("later", "kept")
+        flow.output = "late"
+        assert client.flush("soon") in (True, False)
+        # The reasons that raised, the step and the flow used after they ended, the timeout.
+        assert client.stats()["sdk_errors"] - before == 4, [r.getMessage() for r in caplog.records]
+    stored = stored_flow(read, flow.id)
+    step = stored["steps"][0]
+    assert (step["candidates_in"], step["candidates_out"]) == (4, 2)
+    assert step["reasons"] == {"first": 1, "7": 1, "8": 1}
+    observations = {o["candidate_id"]: o for o in read.observations(flow.id, step["seq"])}
+    assert observations["a"]["score"] == 0.5
+    assert observations["d\ufffde"]["attributes"] == {"x": "NaN", "y": "-Infinity"}
+    assert {"code": "8", "text": "9"} in observations["c"]["reasons"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("has ended" in m for m in messages) == 2, messages  # once per step, per flow
+    assert any("ZeroDivisionError" in m for m in messages)
+    client.shutdown(1.0)
+
+
+def test_getters_answer_after_the_block_and_a_closed_generator_is_no_failure(client, read, pipeline):
+    @flowtrail.step(kind="retrieve")
+    def stream():
+        yield 1
+        yield 2
+
+    with client.flow(pipeline, input={"q": 1}, tags={"env": "dev"}) as flow:
+        with flow.step("s", "filter") as step:
+            step.observe("A", "kept")
+            step.reasoning = "because"
+        for _ in stream():
+            break
+        flow.output = {"selected": "A"}
+    assert (step.reasoning, step.candidates_in, step.candidates_out) == ("because", 1, 1)
+    assert (flow.output, flow.input, flow.tags) == ({"selected": "A"}, {"q": 1}, {"env": "dev"})
+    assert client.flush(10.0)
+    steps = {s["name"]: s for s in stored_flow(read, flow.id)["steps"]}
+    assert steps["stream"]["status"] == "succeeded"
+
+
+def test_replay_right_after_recording_and_exceptions_pickle(client, pipeline):
+    import pickle
+
+    with client.flow(pipeline) as flow:
+        with flow.step("call") as step:
+            step.boundary("llm", {"q": 1}, lambda: {"a": 2})
+    assert client.flush(10.0)
+    with client.replay(flow.id, pipeline) as again:
+        with again.step("call") as step:
+            assert step.boundary("llm", {"q": 1}, lambda: pytest.fail("called out")) == {"a": 2}
+    error = pickle.loads(pickle.dumps(flowtrail.ReplayMismatch("x")))
+    assert isinstance(error, flowtrail.ReplayMismatch)
+    assert flowtrail.ReplayMismatch.__module__ == "flowtrail"

@@ -123,7 +123,7 @@ def test_odd_values_never_raise(client, read, pipeline):
     weird = next(o for o in observations if o["verdict"] == "kept")
     assert weird["candidate_id"] == "<unprintable>"
     assert weird["attributes"]["d"] == "1.5"
-    assert weird["attributes"]["n"] is None
+    assert weird["attributes"]["n"] == "NaN"
     assert weird["attributes"]["big"] == str(10**30)
 
 

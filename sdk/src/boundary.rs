@@ -55,7 +55,9 @@ impl Replay {
     }
 
     /// Fetches stored flow `flow_id` from the server with a key of scope `read` or `all`.
-    /// Blocks the calling thread for at most `timeout`.
+    /// Blocks the calling thread for at most `timeout`. A flow acknowledged a moment ago may
+    /// not be stored yet: a 404 is asked again every 100 ms for up to 2 s (within `timeout`).
+    /// Errors: [`Error::ReplayFetch`] with the server's answer or the network's error.
     pub fn fetch(
         url: &str,
         api_key: &str,
@@ -67,30 +69,38 @@ impl Replay {
             .enable_all()
             .build()
             .map_err(|e| Error::ReplayFetch(e.to_string()))?;
+        let started = std::time::Instant::now();
+        let settle = timeout.min(Duration::from_secs(2));
         let detail = runtime.block_on(async {
             let http = reqwest::Client::builder()
                 .timeout(timeout)
                 .build()
                 .map_err(|e| Error::ReplayFetch(e.to_string()))?;
-            let response = http
-                .get(&endpoint)
-                .bearer_auth(api_key)
-                .send()
-                .await
-                .map_err(|e| Error::ReplayFetch(e.to_string()))?;
-            let status = response.status();
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| Error::ReplayFetch(e.to_string()))?;
-            if !status.is_success() {
-                return Err(Error::ReplayFetch(format!(
-                    "{status}: {}",
-                    String::from_utf8_lossy(&body)
-                )));
+            loop {
+                let response = http
+                    .get(&endpoint)
+                    .bearer_auth(api_key)
+                    .send()
+                    .await
+                    .map_err(|e| Error::ReplayFetch(e.to_string()))?;
+                let status = response.status();
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|e| Error::ReplayFetch(e.to_string()))?;
+                if status == reqwest::StatusCode::NOT_FOUND && started.elapsed() < settle {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                if !status.is_success() {
+                    return Err(Error::ReplayFetch(format!(
+                        "{status}: {}",
+                        String::from_utf8_lossy(&body)
+                    )));
+                }
+                return serde_json::from_slice::<flowtrail_types::FlowDetail>(&body)
+                    .map_err(|e| Error::ReplayFetch(e.to_string()));
             }
-            serde_json::from_slice::<flowtrail_types::FlowDetail>(&body)
-                .map_err(|e| Error::ReplayFetch(e.to_string()))
         })?;
         Ok(Self::from_detail(&detail))
     }

@@ -99,6 +99,11 @@ impl Client {
         &self.config.redaction
     }
 
+    /// Tells and counts a change made to a flow so the server takes it.
+    pub(crate) fn adjusted(&self, notice: String) {
+        self.sender.load().adjusted(notice);
+    }
+
     /// What happened since the last call that the user should know about, oldest first: a
     /// flow the server refused (with its answer), one changed to fit the server's limits
     /// (what changed), one lost (why). The latest 100 are kept. Each is also logged with

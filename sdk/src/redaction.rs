@@ -57,68 +57,98 @@ impl Redaction {
         self.fields.is_empty() && self.mask.is_none()
     }
 
-    fn apply(&self, value: &mut Value) {
-        match value {
-            Value::Object(members) => self.apply_members(members),
-            Value::Array(items) => items.iter_mut().for_each(|item| self.apply(item)),
-            _ => {}
+    fn named(&self, key: &str) -> bool {
+        self.fields.iter().any(|f| f.eq_ignore_ascii_case(key))
+    }
+
+    /// Masks a free-form value held under `key` (a record's field, e.g. `input`, or an object
+    /// member's key): a named key masks it whole; otherwise its members and items are masked,
+    /// then the mask sees it.
+    fn apply(&self, key: &str, value: &mut Value) {
+        if self.named(key) {
+            *value = Value::String("[redacted]".into());
+        } else {
+            match value {
+                Value::Object(members) => self.apply_members(members),
+                // Items are seen under their array's key.
+                Value::Array(items) => items.iter_mut().for_each(|item| self.apply(key, item)),
+                _ => {}
+            }
+        }
+        if let Some(mask) = &self.mask {
+            mask(key, value);
         }
     }
 
     fn apply_members(&self, members: &mut serde_json::Map<String, Value>) {
         for (key, member) in members.iter_mut() {
-            if self.fields.iter().any(|f| f.eq_ignore_ascii_case(key)) {
-                *member = Value::String("[redacted]".into());
-            } else {
-                self.apply(member);
-            }
-            if let Some(mask) = &self.mask {
-                mask(key, member);
-            }
+            self.apply(key, member);
         }
     }
 
-    /// Masks one value as a record's inputs are masked (what a replayed boundary's input is
-    /// compared as: the recording holds it masked).
+    /// Masks a text held under `key` (a tag, a reasoning, an error, a candidate id): as a
+    /// string value; a mask that answers something else leaves its JSON text.
+    fn apply_text(&self, key: &str, text: &mut String) {
+        if self.named(key) {
+            *text = "[redacted]".into();
+        }
+        if let Some(mask) = &self.mask {
+            let mut value = Value::String(std::mem::take(text));
+            mask(key, &mut value);
+            *text = match value {
+                Value::String(masked) => masked,
+                other => other.to_string(),
+            };
+        }
+    }
+
+    /// Masks one value as a recorded call's input is masked (what a replayed boundary's input
+    /// is compared as: the recording holds it masked).
     pub fn redact_value(&self, value: &mut Value) {
         if !self.is_empty() {
-            self.apply(value);
+            self.apply("input", value);
         }
     }
 
-    /// Masks a whole flow record in place: inputs and outputs of the flow, its steps and
-    /// their boundaries (recorded calls: prompts, answers), candidate attributes, and tag
-    /// values (a tag whose key is a named field becomes `"[redacted]"`; the mask sees each
-    /// tag as a string member).
+    /// Masks a whole flow record in place. Every value it carries is seen under its key: the
+    /// flow's and each step's `input` and `output`, each recorded call's `input` and `output`
+    /// (prompts, answers — a plain string included), every object member under its own key
+    /// and every array item under its array's key, each step's `reasoning`, the flow's
+    /// `error`, each observation's `candidate_id`, each reason's `text` and each candidate
+    /// attribute, and each tag under its key. A key named in `fields` masks its value whole
+    /// (`"[redacted]"`); the mask then sees every value (after what is inside it). Reason
+    /// codes, step and pipeline names are names, not masked.
     pub fn redact(&self, record: &mut FlowRecord) {
         if self.is_empty() {
             return;
         }
-        self.apply(&mut record.input);
-        self.apply(&mut record.output);
+        self.apply("input", &mut record.input);
+        self.apply("output", &mut record.output);
+        if let Some(error) = record.error.as_mut() {
+            self.apply_text("error", error);
+        }
         for step in &mut record.steps {
-            self.apply(&mut step.input);
-            self.apply(&mut step.output);
+            self.apply("input", &mut step.input);
+            self.apply("output", &mut step.output);
+            if let Some(reasoning) = step.reasoning.as_mut() {
+                self.apply_text("reasoning", reasoning);
+            }
             for boundary in &mut step.boundaries {
-                self.apply(&mut boundary.input);
-                self.apply(&mut boundary.output);
+                self.apply("input", &mut boundary.input);
+                self.apply("output", &mut boundary.output);
             }
             for observation in &mut step.observations {
+                self.apply_text("candidate_id", &mut observation.candidate_id);
+                for reason in &mut observation.reasons {
+                    if let Some(text) = reason.text.as_mut() {
+                        self.apply_text("text", text);
+                    }
+                }
                 self.apply_members(&mut observation.attributes);
             }
         }
         for (key, value) in record.tags.iter_mut() {
-            let mut member = Value::String(std::mem::take(value));
-            if self.fields.iter().any(|f| f.eq_ignore_ascii_case(key)) {
-                member = Value::String("[redacted]".into());
-            }
-            if let Some(mask) = &self.mask {
-                mask(key, &mut member);
-            }
-            *value = match member {
-                Value::String(text) => text,
-                other => other.to_string(),
-            };
+            self.apply_text(key, value);
         }
     }
 }
@@ -166,5 +196,44 @@ mod tests {
             given, boundary.input,
             "a replayed input compares as recorded"
         );
+    }
+
+    #[test]
+    fn every_value_is_seen_plain_strings_texts_ids_and_array_items_included() {
+        let mut record = FlowRecord::new(Uuid::nil(), "p", OffsetDateTime::UNIX_EPOCH);
+        record.input = json!("sk-input");
+        record.output = json!(["sk-item", {"k": ["sk-deep"]}]);
+        record.error = Some("sk-error".into());
+        let mut step = flowtrail_types::StepRecord::new(0, "s", StepKind::Custom);
+        step.reasoning = Some("sk-reasoning".into());
+        step.boundaries.push(Boundary {
+            name: "llm".into(),
+            input: json!("sk-prompt"),
+            output: json!("sk-answer"),
+        });
+        step.observations.push(
+            crate::Candidate::rejected("sk-id")
+                .reason("code", "sk-text")
+                .attr("a", "sk-attr")
+                .0,
+        );
+        record.steps.push(step);
+        let redaction = Redaction::default().with_mask(|_, value| {
+            if let Value::String(text) = value
+                && text.starts_with("sk-")
+            {
+                *text = "[key]".into();
+            }
+        });
+        redaction.redact(&mut record);
+        let text = serde_json::to_string(&record).unwrap();
+        assert!(!text.contains("sk-"), "{text}");
+        assert_eq!(record.steps[0].observations[0].reasons[0].code, "code");
+        let named = Redaction::fields(["reasoning", "text"]);
+        let mut step = flowtrail_types::StepRecord::new(0, "s", StepKind::Custom);
+        step.reasoning = Some("why".into());
+        record.steps = vec![step];
+        named.redact(&mut record);
+        assert_eq!(record.steps[0].reasoning.as_deref(), Some("[redacted]"));
     }
 }

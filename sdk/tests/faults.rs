@@ -336,6 +336,15 @@ fn shutdown_returns_in_time_with_a_hung_backend() {
         "no spool: what was waiting is dropped and counted"
     );
     assert_eq!(stats.pending, 1, "the hung request");
+    let notices = client.take_notices();
+    assert_eq!(
+        notices
+            .iter()
+            .filter(|n| n.contains("still queued at shutdown"))
+            .count(),
+        4,
+        "{notices:?}"
+    );
 }
 
 #[test]

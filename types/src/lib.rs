@@ -259,6 +259,31 @@ impl StepRecord {
         }
     }
 
+    /// A copy without its observations and recorded calls (what a binding keeps of an ended
+    /// step to answer questions about it).
+    pub fn clone_without_candidates(&self) -> StepRecord {
+        StepRecord {
+            seq: self.seq,
+            name: self.name.clone(),
+            kind: self.kind,
+            status: self.status,
+            started_at: self.started_at,
+            ended_at: self.ended_at,
+            input: self.input.clone(),
+            output: self.output.clone(),
+            reasoning: self.reasoning.clone(),
+            candidates_in: self.candidates_in,
+            candidates_out: self.candidates_out,
+            reasons: self.reasons.clone(),
+            capture: self.capture,
+            observations: Vec::new(),
+            boundaries: Vec::new(),
+            parent_seq: self.parent_seq,
+            span_id: self.span_id.clone(),
+            parent_span_id: self.parent_span_id.clone(),
+        }
+    }
+
     /// `candidates_in`, or — when the step holds every candidate — the number of observations.
     pub fn effective_candidates_in(&self) -> Option<u64> {
         self.candidates_in.or_else(|| {

@@ -30,7 +30,7 @@ import functools
 import inspect
 import os
 import threading
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from . import _flowtrail
 from ._flowtrail import (
@@ -60,6 +60,8 @@ __all__ = [
     "current_step",
     "step",
     "shutdown_all",
+    "aflush",
+    "ashutdown",
 ]
 
 __version__ = _flowtrail.__version__
@@ -119,7 +121,8 @@ def step(
     Each call inside a flow's ``with`` block is recorded as a step named ``name`` (default:
     the function's name), failed if the function raises (the exception propagates). Outside
     a flow the function runs as it is. Works on ``async def`` functions, and on generators
-    (sync or async: the step lasts until the generator is exhausted or closed). The step is
+    (sync or async: the step lasts until the generator is exhausted, or closed by its
+    consumer — a ``break`` — which is not a failure). The step is
     the current step inside the function: ``flowtrail.current_step().observe(...)``.
     """
 
@@ -134,9 +137,15 @@ def step(
                     async for item in fn(*args, **kwargs):
                         yield item
                     return
-                with flow.step(step_name, kind, capture=capture):
-                    async for item in fn(*args, **kwargs):
-                        yield item
+                step_ = flow.step(step_name, kind, capture=capture)
+                with step_:
+                    try:
+                        async for item in fn(*args, **kwargs):
+                            yield item
+                    except GeneratorExit:
+                        # Closed early by its consumer (a `break`): not a failure.
+                        step_.finish()
+                        raise
 
             return run_async_gen  # type: ignore[return-value]
 
@@ -147,8 +156,14 @@ def step(
                 flow = _current_flow.get()
                 if flow is None:
                     return (yield from fn(*args, **kwargs))
-                with flow.step(step_name, kind, capture=capture):
-                    return (yield from fn(*args, **kwargs))
+                step_ = flow.step(step_name, kind, capture=capture)
+                with step_:
+                    try:
+                        return (yield from fn(*args, **kwargs))
+                    except GeneratorExit:
+                        # Closed early by its consumer (a `break`): not a failure.
+                        step_.finish()
+                        raise
 
             return run_gen  # type: ignore[return-value]
 
@@ -191,7 +206,25 @@ class Client(_flowtrail.Client):
     ``push_steps``, …). Every client is shut down at interpreter exit and restarted in a
     child after ``fork()``."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        url: Optional[str] = None,
+        api_key: Optional[str] = None,
+        *,
+        capture: Optional[str] = None,
+        redact_fields: Optional[Sequence[str]] = None,
+        mask: Optional[Callable[[str, Any], Any]] = None,
+        spool_dir: Optional[str] = None,
+        spool_max_bytes: int = 268_435_456,
+        push_steps: bool = False,
+        queue_capacity: int = 1000,
+        max_attempts: int = 8,
+        request_timeout: float = 10.0,
+        backoff_base: float = 0.2,
+        sdk_version: Optional[str] = None,
+    ) -> None:
+        # The native class reads the arguments (in __new__); here the client is registered
+        # for the exit and fork hooks.
         with _clients_lock:
             _clients.add(self)
 

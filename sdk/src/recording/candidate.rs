@@ -39,9 +39,18 @@ impl Candidate {
         Self::new(id, Verdict::Selected)
     }
 
-    /// The step's score for it; NaN and infinities are not recorded.
+    /// The step's score for it. NaN and infinities (JSON has neither) are kept as text in
+    /// the attribute `score_out_of_range` instead.
     pub fn score(mut self, score: f64) -> Self {
-        self.0.score = score.is_finite().then_some(score);
+        if score.is_finite() {
+            self.0.score = Some(score);
+        } else {
+            // JSON has no NaN or infinity: kept as text rather than lost.
+            self.0.score = None;
+            self.0
+                .attributes
+                .insert("score_out_of_range".into(), score.to_string().into());
+        }
         self
     }
 

@@ -49,6 +49,8 @@ pub(super) struct Tally {
     kept_per_reason: HashMap<String, usize>,
     /// Candidates kept so far (at most [`MAX_OBSERVATIONS_PER_STEP`]).
     kept: usize,
+    /// Candidates the policy would have kept beyond that.
+    capped: u64,
     sampled_out: bool,
 }
 
@@ -61,6 +63,7 @@ impl Tally {
             reasons: Default::default(),
             kept_per_reason: Default::default(),
             kept: 0,
+            capped: 0,
             sampled_out: false,
         }
     }
@@ -88,33 +91,41 @@ impl Tally {
         }
         // A step stores at most this many observations; beyond it, only counts.
         let room = self.kept < MAX_OBSERVATIONS_PER_STEP;
-        let keep = room
-            && match self.policy {
-                CapturePolicy::Full => true,
-                CapturePolicy::CountsOnly => false,
-                CapturePolicy::Sampled { .. } if observation.verdict != Verdict::Rejected => true,
-                CapturePolicy::Sampled {
-                    rejected_per_reason,
-                } => {
-                    let code = observation.reasons.first().map_or("", |r| r.code.as_str());
-                    let kept = match self.kept_per_reason.get_mut(code) {
-                        Some(kept) => kept,
-                        None => self.kept_per_reason.entry(code.to_string()).or_insert(0),
-                    };
-                    if *kept < rejected_per_reason {
-                        *kept += 1;
-                        true
-                    } else {
-                        false
-                    }
+        let wanted = match self.policy {
+            CapturePolicy::Full => true,
+            CapturePolicy::CountsOnly => false,
+            CapturePolicy::Sampled { .. } if observation.verdict != Verdict::Rejected => true,
+            CapturePolicy::Sampled {
+                rejected_per_reason,
+            } => {
+                let code = observation.reasons.first().map_or("", |r| r.code.as_str());
+                let kept = match self.kept_per_reason.get_mut(code) {
+                    Some(kept) => kept,
+                    None => self.kept_per_reason.entry(code.to_string()).or_insert(0),
+                };
+                if *kept < rejected_per_reason {
+                    *kept += 1;
+                    true
+                } else {
+                    false
                 }
-            };
+            }
+        };
+        let keep = wanted && room;
         if keep {
             self.kept += 1;
         } else {
             self.sampled_out = true;
+            if wanted {
+                self.capped += 1;
+            }
         }
         keep
+    }
+
+    /// How many candidates the policy wanted beyond the most a step stores, if any.
+    pub(super) fn capped(&self) -> Option<u64> {
+        (self.capped > 0).then_some(self.capped)
     }
 
     /// Writes the counts and what was captured into the finished step's `record`.
@@ -226,5 +237,11 @@ mod tests {
             (step.candidates_in, step.candidates_out),
             (Some(total), Some(total))
         );
+        let notices = client.take_notices();
+        assert!(
+            notices.iter().any(|n| n.contains("5 more were counted")),
+            "{notices:?}"
+        );
+        assert_eq!(client.stats().adjusted, 1);
     }
 }

@@ -100,7 +100,18 @@ impl Flow {
     /// Adds a step started with [`Flow::begin_step`], ended with `status` now (pushed at
     /// once too when the client says so).
     pub fn end_step(&mut self, recorder: StepRecorder, status: FlowStatus) {
+        let capped = recorder.capped();
         let record = recorder.close(status);
+        if let Some(left_out) = capped {
+            self.client.adjusted(format!(
+                "flow {}: step {} ({:?}) kept the first {} observations, the most a step \
+                 stores; {left_out} more were counted but not kept (it says sampled)",
+                self.record.id,
+                record.seq,
+                record.name,
+                flowtrail_types::limits::MAX_OBSERVATIONS_PER_STEP,
+            ));
+        }
         self.add_step(record);
     }
 

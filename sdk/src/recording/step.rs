@@ -120,6 +120,13 @@ impl StepRecorder {
         self
     }
 
+    /// How many candidates the policy would have kept beyond the most a step stores
+    /// ([`MAX_OBSERVATIONS_PER_STEP`](flowtrail_types::limits::MAX_OBSERVATIONS_PER_STEP)), if
+    /// any.
+    pub(crate) fn capped(&self) -> Option<u64> {
+        self.tally.capped()
+    }
+
     /// What this step keeps of its candidates. Set it before observing: candidates already
     /// observed were kept or not by the old policy.
     pub fn capture(&mut self, policy: CapturePolicy) -> &mut Self {

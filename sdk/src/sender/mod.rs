@@ -177,7 +177,7 @@ impl Sender {
         };
         shared.changed.notify_all();
         if let Some(oldest) = evicted {
-            shared.evict(oldest);
+            shared.evict(oldest, "the queue is full (queue_capacity)");
         }
     }
 
@@ -235,7 +235,7 @@ impl Sender {
             self.shared.spool(spool, Box::new(record), true, true);
         }
         for record in left {
-            self.shared.evict(record);
+            self.shared.evict(record, "it was still queued at shutdown");
         }
         // The threads end by themselves: the sender thread once closed and idle, the spool
         // thread when the last handle to it goes. A request hung on the network is not waited
@@ -247,6 +247,13 @@ impl Sender {
             !state.in_flight || state.in_flight_spooled
         };
         delivered || (spooled && idle)
+    }
+
+    /// Tells (a notice) and counts (`adjusted`) a change made to a flow so the server
+    /// takes it.
+    pub(crate) fn adjusted(&self, notice: String) {
+        Counters::add(&self.shared.counters.adjusted);
+        self.shared.notice(notice);
     }
 
     /// What happened since the last call that the user should know about, oldest first: a

@@ -72,12 +72,13 @@ impl Spool {
 }
 
 impl Shared {
-    /// Hands a flow to the spool thread, or counts it dropped; never blocks.
-    pub(super) fn evict(&self, record: Box<FlowRecord>) {
+    /// Hands a flow to the spool thread, or counts it dropped (telling `why` it left the
+    /// queue); never blocks.
+    pub(super) fn evict(&self, record: Box<FlowRecord>, why: &str) {
         let Some(spool) = &self.spool else {
             Counters::add(&self.counters.dropped);
             self.notice(format!(
-                "flow {} dropped: the queue is full (queue_capacity) and there is no spool_dir",
+                "flow {} dropped: {why} and there is no spool_dir",
                 record.id
             ));
             return;
