@@ -320,19 +320,34 @@ fn step_kind(py: Python<'_>, kind: &str) -> sdk::StepKind {
 }
 
 /// The reasons of an observation: `(code, text)` pairs, `{"code": …, "text": …}` mappings or
-/// bare codes; a code or text that is not a `str` is taken by `str()`. What cannot be read
+/// bare codes in a list, or one mapping (a reason with `"code"`, else codes to texts); a code
+/// or text that is not a `str` is taken by `str()`; a pair of more than two items keeps two
+/// (reported). What cannot be read
 /// (not an iterable, an iterator that raises, a mapping without `"code"`) is reported, and the
 /// reasons read until then are kept.
 fn reasons_of(py: Python<'_>, reasons: &Bound<'_, PyAny>) -> Vec<(String, Option<String>)> {
     if let Ok(code) = reasons.cast::<PyString>() {
         return vec![(lossy(code), None)];
     }
+    let optional_text =
+        |value: Option<Bound<'_, PyAny>>| value.filter(|v| !v.is_none()).map(|v| text(&v));
+    // One mapping: a reason (`{"code": …, "text": …}`), or codes to texts.
+    if let Ok(dict) = reasons.cast::<PyDict>() {
+        if let Some(code) = dict.get_item("code").ok().flatten() {
+            return vec![(
+                text(&code),
+                optional_text(dict.get_item("text").ok().flatten()),
+            )];
+        }
+        return dict
+            .iter()
+            .map(|(code, reason)| (text(&code), optional_text(Some(reason))))
+            .collect();
+    }
     let Ok(items) = reasons.try_iter() else {
         report(py, "reasons must be a list of (code, text) pairs");
         return Vec::new();
     };
-    let optional_text =
-        |value: Option<Bound<'_, PyAny>>| value.filter(|v| !v.is_none()).map(|v| text(&v));
     let mut out = Vec::new();
     for item in items {
         let item = match item {
@@ -353,20 +368,27 @@ fn reasons_of(py: Python<'_>, reasons: &Bound<'_, PyAny>) -> Vec<(String, Option
         // Cheapest checks first.
         if let Ok(code) = item.cast::<PyString>() {
             out.push((lossy(code), None));
-        } else if let Ok(pair) = item.cast::<PyTuple>()
-            && (1..=2).contains(&pair.len())
-        {
-            out.push((
-                text(&pair.get_item(0).expect("len checked")),
-                optional_text(pair.get_item(1).ok()),
-            ));
-        } else if let Ok(pair) = item.cast::<PyList>()
-            && (1..=2).contains(&pair.len())
-        {
-            out.push((
-                text(&pair.get_item(0).expect("len checked")),
-                optional_text(pair.get_item(1).ok()),
-            ));
+        } else if item.is_instance_of::<PyTuple>() || item.is_instance_of::<PyList>() {
+            let parts: Vec<Bound<'_, PyAny>> = item
+                .try_iter()
+                .map(|parts| parts.flatten().collect())
+                .unwrap_or_default();
+            match parts.as_slice() {
+                [] => report(py, "an empty reason pair is left out"),
+                [code] => out.push((text(code), None)),
+                [code, reason, rest @ ..] => {
+                    if !rest.is_empty() {
+                        report(
+                            py,
+                            &format!(
+                                "a reason is (code, text): {} items given, the rest left out",
+                                parts.len()
+                            ),
+                        );
+                    }
+                    out.push((text(code), optional_text(Some(reason.clone()))));
+                }
+            }
         } else if let Ok(dict) = item.cast::<PyDict>() {
             match dict
                 .get_item("code")
@@ -391,10 +413,13 @@ fn reasons_of(py: Python<'_>, reasons: &Bound<'_, PyAny>) -> Vec<(String, Option
 /// Sends flows to Flow Trail from a background thread. Arguments (all optional): `url`,
 /// `api_key` (default `FLOWTRAIL_URL`, `FLOWTRAIL_API_KEY`), `capture` (`"full"`,
 /// `"counts_only"`, `flowtrail.sampled(per_reason=N)`; default sampled, 50 per reason),
-/// `redact_fields` (object keys masked at any depth, without case), `mask` (a callable
-/// `mask(key, value) -> value` run on every object member before anything leaves the
-/// process), `spool_dir`, `spool_max_bytes`, `push_steps` (send each finished step at once),
-/// `queue_capacity`, `max_attempts`, `request_timeout` and `backoff_base` (seconds).
+/// `redact_fields` (object keys masked at any depth, without case; `"tags"`, `"attributes"`,
+/// `"reasons"` mask every tag value, attribute value and reason text), `mask` (a callable
+/// `mask(key, value) -> value` run on every value before anything leaves the process;
+/// names — pipeline, step, boundary, reason codes, keys — are never masked), `spool_dir`
+/// (files owner-only), `spool_max_bytes`, `push_steps` (send each finished step at once),
+/// `queue_capacity`, `max_attempts`, `request_timeout` (seconds, more than 0) and
+/// `backoff_base` (seconds).
 ///
 /// Without a URL or key, or with a bad URL, the client is *disabled*: it records nothing,
 /// warns once, and never raises.
@@ -471,7 +496,7 @@ impl Client {
             request_timeout.as_ref(),
             "request_timeout",
             10.0,
-            0.0,
+            0.001,
             86_400.0,
         );
         let backoff_base = number_arg(py, backoff_base.as_ref(), "backoff_base", 0.2, 0.0, 3_600.0);
@@ -610,17 +635,18 @@ impl Client {
     /// never calls out, and raises [`ReplayMismatch`] / [`ReplayMissing`] when the run does
     /// not fit the recording. Raises [`ReplayError`] when the flow cannot be fetched (needs
     /// a key of scope `read` or `all`).
-    #[pyo3(signature = (flow_id, pipeline, *, input=None, tags=None, timeout=10.0))]
+    #[pyo3(signature = (flow_id, pipeline, *, input=None, tags=None, timeout=None))]
     fn replay(
         slf: &Bound<'_, Self>,
         flow_id: Bound<'_, PyAny>,
         pipeline: Bound<'_, PyAny>,
         input: Option<Bound<'_, PyAny>>,
         tags: Option<Bound<'_, PyAny>>,
-        timeout: f64,
+        timeout: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Flow> {
         let py = slf.py();
         let client = slf.get();
+        let timeout = number_arg(py, timeout.as_ref(), "timeout", 10.0, 0.0, 86_400.0);
         let (flow_id, pipeline) = (text(&flow_id), text(&pipeline));
         let id = uuid::Uuid::try_parse(flow_id.trim())
             .map_err(|_| ReplayError::new_err(format!("{flow_id:?} is not a flow id")))?;
@@ -641,8 +667,10 @@ impl Client {
         ))
     }
 
-    /// Waits until everything queued so far is delivered or given up, at most `timeout`
-    /// seconds (the interpreter is released meanwhile). Whether it got there in time.
+    /// Waits until everything queued so far is settled — sent, spooled, or given up (see
+    /// `stats()`) — at most `timeout` seconds (the interpreter is released meanwhile).
+    /// Whether it got there in time; it says nothing of flows lost (`shutdown` does). A flow
+    /// settled as sent is acknowledged; the server makes it readable moments later.
     #[pyo3(signature = (timeout=None))]
     fn flush(&self, py: Python<'_>, timeout: Option<Bound<'_, PyAny>>) -> PyResult<bool> {
         let Some(client) = &self.inner else {
@@ -655,11 +683,14 @@ impl Client {
     }
 
     /// Flushes, then stops the sender; what is left goes to the spool (if any) or is counted
-    /// as dropped. Returns within `timeout` seconds. Also run at interpreter exit.
+    /// as dropped (and logged). Returns within `timeout` seconds: whether every flow handed
+    /// to this client was sent or spooled (`False` when one was lost at any time — dropped or
+    /// refused, see `stats()` — or is still pending, and for a disabled client, which sends
+    /// nothing). Also run at interpreter exit.
     #[pyo3(signature = (timeout=None))]
     fn shutdown(&self, py: Python<'_>, timeout: Option<Bound<'_, PyAny>>) -> PyResult<bool> {
         let Some(client) = &self.inner else {
-            return Ok(true);
+            return Ok(false);
         };
         let timeout = number_arg(py, timeout.as_ref(), "timeout", 5.0, 0.0, 86_400.0);
         let timeout = seconds(timeout, 5.0);
@@ -670,9 +701,11 @@ impl Client {
             client.flush(slice)
         });
         // Also after Ctrl-C: what is left goes to the spool before the interrupt propagates.
-        let stopped = py.detach(|| client.shutdown(margin));
+        py.detach(|| client.shutdown(margin));
         log_notices(py, client);
-        Ok(flushed? || stopped)
+        flushed?;
+        let stats = client.stats();
+        Ok(stats.dropped == 0 && stats.failed == 0 && stats.pending == 0)
     }
 
     /// Counters of what happened to the flows handed to this client: `queued`, `sent`,
@@ -1471,10 +1504,12 @@ impl Step {
     fn boundary<'py>(
         &self,
         py: Python<'py>,
-        name: String,
+        name: Bound<'py, PyAny>,
         input: Bound<'py, PyAny>,
         r#fn: Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        // Any name is taken, as text (`None` → "None").
+        let name = text(&name);
         let given = to_json(&input, 0);
         let flow = self.flow.bind(py).get();
         let answer = flow.with(py, |flow| flow.replay_answer(&name, given.clone()));

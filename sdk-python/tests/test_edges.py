@@ -336,6 +336,41 @@ def test_getters_answer_after_the_block_and_a_closed_generator_is_no_failure(cli
     assert steps["stream"]["status"] == "succeeded"
 
 
+def test_an_async_generator_left_by_break_is_no_failure(client, read, pipeline):
+    @flowtrail.step(kind="generate")
+    async def stream():
+        for i in range(5):
+            yield i
+            await asyncio.sleep(0)
+
+    async def first():
+        async for item in stream():
+            return item
+
+    with client.flow(pipeline) as flow:
+        # asyncio.run closes the generator left open as the loop ends.
+        assert asyncio.run(first()) == 0
+    assert client.flush(10.0)
+    steps = {s["name"]: s for s in stored_flow(read, flow.id)["steps"]}
+    assert steps["stream"]["status"] == "succeeded", steps["stream"]
+
+
+def test_odd_arguments_to_boundary_replay_and_sampled_never_raise(client, pipeline, caplog):
+    assert flowtrail.sampled("x") == "sampled:50"
+    assert flowtrail.sampled(float("nan")) == "sampled:50"
+    assert flowtrail.sampled(-3) == "sampled:50"
+    assert flowtrail.sampled(7.9) == "sampled:7"
+    with client.flow(pipeline) as flow:
+        with flow.step("call") as step:
+            assert step.boundary(None, {"q": 1}, lambda: 3) == 3
+    assert client.flush(10.0)
+    replayed = client.replay(flow.id, pipeline, timeout="x")
+    with replayed:
+        with replayed.step("call") as step:
+            assert step.boundary(None, {"q": 1}, lambda: 4) == 3
+    assert any("sampled" in r.getMessage() for r in caplog.records)
+
+
 def test_replay_right_after_recording_and_exceptions_pickle(client, pipeline):
     import pickle
 
@@ -349,3 +384,77 @@ def test_replay_right_after_recording_and_exceptions_pickle(client, pipeline):
     error = pickle.loads(pickle.dumps(flowtrail.ReplayMismatch("x")))
     assert isinstance(error, flowtrail.ReplayMismatch)
     assert flowtrail.ReplayMismatch.__module__ == "flowtrail"
+
+
+def test_shutdown_says_false_for_a_flow_lost_earlier_and_a_flow_after_shutdown_is_told(
+    server, pipeline, caplog
+):
+    refused = flowtrail.Client(server["url"], "ftk_wrong", max_attempts=1)
+    with refused.flow(pipeline):
+        pass
+    wait_for(refused.stats, lambda s: s["failed"] == 1, timeout=10.0)
+    time.sleep(0.2)
+    assert not refused.shutdown(2.0), "a flow was refused (401): not everything arrived"
+
+    fine = flowtrail.Client(server["url"], server["key"])
+    with fine.flow(pipeline):
+        pass
+    assert fine.shutdown(5.0), "every flow arrived"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="flowtrail"):
+        for _ in range(3):
+            with fine.flow(pipeline):
+                pass
+        fine.flush(1.0)
+    told = [r.getMessage() for r in caplog.records if "shut down" in r.getMessage()]
+    assert len(told) == 1, told
+    assert fine.stats()["dropped"] == 3
+
+
+def test_reasons_given_as_one_mapping_and_a_failed_steps_error_is_masked(server, read, pipeline):
+    client = flowtrail.Client(server["url"], server["key"], capture="full",
+                              redact_fields=["error"])
+    with client.flow(pipeline) as flow:
+        with flow.step("filter", "filter") as step:
+            step.observe("A", "rejected", reasons={"code": "price", "text": "too cheap"})
+            step.observe("B", "rejected", reasons={"stock": "none left", "price": "too dear"})
+            step.observe("C", "rejected", reasons=[("a", "b", "c")])
+        try:
+            with flow.step("judge"):
+                raise RuntimeError("sk-secret-from-exception")
+        except RuntimeError:
+            pass
+    assert client.shutdown(10.0)
+    stored = stored_flow(read, flow.id)
+    assert "sk-secret" not in str(stored)
+    steps = {s["name"]: s for s in stored["steps"]}
+    assert steps["judge"]["status"] == "failed"
+    assert steps["filter"]["reasons"] == {"price": 2, "stock": 1, "a": 1}
+    observations = {o["candidate_id"]: o for o in read.observations(flow.id, 0)}
+    assert observations["A"]["reasons"] == [{"code": "price", "text": "too cheap"}]
+    assert observations["C"]["reasons"] == [{"code": "a", "text": "b"}]
+
+
+def test_the_read_client_raises_only_read_errors():
+    for url in ["not a url", "file:///etc/passwd", "ftp://example.com"]:
+        with pytest.raises(flowtrail.ReadError):
+            flowtrail.ReadClient(url, "k").flows()
+    # An answer that is not HTTP.
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def garbage():
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        connection.sendall(b"garbage\r\n\r\n")
+        connection.close()
+
+    threading.Thread(target=garbage, daemon=True).start()
+    port = listener.getsockname()[1]
+    with pytest.raises(flowtrail.ReadError):
+        flowtrail.ReadClient(f"http://127.0.0.1:{port}", "k", timeout=5).flows()
+    listener.close()

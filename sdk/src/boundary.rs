@@ -22,13 +22,20 @@ use crate::{Boundary, Error, FlowRecord, Step};
 #[derive(Debug, Clone, Default)]
 pub struct Replay {
     source: Option<Uuid>,
+    /// The pipeline the calls were recorded in, if known.
+    pipeline: Option<String>,
     calls: HashMap<String, VecDeque<Boundary>>,
 }
 
 impl Replay {
-    fn add<'a>(source: Uuid, boundaries: impl IntoIterator<Item = &'a Boundary>) -> Self {
+    fn add<'a>(
+        source: Uuid,
+        pipeline: &str,
+        boundaries: impl IntoIterator<Item = &'a Boundary>,
+    ) -> Self {
         let mut replay = Replay {
             source: Some(source),
+            pipeline: Some(pipeline.to_string()),
             ..Replay::default()
         };
         for boundary in boundaries {
@@ -43,13 +50,18 @@ impl Replay {
 
     /// The calls recorded in a flow record, step by step.
     pub fn from_record(record: &FlowRecord) -> Self {
-        Self::add(record.id, record.steps.iter().flat_map(|s| &s.boundaries))
+        Self::add(
+            record.id,
+            &record.pipeline,
+            record.steps.iter().flat_map(|s| &s.boundaries),
+        )
     }
 
     /// The calls recorded in a stored flow (`GET /api/v1/flows/{id}`).
     pub fn from_detail(detail: &flowtrail_types::FlowDetail) -> Self {
         Self::add(
             detail.summary.id,
+            &detail.summary.pipeline,
             detail.steps.iter().flat_map(|s| &s.boundaries),
         )
     }
@@ -108,6 +120,11 @@ impl Replay {
     /// How many recorded calls are left unanswered.
     pub fn remaining(&self) -> usize {
         self.calls.values().map(|q| q.len()).sum()
+    }
+
+    /// The pipeline the calls were recorded in, if known.
+    pub fn pipeline(&self) -> Option<&str> {
+        self.pipeline.as_deref()
     }
 
     /// The flow the calls were recorded in, if known.

@@ -68,8 +68,18 @@ impl Client {
     }
 
     /// Starts recording a run of `pipeline` whose boundaries answer from `replay` instead of
-    /// calling out. The run is recorded and sent like any other, tagged `replay_of`.
+    /// calling out. The run is recorded and sent like any other, tagged `replay_of`. A
+    /// `pipeline` other than the recording's is told (a notice), not refused.
     pub fn replay(&self, pipeline: impl Into<String>, replay: Replay) -> Flow {
+        let pipeline = pipeline.into();
+        if let Some(recorded) = replay.pipeline()
+            && recorded != pipeline
+        {
+            self.sender.load().notice(format!(
+                "replaying a flow of pipeline {recorded:?} as pipeline {pipeline:?}: is that \
+                 the pipeline you meant?"
+            ));
+        }
         Flow::start(self.clone(), pipeline, Some(replay))
     }
 
@@ -89,7 +99,11 @@ impl Client {
         self.sender.load().flush(timeout)
     }
 
-    /// Flushes, then stops the sender thread. Returns within `timeout`.
+    /// Flushes, then stops the sender thread; what is left goes to the spool, or is counted
+    /// dropped (with a notice) without one. Returns within `timeout` (plus the time to write
+    /// the spool): whether every flow handed to this client was sent or spooled — `false`
+    /// when one was lost at any time (dropped, or refused by the server: see [`Client::stats`])
+    /// or is still pending.
     pub fn shutdown(&self, timeout: Duration) -> bool {
         self.sender.load().shutdown(timeout)
     }

@@ -2,8 +2,9 @@
 //! side, never on the caller's thread (except to compare a replayed boundary's input, which
 //! the recording holds masked), and before a flow is sent *or* written to the spool; named
 //! fields match object keys without case, at any depth of inputs, outputs, recorded calls
-//! (boundaries) and candidate attributes, and tag keys; the `mask` closure runs after them on
-//! every object member and every tag (as a string member).
+//! (boundaries) and candidate attributes, and tag keys (`tags`, `attributes` and `reasons`
+//! name every tag, attribute and reason text); the `mask` closure runs after them on every
+//! value. Names (pipeline, step, boundary, reason code, any key) are never masked.
 
 use std::sync::Arc;
 
@@ -114,10 +115,17 @@ impl Redaction {
     /// flow's and each step's `input` and `output`, each recorded call's `input` and `output`
     /// (prompts, answers — a plain string included), every object member under its own key
     /// and every array item under its array's key, each step's `reasoning`, the flow's
-    /// `error`, each observation's `candidate_id`, each reason's `text` and each candidate
+    /// `error` (and a failed step's `reasoning`, which is its error), each observation's
+    /// `candidate_id`, each reason's `text` and each candidate
     /// attribute, and each tag under its key. A key named in `fields` masks its value whole
-    /// (`"[redacted]"`); the mask then sees every value (after what is inside it). Reason
-    /// codes, step and pipeline names are names, not masked.
+    /// (`"[redacted]"`), and so do three container names: `tags` (every tag's value),
+    /// `attributes` (every candidate attribute's value) and `reasons` (every reason's text).
+    /// The mask then sees every value (after what is inside it); tag values and candidate ids
+    /// are text, so it sees them as strings.
+    ///
+    /// Names are never masked nor shown to the mask — keep secrets out of them: the pipeline,
+    /// step and boundary names, reason codes (a reason given as a bare string is a code), tag
+    /// keys, attribute keys and object keys.
     pub fn redact(&self, record: &mut FlowRecord) {
         if self.is_empty() {
             return;
@@ -131,23 +139,41 @@ impl Redaction {
             self.apply("input", &mut step.input);
             self.apply("output", &mut step.output);
             if let Some(reasoning) = step.reasoning.as_mut() {
+                // A failed step's reasoning is its error (an exception's text, say): named
+                // `error` masks it too.
+                if step.status == flowtrail_types::FlowStatus::Failed && self.named("error") {
+                    *reasoning = "[redacted]".into();
+                }
                 self.apply_text("reasoning", reasoning);
             }
             for boundary in &mut step.boundaries {
                 self.apply("input", &mut boundary.input);
                 self.apply("output", &mut boundary.output);
             }
+            let (all_reasons, all_attributes) = (self.named("reasons"), self.named("attributes"));
             for observation in &mut step.observations {
                 self.apply_text("candidate_id", &mut observation.candidate_id);
                 for reason in &mut observation.reasons {
                     if let Some(text) = reason.text.as_mut() {
+                        if all_reasons {
+                            *text = "[redacted]".into();
+                        }
                         self.apply_text("text", text);
+                    }
+                }
+                if all_attributes {
+                    for value in observation.attributes.values_mut() {
+                        *value = Value::String("[redacted]".into());
                     }
                 }
                 self.apply_members(&mut observation.attributes);
             }
         }
+        let all_tags = self.named("tags");
         for (key, value) in record.tags.iter_mut() {
+            if all_tags {
+                *value = "[redacted]".into();
+            }
             self.apply_text(key, value);
         }
     }
@@ -229,6 +255,25 @@ mod tests {
         let text = serde_json::to_string(&record).unwrap();
         assert!(!text.contains("sk-"), "{text}");
         assert_eq!(record.steps[0].observations[0].reasons[0].code, "code");
+        let mut containers = record.clone();
+        containers.tags.insert("team".into(), "blue".into());
+        containers.steps[0].observations[0] = crate::Candidate::rejected("c")
+            .reason("code", "why")
+            .attr("price", 3)
+            .0;
+        Redaction::fields(["tags", "attributes", "reasons"]).redact(&mut containers);
+        let observation = &containers.steps[0].observations[0];
+        assert_eq!(containers.tags["team"], "[redacted]");
+        assert_eq!(observation.attributes["price"], "[redacted]");
+        assert_eq!(observation.reasons[0].text.as_deref(), Some("[redacted]"));
+        assert_eq!(observation.reasons[0].code, "code", "a code is a name");
+        let mut failed = flowtrail_types::StepRecord::new(1, "f", StepKind::Custom);
+        failed.status = crate::FlowStatus::Failed;
+        failed.reasoning = Some("RuntimeError: sk-exception".into());
+        let mut errors = record.clone();
+        errors.steps = vec![failed.clone()];
+        Redaction::fields(["error"]).redact(&mut errors);
+        assert_eq!(errors.steps[0].reasoning.as_deref(), Some("[redacted]"));
         let named = Redaction::fields(["reasoning", "text"]);
         let mut step = flowtrail_types::StepRecord::new(0, "s", StepKind::Custom);
         step.reasoning = Some("why".into());

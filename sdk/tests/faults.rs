@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -292,6 +293,12 @@ fn a_restarted_process_delivers_what_the_last_one_spooled() {
     assert!(balanced(&stats), "{stats:?}");
     drop(client);
     assert_eq!(std::fs::read_dir(spool.path()).unwrap().count(), 10);
+    #[cfg(unix)]
+    for entry in std::fs::read_dir(spool.path()).unwrap() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = entry.unwrap().metadata().unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "a spool file is owner-only: {mode:o}");
+    }
 
     // The next process, same spool, a backend that answers.
     let backend = Backend::start(Mode::Accept);
@@ -327,24 +334,36 @@ fn shutdown_returns_in_time_with_a_hung_backend() {
     let started = Instant::now();
     let clean = client.shutdown(Duration::from_millis(500));
     let took = started.elapsed();
-    assert!(!clean, "a flow is still hanging");
+    assert!(!clean, "flows were lost");
     assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
     let stats = client.stats();
     assert!(balanced(&stats), "{stats:?}");
     assert_eq!(
-        stats.dropped, 4,
-        "no spool: what was waiting is dropped and counted"
+        (stats.dropped, stats.pending),
+        (5, 0),
+        "no spool: the four waiting and the hung one are dropped and counted, none left pending"
     );
-    assert_eq!(stats.pending, 1, "the hung request");
     let notices = client.take_notices();
     assert_eq!(
         notices
             .iter()
-            .filter(|n| n.contains("still queued at shutdown"))
+            .filter(|n| n.contains("4 flow(s) dropped: still queued at shutdown"))
             .count(),
-        4,
-        "{notices:?}"
+        1,
+        "one notice for the flows still queued: {notices:?}"
     );
+    assert_eq!(
+        notices
+            .iter()
+            .filter(|n| n.contains("it was still being sent"))
+            .count(),
+        1,
+        "the hung one is told: {notices:?}"
+    );
+    // The sender makes no new attempt after shutdown.
+    let made = backend.requests.lock().unwrap().len();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(backend.requests.lock().unwrap().len(), made);
 }
 
 #[test]
@@ -479,4 +498,91 @@ fn a_refusal_is_told_in_the_notices_with_the_server_answer() {
         notices[0].contains("refused") && notices[0].contains("403"),
         "{notices:?}"
     );
+}
+
+#[test]
+fn no_attempt_is_made_after_shutdown() {
+    let backend = Backend::start(Mode::Status(500));
+    let mut config = config(&backend.url());
+    config.max_attempts = 1_000;
+    let client = Client::with_config(config).unwrap();
+    run_pipeline(&client, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while backend.requests.lock().unwrap().len() < 3 {
+        assert!(Instant::now() < deadline, "the flow is not being retried");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        !client.shutdown(Duration::from_millis(100)),
+        "a flow was lost"
+    );
+    let stats = client.stats();
+    assert_eq!((stats.dropped, stats.pending), (1, 0), "{stats:?}");
+    assert!(balanced(&stats), "{stats:?}");
+    // An attempt under way at shutdown may still end; none starts after it.
+    std::thread::sleep(Duration::from_millis(100));
+    let made = backend.requests.lock().unwrap().len();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        backend.requests.lock().unwrap().len(),
+        made,
+        "retried after shutdown"
+    );
+    assert_eq!(client.stats(), stats, "counters settle once");
+}
+
+#[test]
+fn a_flow_whose_mask_runs_at_shutdown_is_counted_and_spooled_once_masked() {
+    for with_spool in [false, true] {
+        let backend = Backend::start(Mode::Accept);
+        let spool = tempfile::tempdir().unwrap();
+        let mut config = config(&backend.url());
+        if with_spool {
+            config.spool_dir = Some(spool.path().to_path_buf());
+        }
+        let masking = Arc::new(AtomicBool::new(false));
+        let seen = masking.clone();
+        config.redaction = Redaction::default().with_mask(move |_, _| {
+            if !seen.swap(true, Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(600));
+            }
+        });
+        let client = Client::with_config(config).unwrap();
+        run_pipeline(&client, 0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !masking.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "the mask was not called");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            !client.shutdown(Duration::from_millis(100)),
+            "a flow was lost"
+        );
+        let stats = client.stats();
+        assert_eq!((stats.dropped, stats.pending), (1, 0), "{stats:?}");
+        assert!(balanced(&stats), "{stats:?}");
+        let notices = client.take_notices();
+        assert!(
+            notices
+                .iter()
+                .any(|n| n.contains("its mask was still running")),
+            "{notices:?}"
+        );
+        if with_spool {
+            // Once the mask returns, the spool keeps it after all (and counts it there).
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while client.stats().spooled == 0 {
+                assert!(Instant::now() < deadline, "{:?}", client.stats());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let stats = client.stats();
+            assert_eq!((stats.dropped, stats.spooled), (0, 1), "{stats:?}");
+            assert!(balanced(&stats), "{stats:?}");
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(
+            backend.requests.lock().unwrap().is_empty(),
+            "sent after shutdown"
+        );
+    }
 }

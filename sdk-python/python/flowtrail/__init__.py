@@ -15,7 +15,9 @@ Recording is the Rust SDK's (``flowtrail-sdk``), through a native module: the sa
 policies, never-blocking sender with retries and spool, redaction and record/replay.
 Recording never raises into the pipeline (problems are counted in ``stats()["sdk_errors"]``
 and logged on the ``flowtrail`` logger); the only exceptions are :class:`ReplayMismatch` and
-:class:`ReplayMissing` from ``Step.boundary`` in a replayed flow.
+:class:`ReplayMissing` from ``Step.boundary`` in a replayed flow, :class:`ReplayError` from
+``Client.replay`` when the recording cannot be fetched, and what ``boundary``'s own ``fn``
+raises (or ``TypeError`` when it is not callable).
 
 Every client is shut down at interpreter exit (``FLOWTRAIL_SHUTDOWN_TIMEOUT`` seconds, default
 5), and restarted in a child after ``fork()`` (multiprocessing, gunicorn).
@@ -28,6 +30,7 @@ import atexit
 import contextvars
 import functools
 import inspect
+import logging
 import os
 import threading
 from typing import Any, Callable, Optional, Sequence, TypeVar
@@ -84,8 +87,24 @@ def counts_only() -> str:
 
 def sampled(per_reason: int = 50) -> str:
     """The capture policy that keeps every kept or selected candidate and up to
-    ``per_reason`` rejected candidates per reason code (the default, 50)."""
-    return f"sampled:{max(0, int(per_reason))}"
+    ``per_reason`` rejected candidates per reason code (the default, 50). Never raises: a
+    ``per_reason`` that is not a whole number from 0 to 100,000 (``"x"``, NaN, -3, ``True``,
+    1e30) is logged on the ``flowtrail`` logger and 50 is used; a fraction is rounded down.
+    (A step keeps at most 100,000 observations in all.)"""
+    try:
+        if isinstance(per_reason, bool):
+            raise TypeError(per_reason)
+        count = int(per_reason)
+        if not 0 <= count <= 100_000:
+            raise ValueError(per_reason)
+    except (TypeError, ValueError, OverflowError):
+        logging.getLogger("flowtrail").warning(
+            "flowtrail: sampled(per_reason=%r) is not a whole number from 0 to 100000: "
+            "50 is used",
+            per_reason,
+        )
+        count = 50
+    return f"sampled:{count}"
 
 
 _current_flow: contextvars.ContextVar[Optional[Flow]] = contextvars.ContextVar(
@@ -139,13 +158,15 @@ def step(
                     return
                 step_ = flow.step(step_name, kind, capture=capture)
                 with step_:
-                    try:
-                        async for item in fn(*args, **kwargs):
+                    async for item in fn(*args, **kwargs):
+                        try:
                             yield item
-                    except GeneratorExit:
-                        # Closed early by its consumer (a `break`): not a failure.
-                        step_.finish()
-                        raise
+                        except (GeneratorExit, asyncio.CancelledError):
+                            # Thrown in while it waits for its consumer: closed early (a
+                            # `break`; `aclose()` by the event loop at exit, a task the loop
+                            # cancels as it ends): not a failure.
+                            step_.finish()
+                            raise
 
             return run_async_gen  # type: ignore[return-value]
 

@@ -13,6 +13,7 @@ does not go on with an answer it did not get.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import urllib.error
@@ -190,6 +191,9 @@ class ReadClient:
     # -- plumbing --------------------------------------------------------------------------
 
     def _get(self, path: str, params: Sequence[Tuple[str, str]]) -> Dict[str, Any]:
+        # urllib would also open file:// and ftp:// addresses: only HTTP(S) is the API.
+        if not self.url.lower().startswith(("http://", "https://")):
+            raise ReadError(0, "invalid_url", f"{self.url!r} is not an http(s):// address")
         url = self.url + path
         if params:
             url += "?" + urllib.parse.urlencode(list(params))
@@ -201,8 +205,11 @@ class ReadClient:
                 body = response.read()
         except urllib.error.HTTPError as error:
             raise _error_of(error.code, error.read()) from None
-        except (urllib.error.URLError, OSError) as error:
-            raise ReadError(0, "unreachable", f"{self.url}: {error}") from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+            # HTTPException: an answer that is not HTTP (BadStatusLine, IncompleteRead, ...).
+            raise ReadError(0, "unreachable", f"{self.url}: {error!r}") from None
+        except ValueError as error:
+            raise ReadError(0, "invalid_url", f"{self.url!r}: {error}") from None
         try:
             answer = json.loads(body)
         except ValueError:

@@ -302,6 +302,9 @@ mod tests {
         assert_eq!(steps[1].candidates_in, Some(5000));
         assert_eq!(steps[1].status, FlowStatus::Succeeded);
         flow.succeed("done");
-        assert!(client.shutdown(Duration::from_secs(5)));
+        // The server is unreachable: the flow is lost (counted), and shutdown says so.
+        assert!(!client.shutdown(Duration::from_secs(5)));
+        let stats = client.stats();
+        assert_eq!((stats.failed, stats.pending), (1, 0), "{stats:?}");
     }
 }

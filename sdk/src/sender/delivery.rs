@@ -79,13 +79,33 @@ impl SenderThread {
                 }
                 Attempt::Retry(_) if attempt == attempts => break,
                 Attempt::Retry(retry_after) => {
-                    Counters::add(&self.shared.counters.retried);
                     let delay = retry_delay(self.config.backoff_base, attempt, retry_after);
-                    tokio::time::sleep(delay).await;
+                    // After shutdown no new attempt is made: shutdown spooled the flow or
+                    // counted it dropped.
+                    if !self.sleep_unless_closed(delay).await {
+                        break;
+                    }
+                    Counters::add(&self.shared.counters.retried);
                 }
             }
         }
         Outcome::Unreachable
+    }
+
+    /// Sleeps `delay`, waking early when the queue closes (shutdown, or the client dropped).
+    /// Whether the queue is still open.
+    async fn sleep_unless_closed(&self, delay: Duration) -> bool {
+        let until = tokio::time::Instant::now() + delay;
+        loop {
+            if self.shared.lock().closed {
+                return false;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                return true;
+            }
+            tokio::time::sleep((until - now).min(Duration::from_millis(50))).await;
+        }
     }
 
     async fn attempt(&self, endpoint: &str, body: &[u8], zstd: bool, key: &str) -> Attempt {

@@ -18,6 +18,7 @@ mod stats;
 mod thread;
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -35,13 +36,21 @@ struct State {
     items: VecDeque<Box<FlowRecord>>,
     /// A flow taken by the sender thread and not settled yet.
     in_flight: bool,
+    /// Its id, from the moment it is taken (before it is redacted), for notices.
+    in_flight_id: Option<uuid::Uuid>,
     /// That flow, once redacted and fitted: what shutdown spools if its request is still
     /// under way (the request may yet succeed: the spooled copy is sent again under the same
     /// idempotency key, which the server answers without storing it twice).
     in_flight_record: Option<Arc<FlowRecord>>,
     /// Set by shutdown when it spooled `in_flight_record`: the flow is counted as spooled.
     in_flight_spooled: bool,
+    /// Set by shutdown when it could not spool the flow in flight (no spool, or its mask was
+    /// still running): the flow is counted dropped, and moved to `sent` or `spooled` if the
+    /// sender thread still gets it there.
+    in_flight_abandoned: bool,
     closed: bool,
+    /// Whether a flow handed over after the queue closed was told (once).
+    told_closed: bool,
 }
 
 /// What the handle and its threads share.
@@ -112,7 +121,8 @@ impl Sender {
             return Err(Error::InvalidUrl(config.url));
         }
         let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
+            // A zero timeout would fail every request: at least a millisecond.
+            .timeout(config.request_timeout.max(Duration::from_millis(1)))
             .build()
             .map_err(|e| Error::Http(e.to_string()))?;
         // The threads are detached: they end by themselves once the sender is gone.
@@ -166,8 +176,16 @@ impl Sender {
         let evicted = {
             let mut state = shared.lock();
             if state.closed {
+                let first = !std::mem::replace(&mut state.told_closed, true);
                 drop(state);
                 Counters::add(&shared.counters.dropped);
+                if first {
+                    shared.notice(format!(
+                        "flow {} dropped: the client is shut down (later flows handed to it are \
+                         counted in dropped, not told one by one)",
+                        record.id
+                    ));
+                }
                 return;
             }
             state.items.push_back(Box::new(record));
@@ -209,24 +227,45 @@ impl Sender {
     }
 
     /// Stops taking flows, sends what it can within `timeout`, spools the rest (or counts it
-    /// dropped). Returns within `timeout` (plus the time to write the spool); whether nothing
-    /// is left pending.
+    /// dropped, with one notice for all the flows still queued). Returns within `timeout`
+    /// (plus the time to write the spool): whether every flow ever handed to this sender was
+    /// sent or spooled — none dropped or refused (`failed`), now or earlier, none pending.
+    ///
+    /// A flow whose request is still under way is spooled (the spooled copy is sent again
+    /// under the same idempotency key); one that cannot be (no spool, or its mask is still
+    /// running) is counted dropped with a notice, and moved to `sent` or `spooled` if the
+    /// sender thread still gets it there. After shutdown the sender thread makes no new
+    /// attempt.
     pub(crate) fn shutdown(&self, timeout: Duration) -> bool {
         let started = Instant::now();
         // Keep a slice of the time to put what is left in the spool.
         let margin = (timeout / 5).min(Duration::from_millis(500));
-        let delivered = self.flush(timeout.saturating_sub(margin));
-        let (left, in_flight) = {
+        self.flush(timeout.saturating_sub(margin));
+        let (left, in_flight, abandoned) = {
             let mut state = self.shared.lock();
             state.closed = true;
+            let mut abandoned = None;
+            // Taken but not redacted yet: its mask is still running.
+            let masking = state.in_flight_record.is_none();
             let in_flight = match (&self.shared.spool, state.in_flight_record.take()) {
                 (Some(_), Some(record)) => {
                     state.in_flight_spooled = true;
                     Some(record)
                 }
-                _ => None,
+                _ => {
+                    // `in_flight_id` is cleared once the thread settles the flow itself.
+                    if !state.in_flight_spooled && !state.in_flight_abandoned {
+                        abandoned = state.in_flight_id.map(|id| (id, masking));
+                        state.in_flight_abandoned = abandoned.is_some();
+                    }
+                    None
+                }
             };
-            (state.items.drain(..).collect::<Vec<_>>(), in_flight)
+            (
+                state.items.drain(..).collect::<Vec<_>>(),
+                in_flight,
+                abandoned,
+            )
         };
         self.shared.changed.notify_all();
         // A request hung on the network: its flow goes to the spool too, redacted already.
@@ -234,19 +273,51 @@ impl Sender {
             let record = Arc::try_unwrap(record).unwrap_or_else(|r| (*r).clone());
             self.shared.spool(spool, Box::new(record), true, true);
         }
-        for record in left {
-            self.shared.evict(record, "it was still queued at shutdown");
+        if let Some((id, masking)) = abandoned {
+            Counters::add(&self.shared.counters.dropped);
+            let why = if masking {
+                "its mask was still running"
+            } else {
+                "it was still being sent and there is no spool_dir"
+            };
+            self.shared.notice(format!(
+                "flow {id} dropped: {why} when shutdown's time ran out"
+            ));
+        }
+        match &self.shared.spool {
+            Some(_) => {
+                for record in left {
+                    self.shared.evict(record, "it was still queued at shutdown");
+                }
+            }
+            None if !left.is_empty() => {
+                let count = left.len() as u64;
+                self.shared
+                    .counters
+                    .dropped
+                    .fetch_add(count, Ordering::Relaxed);
+                let ids: Vec<String> = left.iter().take(3).map(|r| r.id.to_string()).collect();
+                let more = if left.len() > 3 { ", …" } else { "" };
+                self.shared.notice(format!(
+                    "{count} flow(s) dropped: still queued at shutdown and there is no \
+                     spool_dir ({}{more})",
+                    ids.join(", ")
+                ));
+            }
+            None => {}
         }
         // The threads end by themselves: the sender thread once closed and idle, the spool
         // thread when the last handle to it goes. A request hung on the network is not waited
-        // for: its flow is spooled above, or (without a spool) what `pending` counts.
+        // for: its flow is spooled above, or counted dropped.
         let deadline = (started + timeout).max(Instant::now() + margin);
-        let spooled = self.spool_settled(deadline);
-        let idle = {
-            let state = self.shared.lock();
-            !state.in_flight || state.in_flight_spooled
-        };
-        delivered || (spooled && idle)
+        self.spool_settled(deadline);
+        let stats = self.stats();
+        stats.dropped == 0 && stats.failed == 0 && stats.pending == 0
+    }
+
+    /// Tells the user something (a notice, not counted).
+    pub(crate) fn notice(&self, text: String) {
+        self.shared.notice(text);
     }
 
     /// Tells (a notice) and counts (`adjusted`) a change made to a flow so the server
@@ -284,7 +355,10 @@ impl Sender {
     pub(crate) fn stats(&self) -> Stats {
         let in_memory = {
             let state = self.shared.lock();
-            state.items.len() as u64 + u64::from(state.in_flight && !state.in_flight_spooled)
+            state.items.len() as u64
+                + u64::from(
+                    state.in_flight && !state.in_flight_spooled && !state.in_flight_abandoned,
+                )
         };
         self.shared.counters.snapshot(in_memory)
     }

@@ -2,7 +2,7 @@
 //! out of attempts, or still queued at shutdown), sent again later by this process or the
 //! next one that uses the directory.
 //!
-//! Rules: one file per flow, `{id}.{version}.json`, written whole then renamed (a crash leaves
+//! Rules: one file per flow, `{id}.{version}.json` (owner-only), written whole then renamed (a crash leaves
 //! a complete file or none; not fsynced: the spool outlives the process, not the machine);
 //! flows are redacted before they are written; the spool never grows past its byte limit
 //! (what does not fit is dropped and counted); file names start with a UUIDv7, so the oldest
@@ -40,7 +40,13 @@ enum SpoolItem {
 impl Spool {
     /// Creates the directory `dir` and a channel of `capacity` flows to its writer.
     pub(super) fn open(dir: &Path, capacity: usize) -> Result<(Spool, SpoolWriter), Error> {
-        std::fs::create_dir_all(dir)
+        // A directory made here is owner-only (0700 on Unix); an existing one is left as is.
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(dir)
             .map_err(|e| Error::Spool(format!("cannot create the spool {}: {e}", dir.display())))?;
         let (writer, items) = mpsc::sync_channel(capacity);
         Ok((
@@ -175,7 +181,12 @@ fn write_spooled(dir: &Path, record: &FlowRecord) -> std::io::Result<u64> {
     let partial = path.with_extension("partial");
     // Written whole, then renamed: a crash leaves a complete file or none. Not fsynced: the
     // spool outlives the process, not the machine.
-    std::fs::write(&partial, &body)?;
+    // Owner-only (0600 on Unix): a spooled flow holds what the pipeline recorded.
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    std::io::Write::write_all(&mut file.open(&partial)?, &body)?;
     std::fs::rename(&partial, &path)?;
     Ok(body.len() as u64)
 }

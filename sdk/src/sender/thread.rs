@@ -8,6 +8,7 @@
 //! is closed and empty.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use flowtrail_types::FlowRecord;
@@ -62,6 +63,7 @@ impl SenderThread {
                 loop {
                     if let Some(record) = state.items.pop_front() {
                         state.in_flight = true;
+                        state.in_flight_id = Some(record.id);
                         break Next::Record(record);
                     }
                     if state.closed {
@@ -79,18 +81,44 @@ impl SenderThread {
                     self.config.redaction.redact(&mut record);
                     self.fit(&mut record);
                     let mut record: Arc<FlowRecord> = Arc::from(record);
-                    // Shutdown spools this copy if the request is still under way then.
-                    self.shared.lock().in_flight_record = Some(record.clone());
+                    {
+                        let mut state = self.shared.lock();
+                        if state.in_flight_abandoned {
+                            // Shutdown counted it dropped while its mask ran: the spool can
+                            // still keep it (redacted now); without one it stays dropped.
+                            drop(state);
+                            self.keep_abandoned(record);
+                            self.settled();
+                            continue;
+                        }
+                        // Shutdown spools this copy if the request is still under way then.
+                        state.in_flight_record = Some(record.clone());
+                    }
                     let attempts = self.config.max_attempts;
                     let outcome = self.deliver_fitted(&runtime, &mut record, attempts);
-                    let spooled_by_shutdown = {
+                    let (spooled_by_shutdown, abandoned) = {
                         let mut state = self.shared.lock();
                         state.in_flight_record = None;
-                        std::mem::take(&mut state.in_flight_spooled)
+                        // From here this thread settles it: shutdown leaves it alone.
+                        state.in_flight_id = None;
+                        (
+                            std::mem::take(&mut state.in_flight_spooled),
+                            state.in_flight_abandoned,
+                        )
                     };
-                    // A flow shutdown spooled is counted there (and sent again, under the same
-                    // idempotency key, from the spool).
-                    if !spooled_by_shutdown {
+                    if abandoned {
+                        // Counted dropped by shutdown: moved to `sent` if it got there.
+                        if let Outcome::Sent = outcome {
+                            self.shared.counters.dropped.fetch_sub(1, Ordering::Relaxed);
+                            Counters::add(&self.shared.counters.sent);
+                            self.shared.notice(format!(
+                                "flow {} was delivered after all, after shutdown",
+                                record.id
+                            ));
+                        }
+                    } else if !spooled_by_shutdown {
+                        // A flow shutdown spooled is counted there (and sent again, under the
+                        // same idempotency key, from the spool).
                         self.settle(record, outcome, attempts, &mut spool_after);
                     }
                 }
@@ -100,8 +128,32 @@ impl SenderThread {
                     }
                 }
             }
-            self.shared.lock().in_flight = false;
-            self.shared.changed.notify_all();
+            self.settled();
+        }
+    }
+
+    /// Marks the flow in flight settled and wakes whoever waits for it.
+    fn settled(&self) {
+        {
+            let mut state = self.shared.lock();
+            state.in_flight = false;
+            state.in_flight_id = None;
+            state.in_flight_abandoned = false;
+        }
+        self.shared.changed.notify_all();
+    }
+
+    /// A flow shutdown counted dropped before it was redacted: written to the spool after all
+    /// when there is one (and counted there instead), else left dropped.
+    fn keep_abandoned(&self, record: Arc<FlowRecord>) {
+        if let Some(spool) = &self.shared.spool {
+            self.shared.counters.dropped.fetch_sub(1, Ordering::Relaxed);
+            self.shared.notice(format!(
+                "flow {} written to the spool after all, once its mask returned",
+                record.id
+            ));
+            let record = Arc::try_unwrap(record).unwrap_or_else(|r| (*r).clone());
+            self.shared.spool(spool, Box::new(record), true, true);
         }
     }
 
