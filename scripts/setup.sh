@@ -22,6 +22,8 @@ if [ "$purpose" = test ]; then
   command -v redis-server >/dev/null || packages+=(redis-server)
   # The OpenTelemetry Python test's virtual environment (Debian splits venv and ensurepip out).
   python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
+  # scripts/schemathesis.sh checks its keys and waits for the server with curl.
+  command -v curl >/dev/null || packages+=(curl)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   sudo=""

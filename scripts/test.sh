@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up and runs every test: Rust unit, router, repository and SDK-integration tests, then
-# the browser tests in Debian's Chromium, then the lints. Exits non-zero on any failure.
+# Sets up and runs every test: Rust unit, router, repository and SDK-integration tests, the
+# schema-driven API tests (schemathesis), the Python SDK's, then the browser tests in Debian's
+# Chromium, then the lints. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -24,6 +25,10 @@ scripts/with-postgres.sh scripts/with-s3.sh scripts/with-redis.sh bash -euo pipe
   FLOWTRAIL_TEST_ENGINES=scale cargo test "$@" --test repository --test api --test live --test crash --test sweep_crash
 ' engines --workspace --exclude flowtrail-frontend --exclude flowtrail-browser-worker \
   --exclude flowtrail-python "${features[@]}"
+# Schema-driven API testing (issue #18), short form: schemathesis against the live OpenAPI
+# document on both profiles, every operation, 10 generated cases each plus its coverage cases.
+scripts/schemathesis.sh embedded 10
+scripts/with-postgres.sh scripts/with-s3.sh scripts/with-redis.sh scripts/schemathesis.sh scale 10
 # The Python SDK: its wheel built with maturin, installed in a fresh virtual environment,
 # pytest against a server of the binary built above.
 scripts/test-python-sdk.sh

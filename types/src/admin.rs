@@ -78,8 +78,9 @@ pub struct CreatedApiKey {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RetentionPolicy {
-    /// For every pipeline without an override.
+    /// For every pipeline without an override: days, 1 to 36,500.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 36500))]
     pub default_days: Option<u32>,
     /// Per-pipeline overrides: a number of days, or `null` to keep that pipeline forever
     /// whatever the default.

@@ -183,9 +183,9 @@ pub struct FlowPage {
 pub struct FlowDetail {
     #[serde(flatten)]
     pub summary: FlowSummary,
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub input: Value,
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub output: Value,
     pub sdk: Option<SdkInfo>,
     pub steps: Vec<StepSummary>,
@@ -206,9 +206,9 @@ pub struct StepSummary {
     pub started_at: Option<OffsetDateTime>,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub ended_at: Option<OffsetDateTime>,
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub input: Value,
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub output: Value,
     pub reasoning: Option<String>,
     pub candidates_in: Option<u64>,

@@ -47,7 +47,7 @@ pub struct StepsPush {
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub input: Value,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -85,10 +85,16 @@ pub type Attributes = serde_json::Map<String, Value>;
 pub struct FlowRecord {
     /// Client-generated id (UUIDv7 recommended) so that retries are idempotent.
     pub id: Uuid,
-    /// Grows with every re-send of the same flow; the highest version wins.
+    /// Grows with every re-send of the same flow; the highest version wins. From 1.
     #[serde(default = "default_version")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub version: u32,
-    /// The kind of flow within the team, e.g. `competitor_selection`.
+    /// The kind of flow within the team, e.g. `competitor_selection`: a name (1 to 256
+    /// bytes, not only white space).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 256, pattern = r"\S")
+    )]
     pub pipeline: String,
     pub status: FlowStatus,
     #[serde(with = "time::serde::rfc3339")]
@@ -97,11 +103,11 @@ pub struct FlowRecord {
     pub ended_at: Option<OffsetDateTime>,
     /// Small summary of what the flow was asked.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub input: Value,
     /// Small summary of what it answered.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub output: Value,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -159,10 +165,10 @@ pub struct StepRecord {
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub ended_at: Option<OffsetDateTime>,
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub input: Value,
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub output: Value,
     /// The step's own explanation of what it did and why.
     #[serde(default)]
@@ -203,9 +209,9 @@ pub struct StepRecord {
 pub struct Boundary {
     /// What was called, e.g. `llm.keywords`.
     pub name: String,
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub input: Value,
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub output: Value,
 }
 

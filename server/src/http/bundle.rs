@@ -129,6 +129,7 @@ fn bundle_response(bytes: Vec<u8>, filename: &str) -> Response {
         (status = 200, description = "`{\"imported\": n, \"skipped\": n, \"flows\": [{\"id\", \"version\", \"pipeline\", \"outcome\": \"imported\"|\"skipped\"}]}`: every flow written in one transaction, marked imported, with its own id and version; a flow whose same or newer version is stored is skipped (importing twice writes nothing new)", body = Object),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not a team admin (or a key without scope admin)", body = ErrorBody),
+        (status = 415, description = "Not `application/vnd.flowtrail.bundle`", body = ErrorBody),
         (status = 413, description = "Larger than 8 × the request body limit (at most 256 MiB), or unpacking to more than 256 MiB", body = ErrorBody),
         (status = 422, description = "Not a bundle, truncated, or tampered: `field` names the entry at fault and the message the checksum that failed; nothing was written", body = ErrorBody),
     ),

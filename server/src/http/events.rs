@@ -16,7 +16,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use super::auth::Reader;
 use super::extract::ApiQuery;
 #[allow(unused_imports)] // named by the OpenAPI annotations
-use flowtrail_types::{ErrorBody, FlowSummary};
+use flowtrail_types::ErrorBody;
 
 use crate::state::AppState;
 
@@ -31,6 +31,23 @@ pub(crate) struct EventFilter {
     pipeline: Option<String>,
 }
 
+/// One event of the stream, as an SSE parser reads it (the OpenAPI document's shape of the
+/// stream; the wire format is `text/event-stream`, WHATWG HTML § 9.2).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the stream; never built
+pub(crate) struct ServerSentEvent {
+    /// `ready` (first, data `{}`), `flow` (data: a FlowSummary as JSON) or `lagged` (data:
+    /// how many events this reader missed).
+    #[schema(pattern = "^(ready|flow|lagged)$")]
+    event: String,
+    /// The event's data: JSON text.
+    data: String,
+    /// The flow id, on `flow` events.
+    id: Option<String>,
+    /// Milliseconds a client waits before it reconnects.
+    retry: Option<u64>,
+}
+
 /// Flows as they land, as Server-Sent Events.
 ///
 /// First a `ready` event (the subscription is live), then one `flow` event per stored flow
@@ -41,7 +58,7 @@ pub(crate) struct EventFilter {
     get, path = "/api/v1/events", tag = "query",
     params(EventFilter),
     responses(
-        (status = 200, description = "`text/event-stream`: `ready`, then `flow` events whose data is a FlowSummary", content_type = "text/event-stream", body = FlowSummary),
+        (status = 200, description = "`text/event-stream`: `ready`, then `flow` events whose data is a FlowSummary", content_type = "text/event-stream", body = ServerSentEvent),
         (status = 401, description = "no or unknown credentials", body = ErrorBody),
         (status = 403, description = "credentials without the needed scope", body = ErrorBody),
     ),

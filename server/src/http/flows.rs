@@ -89,8 +89,8 @@ pub(crate) async fn unpin(
         ("until" = Option<String>, Query, description = "RFC 3339; flows started before"),
         ("q" = Option<String>, Query, description = "Full-text: every word must appear (last token as a prefix) in the pipeline, error, step names, reasoning, reason codes and texts, or candidate ids"),
         ("step_kind" = Option<StepKind>, Query, description = "With min_eliminated: a step of this kind"),
-        ("min_eliminated" = Option<f64>, Query, description = "0 to 1: share of candidates_in not passed on"),
-        ("limit" = Option<u32>, Query, description = "1 to 500, default 50"),
+        ("min_eliminated" = Option<f64>, Query, minimum = 0, maximum = 1, description = "0 to 1: share of candidates_in not passed on"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 50"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
     ),
     responses(
@@ -177,7 +177,7 @@ pub(crate) async fn show(
     params(
         ("id" = Uuid, Path, description = "Flow id"),
         ("seq" = u32, Path, description = "Step sequence number"),
-        ("version" = Option<u32>, Query, description = "The flow version these observations must belong to; with a finished version the answer is immutable"),
+        ("version" = Option<u32>, Query, minimum = 1, description = "The flow version these observations must belong to; with a finished version the answer is immutable"),
         ("If-None-Match" = Option<String>, Header, description = "A previous ETag: 304 if unchanged"),
     ),
     responses(
@@ -186,7 +186,8 @@ pub(crate) async fn show(
         (status = 400, description = "malformed JSON or body", body = ErrorBody),
         (status = 401, description = "no or unknown credentials", body = ErrorBody),
         (status = 403, description = "credentials without the needed scope", body = ErrorBody),
-        (status = 404, description = "No such flow or step", body = ErrorBody),
+        (status = 404, description = "No such flow or step, or the flow is stored at another version", body = ErrorBody),
+        (status = 422, description = "version is not a whole number", body = ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]

@@ -62,12 +62,12 @@ struct RpcStatus {
 #[utoipa::path(
     post, path = "/v1/traces", tag = "ingest",
     request_body(
-        content = Vec<u8>, content_type = "application/x-protobuf",
         description = "An OTLP `ExportTraceServiceRequest`: binary protobuf, or OTLP/JSON with \
-                       `Content-Type: application/json`; `Content-Encoding: gzip` or `zstd` accepted"
+                       `Content-Type: application/json`; `Content-Encoding: gzip` or `zstd` accepted",
+        content((Vec<u8> = "application/x-protobuf"), (Object = "application/json"))
     ),
     responses(
-        (status = 200, description = "Durably queued: an `ExportTraceServiceResponse` in the request's encoding, `partial_success` counting the spans refused and why", content_type = "application/x-protobuf"),
+        (status = 200, description = "Durably queued: an `ExportTraceServiceResponse` in the request's encoding, `partial_success` counting the spans refused and why", content(("application/x-protobuf"), ("application/json"))),
         (status = 400, description = "The body does not decode (a `google.rpc.Status` in the request's encoding)"),
         (status = 401, description = "No or unknown API key"),
         (status = 403, description = "An API key without scope ingest or all"),

@@ -83,3 +83,104 @@ async fn the_openapi_document_describes_the_live_router() {
         }
     }
 }
+
+/// The bounds the document states are the server's own (schemathesis found a generated
+/// `limit=0` and `version=0` the document allowed and the server refused): each documented
+/// bound is checked on both sides against the live router.
+#[tokio::test]
+async fn the_documented_bounds_are_the_servers() {
+    let app = app().await;
+    let (_, doc) = app.get_json("/api/v1/openapi.json").await;
+    let param = |path: &str, name: &str| -> Value {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{path} documents {name}"))["schema"]
+            .clone()
+    };
+    let limit = param("/api/v1/flows", "limit");
+    assert_eq!(
+        (limit["minimum"].as_f64(), limit["maximum"].as_f64()),
+        (Some(1.0), Some(500.0))
+    );
+    let share = param("/api/v1/flows", "min_eliminated");
+    assert_eq!(
+        (share["minimum"].as_f64(), share["maximum"].as_f64()),
+        (Some(0.0), Some(1.0))
+    );
+    let version = param("/api/v1/flows/{id}/steps/{seq}/observations", "version");
+    assert_eq!(version["minimum"].as_f64(), Some(1.0));
+    let format = param("/api/v1/export", "format")["pattern"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(format.contains("parquet"), "{format}");
+    let record = &doc["components"]["schemas"]["FlowRecord"]["properties"];
+    assert_eq!(record["version"]["minimum"].as_f64(), Some(1.0));
+    assert_eq!(record["pipeline"]["minLength"].as_u64(), Some(1));
+    assert_eq!(record["pipeline"]["maxLength"].as_u64(), Some(256));
+    // The event stream is described event by event, not as one FlowSummary (its `ready`
+    // event carries `{}`).
+    let events = &doc["paths"]["/api/v1/events"]["get"]["responses"]["200"]["content"];
+    assert_eq!(
+        events["text/event-stream"]["schema"]["$ref"],
+        "#/components/schemas/ServerSentEvent"
+    );
+    // Free-form values are any JSON value, `null` included (a flow sent without an input).
+    let input = &doc["components"]["schemas"]["FlowRecord"]["properties"]["input"];
+    assert!(input.get("type").is_none(), "{input}");
+    // The retention state lists the policy's fields beside the sweeper's (not an `allOf` of
+    // a schema that refuses other fields).
+    let state = &doc["components"]["schemas"]["RetentionState"];
+    assert!(state["properties"]["default_days"].is_object(), "{state}");
+    assert!(state["properties"]["runs"].is_object(), "{state}");
+
+    for (uri, expected) in [
+        ("/api/v1/flows?limit=1", StatusCode::OK),
+        ("/api/v1/flows?limit=500", StatusCode::OK),
+        ("/api/v1/flows?limit=0", StatusCode::UNPROCESSABLE_ENTITY),
+        ("/api/v1/flows?limit=501", StatusCode::UNPROCESSABLE_ENTITY),
+        ("/api/v1/flows?min_eliminated=0", StatusCode::OK),
+        ("/api/v1/flows?min_eliminated=1", StatusCode::OK),
+        (
+            "/api/v1/flows?min_eliminated=1.5",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        ("/api/v1/flows?since=2026-01-01T00:00:00Z", StatusCode::OK),
+        (
+            "/api/v1/flows?since=yesterday",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        ("/api/v1/export?format=csv&level=steps", StatusCode::OK),
+        (
+            "/api/v1/export?format=xml",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/api/v1/export?level=candidates",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let (status, _, body) = app.get(uri).await;
+        assert_eq!(
+            status,
+            expected,
+            "{uri}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let mut record = crate::app::flow_json(FLOW_ID);
+    record["version"] = 0.into();
+    let (status, _, _) = app.send(&record).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "version 0");
+    let mut record = crate::app::flow_json(FLOW_ID);
+    record["pipeline"] = "".into();
+    let (status, _, _) = app.send(&record).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "an empty pipeline"
+    );
+}

@@ -33,11 +33,12 @@ pub(crate) struct DeadLetters {
 /// `GET /api/v1/admin/dead-letters?limit=`: the team's dead jobs, newest first.
 #[utoipa::path(
     get, path = "/api/v1/admin/dead-letters", tag = "admin",
-    params(("limit" = Option<u32>, Query, description = "1 to 1000, default 100")),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 100")),
     responses(
         (status = 200, description = "`{\"dead_letters\": [{id, team_id, flow_id, flow_version, attempts, last_error, request_id, enqueued_at, died_at}]}`", body = Object),
         (status = 401, description = "Not signed in", body = flowtrail_types::ErrorBody),
         (status = 403, description = "Not a team admin (or a key without scope all)", body = flowtrail_types::ErrorBody),
+        (status = 422, description = "limit is not a whole number from 1 to 1000", body = flowtrail_types::ErrorBody),
     ),
     security(("api_key" = []), ("session" = []))
 )]
@@ -122,7 +123,7 @@ pub(crate) struct Redriven {
 /// `POST /api/v1/admin/dead-letters/redrive` with `{"id": N}` or `{}`.
 #[utoipa::path(
     post, path = "/api/v1/admin/dead-letters/redrive", tag = "admin",
-    request_body(content = Object, description = "`{\"id\": <job id>}`, or nothing for every dead job of the team"),
+    request_body(content = Option<Object>, description = "`{\"id\": <job id>}`, or nothing (no body, or `{}`) for every dead job of the team"),
     responses(
         (status = 200, description = "`{\"redriven\": n}`", body = Object),
         (status = 401, description = "Not signed in", body = flowtrail_types::ErrorBody),

@@ -94,6 +94,7 @@ pub(crate) async fn add_member(
     request_body(content = Object, description = "`{\"role\": \"admin\"|\"member\"|\"viewer\"}`"),
     responses(
         (status = 200, description = "The member with the new role", body = Member),
+        (status = 400, description = "The body is not JSON", body = flowtrail_types::ErrorBody),
         (status = 403, description = "Not a team admin", body = flowtrail_types::ErrorBody),
         (status = 404, description = "Not a member of the team", body = flowtrail_types::ErrorBody),
         (status = 409, description = "The team's last admin", body = flowtrail_types::ErrorBody),

@@ -84,8 +84,8 @@ impl Encoder {
 #[utoipa::path(
     get, path = "/api/v1/export", tag = "query",
     params(
-        ("format" = Option<String>, Query, description = "jsonl (default), csv or parquet"),
-        ("level" = Option<String>, Query, description = "flows (default), steps or observations"),
+        ("format" = Option<String>, Query, pattern = "^(jsonl|csv|parquet)$", description = "jsonl (default), csv or parquet"),
+        ("level" = Option<String>, Query, pattern = "^(flows|steps|observations)$", description = "flows (default), steps or observations"),
         ("pipeline" = Option<String>, Query, description = "Pipeline name (the flows list's filters follow; not limit or cursor: the export holds every flow they select; any other parameter is refused)"),
         ("status" = Option<FlowStatus>, Query, description = "running, succeeded or failed"),
         ("tag" = Option<Vec<String>>, Query, description = "key:value; repeatable (at most 20), all must match"),
@@ -93,7 +93,7 @@ impl Encoder {
         ("until" = Option<String>, Query, description = "RFC 3339; flows started before"),
         ("q" = Option<String>, Query, description = "Full-text, as on the flows list"),
         ("step_kind" = Option<StepKind>, Query, description = "With min_eliminated: a step of this kind"),
-        ("min_eliminated" = Option<f64>, Query, description = "0 to 1: share of candidates_in not passed on"),
+        ("min_eliminated" = Option<f64>, Query, minimum = 0, maximum = 1, description = "0 to 1: share of candidates_in not passed on"),
     ),
     responses(
         (status = 200, description = "Streamed: JSON Lines (`application/jsonl`, one object per row), CSV with a header row (`text/csv`) or Parquet (`application/vnd.apache.parquet`, zstd, a row group per 8,192 rows); newest flow first, steps in order"),
