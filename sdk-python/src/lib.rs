@@ -588,8 +588,20 @@ impl Client {
             name: "flowtrail-python".into(),
             version: sdk_version.unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
         };
+        let spooled = config.spool_dir.is_some().then(|| config.clone());
         let inner = match sdk::Client::with_config(config) {
             Ok(client) => Some(client),
+            // A spool directory that cannot be made costs the spool, not the client.
+            Err(error @ sdk::Error::Spool(_)) if spooled.is_some() => {
+                report(py, &format!("{error}: flows are sent without a spool"));
+                let mut config = spooled.expect("checked");
+                config.spool_dir = None;
+                sdk::Client::with_config(config)
+                    .inspect_err(|error| {
+                        report(py, &format!("the client is disabled: {error}"));
+                    })
+                    .ok()
+            }
             Err(error) => {
                 report(py, &format!("the client is disabled: {error}"));
                 None
@@ -913,7 +925,28 @@ impl Flow {
                             flow.set_tag(text(&key), text(&value));
                         }
                     }
-                    Err(_) => report(py, "tags must be a dict of text"),
+                    // (key, value) pairs, as the read client takes them.
+                    Err(_) if !tags.is_instance_of::<PyString>() && tags.try_iter().is_ok() => {
+                        for pair in tags.try_iter().into_iter().flatten().flatten() {
+                            let parts: Vec<Bound<'_, PyAny>> = pair
+                                .try_iter()
+                                .map(|parts| parts.flatten().collect())
+                                .unwrap_or_default();
+                            match parts.as_slice() {
+                                [key, value] if !pair.is_instance_of::<PyString>() => {
+                                    flow.set_tag(text(key), text(value))
+                                }
+                                _ => report(
+                                    py,
+                                    &format!(
+                                        "a tag is a (key, value) pair, not {}",
+                                        text_of(&pair)
+                                    ),
+                                ),
+                            }
+                        }
+                    }
+                    Err(_) => report(py, "tags must be a dict or (key, value) pairs"),
                 }
             }
         }

@@ -458,3 +458,31 @@ def test_the_read_client_raises_only_read_errors():
     with pytest.raises(flowtrail.ReadError):
         flowtrail.ReadClient(f"http://127.0.0.1:{port}", "k", timeout=5).flows()
     listener.close()
+
+
+def test_tag_pairs_a_bad_spool_dir_and_a_replay_that_skips_calls(server, read, pipeline, caplog):
+    with caplog.at_level(logging.WARNING, logger="flowtrail"):
+        client = flowtrail.Client(server["url"], server["key"], spool_dir="/dev/null/spool")
+    assert client.enabled, "a spool that cannot be made costs the spool, not the client"
+    assert any("without a spool" in r.getMessage() for r in caplog.records)
+    with client.flow(pipeline, tags=[("env", "dev"), ("seller", 7)]) as flow:
+        with flow.step("call") as step:
+            step.boundary("llm", 1, lambda: "a")
+            step.boundary("llm", 2, lambda: "b")
+    assert client.flush(10.0)
+    assert stored_flow(read, flow.id)["tags"] == {"env": "dev", "seller": "7"}
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="flowtrail"):
+        with client.replay(flow.id, pipeline) as replayed:
+            with replayed.step("call") as step:
+                assert step.boundary("llm", 1, lambda: "x") == "a"
+        client.flush(10.0)
+    assert any("1 recorded call(s) not made" in r.getMessage() for r in caplog.records)
+    client.shutdown(5.0)
+
+
+def test_an_empty_flows_frame_has_the_summary_columns(read):
+    pytest.importorskip("pandas")
+    frame = read.flows_df(pipeline="no_such_pipeline_anywhere")
+    assert len(frame) == 0
+    assert {"id", "pipeline", "status", "started_at"} <= set(frame.columns)

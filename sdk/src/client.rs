@@ -113,6 +113,11 @@ impl Client {
         &self.config.redaction
     }
 
+    /// Tells the user something (a notice, not counted).
+    pub(crate) fn notice(&self, text: String) {
+        self.sender.load().notice(text);
+    }
+
     /// Tells and counts a change made to a flow so the server takes it.
     pub(crate) fn adjusted(&self, notice: String) {
         self.sender.load().adjusted(notice);

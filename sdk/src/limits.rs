@@ -15,6 +15,19 @@
 
 use std::collections::BTreeMap;
 
+/// A score kept as text: NaN and the infinities spelt as ECMAScript (and Python's `json`)
+/// spell them — `NaN`, `Infinity`, `-Infinity` — not Rust's `inf`; other numbers as Rust
+/// prints them (shortest round-trip form).
+pub(crate) fn score_text(score: f64) -> String {
+    if score.is_nan() {
+        "NaN".into()
+    } else if score.is_infinite() {
+        if score > 0.0 { "Infinity" } else { "-Infinity" }.into()
+    } else {
+        score.to_string()
+    }
+}
+
 use flowtrail_types::limits::{
     MAX_COUNT, MAX_DEPTH, MAX_NAME_BYTES, MAX_OBSERVATIONS_PER_STEP, MAX_REASONS_PER_OBSERVATION,
     MAX_STEPS, MAX_TAGS, MAX_TEXT_BYTES,
@@ -184,7 +197,7 @@ fn fit_step(step: &mut StepRecord, i: usize, f: &mut Fitted) {
             observation.score = None;
             observation.attributes.insert(
                 "score_out_of_range".into(),
-                Value::String(score.to_string()),
+                Value::String(score_text(score)),
             );
             f.note(
                 || at("score"),
@@ -525,6 +538,27 @@ mod tests {
         assert_eq!(record.steps[0].observations.len(), SHRUNK_OBSERVATIONS);
         assert_eq!(record.steps[0].candidates_in, Some(total), "{shrunk}");
         assert!(serde_json::to_vec(&record).unwrap().len() < size / 20);
+    }
+
+    #[test]
+    fn scores_out_of_range_keep_json_names_for_infinities_and_nan() {
+        let mut record = FlowRecord::new(Uuid::now_v7(), "p", OffsetDateTime::now_utc());
+        let mut step = StepRecord::new(0, "s", StepKind::Rank);
+        for score in [f64::NEG_INFINITY, f64::INFINITY, f64::NAN] {
+            step.observations
+                .push(Candidate::rejected("c").score(score).0);
+        }
+        record.steps.push(step);
+        fit(&mut record);
+        let moved: Vec<&Value> = record.steps[0]
+            .observations
+            .iter()
+            .map(|o| &o.attributes["score_out_of_range"])
+            .collect();
+        assert_eq!(
+            moved,
+            [&json!("-Infinity"), &json!("Infinity"), &json!("NaN")]
+        );
     }
 
     #[test]

@@ -158,7 +158,8 @@ class ReadClient:
             for key, value in (flow.get("tags") or {}).items():
                 row[f"tag.{key}"] = value
             rows.append(row)
-        return pandas.DataFrame(rows)
+        # No flows: the summary's columns all the same, so code that selects them still works.
+        return pandas.DataFrame(rows, columns=None if rows else _FLOW_COLUMNS)
 
     def steps_df(self, flow_id: str, version: Optional[int] = None) -> "Any":
         """The flow's steps as a DataFrame, one row per step. Raises ``ImportError`` without
@@ -217,6 +218,13 @@ class ReadClient:
         if not isinstance(answer, dict):
             raise ReadError(200, "bad_response", "the answer is not a JSON object")
         return answer
+
+
+# The columns of a flow summary (GET /api/v1/flows), tags aside.
+_FLOW_COLUMNS = [
+    "id", "version", "pipeline", "status", "started_at", "ended_at", "error", "step_count",
+    "ingested_at", "largest_elimination",
+]
 
 
 def _tag_key(key: str) -> str:

@@ -47,9 +47,10 @@ impl Candidate {
         } else {
             // JSON has no NaN or infinity: kept as text rather than lost.
             self.0.score = None;
-            self.0
-                .attributes
-                .insert("score_out_of_range".into(), score.to_string().into());
+            self.0.attributes.insert(
+                "score_out_of_range".into(),
+                crate::limits::score_text(score).into(),
+            );
         }
         self
     }

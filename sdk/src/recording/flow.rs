@@ -187,6 +187,17 @@ impl Flow {
             return;
         }
         self.sent = true;
+        // A replay that made fewer calls than were recorded did not take the same path.
+        if let Some(replay) = &self.replay
+            && replay.remaining() > 0
+        {
+            self.client.notice(format!(
+                "replayed flow {} ended with {} recorded call(s) not made: the run took another \
+                 path than the recording",
+                self.record.id,
+                replay.remaining()
+            ));
+        }
         self.record.status = status;
         self.record.error = error;
         self.record.ended_at = Some(OffsetDateTime::now_utc());
