@@ -29,6 +29,16 @@ scripts/with-postgres.sh scripts/with-s3.sh scripts/with-redis.sh bash -euo pipe
 # document on both profiles, every operation, 10 generated cases each plus its coverage cases.
 scripts/schemathesis.sh embedded 10
 scripts/with-postgres.sh scripts/with-s3.sh scripts/with-redis.sh scripts/schemathesis.sh scale 10
+# A full disk (issue #18): the embedded data directory on a small tmpfs fills up; 503s, reads
+# still answered, recovery, every 202 stored once. Mounting needs root: said and left out
+# otherwise (the domain's SQLITE_FULL unit test still runs).
+point=$(mktemp -d)
+if mount -t tmpfs -o size=1m tmpfs "$point" 2>/dev/null && umount "$point"; then
+  python3 scripts/faults/disk_full.py target/debug/flowtrail "$point"
+else
+  echo "[test] the disk-full fault is left out: mounting a tmpfs needs root" >&2
+fi
+rmdir "$point"
 # The Python SDK: its wheel built with maturin, installed in a fresh virtual environment,
 # pytest against a server of the binary built above.
 scripts/test-python-sdk.sh

@@ -75,6 +75,26 @@ impl Error {
         matches!(self, Error::Database(sqlx::Error::Database(_)))
     }
 
+    /// Whether a disk is full: SQLite's `SQLITE_FULL` (code 13), PostgreSQL's `disk_full`
+    /// (SQLSTATE 53100), or `ENOSPC` from a file or object write (POSIX errno 28, "No space
+    /// left on device"). Not the flow's fault: the work is retried until space is freed,
+    /// without counting against its attempts.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            Error::Database(sqlx::Error::Database(e)) => {
+                matches!(e.code().as_deref(), Some("13") | Some("53100"))
+            }
+            Error::Io(e) => e.raw_os_error() == Some(28),
+            Error::Database(_) | Error::ObjectStore(_) | Error::Unavailable(_) => {
+                let text = self.to_string();
+                text.contains("database or disk is full")
+                    || text.contains("No space left on device")
+                    || text.contains("os error 28")
+            }
+            _ => false,
+        }
+    }
+
     /// Whether retrying the same operation later may succeed (engine down, busy, timeout),
     /// as opposed to a permanent error (invalid data, integrity failure).
     pub fn is_transient(&self) -> bool {

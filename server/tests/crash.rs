@@ -1,5 +1,5 @@
 //! Crash test: the real `flowtrail` binary takes flows from several concurrent clients, is
-//! killed with SIGKILL mid-stream (twice), restarted on the same data, and a ledger of every
+//! killed with SIGKILL mid-stream (twice; `FLOWTRAIL_CRASH_KILLS` times), restarted on the same data, and a ledger of every
 //! 202 is checked against what is stored: each acknowledged flow exactly once, with its steps
 //! and observations intact.
 
@@ -14,7 +14,15 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 const CLIENTS: usize = 4;
-const FLOWS_PER_CLIENT: usize = 75;
+
+/// A count from the environment (`scripts/verify.sh` asks for more), else `default`.
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(default)
+}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -109,6 +117,9 @@ fn flow(id: Uuid, client: usize, n: usize) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_flow_survives_sigkill_exactly_once() {
+    // CI: 2 kills in 300 flows; scripts/verify.sh: 20 kills in 2,000.
+    let kills = setting("FLOWTRAIL_CRASH_KILLS", 2);
+    let flows_per_client = setting("FLOWTRAIL_CRASH_FLOWS_PER_CLIENT", 75);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_path_buf();
     let database = database_url().await;
@@ -138,7 +149,7 @@ async fn every_acknowledged_flow_survives_sigkill_exactly_once() {
     for client in 0..CLIENTS {
         let (http, base, key, ledger) = (http.clone(), base.clone(), key.clone(), ledger.clone());
         clients.push(tokio::spawn(async move {
-            for n in 0..FLOWS_PER_CLIENT {
+            for n in 0..flows_per_client {
                 let id = Uuid::now_v7();
                 let body = serde_json::to_vec(&flow(id, client, n)).unwrap();
                 // Like an SDK: retry the same flow (same idempotency key) until acknowledged.
@@ -171,9 +182,10 @@ async fn every_acknowledged_flow_survives_sigkill_exactly_once() {
         }));
     }
 
-    // Kill the server twice mid-stream, restarting it on the same data each time.
-    let total = CLIENTS * FLOWS_PER_CLIENT;
-    for kill_at in [total / 4, total / 2] {
+    // Kill the server `kills` times mid-stream (spread over the first three quarters of the
+    // flows), restarting it on the same data each time.
+    let total = CLIENTS * flows_per_client;
+    for kill_at in (1..=kills).map(|k| total * 3 * k / (4 * (kills + 1))) {
         while ledger.lock().unwrap().len() < kill_at {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -208,7 +220,8 @@ async fn every_acknowledged_flow_survives_sigkill_exactly_once() {
         }
     };
     let mut stored = Vec::new();
-    for _ in 0..600 {
+    let drained_by = std::time::Instant::now() + Duration::from_secs(120);
+    while std::time::Instant::now() < drained_by {
         stored.clear();
         let mut cursor: Option<String> = None;
         loop {
@@ -232,6 +245,19 @@ async fn every_acknowledged_flow_survives_sigkill_exactly_once() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let unique: BTreeSet<Uuid> = stored.iter().copied().collect();
+    // The ledger's figures, for scripts/verify.sh (run with --nocapture).
+    println!(
+        "crash ledger: profile={} kills={kills} acknowledged={} stored={} lost={} duplicated={}",
+        if database.is_some() {
+            "scale"
+        } else {
+            "embedded"
+        },
+        acknowledged.len(),
+        unique.len(),
+        acknowledged.difference(&unique).count(),
+        stored.len() - unique.len(),
+    );
     assert_eq!(unique.len(), stored.len(), "no flow is stored twice");
     assert_eq!(
         unique, acknowledged,

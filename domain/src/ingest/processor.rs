@@ -111,17 +111,7 @@ async fn process_batch(services: &Services, config: &ProcessorConfig, jobs: Vec<
         let span = job_span(&job);
         match load_job(services, &job).instrument(span.clone()).await {
             Ok((flow, payloads, mode)) => ready.push((vec![job], flow, payloads, mode)),
-            Err(error) => {
-                fail(
-                    services,
-                    config,
-                    &job,
-                    error.is_transient(),
-                    &error.to_string(),
-                )
-                .instrument(span)
-                .await
-            }
+            Err(error) => fail(services, config, &job, &error).instrument(span).await,
         }
     }
     // Jobs done without a write: span batches that change nothing (stored before).
@@ -173,9 +163,8 @@ async fn process_batch(services: &Services, config: &ProcessorConfig, jobs: Vec<
             outcomes
         }
         Err(error) => {
-            let (transient, message) = (error.is_transient(), error.to_string());
             for job in ready.iter().flat_map(|(jobs, ..)| jobs) {
-                fail(services, config, job, transient, &message)
+                fail(services, config, job, &error)
                     .instrument(job_span(job))
                     .await;
             }
@@ -260,32 +249,24 @@ async fn fail_all(
     error: &crate::Error,
 ) {
     for job in jobs {
-        fail(
-            services,
-            config,
-            job,
-            error.is_transient(),
-            &error.to_string(),
-        )
-        .instrument(job_span(job))
-        .await;
+        fail(services, config, job, error)
+            .instrument(job_span(job))
+            .await;
     }
 }
 
-async fn fail(
-    services: &Services,
-    config: &ProcessorConfig,
-    job: &Job,
-    transient: bool,
-    error: &str,
-) {
-    let recorded = if transient && job.attempts < config.max_attempts {
+async fn fail(services: &Services, config: &ProcessorConfig, job: &Job, error: &crate::Error) {
+    // A full disk is nobody's flow's fault: retried until space is freed, whatever the
+    // attempts (each retry still backs off, up to `backoff_max`).
+    let transient = error.is_transient();
+    let (full, error) = (error.is_storage_full(), error.to_string());
+    let recorded = if transient && (job.attempts < config.max_attempts || full) {
         let delay = backoff(config, job.attempts);
         tracing::warn!(%error, ?delay, "transient failure; retrying");
-        services.queue.retry(job.id, error, delay).await
+        services.queue.retry(job.id, &error, delay).await
     } else {
         tracing::error!(%error, "failed for good; moved to the dead-letter queue");
-        services.queue.bury(job.id, error).await
+        services.queue.bury(job.id, &error).await
     };
     if let Err(error) = recorded {
         tracing::warn!(%error, "could not record the job's outcome");

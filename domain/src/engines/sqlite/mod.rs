@@ -62,15 +62,33 @@ async fn open(options: SqliteConnectOptions) -> Result<Database> {
     let write = SqlitePoolOptions::new()
         .max_connections(1)
         .min_connections(1)
+        .after_release(leave_no_transaction_open)
         .connect_with(options.clone())
         .await?;
     assert_durable(&write).await?;
     let read = SqlitePoolOptions::new()
         .max_connections(8)
         .min_connections(1)
+        .after_release(leave_no_transaction_open)
         .connect_with(options)
         .await?;
     Ok(Database { write, read })
+}
+
+/// Keeps a connection in the pool only if no transaction is open on it (sqlx's count of
+/// them). A `COMMIT` that fails with `SQLITE_FULL` is rolled back by SQLite itself, and the
+/// `ROLLBACK` sqlx then sends fails ("no transaction is active"): its count stays at one and
+/// every later `BEGIN` on that connection fails — one full disk would stop all writes for
+/// good (found by `scripts/faults/disk_full.py`). Such a connection is closed instead, and
+/// the pool opens a fresh one. (A transaction dropped without commit is closed the same way:
+/// its rollback may not have run yet. Only error paths pay for the new connection.)
+fn leave_no_transaction_open(
+    connection: &mut sqlx::SqliteConnection,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'_, std::result::Result<bool, sqlx::Error>> {
+    use sqlx::Connection;
+    let keep = !connection.is_in_transaction();
+    Box::pin(async move { Ok(keep) })
 }
 
 /// Refuses to run unless commits are durable: WAL and `synchronous=FULL` (2).
@@ -93,4 +111,52 @@ async fn assert_durable(pool: &SqlitePool) -> Result<()> {
 pub async fn migrate(db: &Database) -> Result<()> {
     MIGRATOR.run(&db.write).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write that fills the disk (here: the database at its `max_page_count`) fails with
+    /// `SQLITE_FULL`, reported as such — and the next write works once there is room: the
+    /// failed transaction must not leave the pool's one writer stuck "in a transaction".
+    #[tokio::test]
+    async fn a_full_disk_fails_one_write_not_every_write_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_file(&dir.path().join("full.db")).await.unwrap();
+        sqlx::query("CREATE TABLE t (v BLOB)")
+            .execute(&db.write)
+            .await
+            .unwrap();
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&db.write)
+            .await
+            .unwrap();
+        // The limit holds for this connection only: the pool's next one has room again.
+        sqlx::query(&format!("PRAGMA max_page_count = {}", pages + 2))
+            .execute(&db.write)
+            .await
+            .unwrap();
+        let write = |bytes: usize| {
+            let pool = db.write.clone();
+            async move {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                sqlx::query("INSERT INTO t (v) VALUES (?)")
+                    .bind(vec![7u8; bytes])
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok::<_, crate::Error>(())
+            }
+        };
+        let full = write(1 << 20).await.unwrap_err();
+        assert!(full.is_storage_full(), "{full}");
+        assert!(full.is_transient(), "{full}");
+        write(100).await.expect("the writer recovers");
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&db.read)
+            .await
+            .unwrap();
+        assert_eq!(rows, 1);
+    }
 }
