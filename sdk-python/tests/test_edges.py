@@ -486,3 +486,70 @@ def test_an_empty_flows_frame_has_the_summary_columns(read):
     frame = read.flows_df(pipeline="no_such_pipeline_anywhere")
     assert len(frame) == 0
     assert {"id", "pipeline", "status", "started_at"} <= set(frame.columns)
+
+
+def test_a_generator_step_is_current_only_while_its_own_code_runs(client, read, pipeline):
+    @flowtrail.step
+    def produce():
+        for i in range(3):
+            flowtrail.current_step().observe(f"P{i}", "kept")
+            yield i
+
+    @flowtrail.step(name="agen")
+    async def agen(n):
+        for i in range(n):
+            flowtrail.current_step().observe(f"A{i}", "kept")
+            yield i
+
+    async def take_one(consumer_step):
+        async for _ in agen(5):
+            break
+        return flowtrail.current_step() is consumer_step
+
+    with client.flow(pipeline) as flow:
+        with flow.step("consume") as consume:
+            for x in produce():
+                flowtrail.current_step().observe(f"C{x}", "kept")
+            assert asyncio.run(take_one(consume)), "after break the consumer's step is current"
+        assert flowtrail.current_step() is None
+    assert client.flush(10.0)
+    steps = {s["name"]: s for s in stored_flow(read, flow.id)["steps"]}
+    assert steps["consume"]["candidates_in"] == 3
+    assert steps["produce"]["candidates_in"] == 3
+    assert steps["produce"]["status"] == "succeeded"
+    assert steps["agen"]["status"] == "succeeded"
+
+
+def test_a_flow_open_when_the_program_dies_arrives_failed_with_its_exception(
+    server, read, pipeline
+):
+    done = run_script(f"""
+        import flowtrail
+        ft = flowtrail.Client({server["url"]!r}, {server["key"]!r})
+        flow = ft.flow({pipeline!r}, input={{"q": 1}})
+        print(flow.id, flush=True)
+        step = flow.step("parse")
+        step.observe("a", "kept")
+        raise RuntimeError("pipeline crashed")
+    """, {})
+    assert done.returncode == 1 and "pipeline crashed" in done.stderr
+    flow_id = done.stdout.strip()
+    stored = stored_flow(read, flow_id, "failed")
+    assert stored["status"] == "failed", stored
+    assert "RuntimeError: pipeline crashed" in stored["error"], stored
+    assert [s["status"] for s in stored["steps"]] == ["failed"]
+
+
+def test_the_read_client_refuses_odd_arguments_with_read_errors(server):
+    read = flowtrail.ReadClient(server["url"], server["key"] + "\n")
+    assert isinstance(read.flows(limit=1), list), "a key read from a file works"
+    for call in [
+        lambda: flowtrail.ReadClient("http://[::1").flows(),
+        lambda: flowtrail.ReadClient(server["url"], "k", timeout="x"),
+        lambda: read.flows(tags="abc"),
+        lambda: read.flows(max_flows=-1),
+        lambda: read.flow("0193a000-0000-7000-8000-000000000001", version="x"),
+        lambda: read.observations("0193a000-0000-7000-8000-000000000001", "x"),
+    ]:
+        with pytest.raises(flowtrail.ReadError):
+            call()

@@ -76,7 +76,10 @@ impl Replay {
         flow_id: Uuid,
         timeout: Duration,
     ) -> Result<Self, Error> {
-        let endpoint = format!("{}/api/v1/flows/{flow_id}", url.trim_end_matches('/'));
+        let endpoint = format!(
+            "{}/api/v1/flows/{flow_id}",
+            url.trim().trim_end_matches('/')
+        );
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -91,7 +94,7 @@ impl Replay {
             loop {
                 let response = http
                     .get(&endpoint)
-                    .bearer_auth(api_key)
+                    .bearer_auth(api_key.trim())
                     .send()
                     .await
                     .map_err(|e| Error::ReplayFetch(e.to_string()))?;

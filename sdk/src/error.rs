@@ -10,9 +10,12 @@ pub enum Error {
     /// A variable [`Client::from_env`](crate::Client::from_env) needs is not set.
     #[error("{0} is not set")]
     MissingEnv(&'static str),
-    /// The URL is not `http://…` or `https://…`.
+    /// The URL is not `http://…` or `https://…`, or does not parse.
     #[error("invalid Flow Trail URL {0:?}")]
     InvalidUrl(String),
+    /// An API key that cannot be sent in an HTTP header (a control character inside it).
+    #[error("the API key cannot be sent: {0}")]
+    InvalidKey(String),
     /// The HTTP client or the sender thread could not be started.
     #[error("the HTTP client could not be built: {0}")]
     Http(String),

@@ -586,3 +586,58 @@ fn a_flow_whose_mask_runs_at_shutdown_is_counted_and_spooled_once_masked() {
         );
     }
 }
+
+#[test]
+fn a_refused_key_keeps_flows_in_the_spool_and_only_a_202_is_an_acknowledgement() {
+    // 401: the key, not the flow. With a spool the flow is kept, and so are spooled ones.
+    let backend = Backend::start(Mode::Status(401));
+    let spool = tempfile::tempdir().unwrap();
+    let mut refused = config(&backend.url());
+    refused.spool_dir = Some(spool.path().to_path_buf());
+    let client = Client::with_config(refused.clone()).unwrap();
+    run_pipeline(&client, 0);
+    assert!(
+        client.shutdown(Duration::from_secs(2)),
+        "kept in the spool: not lost"
+    );
+    let stats = client.stats();
+    assert_eq!((stats.spooled, stats.failed), (1, 0), "{stats:?}");
+    drop(client);
+    let again = Client::with_config(refused).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        again.stats().failed,
+        0,
+        "a spooled flow is not refused for good on a 401"
+    );
+    assert_eq!(std::fs::read_dir(spool.path()).unwrap().count(), 1);
+    drop(again);
+
+    // A 200 is not the ingest API's answer: not counted as sent.
+    let proxy = Backend::start(Mode::Status(200));
+    let client = Client::with_config(config(&proxy.url())).unwrap();
+    run_pipeline(&client, 1);
+    assert!(!client.shutdown(Duration::from_secs(2)));
+    let stats = client.stats();
+    assert_eq!((stats.sent, stats.failed), (0, 1), "{stats:?}");
+    assert!(
+        client
+            .take_notices()
+            .iter()
+            .any(|n| n.contains("not the ingest API")),
+        "told"
+    );
+
+    // A key read from a file (a trailing newline) works; one with a line break inside, or a
+    // URL that does not parse, is refused at once.
+    let accept = Backend::start(Mode::Accept);
+    let mut trailing = config(&accept.url());
+    trailing.api_key = "ftk_test\n".into();
+    let client = Client::with_config(trailing).unwrap();
+    run_pipeline(&client, 2);
+    assert!(client.shutdown(Duration::from_secs(5)));
+    let mut broken = config(&accept.url());
+    broken.api_key = "ftk\ntest".into();
+    assert!(Client::with_config(broken).is_err());
+    assert!(Client::with_config(config("http://[::1")).is_err());
+}

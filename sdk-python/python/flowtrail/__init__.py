@@ -32,7 +32,9 @@ import functools
 import inspect
 import logging
 import os
+import sys
 import threading
+import weakref
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from . import _flowtrail
@@ -130,8 +132,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def step(
-    name: Optional[str] = None, kind: str = "custom", capture: Optional[str] = None
-) -> Callable[[F], F]:
+    name: Any = None, kind: str = "custom", capture: Optional[str] = None
+) -> Any:
     """A decorator for a function that is a step of the current flow:
 
         @flowtrail.step(kind="rank")
@@ -141,12 +143,17 @@ def step(
     the function's name), failed if the function raises (the exception propagates). Outside
     a flow the function runs as it is. Works on ``async def`` functions, and on generators
     (sync or async: the step lasts until the generator is exhausted, or closed by its
-    consumer — a ``break`` — which is not a failure). The step is
-    the current step inside the function: ``flowtrail.current_step().observe(...)``.
+    consumer — a ``break`` — which is not a failure). The step is the current step while
+    the function's own code runs (``flowtrail.current_step().observe(...)``); between a
+    generator's items the consumer's step is current. ``@flowtrail.step`` without
+    parentheses works too.
     """
 
     def decorate(fn: F) -> F:
         step_name = name or fn.__name__
+        # A generator's step is the current step only while its body runs: between items
+        # the consumer's own step is current (its observations are its own), and a
+        # generator closed by the event loop in another task leaves nothing behind.
         if inspect.isasyncgenfunction(fn):
 
             @functools.wraps(fn)
@@ -157,16 +164,39 @@ def step(
                         yield item
                     return
                 step_ = flow.step(step_name, kind, capture=capture)
-                with step_:
-                    async for item in fn(*args, **kwargs):
+                agen = fn(*args, **kwargs)
+
+                async def resume(method: Any, value: Any) -> Any:
+                    token = _current_step.set(step_)
+                    try:
+                        return await method(value)
+                    finally:
+                        _current_step.reset(token)
+
+                try:
+                    item = await resume(agen.asend, None)
+                    while True:
                         try:
-                            yield item
-                        except (GeneratorExit, asyncio.CancelledError):
-                            # Thrown in while it waits for its consumer: closed early (a
-                            # `break`; `aclose()` by the event loop at exit, a task the loop
-                            # cancels as it ends): not a failure.
+                            sent = yield item
+                        except GeneratorExit:
+                            # Closed early by its consumer (a `break`, or the event loop at
+                            # exit): not a failure.
                             step_.finish()
-                            raise
+                            await agen.aclose()
+                            return
+                        except BaseException as error:  # thrown in by the consumer
+                            item = await resume(agen.athrow, error)
+                        else:
+                            item = await resume(agen.asend, sent)
+                except StopAsyncIteration:
+                    step_.finish()
+                except asyncio.CancelledError:
+                    # A task the loop cancels as it ends: the generator did not fail.
+                    step_.finish()
+                    raise
+                except BaseException as error:
+                    step_.__exit__(type(error), error, error.__traceback__)
+                    raise
 
             return run_async_gen  # type: ignore[return-value]
 
@@ -178,13 +208,35 @@ def step(
                 if flow is None:
                     return (yield from fn(*args, **kwargs))
                 step_ = flow.step(step_name, kind, capture=capture)
-                with step_:
+                gen = fn(*args, **kwargs)
+
+                def resume(method: Any, value: Any) -> Any:
+                    token = _current_step.set(step_)
                     try:
-                        return (yield from fn(*args, **kwargs))
-                    except GeneratorExit:
-                        # Closed early by its consumer (a `break`): not a failure.
-                        step_.finish()
-                        raise
+                        return method(value)
+                    finally:
+                        _current_step.reset(token)
+
+                try:
+                    item = resume(gen.send, None)
+                    while True:
+                        try:
+                            sent = yield item
+                        except GeneratorExit:
+                            # Closed early by its consumer (a `break`): not a failure.
+                            step_.finish()
+                            gen.close()
+                            return
+                        except BaseException as error:  # thrown in by the consumer
+                            item = resume(gen.throw, error)
+                        else:
+                            item = resume(gen.send, sent)
+                except StopIteration as stop:
+                    step_.finish()
+                    return stop.value
+                except BaseException as error:
+                    step_.__exit__(type(error), error, error.__traceback__)
+                    raise
 
             return run_gen  # type: ignore[return-value]
 
@@ -210,6 +262,10 @@ def step(
 
         return run  # type: ignore[return-value]
 
+    if callable(name):
+        # `@flowtrail.step` without parentheses: `name` is the function itself.
+        fn, name = name, None
+        return decorate(fn)
     return decorate
 
 
@@ -257,6 +313,21 @@ class Client(_flowtrail.Client):
             _clients.discard(self)
         return super().shutdown(timeout)
 
+    def flow(self, pipeline: Any, *, input: Any = None, tags: Any = None) -> Flow:
+        """Starts recording a run of ``pipeline`` (see the native class). A flow still open
+        at interpreter exit is sent as failed, with the exception that ended the program."""
+        flow = super().flow(pipeline, input=input, tags=tags)
+        _open_flows.add(flow)
+        return flow
+
+    def replay(self, flow_id: Any, pipeline: Any, *, input: Any = None, tags: Any = None,
+               timeout: Any = None) -> Flow:
+        """Starts a run of ``pipeline`` against the calls recorded in flow ``flow_id`` (see
+        the native class)."""
+        flow = super().replay(flow_id, pipeline, input=input, tags=tags, timeout=timeout)
+        _open_flows.add(flow)
+        return flow
+
     def __hash__(self) -> int:
         return id(self)
 
@@ -281,7 +352,29 @@ def shutdown_all(timeout: Optional[float] = None) -> None:
             pass
 
 
+# Every flow started, weakly: those still open at exit are sent as failed.
+_open_flows: "weakref.WeakSet[Flow]" = weakref.WeakSet()
+
+
+def _end_open_flows() -> None:
+    """Sends every flow still open as failed (what leaving its block with an exception does),
+    naming the exception that ended the program when there was one. A flow already ended is
+    left as it is."""
+    error = getattr(sys, "last_value", None)
+    reason = (
+        f"the process exited with {type(error).__name__}: {error}"
+        if error is not None
+        else "the process exited before the flow ended"
+    )
+    for flow in list(_open_flows):
+        try:
+            flow.fail(reason)
+        except Exception:  # noqa: BLE001 - exit must never raise
+            pass
+
+
 def _at_exit() -> None:
+    _end_open_flows()
     shutdown_all()
     _flowtrail._finalizing()
 

@@ -32,7 +32,9 @@ class ReadError(Exception):
     Attributes:
         status: the HTTP status (0 when the server was not reached).
         code: the API's stable error code (``not_found``, ``validation_failed``,
-            ``unauthorized``, …), or ``unreachable`` / ``bad_response``.
+            ``unauthorized``, …), or, from the client itself, ``unreachable``,
+            ``bad_response``, ``invalid_url`` (also a key that cannot be sent) or
+            ``invalid_argument``.
         message: what the server (or the network) said.
         field: the parameter at fault, when the API names one.
     """
@@ -60,9 +62,12 @@ class ReadClient:
         api_key: Optional[str] = None,
         timeout: float = 10.0,
     ) -> None:
-        self.url = (url or os.environ.get("FLOWTRAIL_URL") or "http://127.0.0.1:3000").rstrip("/")
-        self.api_key = api_key if api_key is not None else os.environ.get("FLOWTRAIL_API_KEY")
-        self.timeout = timeout
+        self.url = str(url or os.environ.get("FLOWTRAIL_URL") or "http://127.0.0.1:3000")
+        self.url = self.url.strip().rstrip("/")
+        key = api_key if api_key is not None else os.environ.get("FLOWTRAIL_API_KEY")
+        # A key read from a file ends with a newline: white space around it is not the key.
+        self.api_key = str(key).strip() if key is not None else None
+        self.timeout = _number("timeout", timeout)
 
     # -- the API as dicts ------------------------------------------------------------------
 
@@ -98,10 +103,17 @@ class ReadClient:
         ):
             if value is not None:
                 params.append((name, str(value)))
+        if isinstance(tags, (str, bytes)):
+            raise ReadError(0, "invalid_argument", "tags is a dict or (key, value) pairs")
         pairs = tags.items() if isinstance(tags, Mapping) else (tags or [])
-        for key, value in pairs:
-            params.append(("tag", f"{_tag_key(str(key))}:{value}"))
-        params.append(("limit", str(limit)))
+        try:
+            for key, value in pairs:
+                params.append(("tag", f"{_tag_key(str(key))}:{value}"))
+        except (TypeError, ValueError):
+            raise ReadError(0, "invalid_argument", "tags is a dict or (key, value) pairs") from None
+        params.append(("limit", str(_whole("limit", limit))))
+        if max_flows is not None:
+            max_flows = _whole("max_flows", max_flows)
         wanted = max_flows if max_flows is not None else limit
         flows: List[Dict[str, Any]] = []
         cursor: Optional[str] = None
@@ -117,7 +129,7 @@ class ReadClient:
         (``not_found`` when the team has no such flow, or — with ``version`` — when the flow
         is stored at another version: the server keeps only the latest)."""
         flow = self._get(f"/api/v1/flows/{_segment(flow_id)}", [])
-        if version is not None and flow.get("version") != int(version):
+        if version is not None and flow.get("version") != _whole("version", version):
             raise ReadError(
                 404,
                 "not_found",
@@ -129,9 +141,9 @@ class ReadClient:
         self, flow_id: str, seq: int, version: Optional[int] = None
     ) -> List[Dict[str, Any]]:
         """The observations stored for step ``seq`` of a flow. Raises :class:`ReadError`."""
-        params = [("version", str(version))] if version is not None else []
+        params = [("version", str(_whole("version", version)))] if version is not None else []
         answer = self._get(
-            f"/api/v1/flows/{_segment(flow_id)}/steps/{int(seq)}/observations", params
+            f"/api/v1/flows/{_segment(flow_id)}/steps/{_whole('seq', seq)}/observations", params
         )
         return answer.get("observations", [])
 
@@ -198,10 +210,10 @@ class ReadClient:
         url = self.url + path
         if params:
             url += "?" + urllib.parse.urlencode(list(params))
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})
-        if self.api_key:
-            request.add_header("Authorization", f"Bearer {self.api_key}")
         try:
+            request = urllib.request.Request(url, headers={"Accept": "application/json"})
+            if self.api_key:
+                request.add_header("Authorization", f"Bearer {self.api_key}")
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 body = response.read()
         except urllib.error.HTTPError as error:
@@ -218,6 +230,30 @@ class ReadClient:
         if not isinstance(answer, dict):
             raise ReadError(200, "bad_response", "the answer is not a JSON object")
         return answer
+
+
+def _whole(name: str, value: Any) -> int:
+    """A whole number from 0 up, or :class:`ReadError` (``invalid_argument``)."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = int(value)
+        if number < 0 or number != float(value):
+            raise ValueError
+        return number
+    except (TypeError, ValueError, OverflowError):
+        raise ReadError(0, "invalid_argument", f"{name} is a whole number from 0 up, not {value!r}") from None
+
+
+def _number(name: str, value: Any) -> float:
+    """A number above 0, or :class:`ReadError` (``invalid_argument``)."""
+    try:
+        number = float(value)
+        if not number > 0 or number == float("inf"):
+            raise ValueError
+        return number
+    except (TypeError, ValueError):
+        raise ReadError(0, "invalid_argument", f"{name} is a number of seconds above 0, not {value!r}") from None
 
 
 # The columns of a flow summary (GET /api/v1/flows), tags aside.

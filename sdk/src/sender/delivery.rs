@@ -5,8 +5,9 @@
 //! every attempt carries the idempotency key `{id}:{version}`, so a retry never stores a flow
 //! twice; 408, 409, 429, 5xx and network errors are retried after exponential backoff with
 //! full jitter (from `backoff_base`, capped at 30 s), or after `Retry-After` when longer
-//! (capped at 60 s); 413 is told apart (the caller shrinks the flow and tries again); any
-//! other status is final.
+//! (capped at 60 s); 413 is told apart (the caller shrinks the flow and tries again), and so
+//! are 401/403 (the key is refused, not the flow: kept in the spool when there is one); only
+//! 202 acknowledges a flow (another 2xx is not the ingest API); any other status is final.
 
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ enum Attempt {
     Delivered,
     /// 413: the body is larger than the server takes.
     TooLarge,
+    /// 401/403: the key, not the flow, is refused.
+    Unauthorized(String),
     Final(String),
     Retry(Option<Duration>),
 }
@@ -70,6 +73,7 @@ impl SenderThread {
             match self.attempt(&endpoint, &body, zstd, &key).await {
                 Attempt::Delivered => return Outcome::Sent,
                 Attempt::TooLarge => return Outcome::TooLarge,
+                Attempt::Unauthorized(why) => return Outcome::Unauthorized(why),
                 Attempt::Final(why) => {
                     self.shared.notice(format!(
                         "the server refused flow {} (version {}): {why}",
@@ -122,8 +126,17 @@ impl SenderThread {
         match request.send().await {
             Ok(response) => {
                 let status = response.status();
-                if status.is_success() {
+                if status == StatusCode::ACCEPTED {
                     Attempt::Delivered
+                } else if status.is_success() {
+                    // Only the ingest API's 202 acknowledges a flow: a 200 is someone else
+                    // (a proxy's page, another service on that address).
+                    Attempt::Final(format!(
+                        "{status} is not the ingest API's answer (202): is {endpoint} Flow Trail?"
+                    ))
+                } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                    let text = response.text().await.unwrap_or_default();
+                    Attempt::Unauthorized(format!("{status}: {}", cut(text)))
                 } else if status == StatusCode::PAYLOAD_TOO_LARGE {
                     Attempt::TooLarge
                 } else if status == StatusCode::TOO_MANY_REQUESTS
@@ -139,21 +152,26 @@ impl SenderThread {
                         .map(|s| Duration::from_secs(s.min(60)));
                     Attempt::Retry(retry_after)
                 } else {
-                    let mut text = response.text().await.unwrap_or_default();
-                    if text.len() > 1_000 {
-                        let mut end = 1_000;
-                        while !text.is_char_boundary(end) {
-                            end -= 1;
-                        }
-                        text.truncate(end);
-                        text.push('…');
-                    }
-                    Attempt::Final(format!("{status}: {text}"))
+                    let text = response.text().await.unwrap_or_default();
+                    Attempt::Final(format!("{status}: {}", cut(text)))
                 }
             }
             Err(_) => Attempt::Retry(None),
         }
     }
+}
+
+/// An answer's body for a notice: at most 1,000 bytes.
+fn cut(mut text: String) -> String {
+    if text.len() > 1_000 {
+        let mut end = 1_000;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 /// The wait after failed attempt number `attempt` (from 1): a random delay up to

@@ -113,13 +113,23 @@ pub(crate) struct Sender {
 
 impl Sender {
     /// Starts the sender thread (and the spool thread when [`Config::spool_dir`] is set).
-    /// Fails on a URL that is not `http(s)://…`, an HTTP client or a thread that cannot be
+    /// Fails on a URL that is not `http(s)://…` or does not parse, a key that cannot be an
+    /// HTTP header (white space around it is trimmed), an HTTP client or a thread that cannot be
     /// built, or a spool directory that cannot be created.
-    pub(crate) fn start(config: Config) -> Result<Self, Error> {
-        let base = config.url.trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
+    pub(crate) fn start(mut config: Config) -> Result<Self, Error> {
+        let base = config.url.trim().trim_end_matches('/').to_string();
+        // A URL that does not parse (`http://[::1`) would fail every request as if the
+        // server were down: refused here instead.
+        if !(base.starts_with("http://") || base.starts_with("https://"))
+            || reqwest::Url::parse(&base).is_err()
+        {
             return Err(Error::InvalidUrl(config.url));
         }
+        // A key read from a file ends with a newline: white space around it is not the key.
+        config.api_key = config.api_key.trim().to_string();
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {}", config.api_key)).map_err(
+            |_| Error::InvalidKey("it holds a control character (a line break?)".into()),
+        )?;
         let http = reqwest::Client::builder()
             // A zero timeout would fail every request: at least a millisecond.
             .timeout(config.request_timeout.max(Duration::from_millis(1)))

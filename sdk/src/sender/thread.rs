@@ -35,6 +35,8 @@ pub(super) enum Outcome {
     TooLarge,
     /// Still undeliverable after every attempt.
     Unreachable,
+    /// 401/403: the key is refused (with the server's answer), not the flow.
+    Unauthorized(String),
 }
 
 impl SenderThread {
@@ -168,6 +170,29 @@ impl SenderThread {
         match outcome {
             Outcome::Sent => Counters::add(&self.shared.counters.sent),
             Outcome::Refused | Outcome::TooLarge => Counters::add(&self.shared.counters.failed),
+            // A refused key is a configuration to fix, not a bad flow: the spool keeps it.
+            Outcome::Unauthorized(why) => {
+                *spool_after = Instant::now() + Duration::from_secs(5);
+                match &self.shared.spool {
+                    Some(spool) => {
+                        self.shared.notice(format!(
+                            "the server refused the API key ({why}): flow {} is kept in the \
+                             spool until the key is accepted",
+                            record.id
+                        ));
+                        let record = Arc::try_unwrap(record).unwrap_or_else(|r| (*r).clone());
+                        self.shared.spool(spool, Box::new(record), true, true)
+                    }
+                    None => {
+                        Counters::add(&self.shared.counters.failed);
+                        self.shared.notice(format!(
+                            "flow {} lost: the server refused the API key ({why}) and there is \
+                             no spool_dir",
+                            record.id
+                        ));
+                    }
+                }
+            }
             Outcome::Unreachable => {
                 *spool_after = Instant::now() + Duration::from_secs(5);
                 match &self.shared.spool {
@@ -180,8 +205,8 @@ impl SenderThread {
                     None => {
                         Counters::add(&self.shared.counters.failed);
                         self.shared.notice(format!(
-                            "flow {} lost: the server did not answer in {attempts} attempts \
-                             and there is no spool_dir",
+                            "flow {} lost: not acknowledged in {attempts} attempts (no answer, \
+                             or 408/409/429/5xx) and there is no spool_dir",
                             record.id
                         ));
                     }
@@ -251,8 +276,14 @@ impl SenderThread {
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok());
         let Some(mut record) = record else {
-            tracing::warn!(path = %path.display(), "flowtrail: unreadable spool file removed");
-            let _ = std::fs::remove_file(&path);
+            // Not ours, or damaged: moved aside (never sent, never deleted) and told.
+            let aside = path.with_extension("unreadable");
+            let _ = std::fs::rename(&path, &aside);
+            self.shared.notice(format!(
+                "spool file {} is not a flow record: moved aside to {}",
+                path.display(),
+                aside.display()
+            ));
             return true;
         };
         // Spooled by an earlier version, or evicted from a full queue before it was fitted.
@@ -263,6 +294,13 @@ impl SenderThread {
             Outcome::Sent => Counters::add(&self.shared.counters.sent),
             Outcome::Refused | Outcome::TooLarge => Counters::add(&self.shared.counters.failed),
             Outcome::Unreachable => return false, // stays in the spool for later
+            Outcome::Unauthorized(why) => {
+                // Stays in the spool until the key is accepted; told once per pass.
+                self.shared.notice(format!(
+                    "the server refused the API key ({why}): spooled flows stay in the spool"
+                ));
+                return false;
+            }
         }
         Counters::add(&self.shared.counters.unspooled);
         let _ = std::fs::remove_file(&path);
