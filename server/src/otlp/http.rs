@@ -129,6 +129,12 @@ async fn accept(
                 "the body is not a protobuf ExportTraceServiceRequest: {e}"
             ))
         })?,
+        // serde would read the request from an array too (`[[]]`): only an object is one.
+        Encoding::Json if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') => {
+            return Err(ApiError::MalformedJson(
+                "the body is not an OTLP/JSON ExportTraceServiceRequest: not a JSON object".into(),
+            ));
+        }
         Encoding::Json => serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::MalformedJson(format!(
                 "the body is not an OTLP/JSON ExportTraceServiceRequest: {e}"

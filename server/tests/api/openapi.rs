@@ -100,6 +100,15 @@ async fn the_documented_bounds_are_the_servers() {
             .unwrap_or_else(|| panic!("{path} documents {name}"))["schema"]
             .clone()
     };
+    // Where an empty value means "not given", the parameter's own schema is the first of
+    // an `anyOf` (see `empty_values_are_documented_as_the_server_reads_them`).
+    let param = |path: &str, name: &str| -> Value {
+        let schema = param(path, name);
+        match schema.get("anyOf") {
+            Some(any_of) => any_of[0].clone(),
+            None => schema,
+        }
+    };
     let limit = param("/api/v1/flows", "limit");
     assert_eq!(
         (limit["minimum"].as_f64(), limit["maximum"].as_f64()),
@@ -183,4 +192,116 @@ async fn the_documented_bounds_are_the_servers() {
         StatusCode::UNPROCESSABLE_ENTITY,
         "an empty pipeline"
     );
+}
+
+/// An empty value means "not given" where the server reads it so, and the document says
+/// it (schemathesis found `?status=` answered 200 while the document allowed only statuses);
+/// where the server refuses an empty value, the document's schema refuses it too.
+#[tokio::test]
+async fn empty_values_are_documented_as_the_server_reads_them() {
+    let app = app().await;
+    let (_, doc) = app.get_json("/api/v1/openapi.json").await;
+    let schema = |path: &str, name: &str| -> Value {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["schema"]
+            .clone()
+    };
+    for (path, name) in [
+        ("/api/v1/flows", "status"),
+        ("/api/v1/flows", "limit"),
+        ("/api/v1/export", "since"),
+        ("/api/v1/stats/reasons", "bucket"),
+    ] {
+        let any_of = schema(path, name)["anyOf"].clone();
+        assert_eq!(any_of[1]["maxLength"], 0, "{path} {name}: {any_of}");
+        let uri = format!("{path}?{name}=");
+        let (status, _, body) = app.get(&uri).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{uri}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    for (path, name, uri) in [
+        ("/api/v1/export", "format", "/api/v1/export?format="),
+        ("/api/v1/export", "level", "/api/v1/export?level="),
+    ] {
+        assert!(schema(path, name)["anyOf"].is_null(), "{path} {name}");
+        let (status, _, _) = app.get(uri).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}");
+    }
+}
+
+/// Every JSON body is an object: serde reads a struct from an array too (schemathesis found
+/// `[null]` redriving every dead job), so an array or other JSON value is refused wherever a
+/// body is read; no body and `null` still redrive.
+#[tokio::test]
+async fn a_json_body_that_is_not_an_object_is_refused_everywhere() {
+    let app = app().await;
+    let positional = serde_json::json!([
+        FLOW_ID,
+        1,
+        "p",
+        "succeeded",
+        "2026-11-21T10:00:00Z",
+        null,
+        null,
+        null,
+        {},
+        null,
+        null,
+        []
+    ]);
+    let (status, _, body) = app.post_to("/api/v1/flows", &positional).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(crate::app::error_code(&body), "validation_failed");
+    let (status, _, _) = app
+        .post_to(
+            &format!("/api/v1/flows/{FLOW_ID}/steps"),
+            &serde_json::json!([[]]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    for (method, uri, body) in [
+        (
+            "POST",
+            "/api/v1/admin/dead-letters/redrive",
+            serde_json::json!([null]),
+        ),
+        ("PUT", "/api/v1/admin/retention", serde_json::json!([1])),
+        (
+            "POST",
+            "/api/v1/admin/api-keys",
+            serde_json::json!(["k", "read"]),
+        ),
+    ] {
+        let (status, answer) = app.admin(method, uri, Some(&body)).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{method} {uri}: {answer}"
+        );
+    }
+    let (status, answer) = app
+        .admin(
+            "POST",
+            "/api/v1/admin/dead-letters/redrive",
+            Some(&Value::Null),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let request = Request::builder()
+        .method("POST")
+        .uri("/v1/traces")
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.key))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("[[]]"))
+        .unwrap();
+    let (status, _, _) = app.call(request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "OTLP/JSON from an array");
 }

@@ -32,7 +32,18 @@ pub fn parse_flow(body: &[u8]) -> Result<FlowRecord> {
 /// [`parse_flow`] for any JSON body of the API: a body that is not JSON is
 /// [`Error::Malformed`] wherever its first syntax error is, even after a schema error; only a
 /// body that is JSON can be [`Error::Validation`], naming the field's path.
+///
+/// Every body of the API is a JSON object: serde would read a struct from an array too
+/// (`[null]` as `{"id": null}`), so a body that is JSON but not an object is refused
+/// (`Validation`, no field) before it is read.
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        check_syntax(body)?;
+        return Err(Error::Validation {
+            field: None,
+            message: "the body is a JSON object ({…})".into(),
+        });
+    }
     let offset = match scan(body, MAX_DEPTH, true) {
         None => None,
         Some(Finding::TooDeep(offset)) => Some(offset),
@@ -237,10 +248,14 @@ mod tests {
 
     #[test]
     fn a_body_that_is_json_gets_schema_errors_with_the_field_path() {
-        // A struct may be a JSON array of its fields: the first is not a UUID.
+        // serde would read a struct from a JSON array of its fields: a body is an object.
         let (field, message) = invalid::<FlowRecord>(b"[1, 2]");
-        assert_eq!(field.as_deref(), Some("[0]"));
-        assert!(message.starts_with("invalid type"), "{message}");
+        assert_eq!(field, None);
+        assert!(message.contains("JSON object"), "{message}");
+        for body in [&b"null"[..], b" 7", br#""flow""#, b"[]"] {
+            assert!(invalid::<FlowRecord>(body).1.contains("JSON object"));
+        }
+        malformed::<FlowRecord>(b"[1, 2");
         let (field, _) = invalid::<FlowRecord>(br#"{"id": "x"}"#);
         assert_eq!(field.as_deref(), Some("id"));
         // Syntactically JSON (any \u escape is), but no character.

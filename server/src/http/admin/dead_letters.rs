@@ -139,18 +139,19 @@ pub(crate) async fn redrive(
     Admin(caller): Admin,
     ApiBytes(body): ApiBytes,
 ) -> Result<Json<Redriven>, ApiError> {
-    let body: RedriveBody = if body.iter().all(u8::is_ascii_whitespace) {
-        RedriveBody::default()
-    } else {
-        // Not JSON: 400 `malformed_json`; JSON of another shape: 422 naming the field.
-        ingest::parse_body(&body).map_err(|e| match ApiError::from(e) {
-            ApiError::Validation { field, message } => ApiError::Validation {
-                field: field.or_else(|| Some("id".into())),
-                message: format!("send {{\"id\": <job id>}} or nothing: {message}"),
-            },
-            other => other,
-        })?
-    };
+    let body: RedriveBody =
+        if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
+            RedriveBody::default()
+        } else {
+            // Not JSON: 400 `malformed_json`; JSON of another shape: 422 naming the field.
+            ingest::parse_body(&body).map_err(|e| match ApiError::from(e) {
+                ApiError::Validation { field, message } => ApiError::Validation {
+                    field: field.or_else(|| Some("id".into())),
+                    message: format!("send {{\"id\": <job id>}} or nothing: {message}"),
+                },
+                other => other,
+            })?
+        };
     let id = body.id;
     let redriven = state
         .services

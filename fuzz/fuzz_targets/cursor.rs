@@ -1,0 +1,3 @@
+#![no_main]
+//! `flowtrail_fuzz_targets::cursor` under libFuzzer.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| flowtrail_fuzz_targets::cursor(data));
