@@ -11,6 +11,7 @@
 //!   interpreter released (other Python threads and an asyncio loop keep running);
 //! - no Python code runs while this module holds one of its locks.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -68,13 +69,42 @@ const MAX_DEPTH: usize = 64;
 /// Counts and logs a problem recording swallowed.
 fn report(py: Python<'_>, message: &str) {
     SDK_ERRORS.fetch_add(1, Ordering::Relaxed);
+    // The same message again (an unknown verdict in a loop of 5,000 candidates) is logged
+    // the 1st, 10th, 100th, … time, with its count: every one is still counted above.
+    let seen = {
+        let mut reported = REPORTED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let reported = reported.get_or_insert_with(HashMap::new);
+        if reported.len() >= 10_000 {
+            reported.clear();
+        }
+        let seen = reported.entry(message.to_string()).or_insert(0);
+        *seen += 1;
+        *seen
+    };
+    let mut power = 1u64;
+    while power < seen {
+        power = power.saturating_mul(10);
+    }
+    if power != seen {
+        return;
+    }
+    let text = if seen == 1 {
+        message.to_string()
+    } else {
+        format!("{message} (the same {seen} times so far)")
+    };
     let logged = py.import("logging").and_then(|logging| {
         logging
             .call_method1("getLogger", ("flowtrail",))?
-            .call_method1("warning", ("%s", message))
+            .call_method1("warning", ("%s", text))
     });
     drop(logged);
 }
+
+/// How many times each message [`report`] was given (cleared past 10,000 messages).
+static REPORTED: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
 
 /// Logs on the `flowtrail` logger (warning level) what the client's sender had to tell: flows
 /// refused, changed to fit the server's limits, or lost ([`sdk::Client::take_notices`]).
@@ -1329,9 +1359,13 @@ impl Step {
         if state.ended.is_some() && !std::mem::replace(&mut state.late_reported, true) {
             drop(state);
             let seq = self.seq.map(|s| s.to_string()).unwrap_or_default();
+            let flow = &self.flow.bind(py).get().id;
             report(
                 py,
-                &format!("step {seq} has ended: {what} is not recorded (nor later calls)"),
+                &format!(
+                    "step {seq} of flow {flow} has ended: {what} is not recorded (nor later \
+                     calls)"
+                ),
             );
         }
         None

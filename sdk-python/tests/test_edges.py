@@ -553,3 +553,27 @@ def test_the_read_client_refuses_odd_arguments_with_read_errors(server):
     ]:
         with pytest.raises(flowtrail.ReadError):
             call()
+
+
+def test_odd_callables_repeated_reports_and_lone_surrogates_in_reads(client, read, pipeline, caplog):
+    import functools
+
+    def scale(factor, x):
+        return factor * x
+
+    stepped = flowtrail.step(functools.partial(scale, 3))
+    with caplog.at_level(logging.WARNING, logger="flowtrail"):
+        with client.flow(pipeline) as flow:
+            assert stepped(2) == 6
+            with flow.step("s") as step:
+                for i in range(150):
+                    step.observe(str(i), "nope")
+    told = [r.getMessage() for r in caplog.records if "nope" in r.getMessage()]
+    assert len(told) == 3, told  # the 1st, 10th and 100th time
+    assert "100 times" in told[-1]
+    with pytest.raises(flowtrail.ReadError):
+        read.flows(q="\ud800")
+    with pytest.raises(flowtrail.ReadError):
+        read.flow("\ud800")
+    with pytest.raises(flowtrail.ReadError):
+        read.flows(limit=0)

@@ -34,6 +34,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import weakref
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
@@ -150,7 +151,8 @@ def step(
     """
 
     def decorate(fn: F) -> F:
-        step_name = name or fn.__name__
+        # A callable without a __name__ (a functools.partial, an object with __call__).
+        step_name = name or getattr(fn, "__name__", None) or type(fn).__name__
         # A generator's step is the current step only while its body runs: between items
         # the consumer's own step is current (its observations are its own), and a
         # generator closed by the event loop in another task leaves nothing behind.
@@ -262,7 +264,7 @@ def step(
 
         return run  # type: ignore[return-value]
 
-    if callable(name):
+    if callable(name) and not isinstance(name, str):
         # `@flowtrail.step` without parentheses: `name` is the function itself.
         fn, name = name, None
         return decorate(fn)
@@ -317,7 +319,7 @@ class Client(_flowtrail.Client):
         """Starts recording a run of ``pipeline`` (see the native class). A flow still open
         at interpreter exit is sent as failed, with the exception that ended the program."""
         flow = super().flow(pipeline, input=input, tags=tags)
-        _open_flows.add(flow)
+        _open_flows[flow] = time.monotonic()
         return flow
 
     def replay(self, flow_id: Any, pipeline: Any, *, input: Any = None, tags: Any = None,
@@ -325,7 +327,7 @@ class Client(_flowtrail.Client):
         """Starts a run of ``pipeline`` against the calls recorded in flow ``flow_id`` (see
         the native class)."""
         flow = super().replay(flow_id, pipeline, input=input, tags=tags, timeout=timeout)
-        _open_flows.add(flow)
+        _open_flows[flow] = time.monotonic()
         return flow
 
     def __hash__(self) -> int:
@@ -352,21 +354,35 @@ def shutdown_all(timeout: Optional[float] = None) -> None:
             pass
 
 
-# Every flow started, weakly: those still open at exit are sent as failed.
-_open_flows: "weakref.WeakSet[Flow]" = weakref.WeakSet()
+# Every flow started, weakly, with when it started: those still open at exit are sent as
+# failed.
+_open_flows: "weakref.WeakKeyDictionary[Flow, float]" = weakref.WeakKeyDictionary()
+# The last exception no code caught (sys.excepthook), and when: what ended the program —
+# unless a flow started after it (an interactive session goes on after an error).
+_uncaught: "Optional[tuple[float, BaseException]]" = None
+_previous_excepthook = sys.excepthook
+
+
+def _excepthook(kind: Any, error: Any, traceback: Any) -> None:
+    global _uncaught
+    _uncaught = (time.monotonic(), error)
+    _previous_excepthook(kind, error, traceback)
+
+
+sys.excepthook = _excepthook
 
 
 def _end_open_flows() -> None:
     """Sends every flow still open as failed (what leaving its block with an exception does),
-    naming the exception that ended the program when there was one. A flow already ended is
-    left as it is."""
-    error = getattr(sys, "last_value", None)
-    reason = (
-        f"the process exited with {type(error).__name__}: {error}"
-        if error is not None
-        else "the process exited before the flow ended"
-    )
-    for flow in list(_open_flows):
+    naming the uncaught exception that ended the program when there was one (not one shown
+    before the flow started; `sys.exit` is no exception here). A flow already ended is left
+    as it is."""
+    for flow, started in list(_open_flows.items()):
+        if _uncaught is not None and _uncaught[0] >= started:
+            error = _uncaught[1]
+            reason = f"the process exited with {type(error).__name__}: {error}"
+        else:
+            reason = "the process exited (end of program or sys.exit) before the flow ended"
         try:
             flow.fail(reason)
         except Exception:  # noqa: BLE001 - exit must never raise

@@ -111,7 +111,10 @@ class ReadClient:
                 params.append(("tag", f"{_tag_key(str(key))}:{value}"))
         except (TypeError, ValueError):
             raise ReadError(0, "invalid_argument", "tags is a dict or (key, value) pairs") from None
-        params.append(("limit", str(_whole("limit", limit))))
+        limit = _whole("limit", limit)
+        if not 1 <= limit <= 500:
+            raise ReadError(0, "invalid_argument", f"limit is from 1 to 500, not {limit}")
+        params.append(("limit", str(limit)))
         if max_flows is not None:
             max_flows = _whole("max_flows", max_flows)
         wanted = max_flows if max_flows is not None else limit
@@ -207,9 +210,12 @@ class ReadClient:
         # urllib would also open file:// and ftp:// addresses: only HTTP(S) is the API.
         if not self.url.lower().startswith(("http://", "https://")):
             raise ReadError(0, "invalid_url", f"{self.url!r} is not an http(s):// address")
-        url = self.url + path
-        if params:
-            url += "?" + urllib.parse.urlencode(list(params))
+        try:
+            url = self.url + path
+            if params:
+                url += "?" + urllib.parse.urlencode(list(params))
+        except UnicodeError as error:
+            raise ReadError(0, "invalid_argument", f"not sendable as UTF-8: {error}") from None
         try:
             request = urllib.request.Request(url, headers={"Accept": "application/json"})
             if self.api_key:
@@ -221,6 +227,9 @@ class ReadClient:
         except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
             # HTTPException: an answer that is not HTTP (BadStatusLine, IncompleteRead, ...).
             raise ReadError(0, "unreachable", f"{self.url}: {error!r}") from None
+        except UnicodeError as error:
+            # A lone surrogate in a filter or an id cannot be sent.
+            raise ReadError(0, "invalid_argument", f"not sendable as UTF-8: {error}") from None
         except ValueError as error:
             raise ReadError(0, "invalid_url", f"{self.url!r}: {error}") from None
         try:
@@ -270,8 +279,12 @@ def _tag_key(key: str) -> str:
 
 
 def _segment(text: str) -> str:
-    """``text`` as one path segment (a candidate id may hold ``/`` or ``?``)."""
-    return urllib.parse.quote(str(text), safe="")
+    """``text`` as one path segment (a candidate id may hold ``/`` or ``?``); text that
+    cannot be UTF-8 (a lone surrogate) is :class:`ReadError` ``invalid_argument``."""
+    try:
+        return urllib.parse.quote(str(text), safe="")
+    except UnicodeError as error:
+        raise ReadError(0, "invalid_argument", f"not sendable as UTF-8: {error}") from None
 
 
 def _error_of(status: int, body: bytes) -> ReadError:

@@ -277,7 +277,9 @@ impl SenderThread {
             .and_then(|bytes| serde_json::from_slice(&bytes).ok());
         let Some(mut record) = record else {
             // Not ours, or damaged: moved aside (never sent, never deleted) and told.
-            let aside = path.with_extension("unreadable");
+            // A name of its own: an earlier file moved aside under the same name stays.
+            let aside =
+                path.with_extension(format!("{}.unreadable", uuid::Uuid::now_v7().simple()));
             let _ = std::fs::rename(&path, &aside);
             self.shared.notice(format!(
                 "spool file {} is not a flow record: moved aside to {}",
