@@ -99,9 +99,9 @@ result=$([ $? -eq 0 ] && echo pass || echo FAIL)
 while read -r line; do
   target=$(echo "$line" | sed 's/^fuzz \([^:]*\):.*/\1/')
   row "Fuzzing \`$target\` (cargo-fuzz, libFuzzer; corpus kept in fuzz/corpus and replayed by every CI run)" \
-    both "${line#*: }" "$result"
+    — "${line#*: }" "$result"
 done < <(grep "^fuzz " target/fuzz-summary.txt 2>/dev/null)
-grep -q "^fuzz " target/fuzz-summary.txt 2>/dev/null || row "Fuzzing" both "no figures" FAIL
+grep -q "^fuzz " target/fuzz-summary.txt 2>/dev/null || row "Fuzzing" — "no figures" FAIL
 
 say "property tests"
 log="$out/properties.log"
@@ -110,7 +110,7 @@ PROPTEST_CASES=$cases cargo test -p flowtrail-types --test properties >"$log" 2>
 result=$([ $? -eq 0 ] && echo pass || echo FAIL)
 figures=$(grep -o "[0-9]* passed" "$log" | head -n 1)
 row "Invariants on generated inputs: cursor round-trip, filters ⇄ query string, no parser panic (types/tests/properties.rs)" \
-  both "${figures:-no tests}, $cases cases each" "$result"
+  — "${figures:-no tests}, $cases cases each" "$result"
 
 say "log safety"
 log="$out/logging.log"
