@@ -44,6 +44,14 @@ create_exception!(
     "A boundary was called more often than the recording holds, or a recorded output does \
      not read back."
 );
+create_exception!(
+    flowtrail,
+    ReplayedError,
+    ReplayError,
+    "A replayed boundary whose recorded call failed with an exception that cannot be raised \
+     again as itself (its type is not importable, or not built from a message): the message \
+     says which type and what it said."
+);
 
 /// Errors recording swallowed (bad kinds, verdicts, values), for `stats()["sdk_errors"]`.
 static SDK_ERRORS: AtomicU64 = AtomicU64::new(0);
@@ -101,6 +109,62 @@ fn report(py: Python<'_>, message: &str) {
             .call_method1("warning", ("%s", text))
     });
     drop(logged);
+}
+
+/// `module.QualifiedName` of an exception's type (`builtins.TimeoutError`).
+fn qualified_type_name(py: Python<'_>, error: &PyErr) -> String {
+    let kind = error.get_type(py);
+    let module = kind
+        .module()
+        .map(|m| lossy(&m))
+        .unwrap_or_else(|_| "builtins".into());
+    let name = kind
+        .qualname()
+        .map(|n| lossy(&n))
+        .unwrap_or_else(|_| "Exception".into());
+    format!("{module}.{name}")
+}
+
+/// The exception a replayed boundary raises for a recorded failure: its own type, made from
+/// its message, when the type imports and is an exception; else [`ReplayedError`] naming it.
+fn recorded_exception(py: Python<'_>, error: &sdk::BoundaryError) -> PyErr {
+    let again = || -> PyResult<PyErr> {
+        let (module, qualname) = error
+            .kind
+            .rsplit_once('.')
+            .unwrap_or(("builtins", &error.kind));
+        // A nested class (`Outer.Inner`): the module is the longest importable prefix.
+        let (mut module, mut path) = (module.to_string(), vec![qualname.to_string()]);
+        let found = loop {
+            match py.import(module.as_str()) {
+                Ok(found) => break found.into_any(),
+                Err(_) => match module.rsplit_once('.') {
+                    Some((outer, inner)) => {
+                        path.insert(0, inner.to_string());
+                        module = outer.to_string();
+                    }
+                    None => return Err(ReplayedError::new_err("")),
+                },
+            }
+        };
+        let mut kind = found;
+        for part in path.iter().flat_map(|p| p.split('.')) {
+            kind = kind.getattr(part)?;
+        }
+        let base = py.get_type::<pyo3::exceptions::PyBaseException>();
+        if !kind.is_instance_of::<pyo3::types::PyType>()
+            || !kind.cast::<pyo3::types::PyType>()?.is_subclass(&base)?
+        {
+            return Err(ReplayedError::new_err(""));
+        }
+        Ok(PyErr::from_value(kind.call1((error.message.as_str(),))?))
+    };
+    again().unwrap_or_else(|_| {
+        ReplayedError::new_err(format!(
+            "the recorded call raised {}: {}",
+            error.kind, error.message
+        ))
+    })
 }
 
 /// How many times each message [`report`] was given (cleared past 10,000 messages).
@@ -1582,28 +1646,57 @@ impl Step {
         let answer = flow.with(py, |flow| flow.replay_answer(&name, given.clone()));
         match answer.flatten() {
             Some(Ok(recorded)) => {
+                let failed = recorded.error.clone();
                 let output = to_python(py, &recorded.output)?;
                 self.with(py, "a recorded call", |r| {
                     r.push_boundary(recorded);
                 });
-                Ok(output)
+                match failed {
+                    // The recorded call raised: so does its replay, as the same type when
+                    // that type can be made again from its message.
+                    Some(error) => Err(recorded_exception(py, &error)),
+                    None => Ok(output),
+                }
             }
             Some(Err(error)) => Err(match error {
                 sdk::Error::ReplayMismatch { .. } => ReplayMismatch::new_err(error.to_string()),
                 other => ReplayMissing::new_err(other.to_string()),
             }),
-            None => {
-                let output = r#fn.call0()?;
-                let recorded = to_json(&output, 0);
-                self.with(py, "a recorded call", |r| {
-                    r.push_boundary(sdk::Boundary {
-                        name,
-                        input: given,
-                        output: recorded,
+            None => match r#fn.call0() {
+                Ok(output) => {
+                    let recorded = to_json(&output, 0);
+                    self.with(py, "a recorded call", |r| {
+                        r.push_boundary(sdk::Boundary {
+                            name,
+                            input: given,
+                            output: recorded,
+                            error: None,
+                        });
                     });
-                });
-                Ok(output)
-            }
+                    Ok(output)
+                }
+                // A call that raised is recorded too (its replay raises again), and the
+                // exception propagates.
+                Err(raised) => {
+                    let error = sdk::BoundaryError {
+                        kind: qualified_type_name(py, &raised),
+                        message: raised
+                            .value(py)
+                            .str()
+                            .map(|text| lossy(&text))
+                            .unwrap_or_default(),
+                    };
+                    self.with(py, "a recorded call", |r| {
+                        r.push_boundary(sdk::Boundary {
+                            name,
+                            input: given,
+                            output: Value::Null,
+                            error: Some(error),
+                        });
+                    });
+                    Err(raised)
+                }
+            },
         }
     }
 
@@ -1712,6 +1805,7 @@ fn _flowtrail(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ReplayError", m.py().get_type::<ReplayError>())?;
     m.add("ReplayMismatch", m.py().get_type::<ReplayMismatch>())?;
     m.add("ReplayMissing", m.py().get_type::<ReplayMissing>())?;
+    m.add("ReplayedError", m.py().get_type::<ReplayedError>())?;
     m.add_function(wrap_pyfunction!(_set_context_vars, m)?)?;
     m.add_function(wrap_pyfunction!(_finalizing, m)?)?;
     m.add_function(wrap_pyfunction!(_reset_after_fork, m)?)?;

@@ -577,3 +577,30 @@ def test_odd_callables_repeated_reports_and_lone_surrogates_in_reads(client, rea
         read.flow("\ud800")
     with pytest.raises(flowtrail.ReadError):
         read.flows(limit=0)
+
+
+def test_a_boundary_that_raised_is_recorded_and_its_replay_raises_again(client, read, pipeline):
+    class LocalError(Exception):
+        pass
+
+    def run(flow):
+        answers = []
+        with flow.step("call") as step:
+            for name, fail in [("llm", ZeroDivisionError), ("tool", LocalError)]:
+                try:
+                    step.boundary(name, {"q": 1}, lambda: (_ for _ in ()).throw(fail("sk-down")))
+                except (ZeroDivisionError, LocalError, flowtrail.ReplayedError) as error:
+                    answers.append(type(error).__name__)
+            answers.append(step.boundary("fallback", 2, lambda: "ok"))
+        return answers
+
+    with client.flow(pipeline) as flow:
+        assert run(flow) == ["ZeroDivisionError", "LocalError", "ok"]
+    assert client.flush(10.0)
+    stored = stored_flow(read, flow.id)
+    boundaries = stored["steps"][0]["boundaries"]
+    assert boundaries[0]["error"] == {"type": "builtins.ZeroDivisionError", "message": "sk-down"}
+    assert "error" not in boundaries[2]
+    with client.replay(flow.id, pipeline) as replayed:
+        # Builtins raise again as themselves; a type that cannot be imported as ReplayedError.
+        assert run(replayed) == ["ZeroDivisionError", "ReplayedError", "ok"]

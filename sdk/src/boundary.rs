@@ -202,6 +202,7 @@ impl Step<'_> {
                 name: name.to_string(),
                 input: given,
                 output: to_value(&output),
+                error: None,
             });
             return Ok(output);
         }
@@ -209,6 +210,15 @@ impl Step<'_> {
             .flow
             .replay_answer(name, given)
             .expect("a replayed flow answers")?;
+        if let Some(error) = &recorded.error {
+            return Err(Error::ReplayOutput {
+                name: name.to_string(),
+                why: format!(
+                    "the recorded call failed: {}: {}",
+                    error.kind, error.message
+                ),
+            });
+        }
         let output =
             serde_json::from_value(recorded.output.clone()).map_err(|e| Error::ReplayOutput {
                 name: name.to_string(),

@@ -44,7 +44,7 @@ pub use boundary::Replay;
 pub use client::Client;
 pub use config::Config;
 pub use error::Error;
-pub use flowtrail_types::Boundary;
+pub use flowtrail_types::{Boundary, BoundaryError};
 pub use recording::{Candidate, CapturePolicy, Flow, Step, StepRecorder};
 pub use redaction::{Mask, Redaction};
 pub use sender::Stats;

@@ -131,6 +131,10 @@ fn fit_step(step: &mut StepRecord, i: usize, f: &mut Fitted) {
         fit_depth(&mut boundary.output, MAX_DEPTH - 5, f, &mut || {
             path("output")
         });
+        if let Some(error) = boundary.error.as_mut() {
+            fit_text(&mut error.kind, f, || path("error.type"));
+            fit_text(&mut error.message, f, || path("error.message"));
+        }
     }
     // Counts first: leaving observations out below must not change what they imply.
     if step.observations.len() > MAX_OBSERVATIONS_PER_STEP {

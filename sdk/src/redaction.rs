@@ -149,6 +149,9 @@ impl Redaction {
             for boundary in &mut step.boundaries {
                 self.apply("input", &mut boundary.input);
                 self.apply("output", &mut boundary.output);
+                if let Some(error) = boundary.error.as_mut() {
+                    self.apply_text("error", &mut error.message);
+                }
             }
             let (all_reasons, all_attributes) = (self.named("reasons"), self.named("attributes"));
             for observation in &mut step.observations {
@@ -198,6 +201,7 @@ mod tests {
             name: "llm".into(),
             input: json!({"api_key": "AKIA", "prompt": "hi"}),
             output: json!({"token": "sk-out"}),
+            error: None,
         });
         record.steps.push(step);
         let redaction = Redaction::fields(["password", "API_KEY"]).with_mask(|_, value| {
@@ -236,6 +240,10 @@ mod tests {
             name: "llm".into(),
             input: json!("sk-prompt"),
             output: json!("sk-answer"),
+            error: Some(flowtrail_types::BoundaryError {
+                kind: "builtins.TimeoutError".into(),
+                message: "sk-error-message".into(),
+            }),
         });
         step.observations.push(
             crate::Candidate::rejected("sk-id")

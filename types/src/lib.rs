@@ -211,8 +211,22 @@ pub struct Boundary {
     pub name: String,
     #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub input: Value,
+    /// What it answered (`null` when it failed).
     #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub output: Value,
+    /// How it failed, when it did (a replay fails the same way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<BoundaryError>,
+}
+
+/// How a recorded call failed: the error's type, as the language names it (Python:
+/// `module.QualifiedName`, e.g. `builtins.TimeoutError`), and its message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BoundaryError {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
 }
 
 /// One candidate's fate inside a step.

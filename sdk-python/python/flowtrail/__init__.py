@@ -17,7 +17,8 @@ Recording never raises into the pipeline (problems are counted in ``stats()["sdk
 and logged on the ``flowtrail`` logger); the only exceptions are :class:`ReplayMismatch` and
 :class:`ReplayMissing` from ``Step.boundary`` in a replayed flow, :class:`ReplayError` from
 ``Client.replay`` when the recording cannot be fetched, and what ``boundary``'s own ``fn``
-raises (or ``TypeError`` when it is not callable).
+raises (or ``TypeError`` when it is not callable) — and in a replay, the exception a
+recorded call raised (its own type when it can be made again, else :class:`ReplayedError`).
 
 Every client is shut down at interpreter exit (``FLOWTRAIL_SHUTDOWN_TIMEOUT`` seconds, default
 5), and restarted in a child after ``fork()`` (multiprocessing, gunicorn).
@@ -44,6 +45,7 @@ from ._flowtrail import (
     ReplayError,
     ReplayMismatch,
     ReplayMissing,
+    ReplayedError,
     Step,
 )
 from .read import ReadClient, ReadError
@@ -55,6 +57,7 @@ __all__ = [
     "ReplayError",
     "ReplayMismatch",
     "ReplayMissing",
+    "ReplayedError",
     "ReadClient",
     "ReadError",
     "FULL",

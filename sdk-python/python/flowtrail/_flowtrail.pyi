@@ -18,6 +18,9 @@ class ReplayMismatch(ReplayError):
 class ReplayMissing(ReplayError):
     """No recorded call of the boundary is left, or its output does not read back."""
 
+class ReplayedError(ReplayError):
+    """A recorded call's exception that cannot be raised again as its own type."""
+
 class Client:
     def __init__(
         self,
