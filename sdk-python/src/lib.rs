@@ -126,7 +126,9 @@ fn qualified_type_name(py: Python<'_>, error: &PyErr) -> String {
 }
 
 /// The exception a replayed boundary raises for a recorded failure: its own type, made from
-/// its message, when the type imports and is an exception; else [`ReplayedError`] naming it.
+/// its message, when the type's module is already imported (`sys.modules`: a recording never
+/// makes this process import anything) and the type is an exception; else [`ReplayedError`]
+/// naming it.
 fn recorded_exception(py: Python<'_>, error: &sdk::BoundaryError) -> PyErr {
     let again = || -> PyResult<PyErr> {
         let (module, qualname) = error
@@ -135,9 +137,13 @@ fn recorded_exception(py: Python<'_>, error: &sdk::BoundaryError) -> PyErr {
             .unwrap_or(("builtins", &error.kind));
         // A nested class (`Outer.Inner`): the module is the longest importable prefix.
         let (mut module, mut path) = (module.to_string(), vec![qualname.to_string()]);
+        // Only a module already imported: a recording (anyone with an ingest key can write
+        // one) must not make the replaying process import, and so run, a module of its
+        // choosing.
+        let modules = py.import("sys")?.getattr("modules")?;
         let found = loop {
-            match py.import(module.as_str()) {
-                Ok(found) => break found.into_any(),
+            match modules.get_item(module.as_str()) {
+                Ok(found) => break found,
                 Err(_) => match module.rsplit_once('.') {
                     Some((outer, inner)) => {
                         path.insert(0, inner.to_string());

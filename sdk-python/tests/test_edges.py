@@ -604,3 +604,38 @@ def test_a_boundary_that_raised_is_recorded_and_its_replay_raises_again(client, 
     with client.replay(flow.id, pipeline) as replayed:
         # Builtins raise again as themselves; a type that cannot be imported as ReplayedError.
         assert run(replayed) == ["ZeroDivisionError", "ReplayedError", "ok"]
+
+
+def test_callable_objects_with_async_call_are_steps_and_a_replaced_excepthook_still_names(
+    client, read, server, pipeline
+):
+    class Ranker:
+        async def __call__(self, candidates):
+            await asyncio.sleep(0)
+            for c in candidates:
+                flowtrail.current_step().observe(c, "kept")
+            return candidates
+
+    ranker = flowtrail.step(kind="rank")(Ranker())
+
+    async def main(flow):
+        with flow.step("outer"):
+            return await ranker(["a", "b"])
+
+    with client.flow(pipeline) as flow:
+        assert asyncio.run(main(flow)) == ["a", "b"]
+    assert client.flush(10.0)
+    steps = {s["name"]: s for s in stored_flow(read, flow.id)["steps"]}
+    assert steps["Ranker"]["candidates_in"] == 2
+    assert steps["outer"].get("candidates_in") in (0, None), steps["outer"]
+
+    done = run_script(f"""
+        import sys, flowtrail
+        ft = flowtrail.Client({server["url"]!r}, {server["key"]!r})
+        sys.excepthook = lambda *exc: sys.__excepthook__(*exc)
+        flow = ft.flow({pipeline!r})
+        print(flow.id, flush=True)
+        raise ValueError("after another hook")
+    """, {})
+    stored = stored_flow(read, done.stdout.strip(), "failed")
+    assert "ValueError: after another hook" in stored["error"], stored

@@ -154,12 +154,20 @@ def step(
     """
 
     def decorate(fn: F) -> F:
-        # A callable without a __name__ (a functools.partial, an object with __call__).
-        step_name = name or getattr(fn, "__name__", None) or type(fn).__name__
+        # A callable without a __name__: a functools.partial (its function's name), an
+        # object with __call__ (its class's name).
+        step_name = (
+            name
+            or getattr(fn, "__name__", None)
+            or getattr(getattr(fn, "func", None), "__name__", None)
+            or type(fn).__name__
+        )
+        # An object whose __call__ is `async def` or a generator is one too.
+        call = fn if inspect.isroutine(fn) else getattr(type(fn), "__call__", fn)
         # A generator's step is the current step only while its body runs: between items
         # the consumer's own step is current (its observations are its own), and a
         # generator closed by the event loop in another task leaves nothing behind.
-        if inspect.isasyncgenfunction(fn):
+        if inspect.isasyncgenfunction(fn) or inspect.isasyncgenfunction(call):
 
             @functools.wraps(fn)
             async def run_async_gen(*args: Any, **kwargs: Any) -> Any:
@@ -205,7 +213,7 @@ def step(
 
             return run_async_gen  # type: ignore[return-value]
 
-        if inspect.isgeneratorfunction(fn):
+        if inspect.isgeneratorfunction(fn) or inspect.isgeneratorfunction(call):
 
             @functools.wraps(fn)
             def run_gen(*args: Any, **kwargs: Any) -> Any:
@@ -245,7 +253,7 @@ def step(
 
             return run_gen  # type: ignore[return-value]
 
-        if inspect.iscoroutinefunction(fn):
+        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call):
 
             @functools.wraps(fn)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
@@ -380,10 +388,23 @@ def _end_open_flows() -> None:
     naming the uncaught exception that ended the program when there was one (not one shown
     before the flow started; `sys.exit` is no exception here). A flow already ended is left
     as it is."""
+    # An interactive session goes on after an error: none of its errors ended it.
+    interactive = hasattr(sys, "ps1") or sys.flags.interactive
     for flow, started in list(_open_flows.items()):
-        if _uncaught is not None and _uncaught[0] >= started:
+        error: Optional[BaseException] = None
+        if interactive:
+            pass
+        elif _uncaught is not None and _uncaught[0] >= started:
             error = _uncaught[1]
-            reason = f"the process exited with {type(error).__name__}: {error}"
+        elif _uncaught is None:
+            # Another sys.excepthook installed after ours (rich, Sentry): the interpreter
+            # still sets sys.last_value for the exception that ended the program.
+            error = getattr(sys, "last_value", None)
+        if error is not None:
+            said = str(error)
+            reason = f"the process exited with {type(error).__name__}" + (
+                f": {said}" if said else ""
+            )
         else:
             reason = "the process exited (end of program or sys.exit) before the flow ended"
         try:
