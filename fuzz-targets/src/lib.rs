@@ -110,12 +110,7 @@ pub fn otlp_json(data: &[u8]) {
 }
 
 fn convert(request: &ExportTraceServiceRequest) {
-    let spans: usize = request
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len())
-        .sum();
+    let spans = flowtrail_domain::otlp::span_count(request);
     let conversion = flowtrail_domain::otlp::convert(request, &Limits::default());
     assert!(
         conversion.rejected_spans as usize <= spans,

@@ -689,12 +689,11 @@ impl Client {
             version: sdk_version.unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
         };
         let spooled = config.spool_dir.is_some().then(|| config.clone());
-        let inner = match sdk::Client::with_config(config) {
-            Ok(client) => Some(client),
+        let inner = match (sdk::Client::with_config(config), spooled) {
+            (Ok(client), _) => Some(client),
             // A spool directory that cannot be made costs the spool, not the client.
-            Err(error @ sdk::Error::Spool(_)) if spooled.is_some() => {
+            (Err(error @ sdk::Error::Spool(_)), Some(mut config)) => {
                 report(py, &format!("{error}: flows are sent without a spool"));
-                let mut config = spooled.expect("checked");
                 config.spool_dir = None;
                 sdk::Client::with_config(config)
                     .inspect_err(|error| {
@@ -702,7 +701,7 @@ impl Client {
                     })
                     .ok()
             }
-            Err(error) => {
+            (Err(error), _) => {
                 report(py, &format!("the client is disabled: {error}"));
                 None
             }

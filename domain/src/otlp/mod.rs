@@ -117,6 +117,18 @@ impl SpanBatch {
     }
 }
 
+/// How many spans an export request carries, across its resources and scopes.
+pub fn span_count(
+    request: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+) -> usize {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum()
+}
+
 /// The queue jobs of a converted request, one per trace. A job's idempotency key is the
 /// trace and the SHA-256 of its body, so a re-sent request is a replay (nothing queued
 /// twice) and a changed one a new job.

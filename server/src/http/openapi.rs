@@ -3,6 +3,7 @@
 
 use axum::routing::get;
 use axum::{Json, Router};
+use flowtrail_types::filters::FILTER_NAMES;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -85,40 +86,17 @@ impl Modify for Security {
 /// `?` does: what an HTML form sends for a field left blank): their schema says so, as
 /// `anyOf` the parameter's own schema or the empty string. Export's `format` and `level`,
 /// dead letters' `limit` and usage's times refuse an empty value, and are not listed.
-const EMPTY_MEANS_NOT_GIVEN: &[(&str, &[&str])] = &[
-    (
-        "/api/v1/flows",
-        &[
-            "pipeline",
-            "status",
-            "tag",
-            "since",
-            "until",
-            "q",
-            "step_kind",
-            "min_eliminated",
-            "limit",
-            "cursor",
-        ],
-    ),
-    (
-        "/api/v1/export",
-        &[
-            "pipeline",
-            "status",
-            "tag",
-            "since",
-            "until",
-            "q",
-            "step_kind",
-            "min_eliminated",
-        ],
-    ),
+const EMPTY_MEANS_NOT_GIVEN: &[(&str, &[&[&str]])] = &[
+    ("/api/v1/flows", &[FILTER_NAMES, &["limit", "cursor"]]),
+    ("/api/v1/export", &[FILTER_NAMES]),
     (
         "/api/v1/stats/reasons",
-        &["pipeline", "step", "since", "until", "bucket"],
+        &[&["pipeline", "step", "since", "until", "bucket"]],
     ),
-    ("/api/v1/flows/{id}/steps/{seq}/observations", &["version"]),
+    (
+        "/api/v1/flows/{id}/steps/{seq}/observations",
+        &[&["version"]],
+    ),
 ];
 
 /// Applies [`EMPTY_MEANS_NOT_GIVEN`] (schemathesis found `?status=` answered 200 while the
@@ -138,7 +116,10 @@ impl Modify for EmptyMeansNotGiven {
                 continue;
             };
             for parameter in operation.parameters.iter_mut().flatten() {
-                if !names.contains(&parameter.name.as_str()) {
+                if !names
+                    .iter()
+                    .any(|group| group.contains(&parameter.name.as_str()))
+                {
                     continue;
                 }
                 let Some(schema) = parameter.schema.take() else {

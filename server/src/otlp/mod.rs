@@ -29,12 +29,7 @@ pub(crate) async fn export(
     request: &ExportTraceServiceRequest,
     request_id: Option<&str>,
 ) -> Result<ExportTraceServiceResponse, ApiError> {
-    let spans: usize = request
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len())
-        .sum();
+    let spans = otlp::span_count(request);
     if spans > MAX_SPANS_PER_REQUEST {
         return Err(ApiError::PayloadTooLarge(format!(
             "{spans} spans in one request; the limit is {MAX_SPANS_PER_REQUEST} (lower the \
