@@ -24,6 +24,8 @@ if [ "$purpose" = test ]; then
   python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
   # scripts/schemathesis.sh checks its keys and waits for the server with curl.
   command -v curl >/dev/null || packages+=(curl)
+  # Injected write and fsync errors (scripts/faults/write_errors.py): libfiu's fiu-run/fiu-ctrl.
+  command -v fiu-ctrl >/dev/null || packages+=(fiu-utils)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   sudo=""

@@ -11,59 +11,17 @@ reads_while_full=…` and exits non-zero when a promise is broken.
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-import uuid
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def request(method: str, url: str, key: str, body: bytes | None = None) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=body, method=method)
-    req.add_header("Authorization", f"Bearer {key}")
-    if body is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-    except (urllib.error.URLError, OSError) as error:
-        return 0, str(error).encode()
+from ledger import check_ledger, create_key, free_port, request, serve, wait_ready
+from ledger import flow as ledger_flow
 
 
 def flow(n: int) -> tuple[str, bytes]:
-    flow_id = str(uuid.uuid4())
-    # Observations with attributes that do not compress to nothing: the disk fills in time.
-    observations = [
-        {
-            "candidate_id": f"C{n}-{i}",
-            "verdict": "rejected" if i % 3 else "kept",
-            "score": (i * 7919 % 1000) / 1000,
-            "reasons": [{"code": "price_out_of_range", "text": os.urandom(16).hex()}],
-            "attributes": {"title": os.urandom(48).hex()},
-        }
-        for i in range(60)
-    ]
-    record = {
-        "id": flow_id,
-        "pipeline": "disk_full",
-        "status": "succeeded",
-        "started_at": "2026-12-01T10:00:00Z",
-        "ended_at": "2026-12-01T10:00:01Z",
-        "steps": [{"seq": 0, "name": "filter", "kind": "filter", "observations": observations}],
-    }
-    return flow_id, json.dumps(record).encode()
+    return ledger_flow(n, "disk_full")
 
 
 def mount(point: str, size: str, remount: bool = False) -> None:
@@ -77,23 +35,13 @@ def main() -> int:
     server = None
     try:
         data = os.path.join(point, "data")
-        key = subprocess.run(
-            [binary, "admin", "create-api-key", "--name", "disk", "--data-dir", data],
-            check=True, capture_output=True, text=True,
-        ).stdout.strip()
+        key = create_key(binary, data, "disk")
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         log_path = os.path.join(os.path.dirname(point.rstrip("/")) or "/tmp", "disk_full_server.log")
-        log = open(log_path, "w")
-        server = subprocess.Popen(
-            [binary, "serve", "--addr", f"127.0.0.1:{port}", "--otlp-grpc-addr", "0",
-             "--data-dir", data],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        for _ in range(300):
-            if request("GET", f"{base}/readyz", key)[0] == 200:
-                break
-            time.sleep(0.1)
+        open(log_path, "w").close()
+        server = serve(binary, data, port, log_path)
+        wait_ready(base, key)
         ledger: dict[str, int] = {}
         statuses: dict[int, int] = {}
         errors: list[str] = []
@@ -131,31 +79,10 @@ def main() -> int:
                 time.sleep(0.2)
             n += 1
         # Every acknowledged flow stored, once.
-        stored: list[str] = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            stored, cursor = [], None
-            while True:
-                url = f"{base}/api/v1/flows?pipeline=disk_full&limit=500"
-                if cursor:
-                    url += f"&cursor={cursor}"
-                status, page = request("GET", url, key)
-                if status != 200:
-                    break
-                page = json.loads(page)
-                stored += [f["id"] for f in page["flows"]]
-                cursor = page.get("next_cursor")
-                if not cursor:
-                    break
-            if len(set(stored)) >= len(ledger):
-                break
-            time.sleep(0.5)
         acknowledged = set(ledger)
-        unique = set(stored)
-        lost = len(acknowledged - unique)
-        duplicated = len(stored) - len(unique)
+        stored, lost, duplicated = check_ledger(base, key, "disk_full", acknowledged)
         print(
-            f"disk full: acknowledged={len(acknowledged)} stored={len(unique & acknowledged)} "
+            f"disk full: acknowledged={len(acknowledged)} stored={stored} "
             f"lost={lost} duplicated={duplicated} refused_503={statuses.get(503, 0)} "
             f"errors_5xx={len(errors)} reads_while_full={reads_ok}/5 "
             f"recovered={recovered}/50 statuses={dict(sorted(statuses.items()))}"

@@ -7,8 +7,13 @@
 //! paused), no 5xx but 503, no panic, ingest that keeps going while PostgreSQL or S3 is paused,
 //! a backlog that drains, and every acknowledged flow stored exactly once.
 //!
+//! A second test restarts each engine (SIGKILL or an immediate shutdown, then a start on the
+//! same data) during ingest and during a retention sweep: every acknowledged flow is stored
+//! exactly once, every sweep ends (done or failed with an error, never hung or panicked) and a
+//! last sweep leaves no orphan object and no row without its object.
+//!
 //! Needs `scripts/with-postgres.sh scripts/with-s3.sh scripts/with-redis.sh` (their URLs and
-//! server PIDs in the environment).
+//! control scripts in the environment). The two tests take turns on the shared engines.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +29,26 @@ fn var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: run through scripts/with-postgres.sh scripts/with-s3.sh scripts/with-redis.sh")
     })
+}
+
+/// The engines are shared: one test at a time pauses or restarts them.
+static ENGINES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs an engine's control script (`FLOWTRAIL_TEST_<ENGINE>_CTL`, written by
+/// `scripts/with-<engine>.sh`): `pid`, `stop`, `start` or `restart`; returns what it printed.
+fn ctl(engine: &str, action: &str) -> String {
+    let script = var(&format!("FLOWTRAIL_TEST_{}_CTL", engine.to_uppercase()));
+    let output = Command::new(&script).arg(action).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{script} {action}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+fn engine_pid(engine: &str) -> u32 {
+    ctl(engine, "pid").parse().unwrap()
 }
 
 fn free_port() -> u16 {
@@ -138,6 +163,11 @@ impl Drop for Paused {
 }
 
 fn flow(id: Uuid, n: usize) -> Value {
+    flow_started(id, n, "2026-11-21T10:00:00Z")
+}
+
+/// A flow of two steps (30 observations) that started at `started_at` (RFC 3339).
+fn flow_started(id: Uuid, n: usize, started_at: &str) -> Value {
     let observations: Vec<Value> = (0..30)
         .map(|i| {
             json!({
@@ -150,7 +180,7 @@ fn flow(id: Uuid, n: usize) -> Value {
         .collect();
     json!({
         "id": id, "version": 1, "pipeline": "scale_out", "status": "succeeded",
-        "started_at": "2026-11-21T10:00:00Z",
+        "started_at": started_at,
         "steps": [
             {"seq": 0, "name": "retrieve", "kind": "retrieve", "candidates_in": 30, "candidates_out": 30},
             {"seq": 1, "name": "filter", "kind": "filter", "observations": observations},
@@ -188,9 +218,13 @@ fn logs(dir: &Path) -> String {
     all
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_processes_ride_out_crashes_and_paused_engines_with_one_truth() {
-    let dir = tempfile::tempdir().unwrap();
+/// A fresh deployment on the shared engines (its own database, Redis prefix and S3 prefix),
+/// migrated, with an API key of scope `all` and one of scope `admin`; `extra` adds settings.
+/// Returns the deployment, its database URL and the two keys.
+async fn deploy(
+    dir: &Path,
+    extra: &[(&'static str, &str)],
+) -> (Deployment, String, String, String) {
     let admin_url = var("FLOWTRAIL_TEST_DATABASE_URL");
     let name = format!("flowtrail_scale_{}", Uuid::now_v7().simple());
     let database_url = flowtrail_domain::engines::postgres::create_database(&admin_url, &name)
@@ -198,7 +232,7 @@ async fn many_processes_ride_out_crashes_and_paused_engines_with_one_truth() {
         .unwrap();
     let deployment = Deployment {
         env: vec![
-            ("FLOWTRAIL_DATA_DIR", dir.path().display().to_string()),
+            ("FLOWTRAIL_DATA_DIR", dir.display().to_string()),
             ("FLOWTRAIL_DATABASE_URL", database_url.clone()),
             ("FLOWTRAIL_REDIS_URL", var("FLOWTRAIL_TEST_REDIS_URL")),
             (
@@ -215,12 +249,12 @@ async fn many_processes_ride_out_crashes_and_paused_engines_with_one_truth() {
             ),
             ("FLOWTRAIL_PAYLOAD_INLINE_MAX_BYTES", "0".into()),
             ("FLOWTRAIL_JOB_LEASE_SECONDS", "10".into()),
-        ],
-        dir: dir.path().to_path_buf(),
+        ]
+        .into_iter()
+        .chain(extra.iter().map(|(k, v)| (*k, v.to_string())))
+        .collect(),
+        dir: dir.to_path_buf(),
     };
-    let redis_pid: u32 = var("FLOWTRAIL_TEST_REDIS_PID").parse().unwrap();
-    let postgres_pid: u32 = var("FLOWTRAIL_TEST_POSTGRES_PID").parse().unwrap();
-    let s3_pid: u32 = var("FLOWTRAIL_TEST_S3_PID").parse().unwrap();
 
     let migrated = deployment.command(&["migrate"]).output().unwrap();
     assert!(migrated.status.success(), "{migrated:?}");
@@ -253,6 +287,18 @@ async fn many_processes_ride_out_crashes_and_paused_engines_with_one_truth() {
         .unwrap()
         .trim()
         .to_string();
+
+    (deployment, database_url, key, admin_key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_processes_ride_out_crashes_and_paused_engines_with_one_truth() {
+    let _engines = ENGINES.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (deployment, database_url, key, admin_key) = deploy(dir.path(), &[]).await;
+    let redis_pid = engine_pid("redis");
+    let postgres_pid = engine_pid("postgres");
+    let s3_pid = engine_pid("s3");
 
     let ports = [free_port(), free_port()];
     let bases: Vec<String> = ports
@@ -475,6 +521,277 @@ async fn many_processes_ride_out_crashes_and_paused_engines_with_one_truth() {
         );
     }
     drop(processes);
+    let logs = logs(dir.path());
+    assert!(!logs.contains("panicked"), "a process panicked:\n{logs}");
+}
+
+/// What a sweep run during an engine restart came to.
+struct SweepRun {
+    engine: &'static str,
+    succeeded: bool,
+    stderr: String,
+}
+
+/// Waits for `child` to exit, at most `limit`; kills it and fails the test past that.
+fn wait_exit(mut child: Child, limit: Duration) -> std::process::Output {
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("a sweep hung for {limit:?} after an engine restart");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
+
+async fn queue_depth(http: &reqwest::Client, base: &str) -> Option<u64> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("flowtrail_queue_depth "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_engines_lose_nothing_during_ingest_or_a_retention_sweep() {
+    let _engines = ENGINES.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Sweeps in small, slow batches (so a restart lands inside one), a lease that lapses
+    // quickly after a failed sweep, and no sweep of the server's own in the way.
+    let (deployment, database_url, key, admin_key) = deploy(
+        dir.path(),
+        &[
+            ("FLOWTRAIL_RETENTION_BATCH", "2"),
+            ("FLOWTRAIL_RETENTION_PAUSE_MS", "150"),
+            ("FLOWTRAIL_RETENTION_LEASE_SECONDS", "2"),
+            ("FLOWTRAIL_RETENTION_INTERVAL_SECONDS", "86400"),
+        ],
+    )
+    .await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _processes = Processes(vec![
+        deployment.serve("serve", port),
+        deployment.worker("worker"),
+    ]);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    wait_ready(&http, &base).await;
+
+    // Clients: every other flow started 30 days ago (the sweeps delete it), the others now.
+    let now = time::OffsetDateTime::now_utc();
+    let format = &time::format_description::well_known::Rfc3339;
+    let old_start = (now - time::Duration::days(30)).format(format).unwrap();
+    let new_start = now.format(format).unwrap();
+    // Flow id → (202s received, started 30 days ago).
+    let ledger: Arc<Mutex<HashMap<Uuid, (u32, bool)>>> = Arc::default();
+    let statuses: Arc<Mutex<Vec<u16>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Once the sweeps begin, only recent flows: a sweep chasing new expired flows never ends.
+    let sweeping = Arc::new(AtomicBool::new(false));
+    let mut clients = tokio::task::JoinSet::new();
+    for client in 0..3 {
+        let sweeping = sweeping.clone();
+        let (http, key, base) = (http.clone(), key.clone(), base.clone());
+        let (ledger, statuses, stop) = (ledger.clone(), statuses.clone(), stop.clone());
+        let (old_start, new_start) = (old_start.clone(), new_start.clone());
+        clients.spawn(async move {
+            let mut n = client * 1_000_000;
+            while !stop.load(Ordering::Relaxed) {
+                let id = Uuid::now_v7();
+                let old = n % 2 == 0 && !sweeping.load(Ordering::Relaxed);
+                let body = flow_started(id, n, if old { &old_start } else { &new_start });
+                n += 1;
+                let started = Instant::now();
+                loop {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(120),
+                        "flow {id} never got its 202"
+                    );
+                    let sent = http
+                        .post(format!("{base}/api/v1/flows"))
+                        .bearer_auth(&key)
+                        .json(&body)
+                        .send()
+                        .await;
+                    let status = sent.as_ref().map_or(0, |r| r.status().as_u16());
+                    statuses.lock().unwrap().push(status);
+                    if status == 202 {
+                        ledger.lock().unwrap().entry(id).or_insert((0, old)).0 += 1;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        });
+    }
+
+    // During ingest: each engine killed (PostgreSQL: an immediate shutdown) and started again.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for engine in ["redis", "postgres", "s3"] {
+        ctl(engine, "restart");
+        tokio::time::sleep(Duration::from_secs(6)).await;
+    }
+
+    // During a retention sweep: the old flows expire; each engine restarts inside a sweep.
+    sweeping.store(true, Ordering::Relaxed);
+    let saved = http
+        .put(format!("{base}/api/v1/admin/retention"))
+        .bearer_auth(&admin_key)
+        .json(&json!({"default_days": 7}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 200, "{:?}", saved.text().await);
+    let mut sweeps = Vec::new();
+    for engine in ["postgres", "s3", "redis"] {
+        // Its output to files: a pipe nobody reads while waiting would stall a chatty sweep.
+        let out = dir.path().join(format!("sweep-{engine}.out"));
+        let err = dir.path().join(format!("sweep-{engine}.err"));
+        let child = deployment
+            .command(&["admin", "sweep"])
+            .env("RUST_LOG", "warn")
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        ctl(engine, "restart");
+        let output =
+            tokio::task::spawn_blocking(move || wait_exit(child, Duration::from_secs(120)))
+                .await
+                .unwrap();
+        let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+        assert!(!stderr.contains("panicked"), "the sweep panicked: {stderr}");
+        assert!(
+            output.status.success() || !stderr.trim().is_empty(),
+            "a failed sweep says why: {output:?}"
+        );
+        sweeps.push(SweepRun {
+            engine,
+            succeeded: output.status.success(),
+            stderr,
+        });
+        // A failed sweep's lease lapses before the next one.
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    while let Some(done) = clients.join_next().await {
+        done.unwrap();
+    }
+    let ledger = ledger.lock().unwrap().clone();
+    let statuses = statuses.lock().unwrap().clone();
+
+    // Every acknowledged flow is processed; then a last sweep completes and leaves storage clean.
+    let drained = Instant::now();
+    while queue_depth(&http, &base).await != Some(0) {
+        assert!(
+            drained.elapsed() < Duration::from_secs(180),
+            "the queue did not drain"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let last = deployment.command(&["admin", "sweep"]).output().unwrap();
+    assert!(last.status.success(), "the last sweep: {last:?}");
+    let checked = deployment
+        .command(&["admin", "check-storage"])
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success() && checked.stdout.is_empty(),
+        "check-storage after the restarts: {checked:?}"
+    );
+
+    // Exactly once: the stored flows are exactly the acknowledged recent ones, each with its
+    // steps; no acknowledged flow twice; no old flow left.
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    let stored: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT f.id, (SELECT COUNT(*) FROM steps s WHERE s.team_id = f.team_id AND s.flow_id = f.id) \
+         FROM flows f",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let stored: HashMap<Uuid, i64> = stored
+        .iter()
+        .map(|(id, steps)| (Uuid::parse_str(id).unwrap(), *steps))
+        .collect();
+    let recent: Vec<&Uuid> = ledger
+        .iter()
+        .filter(|(_, (_, old))| !old)
+        .map(|(id, _)| id)
+        .collect();
+    let old = ledger.len() - recent.len();
+    let missing: Vec<&&Uuid> = recent
+        .iter()
+        .filter(|id| !stored.contains_key(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not stored: {missing:?}"
+    );
+    let unexpected: Vec<(&Uuid, Option<bool>)> = stored
+        .keys()
+        .filter(|id| ledger.get(id).is_none_or(|(_, old)| *old))
+        .map(|id| (id, ledger.get(id).map(|(_, old)| *old)))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "stored but never acknowledged (None) or expired and not swept (Some(true)): {unexpected:?}"
+    );
+    assert!(stored.values().all(|steps| *steps == 2));
+    assert!(ledger.values().all(|(acks, _)| *acks == 1));
+    let refused: Vec<u16> = statuses
+        .iter()
+        .copied()
+        .filter(|s| ![0, 202, 409, 503].contains(s))
+        .collect();
+    assert!(refused.is_empty(), "unexpected statuses: {refused:?}");
+    let dead: Value = http
+        .get(format!("{base}/api/v1/admin/dead-letters"))
+        .bearer_auth(&admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dead["dead_letters"], json!([]), "{dead}");
+    let count = |status: u16| statuses.iter().filter(|s| **s == status).count();
+    let sweeps: Vec<String> = sweeps
+        .iter()
+        .map(|s| {
+            let how = if s.succeeded {
+                "completed".to_string()
+            } else {
+                let line = s.stderr.lines().last().unwrap_or("").trim();
+                format!("failed ({})", line.chars().take(80).collect::<String>())
+            };
+            format!("{} {how}", s.engine)
+        })
+        .collect();
+    eprintln!(
+        "engine restarts: acknowledged={} (recent {}, expired {}), stored={}, lost=0, duplicated=0, \
+         503s={}, no answer={}; sweeps during a restart: {}; last sweep and check-storage clean",
+        ledger.len(),
+        recent.len(),
+        old,
+        stored.len(),
+        count(503),
+        count(0),
+        sweeps.join(", "),
+    );
+    drop(_processes);
     let logs = logs(dir.path());
     assert!(!logs.contains("panicked"), "a process panicked:\n{logs}");
 }

@@ -165,3 +165,67 @@ pub(crate) fn push_step_row<'q, DB>(
         .push_bind(step.span_id.as_deref())
         .push_bind(step.parent_span_id.as_deref());
 }
+
+/// [`hour_bucket_sql`] on generated times (proptest, issue #18): SQLite computes the hour
+/// bucket the rollups are keyed by exactly as [`crate::millis::hour_floor`] does, for every
+/// time a flow can start at (years -9999 to 9999). `PROPTEST_CASES` sets the number of cases
+/// (default 512).
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use time::PrimitiveDateTime;
+
+    use super::hour_bucket_sql;
+    use crate::millis::{HOUR_MS, hour_floor, to_ms};
+
+    fn config() -> ProptestConfig {
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(512);
+        ProptestConfig::with_cases(cases)
+    }
+
+    /// A time a flow can start at (Unix ms): anywhere, on or next to an hour, around 1970.
+    fn start_ms() -> impl Strategy<Value = i64> {
+        let (min, max) = (
+            to_ms(PrimitiveDateTime::MIN.assume_utc()),
+            to_ms(PrimitiveDateTime::MAX.assume_utc()),
+        );
+        prop_oneof![
+            min..=max,
+            (min / HOUR_MS..=max / HOUR_MS, -1i64..=1)
+                .prop_map(move |(hour, delta)| (hour * HOUR_MS + delta).clamp(min, max)),
+            -2 * HOUR_MS..2 * HOUR_MS,
+            Just(min),
+            Just(max),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn the_sql_hour_bucket_is_the_rust_hour_floor(
+            times in proptest::collection::vec(start_ms(), 1..16)
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+                let sql = format!("SELECT {}", hour_bucket_sql("?1"));
+                for &t in &times {
+                    let hour: i64 = sqlx::query_scalar(&sql)
+                        .bind(t)
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap();
+                    prop_assert_eq!(hour, hour_floor(t), "hour of {}", t);
+                }
+                Ok(())
+            })?;
+        }
+    }
+}

@@ -209,3 +209,135 @@ mod tests {
         }
     }
 }
+
+/// Properties of the search index's time buckets on generated times (proptest, issue #18):
+/// a time in the range the index orders exactly falls in exactly one 2,048 ms bucket, which
+/// holds it; buckets keep time order everywhere (also where times are clamped); a rowid reads
+/// back to the bucket it was made in; and the SQL twins compute what the Rust functions do.
+/// `PROPTEST_CASES` sets the number of cases (default 512).
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn config() -> ProptestConfig {
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(512);
+        ProptestConfig::with_cases(cases)
+    }
+
+    /// Width of a bucket in ms.
+    const WIDTH: i64 = 1 << BUCKET_BITS;
+
+    /// A time (Unix ms) the index orders exactly, `[-OFFSET_MS, OFFSET_MS)`: anywhere, at a
+    /// bucket's edge (±1 ms), at either end of the range, or around 1970.
+    fn ordered_ms() -> impl Strategy<Value = i64> {
+        let edges = OFFSET_MS / WIDTH;
+        prop_oneof![
+            -OFFSET_MS..OFFSET_MS,
+            (-edges..edges, -1i64..=1).prop_map(|(edge, delta)| {
+                (edge * WIDTH + delta).clamp(-OFFSET_MS, OFFSET_MS - 1)
+            }),
+            (0i64..3 * WIDTH).prop_map(|back| OFFSET_MS - 1 - back),
+            (0i64..3 * WIDTH).prop_map(|on| -OFFSET_MS + on),
+            -3 * WIDTH..3 * WIDTH,
+        ]
+    }
+
+    /// Any time in Unix ms, also outside what the index orders exactly (clamped).
+    fn any_ms() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            ordered_ms(),
+            any::<i64>(),
+            Just(i64::MIN),
+            Just(i64::MAX),
+            (0i64..3 * WIDTH).prop_map(|d| -OFFSET_MS - 1 - d),
+            (0i64..3 * WIDTH).prop_map(|d| OFFSET_MS + d),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn a_time_falls_in_exactly_the_one_bucket_that_holds_it(t in ordered_ms()) {
+            let b = bucket(t);
+            prop_assert!((0..1i64 << 32).contains(&b), "bucket {b} of {t}");
+            // Buckets are the 2,048 ms from each multiple of 2,048 ms since 1970: the one of
+            // `t` starts at `start`, the time before it is in `b - 1`, its last time is
+            // `start + WIDTH - 1` and the next one is in `b + 1`.
+            let start = t - t.rem_euclid(WIDTH);
+            prop_assert!(start <= t && t < start + WIDTH);
+            prop_assert_eq!(bucket(start), b);
+            prop_assert_eq!(bucket(start + WIDTH - 1), b);
+            if start > -OFFSET_MS {
+                prop_assert_eq!(bucket(start - 1), b - 1, "start {}", start);
+            }
+            if start + WIDTH < OFFSET_MS {
+                prop_assert_eq!(bucket(start + WIDTH), b + 1, "start {}", start);
+            }
+        }
+
+        #[test]
+        fn buckets_keep_time_order(a in any_ms(), b in any_ms()) {
+            let (early, late) = (a.min(b), a.max(b));
+            prop_assert!(bucket(early) <= bucket(late), "{early} {late}");
+            // Times a bucket apart, both ordered exactly, are in different buckets.
+            let ordered = -OFFSET_MS..OFFSET_MS;
+            if ordered.contains(&early) && ordered.contains(&late) && late - early >= WIDTH {
+                prop_assert!(bucket(early) < bucket(late), "{early} {late}");
+            }
+            prop_assert!((0..1i64 << 32).contains(&bucket(a)));
+        }
+
+        #[test]
+        fn a_rowid_reads_back_to_its_bucket(
+            t in any_ms(),
+            counter in 0i64..1 << COUNTER_BITS,
+            later in 0i64..1 << COUNTER_BITS,
+        ) {
+            let b = bucket(t);
+            let rowid = first_rowid(b) + counter;
+            prop_assert_eq!(bucket_of_rowid(rowid), b);
+            // One past a bucket's last rowid is the next bucket's first, and still an i64.
+            let next = (b + 1).checked_mul(1 << COUNTER_BITS);
+            prop_assert_eq!(next, Some(first_rowid(b + 1)));
+            prop_assert_eq!(first_rowid(b + 1) - first_rowid(b), 1 << COUNTER_BITS);
+            prop_assert!(rowid < first_rowid(b + 1));
+            // Every rowid of a later bucket is above every rowid of this one.
+            prop_assert_eq!(bucket_of_rowid(first_rowid(b + 1) + later), b + 1);
+            prop_assert!(first_rowid(b + 1) + later > rowid);
+        }
+
+        #[test]
+        fn the_sql_buckets_are_the_rust_buckets(times in proptest::collection::vec(any_ms(), 1..16)) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+                let bucket_query = format!("SELECT {}", bucket_sql("?1"));
+                let rowid_query = format!("SELECT {}", first_rowid_sql(&bucket_sql("?1")));
+                for &t in &times {
+                    let b: i64 = sqlx::query_scalar(&bucket_query)
+                        .bind(t)
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap();
+                    prop_assert_eq!(b, bucket(t), "bucket of {}", t);
+                    let rowid: i64 = sqlx::query_scalar(&rowid_query)
+                        .bind(t)
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap();
+                    prop_assert_eq!(rowid, first_rowid(bucket(t)), "first rowid of {}", t);
+                }
+                Ok(())
+            })?;
+        }
+    }
+}
