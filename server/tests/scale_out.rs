@@ -218,6 +218,33 @@ fn logs(dir: &Path) -> String {
     all
 }
 
+/// Every flow in the deployment's database with the number of its steps (a flow stored twice
+/// would appear twice).
+async fn stored_flows(pool: &sqlx::PgPool) -> Vec<(Uuid, i64)> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT f.id, (SELECT COUNT(*) FROM steps s WHERE s.team_id = f.team_id AND s.flow_id = f.id) \
+         FROM flows f",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|(id, steps)| (Uuid::parse_str(&id).unwrap(), steps))
+        .collect()
+}
+
+/// `GET /api/v1/admin/dead-letters` of the server at `base`.
+async fn dead_letters(http: &reqwest::Client, base: &str, admin_key: &str) -> Value {
+    http.get(format!("{base}/api/v1/admin/dead-letters"))
+        .bearer_auth(admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// A fresh deployment on the shared engines (its own database, Redis prefix and S3 prefix),
 /// migrated, with an API key of scope `all` and one of scope `admin`; `extra` adds settings.
 /// Returns the deployment, its database URL and the two keys.
@@ -403,14 +430,8 @@ async fn many_processes_ride_out_crashes_and_paused_engines_with_one_truth() {
     // The backlog drains: every acknowledged flow becomes queryable.
     let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
     let drained = Instant::now();
-    let stored: Vec<(String, i64)> = loop {
-        let stored: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT f.id, (SELECT COUNT(*) FROM steps s WHERE s.team_id = f.team_id AND s.flow_id = f.id) \
-             FROM flows f",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let stored = loop {
+        let stored = stored_flows(&pool).await;
         if stored.len() >= ledger.len() || drained.elapsed() > Duration::from_secs(180) {
             break stored;
         }
@@ -437,10 +458,7 @@ async fn many_processes_ride_out_crashes_and_paused_engines_with_one_truth() {
     );
 
     // Exactly once: the stored flows are exactly the acknowledged ones, each with its steps.
-    let stored_ids: HashMap<Uuid, i64> = stored
-        .iter()
-        .map(|(id, steps)| (Uuid::parse_str(id).unwrap(), *steps))
-        .collect();
+    let stored_ids: HashMap<Uuid, i64> = stored.iter().copied().collect();
     assert_eq!(stored.len(), stored_ids.len(), "a flow is stored twice");
     let missing: Vec<&Uuid> = ledger
         .keys()
@@ -492,15 +510,7 @@ async fn many_processes_ride_out_crashes_and_paused_engines_with_one_truth() {
     }
 
     // Nothing is dead, payloads read back from S3 through both servers, nobody panicked.
-    let dead: Value = http
-        .get(format!("{}/api/v1/admin/dead-letters", bases[1]))
-        .bearer_auth(&admin_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dead = dead_letters(&http, &bases[1], &admin_key).await;
     assert_eq!(dead["dead_letters"], json!([]), "{dead}");
     for (i, id) in ledger.keys().take(10).enumerate() {
         let observations: Value = http
@@ -715,17 +725,7 @@ async fn restarted_engines_lose_nothing_during_ingest_or_a_retention_sweep() {
     // Exactly once: the stored flows are exactly the acknowledged recent ones, each with its
     // steps; no acknowledged flow twice; no old flow left.
     let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
-    let stored: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT f.id, (SELECT COUNT(*) FROM steps s WHERE s.team_id = f.team_id AND s.flow_id = f.id) \
-         FROM flows f",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    let stored: HashMap<Uuid, i64> = stored
-        .iter()
-        .map(|(id, steps)| (Uuid::parse_str(id).unwrap(), *steps))
-        .collect();
+    let stored: HashMap<Uuid, i64> = stored_flows(&pool).await.into_iter().collect();
     let recent: Vec<&Uuid> = ledger
         .iter()
         .filter(|(_, (_, old))| !old)
@@ -757,15 +757,7 @@ async fn restarted_engines_lose_nothing_during_ingest_or_a_retention_sweep() {
         .filter(|s| ![0, 202, 409, 503].contains(s))
         .collect();
     assert!(refused.is_empty(), "unexpected statuses: {refused:?}");
-    let dead: Value = http
-        .get(format!("{base}/api/v1/admin/dead-letters"))
-        .bearer_auth(&admin_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dead = dead_letters(&http, &base, &admin_key).await;
     assert_eq!(dead["dead_letters"], json!([]), "{dead}");
     let count = |status: u16| statuses.iter().filter(|s| **s == status).count();
     let sweeps: Vec<String> = sweeps
