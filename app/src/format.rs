@@ -7,7 +7,9 @@ use time::OffsetDateTime;
 
 /// `2026-11-21 10:00:02 UTC`.
 pub fn timestamp(at: OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
+    // Every accepted time has a UTC form (flowtrail_types::rfc3339); never panic on one
+    // that does not.
+    let at = at.checked_to_offset(time::UtcOffset::UTC).unwrap_or(at);
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
         at.year(),
@@ -21,7 +23,9 @@ pub fn timestamp(at: OffsetDateTime) -> String {
 
 /// `2026-11-21` (the UTC day).
 pub fn date(at: OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
+    // Every accepted time has a UTC form (flowtrail_types::rfc3339); never panic on one
+    // that does not.
+    let at = at.checked_to_offset(time::UtcOffset::UTC).unwrap_or(at);
     format!(
         "{:04}-{:02}-{:02}",
         at.year(),

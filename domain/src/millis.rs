@@ -13,10 +13,17 @@ pub fn to_ms(at: OffsetDateTime) -> i64 {
     at.unix_timestamp_nanos().div_euclid(1_000_000) as i64
 }
 
-/// Unix milliseconds back to an instant (out-of-range values read as the epoch).
+/// Unix milliseconds back to an instant. Every time Flow Trail accepts lies in
+/// [`flowtrail_types::rfc3339::MIN`]..=[`flowtrail_types::rfc3339::MAX`]; a stored value
+/// outside them (written before that rule) reads as the nearest of the two, so an answer
+/// holding it can still be written as RFC 3339.
 pub fn from_ms(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    let (min, max) = (
+        to_ms(flowtrail_types::rfc3339::MIN),
+        to_ms(flowtrail_types::rfc3339::MAX),
+    );
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms.clamp(min, max)) * 1_000_000)
+        .unwrap_or(flowtrail_types::rfc3339::MAX)
 }
 
 /// One hour in milliseconds: reason counts are rolled up per hour.
@@ -42,7 +49,12 @@ mod tests {
     fn milliseconds_round_trip() {
         let at = OffsetDateTime::from_unix_timestamp_nanos(1_790_000_000_123_000_000).unwrap();
         assert_eq!(from_ms(to_ms(at)), at);
-        assert_eq!(from_ms(i64::MAX), OffsetDateTime::UNIX_EPOCH);
+        // Values no accepted time gives read as the nearest accepted instant, not the epoch.
+        use time::macros::datetime;
+        assert_eq!(from_ms(i64::MAX), datetime!(9999-12-31 23:59:59.999 UTC));
+        assert_eq!(from_ms(i64::MIN), datetime!(0000-01-01 00:00 UTC));
+        let year_10000 = to_ms(datetime!(9999-12-31 23:59:59 -01:00));
+        assert_eq!(from_ms(year_10000), datetime!(9999-12-31 23:59:59.999 UTC));
     }
 
     #[test]

@@ -46,13 +46,13 @@ pub struct ApiKeyInfo {
     /// The key's first characters (`ftk_` and a few more): enough to tell keys apart, not
     /// to use one.
     pub prefix: String,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::rfc3339")]
     pub created_at: OffsetDateTime,
     /// Updated at most once a minute.
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "crate::rfc3339::option")]
     pub last_used_at: Option<OffsetDateTime>,
     /// Set once revoked; a revoked key answers 401 everywhere within a second.
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "crate::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
 }
 
@@ -123,7 +123,7 @@ pub struct RetentionPreview {
     pub bytes: u64,
     pub pipelines: Vec<PipelinePreview>,
     /// `started_at` of the oldest flow kept; `null` when none would be left.
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "crate::rfc3339::option")]
     pub oldest_kept: Option<OffsetDateTime>,
 }
 
@@ -131,10 +131,10 @@ pub struct RetentionPreview {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetentionRun {
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::rfc3339")]
     pub started_at: OffsetDateTime,
     /// `null` while running, or when the sweep was stopped (the next one finishes its work).
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "crate::rfc3339::option")]
     pub finished_at: Option<OffsetDateTime>,
     pub flows_deleted: u64,
     pub bytes_deleted: u64,
@@ -149,7 +149,7 @@ pub struct RetentionState {
     /// Seconds between sweeps of this server.
     pub interval_seconds: u64,
     /// When this server's sweeper runs next (`null` when it does not run here).
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "crate::rfc3339::option")]
     pub next_run_at: Option<OffsetDateTime>,
     /// Newest first, at most 20.
     pub runs: Vec<RetentionRun>,
@@ -181,9 +181,9 @@ pub struct UsageRow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Usage {
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::rfc3339")]
     pub since: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::rfc3339")]
     pub until: OffsetDateTime,
     pub days: Vec<UsageRow>,
 }

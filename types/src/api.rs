@@ -43,15 +43,15 @@ pub struct FlowSummary {
     pub version: u32,
     pub pipeline: String,
     pub status: FlowStatus,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::rfc3339")]
     pub started_at: OffsetDateTime,
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "crate::rfc3339::option")]
     pub ended_at: Option<OffsetDateTime>,
     pub tags: BTreeMap<String, String>,
     pub error: Option<String>,
     pub step_count: u32,
     /// When the flow became queryable.
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::rfc3339")]
     pub ingested_at: OffsetDateTime,
     /// The step that eliminated the most candidates (`null` if no step counted them).
     #[serde(default)]
@@ -60,7 +60,7 @@ pub struct FlowSummary {
     /// flow this deployment ingested itself.
     #[serde(
         default,
-        with = "time::serde::rfc3339::option",
+        with = "crate::rfc3339::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub imported_at: Option<OffsetDateTime>,
@@ -202,9 +202,9 @@ pub struct StepSummary {
     pub name: String,
     pub kind: StepKind,
     pub status: StepStatus,
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "crate::rfc3339::option")]
     pub started_at: Option<OffsetDateTime>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "crate::rfc3339::option")]
     pub ended_at: Option<OffsetDateTime>,
     #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub input: Value,

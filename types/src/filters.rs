@@ -352,7 +352,16 @@ pub fn tag_filter(key: &str, value: &str) -> String {
 
 /// Reads `since`/`until`: RFC 3339, or `YYYY-MM-DD[THH:MM[:SS]]` as UTC (what a browser's
 /// `datetime-local` input gives).
+///
+/// Errors (`validation_failed` on `field`): the text is neither, or it names an instant
+/// outside the years RFC 3339 can write in UTC ([`crate::rfc3339::check`]).
 pub fn parse_time(field: &'static str, text: &str) -> Result<OffsetDateTime, FilterError> {
+    let at = read_time(field, text)?;
+    crate::rfc3339::check(at)
+        .map_err(|reason| invalid(field, format!("{field} is out of range: {reason}")))
+}
+
+fn read_time(field: &'static str, text: &str) -> Result<OffsetDateTime, FilterError> {
     if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
         return Ok(at);
     }
@@ -465,6 +474,26 @@ mod tests {
         // Only an offset's shape is read so: other spaces are still refused.
         assert!(parse_time("since", "2026-11-21T10:00:00 1:00").is_err());
         assert!(parse_time("since", "2026-11-21T10:00:00 ab:cd").is_err());
+    }
+
+    #[test]
+    fn a_time_utc_cannot_write_is_refused_on_its_parameter() {
+        // The year 10000 and the year -1 once in UTC; the edges themselves are kept.
+        for (query, field) in [
+            ("since=9999-12-31T23:59:59-01:00", "since"),
+            ("until=0000-01-01T00:30:00%2B01:00", "until"),
+            ("until=0000-01-01T00:30:00+01:00", "until"),
+        ] {
+            let error = FlowFilters::from_query(query).unwrap_err();
+            assert_eq!(error.field, field, "{query}");
+            assert!(error.message.contains("out of range"), "{query}: {error:?}");
+        }
+        let kept = FlowFilters::from_query("since=0000-01-01&until=9999-12-31T23:59:59Z").unwrap();
+        assert_eq!(kept.since, Some(crate::rfc3339::MIN));
+        assert_eq!(
+            kept.until,
+            Some(time::macros::datetime!(9999-12-31 23:59:59 UTC))
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod analysis;
 pub mod api;
 pub mod filters;
 pub mod limits;
+pub mod rfc3339;
 pub mod share;
 pub mod vocabulary;
 
@@ -44,7 +45,7 @@ pub struct StepsPush {
     #[serde(default = "default_version")]
     pub version: u32,
     pub pipeline: String,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::rfc3339")]
     pub started_at: OffsetDateTime,
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Value))]
@@ -97,9 +98,9 @@ pub struct FlowRecord {
     )]
     pub pipeline: String,
     pub status: FlowStatus,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::rfc3339")]
     pub started_at: OffsetDateTime,
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "crate::rfc3339::option")]
     pub ended_at: Option<OffsetDateTime>,
     /// Small summary of what the flow was asked.
     #[serde(default)]
@@ -160,9 +161,9 @@ pub struct StepRecord {
     pub kind: StepKind,
     #[serde(default)]
     pub status: StepStatus,
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "crate::rfc3339::option")]
     pub started_at: Option<OffsetDateTime>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "crate::rfc3339::option")]
     pub ended_at: Option<OffsetDateTime>,
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Value))]

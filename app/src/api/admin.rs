@@ -29,7 +29,7 @@ pub struct DeadLetterRow {
     pub flow_version: u32,
     pub attempts: u32,
     pub last_error: Option<String>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "flowtrail_types::rfc3339::option")]
     pub died_at: Option<OffsetDateTime>,
 }
 

@@ -65,7 +65,7 @@ pub struct Manifest {
     pub format: String,
     /// [`FORMAT_VERSION`] when written by this build.
     pub format_version: u32,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "flowtrail_types::rfc3339")]
     pub created_at: OffsetDateTime,
     /// `flowtrail <version>`.
     pub created_by: String,

@@ -68,9 +68,9 @@ pub struct RootSpan {
     pub pipeline: Option<String>,
     /// Failed when the span's status is ERROR, else succeeded.
     pub status: FlowStatus,
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(with = "flowtrail_types::rfc3339::option")]
     pub started_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(with = "flowtrail_types::rfc3339::option")]
     pub ended_at: Option<OffsetDateTime>,
     pub input: Value,
     pub output: Value,

@@ -16,7 +16,6 @@ use flowtrail_domain::millis::{HOUR_MS, floor_sql, from_ms, hour_floor, to_ms};
 use flowtrail_types::{FlowRecord, FlowStatus, StepKind, StepRecord};
 use proptest::prelude::*;
 use proptest::sample::select;
-use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
@@ -111,10 +110,11 @@ impl Stamp {
 
 fn stamp() -> impl Strategy<Value = Stamp> {
     let year = prop_oneof![
-        1i64..=9999,
-        // 1970 and the years around it, leap years (2000 is, 1900 and 2100 are not).
+        0i64..=9999,
+        // 1970 and the years around it, leap years (2000 is, 1900 and 2100 are not), the
+        // first and last years RFC 3339 writes.
         select(vec![
-            1969i64, 1970, 1971, 1900, 2000, 2024, 2100, 2400, 1600, 1, 9999
+            1969i64, 1970, 1971, 1900, 2000, 2024, 2100, 2400, 1600, 0, 1, 9999
         ]),
         1960i64..2040,
     ];
@@ -151,19 +151,22 @@ fn stamp() -> impl Strategy<Value = Stamp> {
         )
 }
 
-/// The stamp read as a flow record reads `started_at`; `None` when the instant is outside
-/// the years the `time` crate represents (year 1 in a positive offset, 9999 in a negative
-/// one), which must then be the case.
+/// The stamp read as a flow record reads `started_at` (`flowtrail_types::rfc3339`): `None`
+/// when refused, which must be exactly when the test's calendar puts the instant outside
+/// the years 0000 to 9999 of UTC (year 0 in a positive offset, 9999 in a negative one).
 fn parse(stamp: &Stamp) -> Option<OffsetDateTime> {
-    let parsed = OffsetDateTime::parse(&stamp.text(), &Rfc3339);
-    if parsed.is_err() {
-        let utc_year_outside = (stamp.year == 1 && stamp.offset_seconds() > 0)
-            || (stamp.year == 9999 && stamp.offset_seconds() < 0);
-        assert!(
-            utc_year_outside,
-            "{} does not parse: {parsed:?}",
-            stamp.text()
-        );
+    let parsed = flowtrail_types::rfc3339::parse(&stamp.text());
+    let first = days_from_civil(0, 1, 1) * DAY_MS;
+    let after_last = days_from_civil(10_000, 1, 1) * DAY_MS;
+    let in_utc_years = (first..after_last).contains(&stamp.unix_ms());
+    assert_eq!(
+        parsed.is_ok(),
+        in_utc_years,
+        "{} reads as {parsed:?}",
+        stamp.text()
+    );
+    if let Err(reason) = &parsed {
+        assert_eq!(reason, flowtrail_types::rfc3339::OUT_OF_RANGE);
     }
     parsed.ok()
 }

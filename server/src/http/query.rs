@@ -169,7 +169,9 @@ pub fn parse_stats_query(raw: &str) -> Result<(StatsQuery, StatsBucket), ApiErro
         }
     }
     let until = until.unwrap_or_else(|| from_ms(now_ms()));
-    let since = since.unwrap_or(until - Duration::days(7));
+    // The default start is kept in the years the answer can write.
+    let since =
+        since.unwrap_or_else(|| (until - Duration::days(7)).max(flowtrail_types::rfc3339::MIN));
     if since >= until {
         return Err(ApiError::invalid("since", "since must be before until"));
     }

@@ -9,7 +9,7 @@ use axum::http::{StatusCode, header};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::app::{FLOW_ID, MAX_BODY, app, error_code, flow_json};
+use crate::app::{FLOW_ID, MAX_BODY, app, error_code, flow_json, other_flow};
 
 #[tokio::test]
 async fn idempotency_replays_and_refuses_a_reused_key() {
@@ -417,4 +417,101 @@ async fn numbers_come_back_with_their_digits_or_are_refused_naming_the_field() {
     ] {
         assert!(observations.contains(kept), "{kept} in {observations}");
     }
+}
+
+#[tokio::test]
+async fn a_time_utc_cannot_write_is_refused_where_it_arrives_and_never_breaks_a_list() {
+    // Valid RFC 3339 whose instant is the year 10000 or the year -1 in UTC: before, the
+    // first was stored and read back as 1970, the second made every flow list a 500.
+    let app = app().await;
+    let out_of_range = ["9999-12-31T23:59:59-01:00", "0000-01-01T00:30:00+01:00"];
+    for text in out_of_range {
+        for (in_step, key, field) in [
+            (false, "started_at", "started_at"),
+            (false, "ended_at", "ended_at"),
+            (true, "started_at", "steps[0].started_at"),
+            (true, "ended_at", "steps[0].ended_at"),
+        ] {
+            let mut flow = flow_json(FLOW_ID);
+            let target = if in_step {
+                &mut flow["steps"][0]
+            } else {
+                &mut flow
+            };
+            target[key] = json!(text);
+            let (status, _, answer) = app.send(&flow).await;
+            assert_eq!(
+                status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{field}={text}: {answer}"
+            );
+            assert_eq!(error_code(&answer), "validation_failed");
+            assert_eq!(answer["error"]["field"], field, "{answer}");
+            assert!(
+                answer["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("outside the years RFC 3339 can write"),
+                "{answer}"
+            );
+        }
+        // Pushed steps go through the same rule.
+        let push =
+            json!({"steps": [{"seq": 0, "name": "s", "kind": "filter", "started_at": text}]});
+        let (status, _, answer) = app
+            .post_to(&format!("/api/v1/flows/{FLOW_ID}/steps"), &push)
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+        assert_eq!(answer["error"]["field"], "steps[0].started_at", "{answer}");
+        // So do the time parameters of the list, the statistics and the usage report.
+        let encoded = text.replace('+', "%2B");
+        for uri in [
+            format!("/api/v1/flows?since={encoded}"),
+            format!("/api/v1/flows?until={encoded}"),
+            format!("/api/v1/stats/reasons?until={encoded}"),
+        ] {
+            let (status, answer) = app.get_json(&uri).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {answer}");
+            assert_eq!(error_code(&answer), "validation_failed", "{uri}");
+        }
+        for uri in [
+            format!("/api/v1/admin/usage?since={encoded}"),
+            format!("/api/v1/admin/usage?until={encoded}"),
+        ] {
+            let (status, answer) = app.admin("GET", &uri, None).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {answer}");
+            assert_eq!(error_code(&answer), "validation_failed", "{uri}");
+        }
+    }
+    // The first and last instants UTC can write are kept, in any offset, and read back as
+    // the same instants; the list stays whole.
+    let mut first = other_flow(1);
+    first["started_at"] = json!("0000-01-01T01:00:00+01:00");
+    first["ended_at"] = json!("0000-01-01T00:00:00.001Z");
+    let mut last = other_flow(2);
+    last["started_at"] = json!("9999-12-31T22:59:59.999-01:00");
+    last["ended_at"] = Value::Null;
+    for flow in [&first, &last] {
+        let (status, _, answer) = app.send(flow).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    }
+    app.drain_all().await;
+    let (status, list) = app.get_json("/api/v1/flows").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let started: Vec<&str> = list["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|flow| flow["started_at"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        started,
+        ["9999-12-31T23:59:59.999Z", "0000-01-01T00:00:00Z"]
+    );
+    // The usage report's default start, 30 days before the earliest until, stays writable.
+    let (status, usage) = app
+        .admin("GET", "/api/v1/admin/usage?until=0000-01-02", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{usage}");
+    assert_eq!(usage["since"], "0000-01-01T00:00:00Z", "{usage}");
 }

@@ -5,11 +5,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use flowtrail_types::admin::Usage;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::http::auth::Admin;
 use crate::http::error::ApiError;
-use crate::http::flows::query_pairs;
+use crate::http::flows::{query_pairs, time_param};
 use crate::state::AppState;
 
 pub(super) fn router() -> Router<AppState> {
@@ -37,7 +36,7 @@ pub(crate) async fn usage(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Usage>, ApiError> {
     let pairs = query_pairs(query.as_deref().unwrap_or_default())?;
-    let time = |name: &str| -> Result<Option<OffsetDateTime>, ApiError> {
+    let time = |name: &'static str| -> Result<Option<OffsetDateTime>, ApiError> {
         let values: Vec<&String> = pairs
             .iter()
             .filter(|(k, _)| k == name)
@@ -45,23 +44,14 @@ pub(crate) async fn usage(
             .collect();
         match values.as_slice() {
             [] => Ok(None),
-            [value] => OffsetDateTime::parse(value, &Rfc3339)
-                .or_else(|_| {
-                    let format = time::macros::format_description!("[year]-[month]-[day]");
-                    time::Date::parse(value, format).map(|d| d.midnight().assume_utc())
-                })
-                .map(Some)
-                .map_err(|_| {
-                    ApiError::invalid(
-                        name,
-                        format!("{name} is an RFC 3339 time or a date (YYYY-MM-DD)"),
-                    )
-                }),
+            [value] => time_param(name, value).map(Some),
             _ => Err(ApiError::invalid(name, format!("give {name} once"))),
         }
     };
     let until = time("until")?.unwrap_or_else(OffsetDateTime::now_utc);
-    let since = time("since")?.unwrap_or(until - time::Duration::days(30));
+    // The default start is kept in the years the answer can write.
+    let since = time("since")?
+        .unwrap_or_else(|| (until - time::Duration::days(30)).max(flowtrail_types::rfc3339::MIN));
     if since > until {
         return Err(ApiError::invalid("since", "since is after until"));
     }

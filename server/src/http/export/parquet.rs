@@ -266,7 +266,7 @@ fn array(rows: &[Value], name: &str, kind: Kind) -> ArrayRef {
                         &time::format_description::well_known::Rfc3339,
                     )
                     .ok()
-                    .map(|at| (at.unix_timestamp_nanos() / 1_000_000) as i64)
+                    .map(|at| at.unix_timestamp_nanos().div_euclid(1_000_000) as i64)
                 });
                 builder.append_option(ms);
             }
