@@ -667,6 +667,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..HttpConfig::new(args.addr, site_root)
     };
     let (app, state) = build_app_and_state(services.clone(), &config).await?;
+    let streams = state.clone();
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -705,7 +706,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The client's address reaches handlers (sign-in throttling per client).
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Open event streams would keep the graceful shutdown waiting for ever.
+            streams.0.close_streams();
+        })
         .await
         .context("the HTTP server failed")?;
     let _ = stop.send(true);

@@ -95,6 +95,7 @@ pub async fn build_app_and_state(
             None => admission::InFlight::default(),
         },
         services,
+        closing: tokio::sync::watch::channel(false).0,
     }));
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
         let request_id = request

@@ -30,6 +30,25 @@ pub struct App {
     pub depth_gate: DepthGate,
     /// Idempotency keys being accepted right now.
     pub in_flight: InFlight,
+    /// Becomes `true` when the process shuts down: long-lived answers (the event stream)
+    /// end on it, so a graceful shutdown does not wait for their clients to leave.
+    pub closing: tokio::sync::watch::Sender<bool>,
+}
+
+impl App {
+    /// Ends every long-lived answer (the server is shutting down). Idempotent.
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`App::close_streams`] was called (at once if it already was).
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
+        let mut closing = self.closing.subscribe();
+        async move {
+            // An error means the sender is gone: the server is gone too.
+            let _ = closing.wait_for(|closing| *closing).await;
+        }
+    }
 }
 
 /// Process-wide counters (Prometheus text on `/metrics`).

@@ -1,7 +1,8 @@
 //! Crash test: the real `flowtrail` binary takes flows from several concurrent clients, is
 //! killed with SIGKILL mid-stream (twice; `FLOWTRAIL_CRASH_KILLS` times), restarted on the same data, and a ledger of every
 //! 202 is checked against what is stored: each acknowledged flow exactly once, with its steps
-//! and observations intact.
+//! and observations intact. And the other way to stop it: SIGTERM, with event streams open,
+//! ends them and exits promptly, keeping what it acknowledged.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -93,6 +94,21 @@ async fn wait_ready(http: &reqwest::Client, base: &str) {
     panic!("the server did not become ready");
 }
 
+/// An API key (scope `all`) made by `flowtrail admin create-api-key` on the server's data.
+fn create_key(data: &Path, database: &Option<String>) -> String {
+    let mut create_key = Command::new(env!("CARGO_BIN_EXE_flowtrail"));
+    if let Some(url) = database {
+        create_key.env("FLOWTRAIL_DATABASE_URL", url);
+    }
+    let key = create_key
+        .args(["admin", "create-api-key", "--name", "crash", "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(key.status.success());
+    String::from_utf8(key.stdout).unwrap().trim().to_string()
+}
+
 fn flow(id: Uuid, client: usize, n: usize) -> Value {
     let observations: Vec<Value> = (0..40)
         .map(|i| {
@@ -123,17 +139,7 @@ async fn every_acknowledged_flow_survives_sigkill_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_path_buf();
     let database = database_url().await;
-    let mut create_key = Command::new(env!("CARGO_BIN_EXE_flowtrail"));
-    if let Some(url) = &database {
-        create_key.env("FLOWTRAIL_DATABASE_URL", url);
-    }
-    let key = create_key
-        .args(["admin", "create-api-key", "--name", "crash", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(key.status.success());
-    let key = String::from_utf8(key.stdout).unwrap().trim().to_string();
+    let key = create_key(&data, &database);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::builder()
@@ -275,4 +281,112 @@ async fn every_acknowledged_flow_survives_sigkill_exactly_once() {
         assert_eq!(body["observations"].as_array().unwrap().len(), 40);
     }
     server.lock().unwrap().kill().unwrap();
+}
+
+/// `serve` stops on SIGTERM within a few seconds even while event streams
+/// (`GET /api/v1/events`, which never end on their own) are open: it ends them, exits with
+/// success, and every flow it acknowledged before is stored after a restart. Before, the
+/// graceful shutdown waited for the streams' clients to leave, that is for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_open_event_streams_and_stops_promptly() {
+    const STREAMS: usize = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_path_buf();
+    let database = database_url().await;
+    let key = create_key(&data, &database);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut server = start(&data, port, &database);
+    wait_ready(&http, &base).await;
+
+    let mut streams = Vec::new();
+    for _ in 0..STREAMS {
+        let mut response = http
+            .get(format!("{base}/api/v1/events"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut seen = String::new();
+        while !seen.contains("event: ready") {
+            let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+                .await
+                .expect("the ready event within 10 s")
+                .unwrap()
+                .expect("the stream stays open");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        streams.push(response);
+    }
+    let mut acknowledged = Vec::new();
+    for n in 0..10 {
+        let id = Uuid::now_v7();
+        let response = http
+            .post(format!("{base}/api/v1/flows"))
+            .bearer_auth(&key)
+            .json(&flow(id, 0, n))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        acknowledged.push(id);
+    }
+
+    let sent = std::time::Instant::now();
+    let term = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status;
+        }
+        if sent.elapsed() > Duration::from_secs(20) {
+            let _ = server.kill();
+            panic!("serve did not exit within 20 s of SIGTERM with {STREAMS} event streams open");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let exited = sent.elapsed();
+    assert!(status.success(), "serve exited with {status}");
+    // Each stream was ended by the server (read to its end, not cut off mid-event).
+    for mut stream in streams {
+        let end = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match stream.chunk().await {
+                    Ok(Some(_)) => continue,
+                    other => return other.map(|_| ()),
+                }
+            }
+        })
+        .await
+        .expect("the stream ends once the server is gone");
+        assert!(end.is_ok(), "the stream ended cleanly: {end:?}");
+    }
+    println!("sigterm: exited in {} ms with {STREAMS} event streams open", exited.as_millis());
+
+    // Nothing acknowledged before the signal is lost.
+    let mut server = start(&data, port, &database);
+    wait_ready(&http, &base).await;
+    for id in &acknowledged {
+        let mut stored = false;
+        for _ in 0..300 {
+            let response = http
+                .get(format!("{base}/api/v1/flows/{id}"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap();
+            if response.status() == 200 {
+                stored = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(stored, "acknowledged flow {id} is stored after the restart");
+    }
+    server.kill().unwrap();
 }

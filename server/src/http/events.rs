@@ -53,7 +53,8 @@ pub(crate) struct ServerSentEvent {
 /// First a `ready` event (the subscription is live), then one `flow` event per stored flow
 /// of the caller's team: `id` is the flow id, `data` the flow's summary as in
 /// `GET /api/v1/flows`. A `lagged` event (data: how many were missed) tells a slow reader to
-/// refresh the list. Comments keep idle connections open.
+/// refresh the list. Comments keep idle connections open. The stream ends when the server
+/// shuts down; clients reconnect after the `retry` of the `ready` event (3 s).
 #[utoipa::path(
     get, path = "/api/v1/events", tag = "query",
     params(EventFilter),
@@ -96,6 +97,9 @@ pub(crate) async fn events(
         .event("ready")
         .retry(Duration::from_secs(3))
         .data("{}");
-    Sse::new(stream::once(std::future::ready(Ok(ready))).chain(landed))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    // The stream ends when the server shuts down (the client reconnects after `retry`).
+    let events = stream::once(std::future::ready(Ok(ready)))
+        .chain(landed)
+        .take_until(state.closed());
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
