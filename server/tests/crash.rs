@@ -366,7 +366,10 @@ async fn sigterm_ends_open_event_streams_and_stops_promptly() {
         .expect("the stream ends once the server is gone");
         assert!(end.is_ok(), "the stream ended cleanly: {end:?}");
     }
-    println!("sigterm: exited in {} ms with {STREAMS} event streams open", exited.as_millis());
+    println!(
+        "sigterm: exited in {} ms with {STREAMS} event streams open",
+        exited.as_millis()
+    );
 
     // Nothing acknowledged before the signal is lost.
     let mut server = start(&data, port, &database);

@@ -332,6 +332,8 @@ impl RangeFlow {
 fn offset_ms() -> impl Strategy<Value = i64> {
     prop_oneof![
         (-3i64..=3, -1i64..=1).prop_map(|(h, d)| h * HOUR_MS + d),
+        // Half hours: where the statistics switch from reading steps to subtracting them.
+        (-6i64..=6, -1i64..=1).prop_map(|(half, d)| half * HOUR_MS / 2 + d),
         -3 * HOUR_MS..3 * HOUR_MS,
     ]
 }

@@ -451,6 +451,36 @@ async fn reason_stats_count_exactly_the_flows_of_a_range_that_is_not_whole_hours
         }
     };
     for bucket_ms in [3_600_000, 86_400_000] {
+        // Parts of an hour longer than half of it: the hour's rollup less the steps of the
+        // rest of the hour (the 10:15 flow is in the first two ranges, not in the last).
+        for (since, until, expected) in [
+            (
+                datetime!(2026-03-01 10:10 UTC),
+                datetime!(2026-03-01 13:50 UTC),
+                (11, 2),
+            ),
+            (
+                datetime!(2026-03-01 10:05 UTC),
+                datetime!(2026-03-01 10:50 UTC),
+                (1, 1),
+            ),
+            (
+                datetime!(2026-03-01 10:20 UTC),
+                datetime!(2026-03-01 10:55 UTC),
+                (0, 0),
+            ),
+            (
+                datetime!(2026-03-01 10:20 UTC),
+                datetime!(2026-03-01 20:59 UTC),
+                (110, 2),
+            ),
+        ] {
+            assert_eq!(
+                count(since, until, bucket_ms).await,
+                expected,
+                "{since}..{until}"
+            );
+        }
         // Issue found by a new-user pass: the 10:15 flow was counted from 10:30 on.
         assert_eq!(
             count(

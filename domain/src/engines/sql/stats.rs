@@ -16,10 +16,74 @@ fn hour_ceil(ms: i64) -> i64 {
     if floor == ms { ms } else { floor + HOUR_MS }
 }
 
+/// Which stored counts answer a range: hourly rollups over `rollup` (whole hours), plus the
+/// steps of the flows that started in `add`, minus those of the flows that started in
+/// `subtract` (each at most two ranges, empty ones as `(0, 0)`).
+#[derive(Debug, Clone, PartialEq)]
+struct Plan {
+    rollup: (i64, i64),
+    add: [(i64, i64); 2],
+    subtract: [(i64, i64); 2],
+}
+
+impl Plan {
+    /// The cheapest exact plan for `[since, until)`. A part of an hour at either end is read
+    /// from the steps when it is at most half the hour; else its whole hour comes from the
+    /// rollup and the rest of that hour is subtracted — so the default range, which ends
+    /// now, reads the few flows started after now in this hour (usually none) rather than
+    /// every flow of the hour so far. Exact because a rollup changes in the same
+    /// transaction as its flows (writes, merges and retention).
+    fn of(since: i64, until: i64) -> Plan {
+        const HALF: i64 = HOUR_MS / 2;
+        let (first_hour, last_hour) = (hour_ceil(since), hour_floor(until));
+        let mut add = Vec::new();
+        let mut subtract = Vec::new();
+        let rollup = if since >= until {
+            (0, 0)
+        } else if first_hour > last_hour {
+            // Inside one hour.
+            let hour = last_hour;
+            if until - since <= HALF {
+                add.push((since, until));
+                (hour, hour)
+            } else {
+                subtract.extend([(hour, since), (until, hour + HOUR_MS)]);
+                (hour, hour + HOUR_MS)
+            }
+        } else {
+            let (mut from, mut to) = (first_hour, last_hour);
+            if first_hour - since <= HALF {
+                add.push((since, first_hour));
+            } else {
+                from = first_hour - HOUR_MS;
+                subtract.push((from, since));
+            }
+            if until - last_hour <= HALF {
+                add.push((last_hour, until));
+            } else {
+                to = last_hour + HOUR_MS;
+                subtract.push((until, to));
+            }
+            (from, to)
+        };
+        let two = |mut ranges: Vec<(i64, i64)>| {
+            ranges.retain(|(from, to)| from < to);
+            ranges.resize(2, (0, 0));
+            [ranges[0], ranges[1]]
+        };
+        Plan {
+            rollup,
+            add: two(add),
+            subtract: two(subtract),
+        }
+    }
+}
+
 /// Reason counts per bucket, pipeline, step and code (see `FlowStore::reason_counts`), exact
-/// for any `since` and `until`: the whole hours of the range come from the hourly rollups
-/// (`reason_counts`), the parts of an hour at either end from the steps of the flows that
-/// started in them. The two parts of the stored counts are summed apart and combined in Rust
+/// for any `since` and `until`: whole hours come from the hourly rollups (`reason_counts`),
+/// the parts of an hour at either end from the steps of the flows that started in them, or
+/// from the rollup of that hour less the steps of the flows in the rest of it ([`Plan::of`]).
+/// The parts of the stored counts are summed apart and combined in Rust
 /// (`rows::reason_row`): a bucket sums at most a few thousand hourly rows, each part far below
 /// 2^63.
 pub(crate) async fn reason_counts(
@@ -27,16 +91,7 @@ pub(crate) async fn reason_counts(
     team_id: i64,
     query: &StatsQuery,
 ) -> Result<Vec<ReasonRow>> {
-    let (since, until) = (to_ms(query.since), to_ms(query.until));
-    let first_hour = hour_ceil(since);
-    let last_hour = hour_floor(until);
-    // [since, first_hour) and [last_hour, until), or the whole range inside one hour.
-    let edges = if first_hour <= last_hour {
-        [(since, first_hour), (last_hour, until)]
-    } else {
-        [(since, until), (until, until)]
-    };
-    let whole = (first_hour, last_hour.max(first_hour));
+    let plan = Plan::of(to_ms(query.since), to_ms(query.until));
     let sql = db.json_rows(
         "b, name, step, code, hi, lo",
         Some("b, name, step, code"),
@@ -92,22 +147,41 @@ pub(crate) async fn reason_counts(
     };
     // Both statements take the same eight parameters; the rollups' $7 and $8 are a no-op
     // clause (PostgreSQL refuses a parameter a statement does not use).
-    // A range of whole hours has no edges to read.
-    let has_edges = edges.iter().any(|(from, to)| from < to);
-    let (whole_rows, edge_rows) = futures::try_join!(fetch(sql, whole, (0, 0)), async {
-        if has_edges {
-            fetch(edge_sql, edges[0], edges[1]).await
+    let fetch = &fetch;
+    let steps = |[first, second]: [(i64, i64); 2]| {
+        let sql = edge_sql.clone();
+        async move {
+            if first.0 < first.1 || second.0 < second.1 {
+                fetch(sql, first, second).await
+            } else {
+                Ok(Vec::new())
+            }
+        }
+    };
+    let rollup = async {
+        if plan.rollup.0 < plan.rollup.1 {
+            fetch(sql.clone(), plan.rollup, (0, 0)).await
         } else {
             Ok(Vec::new())
         }
-    })?;
-    // One row per (bucket, pipeline, step, code), in that order.
-    let mut sums: std::collections::BTreeMap<(i64, String, String, String), u128> =
+    };
+    let (rollup_rows, added, subtracted) =
+        futures::try_join!(rollup, steps(plan.add), steps(plan.subtract))?;
+    // One row per (bucket, pipeline, step, code), in that order. What is subtracted is part
+    // of a rollup that is added, so no sum goes below zero.
+    let mut sums: std::collections::BTreeMap<(i64, String, String, String), i128> =
         std::collections::BTreeMap::new();
-    for row in whole_rows.into_iter().chain(edge_rows).map(reason_row) {
+    let signed = |rows: Vec<ReasonTuple>, sign: i128| {
+        rows.into_iter().map(reason_row).map(move |row| (row, sign))
+    };
+    for (row, sign) in signed(rollup_rows, 1)
+        .chain(signed(added, 1))
+        .chain(signed(subtracted, -1))
+    {
+        // `reason_row` built each count from an i128 (at most 2^95), so it fits one.
         *sums
             .entry((row.bucket_ms, row.pipeline, row.step, row.code))
-            .or_default() += row.count;
+            .or_default() += sign * row.count as i128;
     }
     Ok(sums
         .into_iter()
@@ -117,7 +191,7 @@ pub(crate) async fn reason_counts(
             pipeline,
             step,
             code,
-            count,
+            count: count as u128,
         })
         .collect())
 }
@@ -158,4 +232,67 @@ pub(crate) async fn funnel_of(
     rows.into_iter()
         .map(|row| funnel_row(&pipeline, row))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn within(t: i64, (from, to): (i64, i64)) -> i64 {
+        i64::from(from <= t && t < to)
+    }
+
+    /// How many times the plan counts a flow started at `t`.
+    fn counted(plan: &Plan, t: i64) -> i64 {
+        within(t, plan.rollup) + plan.add.iter().map(|&r| within(t, r)).sum::<i64>()
+            - plan.subtract.iter().map(|&r| within(t, r)).sum::<i64>()
+    }
+
+    /// Times around an hour's edges and halves, before and after 1970.
+    fn instant() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            -3 * HOUR_MS..3 * HOUR_MS,
+            (-6i64..6, -2i64..=2).prop_map(|(half, d)| half * HOUR_MS / 2 + d),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn a_plan_counts_exactly_the_flows_of_its_range_reading_at_most_half_an_hour_of_steps(
+            since in instant(),
+            until in instant(),
+            probes in proptest::collection::vec(instant(), 64),
+        ) {
+            let plan = Plan::of(since, until);
+            let edges = [since - 1, since, since + 1, until - 1, until, until + 1];
+            for t in probes.into_iter().chain(edges) {
+                prop_assert_eq!(counted(&plan, t), within(t, (since, until)), "t={} {:?}", t, plan);
+            }
+            // The rollup is read by whole hours; each range of steps lies in one hour, is at
+            // most half of it, and what is subtracted is inside the rollup.
+            prop_assert_eq!(hour_floor(plan.rollup.0), plan.rollup.0);
+            prop_assert_eq!(hour_floor(plan.rollup.1), plan.rollup.1);
+            for (from, to) in plan.add.into_iter().chain(plan.subtract) {
+                if from < to {
+                    prop_assert!(to - from <= HOUR_MS / 2, "{:?}", plan);
+                    prop_assert_eq!(hour_floor(from), hour_floor(to - 1));
+                }
+            }
+            for (from, to) in plan.subtract {
+                if from < to {
+                    prop_assert!(plan.rollup.0 <= from && to <= plan.rollup.1, "{:?}", plan);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_range_that_ends_now_reads_the_rest_of_the_hour_not_the_hour_so_far() {
+        // The statistics' default: the last 7 days up to now, 40 minutes into an hour.
+        let now = 1_000 * HOUR_MS + 40 * 60_000;
+        let plan = Plan::of(now - 7 * 24 * HOUR_MS, now);
+        assert_eq!(plan.rollup.1, 1_001 * HOUR_MS);
+        assert_eq!(plan.subtract[0], (now, 1_001 * HOUR_MS));
+    }
 }
