@@ -2,7 +2,8 @@
 //! killed with SIGKILL mid-stream (twice; `FLOWTRAIL_CRASH_KILLS` times), restarted on the same data, and a ledger of every
 //! 202 is checked against what is stored: each acknowledged flow exactly once, with its steps
 //! and observations intact. And the other way to stop it: SIGTERM, with event streams open,
-//! ends them and exits promptly, keeping what it acknowledged.
+//! ends them and exits promptly, keeping what it acknowledged. And a flow that panics the
+//! processor, under load, is dead-lettered while every other flow is stored.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -40,6 +41,11 @@ async fn database_url() -> Option<String> {
 }
 
 fn start(data: &Path, port: u16, database: &Option<String>) -> Child {
+    start_command(data, port, database).spawn().unwrap()
+}
+
+/// The `flowtrail serve` command [`start`] runs, to add settings to.
+fn start_command(data: &Path, port: u16, database: &Option<String>) -> Command {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -77,9 +83,8 @@ fn start(data: &Path, port: u16, database: &Option<String>) -> Child {
         .args(["--job-lease-seconds", "2"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+        .stderr(log);
+    command
 }
 
 async fn wait_ready(http: &reqwest::Client, base: &str) {
@@ -391,5 +396,175 @@ async fn sigterm_ends_open_event_streams_and_stops_promptly() {
         }
         assert!(stored, "acknowledged flow {id} is stored after the restart");
     }
+    server.kill().unwrap();
+}
+
+/// A poisoned flow under load: with `FLOWTRAIL_FAULT=processor_panic`, processing a flow of
+/// pipeline `flowtrail_fault_poison` panics (standing for any defect a flow could trigger).
+/// While 4 clients send flows, 6 such flows arrive among them. Each goes to the dead-letter
+/// queue with the panic's message, once; every other acknowledged flow is stored, also those
+/// claimed in the same batch as a poisoned one and those sent after; the server keeps
+/// serving. Before, the panic ended the worker task: two such flows stopped all processing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_that_panics_the_processor_is_dead_lettered_and_nothing_else_waits() {
+    const POISONED: usize = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_path_buf();
+    let database = database_url().await;
+    let key = create_key(&data, &database);
+    let mut admin = Command::new(env!("CARGO_BIN_EXE_flowtrail"));
+    if let Some(url) = &database {
+        admin.env("FLOWTRAIL_DATABASE_URL", url);
+    }
+    let admin = admin
+        .args([
+            "admin",
+            "create-api-key",
+            "--name",
+            "ops",
+            "--scope",
+            "admin",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(admin.status.success());
+    let admin_key = String::from_utf8(admin.stdout).unwrap().trim().to_string();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut server = {
+        let mut command = start_command(&data, port, &database);
+        command.env("FLOWTRAIL_FAULT", "processor_panic");
+        command.spawn().unwrap()
+    };
+    wait_ready(&http, &base).await;
+
+    let mut clients = Vec::new();
+    for client in 0..CLIENTS {
+        let (http, base, key) = (http.clone(), base.clone(), key.clone());
+        clients.push(tokio::spawn(async move {
+            let mut sent = Vec::new();
+            for n in 0..60 {
+                let id = Uuid::now_v7();
+                let mut body = flow(id, client, n);
+                // Poisoned flows land mid-stream, among the others.
+                let poisoned = n % 20 == 10 && client < 2;
+                if poisoned {
+                    body["pipeline"] = json!("flowtrail_fault_poison");
+                }
+                let response = http
+                    .post(format!("{base}/api/v1/flows"))
+                    .bearer_auth(&key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 202);
+                sent.push((id, poisoned));
+            }
+            sent
+        }));
+    }
+    let mut good = BTreeSet::new();
+    let mut poisoned = BTreeSet::new();
+    for client in clients {
+        for (id, is_poisoned) in client.await.unwrap() {
+            if is_poisoned {
+                poisoned.insert(id);
+            } else {
+                good.insert(id);
+            }
+        }
+    }
+    assert_eq!(poisoned.len(), POISONED);
+
+    // Every good flow is stored and every poisoned one dead-lettered, within a minute.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (stored, dead) = loop {
+        let stored: BTreeSet<Uuid> = http
+            .get(format!("{base}/api/v1/flows?pipeline=crash_test&limit=500"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|flow| flow["id"].as_str().unwrap().parse().unwrap())
+            .collect();
+        let dead: Vec<Value> = http
+            .get(format!("{base}/api/v1/admin/dead-letters"))
+            .bearer_auth(&admin_key)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["dead_letters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if (stored.len() == good.len() && dead.len() >= POISONED)
+            || std::time::Instant::now() > deadline
+        {
+            break (stored, dead);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let dead_ids: Vec<Uuid> = dead
+        .iter()
+        .map(|letter| letter["flow_id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    println!(
+        "poison: acknowledged={} poisoned={} stored={} dead_lettered={}",
+        good.len() + poisoned.len(),
+        poisoned.len(),
+        stored.len(),
+        dead_ids.len()
+    );
+    assert_eq!(stored, good, "every good flow is stored, and only those");
+    assert_eq!(
+        dead_ids.iter().copied().collect::<BTreeSet<_>>(),
+        poisoned,
+        "exactly the poisoned flows are dead-lettered"
+    );
+    assert_eq!(dead_ids.len(), POISONED, "each once");
+    for letter in &dead {
+        let error = letter["last_error"].as_str().unwrap_or_default();
+        assert!(error.contains("processing panicked"), "{letter}");
+    }
+    // Still serving, still processing.
+    let id = Uuid::now_v7();
+    let response = http
+        .post(format!("{base}/api/v1/flows"))
+        .bearer_auth(&key)
+        .json(&flow(id, 0, 999))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let mut landed = false;
+    for _ in 0..100 {
+        let response = http
+            .get(format!("{base}/api/v1/flows/{id}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            landed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(landed, "a flow sent after the poisoned ones is stored");
     server.kill().unwrap();
 }

@@ -78,9 +78,73 @@ pub async fn run(
             }
             continue;
         }
-        process_batch(&services, &config, jobs).await;
+        contained(&services, &config, jobs).await;
     }
     tracing::info!("ingest processor stopped");
+}
+
+/// [`process_batch`], with a panic contained: a flow that makes processing panic (a defect,
+/// which would repeat on every attempt) must not stop the worker and so every flow queued
+/// behind it. The batch's transaction was rolled back with the panic, so its jobs are
+/// processed again one by one; a job that panics alone goes to the dead-letter queue with
+/// the panic's message, and the others are stored.
+async fn contained(services: &Services, config: &ProcessorConfig, jobs: Vec<Job>) {
+    use futures::FutureExt;
+    let batch = jobs.clone();
+    let Err(panic) = std::panic::AssertUnwindSafe(process_batch(services, config, jobs))
+        .catch_unwind()
+        .await
+    else {
+        return;
+    };
+    tracing::error!(jobs = batch.len(), panic = %panic_message(&*panic), "processing panicked; each job of the batch alone");
+    // The span batches of one trace are assembled together: they stay together.
+    let mut groups: BTreeMap<(i64, Uuid), Vec<Job>> = BTreeMap::new();
+    let mut alone = Vec::new();
+    for job in batch {
+        if job.mode == WriteMode::Spans {
+            groups
+                .entry((job.team_id, job.flow_id))
+                .or_default()
+                .push(job);
+        } else {
+            alone.push(vec![job]);
+        }
+    }
+    for group in alone.into_iter().chain(groups.into_values()) {
+        let Err(panic) =
+            std::panic::AssertUnwindSafe(process_batch(services, config, group.clone()))
+                .catch_unwind()
+                .await
+        else {
+            continue;
+        };
+        let error = format!("processing panicked: {}", panic_message(&*panic));
+        for job in &group {
+            tracing::error!(%error, "failed for good; moved to the dead-letter queue");
+            if let Err(error) = services.queue.bury(job.id, &error).await {
+                tracing::warn!(%error, "could not record the job's outcome");
+            }
+        }
+    }
+}
+
+/// The message of a caught panic (`panic!` with a literal or a formatted message).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(text), _) => (*text).to_string(),
+        (_, Some(text)) => text.clone(),
+        _ => "a panic without a message".to_string(),
+    }
+}
+
+/// Fault injection for the poison test (`server/tests/crash.rs`): with
+/// `FLOWTRAIL_FAULT=processor_panic`, processing a flow of this pipeline panics.
+const POISON: &str = "flowtrail_fault_poison";
+
+/// Whether `FLOWTRAIL_FAULT` names `point` (read per batch: tests set it per process).
+fn fault_injected(point: &str) -> bool {
+    std::env::var("FLOWTRAIL_FAULT").is_ok_and(|v| v == point)
 }
 
 fn job_span(job: &Job) -> tracing::Span {
@@ -110,6 +174,9 @@ async fn process_batch(services: &Services, config: &ProcessorConfig, jobs: Vec<
         }
         let span = job_span(&job);
         match load_job(services, &job).instrument(span.clone()).await {
+            Ok((flow, ..)) if fault_injected("processor_panic") && flow.pipeline == POISON => {
+                panic!("injected fault: a flow of pipeline {POISON} panics the processor")
+            }
             Ok((flow, payloads, mode)) => ready.push((vec![job], flow, payloads, mode)),
             Err(error) => fail(services, config, &job, &error).instrument(span).await,
         }
