@@ -351,6 +351,7 @@ async fn sigterm_ends_open_event_streams_and_stops_promptly() {
         }
         if sent.elapsed() > Duration::from_secs(20) {
             let _ = server.kill();
+            let _ = server.wait();
             panic!("serve did not exit within 20 s of SIGTERM with {STREAMS} event streams open");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -397,6 +398,7 @@ async fn sigterm_ends_open_event_streams_and_stops_promptly() {
         assert!(stored, "acknowledged flow {id} is stored after the restart");
     }
     server.kill().unwrap();
+    let _ = server.wait();
 }
 
 /// A poisoned flow under load: with `FLOWTRAIL_FAULT=processor_panic`, processing a flow of
@@ -567,4 +569,5 @@ async fn a_flow_that_panics_the_processor_is_dead_lettered_and_nothing_else_wait
     }
     assert!(landed, "a flow sent after the poisoned ones is stored");
     server.kill().unwrap();
+    let _ = server.wait();
 }
