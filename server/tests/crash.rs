@@ -55,18 +55,22 @@ fn start_command(data: &Path, port: u16, database: &Option<String>) -> Command {
     if let Some(url) = database {
         command.env("FLOWTRAIL_DATABASE_URL", url);
     }
+    // Each test's own S3 prefix and Redis prefix, named after its data directory: the same
+    // across restarts (the restarted server finds its queue and objects), never shared by
+    // two tests (a server must not take another test's jobs).
+    let own = format!(
+        "crash-{}",
+        data.file_name().unwrap().to_string_lossy().replace('.', "")
+    );
     // With `scripts/with-s3.sh` (AWS_* in the environment): every payload in S3.
     if let Some(url) = engines::scale_engine("FLOWTRAIL_TEST_OBJECT_STORE_URL") {
-        command.env("FLOWTRAIL_OBJECT_STORE_URL", format!("{url}/crash"));
+        command.env("FLOWTRAIL_OBJECT_STORE_URL", format!("{url}/{own}"));
         command.env("FLOWTRAIL_PAYLOAD_INLINE_MAX_BYTES", "0");
     }
-    // With `scripts/with-redis.sh`: the Redis Streams queue, under this run's own prefix
-    // (the same across restarts, so the restarted server finds the queue).
+    // With `scripts/with-redis.sh`: the Redis Streams queue.
     if let Some(url) = engines::scale_engine("FLOWTRAIL_TEST_REDIS_URL") {
-        static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        let prefix = PREFIX.get_or_init(|| format!("crash-{}", Uuid::now_v7().simple()));
         command.env("FLOWTRAIL_REDIS_URL", url);
-        command.env("FLOWTRAIL_REDIS_PREFIX", prefix);
+        command.env("FLOWTRAIL_REDIS_PREFIX", &own);
     }
     command
         .args([
@@ -97,6 +101,17 @@ async fn wait_ready(http: &reqwest::Client, base: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the server did not become ready");
+}
+
+/// A server that is killed when the test ends, also when an assertion fails first (a
+/// panicking test must not leave a server running).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// An API key (scope `all`) made by `flowtrail admin create-api-key` on the server's data.
@@ -302,7 +317,7 @@ async fn sigterm_ends_open_event_streams_and_stops_promptly() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let mut server = start(&data, port, &database);
+    let mut server = Running(start(&data, port, &database));
     wait_ready(&http, &base).await;
 
     let mut streams = Vec::new();
@@ -341,17 +356,15 @@ async fn sigterm_ends_open_event_streams_and_stops_promptly() {
 
     let sent = std::time::Instant::now();
     let term = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
+        .args(["-TERM", &server.0.id().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
     let status = loop {
-        if let Some(status) = server.try_wait().unwrap() {
+        if let Some(status) = server.0.try_wait().unwrap() {
             break status;
         }
         if sent.elapsed() > Duration::from_secs(20) {
-            let _ = server.kill();
-            let _ = server.wait();
             panic!("serve did not exit within 20 s of SIGTERM with {STREAMS} event streams open");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -378,7 +391,8 @@ async fn sigterm_ends_open_event_streams_and_stops_promptly() {
     );
 
     // Nothing acknowledged before the signal is lost.
-    let mut server = start(&data, port, &database);
+    drop(server);
+    let _server = Running(start(&data, port, &database));
     wait_ready(&http, &base).await;
     for id in &acknowledged {
         let mut stored = false;
@@ -397,8 +411,6 @@ async fn sigterm_ends_open_event_streams_and_stops_promptly() {
         }
         assert!(stored, "acknowledged flow {id} is stored after the restart");
     }
-    server.kill().unwrap();
-    let _ = server.wait();
 }
 
 /// A poisoned flow under load: with `FLOWTRAIL_FAULT=processor_panic`, processing a flow of
@@ -439,10 +451,10 @@ async fn a_flow_that_panics_the_processor_is_dead_lettered_and_nothing_else_wait
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let mut server = {
+    let _server = {
         let mut command = start_command(&data, port, &database);
         command.env("FLOWTRAIL_FAULT", "processor_panic");
-        command.spawn().unwrap()
+        Running(command.spawn().unwrap())
     };
     wait_ready(&http, &base).await;
 
@@ -568,6 +580,4 @@ async fn a_flow_that_panics_the_processor_is_dead_lettered_and_nothing_else_wait
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(landed, "a flow sent after the poisoned ones is stored");
-    server.kill().unwrap();
-    let _ = server.wait();
 }
