@@ -18,8 +18,8 @@ use leptos_router::path;
 
 use leptos_router::SsrMode;
 use pages::admin::{
-    AdminIndex, dead_letters::DeadLettersPage, keys::KeysPage, members::MembersPage,
-    retention::RetentionPage, usage::UsagePage,
+    AdminIndex, alerts::AlertsPage, dead_letters::DeadLettersPage, keys::KeysPage,
+    members::MembersPage, retention::RetentionPage, usage::UsagePage,
 };
 use pages::{compare::ComparePage, flow::FlowPage, flows::FlowsPage, login::LoginPage};
 
@@ -97,6 +97,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/keys") view=KeysPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin/retention") view=RetentionPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin/dead-letters") view=DeadLettersPage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/alerts") view=AlertsPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin/usage") view=UsagePage ssr=SsrMode::Async/>
                 </Routes>
             </main>

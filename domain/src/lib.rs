@@ -19,6 +19,7 @@
 //! ingest processor call. Which engines are used is decided once, in [`Services::open`].
 
 pub mod accounts;
+pub mod alerts;
 pub mod analysis;
 pub mod engines;
 mod error;
@@ -39,7 +40,7 @@ pub use services::{QueueEngine, Services, StorageConfig};
 /// both SQL engines (`engines::sql::SqlMetadata`).
 #[async_trait::async_trait]
 pub trait MetadataStore:
-    accounts::AccountStore + flows::FlowStore + retention::RetentionStore
+    accounts::AccountStore + alerts::AlertStore + flows::FlowStore + retention::RetentionStore
 {
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;

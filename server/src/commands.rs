@@ -59,6 +59,26 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Admin(AdminCommand::EvaluateAlerts(args)) => {
+            let services = open(&args.storage).await?;
+            let report = flowtrail_domain::alerts::evaluate_all(
+                &services,
+                &flowtrail_domain::alerts::AlertOptions::default(),
+            )
+            .await?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "another process is evaluating the alert rules (it holds the alerts lease); try again later"
+                )
+            })?;
+            println!("{}", serde_json::to_string(&report)?);
+            anyhow::ensure!(
+                report.failed == 0,
+                "{} alert rules could not be evaluated (see the log)",
+                report.failed
+            );
+            Ok(())
+        }
         Command::Admin(AdminCommand::CheckStorage(args)) => {
             let services = open(&args.storage).await?;
             let (mut report, deleted) = if args.delete_orphans {
@@ -702,6 +722,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
     workers.spawn(flush_usage(services.clone(), shutdown.clone()));
+    spawn_alerts(
+        &mut workers,
+        &services,
+        args.alert_interval_seconds,
+        &shutdown,
+    );
     tracing::info!(addr = %listener.local_addr()?, workers = args.workers, "Flow Trail is serving");
     // The client's address reaches handlers (sign-in throttling per client).
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -740,11 +766,33 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
         args.retention.options(),
         shutdown.clone(),
     ));
+    spawn_alerts(
+        &mut workers,
+        &services,
+        args.alert_interval_seconds,
+        &shutdown,
+    );
     tracing::info!(workers = args.workers.max(1), "workers running");
     shutdown_signal().await;
     let _ = stop.send(true);
     while workers.join_next().await.is_some() {}
     Ok(())
+}
+
+/// The drift alert evaluator, every `seconds` (none when 0).
+fn spawn_alerts(
+    workers: &mut JoinSet<()>,
+    services: &Arc<Services>,
+    seconds: u64,
+    shutdown: &watch::Receiver<bool>,
+) {
+    if seconds > 0 {
+        workers.spawn(services.clone().run_alerts(
+            Duration::from_secs(seconds),
+            flowtrail_domain::alerts::AlertOptions::default(),
+            shutdown.clone(),
+        ));
+    }
 }
 
 /// Writes this process's usage counts every second, and once more on shutdown.

@@ -179,6 +179,10 @@ pub struct ServeArgs {
     pub retention_interval_seconds: u64,
     #[command(flatten)]
     pub retention: RetentionArgs,
+    /// Seconds between evaluations of the drift alert rules (one evaluator works at a time
+    /// per deployment; 0 = this process does not evaluate).
+    #[arg(long, env = "FLOWTRAIL_ALERT_INTERVAL_SECONDS", default_value_t = 60)]
+    pub alert_interval_seconds: u64,
 }
 
 #[derive(Args)]
@@ -200,6 +204,10 @@ pub struct WorkerArgs {
     pub retention_interval_seconds: u64,
     #[command(flatten)]
     pub retention: RetentionArgs,
+    /// Seconds between evaluations of the drift alert rules (one evaluator works at a time
+    /// per deployment; 0 = this process does not evaluate).
+    #[arg(long, env = "FLOWTRAIL_ALERT_INTERVAL_SECONDS", default_value_t = 60)]
+    pub alert_interval_seconds: u64,
 }
 
 #[derive(Subcommand)]
@@ -212,6 +220,10 @@ pub enum AdminCommand {
     CreateApiKey(CreateApiKeyArgs),
     /// Run one retention sweep now; prints flows and bytes deleted as JSON.
     Sweep(SweepArgs),
+    /// Evaluate every drift alert rule once now and deliver what fires; prints what it did
+    /// as JSON (rules, opened, kept, resolved, too_few_flows, failed, delivered,
+    /// delivery_failures).
+    EvaluateAlerts(EvaluateAlertsArgs),
     /// List orphan payload objects and rows whose payload is missing; exit 1 if any.
     CheckStorage(CheckStorageArgs),
     /// Inspect and redrive the dead-letter queue (jobs that failed permanently).
@@ -476,6 +488,12 @@ impl RetentionArgs {
             ..flowtrail_domain::retention::SweepOptions::default()
         }
     }
+}
+
+#[derive(Args)]
+pub struct EvaluateAlertsArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 #[derive(Args)]

@@ -877,3 +877,46 @@ async fn the_cli_writes_the_export_to_stdout_and_its_totals_to_stderr() {
         "{flows:?}"
     );
 }
+
+/// `flowtrail admin evaluate-alerts` on a server's data: evaluates every rule now, prints
+/// what it did as JSON; a second run keeps the open alert rather than opening another.
+#[tokio::test]
+async fn the_cli_evaluates_the_alert_rules_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let services =
+        flowtrail_domain::Services::open(&flowtrail_domain::StorageConfig::embedded(dir.path()))
+            .await
+            .unwrap();
+    let team = services.bootstrap(None).await.unwrap();
+    // No flow at all in the last hour: "fewer than 1 flow per hour" holds.
+    let rule: flowtrail_types::alerts::AlertRuleInput = serde_json::from_value(json!({
+        "name": "pipeline stopped", "pipeline": "ranker", "metric": "flows_per_hour",
+        "comparison": "below", "threshold": 1, "min_flows": 1
+    }))
+    .unwrap();
+    services
+        .metadata
+        .create_alert_rule(
+            team.id,
+            &rule.validated().unwrap(),
+            flowtrail_domain::millis::now_ms(),
+        )
+        .await
+        .unwrap();
+    drop(services);
+    for (run, (opened, kept)) in [(1, 0), (0, 1)].into_iter().enumerate() {
+        let out = flowtrail(&["admin", "evaluate-alerts"], dir.path(), None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["rules"], 1, "run {run}: {report}");
+        assert_eq!(
+            (report["opened"].as_u64(), report["kept"].as_u64()),
+            (Some(opened), Some(kept)),
+            "run {run}: {report}"
+        );
+    }
+}

@@ -8,7 +8,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{Attributes, Capture, FlowSummary, Reason, StepKind, Verdict};
+use crate::{Attributes, Capture, FlowSummary, Observation, Reason, StepKind, Verdict};
 
 /// Whether a candidate was seen in a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +46,35 @@ pub struct JourneyElimination {
     pub seq: u32,
     pub step: String,
     pub reasons: Vec<Reason>,
+    /// How far it was from the cut ("why not this candidate?"), from the step's stored
+    /// observations; absent when the step stored none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut: Option<EliminationCut>,
+}
+
+/// How far an eliminated candidate was from being kept at the step that eliminated it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EliminationCut {
+    /// The candidate's score at the step (`null`: it had none).
+    pub score: Option<f64>,
+    /// The lowest score among the candidates the step kept (or selected).
+    pub lowest_kept_score: Option<f64>,
+    /// `lowest_kept_score − score`: how much more it needed to reach the cut.
+    pub score_gap: Option<f64>,
+    /// Its place when the step's scored observations are ranked by score, best first (1 =
+    /// the best; ties share the better place).
+    pub position: Option<u64>,
+    /// Observations with a score that were ranked.
+    pub ranked: u64,
+    /// How many candidates the step kept (`candidates_out`), when it counted them.
+    pub kept: Option<u64>,
+    /// The kept candidate whose score is nearest to its own (the one it came closest to
+    /// displacing), side by side with it; `null` when no kept candidate was stored.
+    pub nearest_kept: Option<Observation>,
+    /// False when the step stored a sample of its candidates (`capture` sampled): the
+    /// lowest kept score, the position and the nearest kept are then among the sample.
+    pub exact: bool,
 }
 
 /// One step of a candidate's journey.

@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub mod admin;
+pub mod alerts;
 pub mod analysis;
 pub mod api;
 pub mod filters;

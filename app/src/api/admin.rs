@@ -248,3 +248,133 @@ pub async fn team_usage(
         .await
         .map_err(ssr::domain)
 }
+
+/// The team's drift alert rules, by name (secrets never shown).
+#[server(prefix = "/fn")]
+pub async fn list_alert_rules() -> Result<Vec<flowtrail_types::alerts::AlertRule>, ServerFnError> {
+    let team = ssr::admin().await?.team.id;
+    ssr::services()?
+        .metadata
+        .alert_rules(team)
+        .await
+        .map_err(ssr::domain)
+}
+
+/// An optional number of a form: blank is `None`; anything else must read as `T`.
+#[cfg(feature = "ssr")]
+fn optional_number<T: std::str::FromStr>(
+    text: &str,
+    what: &str,
+) -> Result<Option<T>, ServerFnError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        ssr::refuse(
+            http::StatusCode::UNPROCESSABLE_ENTITY,
+            format!("The {what} must be a number."),
+        )
+    })
+}
+
+pub use alert_rule_form::{CreateAlertRule, create_alert_rule};
+
+// One argument per form field (what an `ActionForm` posts): the server function and the
+// code its macro generates are allowed many arguments.
+#[allow(clippy::too_many_arguments)]
+mod alert_rule_form {
+    use super::*;
+
+    /// Creates a drift alert rule from the form of `/admin/alerts` (blank fields: not given,
+    /// so the defaults apply). The same rules as `POST /api/v1/admin/alert-rules`.
+    #[server(prefix = "/fn")]
+    pub async fn create_alert_rule(
+        name: String,
+        pipeline: String,
+        step: String,
+        metric: String,
+        reason: String,
+        comparison: String,
+        threshold: String,
+        window_minutes: String,
+        baseline_days: String,
+        min_flows: String,
+        webhook_url: String,
+        secret: String,
+    ) -> Result<flowtrail_types::alerts::AlertRule, ServerFnError> {
+        use flowtrail_types::alerts::{
+            AlertComparison, AlertMetric, AlertRuleInput, DEFAULT_MIN_FLOWS, DEFAULT_WINDOW_MINUTES,
+        };
+        let team = ssr::admin().await?.team.id;
+        let unprocessable =
+            |message: String| ssr::refuse(http::StatusCode::UNPROCESSABLE_ENTITY, message);
+        let text = |value: String| {
+            let value = value.trim().to_string();
+            (!value.is_empty()).then_some(value)
+        };
+        let input = AlertRuleInput {
+            name: name.trim().to_string(),
+            pipeline: pipeline.trim().to_string(),
+            step: text(step),
+            metric: AlertMetric::parse(metric.trim()).ok_or_else(|| {
+                unprocessable(
+                    "The metric is elimination_share, reason_share, failed_share or flows_per_hour."
+                        .into(),
+                )
+            })?,
+            reason: text(reason),
+            comparison: AlertComparison::parse(comparison.trim())
+                .ok_or_else(|| unprocessable("The comparison is above, below or shift.".into()))?,
+            threshold: optional_number(&threshold, "threshold")?
+                .ok_or_else(|| unprocessable("Give a threshold.".into()))?,
+            window_minutes: optional_number(&window_minutes, "window")?
+                .unwrap_or(DEFAULT_WINDOW_MINUTES),
+            baseline_days: optional_number(&baseline_days, "baseline")?,
+            min_flows: optional_number(&min_flows, "minimum of flows")?
+                .unwrap_or(DEFAULT_MIN_FLOWS),
+            webhook_url: text(webhook_url),
+            secret: text(secret),
+        };
+        let rule = input
+            .validated()
+            .map_err(|error| unprocessable(format!("{} ({})", error.message, error.field)))?;
+        ssr::services()?
+            .metadata
+            .create_alert_rule(team, &rule, flowtrail_domain::millis::now_ms())
+            .await
+            .map_err(ssr::domain)
+    }
+}
+
+/// Deletes a drift alert rule and its alerts; answers its id.
+#[server(prefix = "/fn")]
+pub async fn delete_alert_rule(id: i64) -> Result<i64, ServerFnError> {
+    let team = ssr::admin().await?.team.id;
+    let deleted = ssr::services()?
+        .metadata
+        .delete_alert_rule(team, id)
+        .await
+        .map_err(ssr::domain)?;
+    if !deleted {
+        return Err(ssr::refuse(
+            http::StatusCode::NOT_FOUND,
+            "That rule does not exist (any more).",
+        ));
+    }
+    Ok(id)
+}
+
+/// Most alerts the alerts page lists.
+pub const ALERT_LIMIT: u32 = 100;
+
+/// The team's alerts, newest first, with their deliveries.
+#[server(prefix = "/fn")]
+pub async fn list_alerts() -> Result<Vec<flowtrail_types::alerts::Alert>, ServerFnError> {
+    let team = ssr::admin().await?.team.id;
+    ssr::services()?
+        .metadata
+        .alerts(team, None, ALERT_LIMIT)
+        .await
+        .map_err(ssr::domain)
+}

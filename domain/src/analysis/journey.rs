@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use flowtrail_types::{
-    CandidateJourney, Capture, JourneyElimination, JourneyStep, Observation, Presence, StepSummary,
-    Verdict,
+    CandidateJourney, Capture, EliminationCut, JourneyElimination, JourneyStep, Observation,
+    Presence, StepSummary, Verdict,
 };
 use futures::future::try_join_all;
 use uuid::Uuid;
@@ -76,6 +76,15 @@ pub async fn journey(
             seq: s.seq,
             step: s.name.clone(),
             reasons: s.reasons.clone(),
+            cut: flow
+                .steps
+                .iter()
+                .find(|step| step.seq == s.seq)
+                .and_then(|step| {
+                    let stored = observations.get(&s.seq)?;
+                    let candidate = stored.iter().find(|o| o.candidate_id == candidate_id)?;
+                    Some(cut(step, stored, candidate))
+                }),
         });
     Ok(Some(CandidateJourney {
         flow_id,
@@ -87,10 +96,106 @@ pub async fn journey(
     }))
 }
 
+/// How far `candidate`, eliminated at `step`, was from the cut, among the step's `stored`
+/// observations ("why not this candidate?").
+pub fn cut(step: &StepSummary, stored: &[Observation], candidate: &Observation) -> EliminationCut {
+    let kept: Vec<&Observation> = stored
+        .iter()
+        .filter(|o| matches!(o.verdict, Verdict::Kept | Verdict::Selected))
+        .collect();
+    let lowest_kept_score = kept.iter().filter_map(|o| o.score).min_by(f64::total_cmp);
+    let scores: Vec<f64> = stored.iter().filter_map(|o| o.score).collect();
+    let position = candidate.score.map(|own| {
+        1 + scores
+            .iter()
+            .filter(|other| other.total_cmp(&own).is_gt())
+            .count() as u64
+    });
+    // The kept candidate nearest in score (the first kept one when nobody has a score).
+    let nearest_kept = match candidate.score {
+        Some(own) => kept
+            .iter()
+            .filter(|o| o.score.is_some())
+            .min_by(|a, b| {
+                let distance = |o: &&&Observation| (o.score.unwrap_or(own) - own).abs();
+                distance(a).total_cmp(&distance(b))
+            })
+            .or(kept.first()),
+        None => kept.first(),
+    }
+    .map(|o| (*o).clone());
+    EliminationCut {
+        score: candidate.score,
+        lowest_kept_score,
+        score_gap: candidate
+            .score
+            .zip(lowest_kept_score)
+            .map(|(own, low)| low - own),
+        position,
+        ranked: scores.len() as u64,
+        kept: step.candidates_out,
+        nearest_kept,
+        exact: step.capture == Capture::Full,
+    }
+}
+
 /// Whether some step observed the candidate.
 pub fn observed_anywhere(journey: &CandidateJourney) -> bool {
     journey
         .steps
         .iter()
         .any(|s| s.presence == Presence::Observed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowtrail_types::StepKind;
+
+    fn observation(id: &str, verdict: Verdict, score: Option<f64>) -> Observation {
+        serde_json::from_value(serde_json::json!({
+            "candidate_id": id, "verdict": verdict.as_str(), "score": score,
+        }))
+        .unwrap()
+    }
+
+    fn step(capture: Capture, kept: u64) -> StepSummary {
+        let mut step: StepSummary = serde_json::from_value(serde_json::json!({
+            "seq": 3, "name": "judge", "kind": StepKind::Judge.as_str(), "status": "succeeded",
+            "input": null, "output": null, "reasoning": null, "candidates_in": 5,
+            "candidates_out": kept, "reasons": {}, "capture": capture.as_str(),
+            "observation_count": 5,
+        }))
+        .unwrap();
+        step.capture = capture;
+        step
+    }
+
+    #[test]
+    fn a_rejected_candidate_is_measured_against_the_lowest_kept_and_its_nearest() {
+        let stored = vec![
+            observation("best", Verdict::Kept, Some(0.9)),
+            observation("cut", Verdict::Kept, Some(0.55)),
+            observation("case", Verdict::Rejected, Some(0.41)),
+            observation("tie", Verdict::Rejected, Some(0.41)),
+            observation("worst", Verdict::Rejected, Some(0.1)),
+        ];
+        let cut = cut(&step(Capture::Full, 2), &stored, &stored[2]);
+        assert_eq!(cut.lowest_kept_score, Some(0.55));
+        assert!((cut.score_gap.unwrap() - 0.14).abs() < 1e-12);
+        assert_eq!((cut.position, cut.ranked, cut.kept), (Some(3), 5, Some(2)));
+        assert_eq!(cut.nearest_kept.unwrap().candidate_id, "cut");
+        assert!(cut.exact);
+        // A sampled step says so; without scores there is no place, but still a neighbour.
+        let unscored = vec![
+            observation("a", Verdict::Selected, None),
+            observation("b", Verdict::Rejected, None),
+        ];
+        let cut = super::cut(&step(Capture::Sampled, 1), &unscored, &unscored[1]);
+        assert_eq!(
+            (cut.position, cut.score_gap, cut.exact),
+            (None, None, false)
+        );
+        assert_eq!(cut.nearest_kept.unwrap().candidate_id, "a");
+    }
 }

@@ -135,6 +135,9 @@ fn request(method: &str, path: &str, caller: &str, auth: &Credentials) -> Reques
         }
         ("PATCH", _) => Some(json!({"role": "viewer"})),
         ("POST", "/api/v1/admin/api-keys") => Some(json!({"name": "k", "scope": "read"})),
+        ("POST", "/api/v1/admin/alert-rules") => Some(json!({
+            "name": format!("rule-{caller}"), "pipeline": "competitor_selection",
+            "metric": "failed_share", "comparison": "above", "threshold": 0.5})),
         ("PUT", "/api/v1/admin/retention") | ("POST", "/api/v1/admin/retention/preview") => {
             Some(json!({"default_days": null, "pipelines": {}}))
         }

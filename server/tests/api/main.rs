@@ -12,6 +12,7 @@ mod admin;
 mod authorization;
 mod bundle;
 
+mod alerts;
 mod analysis;
 mod auth;
 mod errors;

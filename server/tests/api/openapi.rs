@@ -279,6 +279,11 @@ async fn a_json_body_that_is_not_an_object_is_refused_everywhere() {
             "/api/v1/admin/api-keys",
             serde_json::json!(["k", "read"]),
         ),
+        (
+            "POST",
+            "/api/v1/admin/alert-rules",
+            serde_json::json!(["n", "p", null, "failed_share"]),
+        ),
     ] {
         let (status, answer) = app.admin(method, uri, Some(&body)).await;
         assert_eq!(

@@ -16,7 +16,7 @@ const SCOPES: [(&str, &str); 4] = [
     ("all", "send and query flows, and pin them"),
     (
         "admin",
-        "the admin API only: members, keys, retention, usage, dead letters",
+        "the admin API only: members, keys, retention, usage, dead letters, alerts",
     ),
 ];
 

@@ -7,6 +7,7 @@
 //! sent). The server functions check the role again by themselves (`api::ssr::admin`):
 //! the guard only decides what to show.
 
+pub mod alerts;
 pub mod dead_letters;
 pub mod keys;
 pub mod members;
@@ -21,7 +22,7 @@ use crate::api::{SessionUser, current_user};
 use crate::browser;
 
 /// The admin pages, for the index and the breadcrumbs: path, title, what it is for.
-pub const SECTIONS: [(&str, &str, &str); 5] = [
+pub const SECTIONS: [(&str, &str, &str); 6] = [
     (
         "/admin/members",
         "Members",
@@ -46,6 +47,11 @@ pub const SECTIONS: [(&str, &str, &str); 5] = [
         "/admin/usage",
         "Usage",
         "Flows, steps, observations and bytes accepted per day and pipeline; refusals.",
+    ),
+    (
+        "/admin/alerts",
+        "Alerts",
+        "Drift alert rules on a pipeline's numbers, the alerts they opened, webhook deliveries.",
     ),
 ];
 

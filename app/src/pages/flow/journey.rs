@@ -38,7 +38,7 @@ pub(super) fn Journey(
 /// Server side: fragments rendered to HTML.
 #[cfg(feature = "ssr")]
 pub mod render {
-    use flowtrail_types::{CandidateJourney, Presence};
+    use flowtrail_types::{CandidateJourney, EliminationCut, Presence};
     use leptos::prelude::*;
 
     use crate::format;
@@ -46,6 +46,54 @@ pub mod render {
     /// A candidate's journey, rendered.
     pub fn journey(journey: CandidateJourney) -> String {
         journey_view(journey).to_html()
+    }
+
+    /// "Why not this candidate?": how far it was from the cut, and the nearest kept
+    /// candidate side by side with it.
+    fn cut_view(cut: EliminationCut, candidate: String, reasons: String) -> impl IntoView {
+        let mut facts = Vec::new();
+        if let (Some(score), Some(low)) = (cut.score, cut.lowest_kept_score) {
+            facts.push(format!(
+                "score {} against {} for the lowest kept ({} short)",
+                format::score(Some(score)),
+                format::score(Some(low)),
+                format::score(cut.score_gap.map(f64::abs)),
+            ));
+        }
+        if let Some(position) = cut.position {
+            let kept = cut
+                .kept
+                .map(|k| format!(", {} kept", format::count(k)))
+                .unwrap_or_default();
+            facts.push(format!(
+                "place {} of {} scored{kept}",
+                format::count(position),
+                format::count(cut.ranked)
+            ));
+        }
+        if !cut.exact {
+            facts.push("among the stored sample".into());
+        }
+        let facts = (!facts.is_empty()).then(
+            || view! { <p class="cut">{format!("Distance to the cut: {}.", facts.join("; "))}</p> },
+        );
+        let side = cut.nearest_kept.map(|kept| {
+            view! {
+                <table class="data cut-side">
+                    <caption>"Why not this candidate? The nearest kept candidate beside it"</caption>
+                    <thead>
+                        <tr><th scope="col">""</th><th scope="col">"This candidate"</th><th scope="col">"Nearest kept"</th></tr>
+                    </thead>
+                    <tbody>
+                        <tr><th scope="row">"Candidate"</th><td class="mono">{candidate}</td><td class="mono">{kept.candidate_id.clone()}</td></tr>
+                        <tr><th scope="row">"Score"</th><td class="num">{format::score(cut.score)}</td><td class="num">{format::score(kept.score)}</td></tr>
+                        <tr><th scope="row">"Verdict"</th><td>"rejected"</td><td>{kept.verdict.as_str()}</td></tr>
+                        <tr><th scope="row">"Reasons"</th><td>{reasons}</td><td>{format::reasons(&kept.reasons)}</td></tr>
+                    </tbody>
+                </table>
+            }
+        });
+        view! { {facts}{side} }
     }
 
     fn journey_view(j: CandidateJourney) -> impl IntoView {
@@ -63,7 +111,14 @@ pub mod render {
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
-            view! { <p class="eliminated">"Eliminated at #"{e.seq}" "<strong>{e.step.clone()}</strong>": "{why}</p> }
+            let cut = e
+                .cut
+                .clone()
+                .map(|cut| cut_view(cut, j.candidate_id.clone(), format::reasons(&e.reasons)));
+            view! {
+                <p class="eliminated">"Eliminated at #"{e.seq}" "<strong>{e.step.clone()}</strong>": "{why}</p>
+                {cut}
+            }
         });
         let steps = j
             .steps

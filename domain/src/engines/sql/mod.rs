@@ -7,6 +7,7 @@
 //! [`SqlDatabase::skip_locked`]) or lives in [`super::sqlite`] / [`super::postgres`].
 
 mod accounts;
+mod alerts;
 pub(crate) mod flows;
 mod metadata;
 mod queue;

@@ -1,6 +1,7 @@
 //! `/api/v1/admin/…`: team administration. Needs a team admin (see
 //! [`Admin`](crate::http::auth::Admin)).
 
+mod alerts;
 mod api_keys;
 mod dead_letters;
 mod members;
@@ -12,6 +13,7 @@ use flowtrail_domain::ingest;
 use serde::de::DeserializeOwned;
 
 // The handlers at their old paths, for the OpenAPI document (`admin::members`, …).
+pub(crate) use alerts::*;
 pub(crate) use api_keys::*;
 pub(crate) use dead_letters::*;
 pub(crate) use members::*;
@@ -28,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .merge(api_keys::router())
         .merge(retention::router())
         .merge(usage::router())
+        .merge(alerts::router())
 }
 
 /// A JSON body of shape `T`: 400 `malformed_json` when it is not JSON, 422 naming the field

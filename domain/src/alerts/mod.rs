@@ -1,0 +1,560 @@
+//! Drift alerts: rules that watch one number of a pipeline, evaluated by one process of the
+//! deployment at a time, opening, keeping and resolving alerts, and delivering each opening
+//! and resolution to the rule's webhook.
+//!
+//! A rule's number is measured over the flows that *started* in its window, `[now -
+//! window_minutes, now)` ([`measure`]). `above` and `below` compare it with the threshold;
+//! `shift` with the same number over the `baseline_days` before the window, firing when they
+//! differ by more than the threshold (absolute difference, in the metric's unit). Fewer than
+//! `min_flows` flows in the window (or the baseline) is noise: the rule changes nothing.
+//! `flows_per_hour` needs no minimum in its window (the count is what it measures).
+//!
+//! Webhooks: `POST` of [`AlertWebhook`] (JSON) with `X-Flowtrail-Signature: sha256=<hex>`,
+//! the HMAC-SHA256 (RFC 2104) of the exact body bytes with the rule's secret. A delivery that
+//! gets no 2xx answer is retried with exponential backoff (`AlertOptions`), each attempt
+//! logged on the alert. Redirects are not followed (OWASP SSRF guidance: a webhook goes
+//! where its admin said, nowhere else).
+
+pub mod store;
+
+use std::time::Duration;
+
+use flowtrail_types::alerts::{
+    Alert, AlertComparison, AlertDelivery, AlertEvaluation, AlertEvent, AlertMetric,
+    AlertRuleInput, AlertWebhook,
+};
+use flowtrail_types::filters::FlowFilters;
+use flowtrail_types::{Elimination, FlowStatus};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::analysis::StatsQuery;
+use crate::millis::{HOUR_MS, from_ms, now_ms};
+use crate::{Error, Result, Services};
+pub use store::{AlertStore, DueDelivery, Measured, StoredRule};
+
+/// The lease one evaluator per deployment holds while it runs.
+const LEASE: &str = "alerts";
+
+/// One day in milliseconds.
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// The median elimination share is computed from at most this many of the newest flows of
+/// the window.
+pub const ELIMINATION_FLOW_CAP: u32 = 10_000;
+
+/// How evaluations deliver.
+#[derive(Debug, Clone)]
+pub struct AlertOptions {
+    /// The wait before the second attempt of a delivery; doubles per attempt.
+    pub retry_base: Duration,
+    /// Attempts per delivery, the first included.
+    pub max_attempts: u32,
+    /// How long a receiver may take to answer.
+    pub timeout: Duration,
+    /// How long the evaluator's lease lasts.
+    pub lease: Duration,
+}
+
+impl Default for AlertOptions {
+    fn default() -> Self {
+        AlertOptions {
+            retry_base: Duration::from_secs(30),
+            max_attempts: 5,
+            timeout: Duration::from_secs(10),
+            lease: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A rule's number over a range: `None` when it has no value (no flow, or no counted step).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measurement {
+    pub value: Option<f64>,
+    /// Flows measured (for `elimination_share`, the runs of the step that counted).
+    pub flows: u64,
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
+}
+
+/// The rule's metric over the flows of its pipeline that started in `[since_ms, until_ms)`.
+///
+/// Errors: storage.
+pub async fn measure(
+    services: &Services,
+    team_id: i64,
+    rule: &AlertRuleInput,
+    since_ms: i64,
+    until_ms: i64,
+) -> Result<Measurement> {
+    let query = StatsQuery {
+        pipeline: Some(rule.pipeline.clone()),
+        step: rule.step.clone(),
+        since: from_ms(since_ms),
+        until: from_ms(until_ms),
+        bucket_ms: DAY_MS,
+    };
+    match rule.metric {
+        AlertMetric::FailedShare | AlertMetric::FlowsPerHour => {
+            let (all, failed) = services
+                .metadata
+                .flow_counts(team_id, &rule.pipeline, since_ms, until_ms)
+                .await?;
+            let value = if rule.metric == AlertMetric::FlowsPerHour {
+                let hours = (until_ms - since_ms) as f64 / HOUR_MS as f64;
+                Some(all as f64 / hours)
+            } else if all == 0 {
+                None
+            } else {
+                Some(failed as f64 / all as f64)
+            };
+            Ok(Measurement { value, flows: all })
+        }
+        AlertMetric::EliminationShare => {
+            let step = rule.step.as_deref().unwrap_or_default();
+            let rows = services
+                .metadata
+                .funnel_rows(team_id, &query, ELIMINATION_FLOW_CAP)
+                .await?;
+            let mut flows = std::collections::BTreeSet::new();
+            let mut shares: Vec<f64> = rows
+                .iter()
+                .filter(|row| row.step == step)
+                .map(|row| {
+                    flows.insert(row.flow_id.as_str());
+                    Elimination::new(row.seq, "", row.kind, row.candidates_in, row.candidates_out)
+                        .share
+                })
+                .collect();
+            Ok(Measurement {
+                value: median(&mut shares),
+                flows: flows.len() as u64,
+            })
+        }
+        AlertMetric::ReasonShare => {
+            let reason = rule.reason.as_deref().unwrap_or_default();
+            let (rows, (all, _)) = futures::try_join!(
+                services.metadata.reason_counts(team_id, &query),
+                services
+                    .metadata
+                    .flow_counts(team_id, &rule.pipeline, since_ms, until_ms)
+            )?;
+            let total: u128 = rows.iter().map(|row| row.count).sum();
+            let of_reason: u128 = rows
+                .iter()
+                .filter(|row| row.code == reason)
+                .map(|row| row.count)
+                .sum();
+            // No elimination at all: none by this reason either.
+            let value = (all > 0).then(|| {
+                if total == 0 {
+                    0.0
+                } else {
+                    of_reason as f64 / total as f64
+                }
+            });
+            Ok(Measurement { value, flows: all })
+        }
+    }
+}
+
+/// Whether a rule with `comparison` and `threshold` fires on `value` (and `baseline`).
+pub fn fires(
+    comparison: AlertComparison,
+    threshold: f64,
+    value: f64,
+    baseline: Option<f64>,
+) -> bool {
+    match comparison {
+        AlertComparison::Above => value > threshold,
+        AlertComparison::Below => value < threshold,
+        AlertComparison::Shift => baseline.is_some_and(|b| (value - b).abs() > threshold),
+    }
+}
+
+/// Up to three flows of the window that show what the rule watches, newest first: failed
+/// ones for `failed_share`, ones whose text holds the reason code for `reason_share`.
+async fn examples(
+    services: &Services,
+    team_id: i64,
+    rule: &AlertRuleInput,
+    since_ms: i64,
+    until_ms: i64,
+) -> Result<Vec<Uuid>> {
+    let filters = FlowFilters {
+        pipeline: Some(rule.pipeline.clone()),
+        status: (rule.metric == AlertMetric::FailedShare).then_some(FlowStatus::Failed),
+        text: match rule.metric {
+            AlertMetric::ReasonShare => rule.reason.clone(),
+            _ => None,
+        },
+        since: Some(from_ms(since_ms)),
+        until: Some(from_ms(until_ms)),
+        limit: 3,
+        ..FlowFilters::default()
+    };
+    let page = services.metadata.list_flows(team_id, &filters).await?;
+    Ok(page.flows.into_iter().map(|flow| flow.id).collect())
+}
+
+/// HMAC-SHA256 of `body` with `secret`, as `sha256=<lowercase hex>` (the
+/// `X-Flowtrail-Signature` header).
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn client(options: &AlertOptions) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(options.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("flowtrail/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot build the webhook client: {e}")))
+}
+
+/// One attempt to deliver `event` of an alert to its rule's webhook, logged on the alert;
+/// whether it was delivered. A rule without a webhook delivers nothing (`Ok(false)`).
+async fn deliver(
+    services: &Services,
+    http: &reqwest::Client,
+    options: &AlertOptions,
+    alert_id: i64,
+    event: AlertEvent,
+    attempt: u32,
+) -> Result<bool> {
+    let Some((team_id, alert)) = services.metadata.alert(alert_id).await? else {
+        return Ok(false);
+    };
+    let Some(rule) = services.metadata.alert_rule(team_id, alert.rule_id).await? else {
+        return Ok(false);
+    };
+    let (Some(url), Some(secret)) = (rule.input.webhook_url, rule.input.secret) else {
+        return Ok(false);
+    };
+    let body = serde_json::to_vec(&AlertWebhook {
+        event,
+        alert: Alert {
+            deliveries: Vec::new(),
+            ..alert
+        },
+    })
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    let attempted_at = now_ms();
+    let sent = http
+        .post(&url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("X-Flowtrail-Signature", signature(&secret, &body))
+        .header("X-Flowtrail-Event", event.as_str())
+        .header(
+            "X-Flowtrail-Delivery",
+            format!("{alert_id}-{}-{attempt}", event.as_str()),
+        )
+        .body(body)
+        .send()
+        .await;
+    let (status_code, error) = match sent {
+        Ok(answer) if answer.status().is_success() => (Some(answer.status().as_u16()), None),
+        Ok(answer) => (
+            Some(answer.status().as_u16()),
+            Some(format!("the receiver answered {}", answer.status())),
+        ),
+        // The error without the URL (it may carry credentials).
+        Err(error) => (None, Some(describe(&error))),
+    };
+    let delivered = error.is_none();
+    let next_attempt_at = (!delivered && attempt < options.max_attempts).then(|| {
+        let wait = options
+            .retry_base
+            .saturating_mul(1 << (attempt - 1).min(16));
+        from_ms(attempted_at + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 4))
+    });
+    if !delivered {
+        tracing::warn!(
+            alert_id,
+            event = event.as_str(),
+            attempt,
+            error = error.as_deref(),
+            "webhook delivery failed"
+        );
+    }
+    services
+        .metadata
+        .record_delivery(
+            alert_id,
+            &AlertDelivery {
+                event,
+                attempt,
+                attempted_at: from_ms(attempted_at),
+                status_code,
+                error,
+                delivered,
+                next_attempt_at,
+            },
+        )
+        .await?;
+    Ok(delivered)
+}
+
+/// What went wrong with a request, without its URL.
+fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "no answer in time"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else if error.is_redirect() {
+        "redirected (not followed)"
+    } else {
+        "the request failed"
+    };
+    let mut cause = std::error::Error::source(error);
+    let mut detail = String::new();
+    while let Some(inner) = cause {
+        detail = inner.to_string();
+        cause = inner.source();
+    }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
+
+/// Measures one rule at `now_ms` and opens, keeps or resolves its alert.
+async fn evaluate_rule(
+    services: &Services,
+    http: &reqwest::Client,
+    options: &AlertOptions,
+    stored: &StoredRule,
+    now_ms: i64,
+    report: &mut AlertEvaluation,
+) -> Result<()> {
+    let rule = &stored.input;
+    let (team_id, rule_id) = (stored.team_id, stored.rule.id);
+    let since = now_ms - i64::from(rule.window_minutes) * 60_000;
+    let current = measure(services, team_id, rule, since, now_ms).await?;
+    let baseline = match (rule.comparison, rule.baseline_days) {
+        (AlertComparison::Shift, Some(days)) => {
+            let from = since - i64::from(days) * DAY_MS;
+            Some(measure(services, team_id, rule, from, since).await?)
+        }
+        _ => None,
+    };
+    services.metadata.rule_evaluated(rule_id, now_ms).await?;
+    report.rules += 1;
+    let min = u64::from(rule.min_flows);
+    let window_enough = rule.metric == AlertMetric::FlowsPerHour || current.flows >= min;
+    let baseline_enough = baseline.is_none_or(|b| b.flows >= min && b.value.is_some());
+    let (Some(value), true, true) = (current.value, window_enough, baseline_enough) else {
+        report.too_few_flows += 1;
+        return Ok(());
+    };
+    let measured = Measured {
+        value,
+        baseline: baseline.and_then(|b| b.value),
+        flows: current.flows,
+        baseline_flows: baseline.map(|b| b.flows),
+    };
+    let firing = fires(rule.comparison, rule.threshold, value, measured.baseline);
+    match (services.metadata.open_alert(rule_id).await?, firing) {
+        (None, true) => {
+            let examples = examples(services, team_id, rule, since, now_ms).await?;
+            let alert_id = services
+                .metadata
+                .open_new_alert(team_id, rule_id, &measured, &examples, now_ms)
+                .await?;
+            report.opened += 1;
+            tracing::info!(
+                rule_id,
+                alert_id,
+                value,
+                baseline = measured.baseline,
+                "alert opened"
+            );
+            count_delivery(
+                deliver(services, http, options, alert_id, AlertEvent::Opened, 1).await,
+                rule,
+                report,
+            );
+        }
+        (Some(alert_id), true) => {
+            services
+                .metadata
+                .update_alert(alert_id, &measured, false, now_ms)
+                .await?;
+            report.kept += 1;
+        }
+        (Some(alert_id), false) => {
+            services
+                .metadata
+                .update_alert(alert_id, &measured, true, now_ms)
+                .await?;
+            report.resolved += 1;
+            tracing::info!(rule_id, alert_id, value, "alert resolved");
+            count_delivery(
+                deliver(services, http, options, alert_id, AlertEvent::Resolved, 1).await,
+                rule,
+                report,
+            );
+        }
+        (None, false) => {}
+    }
+    Ok(())
+}
+
+fn count_delivery(outcome: Result<bool>, rule: &AlertRuleInput, report: &mut AlertEvaluation) {
+    if rule.webhook_url.is_none() {
+        return;
+    }
+    match outcome {
+        Ok(true) => report.delivered += 1,
+        Ok(false) => report.delivery_failures += 1,
+        Err(error) => {
+            tracing::warn!(%error, "could not record a webhook delivery");
+            report.delivery_failures += 1;
+        }
+    }
+}
+
+/// Evaluates every rule of every team once at `now`, then makes the delivery attempts that
+/// are due. `None` when another process of the deployment is evaluating (it holds the
+/// lease): one evaluator at a time, on both profiles.
+///
+/// Errors: storage (a rule that cannot be measured is counted in `failed` and logged; the
+/// others are still evaluated).
+pub async fn evaluate_all(
+    services: &Services,
+    options: &AlertOptions,
+) -> Result<Option<AlertEvaluation>> {
+    let holder = Uuid::now_v7().to_string();
+    let lease_ms = i64::try_from(options.lease.as_millis()).unwrap_or(i64::MAX / 4);
+    if !services
+        .metadata
+        .acquire_lease(LEASE, &holder, now_ms() + lease_ms)
+        .await?
+    {
+        return Ok(None);
+    }
+    let outcome = evaluate_holding_the_lease(services, options).await;
+    if let Err(error) = services.metadata.release_lease(LEASE, &holder).await {
+        tracing::warn!(%error, "could not give the alert lease up; it lapses on its own");
+    }
+    outcome.map(Some)
+}
+
+async fn evaluate_holding_the_lease(
+    services: &Services,
+    options: &AlertOptions,
+) -> Result<AlertEvaluation> {
+    let http = client(options)?;
+    let mut report = AlertEvaluation::default();
+    // Retries first: the attempts due from earlier evaluations (a delivery failing now is
+    // retried at the next evaluation after its backoff, not at once).
+    for due in services.metadata.due_deliveries(now_ms(), 100).await? {
+        let outcome = deliver(
+            services,
+            &http,
+            options,
+            due.alert_id,
+            due.event,
+            due.attempts + 1,
+        )
+        .await;
+        match outcome {
+            Ok(true) => report.delivered += 1,
+            Ok(false) => report.delivery_failures += 1,
+            Err(error) => {
+                tracing::warn!(%error, "could not record a webhook delivery");
+                report.delivery_failures += 1;
+            }
+        }
+    }
+    let now = now_ms();
+    for stored in services.metadata.all_alert_rules().await? {
+        if let Err(error) = evaluate_rule(services, &http, options, &stored, now, &mut report).await
+        {
+            tracing::warn!(%error, rule_id = stored.rule.id, "alert rule not evaluated");
+            report.failed += 1;
+        }
+    }
+    Ok(report)
+}
+
+impl Services {
+    /// Evaluates the alert rules every `interval` until `shutdown` turns true (what `serve`
+    /// and `worker` run; the lease keeps it to one process at a time).
+    pub async fn run_alerts(
+        self: std::sync::Arc<Self>,
+        interval: Duration,
+        options: AlertOptions,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            match evaluate_all(&self, &options).await {
+                Ok(Some(report)) if report.opened + report.resolved + report.failed > 0 => {
+                    tracing::info!(?report, "alert rules evaluated");
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "alert rules not evaluated; again next interval")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_is_the_rfc_4231_hmac_sha256() {
+        // RFC 4231, test case 2: key "Jefe", data "what do ya want for nothing?".
+        assert_eq!(
+            signature("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn comparisons_fire_strictly_past_their_threshold() {
+        use AlertComparison::*;
+        assert!(fires(Above, 0.5, 0.51, None));
+        assert!(!fires(Above, 0.5, 0.5, None));
+        assert!(fires(Below, 10.0, 9.0, None));
+        assert!(!fires(Below, 10.0, 10.0, None));
+        assert!(fires(Shift, 0.2, 0.6, Some(0.1)));
+        assert!(fires(Shift, 0.2, 0.1, Some(0.6)));
+        assert!(!fires(Shift, 0.2, 0.25, Some(0.1)));
+        assert!(!fires(Shift, 0.2, 0.9, None), "no baseline, no shift");
+    }
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(&mut [0.9, 0.1, 0.5]), Some(0.5));
+        assert_eq!(median(&mut [0.9, 0.1]), Some(0.5));
+        assert_eq!(median(&mut []), None);
+    }
+}

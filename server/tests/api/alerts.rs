@@ -1,0 +1,400 @@
+//! Drift alerts over HTTP: rules refused naming their field, a seeded shift that opens
+//! exactly one alert with the right numbers and examples, noise that does not, signed
+//! webhook deliveries, retries of a failing receiver, resolution.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use flowtrail_domain::alerts::{AlertOptions, evaluate_all, signature};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::app::{TestApp, app, error_code, flow_json};
+
+/// A request the receiver got: its headers and body.
+type Received = (HeaderMap, Vec<u8>);
+
+/// A webhook receiver on a local port: what it was sent, and the status it answers.
+#[derive(Clone, Default)]
+struct Receiver {
+    seen: Arc<Mutex<Vec<Received>>>,
+    status: Arc<std::sync::atomic::AtomicU16>,
+}
+
+impl Receiver {
+    async fn start(status: u16) -> (Receiver, String) {
+        let receiver = Receiver::default();
+        receiver
+            .status
+            .store(status, std::sync::atomic::Ordering::SeqCst);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let state = receiver.clone();
+        let router = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(
+                move |headers: HeaderMap, body: axum::body::Bytes| async move {
+                    state.seen.lock().unwrap().push((headers, body.to_vec()));
+                    StatusCode::from_u16(state.status.load(std::sync::atomic::Ordering::SeqCst))
+                        .unwrap()
+                },
+            ),
+        );
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        (receiver, url)
+    }
+
+    fn seen(&self) -> Vec<(HeaderMap, Value)> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(headers, body)| (headers.clone(), serde_json::from_slice(body).unwrap()))
+            .collect()
+    }
+
+    /// Every body sent carries the HMAC-SHA256 of its exact bytes with `secret`.
+    fn all_signed_with(&self, secret: &str) -> bool {
+        self.seen.lock().unwrap().iter().all(|(headers, body)| {
+            headers
+                .get("x-flowtrail-signature")
+                .and_then(|v| v.to_str().ok())
+                == Some(signature(secret, body).as_str())
+        })
+    }
+}
+
+fn at(minutes_ago: i64) -> String {
+    (OffsetDateTime::now_utc() - time::Duration::minutes(minutes_ago))
+        .format(&Rfc3339)
+        .unwrap()
+}
+
+/// `n` flows of pipeline `ranker`, `minutes_ago`, tagged `version`, whose filter step
+/// eliminates 100 candidates: `price` of them for `price_out_of_range`, the rest for
+/// `rating_below_threshold`.
+async fn seed(app: &TestApp, n: u32, minutes_ago: i64, version: &str, price: u64) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut flow = flow_json(&id);
+        flow["pipeline"] = json!("ranker");
+        flow["started_at"] = json!(at(minutes_ago + i64::from(i % 5)));
+        flow["ended_at"] = Value::Null;
+        flow["tags"] = json!({"version": version});
+        let step = &mut flow["steps"][0];
+        step["name"] = json!("price_filter");
+        step["candidates_in"] = json!(130);
+        step["candidates_out"] = json!(30);
+        step["reasons"] =
+            json!({"price_out_of_range": price, "rating_below_threshold": 100 - price});
+        let (status, _, answer) = app.send(&flow).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        ids.push(id);
+    }
+    app.drain_all().await;
+    ids
+}
+
+fn fast() -> AlertOptions {
+    AlertOptions {
+        retry_base: Duration::from_millis(1),
+        ..AlertOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn rules_are_refused_naming_their_field_and_never_show_their_secret() {
+    let app = app().await;
+    let rule = json!({
+        "name": "price drift", "pipeline": "ranker", "step": "price_filter",
+        "metric": "reason_share", "reason": "price_out_of_range", "comparison": "shift",
+        "threshold": 0.2, "webhook_url": "http://127.0.0.1:9/hook", "secret": "a-secret-of-16-chars"
+    });
+    // Only admins.
+    let (status, _, _) = app.post_to("/api/v1/admin/alert-rules", &rule).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    for (change, field) in [
+        (json!({"step": null}), "step"),
+        (json!({"reason": null}), "reason"),
+        (json!({"metric": "median"}), "metric"),
+        (json!({"threshold": 2}), "threshold"),
+        (json!({"window_minutes": 0}), "window_minutes"),
+        (json!({"secret": null}), "secret"),
+        (json!({"webhook_url": "file:///etc/passwd"}), "webhook_url"),
+        (json!({"min_flows": 0}), "min_flows"),
+    ] {
+        let mut body = rule.clone();
+        for (k, v) in change.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, answer) = app
+            .admin("POST", "/api/v1/admin/alert-rules", Some(&body))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{change}: {answer}"
+        );
+        assert_eq!(error_code(&answer), "validation_failed");
+        assert_eq!(answer["error"]["field"], field, "{change}: {answer}");
+    }
+    let (status, created) = app
+        .admin("POST", "/api/v1/admin/alert-rules", Some(&rule))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["baseline_days"], 7);
+    assert_eq!(created["min_flows"], 20);
+    assert_eq!(created["has_secret"], true);
+    assert!(created.get("secret").is_none(), "{created}");
+    let (status, answer) = app
+        .admin("POST", "/api/v1/admin/alert-rules", Some(&rule))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let id = created["id"].as_i64().unwrap();
+    // PATCH changes what it names, clears what it sends as null, checks the whole rule.
+    let (status, patched) = app
+        .admin(
+            "PATCH",
+            &format!("/api/v1/admin/alert-rules/{id}"),
+            Some(&json!({"threshold": 0.3, "webhook_url": null, "secret": null})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["threshold"], 0.3);
+    assert_eq!(patched["webhook_url"], Value::Null);
+    assert_eq!(patched["has_secret"], false);
+    let (status, answer) = app
+        .admin(
+            "PATCH",
+            &format!("/api/v1/admin/alert-rules/{id}"),
+            Some(&json!({"metric": "failed_share"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["error"]["field"], "step");
+    let (status, list) = app.admin("GET", "/api/v1/admin/alert-rules", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["rules"].as_array().unwrap().len(), 1);
+    assert!(!list.to_string().contains("a-secret-of-16-chars"));
+    for missing in [
+        "/api/v1/admin/alert-rules/999999",
+        "/api/v1/admin/alert-rules/x",
+    ] {
+        let (status, _) = app.admin("PATCH", missing, Some(&json!({}))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+        let (status, _) = app.admin("DELETE", missing, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+    }
+    let (status, _) = app
+        .admin("DELETE", &format!("/api/v1/admin/alert-rules/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, list) = app.admin("GET", "/api/v1/admin/alert-rules", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["rules"], json!([]));
+    let (status, answer) = app
+        .admin("GET", "/api/v1/admin/alerts?state=closed", None)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+}
+
+#[tokio::test]
+async fn a_seeded_shift_opens_one_alert_with_its_numbers_and_a_signed_webhook() {
+    let app = app().await;
+    // The baseline, two days ago on v41: price_out_of_range is 10 % of the eliminations.
+    seed(&app, 30, 2 * 24 * 60, "v41", 10).await;
+    // The last hour on v42: 60 %.
+    let recent = seed(&app, 30, 10, "v42", 60).await;
+    let (receiver, url) = Receiver::start(200).await;
+    let secret = "whsec-0123456789abcdef";
+    let shift = json!({
+        "name": "price share shift", "pipeline": "ranker", "step": "price_filter",
+        "metric": "reason_share", "reason": "price_out_of_range", "comparison": "shift",
+        "threshold": 0.2, "window_minutes": 60, "baseline_days": 7, "min_flows": 20,
+        "webhook_url": url, "secret": secret
+    });
+    let (status, rule) = app
+        .admin("POST", "/api/v1/admin/alert-rules", Some(&shift))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rule}");
+    // Noise: the same shift, but asking for more flows than there are.
+    let mut noisy = shift.clone();
+    noisy["name"] = json!("needs more flows");
+    noisy["min_flows"] = json!(100);
+    let (status, _) = app
+        .admin("POST", "/api/v1/admin/alert-rules", Some(&noisy))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // The median elimination share is 100/130 in both ranges: no shift there.
+    let steady = json!({
+        "name": "elimination steady", "pipeline": "ranker", "step": "price_filter",
+        "metric": "elimination_share", "comparison": "shift", "threshold": 0.05
+    });
+    let (status, _) = app
+        .admin("POST", "/api/v1/admin/alert-rules", Some(&steady))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let report = evaluate_all(&app.services, &fast()).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            report.rules,
+            report.opened,
+            report.too_few_flows,
+            report.delivered
+        ),
+        (3, 1, 1, 1),
+        "{report:?}"
+    );
+    let (status, alerts) = app.admin("GET", "/api/v1/admin/alerts", None).await;
+    assert_eq!(status, StatusCode::OK, "{alerts}");
+    let alerts = alerts["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let alert = &alerts[0];
+    assert_eq!(alert["rule_id"], rule["id"]);
+    assert_eq!(alert["state"], "open");
+    assert_eq!(alert["value"], 0.6);
+    assert_eq!(alert["baseline"], 0.1);
+    assert_eq!(alert["flows"], 30);
+    assert_eq!(alert["baseline_flows"], 30);
+    let examples = alert["example_flow_ids"].as_array().unwrap();
+    assert_eq!(examples.len(), 3, "{alert}");
+    for example in examples {
+        assert!(
+            recent.contains(&example.as_str().unwrap().to_string()),
+            "{example}"
+        );
+    }
+    assert_eq!(alert["deliveries"][0]["delivered"], true, "{alert}");
+    assert_eq!(alert["deliveries"][0]["status_code"], 200);
+    // The receiver got one body, the alert, signed with the rule's secret.
+    let seen = receiver.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].1["event"], "opened");
+    assert_eq!(seen[0].1["id"], alert["id"]);
+    assert_eq!(seen[0].1["value"], 0.6);
+    assert!(receiver.all_signed_with(secret));
+    assert!(!receiver.all_signed_with("another-secret-of-16"));
+
+    // Evaluated again while it holds: kept, not opened again, not delivered again.
+    let report = evaluate_all(&app.services, &fast()).await.unwrap().unwrap();
+    assert_eq!(
+        (report.opened, report.kept, report.delivered),
+        (0, 1, 0),
+        "{report:?}"
+    );
+    assert_eq!(receiver.seen().len(), 1);
+
+    // A threshold the shift no longer passes resolves it, and says so to the webhook.
+    let id = rule["id"].as_i64().unwrap();
+    let (status, _) = app
+        .admin(
+            "PATCH",
+            &format!("/api/v1/admin/alert-rules/{id}"),
+            Some(&json!({"threshold": 0.6})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let report = evaluate_all(&app.services, &fast()).await.unwrap().unwrap();
+    assert_eq!((report.resolved, report.delivered), (1, 1), "{report:?}");
+    let (_, alerts) = app
+        .admin("GET", "/api/v1/admin/alerts?state=resolved", None)
+        .await;
+    assert_eq!(alerts["alerts"][0]["state"], "resolved", "{alerts}");
+    assert!(alerts["alerts"][0]["resolved_at"].is_string());
+    let (_, open) = app
+        .admin("GET", "/api/v1/admin/alerts?state=open", None)
+        .await;
+    assert_eq!(open["alerts"], json!([]));
+    let seen = receiver.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].1["event"], "resolved");
+    assert!(receiver.all_signed_with(secret));
+}
+
+#[tokio::test]
+async fn a_failing_receiver_is_retried_with_each_attempt_logged() {
+    let app = app().await;
+    seed(&app, 25, 10, "v42", 80).await;
+    let (receiver, url) = Receiver::start(500).await;
+    let rule = json!({
+        "name": "price share high", "pipeline": "ranker", "step": "price_filter",
+        "metric": "reason_share", "reason": "price_out_of_range", "comparison": "above",
+        "threshold": 0.5, "min_flows": 20, "webhook_url": url, "secret": "0123456789abcdef"
+    });
+    let (status, _) = app
+        .admin("POST", "/api/v1/admin/alert-rules", Some(&rule))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let options = AlertOptions {
+        max_attempts: 3,
+        ..fast()
+    };
+    let report = evaluate_all(&app.services, &options)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (report.opened, report.delivery_failures),
+        (1, 1),
+        "{report:?}"
+    );
+    // Each evaluation makes the attempts that are due: the second fails too, then the
+    // receiver recovers and the third is delivered; nothing after that.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let report = evaluate_all(&app.services, &options)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.delivery_failures, 1, "{report:?}");
+    receiver
+        .status
+        .store(204, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let report = evaluate_all(&app.services, &options)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.delivered, 1, "{report:?}");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let report = evaluate_all(&app.services, &options)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (report.delivered, report.delivery_failures),
+        (0, 0),
+        "{report:?}"
+    );
+    let (_, alerts) = app.admin("GET", "/api/v1/admin/alerts", None).await;
+    let deliveries = alerts["alerts"][0]["deliveries"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let summary: Vec<(u64, bool, Option<u64>, bool)> = deliveries
+        .iter()
+        .map(|d| {
+            (
+                d["attempt"].as_u64().unwrap(),
+                d["delivered"].as_bool().unwrap(),
+                d["status_code"].as_u64(),
+                d["next_attempt_at"].is_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, false, Some(500), false),
+            (2, false, Some(500), false),
+            (3, true, Some(204), false)
+        ],
+        "{deliveries:?}"
+    );
+    assert!(deliveries[0]["error"].as_str().unwrap().contains("500"));
+    assert_eq!(receiver.seen().len(), 3);
+    assert!(receiver.all_signed_with("0123456789abcdef"));
+}
