@@ -11,7 +11,8 @@ import { flowRecord, observations, sendFlow, signIn, uniquePipeline } from './he
 
 const binary = join(resolve(__dirname, '..', '..'), 'target', 'debug', 'flowtrail');
 const artifacts = join(__dirname, '..', 'test-results');
-const ADMIN_PAGES = ['/admin', '/admin/members', '/admin/keys', '/admin/retention', '/admin/dead-letters', '/admin/usage', '/admin/alerts'];
+// The usage page last: the test goes on with it open.
+const ADMIN_PAGES = ['/admin', '/admin/members', '/admin/keys', '/admin/retention', '/admin/dead-letters', '/admin/alerts', '/admin/usage'];
 
 const viewer = () => ({
   email: process.env.FLOWTRAIL_E2E_VIEWER_EMAIL!,
