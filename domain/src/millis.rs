@@ -13,6 +13,20 @@ pub fn to_ms(at: OffsetDateTime) -> i64 {
     at.unix_timestamp_nanos().div_euclid(1_000_000) as i64
 }
 
+/// A range bound (`since`, `until`) in Unix milliseconds, rounded **up**: stored times are
+/// whole milliseconds, so a stored `t` is at or after the bound exactly when `t >=
+/// bound_ms(bound)` (and before it exactly when `t < bound_ms(bound)`). Rounding down instead
+/// put a flow of `08:00:00.000` inside `since=08:00:00.0009Z`.
+pub fn bound_ms(at: OffsetDateTime) -> i64 {
+    let nanos = at.unix_timestamp_nanos();
+    (nanos.div_euclid(1_000_000) + i128::from(nanos.rem_euclid(1_000_000) != 0)) as i64
+}
+
+/// The same instant in UTC (what every answer shows, whatever offset a caller sent).
+pub fn utc(at: OffsetDateTime) -> OffsetDateTime {
+    at.checked_to_offset(time::UtcOffset::UTC).unwrap_or(at)
+}
+
 /// Unix milliseconds back to an instant. Every time Flow Trail accepts lies in
 /// [`flowtrail_types::rfc3339::MIN`]..=[`flowtrail_types::rfc3339::MAX`]; a stored value
 /// outside them (written before that rule) reads as the nearest of the two, so an answer
@@ -55,6 +69,17 @@ mod tests {
         assert_eq!(from_ms(i64::MIN), datetime!(0000-01-01 00:00 UTC));
         let year_10000 = to_ms(datetime!(9999-12-31 23:59:59 -01:00));
         assert_eq!(from_ms(year_10000), datetime!(9999-12-31 23:59:59.999 UTC));
+    }
+
+    #[test]
+    fn bounds_round_up_to_the_next_stored_millisecond() {
+        use time::macros::datetime;
+        assert_eq!(bound_ms(datetime!(1970-01-01 00:00:00.001 UTC)), 1);
+        assert_eq!(bound_ms(datetime!(1970-01-01 00:00:00.0000001 UTC)), 1);
+        assert_eq!(bound_ms(datetime!(1970-01-01 00:00:00.000999999 UTC)), 1);
+        assert_eq!(bound_ms(datetime!(1969-12-31 23:59:59.9995 UTC)), 0);
+        assert_eq!(bound_ms(datetime!(1969-12-31 23:59:59.999 UTC)), -1);
+        assert_eq!(bound_ms(datetime!(1970-01-01 00:00 UTC)), 0);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use flowtrail_types::admin::{Usage, UsageRow};
 use time::OffsetDateTime;
 
-use crate::millis::{now_ms, to_ms};
+use crate::millis::{bound_ms, now_ms};
 use crate::retention::{UsageDelta, day_floor};
 use crate::{Error, Result, Services};
 
@@ -135,15 +135,15 @@ impl Services {
         since: OffsetDateTime,
         until: OffsetDateTime,
     ) -> Result<Usage> {
-        let (since_ms, until_ms) = (to_ms(since), to_ms(until));
+        let (since_ms, until_ms) = (bound_ms(since), bound_ms(until));
         if since_ms > until_ms {
             return Err(Error::invalid("since", "since is after until"));
         }
         if since_ms == until_ms {
             // Nothing happens in an empty range.
             return Ok(Usage {
-                since,
-                until,
+                since: crate::millis::utc(since),
+                until: crate::millis::utc(until),
                 days: Vec::new(),
             });
         }

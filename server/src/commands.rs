@@ -1,5 +1,6 @@
 //! The binary's commands: `serve`, `worker`, `migrate`, `admin …`.
 
+use std::future::IntoFuture;
 use std::io::BufRead;
 use std::sync::Arc;
 use std::time::Duration;
@@ -731,14 +732,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, workers = args.workers, "Flow Trail is serving");
     // The client's address reaches handlers (sign-in throttling per client).
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
+    let (signalled, mut stopping) = watch::channel(false);
+    let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             // Open event streams would keep the graceful shutdown waiting for ever.
             streams.0.close_streams();
+            let _ = signalled.send(true);
         })
-        .await
-        .context("the HTTP server failed")?;
+        .into_future();
+    // A client that never finishes its request (half-sent headers or body) would keep the
+    // graceful shutdown waiting for ever too: it gets the grace period, then is cut off.
+    let grace = Duration::from_secs(args.shutdown_grace_seconds);
+    tokio::select! {
+        served = server => served.context("the HTTP server failed")?,
+        _ = async {
+            let _ = stopping.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "requests still open after the shutdown grace period; closing them");
+        }
+    }
     let _ = stop.send(true);
     if let Some(grpc) = grpc {
         match grpc.await {

@@ -183,6 +183,10 @@ pub struct ServeArgs {
     /// per deployment; 0 = this process does not evaluate).
     #[arg(long, env = "FLOWTRAIL_ALERT_INTERVAL_SECONDS", default_value_t = 60)]
     pub alert_interval_seconds: u64,
+    /// On SIGTERM or Ctrl-C, seconds to let requests in progress finish; connections still
+    /// open after that (a client that never finishes its request) are closed.
+    #[arg(long, env = "FLOWTRAIL_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
+    pub shutdown_grace_seconds: u64,
 }
 
 #[derive(Args)]

@@ -306,7 +306,9 @@ async fn every_acknowledged_flow_survives_sigkill_exactly_once() {
 /// `serve` stops on SIGTERM within a few seconds even while event streams
 /// (`GET /api/v1/events`, which never end on their own) are open: it ends them, exits with
 /// success, and every flow it acknowledged before is stored after a restart. Before, the
-/// graceful shutdown waited for the streams' clients to leave, that is for ever.
+/// graceful shutdown waited for the streams' clients to leave, that is for ever — and for a
+/// client that never finishes sending its request (now cut off after
+/// `--shutdown-grace-seconds`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_open_event_streams_and_stops_promptly() {
     const STREAMS: usize = 3;
@@ -317,9 +319,18 @@ async fn sigterm_ends_open_event_streams_and_stops_promptly() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let mut server = Running(start(&data, port, &database));
+    let mut server = Running(
+        start_command(&data, port, &database)
+            .args(["--shutdown-grace-seconds", "2"])
+            .spawn()
+            .unwrap(),
+    );
     wait_ready(&http, &base).await;
 
+    // And a client that never finishes its request (half-sent headers, a slowloris): it
+    // gets the grace period, then is cut off.
+    let mut stalled = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(&mut stalled, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
     let mut streams = Vec::new();
     for _ in 0..STREAMS {
         let mut response = http
@@ -365,7 +376,10 @@ async fn sigterm_ends_open_event_streams_and_stops_promptly() {
             break status;
         }
         if sent.elapsed() > Duration::from_secs(20) {
-            panic!("serve did not exit within 20 s of SIGTERM with {STREAMS} event streams open");
+            panic!(
+                "serve did not exit within 20 s of SIGTERM with {STREAMS} event streams and a \
+                 half-sent request open"
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
@@ -385,8 +399,9 @@ async fn sigterm_ends_open_event_streams_and_stops_promptly() {
         .expect("the stream ends once the server is gone");
         assert!(end.is_ok(), "the stream ended cleanly: {end:?}");
     }
+    drop(stalled);
     println!(
-        "sigterm: exited in {} ms with {STREAMS} event streams open",
+        "sigterm: exited in {} ms with {STREAMS} event streams and a half-sent request open (grace 2 s)",
         exited.as_millis()
     );
 

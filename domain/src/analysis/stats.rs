@@ -157,8 +157,8 @@ pub async fn reason_stats(
         })
         .collect();
     Ok(ReasonStats {
-        since: query.since,
-        until: query.until,
+        since: crate::millis::utc(query.since),
+        until: crate::millis::utc(query.until),
         bucket,
         totals,
         buckets,

@@ -90,7 +90,8 @@ impl Modify for Security {
 /// The query parameters whose empty value means "not given" (`?status=&limit=` lists as
 /// `?` does: what an HTML form sends for a field left blank): their schema says so, as
 /// `anyOf` the parameter's own schema or the empty string. Export's `format` and `level`,
-/// dead letters' `limit` and usage's times refuse an empty value, and are not listed.
+/// dead letters' `limit` and the alerts' `state` and `limit` refuse an empty value, and are
+/// not listed.
 const EMPTY_MEANS_NOT_GIVEN: &[(&str, &[&[&str]])] = &[
     ("/api/v1/flows", &[FILTER_NAMES, &["limit", "cursor"]]),
     ("/api/v1/export", &[FILTER_NAMES]),
@@ -98,6 +99,7 @@ const EMPTY_MEANS_NOT_GIVEN: &[(&str, &[&[&str]])] = &[
         "/api/v1/stats/reasons",
         &[&["pipeline", "step", "since", "until", "bucket"]],
     ),
+    ("/api/v1/admin/usage", &[&["since", "until"]]),
     (
         "/api/v1/flows/{id}/steps/{seq}/observations",
         &[&["version"]],

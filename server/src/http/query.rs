@@ -140,6 +140,9 @@ pub fn parse_stats_query(raw: &str) -> Result<(StatsQuery, StatsBucket), ApiErro
     let mut bucket = StatsBucket::Day;
     let mut seen: Vec<String> = Vec::new();
     for (name, value) in query_pairs(raw)? {
+        // As in the flows list: surrounding spaces are not part of a value, and a blank one
+        // is not given.
+        let value = value.trim().to_string();
         if value.is_empty() {
             continue;
         }

@@ -167,3 +167,85 @@ async fn the_api_and_the_dashboard_accept_and_refuse_the_same_list_filters() {
         );
     }
 }
+
+/// Stored times are whole milliseconds; a bound finer than that still splits them exactly:
+/// `since` and `until` count from the next stored millisecond (a new user found a flow of
+/// `08:00:00.000` listed for `since=08:00:00.0009Z`, and one of `.001` left out of
+/// `until=08:00:00.0010001Z`). The list, the statistics and the search agree.
+#[tokio::test]
+async fn bounds_finer_than_a_millisecond_split_stored_times_exactly() {
+    let app = app().await;
+    for (n, at) in [
+        (1, "2026-12-03T08:00:00.000Z"),
+        (2, "2026-12-03T08:00:00.001Z"),
+    ] {
+        let mut flow = other_flow(n);
+        flow["pipeline"] = json!("fine");
+        flow["started_at"] = json!(at);
+        flow["ended_at"] = Value::Null;
+        let (status, _, answer) = app.send(&flow).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    }
+    app.drain_all().await;
+    let first = other_flow(1)["id"].as_str().unwrap().to_string();
+    let second = other_flow(2)["id"].as_str().unwrap().to_string();
+    for (range, expected) in [
+        ("since=2026-12-03T08:00:00.0009Z", vec![&second]),
+        ("since=2026-12-03T08:00:00.000000001Z", vec![&second]),
+        ("since=2026-12-03T08:00:00Z", vec![&second, &first]),
+        ("until=2026-12-03T08:00:00.0000001Z", vec![&first]),
+        ("until=2026-12-03T08:00:00.001Z", vec![&first]),
+        ("until=2026-12-03T08:00:00.0010001Z", vec![&second, &first]),
+        (
+            "since=2026-12-03T08:00:00.0001Z&until=2026-12-03T08:00:00.0009Z",
+            vec![],
+        ),
+    ] {
+        for text in ["", "&q=price_out_of_range"] {
+            let (status, list) = app
+                .get_json(&format!("/api/v1/flows?pipeline=fine&{range}{text}"))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{range}: {list}");
+            let ids: Vec<&str> = list["flows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["id"].as_str().unwrap())
+                .collect();
+            let expected: Vec<&str> = expected.iter().map(|s| s.as_str()).collect();
+            assert_eq!(ids, expected, "{range}{text}");
+        }
+    }
+    // The statistics count the same flows (each eliminated 4,100 for price_out_of_range),
+    // and answer their range in UTC whatever offset was sent.
+    for (range, flows) in [
+        (
+            "since=2026-12-03T07:00:00Z&until=2026-12-03T08:00:00.0001Z",
+            1,
+        ),
+        (
+            "since=2026-12-03T08:00:00.0009Z&until=2026-12-03T09:00:00Z",
+            1,
+        ),
+        (
+            "since=2026-12-03T09:00:00%2B01:00&until=2026-12-03T08:00:00.0011Z",
+            2,
+        ),
+    ] {
+        let (status, stats) = app
+            .get_json(&format!(
+                "/api/v1/stats/reasons?pipeline=fine&bucket=hour&{range}"
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{range}: {stats}");
+        let price: u64 = stats["totals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["code"] == "price_out_of_range")
+            .map(|t| t["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(price, 4100 * flows, "{range}: {stats}");
+        assert!(stats["since"].as_str().unwrap().ends_with('Z'), "{stats}");
+    }
+}

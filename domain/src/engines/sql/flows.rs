@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::rows::{corrupt, flow_summary, parse_json, payload_ref, step_summary};
 use super::{SqlDatabase, on_pool};
 use crate::flows::{StepPayload, StepPayloads};
-use crate::millis::to_ms;
+use crate::millis::bound_ms;
 use crate::payloads::PayloadRef;
 use crate::{Error, Result};
 
@@ -40,10 +40,10 @@ where
             .push_bind(status.as_str().to_string());
     }
     if let Some(since) = query.since {
-        sql.push(" AND f.started_at >= ").push_bind(to_ms(since));
+        sql.push(" AND f.started_at >= ").push_bind(bound_ms(since));
     }
     if let Some(until) = query.until {
-        sql.push(" AND f.started_at < ").push_bind(to_ms(until));
+        sql.push(" AND f.started_at < ").push_bind(bound_ms(until));
     }
     for (key, value) in &query.tags {
         sql.push(

@@ -8,7 +8,7 @@ use super::writes::REASON_LO_BITS;
 use super::{SqlDatabase, on_pool};
 use crate::Result;
 use crate::analysis::{FunnelRow, ReasonRow, StatsQuery};
-use crate::millis::{HOUR_MS, floor_sql, hour_floor, to_ms};
+use crate::millis::{HOUR_MS, bound_ms, floor_sql, hour_floor};
 
 /// The start of the first hour at or after `ms`.
 fn hour_ceil(ms: i64) -> i64 {
@@ -91,7 +91,7 @@ pub(crate) async fn reason_counts(
     team_id: i64,
     query: &StatsQuery,
 ) -> Result<Vec<ReasonRow>> {
-    let plan = Plan::of(to_ms(query.since), to_ms(query.until));
+    let plan = Plan::of(bound_ms(query.since), bound_ms(query.until));
     let sql = db.json_rows(
         "b, name, step, code, hi, lo",
         Some("b, name, step, code"),
@@ -221,8 +221,8 @@ pub(crate) async fn funnel_of(
         sqlx::query_scalar(&sql)
             .bind(team_id)
             .bind(pipeline_id)
-            .bind(to_ms(query.since))
-            .bind(to_ms(query.until))
+            .bind(bound_ms(query.since))
+            .bind(bound_ms(query.until))
             .bind(i64::from(flow_cap))
             .bind(&query.step)
             .fetch_one(pool)

@@ -15,7 +15,7 @@ use crate::Result;
 use crate::engines::sql::flows::{FLOW_COLUMNS, LIST_ORDER, push_flow_filters};
 use crate::engines::sql::rows::flow_summary;
 use crate::flows::search_query;
-use crate::millis::to_ms;
+use crate::millis::bound_ms;
 
 /// Times are clamped to `[-OFFSET, OFFSET)` ms, then shifted to be non-negative.
 const OFFSET_MS: i64 = 1 << 42;
@@ -137,9 +137,9 @@ fn flows_where<'q>(
 fn search_range(query: &FlowFilters) -> (i64, i64) {
     let lo = query
         .since
-        .map_or(i64::MIN, |since| first_rowid(bucket(to_ms(since))));
+        .map_or(i64::MIN, |since| first_rowid(bucket(bound_ms(since))));
     let ends = [
-        query.until.map(|until| to_ms(until).saturating_sub(1)),
+        query.until.map(|until| bound_ms(until).saturating_sub(1)),
         query.cursor.as_ref().map(|cursor| cursor.started_at_ms),
     ];
     let hi = ends

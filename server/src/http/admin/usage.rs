@@ -37,10 +37,12 @@ pub(crate) async fn usage(
 ) -> Result<Json<Usage>, ApiError> {
     let pairs = query_pairs(query.as_deref().unwrap_or_default())?;
     let time = |name: &'static str| -> Result<Option<OffsetDateTime>, ApiError> {
-        let values: Vec<&String> = pairs
+        // As in the flows list: surrounding spaces are not part of a value, and a blank one
+        // is not given.
+        let values: Vec<&str> = pairs
             .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v)
+            .filter(|(k, v)| k == name && !v.trim().is_empty())
+            .map(|(_, v)| v.trim())
             .collect();
         match values.as_slice() {
             [] => Ok(None),
