@@ -9,9 +9,13 @@ pub fn now_ms() -> i64 {
 
 /// An instant in Unix milliseconds, rounded down (towards the past, also before 1970:
 /// `1969-12-31T23:59:59.9995Z` is -1 ms, not 0).
-pub fn to_ms(at: OffsetDateTime) -> i64 {
+pub const fn to_ms(at: OffsetDateTime) -> i64 {
     at.unix_timestamp_nanos().div_euclid(1_000_000) as i64
 }
+
+/// [`flowtrail_types::rfc3339::MIN`] and [`flowtrail_types::rfc3339::MAX`] in Unix ms.
+const MIN_MS: i64 = to_ms(flowtrail_types::rfc3339::MIN);
+const MAX_MS: i64 = to_ms(flowtrail_types::rfc3339::MAX);
 
 /// A range bound (`since`, `until`) in Unix milliseconds, rounded **up**: stored times are
 /// whole milliseconds, so a stored `t` is at or after the bound exactly when `t >=
@@ -32,11 +36,7 @@ pub fn utc(at: OffsetDateTime) -> OffsetDateTime {
 /// outside them (written before that rule) reads as the nearest of the two, so an answer
 /// holding it can still be written as RFC 3339.
 pub fn from_ms(ms: i64) -> OffsetDateTime {
-    let (min, max) = (
-        to_ms(flowtrail_types::rfc3339::MIN),
-        to_ms(flowtrail_types::rfc3339::MAX),
-    );
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms.clamp(min, max)) * 1_000_000)
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms.clamp(MIN_MS, MAX_MS)) * 1_000_000)
         .unwrap_or(flowtrail_types::rfc3339::MAX)
 }
 

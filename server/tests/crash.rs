@@ -116,17 +116,53 @@ impl Drop for Running {
 
 /// An API key (scope `all`) made by `flowtrail admin create-api-key` on the server's data.
 fn create_key(data: &Path, database: &Option<String>) -> String {
+    create_key_of(data, database, "all")
+}
+
+/// An API key of `scope`, as [`create_key`].
+fn create_key_of(data: &Path, database: &Option<String>, scope: &str) -> String {
     let mut create_key = Command::new(env!("CARGO_BIN_EXE_flowtrail"));
     if let Some(url) = database {
         create_key.env("FLOWTRAIL_DATABASE_URL", url);
     }
     let key = create_key
-        .args(["admin", "create-api-key", "--name", "crash", "--data-dir"])
+        .args([
+            "admin",
+            "create-api-key",
+            "--name",
+            scope,
+            "--scope",
+            scope,
+            "--data-dir",
+        ])
         .arg(data)
         .output()
         .unwrap();
     assert!(key.status.success());
     String::from_utf8(key.stdout).unwrap().trim().to_string()
+}
+
+/// Whether flow `id` becomes queryable within `tries` × 100 ms.
+async fn becomes_queryable(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    id: Uuid,
+    tries: u32,
+) -> bool {
+    for _ in 0..tries {
+        let response = http
+            .get(format!("{base}/api/v1/flows/{id}"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 fn flow(id: Uuid, client: usize, n: usize) -> Value {
@@ -409,21 +445,8 @@ async fn sigterm_ends_open_event_streams_and_stops_promptly() {
     drop(server);
     let _server = Running(start(&data, port, &database));
     wait_ready(&http, &base).await;
-    for id in &acknowledged {
-        let mut stored = false;
-        for _ in 0..300 {
-            let response = http
-                .get(format!("{base}/api/v1/flows/{id}"))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .unwrap();
-            if response.status() == 200 {
-                stored = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    for &id in &acknowledged {
+        let stored = becomes_queryable(&http, &base, &key, id, 300).await;
         assert!(stored, "acknowledged flow {id} is stored after the restart");
     }
 }
@@ -441,25 +464,7 @@ async fn a_flow_that_panics_the_processor_is_dead_lettered_and_nothing_else_wait
     let data = dir.path().to_path_buf();
     let database = database_url().await;
     let key = create_key(&data, &database);
-    let mut admin = Command::new(env!("CARGO_BIN_EXE_flowtrail"));
-    if let Some(url) = &database {
-        admin.env("FLOWTRAIL_DATABASE_URL", url);
-    }
-    let admin = admin
-        .args([
-            "admin",
-            "create-api-key",
-            "--name",
-            "ops",
-            "--scope",
-            "admin",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(admin.status.success());
-    let admin_key = String::from_utf8(admin.stdout).unwrap().trim().to_string();
+    let admin_key = create_key_of(&data, &database, "admin");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::builder()
@@ -580,19 +585,6 @@ async fn a_flow_that_panics_the_processor_is_dead_lettered_and_nothing_else_wait
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
-    let mut landed = false;
-    for _ in 0..100 {
-        let response = http
-            .get(format!("{base}/api/v1/flows/{id}"))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap();
-        if response.status() == 200 {
-            landed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let landed = becomes_queryable(&http, &base, &key, id, 100).await;
     assert!(landed, "a flow sent after the poisoned ones is stored");
 }

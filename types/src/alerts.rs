@@ -436,6 +436,13 @@ impl AlertState {
             AlertState::Resolved => "resolved",
         }
     }
+
+    /// Reads a wire name.
+    pub fn parse(text: &str) -> Option<Self> {
+        [AlertState::Open, AlertState::Resolved]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
 }
 
 /// Which change of an alert a delivery tells.
@@ -454,6 +461,13 @@ impl AlertEvent {
             AlertEvent::Opened => "opened",
             AlertEvent::Resolved => "resolved",
         }
+    }
+
+    /// Reads a wire name.
+    pub fn parse(text: &str) -> Option<Self> {
+        [AlertEvent::Opened, AlertEvent::Resolved]
+            .into_iter()
+            .find(|e| e.as_str() == text)
     }
 }
 

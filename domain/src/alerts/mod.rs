@@ -417,10 +417,16 @@ async fn evaluate_rule(
     Ok(())
 }
 
+/// Counts a delivery's outcome in the report (nothing for a rule without a webhook).
 fn count_delivery(outcome: Result<bool>, rule: &AlertRuleInput, report: &mut AlertEvaluation) {
-    if rule.webhook_url.is_none() {
-        return;
+    if rule.webhook_url.is_some() {
+        tally(outcome, report);
     }
+}
+
+/// Counts one delivery attempt's outcome: delivered, or failed (also when its outcome could
+/// not be recorded).
+fn tally(outcome: Result<bool>, report: &mut AlertEvaluation) {
     match outcome {
         Ok(true) => report.delivered += 1,
         Ok(false) => report.delivery_failures += 1,
@@ -475,14 +481,7 @@ async fn evaluate_holding_the_lease(
             due.attempts + 1,
         )
         .await;
-        match outcome {
-            Ok(true) => report.delivered += 1,
-            Ok(false) => report.delivery_failures += 1,
-            Err(error) => {
-                tracing::warn!(%error, "could not record a webhook delivery");
-                report.delivery_failures += 1;
-            }
-        }
+        tally(outcome, &mut report);
     }
     let now = now_ms();
     for stored in services.metadata.all_alert_rules().await? {

@@ -21,6 +21,7 @@ use super::{Job, load_job};
 use crate::events::FlowLanded;
 use crate::flows::{FlowWrite, StepPayloads, UpsertOutcome, WriteMode};
 use crate::millis::now_ms;
+use crate::retention::fault_injected;
 use crate::{Services, otlp};
 
 /// How the processor behaves.
@@ -141,11 +142,6 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// Fault injection for the poison test (`server/tests/crash.rs`): with
 /// `FLOWTRAIL_FAULT=processor_panic`, processing a flow of this pipeline panics.
 const POISON: &str = "flowtrail_fault_poison";
-
-/// Whether `FLOWTRAIL_FAULT` names `point` (read per batch: tests set it per process).
-fn fault_injected(point: &str) -> bool {
-    std::env::var("FLOWTRAIL_FAULT").is_ok_and(|v| v == point)
-}
 
 fn job_span(job: &Job) -> tracing::Span {
     tracing::info_span!(

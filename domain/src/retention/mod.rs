@@ -179,8 +179,10 @@ fn next_batch(batch: u32, most: u32, held: Duration, hold: Duration) -> u32 {
     }
 }
 
-/// Fault injection for the crash tests: whether `FLOWTRAIL_FAULT` names `point`.
-fn fault_injected(point: &str) -> bool {
+/// Fault injection for the crash tests: whether `FLOWTRAIL_FAULT` names `point` (read each
+/// time: tests set it per process). Points: `sweep_after_commit` (here) and
+/// `processor_panic` (`ingest::processor`).
+pub(crate) fn fault_injected(point: &str) -> bool {
     std::env::var("FLOWTRAIL_FAULT").is_ok_and(|v| v == point)
 }
 

@@ -101,11 +101,8 @@ where
     let examples: String = row.try_get("example_flow_ids")?;
     let example_flow_ids: Vec<Uuid> =
         serde_json::from_str(&examples).map_err(|_| corrupt("alert's example flows"))?;
-    let state = match row.try_get::<String, _>("state")?.as_str() {
-        "open" => AlertState::Open,
-        "resolved" => AlertState::Resolved,
-        _ => return Err(corrupt("alert state")),
-    };
+    let state = AlertState::parse(&row.try_get::<String, _>("state")?)
+        .ok_or_else(|| corrupt("alert state"))?;
     Ok((
         row.try_get("team_id")?,
         Alert {
@@ -147,11 +144,8 @@ where
     for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
 {
-    let event = match row.try_get::<String, _>("event")?.as_str() {
-        "opened" => AlertEvent::Opened,
-        "resolved" => AlertEvent::Resolved,
-        _ => return Err(corrupt("delivery event")),
-    };
+    let event = AlertEvent::parse(&row.try_get::<String, _>("event")?)
+        .ok_or_else(|| corrupt("delivery event"))?;
     Ok((
         row.try_get("alert_id")?,
         AlertDelivery {
@@ -168,6 +162,26 @@ where
                 .map(from_ms),
         },
     ))
+}
+
+/// `query` with a rule's twelve stored fields bound, in the order of the `alert_rules`
+/// columns from `name` to `secret` (the same for `INSERT` and `UPDATE`).
+macro_rules! bind_rule {
+    ($query:expr, $rule:expr) => {
+        $query
+            .bind(&$rule.name)
+            .bind(&$rule.pipeline)
+            .bind(&$rule.step)
+            .bind($rule.metric.as_str())
+            .bind(&$rule.reason)
+            .bind($rule.comparison.as_str())
+            .bind($rule.threshold)
+            .bind(i64::from($rule.window_minutes))
+            .bind($rule.baseline_days.map(i64::from))
+            .bind(i64::from($rule.min_flows))
+            .bind(&$rule.webhook_url)
+            .bind(&$rule.secret)
+    };
 }
 
 /// A unique-constraint violation: the rule's name is taken.
@@ -188,15 +202,11 @@ impl SqlMetadata {
         }
         let ids: Vec<i64> = alerts.iter().map(|a| a.id).collect();
         let list = serde_json::to_string(&ids).map_err(|e| Error::Internal(e.to_string()))?;
-        let values = match &self.db {
-            super::SqlDatabase::Sqlite(_) => "SELECT value FROM json_each($1)".to_string(),
-            super::SqlDatabase::Postgres(_) => {
-                "SELECT value::BIGINT FROM json_array_elements_text($1::JSON)".to_string()
-            }
-        };
         let sql = format!(
             "SELECT alert_id, event, attempt, attempted_at, status_code, error, delivered, \
-             next_attempt_at FROM alert_deliveries WHERE alert_id IN ({values}) ORDER BY id"
+             next_attempt_at FROM alert_deliveries \
+             WHERE alert_id IN (SELECT CAST(value AS BIGINT) FROM ({}) ids) ORDER BY id",
+            self.db.json_text_values("$1")
         );
         let deliveries: Vec<(i64, AlertDelivery)> = on_pool!(&self.db, read, |pool| {
             let rows = sqlx::query(&sql).bind(&list).fetch_all(pool).await?;
@@ -261,30 +271,19 @@ impl AlertStore for SqlMetadata {
             )));
         }
         let id: i64 = on_pool!(&self.db, write, |pool| {
-            sqlx::query_scalar(
+            let query = sqlx::query_scalar(
                 "INSERT INTO alert_rules (team_id, name, pipeline, step, metric, reason, \
                  comparison, threshold, window_minutes, baseline_days, min_flows, webhook_url, \
                  secret, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) \
                  RETURNING id",
             )
-            .bind(team_id)
-            .bind(&rule.name)
-            .bind(&rule.pipeline)
-            .bind(&rule.step)
-            .bind(rule.metric.as_str())
-            .bind(&rule.reason)
-            .bind(rule.comparison.as_str())
-            .bind(rule.threshold)
-            .bind(i64::from(rule.window_minutes))
-            .bind(rule.baseline_days.map(i64::from))
-            .bind(i64::from(rule.min_flows))
-            .bind(&rule.webhook_url)
-            .bind(&rule.secret)
-            .bind(now_ms)
-            .fetch_one(pool)
-            .await
-            .map_err(name_taken)?
+            .bind(team_id);
+            bind_rule!(query, rule)
+                .bind(now_ms)
+                .fetch_one(pool)
+                .await
+                .map_err(name_taken)?
         });
         self.alert_rule(team_id, id)
             .await?
@@ -300,31 +299,20 @@ impl AlertStore for SqlMetadata {
         now_ms: i64,
     ) -> Result<Option<AlertRule>> {
         let changed = on_pool!(&self.db, write, |pool| {
-            sqlx::query(
+            let query = sqlx::query(
                 "UPDATE alert_rules SET name = $3, pipeline = $4, step = $5, metric = $6, \
                  reason = $7, comparison = $8, threshold = $9, window_minutes = $10, \
                  baseline_days = $11, min_flows = $12, webhook_url = $13, secret = $14, \
                  updated_at = $15 WHERE team_id = $1 AND id = $2",
             )
             .bind(team_id)
-            .bind(rule_id)
-            .bind(&rule.name)
-            .bind(&rule.pipeline)
-            .bind(&rule.step)
-            .bind(rule.metric.as_str())
-            .bind(&rule.reason)
-            .bind(rule.comparison.as_str())
-            .bind(rule.threshold)
-            .bind(i64::from(rule.window_minutes))
-            .bind(rule.baseline_days.map(i64::from))
-            .bind(i64::from(rule.min_flows))
-            .bind(&rule.webhook_url)
-            .bind(&rule.secret)
-            .bind(now_ms)
-            .execute(pool)
-            .await
-            .map_err(name_taken)?
-            .rows_affected()
+            .bind(rule_id);
+            bind_rule!(query, rule)
+                .bind(now_ms)
+                .execute(pool)
+                .await
+                .map_err(name_taken)?
+                .rows_affected()
         });
         if changed == 0 {
             return Ok(None);
@@ -542,11 +530,7 @@ impl AlertStore for SqlMetadata {
         });
         rows.into_iter()
             .map(|(alert_id, event, attempts)| {
-                let event = match event.as_str() {
-                    "opened" => AlertEvent::Opened,
-                    "resolved" => AlertEvent::Resolved,
-                    _ => return Err(corrupt("delivery event")),
-                };
+                let event = AlertEvent::parse(&event).ok_or_else(|| corrupt("delivery event"))?;
                 Ok(DueDelivery {
                     alert_id,
                     event,
