@@ -123,7 +123,7 @@ async fn contained(services: &Services, config: &ProcessorConfig, jobs: Vec<Job>
         let error = format!("processing panicked: {}", panic_message(&*panic));
         for job in &group {
             tracing::error!(%error, "failed for good; moved to the dead-letter queue");
-            if let Err(error) = services.queue.bury(job.id, &error).await {
+            if let Err(error) = services.queue.bury(job, &error).await {
                 tracing::warn!(%error, "could not record the job's outcome");
             }
         }
@@ -241,7 +241,7 @@ async fn process_batch(services: &Services, config: &ProcessorConfig, jobs: Vec<
                 let delay = backoff(config, job.attempts).min(Duration::from_millis(200));
                 if let Err(error) = services
                     .queue
-                    .retry(job.id, "assembled concurrently; again", delay)
+                    .retry(job, "assembled concurrently; again", delay)
                     .await
                 {
                     tracing::warn!(%error, "could not schedule the job again");
@@ -326,10 +326,10 @@ async fn fail(services: &Services, config: &ProcessorConfig, job: &Job, error: &
     let recorded = if transient && (job.attempts < config.max_attempts || full) {
         let delay = backoff(config, job.attempts);
         tracing::warn!(%error, ?delay, "transient failure; retrying");
-        services.queue.retry(job.id, &error, delay).await
+        services.queue.retry(job, &error, delay).await
     } else {
         tracing::error!(%error, "failed for good; moved to the dead-letter queue");
-        services.queue.bury(job.id, &error).await
+        services.queue.bury(job, &error).await
     };
     if let Err(error) = recorded {
         tracing::warn!(%error, "could not record the job's outcome");

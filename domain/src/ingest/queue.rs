@@ -130,9 +130,15 @@ pub trait IngestQueue: Send + Sync {
     /// Several jobs are done, in one transaction.
     async fn complete_many(&self, job_ids: &[i64]) -> Result<()>;
     /// The job failed transiently: try again after `delay`.
-    async fn retry(&self, job_id: i64, error: &str, delay: Duration) -> Result<()>;
-    /// The job failed permanently: keep it in the dead-letter queue.
-    async fn bury(&self, job_id: i64, error: &str) -> Result<()>;
+    ///
+    /// Fenced by the claim: it acts only while `job` is still claimed under the attempt it
+    /// was claimed with. A worker whose lease lapsed (and whose job another worker claimed
+    /// since) changes nothing, so one failure is never recorded twice.
+    async fn retry(&self, job: &Job, error: &str, delay: Duration) -> Result<()>;
+    /// The job failed permanently: keep it in the dead-letter queue. Fenced by the claim as
+    /// [`IngestQueue::retry`] is: a job is dead-lettered at most once per claim, and a lapsed
+    /// claim buries nothing.
+    async fn bury(&self, job: &Job, error: &str) -> Result<()>;
     /// Dead jobs, newest first, of one team or of all.
     async fn dead_letters(&self, team_id: Option<i64>, limit: u32) -> Result<Vec<DeadLetter>>;
     /// Puts dead jobs (one, or all of a team, or all) back in the queue with fresh attempts.

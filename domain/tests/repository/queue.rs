@@ -76,7 +76,7 @@ async fn claimed_jobs_are_leased_retried_and_buried() {
     );
 
     q.complete(first[0].id).await.unwrap();
-    q.retry(first[1].id, "engine down", Duration::from_secs(3600))
+    q.retry(&first[1], "engine down", Duration::from_secs(3600))
         .await
         .unwrap();
     assert!(
@@ -97,7 +97,20 @@ async fn claimed_jobs_are_leased_retried_and_buried() {
         "an expired lease is claimed again"
     );
     assert_eq!(again[0].attempts, 2);
-    q.bury(again[0].id, "invalid").await.unwrap();
+    // The first claim's lease lapsed: what its worker reports changes nothing.
+    q.bury(&crashed[0], "stale claim").await.unwrap();
+    q.retry(&crashed[0], "stale claim", Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(
+        q.dead_letters(None, 10).await.unwrap().is_empty(),
+        "a lapsed claim buries nothing"
+    );
+    q.bury(&again[0], "invalid").await.unwrap();
+    q.bury(&again[0], "invalid").await.unwrap();
+    let dead = q.dead_letters(None, 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "dead-lettered once: {dead:?}");
+    assert_eq!(dead[0].last_error.as_deref(), Some("invalid"));
     assert_eq!(q.depth().await.unwrap(), 1, "dead jobs leave the queue");
 }
 

@@ -143,7 +143,7 @@ async fn admins_inspect_and_discard_a_dead_job() {
     {
         app.services
             .queue
-            .bury(job.id, "broken on purpose")
+            .bury(&job, "broken on purpose")
             .await
             .unwrap();
     }

@@ -43,7 +43,8 @@ const CLAIM: &str = include_str!("lua/claim.lua");
 /// Acknowledges and deletes done jobs, drops their hashes, remembers their keys in `q:done`.
 const COMPLETE: &str = include_str!("lua/complete.lua");
 
-/// Takes a job off the stream (retry or bury); `ARGV[4]` is the error.
+/// Takes a job off the stream (retry or bury); `ARGV[4]` is the error, `ARGV[7]` the attempt
+/// of the caller's claim (the job is left alone unless it is still that claim).
 const SET_ASIDE: &str = include_str!("lua/set_aside.lua");
 
 /// The newest dead jobs (of one team or of all) with their error.
@@ -154,7 +155,7 @@ impl RedisQueue {
         self.key("job:")
     }
 
-    async fn set_aside(&self, job_id: i64, error: &str, aside: Aside, at: i64) -> Result<()> {
+    async fn set_aside(&self, job: &Job, error: &str, aside: Aside, at: i64) -> Result<()> {
         let (how, target) = match aside {
             Aside::Retry => ("retry", "delayed"),
             Aside::Bury => ("bury", "dead"),
@@ -168,10 +169,11 @@ impl RedisQueue {
             .key(self.key(target))
             .arg(self.job_prefix())
             .arg(GROUP)
-            .arg(job_id)
+            .arg(job.id)
             .arg(error)
             .arg(how)
             .arg(at)
+            .arg(job.attempts)
             .invoke_async(&mut conn)
             .await?;
         Ok(())
@@ -309,9 +311,9 @@ impl IngestQueue for RedisQueue {
         Ok(())
     }
 
-    async fn retry(&self, job_id: i64, error: &str, delay: Duration) -> Result<()> {
+    async fn retry(&self, job: &Job, error: &str, delay: Duration) -> Result<()> {
         self.set_aside(
-            job_id,
+            job,
             error,
             Aside::Retry,
             now_ms() + delay.as_millis() as i64,
@@ -319,8 +321,8 @@ impl IngestQueue for RedisQueue {
         .await
     }
 
-    async fn bury(&self, job_id: i64, error: &str) -> Result<()> {
-        self.set_aside(job_id, error, Aside::Bury, now_ms()).await
+    async fn bury(&self, job: &Job, error: &str) -> Result<()> {
+        self.set_aside(job, error, Aside::Bury, now_ms()).await
     }
 
     async fn dead_letters(&self, team_id: Option<i64>, limit: u32) -> Result<Vec<DeadLetter>> {

@@ -137,30 +137,32 @@ impl IngestQueue for SqlQueue {
         Ok(())
     }
 
-    async fn retry(&self, job_id: i64, error: &str, delay: Duration) -> Result<()> {
+    async fn retry(&self, job: &Job, error: &str, delay: Duration) -> Result<()> {
         on_pool!(&self.db, write, |pool| {
             sqlx::query(
                 "UPDATE ingest_jobs SET state = 'queued', lease_until = NULL, last_error = $1, \
-                 run_after = $2 WHERE id = $3",
+                 run_after = $2 WHERE id = $3 AND state = 'claimed' AND attempts = $4",
             )
             .bind(error)
             .bind(now_ms() + delay.as_millis() as i64)
-            .bind(job_id)
+            .bind(job.id)
+            .bind(i64::from(job.attempts))
             .execute(pool)
             .await?;
         });
         Ok(())
     }
 
-    async fn bury(&self, job_id: i64, error: &str) -> Result<()> {
+    async fn bury(&self, job: &Job, error: &str) -> Result<()> {
         on_pool!(&self.db, write, |pool| {
             sqlx::query(
                 "UPDATE ingest_jobs SET state = 'dead', lease_until = NULL, last_error = $1, \
-                 finished_at = $2 WHERE id = $3",
+                 finished_at = $2 WHERE id = $3 AND state = 'claimed' AND attempts = $4",
             )
             .bind(error)
             .bind(now_ms())
-            .bind(job_id)
+            .bind(job.id)
+            .bind(i64::from(job.attempts))
             .execute(pool)
             .await?;
         });
