@@ -5,6 +5,7 @@ use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 
 pub mod admin;
+pub mod insights;
 mod list_params;
 mod session;
 #[cfg(feature = "ssr")]

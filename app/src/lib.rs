@@ -21,6 +21,7 @@ use pages::admin::{
     AdminIndex, alerts::AlertsPage, dead_letters::DeadLettersPage, keys::KeysPage,
     members::MembersPage, retention::RetentionPage, usage::UsagePage,
 };
+use pages::pipelines::{PipelinePage, PipelinesPage};
 use pages::{compare::ComparePage, flow::FlowPage, flows::FlowsPage, login::LoginPage};
 
 /// The Content-Security-Policy of a page whose scripts carry `nonce`: scripts only from this
@@ -91,6 +92,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=FlowsPage/>
                     <Route path=path!("/flows/:id") view=FlowPage/>
                     <Route path=path!("/flows/:a/compare/:b") view=ComparePage/>
+                    <Route path=path!("/pipelines") view=PipelinesPage ssr=SsrMode::Async/>
+                    <Route path=path!("/pipelines/:name") view=PipelinePage ssr=SsrMode::Async/>
                     // Rendered whole before answering: the role decides the status (403).
                     <Route path=path!("/admin") view=AdminIndex ssr=SsrMode::Async/>
                     <Route path=path!("/admin/members") view=MembersPage ssr=SsrMode::Async/>

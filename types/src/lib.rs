@@ -20,6 +20,7 @@ pub mod alerts;
 pub mod analysis;
 pub mod api;
 pub mod filters;
+pub mod insights;
 pub mod limits;
 pub mod rfc3339;
 pub mod share;

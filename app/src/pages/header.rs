@@ -37,6 +37,13 @@ pub fn TopBar(
         let path = location.pathname.get();
         (path == "/" || path.starts_with("/flows")).then_some("page")
     };
+    let pipelines_current = move || {
+        location
+            .pathname
+            .get()
+            .starts_with("/pipelines")
+            .then_some("page")
+    };
     view! {
         <header class="topbar">
             <a class="brand" href="/">
@@ -45,6 +52,7 @@ pub fn TopBar(
             </a>
             <nav aria-label="Main">
                 <a href="/" aria-current=flows_current>"Flows"</a>
+                <a href="/pipelines" aria-current=pipelines_current>"Pipelines"</a>
                 <Transition fallback=|| ()>{admin_link}</Transition>
             </nav>
             {move || (!online.get()).then(|| view! {

@@ -6,6 +6,7 @@ pub mod flow;
 pub mod flows;
 pub mod header;
 pub mod login;
+pub mod pipelines;
 
 use leptos::prelude::*;
 

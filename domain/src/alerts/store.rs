@@ -95,6 +95,15 @@ pub trait AlertStore: Send + Sync {
     async fn record_delivery(&self, alert_id: i64, delivery: &AlertDelivery) -> Result<()>;
     /// Deliveries whose next attempt is due at `now_ms`, oldest first.
     async fn due_deliveries(&self, now_ms: i64, limit: u32) -> Result<Vec<DueDelivery>>;
+    /// Flows of the team that started in `[since_ms, until_ms)`, per pipeline and UTC day:
+    /// `(pipeline, day start in Unix ms, flows, failed)`, in no order. `since_ms` is a
+    /// midnight (UTC); days without flows are left out.
+    async fn flow_counts_by_day(
+        &self,
+        team_id: i64,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<(String, i64, u64, u64)>>;
     /// Flows of the team's pipeline that started in `[since_ms, until_ms)`: all, and failed.
     async fn flow_counts(
         &self,

@@ -4,9 +4,10 @@
 //! payload store are used, so every engine answers the same way.
 
 pub mod diff;
+pub mod insights;
 pub mod journey;
 pub mod stats;
 
 pub use diff::diff;
 pub use journey::{journey, observed_anywhere};
-pub use stats::{FUNNEL_FLOW_CAP, FunnelRow, ReasonRow, StatsQuery, reason_stats};
+pub use stats::{FUNNEL_FLOW_CAP, FunnelRow, ReasonRow, StatsQuery, funnels, reason_stats};

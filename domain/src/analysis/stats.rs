@@ -114,6 +114,20 @@ pub async fn reason_stats(
             count: row.count,
         })
         .collect();
+    let funnels = funnels(funnel_rows);
+    Ok(ReasonStats {
+        since: crate::millis::utc(query.since),
+        until: crate::millis::utc(query.until),
+        bucket,
+        totals,
+        buckets,
+        funnels,
+    })
+}
+
+/// The median funnel of each pipeline from its [`FunnelRow`]s (of flows up to
+/// [`FUNNEL_FLOW_CAP`] per pipeline), by pipeline name; steps in the order they first ran.
+pub fn funnels(funnel_rows: Vec<FunnelRow>) -> Vec<Funnel> {
     // pipeline -> step name -> (first seq seen, kind, ins, outs, shares); and flows per pipeline.
     type StepAcc = (u32, flowtrail_types::StepKind, Vec<u64>, Vec<u64>, Vec<f64>);
     let mut funnels: BTreeMap<String, (BTreeSet<String>, BTreeMap<String, StepAcc>)> =
@@ -131,7 +145,7 @@ pub async fn reason_stats(
             Elimination::new(row.seq, "", row.kind, row.candidates_in, row.candidates_out).share,
         );
     }
-    let funnels = funnels
+    funnels
         .into_iter()
         .map(|(pipeline, (flows, steps))| {
             let mut steps: Vec<_> = steps.into_iter().collect();
@@ -155,15 +169,7 @@ pub async fn reason_stats(
                     .collect(),
             }
         })
-        .collect();
-    Ok(ReasonStats {
-        since: crate::millis::utc(query.since),
-        until: crate::millis::utc(query.until),
-        bucket,
-        totals,
-        buckets,
-        funnels,
-    })
+        .collect()
 }
 
 #[cfg(test)]

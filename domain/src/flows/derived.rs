@@ -189,7 +189,19 @@ pub fn unspaced_pairs(text: &str) -> String {
 /// A step's own text for the search index: its observations' text ([`observation_text`])
 /// and the character pairs of unspaced scripts in its name, reasoning and that text.
 fn step_search_text(step: &StepRecord) -> Option<String> {
-    let observed = observation_text(&step.observations);
+    let mut observed = observation_text(&step.observations);
+    // The step's exact reason counts name codes that no recorded observation may carry
+    // (`counts_only`, a sample): they are findable too, so `q=<code>` finds every flow a
+    // reason chart counts (`/pipelines/{name}`).
+    for code in step.reasons.iter().filter(|(_, n)| **n > 0).map(|(c, _)| c) {
+        let text = observed.get_or_insert_with(String::new);
+        if !text.split(' ').any(|word| word == code) {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(code);
+        }
+    }
     let texts = [
         step.name.as_str(),
         step.reasoning.as_deref().unwrap_or(""),

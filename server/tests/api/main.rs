@@ -20,6 +20,7 @@ mod export;
 mod filters;
 mod flows;
 mod ingest;
+mod insights;
 mod limits;
 mod openapi;
 mod operations;

@@ -540,6 +540,43 @@ impl AlertStore for SqlMetadata {
             .collect()
     }
 
+    async fn flow_counts_by_day(
+        &self,
+        team_id: i64,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<(String, i64, u64, u64)>> {
+        // Days counted from `since_ms` (a midnight), so the division never meets a
+        // negative time (it truncates toward zero on both engines).
+        let rows: Vec<(String, i64, i64, i64)> = on_pool!(&self.db, read, |pool| {
+            sqlx::query_as(
+                "SELECT p.name, CAST((f.started_at - $2) / 86400000 AS BIGINT), \
+                 CAST(COUNT(*) AS BIGINT), \
+                 CAST(COALESCE(SUM(CASE WHEN f.status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT) \
+                 FROM flows f JOIN pipelines p ON p.id = f.pipeline_id \
+                 WHERE f.team_id = $1 AND p.team_id = $1 \
+                   AND f.started_at >= $2 AND f.started_at < $3 \
+                 GROUP BY 1, 2",
+            )
+            .bind(team_id)
+            .bind(since_ms)
+            .bind(until_ms)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(pipeline, day, all, failed)| {
+                (
+                    pipeline,
+                    since_ms + day * 86_400_000,
+                    u64::try_from(all).unwrap_or(0),
+                    u64::try_from(failed).unwrap_or(0),
+                )
+            })
+            .collect())
+    }
+
     async fn flow_counts(
         &self,
         team_id: i64,

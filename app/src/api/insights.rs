@@ -1,0 +1,153 @@
+//! Server functions of the pipeline pages (`/pipelines`, `/pipelines/{name}`): any member of
+//! the session's team may read them, as the flows list.
+
+#[cfg(feature = "ssr")]
+use flowtrail_types::StatsBucket;
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "ssr")]
+use super::ssr;
+
+/// The range `/pipelines/{name}` shows by default: the last 7 days.
+pub const DEFAULT_RANGE_DAYS: i64 = 7;
+
+/// Ranges up to this long are bucketed by hour unless `bucket` says otherwise.
+pub const HOURLY_UP_TO_HOURS: i64 = 48;
+
+/// Most buckets one range may be cut into (a year by day; 83 days by hour).
+pub const MAX_BUCKETS: i64 = 2_000;
+
+/// What `/pipelines/{name}` carries in its URL, as typed (parsed by [`pipeline_insight`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InsightParams {
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// `hour` or `day`.
+    pub bucket: Option<String>,
+    /// A second range to compare with; `vs_until` defaults to `vs_since` plus the first
+    /// range's length.
+    pub vs_since: Option<String>,
+    pub vs_until: Option<String>,
+}
+
+impl InsightParams {
+    /// The non-blank parameters, in URL order.
+    pub fn pairs(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("since", &self.since),
+            ("until", &self.until),
+            ("bucket", &self.bucket),
+            ("vs_since", &self.vs_since),
+            ("vs_until", &self.vs_until),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| {
+            value
+                .as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|v| (name, v))
+        })
+        .collect()
+    }
+}
+
+/// `/pipelines` as HTML: every pipeline of the session's team at a glance.
+#[server(prefix = "/fn")]
+pub async fn pipelines_html() -> Result<String, ServerFnError> {
+    let (_, membership) = ssr::signed_in().await?;
+    let overview = flowtrail_domain::analysis::insights::overview(
+        &*ssr::services()?,
+        membership.team.id,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await
+    .map_err(ssr::internal)?;
+    Ok(crate::pages::pipelines::render::overview(overview))
+}
+
+/// `/pipelines/{name}` as HTML: one pipeline of the session's team over a range (and beside a
+/// second one). 404 when the team has no such pipeline; 422 for a time the flows list would
+/// refuse (same parser, same message), a range that ends before it starts, or more than
+/// [`MAX_BUCKETS`] buckets.
+#[server(prefix = "/fn", input = leptos::server_fn::codec::Json)]
+pub async fn pipeline_html(name: String, params: InsightParams) -> Result<String, ServerFnError> {
+    use flowtrail_domain::analysis::insights::{InsightQuery, pipeline};
+    use time::{Duration, OffsetDateTime};
+    let (_, membership) = ssr::signed_in().await?;
+    let unprocessable =
+        |message: String| ssr::refuse(http::StatusCode::UNPROCESSABLE_ENTITY, message);
+    // One time parameter, read by the flows list's parser (so the same words are accepted).
+    let time = |field: &'static str, text: &str| {
+        flowtrail_types::filters::parse_time(field, text).map_err(|e| unprocessable(e.message))
+    };
+    let pairs = params.pairs();
+    let get = |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+    let until = match get("until") {
+        Some(text) => time("until", text)?,
+        None => OffsetDateTime::now_utc(),
+    };
+    let since = match get("since") {
+        Some(text) => time("since", text)?,
+        None => until - Duration::days(DEFAULT_RANGE_DAYS),
+    };
+    if since >= until {
+        return Err(unprocessable("since must be before until.".into()));
+    }
+    let length = until - since;
+    let versus = match (get("vs_since"), get("vs_until")) {
+        (None, None) => None,
+        (Some(a), b) => {
+            let vs_since = time("vs_since", a)?;
+            let vs_until = match b {
+                Some(b) => time("vs_until", b)?,
+                None => vs_since + length,
+            };
+            if vs_since >= vs_until {
+                return Err(unprocessable("vs_since must be before vs_until.".into()));
+            }
+            Some((vs_since, vs_until))
+        }
+        (None, Some(_)) => {
+            return Err(unprocessable(
+                "vs_until needs vs_since (the start of the range compared with).".into(),
+            ));
+        }
+    };
+    let bucket = match get("bucket") {
+        Some("hour") => StatsBucket::Hour,
+        Some("day") => StatsBucket::Day,
+        Some(other) => {
+            return Err(unprocessable(format!(
+                "bucket is hour or day, not {other:?}."
+            )));
+        }
+        None if length <= Duration::hours(HOURLY_UP_TO_HOURS) => StatsBucket::Hour,
+        None => StatsBucket::Day,
+    };
+    let longest = versus.map_or(length, |(a, b)| (b - a).max(length));
+    if longest.whole_milliseconds() / i128::from(bucket.millis()) > i128::from(MAX_BUCKETS) {
+        return Err(unprocessable(format!(
+            "At most {MAX_BUCKETS} buckets per range: choose day buckets or a shorter range."
+        )));
+    }
+    let query = InsightQuery {
+        pipeline: name,
+        since,
+        until,
+        versus,
+        bucket,
+    };
+    let insight = pipeline(&*ssr::services()?, membership.team.id, &query)
+        .await
+        .map_err(ssr::internal)?
+        .ok_or_else(|| {
+            ssr::refuse(
+                http::StatusCode::NOT_FOUND,
+                format!("Your team has no pipeline named {:?}.", query.pipeline),
+            )
+        })?;
+    Ok(crate::pages::pipelines::render::pipeline(insight, &params))
+}
