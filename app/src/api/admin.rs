@@ -351,11 +351,14 @@ mod alert_rule_form {
 #[server(prefix = "/fn")]
 pub async fn delete_alert_rule(id: i64) -> Result<i64, ServerFnError> {
     let team = ssr::admin().await?.team.id;
-    let deleted = ssr::services()?
-        .metadata
-        .delete_alert_rule(team, id)
-        .await
-        .map_err(ssr::domain)?;
+    let deleted = flowtrail_domain::alerts::delete_rule(
+        &*ssr::services()?,
+        &flowtrail_domain::alerts::AlertOptions::default(),
+        team,
+        id,
+    )
+    .await
+    .map_err(ssr::domain)?;
     if !deleted {
         return Err(ssr::refuse(
             http::StatusCode::NOT_FOUND,

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use flowtrail_types::alerts::{
     Alert, AlertComparison, AlertDelivery, AlertEvaluation, AlertEvent, AlertMetric,
-    AlertRuleInput, AlertWebhook,
+    AlertRuleInput, AlertState, AlertWebhook,
 };
 use flowtrail_types::filters::FlowFilters;
 use flowtrail_types::{Elimination, FlowStatus};
@@ -228,25 +228,65 @@ fn client(options: &AlertOptions) -> Result<reqwest::Client> {
         .map_err(|e| Error::Internal(format!("cannot build the webhook client: {e}")))
 }
 
+/// One delivery attempt to make: `event` of alert `alert_id`, its `attempt`th try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Send {
+    alert_id: i64,
+    event: AlertEvent,
+    attempt: u32,
+}
+
+/// Delivery attempts made at once by one evaluation: a slow receiver (up to
+/// [`AlertOptions::timeout`] each) delays no other team's webhooks beyond its own slots.
+const CONCURRENT_DELIVERIES: usize = 8;
+
 /// One attempt to deliver `event` of an alert to its rule's webhook, logged on the alert;
-/// whether it was delivered. A rule without a webhook delivers nothing (`Ok(false)`).
+/// `Some(delivered)`, or `None` when there was nothing to send: the rule has no webhook (or
+/// is gone), or the event is an `opened` whose alert was resolved since (sending it now would
+/// arrive after, or instead of, its resolution; it is logged as superseded).
+///
+/// Every attempt of one event carries the same body and `X-Flowtrail-Delivery:
+/// <alert id>-<event>` (receivers deduplicate on it); `X-Flowtrail-Attempt` counts the tries.
 async fn deliver(
     services: &Services,
     http: &reqwest::Client,
     options: &AlertOptions,
-    alert_id: i64,
-    event: AlertEvent,
-    attempt: u32,
-) -> Result<bool> {
+    send: Send,
+) -> Result<Option<bool>> {
+    let Send {
+        alert_id,
+        event,
+        attempt,
+    } = send;
     let Some((team_id, alert)) = services.metadata.alert(alert_id).await? else {
-        return Ok(false);
+        return Ok(None);
     };
     let Some(rule) = services.metadata.alert_rule(team_id, alert.rule_id).await? else {
-        return Ok(false);
+        return Ok(None);
     };
     let (Some(url), Some(secret)) = (rule.input.webhook_url, rule.input.secret) else {
-        return Ok(false);
+        return Ok(None);
     };
+    if event == AlertEvent::Opened && alert.state == AlertState::Resolved {
+        services
+            .metadata
+            .record_delivery(
+                alert_id,
+                &AlertDelivery {
+                    event,
+                    attempt,
+                    attempted_at: from_ms(now_ms()),
+                    status_code: None,
+                    error: Some(
+                        "superseded: the alert was resolved before this event was delivered".into(),
+                    ),
+                    delivered: false,
+                    next_attempt_at: None,
+                },
+            )
+            .await?;
+        return Ok(None);
+    }
     let body = serde_json::to_vec(&AlertWebhook {
         event,
         alert: Alert {
@@ -263,8 +303,9 @@ async fn deliver(
         .header("X-Flowtrail-Event", event.as_str())
         .header(
             "X-Flowtrail-Delivery",
-            format!("{alert_id}-{}-{attempt}", event.as_str()),
+            format!("{alert_id}-{}", event.as_str()),
         )
+        .header("X-Flowtrail-Attempt", attempt.to_string())
         .body(body)
         .send()
         .await;
@@ -308,7 +349,26 @@ async fn deliver(
             },
         )
         .await?;
-    Ok(delivered)
+    Ok(Some(delivered))
+}
+
+/// Makes `sends`, [`CONCURRENT_DELIVERIES`] at a time, and counts their outcomes.
+async fn deliver_all(
+    services: &Services,
+    http: &reqwest::Client,
+    options: &AlertOptions,
+    sends: Vec<Send>,
+    report: &mut AlertEvaluation,
+) {
+    use futures::StreamExt;
+    let outcomes: Vec<Result<Option<bool>>> = futures::stream::iter(sends)
+        .map(|send| deliver(services, http, options, send))
+        .buffer_unordered(CONCURRENT_DELIVERIES)
+        .collect()
+        .await;
+    for outcome in outcomes {
+        tally(outcome, report);
+    }
 }
 
 /// What went wrong with a request, without its URL.
@@ -338,11 +398,10 @@ fn describe(error: &reqwest::Error) -> String {
 /// Measures one rule at `now_ms` and opens, keeps or resolves its alert.
 async fn evaluate_rule(
     services: &Services,
-    http: &reqwest::Client,
-    options: &AlertOptions,
     stored: &StoredRule,
     now_ms: i64,
     report: &mut AlertEvaluation,
+    sends: &mut Vec<Send>,
 ) -> Result<()> {
     let rule = &stored.input;
     let (team_id, rule_id) = (stored.team_id, stored.rule.id);
@@ -386,11 +445,11 @@ async fn evaluate_rule(
                 baseline = measured.baseline,
                 "alert opened"
             );
-            count_delivery(
-                deliver(services, http, options, alert_id, AlertEvent::Opened, 1).await,
-                rule,
-                report,
-            );
+            sends.push(Send {
+                alert_id,
+                event: AlertEvent::Opened,
+                attempt: 1,
+            });
         }
         (Some(alert_id), true) => {
             services
@@ -406,30 +465,24 @@ async fn evaluate_rule(
                 .await?;
             report.resolved += 1;
             tracing::info!(rule_id, alert_id, value, "alert resolved");
-            count_delivery(
-                deliver(services, http, options, alert_id, AlertEvent::Resolved, 1).await,
-                rule,
-                report,
-            );
+            sends.push(Send {
+                alert_id,
+                event: AlertEvent::Resolved,
+                attempt: 1,
+            });
         }
         (None, false) => {}
     }
     Ok(())
 }
 
-/// Counts a delivery's outcome in the report (nothing for a rule without a webhook).
-fn count_delivery(outcome: Result<bool>, rule: &AlertRuleInput, report: &mut AlertEvaluation) {
-    if rule.webhook_url.is_some() {
-        tally(outcome, report);
-    }
-}
-
 /// Counts one delivery attempt's outcome: delivered, or failed (also when its outcome could
-/// not be recorded).
-fn tally(outcome: Result<bool>, report: &mut AlertEvaluation) {
+/// not be recorded); nothing when there was nothing to send.
+fn tally(outcome: Result<Option<bool>>, report: &mut AlertEvaluation) {
     match outcome {
-        Ok(true) => report.delivered += 1,
-        Ok(false) => report.delivery_failures += 1,
+        Ok(None) => {}
+        Ok(Some(true)) => report.delivered += 1,
+        Ok(Some(false)) => report.delivery_failures += 1,
         Err(error) => {
             tracing::warn!(%error, "could not record a webhook delivery");
             report.delivery_failures += 1;
@@ -456,42 +509,178 @@ pub async fn evaluate_all(
     {
         return Ok(None);
     }
-    let outcome = evaluate_holding_the_lease(services, options).await;
+    let mut lease = Lease {
+        holder: &holder,
+        length_ms: lease_ms,
+        renewed_at: std::time::Instant::now(),
+    };
+    let outcome = evaluate_holding_the_lease(services, options, &mut lease).await;
     if let Err(error) = services.metadata.release_lease(LEASE, &holder).await {
         tracing::warn!(%error, "could not give the alert lease up; it lapses on its own");
     }
     outcome.map(Some)
 }
 
+/// The evaluator's hold on the deployment-wide lease, renewed as a long evaluation goes on.
+struct Lease<'a> {
+    holder: &'a str,
+    length_ms: i64,
+    renewed_at: std::time::Instant,
+}
+
+impl Lease<'_> {
+    /// Renews the lease once a third of it has passed; whether it is still ours (another
+    /// evaluator may have taken it after it lapsed: then this one stops).
+    async fn keep(&mut self, services: &Services) -> Result<bool> {
+        if self.renewed_at.elapsed().as_millis() < (self.length_ms / 3) as u128 {
+            return Ok(true);
+        }
+        self.renewed_at = std::time::Instant::now();
+        services
+            .metadata
+            .acquire_lease(LEASE, self.holder, now_ms() + self.length_ms)
+            .await
+    }
+}
+
 async fn evaluate_holding_the_lease(
     services: &Services,
     options: &AlertOptions,
+    lease: &mut Lease<'_>,
 ) -> Result<AlertEvaluation> {
     let http = client(options)?;
     let mut report = AlertEvaluation::default();
-    // Retries first: the attempts due from earlier evaluations (a delivery failing now is
-    // retried at the next evaluation after its backoff, not at once).
-    for due in services.metadata.due_deliveries(now_ms(), 100).await? {
-        let outcome = deliver(
-            services,
-            &http,
-            options,
-            due.alert_id,
-            due.event,
-            due.attempts + 1,
-        )
-        .await;
-        tally(outcome, &mut report);
-    }
+    // The attempts due from earlier evaluations (a delivery failing now is retried at the
+    // next evaluation after its backoff, not at once), made with this evaluation's own.
+    let mut sends: Vec<Send> = services
+        .metadata
+        .due_deliveries(now_ms(), 100)
+        .await?
+        .into_iter()
+        .map(|due| Send {
+            alert_id: due.alert_id,
+            event: due.event,
+            attempt: due.attempts + 1,
+        })
+        .collect();
     let now = now_ms();
     for stored in services.metadata.all_alert_rules().await? {
-        if let Err(error) = evaluate_rule(services, &http, options, &stored, now, &mut report).await
-        {
+        if !lease.keep(services).await? {
+            tracing::warn!("the alert lease was lost mid-evaluation; the new holder goes on");
+            break;
+        }
+        if let Err(error) = evaluate_rule(services, &stored, now, &mut report, &mut sends).await {
             tracing::warn!(%error, rule_id = stored.rule.id, "alert rule not evaluated");
             report.failed += 1;
         }
     }
+    // Resolutions after openings of the same alert: an `opened` still unsent when its
+    // alert resolved is superseded ([`deliver`]), never sent after the resolution.
+    sends.sort_by_key(|send| (send.alert_id, send.event == AlertEvent::Resolved));
+    deliver_all(services, &http, options, sends, &mut report).await;
     Ok(report)
+}
+
+/// Whether `after` measures or judges differently from `before` (pipeline, step, metric,
+/// reason, comparison, threshold, window or baseline): an open alert of the rule then no
+/// longer means what the rule says.
+pub fn terms_changed(before: &AlertRuleInput, after: &AlertRuleInput) -> bool {
+    before.pipeline != after.pipeline
+        || before.step != after.step
+        || before.metric != after.metric
+        || before.reason != after.reason
+        || before.comparison != after.comparison
+        || before.threshold != after.threshold
+        || before.window_minutes != after.window_minutes
+        || before.baseline_days != after.baseline_days
+}
+
+/// Resolves the rule's open alert (keeping the numbers it last had) and makes the first
+/// attempt to deliver its `resolved` event; later attempts, if needed, come with the next
+/// evaluations while the rule exists. Whether an alert was open.
+async fn resolve_open_alert(
+    services: &Services,
+    options: &AlertOptions,
+    rule_id: i64,
+) -> Result<bool> {
+    let Some(alert_id) = services.metadata.open_alert(rule_id).await? else {
+        return Ok(false);
+    };
+    let Some((_, alert)) = services.metadata.alert(alert_id).await? else {
+        return Ok(false);
+    };
+    let measured = Measured {
+        value: alert.value,
+        baseline: alert.baseline,
+        flows: alert.flows,
+        baseline_flows: alert.baseline_flows,
+    };
+    services
+        .metadata
+        .update_alert(alert_id, &measured, true, now_ms())
+        .await?;
+    tracing::info!(
+        rule_id,
+        alert_id,
+        "alert resolved: its rule changed or went"
+    );
+    let http = client(options)?;
+    let send = Send {
+        alert_id,
+        event: AlertEvent::Resolved,
+        attempt: 1,
+    };
+    if let Err(error) = deliver(services, &http, options, send).await {
+        tracing::warn!(%error, alert_id, "could not record a webhook delivery");
+    }
+    Ok(true)
+}
+
+/// Changes rule `rule_id` of the team to `rule` (validated). When its terms change
+/// ([`terms_changed`]) its open alert is resolved first and the resolution delivered to the
+/// webhook the rule had. `None` when the team has no such rule.
+///
+/// Errors: storage; [`Error::Conflict`] when another rule of the team has the name.
+pub async fn update_rule(
+    services: &Services,
+    options: &AlertOptions,
+    team_id: i64,
+    rule_id: i64,
+    rule: &AlertRuleInput,
+) -> Result<Option<flowtrail_types::alerts::AlertRule>> {
+    let Some(stored) = services.metadata.alert_rule(team_id, rule_id).await? else {
+        return Ok(None);
+    };
+    if terms_changed(&stored.input, rule) {
+        resolve_open_alert(services, options, rule_id).await?;
+    }
+    services
+        .metadata
+        .update_alert_rule(team_id, rule_id, rule, now_ms())
+        .await
+}
+
+/// Deletes rule `rule_id` of the team with its alerts; an open alert is resolved first and its
+/// resolution delivered (one attempt: the rule, and so its webhook, is gone afterwards).
+/// Whether the team had the rule.
+///
+/// Errors: storage.
+pub async fn delete_rule(
+    services: &Services,
+    options: &AlertOptions,
+    team_id: i64,
+    rule_id: i64,
+) -> Result<bool> {
+    if services
+        .metadata
+        .alert_rule(team_id, rule_id)
+        .await?
+        .is_none()
+    {
+        return Ok(false);
+    }
+    resolve_open_alert(services, options, rule_id).await?;
+    services.metadata.delete_alert_rule(team_id, rule_id).await
 }
 
 impl Services {

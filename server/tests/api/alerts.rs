@@ -288,7 +288,9 @@ async fn a_seeded_shift_opens_one_alert_with_its_numbers_and_a_signed_webhook() 
     );
     assert_eq!(receiver.seen().len(), 1);
 
-    // A threshold the shift no longer passes resolves it, and says so to the webhook.
+    // Another threshold changes what the rule says: the alert opened under the old one is
+    // resolved at once, and the webhook told; the next evaluation opens nothing (the shift
+    // no longer passes).
     let id = rule["id"].as_i64().unwrap();
     let (status, _) = app
         .admin(
@@ -299,7 +301,7 @@ async fn a_seeded_shift_opens_one_alert_with_its_numbers_and_a_signed_webhook() 
         .await;
     assert_eq!(status, StatusCode::OK);
     let report = evaluate_all(&app.services, &fast()).await.unwrap().unwrap();
-    assert_eq!((report.resolved, report.delivered), (1, 1), "{report:?}");
+    assert_eq!((report.opened, report.delivered), (0, 0), "{report:?}");
     let (_, alerts) = app
         .admin("GET", "/api/v1/admin/alerts?state=resolved", None)
         .await;
@@ -395,6 +397,135 @@ async fn a_failing_receiver_is_retried_with_each_attempt_logged() {
         "{deliveries:?}"
     );
     assert!(deliveries[0]["error"].as_str().unwrap().contains("500"));
-    assert_eq!(receiver.seen().len(), 3);
+    let seen = receiver.seen();
+    assert_eq!(seen.len(), 3);
     assert!(receiver.all_signed_with("0123456789abcdef"));
+    // One delivery id and one body for the event, whatever the attempt.
+    let alert_id = alerts["alerts"][0]["id"].as_i64().unwrap();
+    for (i, (headers, body)) in seen.iter().enumerate() {
+        assert_eq!(
+            headers["x-flowtrail-delivery"].to_str().unwrap(),
+            format!("{alert_id}-opened")
+        );
+        assert_eq!(
+            headers["x-flowtrail-attempt"].to_str().unwrap(),
+            (i + 1).to_string()
+        );
+        assert_eq!(body, &seen[0].1);
+    }
+}
+
+#[tokio::test]
+async fn a_changed_or_deleted_rule_resolves_its_open_alert_and_an_unsent_opening_never_follows() {
+    let app = app().await;
+    seed(&app, 25, 10, "v42", 80).await;
+    let (receiver, url) = Receiver::start(500).await;
+    let secret = "0123456789abcdef";
+    let rule = json!({
+        "name": "price share high", "pipeline": "ranker", "step": "price_filter",
+        "metric": "reason_share", "reason": "price_out_of_range", "comparison": "above",
+        "threshold": 0.5, "min_flows": 20, "webhook_url": url, "secret": secret
+    });
+    let (status, created) = app
+        .admin("POST", "/api/v1/admin/alert-rules", Some(&rule))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let path = format!("/api/v1/admin/alert-rules/{}", created["id"]);
+    let options = AlertOptions {
+        max_attempts: 3,
+        ..fast()
+    };
+    // Opened; its delivery fails and waits for a retry.
+    let report = evaluate_all(&app.services, &options)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (report.opened, report.delivery_failures),
+        (1, 1),
+        "{report:?}"
+    );
+    // A new name changes nothing the alert means: still open, nothing sent.
+    let (status, _) = app
+        .admin("PATCH", &path, Some(&json!({"name": "renamed"})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, open) = app
+        .admin("GET", "/api/v1/admin/alerts?state=open", None)
+        .await;
+    assert_eq!(open["alerts"].as_array().unwrap().len(), 1, "{open}");
+    assert_eq!(receiver.seen().len(), 1);
+    // Another threshold does: resolved now (its delivery fails too).
+    let (status, _) = app
+        .admin("PATCH", &path, Some(&json!({"threshold": 0.9})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, open) = app
+        .admin("GET", "/api/v1/admin/alerts?state=open", None)
+        .await;
+    assert_eq!(open["alerts"], json!([]));
+    // The receiver recovers. The opening, never delivered, is superseded by the resolution:
+    // not sent after it. (The resolution's retry waits for the server's backoff.)
+    receiver
+        .status
+        .store(204, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let report = evaluate_all(&app.services, &options)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (report.opened, report.delivered, report.delivery_failures),
+        (0, 0, 0),
+        "{report:?}"
+    );
+    let seen = receiver.seen();
+    let events: Vec<&str> = seen
+        .iter()
+        .map(|(_, b)| b["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["opened", "resolved"]);
+    let alert_id = seen[0].1["id"].as_i64().unwrap();
+    assert_eq!(
+        seen[1].0["x-flowtrail-delivery"].to_str().unwrap(),
+        format!("{alert_id}-resolved")
+    );
+    assert!(receiver.all_signed_with(secret));
+    let (_, alerts) = app.admin("GET", "/api/v1/admin/alerts", None).await;
+    let deliveries = alerts["alerts"][0]["deliveries"].as_array().unwrap();
+    assert!(
+        deliveries.iter().any(|d| d["event"] == "opened"
+            && d["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("superseded"))),
+        "{deliveries:?}"
+    );
+    assert!(
+        deliveries
+            .iter()
+            .any(|d| d["event"] == "resolved" && d["next_attempt_at"].is_string()),
+        "the resolution is retried: {deliveries:?}"
+    );
+
+    // Back to the old threshold: opened again (delivered); deleting the rule resolves it and
+    // tells the webhook before the rule and its alerts go.
+    let (status, _) = app
+        .admin("PATCH", &path, Some(&json!({"threshold": 0.5})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let report = evaluate_all(&app.services, &options)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((report.opened, report.delivered), (1, 1), "{report:?}");
+    let (status, _) = app.admin("DELETE", &path, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let seen = receiver.seen();
+    assert_eq!(seen.len(), 4);
+    assert_eq!(seen[2].1["event"], "opened");
+    assert_eq!(seen[3].1["event"], "resolved");
+    assert_eq!(seen[3].1["state"], "resolved");
+    assert!(receiver.all_signed_with(secret));
+    let (_, alerts) = app.admin("GET", "/api/v1/admin/alerts", None).await;
+    assert_eq!(alerts["alerts"], json!([]));
 }

@@ -5,6 +5,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{get, patch};
 use axum::{Json, Router};
+use flowtrail_domain::alerts::{self, AlertOptions};
 use flowtrail_domain::millis::now_ms;
 use flowtrail_types::alerts::{
     AlertRule, AlertRuleInput, AlertRulePatch, AlertRules, AlertState, Alerts, RuleError,
@@ -114,12 +115,15 @@ pub(crate) async fn update_alert_rule(
         .await?
         .ok_or_else(not_found)?;
     let rule = patch.apply(stored.input).validated().map_err(refused)?;
-    let updated = state
-        .services
-        .metadata
-        .update_alert_rule(caller.team_id, id, &rule, now_ms())
-        .await?
-        .ok_or_else(not_found)?;
+    let updated = alerts::update_rule(
+        &state.services,
+        &AlertOptions::default(),
+        caller.team_id,
+        id,
+        &rule,
+    )
+    .await?
+    .ok_or_else(not_found)?;
     Ok(Json(updated))
 }
 
@@ -140,11 +144,13 @@ pub(crate) async fn delete_alert_rule(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(&id, "alert rule")?;
-    if state
-        .services
-        .metadata
-        .delete_alert_rule(caller.team_id, id)
-        .await?
+    if alerts::delete_rule(
+        &state.services,
+        &AlertOptions::default(),
+        caller.team_id,
+        id,
+    )
+    .await?
     {
         Ok(StatusCode::NO_CONTENT)
     } else {
