@@ -71,23 +71,27 @@ impl StepShift {
     }
 }
 
-/// `/pipelines/{name}`: one pipeline over a range, and optionally over a second range beside it.
+/// `/pipelines/{name}`: one pipeline over a range, and optionally beside a second range or the
+/// same range with another tag value (`version=v41` beside `version=v42`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PipelineInsight {
     pub pipeline: String,
     pub bucket: StatsBucket,
     pub range: RangeInsight,
-    /// The range compared with (`vs_since`/`vs_until`), when asked.
+    /// The side compared with (`vs_since`, `vs_until`, `vs_tag`), when asked.
     pub versus: Option<RangeInsight>,
 }
 
-/// A pipeline's figures over `[since, until)` (by the flows' `started_at`, UTC).
+/// A pipeline's figures over `[since, until)` (by the flows' `started_at`, UTC), of the flows
+/// with `tag` when given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RangeInsight {
     #[serde(with = "crate::rfc3339")]
     pub since: OffsetDateTime,
     #[serde(with = "crate::rfc3339")]
     pub until: OffsetDateTime,
+    /// `(key, value)`: only flows so tagged (`version=v42`).
+    pub tag: Option<(String, String)>,
     /// Flows started in the range (exact), and how many failed.
     pub flows: u64,
     pub failed: u64,

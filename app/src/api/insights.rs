@@ -26,10 +26,13 @@ pub struct InsightParams {
     pub until: Option<String>,
     /// `hour` or `day`.
     pub bucket: Option<String>,
-    /// A second range to compare with; `vs_until` defaults to `vs_since` plus the first
-    /// range's length.
+    /// `key:value`: only flows with this tag (`version:v42`).
+    pub tag: Option<String>,
+    /// The side compared with: another range (`vs_until` defaults to `vs_since` plus the
+    /// first range's length), another tag value over the same range (`vs_tag`), or both.
     pub vs_since: Option<String>,
     pub vs_until: Option<String>,
+    pub vs_tag: Option<String>,
 }
 
 impl InsightParams {
@@ -39,8 +42,10 @@ impl InsightParams {
             ("since", &self.since),
             ("until", &self.until),
             ("bucket", &self.bucket),
+            ("tag", &self.tag),
             ("vs_since", &self.vs_since),
             ("vs_until", &self.vs_until),
+            ("vs_tag", &self.vs_tag),
         ]
         .into_iter()
         .filter_map(|(name, value)| {
@@ -74,7 +79,7 @@ pub async fn pipelines_html() -> Result<String, ServerFnError> {
 /// [`MAX_BUCKETS`] buckets.
 #[server(prefix = "/fn", input = leptos::server_fn::codec::Json)]
 pub async fn pipeline_html(name: String, params: InsightParams) -> Result<String, ServerFnError> {
-    use flowtrail_domain::analysis::insights::{InsightQuery, pipeline};
+    use flowtrail_domain::analysis::insights::{InsightQuery, Side, pipeline};
     use time::{Duration, OffsetDateTime};
     let (_, membership) = ssr::signed_in().await?;
     let unprocessable =
@@ -97,8 +102,27 @@ pub async fn pipeline_html(name: String, params: InsightParams) -> Result<String
         return Err(unprocessable("since must be before until.".into()));
     }
     let length = until - since;
+    // One tag parameter, read by the flows list's parser (`key:value`).
+    let tag = |field: &'static str, text: &str| -> Result<(String, String), ServerFnError> {
+        let filters = flowtrail_types::FlowFilters::from_pairs([("tag", text)])
+            .map_err(|e| unprocessable(e.message.replace("tag", field)))?;
+        filters
+            .tags
+            .into_iter()
+            .next()
+            .ok_or_else(|| unprocessable(format!("{field} is key:value, like version:v42.")))
+    };
+    let range = Side {
+        since,
+        until,
+        tag: get("tag").map(|t| tag("tag", t)).transpose()?,
+    };
+    let vs_tag = get("vs_tag").map(|t| tag("vs_tag", t)).transpose()?;
     let versus = match (get("vs_since"), get("vs_until")) {
-        (None, None) => None,
+        (None, None) => vs_tag.map(|vs_tag| Side {
+            tag: Some(vs_tag),
+            ..range.clone()
+        }),
         (Some(a), b) => {
             let vs_since = time("vs_since", a)?;
             let vs_until = match b {
@@ -108,7 +132,11 @@ pub async fn pipeline_html(name: String, params: InsightParams) -> Result<String
             if vs_since >= vs_until {
                 return Err(unprocessable("vs_since must be before vs_until.".into()));
             }
-            Some((vs_since, vs_until))
+            Some(Side {
+                since: vs_since,
+                until: vs_until,
+                tag: vs_tag.or_else(|| range.tag.clone()),
+            })
         }
         (None, Some(_)) => {
             return Err(unprocessable(
@@ -127,7 +155,9 @@ pub async fn pipeline_html(name: String, params: InsightParams) -> Result<String
         None if length <= Duration::hours(HOURLY_UP_TO_HOURS) => StatsBucket::Hour,
         None => StatsBucket::Day,
     };
-    let longest = versus.map_or(length, |(a, b)| (b - a).max(length));
+    let longest = versus
+        .as_ref()
+        .map_or(length, |side| (side.until - side.since).max(length));
     if longest.whole_milliseconds() / i128::from(bucket.millis()) > i128::from(MAX_BUCKETS) {
         return Err(unprocessable(format!(
             "At most {MAX_BUCKETS} buckets per range: choose day buckets or a shorter range."
@@ -135,8 +165,7 @@ pub async fn pipeline_html(name: String, params: InsightParams) -> Result<String
     }
     let query = InsightQuery {
         pipeline: name,
-        since,
-        until,
+        range,
         versus,
         bucket,
     };

@@ -43,8 +43,10 @@ pub fn PipelinePage() -> impl IntoView {
             since: query.get("since"),
             until: query.get("until"),
             bucket: query.get("bucket"),
+            tag: query.get("tag"),
             vs_since: query.get("vs_since"),
             vs_until: query.get("vs_until"),
+            vs_tag: query.get("vs_tag"),
         };
         (path.read().get("name").unwrap_or_default(), params)
     };
@@ -262,7 +264,7 @@ pub mod render {
             StatsBucket::Day => "day",
         };
         let range = &insight.range;
-        let summary = range_summary("This range", &name, range);
+        let summary = range_summary("Shown", &name, range);
         let versus_summary = insight
             .versus
             .as_ref()
@@ -317,13 +319,24 @@ pub mod render {
                         {option("day", "day")}
                     </select>
                 </label>
+                <label>"Tag"<input type="text" name="tag" placeholder="version:v42" value=value(&params.tag)/></label>
                 <label>"Compare with (since)"<input type="text" name="vs_since" placeholder="none" value=value(&params.vs_since)/></label>
                 <label>"Compare with (until)"<input type="text" name="vs_until" placeholder="same length" value=value(&params.vs_until)/></label>
+                <label>"Compare with (tag)"<input type="text" name="vs_tag" placeholder="version:v41" value=value(&params.vs_tag)/></label>
                 <button type="submit">"Show"</button>
                 <a class="button secondary" href=format!("/pipelines/{}", format::encode(name))>"Last 7 days"</a>
                 <span class="hint">{format!("Counted per {by}, UTC.")}</span>
             </form>
         }
+    }
+
+    /// The side's tag as the flows list's `tag` parameter (empty when none).
+    fn tag_param(range: &RangeInsight) -> String {
+        range
+            .tag
+            .as_ref()
+            .map(|(key, value)| flowtrail_types::tag_filter(key, value))
+            .unwrap_or_default()
     }
 
     fn range_summary(
@@ -335,12 +348,18 @@ pub mod render {
             ("pipeline", name.to_string()),
             ("since", rfc3339(range.since)),
             ("until", rfc3339(range.until)),
+            ("tag", tag_param(range)),
         ]);
+        let tagged = range
+            .tag
+            .as_ref()
+            .map(|(key, value)| format!(", tagged {key}={value}"))
+            .unwrap_or_default();
         view! {
             <p class="range-summary">
                 <strong>{label}": "</strong>
                 {format!(
-                    "{} to {}: {} flows, {} failed ({}). ",
+                    "{} to {}{tagged}: {} flows, {} failed ({}). ",
                     format::timestamp(range.since),
                     format::timestamp(range.until),
                     format::count(range.flows),
@@ -499,6 +518,7 @@ pub mod render {
             ("pipeline", pipeline.to_string()),
             ("since", rfc3339(start.max(range.since))),
             ("until", rfc3339(end.min(range.until))),
+            ("tag", tag_param(range)),
             ("q", code.unwrap_or_default().to_string()),
         ])
     }
@@ -603,12 +623,12 @@ pub mod render {
             .collect_view();
         view! {
             <table class="data reason-compare">
-                <caption>"Reason mix: this range against the compared range (share of the step's rejections)"</caption>
+                <caption>"Reason mix: this side against the side compared with (share of the step's rejections)"</caption>
                 <thead>
                     <tr>
                         <th scope="col">"Reason"</th>
-                        <th scope="col" class="num">"This range"</th>
-                        <th scope="col" class="num">"Compared range"</th>
+                        <th scope="col" class="num">"This side"</th>
+                        <th scope="col" class="num">"Compared with"</th>
                         <th scope="col" class="num">"Change"</th>
                     </tr>
                 </thead>

@@ -106,12 +106,13 @@ pub async fn measure(
         since: from_ms(since_ms),
         until: from_ms(until_ms),
         bucket_ms: DAY_MS,
+        tag: None,
     };
     match rule.metric {
         AlertMetric::FailedShare | AlertMetric::FlowsPerHour => {
             let (all, failed) = services
                 .metadata
-                .flow_counts(team_id, &rule.pipeline, since_ms, until_ms)
+                .flow_counts(team_id, &rule.pipeline, since_ms, until_ms, None)
                 .await?;
             let value = if rule.metric == AlertMetric::FlowsPerHour {
                 let hours = (until_ms - since_ms) as f64 / HOUR_MS as f64;
@@ -150,7 +151,7 @@ pub async fn measure(
                 services.metadata.reason_counts(team_id, &query),
                 services
                     .metadata
-                    .flow_counts(team_id, &rule.pipeline, since_ms, until_ms)
+                    .flow_counts(team_id, &rule.pipeline, since_ms, until_ms, None)
             )?;
             let total: u128 = rows.iter().map(|row| row.count).sum();
             let of_reason: u128 = rows

@@ -104,12 +104,14 @@ pub trait AlertStore: Send + Sync {
         since_ms: i64,
         until_ms: i64,
     ) -> Result<Vec<(String, i64, u64, u64)>>;
-    /// Flows of the team's pipeline that started in `[since_ms, until_ms)`: all, and failed.
+    /// Flows of the team's pipeline that started in `[since_ms, until_ms)` (with tag `(key,
+    /// value)` when given): all, and failed.
     async fn flow_counts(
         &self,
         team_id: i64,
         pipeline: &str,
         since_ms: i64,
         until_ms: i64,
+        tag: Option<&(String, String)>,
     ) -> Result<(u64, u64)>;
 }

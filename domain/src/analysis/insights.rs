@@ -40,6 +40,7 @@ pub async fn overview(
         since: from_ms(since_ms),
         until: from_ms(until_ms),
         bucket_ms: DAY_MS,
+        tag: None,
     };
     let (week, recent, baseline) = (
         range(now_ms - 7 * DAY_MS, now_ms),
@@ -150,14 +151,22 @@ pub fn mover(recent: Option<&Funnel>, baseline: Option<&Funnel>) -> Option<StepS
     best
 }
 
-/// What `/pipelines/{name}` asks: a pipeline over `[since, until)`, bucketed by `bucket`, and
-/// optionally beside a second range.
+/// One side of `/pipelines/{name}`: the flows that started in `[since, until)`, with `tag`
+/// `(key, value)` when given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Side {
+    pub since: OffsetDateTime,
+    pub until: OffsetDateTime,
+    pub tag: Option<(String, String)>,
+}
+
+/// What `/pipelines/{name}` asks: a pipeline's side, bucketed by `bucket`, and optionally
+/// beside a second side (another range, another tag value, or both).
 #[derive(Debug, Clone, PartialEq)]
 pub struct InsightQuery {
     pub pipeline: String,
-    pub since: OffsetDateTime,
-    pub until: OffsetDateTime,
-    pub versus: Option<(OffsetDateTime, OffsetDateTime)>,
+    pub range: Side,
+    pub versus: Option<Side>,
     pub bucket: StatsBucket,
 }
 
@@ -177,22 +186,14 @@ pub async fn pipeline(
         services,
         team_id,
         &query.pipeline,
-        query.since,
-        query.until,
+        &query.range,
         query.bucket,
     );
     let versus = async {
-        match query.versus {
-            Some((since, until)) => range_insight(
-                services,
-                team_id,
-                &query.pipeline,
-                since,
-                until,
-                query.bucket,
-            )
-            .await
-            .map(Some),
+        match &query.versus {
+            Some(side) => range_insight(services, team_id, &query.pipeline, side, query.bucket)
+                .await
+                .map(Some),
             None => Ok(None),
         }
     };
@@ -209,22 +210,29 @@ async fn range_insight(
     services: &Services,
     team_id: i64,
     pipeline: &str,
-    since: OffsetDateTime,
-    until: OffsetDateTime,
+    side: &Side,
     bucket: StatsBucket,
 ) -> Result<RangeInsight> {
+    let Side { since, until, tag } = side.clone();
     let query = StatsQuery {
         pipeline: Some(pipeline.to_string()),
         step: None,
         since,
         until,
         bucket_ms: bucket.millis(),
+        tag: tag.clone(),
     };
     let meta = &services.metadata;
     let (reasons, rows, (flows, failed)) = futures::try_join!(
         meta.reason_counts(team_id, &query),
         meta.funnel_rows(team_id, &query, FUNNEL_FLOW_CAP),
-        meta.flow_counts(team_id, pipeline, bound_ms(since), bound_ms(until)),
+        meta.flow_counts(
+            team_id,
+            pipeline,
+            bound_ms(since),
+            bound_ms(until),
+            tag.as_ref()
+        ),
     )?;
     let shares = share_distributions(&rows);
     let mut funnel = funnels(rows).into_iter().find(|f| f.pipeline == pipeline);
@@ -262,6 +270,7 @@ async fn range_insight(
     Ok(RangeInsight {
         since: utc(since),
         until: utc(until),
+        tag,
         flows,
         failed,
         funnel,

@@ -21,6 +21,10 @@ pub struct StatsQuery {
     pub until: OffsetDateTime,
     /// Bucket width in milliseconds (a whole number of hours).
     pub bucket_ms: i64,
+    /// Only flows with this tag (`key`, `value`). Reason counts then come from the steps
+    /// of the range, not the hourly rollups (which have no tags): exact, and as slow as the
+    /// range is large.
+    pub tag: Option<(String, String)>,
 }
 
 /// One (bucket, pipeline, step, code) count.

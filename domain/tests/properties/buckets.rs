@@ -411,6 +411,7 @@ proptest! {
                 since: at_ms(since),
                 until: at_ms(until),
                 bucket_ms,
+                tag: None,
             };
             let rows = db.services.metadata.reason_counts(db.team, &query).await.unwrap();
 

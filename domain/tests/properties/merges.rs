@@ -582,6 +582,7 @@ impl Plan {
             since: at_ms(since),
             until: at_ms(until),
             bucket_ms: self.bucket.millis(),
+            tag: None,
         };
         [
             query(

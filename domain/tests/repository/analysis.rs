@@ -46,6 +46,7 @@ async fn reason_stats_are_exact_sums_per_bucket_and_funnels_are_medians() {
 
     let hourly = flowtrail_domain::analysis::StatsQuery {
         bucket_ms: 3_600_000,
+        tag: None,
         ..stats_query(Some("competitor_selection"))
     };
     let stats = flowtrail_domain::analysis::reason_stats(
@@ -309,6 +310,7 @@ async fn times_before_1970_fall_in_their_own_hour_and_day() {
             since: datetime!(1969-12-30 00:00 UTC),
             until: datetime!(1970-01-02 00:00 UTC),
             bucket_ms: width,
+            tag: None,
         };
         let stats = flowtrail_domain::analysis::reason_stats(&f.services, f.team, &query, bucket)
             .await
@@ -433,6 +435,7 @@ async fn reason_stats_count_exactly_the_flows_of_a_range_that_is_not_whole_hours
             since,
             until,
             bucket_ms,
+            tag: None,
         };
         let services = &f.services;
         let team = f.team;

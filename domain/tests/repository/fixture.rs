@@ -182,5 +182,6 @@ pub fn stats_query(pipeline: Option<&str>) -> StatsQuery {
         since: at(-86_400 * 3),
         until: at(86_400 * 3),
         bucket_ms: 86_400_000,
+        tag: None,
     }
 }

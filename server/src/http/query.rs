@@ -196,6 +196,7 @@ pub fn parse_stats_query(raw: &str) -> Result<(StatsQuery, StatsBucket), ApiErro
             since,
             until,
             bucket_ms: bucket.millis(),
+            tag: None,
         },
         bucket,
     ))

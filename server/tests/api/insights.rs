@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use flowtrail_app::api::insights::{PipelineHtml, PipelinesHtml};
 use flowtrail_domain::accounts::Role;
-use flowtrail_domain::analysis::insights::{InsightQuery, overview, pipeline};
+use flowtrail_domain::analysis::insights::{InsightQuery, Side, overview, pipeline};
 use flowtrail_types::StatsBucket;
 use flowtrail_types::insights::ShareDistribution;
 use leptos::server_fn::ServerFn;
@@ -26,6 +26,8 @@ fn flow(at: &str, price: u64, brand: u64, status: &str) -> (String, Value) {
     let id = uuid::Uuid::now_v7().to_string();
     let mut flow = flow_json(&id);
     flow["pipeline"] = json!(PIPELINE);
+    // Deployed versions: v41 rejected mostly on brand, v42 mostly on price.
+    flow["tags"] = json!({"version": if price > brand { "v42" } else { "v41" }, "env": "prod"});
     flow["started_at"] = json!(at);
     flow["ended_at"] = json!(at);
     flow["status"] = json!(status);
@@ -115,9 +117,16 @@ async fn every_series_and_the_comparison_hold_the_seeded_counts_and_link_to_thei
 
     let query = InsightQuery {
         pipeline: PIPELINE.into(),
-        since: time("2026-11-10T00:00:00Z"),
-        until: time("2026-11-11T00:00:00Z"),
-        versus: Some((time("2026-11-11T00:00:00Z"), time("2026-11-12T00:00:00Z"))),
+        range: Side {
+            since: time("2026-11-10T00:00:00Z"),
+            until: time("2026-11-11T00:00:00Z"),
+            tag: None,
+        },
+        versus: Some(Side {
+            since: time("2026-11-11T00:00:00Z"),
+            until: time("2026-11-12T00:00:00Z"),
+            tag: None,
+        }),
         bucket: StatsBucket::Hour,
     };
     let insight = pipeline(&app.services, team, &query)
@@ -168,6 +177,44 @@ async fn every_series_and_the_comparison_hold_the_seeded_counts_and_link_to_thei
         ]
     );
 
+    // The same figures by deploy tag over both days: v41 beside v42, from the steps (the
+    // hourly rollups have no tags), on the same buckets.
+    let both_days = Side {
+        since: time("2026-11-10T00:00:00Z"),
+        until: time("2026-11-12T00:00:00Z"),
+        tag: Some(("version".into(), "v41".into())),
+    };
+    let by_tag = InsightQuery {
+        pipeline: PIPELINE.into(),
+        versus: Some(Side {
+            tag: Some(("version".into(), "v42".into())),
+            ..both_days.clone()
+        }),
+        range: both_days,
+        bucket: StatsBucket::Hour,
+    };
+    let tagged = pipeline(&app.services, team, &by_tag)
+        .await
+        .unwrap()
+        .unwrap();
+    let tagged_versus = tagged.versus.as_ref().unwrap();
+    assert_eq!(
+        tagged.range.steps[0], insight.range.steps[0],
+        "v41 is day one"
+    );
+    assert_eq!(tagged_versus.steps[0], b.steps[0], "v42 is day two");
+    assert_eq!(
+        (tagged.range.flows, tagged.range.failed, tagged_versus.flows),
+        (4, 1, 4)
+    );
+    assert_eq!(
+        tagged.range.funnel,
+        a.funnel.clone().map(|mut f| {
+            f.capped = false;
+            f
+        })
+    );
+
     // The page: the comparison in words, and each segment a link to exactly its flows.
     let cookie = viewer_cookie(&app).await;
     let params = json!({
@@ -213,6 +260,30 @@ async fn every_series_and_the_comparison_hold_the_seeded_counts_and_link_to_thei
     let mut want = vec![ids[2].as_str(), ids[3].as_str()];
     want.sort();
     assert_eq!(listed, want);
+
+    // By tag on the page: the links carry the tag.
+    let (status, html) = server_fn(
+        &app,
+        PipelineHtml::PATH,
+        &cookie,
+        json!({"name": PIPELINE, "params": {
+            "since": "2026-11-10T00:00:00Z", "until": "2026-11-12T00:00:00Z", "bucket": "hour",
+            "tag": "version:v41", "vs_tag": "version:v42",
+        }}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let html: String = serde_json::from_str(&html).unwrap();
+    assert!(html.contains("tagged version=v41"), "{html}");
+    assert!(html.contains("24 (60 %)"), "v42's price share: {html}");
+    assert!(
+        html.contains("&amp;tag=version%3Av41&amp;q=price_out_of_range"),
+        "v41's segments link to v41's flows: {html}"
+    );
+    assert!(
+        html.contains("tag=version%3Av42\">Open these flows"),
+        "{html}"
+    );
 
     // The whole page, rendered on the server for the browser.
     let request = Request::get(
@@ -303,6 +374,8 @@ async fn a_pipeline_page_refuses_what_the_flows_list_refuses_and_hides_other_tea
         ),
         (json!({"vs_until": "2026-11-09T00:00:00Z"}), 422, "vs_since"),
         (json!({"bucket": "minute"}), 422, "hour or day"),
+        (json!({"tag": "no-colon"}), 422, "tag"),
+        (json!({"vs_tag": "no-colon"}), 422, "vs_tag"),
         (
             json!({"since": "2000-01-01T00:00:00Z", "bucket": "hour"}),
             422,

@@ -583,6 +583,7 @@ impl AlertStore for SqlMetadata {
         pipeline: &str,
         since_ms: i64,
         until_ms: i64,
+        tag: Option<&(String, String)>,
     ) -> Result<(u64, u64)> {
         let (all, failed): (i64, i64) = on_pool!(&self.db, read, |pool| {
             sqlx::query_as(
@@ -590,12 +591,17 @@ impl AlertStore for SqlMetadata {
                  CAST(COALESCE(SUM(CASE WHEN f.status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT) \
                  FROM flows f JOIN pipelines p ON p.id = f.pipeline_id \
                  WHERE f.team_id = $1 AND p.team_id = $1 AND p.name = $2 \
-                   AND f.started_at >= $3 AND f.started_at < $4",
+                   AND f.started_at >= $3 AND f.started_at < $4 \
+                   AND (CAST($5 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM flow_tags t \
+                       WHERE t.team_id = f.team_id AND t.flow_id = f.id AND t.key = $5 \
+                         AND t.value = $6))",
             )
             .bind(team_id)
             .bind(pipeline)
             .bind(since_ms)
             .bind(until_ms)
+            .bind(tag.map(|(key, _)| key))
+            .bind(tag.map(|(_, value)| value))
             .fetch_one(pool)
             .await?
         });

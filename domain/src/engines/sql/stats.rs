@@ -165,26 +165,69 @@ pub(crate) async fn reason_counts(
             Ok(Vec::new())
         }
     };
+    if let Some((key, tag_value)) = &query.tag {
+        // Rollups have no tags: the whole range from the steps of the flows so tagged.
+        let tagged_sql = db.json_rows(
+            "b, name, step, code, hi, lo",
+            None,
+            &format!(
+                "SELECT {bucket} AS b, p.name, s.name AS step, j.key AS code, \
+                    CAST(SUM({value} >> {bits}) AS BIGINT) AS hi, \
+                    CAST(SUM({value} & {mask}) AS BIGINT) AS lo \
+             FROM flows f JOIN pipelines p ON p.id = f.pipeline_id \
+             JOIN steps s ON s.team_id = f.team_id AND s.flow_id = f.id, {entries} \
+             WHERE f.team_id = $2 AND f.started_at >= $3 AND f.started_at < $4 \
+               AND (CAST($5 AS TEXT) IS NULL OR p.name = $5) \
+               AND (CAST($6 AS TEXT) IS NULL OR s.name = $6) \
+               AND EXISTS (SELECT 1 FROM flow_tags t WHERE t.team_id = f.team_id \
+                   AND t.flow_id = f.id AND t.key = $7 AND t.value = $8) \
+             GROUP BY 1, 2, 3, 4",
+                bucket = floor_sql("f.started_at", "$1"),
+                bits = REASON_LO_BITS,
+                mask = (1u64 << REASON_LO_BITS) - 1,
+            ),
+        );
+        let json: String = on_pool!(db, read, |pool| {
+            sqlx::query_scalar(&tagged_sql)
+                .bind(query.bucket_ms)
+                .bind(team_id)
+                .bind(bound_ms(query.since))
+                .bind(bound_ms(query.until))
+                .bind(&query.pipeline)
+                .bind(&query.step)
+                .bind(key)
+                .bind(tag_value)
+                .fetch_one(pool)
+                .await?
+        });
+        let rows = parse_json::<Vec<ReasonTuple>>(&json, "reason counts")?;
+        return Ok(sum_rows(vec![(rows, 1)]));
+    }
     let (rollup_rows, added, subtracted) =
         futures::try_join!(rollup, steps(plan.add), steps(plan.subtract))?;
-    // One row per (bucket, pipeline, step, code), in that order. What is subtracted is part
-    // of a rollup that is added, so no sum goes below zero.
+    Ok(sum_rows(vec![
+        (rollup_rows, 1),
+        (added, 1),
+        (subtracted, -1),
+    ]))
+}
+
+/// One [`ReasonRow`] per (bucket, pipeline, step, code), in that order, from parts of the
+/// stored counts each added or subtracted (`sign`). What is subtracted is part of a rollup
+/// that is added, so no sum goes below zero; zero sums are left out.
+fn sum_rows(parts: Vec<(Vec<ReasonTuple>, i128)>) -> Vec<ReasonRow> {
     let mut sums: std::collections::BTreeMap<(i64, String, String, String), i128> =
         std::collections::BTreeMap::new();
-    let signed = |rows: Vec<ReasonTuple>, sign: i128| {
-        rows.into_iter().map(reason_row).map(move |row| (row, sign))
-    };
-    for (row, sign) in signed(rollup_rows, 1)
-        .chain(signed(added, 1))
-        .chain(signed(subtracted, -1))
+    for (row, sign) in parts
+        .into_iter()
+        .flat_map(|(rows, sign)| rows.into_iter().map(reason_row).map(move |row| (row, sign)))
     {
         // `reason_row` built each count from an i128 (at most 2^95), so it fits one.
         *sums
             .entry((row.bucket_ms, row.pipeline, row.step, row.code))
             .or_default() += sign * row.count as i128;
     }
-    Ok(sums
-        .into_iter()
+    sums.into_iter()
         .filter(|(_, count)| *count > 0)
         .map(|((bucket_ms, pipeline, step, code), count)| ReasonRow {
             bucket_ms,
@@ -193,7 +236,7 @@ pub(crate) async fn reason_counts(
             code,
             count: count as u128,
         })
-        .collect())
+        .collect()
 }
 
 /// The funnel rows of one pipeline: its newest `flow_cap` flows in the range, their steps'
@@ -212,6 +255,9 @@ pub(crate) async fn funnel_of(
         "SELECT s.flow_id, s.seq, s.name, s.kind, s.candidates_in, s.candidates_out \
          FROM (SELECT id FROM flows WHERE team_id = $1 AND pipeline_id = $2 \
                AND started_at >= $3 AND started_at < $4 \
+               AND (CAST($7 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM flow_tags t \
+                   WHERE t.team_id = $1 AND t.flow_id = flows.id AND t.key = $7 \
+                     AND t.value = $8)) \
                ORDER BY started_at DESC, id DESC LIMIT $5) f \
          JOIN steps s ON s.team_id = $1 AND s.flow_id = f.id \
          WHERE s.candidates_in IS NOT NULL AND s.candidates_out IS NOT NULL \
@@ -225,6 +271,8 @@ pub(crate) async fn funnel_of(
             .bind(bound_ms(query.until))
             .bind(i64::from(flow_cap))
             .bind(&query.step)
+            .bind(query.tag.as_ref().map(|(key, _)| key))
+            .bind(query.tag.as_ref().map(|(_, value)| value))
             .fetch_one(pool)
             .await?
     });
