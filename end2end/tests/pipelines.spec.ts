@@ -65,7 +65,10 @@ test('a click on a spike of the reason chart opens the flows that show it', asyn
   await accessible(page);
 
   await segment.click();
-  await expect(page).toHaveURL(new RegExp(`[?&]pipeline=${pipeline}&.*q=price_out_of_range`));
+  await expect(page).toHaveURL(
+    new RegExp(`[?&]pipeline=${pipeline}&.*step=price_filter&reason=price_out_of_range`),
+  );
+  await expect(page.getByLabel('Reason')).toHaveValue('price_out_of_range');
   const rows = page.locator('table.flows-table tbody tr');
   await expect(rows).toHaveCount(1);
   await expect(rows.first()).toHaveAttribute('data-flow-id', spike.id);
@@ -76,7 +79,7 @@ test('a click on a spike of the reason chart opens the flows that show it', asyn
   await again.focus();
   await expect(again).toBeFocused();
   await page.keyboard.press('Enter');
-  await expect(page).toHaveURL(/q=rating_below_threshold/);
+  await expect(page).toHaveURL(/reason=rating_below_threshold/);
   await expect(rows).toHaveCount(1);
   await expect(rows.first()).toHaveAttribute('data-flow-id', early.id);
   expect(problems).toEqual([]);

@@ -271,6 +271,12 @@ pub struct ExportArgs {
     /// Share of a step's `candidates_in` not in its `candidates_out`, 0 to 1.
     #[arg(long, help_heading = "Filters")]
     pub min_eliminated: Option<String>,
+    /// Only flows with a step of this name (with `--reason`: the step that counted it).
+    #[arg(long, help_heading = "Filters")]
+    pub step: Option<String>,
+    /// Only flows where a step counted at least one rejection with this reason code.
+    #[arg(long, help_heading = "Filters")]
+    pub reason: Option<String>,
     /// The file format.
     #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
     pub format: ExportFormat,
@@ -308,6 +314,8 @@ impl ExportArgs {
             ("q", &self.q),
             ("step_kind", &self.step_kind),
             ("min_eliminated", &self.min_eliminated),
+            ("step", &self.step),
+            ("reason", &self.reason),
         ];
         let mut encoded = form_urlencoded::Serializer::new(String::new());
         let mut any = false;

@@ -39,6 +39,8 @@ pub const FILTER_NAMES: &[&str] = &[
     "q",
     "step_kind",
     "min_eliminated",
+    "step",
+    "reason",
 ];
 
 /// The filters that take one value (`tag` may repeat).
@@ -50,6 +52,8 @@ const SINGLE_VALUED: &[&str] = &[
     "q",
     "step_kind",
     "min_eliminated",
+    "step",
+    "reason",
     "limit",
     "cursor",
 ];
@@ -83,6 +87,11 @@ pub struct FlowFilters {
     /// With `min_eliminated`: some step of this kind eliminated at least that share.
     pub step_kind: Option<StepKind>,
     pub min_eliminated: Option<Share>,
+    /// Some step has this name (with `reason`: that step counted the reason).
+    pub step: Option<String>,
+    /// Some step (the one named `step`, when given) counted at least one rejection with this
+    /// reason code — in its exact counts, not only its recorded observations.
+    pub reason: Option<String>,
     /// Rows per page, 1–[`MAX_LIMIT`].
     pub limit: u32,
     pub cursor: Option<FlowCursor>,
@@ -99,6 +108,8 @@ impl Default for FlowFilters {
             text: None,
             step_kind: None,
             min_eliminated: None,
+            step: None,
+            reason: None,
             limit: DEFAULT_LIMIT,
             cursor: None,
         }
@@ -244,6 +255,8 @@ impl FlowFilters {
                     })?)
                 }
                 "min_eliminated" => filters.min_eliminated = Some(Share::parse(value)?),
+                "step" => filters.step = Some(value.to_string()),
+                "reason" => filters.reason = Some(value.to_string()),
                 "limit" => {
                     filters.limit = value
                         .parse()
@@ -294,6 +307,12 @@ impl FlowFilters {
         if let Some(share) = self.min_eliminated {
             query.append_pair("min_eliminated", &share.to_string());
         }
+        if let Some(step) = &self.step {
+            query.append_pair("step", step);
+        }
+        if let Some(reason) = &self.reason {
+            query.append_pair("reason", reason);
+        }
         if self.limit != DEFAULT_LIMIT {
             query.append_pair("limit", &self.limit.to_string());
         }
@@ -307,7 +326,12 @@ impl FlowFilters {
     /// summary. Filters a summary cannot answer (text, a step kind or share: they need the
     /// flow's steps) answer `None`: the page offers a refresh instead.
     pub fn admits(&self, flow: &FlowSummary) -> Option<bool> {
-        if self.text.is_some() || self.step_kind.is_some() || self.min_eliminated.is_some() {
+        if self.text.is_some()
+            || self.step_kind.is_some()
+            || self.min_eliminated.is_some()
+            || self.step.is_some()
+            || self.reason.is_some()
+        {
             return None;
         }
         let pipeline = self.pipeline.as_ref().is_none_or(|p| *p == flow.pipeline);

@@ -51,10 +51,15 @@ fn filters() -> impl Strategy<Value = FlowFilters> {
             proptest::option::of(0u32..=1_000_000),
             1u32..=500,
             proptest::option::of(cursor()),
+            proptest::option::of(kept_text()),
+            proptest::option::of(kept_text()),
         ),
     )
         .prop_map(
-            |((pipeline, status, tags, since, until), (text, step_kind, share, limit, cursor))| {
+            |(
+                (pipeline, status, tags, since, until),
+                (text, step_kind, share, limit, cursor, step, reason),
+            )| {
                 // The whole `key:value` is trimmed: a value ends with what is not space.
                 let tags = tags
                     .into_iter()
@@ -69,6 +74,8 @@ fn filters() -> impl Strategy<Value = FlowFilters> {
                     text,
                     step_kind,
                     min_eliminated: share.and_then(Share::from_ppm),
+                    step,
+                    reason,
                     limit,
                     cursor,
                 }
@@ -102,7 +109,7 @@ proptest! {
 
     #[test]
     fn a_read_query_writes_back_to_the_same_filters(
-        query in "((pipeline|status|tag|since|until|q|step_kind|min_eliminated|limit|cursor)=[a-z0-9:%+._-]{0,12}&){0,6}"
+        query in "((pipeline|status|tag|since|until|q|step_kind|min_eliminated|step|reason|limit|cursor)=[a-z0-9:%+._-]{0,12}&){0,6}"
     ) {
         // Whatever a query string reads as, its canonical form reads as the same filters.
         if let Ok(filters) = FlowFilters::from_query(&query) {

@@ -159,8 +159,12 @@ pub async fn pipeline_html(name: String, params: InsightParams) -> Result<String
         .as_ref()
         .map_or(length, |side| (side.until - side.since).max(length));
     if longest.whole_milliseconds() / i128::from(bucket.millis()) > i128::from(MAX_BUCKETS) {
+        let advice = match bucket {
+            StatsBucket::Hour => "choose day buckets or a shorter range",
+            StatsBucket::Day => "choose a shorter range",
+        };
         return Err(unprocessable(format!(
-            "At most {MAX_BUCKETS} buckets per range: choose day buckets or a shorter range."
+            "At most {MAX_BUCKETS} buckets per range: {advice}."
         )));
     }
     let query = InsightQuery {

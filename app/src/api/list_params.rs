@@ -19,6 +19,10 @@ pub struct ListParams {
     pub step_kind: Option<String>,
     /// A share (`0.9`) or a percentage (`90%`).
     pub min_eliminated: Option<String>,
+    /// A step name; with `reason`, the step that counted it.
+    pub step: Option<String>,
+    /// A reason code some step counted.
+    pub reason: Option<String>,
     pub cursor: Option<String>,
 }
 
@@ -34,6 +38,8 @@ impl ListParams {
             ("q", &self.q),
             ("step_kind", &self.step_kind),
             ("min_eliminated", &self.min_eliminated),
+            ("step", &self.step),
+            ("reason", &self.reason),
         ] {
             if let Some(value) = value.as_deref().filter(|v| !v.trim().is_empty()) {
                 pairs.push((name, value));

@@ -34,6 +34,8 @@ pub fn FlowsPage() -> impl IntoView {
             q: param("q"),
             step_kind: param("step_kind"),
             min_eliminated: param("min_eliminated"),
+            step: param("step"),
+            reason: param("reason"),
             cursor: param("cursor"),
         }
     });
@@ -107,6 +109,14 @@ pub fn FlowsPage() -> impl IntoView {
                 <label>
                     "Eliminated ≥ (share or %)"
                     <input type="text" name="min_eliminated" inputmode="decimal" placeholder="90% or 0.9" value=value(|f| &f.min_eliminated)/>
+                </label>
+                <label>
+                    "Step"
+                    <input type="text" name="step" placeholder="price_filter" value=value(|f| &f.step)/>
+                </label>
+                <label>
+                    "Reason"
+                    <input type="text" name="reason" placeholder="price_out_of_range" value=value(|f| &f.reason)/>
                 </label>
                 <label class="grow">
                     "Text"

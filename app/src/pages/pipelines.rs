@@ -7,7 +7,8 @@
 //! reason segment a link to the flows it counts, and every figure also in a table.
 
 use leptos::prelude::*;
-use leptos_router::hooks::{use_params_map, use_query_map};
+use leptos_meta::Title;
+use leptos_router::hooks::{use_location, use_query_map};
 
 use super::{LoadError, error_text};
 use crate::api::insights::{InsightParams, pipeline_html, pipelines_html};
@@ -16,6 +17,7 @@ use crate::api::insights::{InsightParams, pipeline_html, pipelines_html};
 pub fn PipelinesPage() -> impl IntoView {
     let page = Resource::new(|| (), |_| pipelines_html());
     view! {
+        <Title text="Pipelines · Flow Trail"/>
         <Suspense fallback=|| view! { <p class="loading" role="status">"Loading pipelines…"</p> }>
             {move || Suspend::new(async move {
                 match page.await {
@@ -35,7 +37,16 @@ pub fn PipelinesPage() -> impl IntoView {
 
 #[component]
 pub fn PipelinePage() -> impl IntoView {
-    let path = use_params_map();
+    let location = use_location();
+    // The name from the path, percent-decoded once (the route's parameters decode it twice:
+    // `x%2541` would read as `xA`). A path keeps `+` as is (it is a space only in a query).
+    let name = move || {
+        let path = location.pathname.read();
+        let raw = path.strip_prefix("/pipelines/").unwrap_or_default();
+        percent_encoding::percent_decode_str(raw)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     let query = use_query_map();
     let args = move || {
         let query = query.read();
@@ -48,10 +59,12 @@ pub fn PipelinePage() -> impl IntoView {
             vs_until: query.get("vs_until"),
             vs_tag: query.get("vs_tag"),
         };
-        (path.read().get("name").unwrap_or_default(), params)
+        (name(), params)
     };
     let page = Resource::new(args, |(name, params)| pipeline_html(name, params));
+    let title = move || format!("{} · Pipelines · Flow Trail", name());
     view! {
+        <Title text=title/>
         <Suspense fallback=|| view! { <p class="loading" role="status">"Loading the pipeline…"</p> }>
             {move || Suspend::new(async move {
                 match page.await {
@@ -147,11 +160,14 @@ pub mod render {
 
     /// `/pipelines`, rendered.
     pub fn overview(overview: PipelinesOverview) -> String {
-        let since = rfc3339(overview.now - time::Duration::days(7));
+        let week = (
+            rfc3339(overview.now - time::Duration::days(7)),
+            rfc3339(overview.now),
+        );
         let rows = overview
             .pipelines
             .iter()
-            .map(|p| overview_row(p, &since))
+            .map(|p| overview_row(p, &week))
             .collect_view();
         let body = if overview.pipelines.is_empty() {
             view! {
@@ -194,7 +210,10 @@ pub mod render {
         .to_html()
     }
 
-    fn overview_row(p: &PipelineSummary, since: &str) -> impl IntoView + use<> {
+    fn overview_row(
+        p: &PipelineSummary,
+        (since, until): &(String, String),
+    ) -> impl IntoView + use<> {
         let name = p.pipeline.clone();
         let total: u64 = p.days.iter().map(|d| d.flows).sum();
         let busiest = p
@@ -211,11 +230,16 @@ pub mod render {
             ),
             None => "No flow in 14 days".to_string(),
         };
-        let week = flows_href(&[("pipeline", name.clone()), ("since", since.to_string())]);
+        let week = flows_href(&[
+            ("pipeline", name.clone()),
+            ("since", since.clone()),
+            ("until", until.clone()),
+        ]);
         let failed = flows_href(&[
             ("pipeline", name.clone()),
             ("status", "failed".into()),
-            ("since", since.to_string()),
+            ("since", since.clone()),
+            ("until", until.clone()),
         ]);
         view! {
             <tr>
@@ -505,13 +529,14 @@ pub mod render {
         }
     }
 
-    /// The flows list for one bucket (clipped to the range) and one reason code.
+    /// The flows list for one bucket (clipped to the range): the flows of the side whose step
+    /// `step` counted reason `code`.
     fn bucket_href(
         pipeline: &str,
         range: &RangeInsight,
         start: OffsetDateTime,
         bucket: StatsBucket,
-        code: Option<&str>,
+        (step, code): (&str, &str),
     ) -> String {
         let end = start + time::Duration::milliseconds(bucket.millis());
         flows_href(&[
@@ -519,7 +544,8 @@ pub mod render {
             ("since", rfc3339(start.max(range.since))),
             ("until", rfc3339(end.min(range.until))),
             ("tag", tag_param(range)),
-            ("q", code.unwrap_or_default().to_string()),
+            ("step", step.to_string()),
+            ("reason", code.to_string()),
         ])
     }
 
@@ -534,17 +560,44 @@ pub mod render {
     ) -> impl IntoView + use<> {
         const H: f64 = 120.0;
         const W: usize = 12;
-        let totals: Vec<u128> = mix.buckets.iter().map(|b| b.counts.iter().sum()).collect();
-        let max = totals.iter().copied().max().unwrap_or(0).max(1) as f64;
-        let bars = mix
+        // Every bucket of the range, empty ones too, so a gap in time shows as one.
+        let width_ms = bucket.millis();
+        let first_ms = (range.since.unix_timestamp_nanos() / 1_000_000) as i64;
+        let until_ms = (range.until.unix_timestamp_nanos() / 1_000_000) as i64;
+        let mut starts = Vec::new();
+        let mut at = first_ms.div_euclid(width_ms) * width_ms;
+        while at < until_ms && starts.len() <= crate::api::insights::MAX_BUCKETS as usize {
+            starts.push(at);
+            at += width_ms;
+        }
+        let counted: std::collections::HashMap<i64, &Vec<u128>> = mix
             .buckets
             .iter()
+            .map(|b| {
+                (
+                    (b.start.unix_timestamp_nanos() / 1_000_000) as i64,
+                    &b.counts,
+                )
+            })
+            .collect();
+        let tallest: u128 = mix
+            .buckets
+            .iter()
+            .map(|b| b.counts.iter().sum::<u128>())
+            .max()
+            .unwrap_or(0);
+        let max = tallest.max(1) as f64;
+        let empty: Vec<u128> = Vec::new();
+        let bars = starts
+            .iter()
             .enumerate()
-            .map(|(i, b)| {
-                let label = bucket_label(b.start, bucket);
+            .map(|(i, start_ms)| {
+                let start = OffsetDateTime::from_unix_timestamp_nanos(i128::from(*start_ms) * 1_000_000)
+                    .unwrap_or(range.since);
+                let label = bucket_label(start, bucket);
+                let counts = counted.get(start_ms).copied().unwrap_or(&empty);
                 let mut y = H;
-                let segments = b
-                    .counts
+                let segments = counts
                     .iter()
                     .enumerate()
                     .filter(|(_, n)| **n > 0)
@@ -555,7 +608,7 @@ pub mod render {
                         let text = format!("{label}: {n} × {code} — open these flows");
                         let aria = text.clone();
                         view! {
-                            <a href=bucket_href(pipeline, range, b.start, bucket, Some(code)) aria-label=aria>
+                            <a href=bucket_href(pipeline, range, start, bucket, (&mix.step, code)) aria-label=aria>
                                 <rect x=(i * W + 1).to_string() y=format!("{y:.2}") width=(W - 2).to_string() height=format!("{h:.2}") fill=COLOURS[c.min(SERIES)]>
                                     <title>{text}</title>
                                 </rect>
@@ -566,16 +619,22 @@ pub mod render {
                 view! { <g class="bucket">{segments}</g> }
             })
             .collect_view();
-        let width = (mix.buckets.len() * W).max(W);
+        let width = (starts.len() * W).max(W);
+        let label_of = |ms: &i64| {
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(*ms) * 1_000_000)
+                .map(|t| bucket_label(t, bucket))
+                .ok()
+        };
         let (first, last) = (
-            mix.buckets.first().map(|b| bucket_label(b.start, bucket)),
-            mix.buckets.last().map(|b| bucket_label(b.start, bucket)),
+            starts.first().and_then(label_of),
+            starts.last().and_then(label_of),
         );
         let caption = format!(
-            "Rejections per {by} by reason (exact counts), {} to {}; tallest bar {}. Each segment opens the flows of that {by} whose text holds its reason code.",
+            "Rejections per {by} by reason (exact counts), {} to {} (UTC, every {by} shown, empty ones too); tallest bar {}. Each segment opens the flows of that {by} whose step {} counted its reason.",
             first.unwrap_or_default(),
             last.unwrap_or_default(),
-            max as u128
+            tallest,
+            mix.step
         );
         let title_id = format!("{heading}-mix");
         let labelled_by = title_id.clone();
@@ -715,8 +774,13 @@ pub mod render {
                     .iter()
                     .enumerate()
                     .map(|(c, n)| {
-                        let href =
-                            bucket_href(pipeline, range, b.start, bucket, Some(&mix.codes[c]));
+                        let href = bucket_href(
+                            pipeline,
+                            range,
+                            b.start,
+                            bucket,
+                            (&mix.step, &mix.codes[c]),
+                        );
                         let cell = if *n == 0 {
                             view! { "0" }.into_any()
                         } else {

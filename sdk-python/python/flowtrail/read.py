@@ -81,13 +81,16 @@ class ReadClient:
         q: Optional[str] = None,
         step_kind: Optional[str] = None,
         min_eliminated: Optional[float] = None,
+        step: Optional[str] = None,
+        reason: Optional[str] = None,
         limit: int = 50,
         max_flows: Optional[int] = None,
     ) -> List[Dict[str, Any]]:
         """Flow summaries, newest first, with the flows list's filters (CONTRACT.md).
 
         ``tags``: ``{"seller": "s-42"}`` or pairs (each one a ``tag=key:value`` filter).
-        ``since``/``until``: RFC 3339 text. ``limit``: flows per page (≤ 500).
+        ``since``/``until``: RFC 3339 text. ``step``/``reason``: a step (named ``step``,
+        when given) counted this reason code. ``limit``: flows per page (≤ 500).
         ``max_flows``: follow ``next_cursor`` until this many are read; ``None`` reads one
         page. Raises :class:`ReadError`.
         """
@@ -100,6 +103,8 @@ class ReadClient:
             ("q", q),
             ("step_kind", step_kind),
             ("min_eliminated", min_eliminated),
+            ("step", step),
+            ("reason", reason),
         ):
             if value is not None:
                 params.append((name, str(value)))

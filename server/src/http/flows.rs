@@ -90,6 +90,8 @@ pub(crate) async fn unpin(
         ("q" = Option<String>, Query, description = "Full-text: every word must appear (last token as a prefix) in the pipeline, error, step names, reasoning, reason codes and texts, or candidate ids"),
         ("step_kind" = Option<StepKind>, Query, description = "With min_eliminated: a step of this kind"),
         ("min_eliminated" = Option<f64>, Query, minimum = 0, maximum = 1, description = "0 to 1: share of candidates_in not passed on"),
+        ("step" = Option<String>, Query, description = "A step of this name (with reason: that step counted it)"),
+        ("reason" = Option<String>, Query, description = "A step counted at least one rejection with this reason code (its exact counts, not only recorded observations)"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 50"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
     ),

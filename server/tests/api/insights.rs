@@ -236,7 +236,7 @@ async fn every_series_and_the_comparison_hold_the_seeded_counts_and_link_to_thei
         html.contains("-50.0 pts"),
         "the change of price_out_of_range"
     );
-    let link = "/?pipeline=insight%20pipeline%2Fv2&amp;since=2026-11-10T11%3A00%3A00Z&amp;until=2026-11-10T12%3A00%3A00Z&amp;q=price_out_of_range";
+    let link = "/?pipeline=insight%20pipeline%2Fv2&amp;since=2026-11-10T11%3A00%3A00Z&amp;until=2026-11-10T12%3A00%3A00Z&amp;step=price_filter&amp;reason=price_out_of_range";
     assert!(
         html.contains(link),
         "the 11:00 segment of price_out_of_range: {html}"
@@ -277,7 +277,7 @@ async fn every_series_and_the_comparison_hold_the_seeded_counts_and_link_to_thei
     assert!(html.contains("tagged version=v41"), "{html}");
     assert!(html.contains("24 (60 %)"), "v42's price share: {html}");
     assert!(
-        html.contains("&amp;tag=version%3Av41&amp;q=price_out_of_range"),
+        html.contains("&amp;tag=version%3Av41&amp;step=price_filter&amp;reason=price_out_of_range"),
         "v41's segments link to v41's flows: {html}"
     );
     assert!(
@@ -391,7 +391,89 @@ async fn a_pipeline_page_refuses_what_the_flows_list_refuses_and_hides_other_tea
     assert_eq!(got, StatusCode::NOT_FOUND, "{body}");
     let (got, body) = call(PIPELINE, json!({"since": " ", "until": ""})).await;
     assert_eq!(got, StatusCode::OK, "blank means not given: {body}");
+    // A name with `%` in it is read once from the address, not decoded twice.
+    let (_, mut odd) = flow("2026-11-10T10:00:00Z", 1, 1, "succeeded");
+    odd["pipeline"] = json!("100% x%41");
+    odd["id"] = json!(uuid::Uuid::now_v7().to_string());
+    seed(&app, vec![(String::new(), odd)]).await;
+    let request = Request::get("/pipelines/100%25%20x%2541")
+        .header(header::COOKIE, &cookie)
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, page) = app.call(request).await;
+    let page = String::from_utf8_lossy(&page);
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("100% x%41</h1>"), "{page}");
     // Without a session: refused.
     let (got, _) = server_fn(&app, PipelinesHtml::PATH, "", json!({})).await;
     assert_eq!(got, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_flows_list_filters_by_step_and_reason_exactly() {
+    let app = app().await;
+    let pipeline = "reason filter";
+    let with = |steps: Value| {
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut flow = flow_json(&id);
+        flow["pipeline"] = json!(pipeline);
+        flow["steps"] = steps;
+        (id, flow)
+    };
+    let step = |seq: u32, name: &str, reasons: Value| {
+        json!({"seq": seq, "name": name, "kind": "filter", "candidates_in": 10,
+               "candidates_out": 5, "reasons": reasons, "capture": "counts_only",
+               "observations": []})
+    };
+    let ids = seed(
+        &app,
+        vec![
+            with(json!([step(1, "a", json!({"x": 2}))])),
+            with(json!([step(1, "b", json!({"x": 1}))])),
+            with(json!([step(1, "a", json!({"x": 0, "y": 3}))])),
+            with(json!([step(1, "a", json!({"x_y": 1}))])),
+            with(json!([
+                step(1, "a", json!({"X": 1})),
+                step(2, "x", json!({}))
+            ])),
+        ],
+    )
+    .await;
+    let listed = |query: &'static str| {
+        let app = &app;
+        async move {
+            let (status, page) = app
+                .get_json(&format!("/api/v1/flows?pipeline=reason%20filter&{query}"))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{query}: {page}");
+            let mut got: Vec<String> = page["flows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["id"].as_str().unwrap().to_string())
+                .collect();
+            got.sort();
+            got
+        }
+    };
+    let want = |which: &[usize]| {
+        let mut want: Vec<String> = which.iter().map(|i| ids[*i].clone()).collect();
+        want.sort();
+        want
+    };
+    assert_eq!(
+        listed("reason=x").await,
+        want(&[0, 1]),
+        "a count of 0 is no rejection"
+    );
+    assert_eq!(listed("step=a&reason=x").await, want(&[0]));
+    assert_eq!(listed("step=b").await, want(&[1]));
+    assert_eq!(listed("reason=x_y").await, want(&[3]), "codes match whole");
+    assert_eq!(listed("reason=X").await, want(&[4]), "and by case");
+    assert_eq!(listed("step=a").await, want(&[0, 2, 3, 4]));
+    assert_eq!(listed("step=x").await, want(&[4]));
+    assert_eq!(listed("step=a&reason=y&status=succeeded").await, want(&[2]));
+    let (status, answer) = app.get_json("/api/v1/flows?reason=x&reason=y").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["error"]["field"], "reason");
 }

@@ -68,6 +68,28 @@ where
         }
         sql.push(")");
     }
+    if query.step.is_some() || query.reason.is_some() {
+        // A step's reasons are a JSON object (code -> count); its entries are `j`.
+        let (entries, count) = if DB::NAME == "PostgreSQL" {
+            ("json_each_text(s.reasons::JSON) j", "j.value::BIGINT")
+        } else {
+            ("json_each(s.reasons) j", "j.value")
+        };
+        sql.push(" AND EXISTS (SELECT 1 FROM steps s");
+        if query.reason.is_some() {
+            sql.push(", ").push(entries);
+        }
+        sql.push(" WHERE s.team_id = f.team_id AND s.flow_id = f.id");
+        if let Some(step) = &query.step {
+            sql.push(" AND s.name = ").push_bind(step.clone());
+        }
+        if let Some(reason) = &query.reason {
+            sql.push(" AND j.key = ")
+                .push_bind(reason.clone())
+                .push(format!(" AND {count} > 0"));
+        }
+        sql.push(")");
+    }
     if let Some(cursor) = query.cursor {
         // "After the cursor" is `(started_at, id) < (cursor)`. The first bound is redundant but
         // lets the planners seek the `(team_id, started_at, id)` indexes to the cursor: with

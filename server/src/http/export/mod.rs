@@ -94,6 +94,8 @@ impl Encoder {
         ("q" = Option<String>, Query, description = "Full-text, as on the flows list"),
         ("step_kind" = Option<StepKind>, Query, description = "With min_eliminated: a step of this kind"),
         ("min_eliminated" = Option<f64>, Query, minimum = 0, maximum = 1, description = "0 to 1: share of candidates_in not passed on"),
+        ("step" = Option<String>, Query, description = "A step of this name (with reason: that step counted it)"),
+        ("reason" = Option<String>, Query, description = "A step counted at least one rejection with this reason code (its exact counts, not only recorded observations)"),
     ),
     responses(
         (status = 200, description = "Streamed: JSON Lines (`application/jsonl`, one object per row), CSV with a header row (`text/csv`) or Parquet (`application/vnd.apache.parquet`, zstd, a row group per 8,192 rows); newest flow first, steps in order"),
