@@ -282,6 +282,30 @@ impl Bench {
     }
 }
 
+/// Runs `ask(i)` for i in `0..rounds` and prints p50 / p95 / max of its time, as
+/// [`Bench::measure`] does for HTTP.
+async fn timed<F, Fut>(label: &str, rounds: usize, mut ask: F)
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut times = Vec::with_capacity(rounds);
+    for i in 0..rounds {
+        let start = Instant::now();
+        ask(i).await;
+        times.push(start.elapsed());
+    }
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    println!(
+        "{label:<58} p50 {:>7.2} ms   p95 {:>7.2} ms   max {:>7.2} ms   (n={})",
+        at(0.50).as_secs_f64() * 1e3,
+        at(0.95).as_secs_f64() * 1e3,
+        times[times.len() - 1].as_secs_f64() * 1e3,
+        times.len(),
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let total: u64 = std::env::var("FLOWTRAIL_BENCH_FLOWS")
@@ -485,6 +509,115 @@ async fn main() {
             |b| assert_eq!(b["funnels"].as_array().unwrap().len(), 3),
         )
         .await;
+    // The pipeline pages (issue #19): their data, as the server computes it before rendering
+    // (the pages are HTML of these figures), and one drift rule's measurement over a day
+    // against the 7 days before (what an evaluation costs per rule, deliveries aside).
+    {
+        use flowtrail_domain::analysis::insights::{InsightQuery, Side, overview, pipeline};
+        let services = &services;
+        timed(
+            "pipelines page: every pipeline at a glance",
+            rounds * 2,
+            |_| async move {
+                let page = overview(services, team, end).await.unwrap();
+                assert_eq!(page.pipelines.len(), 3);
+            },
+        )
+        .await;
+        let side = |from: i64, to: i64| Side {
+            since: end - time::Duration::days(from),
+            until: end - time::Duration::days(to),
+            tag: None,
+        };
+        for (label, range, versus, bucket) in [
+            (
+                "pipeline page: 7 days by day, beside the 7 before",
+                side(7, 0),
+                Some(side(14, 7)),
+                flowtrail_types::StatsBucket::Day,
+            ),
+            (
+                "pipeline page: 48 hours by hour",
+                Side {
+                    since: end - time::Duration::hours(48),
+                    until: end,
+                    tag: None,
+                },
+                None,
+                flowtrail_types::StatsBucket::Hour,
+            ),
+        ] {
+            let queries: Vec<InsightQuery> = PIPELINES
+                .iter()
+                .map(|p| InsightQuery {
+                    pipeline: (*p).to_string(),
+                    range: range.clone(),
+                    versus: versus.clone(),
+                    bucket,
+                })
+                .collect();
+            let queries = &queries;
+            timed(label, rounds * 2 * queries.len(), |i| async move {
+                let page = pipeline(services, team, &queries[i % queries.len()])
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(page.range.flows > 0);
+            })
+            .await;
+        }
+        let rule = flowtrail_types::alerts::AlertRuleInput {
+            name: "price share shift".into(),
+            pipeline: PIPELINES[0].into(),
+            step: Some("price_and_rating_filter".into()),
+            metric: flowtrail_types::alerts::AlertMetric::ReasonShare,
+            reason: Some("price_out_of_range".into()),
+            comparison: flowtrail_types::alerts::AlertComparison::Shift,
+            threshold: 0.2,
+            window_minutes: 24 * 60,
+            baseline_days: Some(7),
+            min_flows: 20,
+            webhook_url: None,
+            secret: None,
+        };
+        let rule = &rule;
+        let end_ms = end.unix_timestamp() * 1000;
+        for (label, metric) in [
+            (
+                "one drift rule: reason share, a day vs 7 days",
+                flowtrail_types::alerts::AlertMetric::ReasonShare,
+            ),
+            (
+                "one drift rule: median elimination share, the same",
+                flowtrail_types::alerts::AlertMetric::EliminationShare,
+            ),
+        ] {
+            let rule = flowtrail_types::alerts::AlertRuleInput {
+                metric,
+                ..rule.clone()
+            };
+            let rule = &rule;
+            timed(label, rounds * 2, |_| async move {
+                let day = flowtrail_domain::alerts::measure(
+                    services,
+                    team,
+                    rule,
+                    end_ms - 86_400_000,
+                    end_ms,
+                );
+                let week = flowtrail_domain::alerts::measure(
+                    services,
+                    team,
+                    rule,
+                    end_ms - 8 * 86_400_000,
+                    end_ms - 86_400_000,
+                );
+                let (day, week) = futures::try_join!(day, week).unwrap();
+                assert!(day.flows > 0 && week.flows > day.flows);
+            })
+            .await;
+        }
+    }
     if std::env::var_os("FLOWTRAIL_BENCH_SKIP_EXPORT").is_none() {
         let since = |days: i64| fmt(end - time::Duration::days(days));
         for (label, filters, format, level) in [
