@@ -575,6 +575,7 @@ async fn main() {
             comparison: flowtrail_types::alerts::AlertComparison::Shift,
             threshold: 0.2,
             window_minutes: 24 * 60,
+            interval_minutes: 1,
             baseline_days: Some(7),
             min_flows: 20,
             webhook_url: None,

@@ -62,9 +62,13 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Admin(AdminCommand::EvaluateAlerts(args)) => {
             let services = open(&args.storage).await?;
+            // "Evaluates every alert rule once now" (CONTRACT.md): intervals aside.
             let report = flowtrail_domain::alerts::evaluate_all(
                 &services,
-                &flowtrail_domain::alerts::AlertOptions::default(),
+                &flowtrail_domain::alerts::AlertOptions {
+                    every_rule: true,
+                    ..Default::default()
+                },
             )
             .await?
             .ok_or_else(|| {

@@ -109,6 +109,11 @@ pub const MAX_BASELINE_DAYS: u32 = 90;
 pub const DEFAULT_BASELINE_DAYS: u32 = 7;
 /// The window of a rule that gives none.
 pub const DEFAULT_WINDOW_MINUTES: u32 = 60;
+/// How often a rule that gives none is evaluated: every evaluation pass (`serve` and `worker`
+/// make one every `--alert-interval-seconds`, 60 by default), in minutes.
+pub const DEFAULT_INTERVAL_MINUTES: u32 = 1;
+/// Longest evaluation interval: a day, in minutes.
+pub const MAX_INTERVAL_MINUTES: u32 = 24 * 60;
 /// The minimum number of flows of a rule that gives none.
 pub const DEFAULT_MIN_FLOWS: u32 = 20;
 /// Rules per team.
@@ -138,6 +143,11 @@ pub struct AlertRuleInput {
     /// The window measured, ending at each evaluation (1 minute to 30 days; default 60).
     #[serde(default = "default_window")]
     pub window_minutes: u32,
+    /// How often the rule is evaluated, in minutes (1 to 1440, default 1): a pass of the
+    /// evaluator measures it only when this long has gone by since its last evaluation
+    /// (`flowtrail admin evaluate-alerts` measures every rule whatever its interval).
+    #[serde(default = "default_interval")]
+    pub interval_minutes: u32,
     /// Days before the window that make the baseline (`shift`; 1–90, default 7).
     #[serde(default)]
     pub baseline_days: Option<u32>,
@@ -156,6 +166,10 @@ pub struct AlertRuleInput {
 
 fn default_window() -> u32 {
     DEFAULT_WINDOW_MINUTES
+}
+
+fn default_interval() -> u32 {
+    DEFAULT_INTERVAL_MINUTES
 }
 
 fn default_min_flows() -> u32 {
@@ -193,6 +207,8 @@ pub struct AlertRulePatch {
     pub threshold: Option<f64>,
     #[serde(default)]
     pub window_minutes: Option<u32>,
+    #[serde(default)]
+    pub interval_minutes: Option<u32>,
     #[serde(default, deserialize_with = "present")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<u32>))]
     pub baseline_days: Option<Option<u32>>,
@@ -230,6 +246,9 @@ impl AlertRulePatch {
         }
         if let Some(threshold) = patch.threshold {
             rule.threshold = threshold;
+        }
+        if let Some(interval) = patch.interval_minutes {
+            rule.interval_minutes = interval;
         }
         if let Some(window) = patch.window_minutes {
             rule.window_minutes = window;
@@ -331,6 +350,12 @@ impl AlertRuleInput {
                 format!("window_minutes is 1 to {MAX_WINDOW_MINUTES} (30 days)"),
             ));
         }
+        if !(1..=MAX_INTERVAL_MINUTES).contains(&self.interval_minutes) {
+            return Err(refuse(
+                "interval_minutes",
+                format!("interval_minutes is 1 to {MAX_INTERVAL_MINUTES} (a day)"),
+            ));
+        }
         match (self.comparison, self.baseline_days) {
             (AlertComparison::Shift, None) => self.baseline_days = Some(DEFAULT_BASELINE_DAYS),
             (_, Some(days)) if !(1..=MAX_BASELINE_DAYS).contains(&days) => {
@@ -398,6 +423,7 @@ pub struct AlertRule {
     pub comparison: AlertComparison,
     pub threshold: f64,
     pub window_minutes: u32,
+    pub interval_minutes: u32,
     pub baseline_days: Option<u32>,
     pub min_flows: u32,
     pub webhook_url: Option<String>,
@@ -546,6 +572,10 @@ pub struct AlertWebhook {
 pub struct AlertEvaluation {
     /// Rules measured.
     pub rules: u64,
+    /// Rules not measured: their `interval_minutes` had not gone by since their last
+    /// evaluation.
+    #[serde(default)]
+    pub not_due: u64,
     pub opened: u64,
     /// Open alerts whose condition still held.
     pub kept: u64,

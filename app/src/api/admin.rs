@@ -298,13 +298,15 @@ mod alert_rule_form {
         comparison: String,
         threshold: String,
         window_minutes: String,
+        #[server(default)] interval_minutes: String,
         baseline_days: String,
         min_flows: String,
         webhook_url: String,
         secret: String,
     ) -> Result<flowtrail_types::alerts::AlertRule, ServerFnError> {
         use flowtrail_types::alerts::{
-            AlertComparison, AlertMetric, AlertRuleInput, DEFAULT_MIN_FLOWS, DEFAULT_WINDOW_MINUTES,
+            AlertComparison, AlertMetric, AlertRuleInput, DEFAULT_INTERVAL_MINUTES,
+            DEFAULT_MIN_FLOWS, DEFAULT_WINDOW_MINUTES,
         };
         let team = ssr::admin().await?.team.id;
         let unprocessable =
@@ -330,6 +332,8 @@ mod alert_rule_form {
                 .ok_or_else(|| unprocessable("Give a threshold.".into()))?,
             window_minutes: optional_number(&window_minutes, "window")?
                 .unwrap_or(DEFAULT_WINDOW_MINUTES),
+            interval_minutes: optional_number(&interval_minutes, "interval")?
+                .unwrap_or(DEFAULT_INTERVAL_MINUTES),
             baseline_days: optional_number(&baseline_days, "baseline")?,
             min_flows: optional_number(&min_flows, "minimum of flows")?
                 .unwrap_or(DEFAULT_MIN_FLOWS),

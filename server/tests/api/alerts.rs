@@ -98,9 +98,12 @@ async fn seed(app: &TestApp, n: u32, minutes_ago: i64, version: &str, price: u64
     ids
 }
 
+/// Retries due at once, and every rule measured at every pass (as `flowtrail admin
+/// evaluate-alerts` does), whatever its interval.
 fn fast() -> AlertOptions {
     AlertOptions {
         retry_base: Duration::from_millis(1),
+        every_rule: true,
         ..AlertOptions::default()
     }
 }
@@ -125,6 +128,8 @@ async fn rules_are_refused_naming_their_field_and_never_show_their_secret() {
         (json!({"secret": null}), "secret"),
         (json!({"webhook_url": "file:///etc/passwd"}), "webhook_url"),
         (json!({"min_flows": 0}), "min_flows"),
+        (json!({"interval_minutes": 0}), "interval_minutes"),
+        (json!({"interval_minutes": 1441}), "interval_minutes"),
     ] {
         let mut body = rule.clone();
         for (k, v) in change.as_object().unwrap() {
@@ -528,4 +533,116 @@ async fn a_changed_or_deleted_rule_resolves_its_open_alert_and_an_unsent_opening
     assert!(receiver.all_signed_with(secret));
     let (_, alerts) = app.admin("GET", "/api/v1/admin/alerts", None).await;
     assert_eq!(alerts["alerts"], json!([]));
+}
+
+#[tokio::test]
+async fn a_rule_is_evaluated_at_its_own_interval_and_on_demand_whatever_it() {
+    let app = app().await;
+    seed(&app, 25, 10, "v42", 80).await;
+    let hourly = json!({
+        "name": "hourly", "pipeline": "ranker", "step": "price_filter",
+        "metric": "reason_share", "reason": "price_out_of_range", "comparison": "above",
+        "threshold": 0.5, "interval_minutes": 60
+    });
+    let (status, created) = app
+        .admin("POST", "/api/v1/admin/alert-rules", Some(&hourly))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["interval_minutes"], 60);
+    let mut every_pass = hourly.clone();
+    every_pass["name"] = json!("every pass");
+    every_pass
+        .as_object_mut()
+        .unwrap()
+        .remove("interval_minutes");
+    let (status, default) = app
+        .admin("POST", "/api/v1/admin/alert-rules", Some(&every_pass))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(default["interval_minutes"], 1, "by default, every pass");
+
+    // Passes as `serve` makes them: each rule when its interval has gone by.
+    let scheduled = AlertOptions {
+        every_rule: false,
+        ..fast()
+    };
+    // First pass: both measured (never evaluated before).
+    let report = evaluate_all(&app.services, &scheduled)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((report.rules, report.not_due), (2, 0), "{report:?}");
+    // A pass a minute later (as the clock goes, the rules' last evaluation a minute older):
+    // the hourly rule is not due.
+    for rule in [&created, &default] {
+        let id = rule["id"].as_i64().unwrap();
+        let minute_ago = flowtrail_domain::millis::now_ms() - 61_000;
+        app.services
+            .metadata
+            .rule_evaluated(id, minute_ago)
+            .await
+            .unwrap();
+    }
+    let report = evaluate_all(&app.services, &scheduled)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((report.rules, report.not_due), (1, 1), "{report:?}");
+    // On demand (`flowtrail admin evaluate-alerts`): every rule.
+    let report = evaluate_all(&app.services, &fast()).await.unwrap().unwrap();
+    assert_eq!((report.rules, report.not_due), (2, 0), "{report:?}");
+    // The interval can be changed.
+    let (status, patched) = app
+        .admin(
+            "PATCH",
+            &format!("/api/v1/admin/alert-rules/{}", created["id"]),
+            Some(&json!({"interval_minutes": 5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["interval_minutes"], 5);
+}
+
+/// An admin sends the alerts page's form twice: with an interval, and without the field (as a
+/// page loaded before it existed sends it).
+#[tokio::test]
+async fn the_alerts_page_form_creates_a_rule_with_its_interval_or_the_default() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use flowtrail_app::api::admin::CreateAlertRule;
+    use leptos::server_fn::ServerFn;
+    let app = app().await;
+    app.services
+        .create_user(
+            "alerts-admin@example.org",
+            "correct horse",
+            "default",
+            flowtrail_domain::accounts::Role::Admin,
+        )
+        .await
+        .unwrap();
+    let cookie = app
+        .sign_in("alerts-admin@example.org", "correct horse")
+        .await;
+    for (name, interval, want) in [
+        ("every quarter", "&interval_minutes=15", 15),
+        ("default", "", 1),
+    ] {
+        let body = format!(
+            "name={name}&pipeline=ranker&step=price_filter&metric=reason_share\
+             &reason=price_out_of_range&comparison=above&threshold=0.5&window_minutes=\
+             {interval}&baseline_days=&min_flows=&webhook_url=&secret="
+        );
+        let request = Request::post(CreateAlertRule::PATH)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "application/json")
+            .header(header::COOKIE, &cookie)
+            .header("sec-fetch-site", "same-origin")
+            .body(Body::from(body))
+            .unwrap();
+        let (status, _, answer) = app.call(request).await;
+        let answer: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+        assert_eq!(status, StatusCode::OK, "{name}: {answer}");
+        assert_eq!(answer["interval_minutes"], want, "{name}: {answer}");
+    }
 }

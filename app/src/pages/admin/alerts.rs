@@ -197,7 +197,7 @@ fn RuleTable(rules: Vec<AlertRule>, delete: ServerAction<DeleteAlertRule>) -> im
                     <td>{watched}</td>
                     <td>{rule.metric.as_str()}</td>
                     <td>{format!("{}{baseline}", comparison_text(rule.comparison, rule.threshold, rule.metric))}</td>
-                    <td class="num">{format!("{} min", rule.window_minutes)}</td>
+                    <td class="num">{format!("{} min, every {} min", rule.window_minutes, rule.interval_minutes)}</td>
                     <td class="num">{rule.min_flows}</td>
                     <td>{if rule.webhook_url.is_some() { "yes" } else { "no" }}</td>
                     <td>{rule.last_evaluated_at.map(format::timestamp).unwrap_or_else(|| "not yet".into())}</td>
@@ -226,7 +226,7 @@ fn RuleTable(rules: Vec<AlertRule>, delete: ServerAction<DeleteAlertRule>) -> im
                     <th scope="col">"Watches"</th>
                     <th scope="col">"Metric"</th>
                     <th scope="col">"Fires when"</th>
-                    <th scope="col" class="num">"Window"</th>
+                    <th scope="col" class="num">"Window, evaluated"</th>
                     <th scope="col" class="num">"Min. flows"</th>
                     <th scope="col">"Webhook"</th>
                     <th scope="col">"Last evaluated"</th>
@@ -277,6 +277,7 @@ fn RuleForm(create: ServerAction<CreateAlertRule>) -> impl IntoView {
                 </label>
                 <label>"Threshold"<input type="number" name="threshold" required step="any" min="0"/></label>
                 <label>"Window (minutes)"<input type="number" name="window_minutes" min="1" placeholder="60"/></label>
+                <label>"Evaluate every (minutes)"<input type="number" name="interval_minutes" min="1" max="1440" placeholder="1"/></label>
                 <label>"Baseline (days, for shift)"<input type="number" name="baseline_days" min="1" max="90" placeholder="7"/></label>
                 <label>"Minimum flows"<input type="number" name="min_flows" min="1" placeholder="20"/></label>
                 <label>"Webhook URL (optional)"<input type="url" name="webhook_url" autocomplete="off"/></label>

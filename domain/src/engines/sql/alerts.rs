@@ -15,7 +15,7 @@ use crate::{Error, Result};
 
 const RULE_COLUMNS: &str = "id, team_id, name, pipeline, step, metric, reason, comparison, \
      threshold, window_minutes, baseline_days, min_flows, webhook_url, secret, created_at, \
-     updated_at, last_evaluated_at";
+     updated_at, last_evaluated_at, interval_minutes";
 
 const ALERT_COLUMNS: &str = "a.id, a.team_id, a.rule_id, r.name, r.pipeline, r.step, r.metric, \
      r.reason, r.comparison, r.threshold, a.state, a.opened_at, a.resolved_at, a.value, \
@@ -53,6 +53,7 @@ where
         comparison,
         threshold: row.try_get("threshold")?,
         window_minutes: count(row.try_get("window_minutes")?),
+        interval_minutes: count(row.try_get("interval_minutes")?),
         baseline_days: row.try_get::<Option<i64>, _>("baseline_days")?.map(count),
         min_flows: count(row.try_get("min_flows")?),
         webhook_url: row.try_get("webhook_url")?,
@@ -68,6 +69,7 @@ where
         comparison,
         threshold: input.threshold,
         window_minutes: input.window_minutes,
+        interval_minutes: input.interval_minutes,
         baseline_days: input.baseline_days,
         min_flows: input.min_flows,
         webhook_url: input.webhook_url.clone(),
@@ -164,8 +166,8 @@ where
     ))
 }
 
-/// `query` with a rule's twelve stored fields bound, in the order of the `alert_rules`
-/// columns from `name` to `secret` (the same for `INSERT` and `UPDATE`).
+/// `query` with a rule's thirteen stored fields bound: the `alert_rules` columns from `name`
+/// to `secret`, then `interval_minutes` (the same for `INSERT` and `UPDATE`).
 macro_rules! bind_rule {
     ($query:expr, $rule:expr) => {
         $query
@@ -181,6 +183,7 @@ macro_rules! bind_rule {
             .bind(i64::from($rule.min_flows))
             .bind(&$rule.webhook_url)
             .bind(&$rule.secret)
+            .bind(i64::from($rule.interval_minutes))
     };
 }
 
@@ -274,8 +277,8 @@ impl AlertStore for SqlMetadata {
             let query = sqlx::query_scalar(
                 "INSERT INTO alert_rules (team_id, name, pipeline, step, metric, reason, \
                  comparison, threshold, window_minutes, baseline_days, min_flows, webhook_url, \
-                 secret, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) \
+                 secret, interval_minutes, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) \
                  RETURNING id",
             )
             .bind(team_id);
@@ -303,7 +306,7 @@ impl AlertStore for SqlMetadata {
                 "UPDATE alert_rules SET name = $3, pipeline = $4, step = $5, metric = $6, \
                  reason = $7, comparison = $8, threshold = $9, window_minutes = $10, \
                  baseline_days = $11, min_flows = $12, webhook_url = $13, secret = $14, \
-                 updated_at = $15 WHERE team_id = $1 AND id = $2",
+                 interval_minutes = $15, updated_at = $16 WHERE team_id = $1 AND id = $2",
             )
             .bind(team_id)
             .bind(rule_id);
