@@ -614,7 +614,8 @@ async fn main() {
                     end_ms - 86_400_000,
                 );
                 let (day, week) = futures::try_join!(day, week).unwrap();
-                assert!(day.flows > 0 && week.flows > day.flows);
+                // The elimination share counts the newest flows up to a cap: both may hold it.
+                assert!(day.flows > 0 && week.flows >= day.flows);
             })
             .await;
         }

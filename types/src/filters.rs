@@ -199,7 +199,10 @@ impl FlowFilters {
         let mut filters = FlowFilters::default();
         let mut seen: Vec<&'static str> = Vec::new();
         for (name, value) in pairs {
-            let value = value.as_ref().trim();
+            // `step` and `reason` match stored names and codes exactly, spaces included (a
+            // code `"A "` is not `"A"`); the other values are read trimmed.
+            let exact = value.as_ref();
+            let value = exact.trim();
             if value.is_empty() {
                 continue;
             }
@@ -255,8 +258,8 @@ impl FlowFilters {
                     })?)
                 }
                 "min_eliminated" => filters.min_eliminated = Some(Share::parse(value)?),
-                "step" => filters.step = Some(value.to_string()),
-                "reason" => filters.reason = Some(value.to_string()),
+                "step" => filters.step = Some(exact.to_string()),
+                "reason" => filters.reason = Some(exact.to_string()),
                 "limit" => {
                     filters.limit = value
                         .parse()

@@ -566,8 +566,8 @@ async fn evaluate_holding_the_lease(
     let http = client(options)?;
     let mut report = AlertEvaluation::default();
     // The attempts due from earlier evaluations (a delivery failing now is retried at the
-    // next evaluation after its backoff, not at once), made with this evaluation's own.
-    let mut sends: Vec<Send> = services
+    // next evaluation after its backoff, not at once), made before this evaluation's own.
+    let retries: Vec<Send> = services
         .metadata
         .due_deliveries(now_ms(), 100)
         .await?
@@ -578,6 +578,7 @@ async fn evaluate_holding_the_lease(
             attempt: due.attempts + 1,
         })
         .collect();
+    let mut sends = Vec::new();
     let now = now_ms();
     for stored in services.metadata.all_alert_rules().await? {
         if !options.every_rule && !due(&stored, now) {
@@ -593,9 +594,10 @@ async fn evaluate_holding_the_lease(
             report.failed += 1;
         }
     }
-    // Resolutions after openings of the same alert: an `opened` still unsent when its
-    // alert resolved is superseded ([`deliver`]), never sent after the resolution.
-    sends.sort_by_key(|send| (send.alert_id, send.event == AlertEvent::Resolved));
+    // Earlier events first: the retries that are due, then this pass's openings and
+    // resolutions. An `opened` still unsent when its alert resolved is superseded
+    // ([`deliver`]), never sent after the resolution.
+    deliver_all(services, &http, options, retries, &mut report).await;
     deliver_all(services, &http, options, sends, &mut report).await;
     Ok(report)
 }

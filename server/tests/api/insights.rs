@@ -436,6 +436,7 @@ async fn the_flows_list_filters_by_step_and_reason_exactly() {
                 step(1, "a", json!({"X": 1})),
                 step(2, "x", json!({}))
             ])),
+            with(json!([step(1, "a ", json!({"x ": 1}))])),
         ],
     )
     .await;
@@ -472,6 +473,12 @@ async fn the_flows_list_filters_by_step_and_reason_exactly() {
     assert_eq!(listed("reason=X").await, want(&[4]), "and by case");
     assert_eq!(listed("step=a").await, want(&[0, 2, 3, 4]));
     assert_eq!(listed("step=x").await, want(&[4]));
+    assert_eq!(
+        listed("reason=x%20").await,
+        want(&[5]),
+        "spaces are part of a code"
+    );
+    assert_eq!(listed("step=a%20&reason=x%20").await, want(&[5]));
     assert_eq!(listed("step=a&reason=y&status=succeeded").await, want(&[2]));
     let (status, answer) = app.get_json("/api/v1/flows?reason=x&reason=y").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
