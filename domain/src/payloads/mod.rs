@@ -290,13 +290,13 @@ impl PayloadStore {
             .collect())
     }
 
-    /// Whether the engine answers (for readiness).
+    /// Whether the engine answers (for readiness): a `HEAD` of a key that is never written,
+    /// whose "not found" is the answer — one request whatever the bucket holds (a listing
+    /// could walk a large prefix on some S3-compatible servers).
     pub async fn ping(&self) -> Result<()> {
-        use futures::StreamExt;
-        let mut listing = self.store.list(Some(&ObjectPath::from("readyz")));
-        match listing.next().await {
-            Some(Err(e)) => Err(e.into()),
-            _ => Ok(()),
+        match self.store.head(&ObjectPath::from("readyz/probe")).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 }
