@@ -70,11 +70,7 @@ where
     }
     if query.step.is_some() || query.reason.is_some() {
         // A step's reasons are a JSON object (code -> count); its entries are `j`.
-        let (entries, count) = if DB::NAME == "PostgreSQL" {
-            ("json_each_text(s.reasons::JSON) j", "j.value::BIGINT")
-        } else {
-            ("json_each(s.reasons) j", "j.value")
-        };
+        let (entries, count) = super::json_object_entries_in(DB::NAME == "PostgreSQL", "s.reasons");
         sql.push(" AND EXISTS (SELECT 1 FROM steps s");
         if query.reason.is_some() {
             sql.push(", ").push(entries);

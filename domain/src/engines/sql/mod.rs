@@ -53,13 +53,7 @@ impl SqlDatabase {
     /// `FROM` item aliased `j` with a `key` column, and the SQL of an entry's value as an
     /// integer: SQLite's `json_each`, PostgreSQL's `json_each_text`.
     pub(crate) fn json_object_entries(&self, column: &str) -> (String, &'static str) {
-        match self {
-            SqlDatabase::Sqlite(_) => (format!("json_each({column}) j"), "j.value"),
-            SqlDatabase::Postgres(_) => (
-                format!("json_each_text({column}::JSON) j"),
-                "j.value::BIGINT",
-            ),
-        }
+        json_object_entries_in(matches!(self, SqlDatabase::Postgres(_)), column)
     }
 
     /// A query answering the rows of `from` (a `SELECT` naming `columns`) as one JSON text:
@@ -97,3 +91,16 @@ macro_rules! on_pool {
     };
 }
 pub(crate) use on_pool;
+
+/// [`SqlDatabase::json_object_entries`] for a dialect known only by whether it is PostgreSQL
+/// (a query builder generic over the database, `flows::push_flow_filters`).
+pub(crate) fn json_object_entries_in(postgres: bool, column: &str) -> (String, &'static str) {
+    if postgres {
+        (
+            format!("json_each_text({column}::JSON) j"),
+            "j.value::BIGINT",
+        )
+    } else {
+        (format!("json_each({column}) j"), "j.value")
+    }
+}
