@@ -96,8 +96,8 @@ pub trait AlertStore: Send + Sync {
     /// Deliveries whose next attempt is due at `now_ms`, oldest first.
     async fn due_deliveries(&self, now_ms: i64, limit: u32) -> Result<Vec<DueDelivery>>;
     /// Flows of the team that started in `[since_ms, until_ms)`, per pipeline and UTC day:
-    /// `(pipeline, day start in Unix ms, flows, failed)`, in no order. `since_ms` is a
-    /// midnight (UTC); days without flows are left out.
+    /// `(pipeline, day start in Unix ms, flows, failed)`, in no order; days without flows
+    /// are left out. Exact for any range; reads the hourly flow counts, not every flow.
     async fn flow_counts_by_day(
         &self,
         team_id: i64,

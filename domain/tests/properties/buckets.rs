@@ -447,3 +447,83 @@ proptest! {
         })?;
     }
 }
+
+proptest! {
+    #![proptest_config(db_config())]
+
+    /// The hourly flow counts (migration `flow_counts`) follow every write: a flow's second
+    /// version may move it to another hour, another status (failed) or another pipeline, and
+    /// retention may delete it; flows and failures per day over any range, and of one
+    /// pipeline, are then the exact counts of the flows stored.
+    #[test]
+    fn flow_counts_over_any_range_are_the_exact_counts_of_its_flows_per_day(
+        base_hour in -10 * 8766i64..60 * 8766,
+        flows in proptest::collection::vec(
+            (range_flow(), any::<bool>(), any::<bool>(), any::<bool>()),
+            1..8,
+        ),
+        range in (offset_ms(), offset_ms()),
+        pipeline in select(vec!["ranker", "matcher"]),
+    ) {
+        let base = base_hour * HOUR_MS;
+        let (since, until) = (base + range.0.min(range.1), base + range.0.max(range.1));
+        runtime().block_on(async {
+            let db = fresh().await;
+            let meta = &db.services.metadata;
+            let none = StepPayloads::new();
+            // (pipeline, start, failed) of every flow still stored at the end.
+            let mut stored: Vec<(&str, i64, bool)> = Vec::new();
+            let mut deleted = Vec::new();
+            for (flow, fails, switch, delete) in &flows {
+                let id = Uuid::now_v7();
+                let first = flow.record(id, 1, base + flow.started_ms);
+                prop_assert!(meta.upsert_flow(db.team, &first, &none).await.unwrap().is_written());
+                let mut last = (flow.pipeline, base + flow.started_ms, false);
+                if flow.moved_to.is_some() || *fails || *switch {
+                    let mut second = flow.record(id, 2, base + flow.final_start());
+                    if *fails {
+                        second.status = FlowStatus::Failed;
+                    }
+                    let name = if *switch { "other" } else { flow.pipeline };
+                    second.pipeline = name.to_string();
+                    prop_assert!(meta.upsert_flow(db.team, &second, &none).await.unwrap().is_written());
+                    last = (name, base + flow.final_start(), *fails);
+                }
+                if *delete {
+                    deleted.push(id.hyphenated().to_string());
+                } else {
+                    stored.push(last);
+                }
+            }
+            let batch = meta.delete_flows(db.team, &deleted).await.unwrap();
+            prop_assert_eq!(batch.deleted.flows as usize, deleted.len());
+
+            let mut expected: BTreeMap<(String, i64), (u64, u64)> = BTreeMap::new();
+            for (name, started, failed) in &stored {
+                if *started >= since && *started < until {
+                    let day = started.div_euclid(DAY_MS) * DAY_MS;
+                    let entry = expected.entry((name.to_string(), day)).or_default();
+                    entry.0 += 1;
+                    entry.1 += u64::from(*failed);
+                }
+            }
+            let mut days: Vec<(String, i64, u64, u64)> =
+                meta.flow_counts_by_day(db.team, since, until).await.unwrap();
+            days.sort();
+            let want: Vec<(String, i64, u64, u64)> = expected
+                .iter()
+                .map(|((name, day), (all, failed))| (name.clone(), *day, *all, *failed))
+                .collect();
+            prop_assert_eq!(days, want, "[{}, {})", since, until);
+            let one = meta.flow_counts(db.team, pipeline, since, until, None).await.unwrap();
+            let want_one = expected
+                .iter()
+                .filter(|((name, _), _)| name == pipeline)
+                .fold((0, 0), |(a, f), (_, (all, failed))| (a + all, f + failed));
+            prop_assert_eq!(one, want_one);
+            // The other team sees none of them.
+            prop_assert!(meta.flow_counts_by_day(db.other_team, since, until).await.unwrap().is_empty());
+            Ok(())
+        })?;
+    }
+}

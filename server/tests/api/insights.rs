@@ -336,10 +336,10 @@ async fn the_overview_counts_days_failures_and_finds_the_step_that_moved() {
     }
     // Older than the 14 days shown: not counted.
     flows.push(flow(&at(time::Duration::days(20)), 1, 1, "succeeded"));
-    seed(&app, flows).await;
+    let ids = seed(&app, flows.clone()).await;
 
-    let overview = overview(&app.services, team, now).await.unwrap();
-    let p = overview
+    let before = overview(&app.services, team, now).await.unwrap();
+    let p = before
         .pipelines
         .iter()
         .find(|p| p.pipeline == PIPELINE)
@@ -353,6 +353,29 @@ async fn the_overview_counts_days_failures_and_finds_the_step_that_moved() {
     assert!((mover.baseline - 0.1).abs() < 1e-9, "{mover:?}");
     assert!((mover.recent - 0.6).abs() < 1e-9, "{mover:?}");
     assert_eq!((mover.recent_runs, mover.baseline_runs), (2, 3));
+
+    // The counts follow the flows (hourly rollups kept in the write's transaction): a
+    // second version fails a flow that had succeeded, and retention deletes a failed one.
+    let mut corrected = flows[0].1.clone();
+    corrected["version"] = json!(2);
+    corrected["status"] = json!("failed");
+    seed(&app, vec![(ids[0].clone(), corrected)]).await;
+    let deleted = app
+        .services
+        .metadata
+        .delete_flows(team, std::slice::from_ref(&ids[3]))
+        .await
+        .unwrap();
+    assert_eq!(deleted.deleted.flows, 1);
+    let after = overview(&app.services, team, now).await.unwrap();
+    let p = after
+        .pipelines
+        .iter()
+        .find(|p| p.pipeline == PIPELINE)
+        .expect("the pipeline is listed");
+    assert_eq!(p.days.iter().map(|d| d.flows).sum::<u64>(), 4);
+    assert_eq!(p.days.iter().map(|d| d.failed).sum::<u64>(), 2);
+    assert_eq!((p.flows_7d, p.failed_7d), (4, 2));
 }
 
 #[tokio::test]

@@ -10,8 +10,8 @@ use super::Database;
 use crate::engines::sql::flows::FLOW_COLUMNS;
 use crate::engines::sql::rows::{corrupt, flow_summary};
 use crate::engines::sql::writes::{
-    FLOW_INSERT, STEP_INSERT, STEP_PARAMS, derived_columns, flow_upsert, hour_bucket_sql,
-    push_step_row, reason_count_add, reason_count_parts, search_document_sql,
+    FLOW_INSERT, STEP_INSERT, STEP_PARAMS, derived_columns, flow_count_sql, flow_upsert,
+    hour_bucket_sql, push_step_row, reason_count_add, reason_count_parts, search_document_sql,
 };
 use crate::flows::derived::{StepRow, json_text};
 use crate::flows::{FlowWrite, Precedence, UpsertOutcome, WriteMode};
@@ -93,6 +93,7 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
     // Subtract the stored steps' reasons while the flow's pipeline and start are still the
     // stored ones; every remaining step is added back below.
     adjust_reason_counts(conn, team_id, &flow_id, -1).await?;
+    adjust_flow_counts(conn, team_id, &flow_id, -1).await?;
     let replaced_seqs = match mode {
         WriteMode::Replace | WriteMode::Spans => None,
         WriteMode::MergeSteps => Some(
@@ -139,6 +140,7 @@ async fn write_flow(conn: &mut PgConnection, write: &FlowWrite<'_>) -> Result<Up
     }
     insert_candidates(conn, write, &flow_id).await?;
     adjust_reason_counts(conn, team_id, &flow_id, 1).await?;
+    adjust_flow_counts(conn, team_id, &flow_id, 1).await?;
     refresh_derived(conn, team_id, &flow_id).await?;
     // What the live event needs: a whole record's summary is the record itself; a push's
     // depends on what was stored before, so it is read in the same transaction.
@@ -249,6 +251,36 @@ async fn insert_candidates(
     .bind(&ids)
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// Adds (`sign` 1) or subtracts (`sign` -1) the flow, as stored now, to the hourly flow
+/// counts (`sql::writes::flow_count_sql`); a new flow is not stored yet when subtracted.
+async fn adjust_flow_counts(
+    conn: &mut PgConnection,
+    team_id: i64,
+    flow_id: &str,
+    sign: i64,
+) -> Result<()> {
+    let [add, _] = flow_count_sql(
+        "$1::BIGINT",
+        "FROM flows f WHERE f.team_id = $2 AND f.id = $3",
+        "flow_counts.",
+    );
+    sqlx::query(&add)
+        .bind(sign)
+        .bind(team_id)
+        .bind(flow_id)
+        .execute(&mut *conn)
+        .await?;
+    if sign < 0 {
+        let [_, empty] = flow_count_sql("1", "FROM flows f WHERE f.team_id = $1 AND f.id = $2", "");
+        sqlx::query(&empty)
+            .bind(team_id)
+            .bind(flow_id)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
 }
 

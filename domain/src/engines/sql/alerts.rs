@@ -8,7 +8,7 @@ use flowtrail_types::alerts::{
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
-use super::{SqlMetadata, on_pool};
+use super::{SqlMetadata, on_pool, stats};
 use crate::alerts::store::{AlertStore, DueDelivery, Measured, StoredRule};
 use crate::millis::from_ms;
 use crate::{Error, Result};
@@ -549,35 +549,7 @@ impl AlertStore for SqlMetadata {
         since_ms: i64,
         until_ms: i64,
     ) -> Result<Vec<(String, i64, u64, u64)>> {
-        // Days counted from `since_ms` (a midnight), so the division never meets a
-        // negative time (it truncates toward zero on both engines).
-        let rows: Vec<(String, i64, i64, i64)> = on_pool!(&self.db, read, |pool| {
-            sqlx::query_as(
-                "SELECT p.name, CAST((f.started_at - $2) / 86400000 AS BIGINT), \
-                 CAST(COUNT(*) AS BIGINT), \
-                 CAST(COALESCE(SUM(CASE WHEN f.status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT) \
-                 FROM flows f JOIN pipelines p ON p.id = f.pipeline_id \
-                 WHERE f.team_id = $1 AND p.team_id = $1 \
-                   AND f.started_at >= $2 AND f.started_at < $3 \
-                 GROUP BY 1, 2",
-            )
-            .bind(team_id)
-            .bind(since_ms)
-            .bind(until_ms)
-            .fetch_all(pool)
-            .await?
-        });
-        Ok(rows
-            .into_iter()
-            .map(|(pipeline, day, all, failed)| {
-                (
-                    pipeline,
-                    since_ms + day * 86_400_000,
-                    u64::try_from(all).unwrap_or(0),
-                    u64::try_from(failed).unwrap_or(0),
-                )
-            })
-            .collect())
+        stats::flow_counts(&self.db, team_id, None, (since_ms, until_ms), 86_400_000).await
     }
 
     async fn flow_counts(
@@ -588,6 +560,22 @@ impl AlertStore for SqlMetadata {
         until_ms: i64,
         tag: Option<&(String, String)>,
     ) -> Result<(u64, u64)> {
+        if tag.is_none() {
+            // From the hourly flow counts: the range's days, summed.
+            let rows = stats::flow_counts(
+                &self.db,
+                team_id,
+                Some(pipeline),
+                (since_ms, until_ms),
+                86_400_000,
+            )
+            .await?;
+            return Ok(rows
+                .into_iter()
+                .fold((0, 0), |(all, failed), (_, _, flows, fails)| {
+                    (all + flows, failed + fails)
+                }));
+        }
         let (all, failed): (i64, i64) = on_pool!(&self.db, read, |pool| {
             sqlx::query_as(
                 "SELECT CAST(COUNT(*) AS BIGINT), \

@@ -212,6 +212,95 @@ pub(crate) async fn reason_counts(
     ]))
 }
 
+/// Flows that started in `[since_ms, until_ms)` per `bucket_ms`-wide bucket (from 1970,
+/// like every bucket of the statistics) and pipeline — of one pipeline when `pipeline` is
+/// given: `(pipeline, bucket start in Unix ms, flows, failed)`, in no order, empty buckets
+/// left out. Exact for any range, planned like [`reason_counts`]: whole hours from the
+/// hourly flow counts (migration `flow_counts`), the parts of an hour at either end from the
+/// flows themselves. A bucket is at least an hour wide and a whole number of hours.
+pub(crate) async fn flow_counts(
+    db: &SqlDatabase,
+    team_id: i64,
+    pipeline: Option<&str>,
+    (since_ms, until_ms): (i64, i64),
+    bucket_ms: i64,
+) -> Result<Vec<(String, i64, u64, u64)>> {
+    let plan = Plan::of(since_ms, until_ms);
+    let rollup_sql = format!(
+        "SELECT {bucket} AS b, p.name, CAST(SUM(r.flows) AS BIGINT), \
+             CAST(SUM(r.failed) AS BIGINT) \
+         FROM flow_counts r JOIN pipelines p ON p.id = r.pipeline_id \
+         WHERE r.team_id = $2 AND r.bucket >= $3 AND r.bucket < $4 \
+           AND (CAST($5 AS TEXT) IS NULL OR p.name = $5) \
+           AND CAST($6 AS BIGINT) <= CAST($7 AS BIGINT) \
+         GROUP BY 1, 2",
+        bucket = floor_sql("r.bucket", "$1"),
+    );
+    let flows_sql = format!(
+        "SELECT {bucket} AS b, p.name, CAST(COUNT(*) AS BIGINT), \
+             CAST(SUM(CASE WHEN f.status = 'failed' THEN 1 ELSE 0 END) AS BIGINT) \
+         FROM flows f JOIN pipelines p ON p.id = f.pipeline_id \
+         WHERE f.team_id = $2 \
+           AND ((f.started_at >= $3 AND f.started_at < $4) \
+                OR (f.started_at >= $6 AND f.started_at < $7)) \
+           AND (CAST($5 AS TEXT) IS NULL OR p.name = $5) \
+         GROUP BY 1, 2",
+        bucket = floor_sql("f.started_at", "$1"),
+    );
+    // Both statements take the same seven parameters; the rollup's $6 and $7 are a no-op
+    // clause (PostgreSQL refuses a parameter a statement does not use).
+    let fetch = |sql: &str, (a, b): (i64, i64), (c, d): (i64, i64)| {
+        let sql = sql.to_owned();
+        async move {
+            if a >= b && c >= d {
+                return Ok(Vec::new());
+            }
+            let rows: Vec<(i64, String, i64, i64)> = on_pool!(db, read, |pool| {
+                sqlx::query_as(&sql)
+                    .bind(bucket_ms)
+                    .bind(team_id)
+                    .bind(a)
+                    .bind(b)
+                    .bind(pipeline)
+                    .bind(c)
+                    .bind(d)
+                    .fetch_all(pool)
+                    .await?
+            });
+            Ok::<_, crate::Error>(rows)
+        }
+    };
+    let [add_first, add_second] = plan.add;
+    let [sub_first, sub_second] = plan.subtract;
+    let (rollup, added, subtracted) = futures::try_join!(
+        fetch(&rollup_sql, plan.rollup, (0, 0)),
+        fetch(&flows_sql, add_first, add_second),
+        fetch(&flows_sql, sub_first, sub_second),
+    )?;
+    let mut sums: std::collections::HashMap<(String, i64), (i64, i64)> =
+        std::collections::HashMap::new();
+    for (rows, sign) in [(rollup, 1), (added, 1), (subtracted, -1)] {
+        for (bucket, name, flows, failed) in rows {
+            let sum = sums.entry((name, bucket)).or_default();
+            sum.0 += sign * flows;
+            sum.1 += sign * failed;
+        }
+    }
+    // What is subtracted is part of a rollup that is added: no sum goes below zero.
+    Ok(sums
+        .into_iter()
+        .filter(|(_, (flows, _))| *flows > 0)
+        .map(|((name, bucket), (flows, failed))| {
+            (
+                name,
+                bucket,
+                u64::try_from(flows).unwrap_or(0),
+                u64::try_from(failed).unwrap_or(0),
+            )
+        })
+        .collect())
+}
+
 /// One [`ReasonRow`] per (bucket, pipeline, step, code), in that order, from parts of the
 /// stored counts each added or subtracted (`sign`). What is subtracted is part of a rollup
 /// that is added, so no sum goes below zero; zero sums are left out.

@@ -94,6 +94,31 @@ pub(crate) fn hour_bucket_sql(started_at: &str) -> String {
     crate::millis::floor_sql(started_at, &crate::millis::HOUR_MS.to_string())
 }
 
+/// The statements that add `sign` (a SQL expression worth 1 or -1) times the flows of `from`
+/// — a SQL `FROM … WHERE` clause naming the flows `f` — to the hourly flow counts
+/// (migration `flow_counts`), then drop the hours whose count fell to zero. `table`
+/// qualifies the stored row for PostgreSQL (`"flow_counts."`, empty on SQLite). A flow is
+/// subtracted before it is rewritten and added after (its pipeline, start or status may
+/// change), and subtracted before retention deletes it, all in the write's transaction.
+pub(crate) fn flow_count_sql(sign: &str, from: &str, table: &str) -> [String; 2] {
+    let bucket = hour_bucket_sql("f.started_at");
+    [
+        format!(
+            "INSERT INTO flow_counts (team_id, bucket, pipeline_id, flows, failed) \
+             SELECT f.team_id, {bucket}, f.pipeline_id, {sign} * CAST(COUNT(*) AS BIGINT), \
+                 {sign} * CAST(SUM(CASE WHEN f.status = 'failed' THEN 1 ELSE 0 END) AS BIGINT) \
+             {from} \
+             GROUP BY 1, 2, 3 \
+             ON CONFLICT (team_id, bucket, pipeline_id) DO UPDATE SET \
+                 flows = {table}flows + excluded.flows, failed = {table}failed + excluded.failed"
+        ),
+        format!(
+            "DELETE FROM flow_counts WHERE flows = 0 AND (team_id, bucket, pipeline_id) IN \
+             (SELECT f.team_id, {bucket}, f.pipeline_id {from})"
+        ),
+    ]
+}
+
 /// Bits of a reason count kept in `count_lo`: a stored count is
 /// `count_hi * 2^REASON_LO_BITS + count_lo` with `count_lo` in `[0, 2^REASON_LO_BITS)`
 /// (migration `exact_reason_sums`). Neither part can overflow: a step count is at most 2^53

@@ -16,8 +16,9 @@ use super::{Database, search};
 use crate::engines::sql::flows::FLOW_COLUMNS;
 use crate::engines::sql::rows::{corrupt, flow_summary};
 use crate::engines::sql::writes::{
-    FLOW_INSERT, FLOW_PARAMS, STEP_INSERT, STEP_PARAMS, derived_columns, flow_upsert,
-    hour_bucket_sql, push_step_row, reason_count_add, reason_count_parts, search_document_sql,
+    FLOW_INSERT, FLOW_PARAMS, STEP_INSERT, STEP_PARAMS, derived_columns, flow_count_sql,
+    flow_upsert, hour_bucket_sql, push_step_row, reason_count_add, reason_count_parts,
+    search_document_sql,
 };
 use crate::flows::derived::{StepRow, json_text};
 use crate::flows::{FlowWrite, Precedence, UpsertOutcome, WriteMode};
@@ -141,6 +142,7 @@ async fn write_round(
     // Subtract the stored steps' reasons while the flows' pipelines and starts are still the
     // stored ones; every remaining step is added back at the end.
     adjust_reason_counts(conn, &live_keys, -1).await?;
+    adjust_flow_counts(conn, &live_keys, -1).await?;
     sqlx::query(&format!(
         "DELETE FROM reason_counts WHERE count_hi = 0 AND count_lo = 0 AND (team_id, bucket) IN \
          (SELECT f.team_id, {bucket} FROM json_each(?) k \
@@ -212,6 +214,7 @@ async fn write_round(
     }
     insert_steps(conn, &live).await?;
     adjust_reason_counts(conn, &live_keys, 1).await?;
+    adjust_flow_counts(conn, &live_keys, 1).await?;
     refresh_derived(conn, &live_keys).await?;
     // What the live events need: a whole record's summary is the record itself; a push's
     // depends on what was stored before, so those are read in the same transaction.
@@ -424,6 +427,29 @@ async fn adjust_reason_counts(conn: &mut SqliteConnection, keys: &str, sign: i64
     .bind(keys)
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// Adds (`sign` 1) or subtracts (`sign` -1) these flows, as stored now, to the hourly flow
+/// counts (`sql::writes::flow_count_sql`); new flows are not stored yet when subtracted.
+async fn adjust_flow_counts(conn: &mut SqliteConnection, keys: &str, sign: i64) -> Result<()> {
+    let from = format!(
+        "FROM json_each(?2) k JOIN flows f ON f.team_id = {KEY_T} AND f.id = {KEY_F} WHERE true"
+    );
+    let [add, empty] = flow_count_sql("?1", &from, "");
+    let statements = if sign < 0 {
+        &[add, empty][..]
+    } else {
+        &[add][..]
+    };
+    for sql in statements {
+        // SQLite numbers its parameters: `?1` is unused by the second statement, harmless.
+        sqlx::query(sql)
+            .bind(sign)
+            .bind(keys)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
 }
 

@@ -1,10 +1,12 @@
 //! Deleting a batch of expired flows with everything that hangs off them (steps, tags, search
-//! entries, reason counts, finished ingest jobs), queueing their payloads for deletion, in one
+//! entries, reason and flow counts, finished ingest jobs), queueing their payloads for deletion, in one
 //! write transaction.
 
 use super::{json_list, unsigned};
 use crate::Result;
-use crate::engines::sql::writes::{hour_bucket_sql, reason_count_add, reason_count_parts};
+use crate::engines::sql::writes::{
+    flow_count_sql, hour_bucket_sql, reason_count_add, reason_count_parts,
+};
 use crate::engines::sql::{SqlDatabase, on_pool};
 use crate::millis::now_ms;
 use crate::retention::store::{Deleted, DeletedBatch};
@@ -42,6 +44,14 @@ pub(super) async fn delete_flows(
         "DELETE FROM reason_counts WHERE team_id = $1 AND count_hi = 0 AND count_lo = 0 \
          AND bucket IN (SELECT {bucket} FROM flows WHERE team_id = $1 AND id IN ({list}))",
         bucket = hour_bucket_sql("started_at"),
+    );
+    let [flows_subtract, flows_empty] = flow_count_sql(
+        "-1",
+        &format!("FROM flows f WHERE f.team_id = $1 AND f.id IN ({list})"),
+        match db {
+            SqlDatabase::Sqlite(_) => "",
+            SqlDatabase::Postgres(_) => "flow_counts.",
+        },
     );
     let search: Vec<String> = match db {
         SqlDatabase::Sqlite(_) => vec![
@@ -104,7 +114,7 @@ pub(super) async fn delete_flows(
         .bind(&ids)
         .fetch_one(&mut *tx)
         .await?;
-        for sql in [&subtract, &empty_buckets]
+        for sql in [&subtract, &empty_buckets, &flows_subtract, &flows_empty]
             .into_iter()
             .chain(search.iter())
             .chain(rows.iter())
