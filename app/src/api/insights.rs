@@ -33,9 +33,19 @@ pub struct InsightParams {
     pub vs_since: Option<String>,
     pub vs_until: Option<String>,
     pub vs_tag: Option<String>,
+    /// The page address's whole query string as sent, when read from an address: then it
+    /// alone is read — decoded as the flows list decodes its own
+    /// ([`flowtrail_types::filters::decode_query`]), a parameter given twice refused rather
+    /// than one picked, as the flows list refuses it.
+    pub query: Option<String>,
 }
 
 impl InsightParams {
+    /// The parameters the page reads, in URL order.
+    pub const NAMES: [&'static str; 7] = [
+        "since", "until", "bucket", "tag", "vs_since", "vs_until", "vs_tag",
+    ];
+
     /// The non-blank parameters, in URL order.
     pub fn pairs(&self) -> Vec<(&'static str, &str)> {
         [
@@ -88,7 +98,30 @@ pub async fn pipeline_html(name: String, params: InsightParams) -> Result<String
     let time = |field: &'static str, text: &str| {
         flowtrail_types::filters::parse_time(field, text).map_err(|e| unprocessable(e.message))
     };
-    let pairs = params.pairs();
+    let decoded = match &params.query {
+        Some(raw) => Some(
+            flowtrail_types::filters::decode_query(raw).map_err(|e| unprocessable(e.message))?,
+        ),
+        None => None,
+    };
+    let pairs: Vec<(&str, &str)> = match &decoded {
+        Some(decoded) => decoded
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.trim()))
+            .filter(|(_, value)| !value.is_empty())
+            .collect(),
+        None => params.pairs(),
+    };
+    // Only this page's parameters (`pairs` may hold others: a link's tracking ones).
+    let pairs: Vec<(&str, &str)> = pairs
+        .into_iter()
+        .filter(|(name, _)| InsightParams::NAMES.contains(name))
+        .collect();
+    for (i, (name, _)) in pairs.iter().enumerate() {
+        if pairs[..i].iter().any(|(earlier, _)| earlier == name) {
+            return Err(unprocessable(format!("{name} is given more than once.")));
+        }
+    }
     let get = |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
     let until = match get("until") {
         Some(text) => time("until", text)?,

@@ -24,6 +24,12 @@ pub struct ListParams {
     /// A reason code some step counted.
     pub reason: Option<String>,
     pub cursor: Option<String>,
+    /// The page address's whole query string as sent (`pipeline=a&tag=env:prod`), when the
+    /// list is read from an address: then it alone is parsed, by the API's own
+    /// [`flowtrail_types::FlowFilters::from_query`], so a filter given twice or a value that
+    /// is not UTF-8 once percent-decoded is refused as `GET /api/v1/flows` refuses it (the
+    /// fields above, read leniently by the router, only fill the form).
+    pub query: Option<String>,
 }
 
 impl ListParams {
@@ -56,7 +62,10 @@ impl ListParams {
 
     /// The filters these parameters mean, or the API's error for the first bad one.
     pub fn parse(&self) -> Result<flowtrail_types::FlowFilters, flowtrail_types::FilterError> {
-        flowtrail_types::FlowFilters::from_pairs(self.pairs())
+        match &self.query {
+            Some(raw) => flowtrail_types::FlowFilters::from_query(raw),
+            None => flowtrail_types::FlowFilters::from_pairs(self.pairs()),
+        }
     }
 
     /// True when some filter (not the cursor) is set.

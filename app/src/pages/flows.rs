@@ -3,7 +3,7 @@
 
 use flowtrail_types::{FlowPage, FlowStatus, FlowSummary, StepKind};
 use leptos::prelude::*;
-use leptos_router::hooks::use_query_map;
+use leptos_router::hooks::{use_location, use_query_map};
 
 use super::{LoadError, error_text};
 use crate::api::{ListParams, list_flows};
@@ -16,6 +16,7 @@ const MAX_LIVE: usize = 200;
 #[component]
 pub fn FlowsPage() -> impl IntoView {
     let query = use_query_map();
+    let search = use_location().search;
     let filters = Memo::new(move |_| {
         let query = query.read();
         let param = |name: &str| query.get(name).filter(|v| !v.trim().is_empty());
@@ -37,6 +38,9 @@ pub fn FlowsPage() -> impl IntoView {
             step: param("step"),
             reason: param("reason"),
             cursor: param("cursor"),
+            // The server's address has no `?`, the browser's has: the same value on both,
+            // so hydrating does not fetch again.
+            query: Some(search.with(|s| s.strip_prefix('?').unwrap_or(s).to_string())),
         }
     });
     let flows = Resource::new(move || filters.get(), list_flows);

@@ -38,6 +38,7 @@ pub fn PipelinesPage() -> impl IntoView {
 #[component]
 pub fn PipelinePage() -> impl IntoView {
     let location = use_location();
+    let search = location.search;
     // The name from the path, percent-decoded once (the route's parameters decode it twice:
     // `x%2541` would read as `xA`). A path keeps `+` as is (it is a space only in a query).
     let name = move || {
@@ -58,6 +59,9 @@ pub fn PipelinePage() -> impl IntoView {
             vs_since: query.get("vs_since"),
             vs_until: query.get("vs_until"),
             vs_tag: query.get("vs_tag"),
+            // The server's address has no `?`, the browser's has: the same value on both,
+            // so hydrating does not fetch again.
+            query: Some(search.with(|s| s.strip_prefix('?').unwrap_or(s).to_string())),
         };
         (name(), params)
     };

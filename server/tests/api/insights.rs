@@ -405,6 +405,23 @@ async fn a_pipeline_page_refuses_what_the_flows_list_refuses_and_hides_other_tea
             "buckets",
         ),
         (json!({"until": "10000-01-01T00:00:00Z"}), 422, "until"),
+        // The address's query string, as the page sends it, is what is read: a parameter
+        // given twice is refused (as the flows list refuses it), not one of them picked.
+        (
+            json!({"bucket": "day", "query": "bucket=hour&bucket=day"}),
+            422,
+            "bucket is given more than once",
+        ),
+        (
+            json!({"query": "tag=version%3A%FF"}),
+            422,
+            "tag is not UTF-8",
+        ),
+        (
+            json!({"query": "utm=a&utm=b&bucket=day"}),
+            200,
+            "Counted per day",
+        ),
     ] {
         let (got, body) = call(PIPELINE, params.clone()).await;
         assert_eq!(got.as_u16(), status, "{params}: {body}");
@@ -427,6 +444,26 @@ async fn a_pipeline_page_refuses_what_the_flows_list_refuses_and_hides_other_tea
     let page = String::from_utf8_lossy(&page);
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains("100% x%41</h1>"), "{page}");
+    // The pages read their address whole: a filter given twice is refused on the page too.
+    for (path, says) in [
+        (
+            "/pipelines/100%25%20x%2541?bucket=hour&bucket=day",
+            "bucket is given more than once",
+        ),
+        (
+            "/?pipeline=a&pipeline=b",
+            "pipeline is given more than once",
+        ),
+        ("/?reason=%FF", "reason is not UTF-8"),
+    ] {
+        let request = Request::get(path)
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap();
+        let (_, _, page) = app.call(request).await;
+        let page = String::from_utf8_lossy(&page);
+        assert!(page.contains(says), "{path}: {page}");
+    }
     // Without a session: refused.
     let (got, _) = server_fn(&app, PipelinesHtml::PATH, "", json!({})).await;
     assert_eq!(got, StatusCode::UNAUTHORIZED);
