@@ -125,6 +125,7 @@ pub const SECRET_CHARS: std::ops::RangeInclusive<usize> = 16..=256;
 /// applying its fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct AlertRuleInput {
     /// Unique in the team, 1–128 characters.
     pub name: String,
@@ -184,35 +185,52 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
+/// `Some(value)` for a field that is present; `null` is refused, as `POST` refuses it (a
+/// field that cannot be cleared is not silently left as it was).
+fn not_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
 /// The body of `PATCH /api/v1/admin/alert-rules/{id}`: the fields to change. A nullable
-/// field sent as `null` is cleared.
+/// field sent as `null` is cleared; `null` for another, or a field of no rule, is refused.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct AlertRulePatch {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub pipeline: Option<String>,
     #[serde(default, deserialize_with = "present")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub step: Option<Option<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
+    #[cfg_attr(feature = "openapi", schema(value_type = AlertMetric))]
     pub metric: Option<AlertMetric>,
     #[serde(default, deserialize_with = "present")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub reason: Option<Option<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
+    #[cfg_attr(feature = "openapi", schema(value_type = AlertComparison))]
     pub comparison: Option<AlertComparison>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
     pub threshold: Option<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
+    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
     pub window_minutes: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
+    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
     pub interval_minutes: Option<u32>,
     #[serde(default, deserialize_with = "present")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<u32>))]
     pub baseline_days: Option<Option<u32>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
+    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
     pub min_flows: Option<u32>,
     #[serde(default, deserialize_with = "present")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]

@@ -180,6 +180,40 @@ async fn rules_are_refused_naming_their_field_and_never_show_their_secret() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
     assert_eq!(answer["error"]["field"], "step");
+    // A misspelt field is refused, not ignored (as every admin body); so is null for a field
+    // that cannot be cleared, on PATCH as on POST. The rule is unchanged.
+    let mut misspelt = rule.clone();
+    misspelt["name"] = json!("another");
+    misspelt["treshold"] = json!(0.5);
+    for (method, path, body) in [
+        ("POST", "/api/v1/admin/alert-rules".to_string(), misspelt),
+        (
+            "PATCH",
+            format!("/api/v1/admin/alert-rules/{id}"),
+            json!({"treshold": 0.5}),
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/admin/alert-rules/{id}"),
+            json!({"interval_minutes": null}),
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/admin/alert-rules/{id}"),
+            json!({"threshold": null, "name": "x"}),
+        ),
+    ] {
+        let (status, answer) = app.admin(method, &path, Some(&body)).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{method} {body}: {answer}"
+        );
+        assert_eq!(error_code(&answer), "validation_failed", "{answer}");
+    }
+    let (_, list) = app.admin("GET", "/api/v1/admin/alert-rules", None).await;
+    assert_eq!(list["rules"][0]["threshold"], 0.3, "{list}");
+    assert_eq!(list["rules"][0]["name"], rule["name"], "{list}");
     let (status, list) = app.admin("GET", "/api/v1/admin/alert-rules", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["rules"].as_array().unwrap().len(), 1);
