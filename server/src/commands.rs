@@ -1,6 +1,5 @@
 //! The binary's commands: `serve`, `worker`, `migrate`, `admin …`.
 
-use std::future::IntoFuture;
 use std::io::BufRead;
 use std::sync::Arc;
 use std::time::Duration;
@@ -734,22 +733,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &shutdown,
     );
     tracing::info!(addr = %listener.local_addr()?, workers = args.workers, "Flow Trail is serving");
-    // The client's address reaches handlers (sign-in throttling per client).
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // The client's address reaches handlers (sign-in throttling per client); a client that
+    // sends its request too slowly is cut off (crate::http::serve).
+    let timeouts = crate::http::serve::ReadTimeouts {
+        head: Duration::from_secs(args.header_read_timeout_seconds),
+        body_idle: Duration::from_secs(args.body_idle_timeout_seconds),
+    };
     let (signalled, mut stopping) = watch::channel(false);
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Open event streams would keep the graceful shutdown waiting for ever.
-            streams.0.close_streams();
-            let _ = signalled.send(true);
-        })
-        .into_future();
+    let server = crate::http::serve::serve(listener, app, timeouts, async move {
+        shutdown_signal().await;
+        // Open event streams would keep the graceful shutdown waiting for ever.
+        streams.0.close_streams();
+        let _ = signalled.send(true);
+    });
     // A client that never finishes its request (half-sent headers or body) would keep the
     // graceful shutdown waiting for ever too: it gets the grace period, then is cut off.
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
     tokio::select! {
-        served = server => served.context("the HTTP server failed")?,
+        () = server => {}
         _ = async {
             let _ = stopping.wait_for(|stop| *stop).await;
             tokio::time::sleep(grace).await;

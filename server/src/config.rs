@@ -187,6 +187,25 @@ pub struct ServeArgs {
     /// open after that (a client that never finishes its request) are closed.
     #[arg(long, env = "FLOWTRAIL_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
+    /// Seconds a client has to send a whole request head (request line and headers) before
+    /// its connection is closed; an idle keep-alive connection is closed after it too (slow
+    /// HTTP, "slowloris", OWASP's Denial of Service cheat sheet). 1–3600.
+    #[arg(
+        long,
+        env = "FLOWTRAIL_HEADER_READ_TIMEOUT_SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub header_read_timeout_seconds: u64,
+    /// The longest a request body may stall between two of its chunks before the request is
+    /// answered 400 `malformed_json` (slow POST). 1–3600.
+    #[arg(
+        long,
+        env = "FLOWTRAIL_BODY_IDLE_TIMEOUT_SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub body_idle_timeout_seconds: u64,
 }
 
 #[derive(Args)]

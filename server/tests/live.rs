@@ -9,6 +9,7 @@ use flowtrail_domain::accounts::Scope;
 use flowtrail_domain::ingest::processor;
 use flowtrail_domain::{Services, StorageConfig};
 use flowtrail_sdk::{Candidate, CapturePolicy, Client, StepKind};
+use flowtrail_server::http::serve::{ReadTimeouts, serve};
 use serde_json::{Value, json};
 
 struct Live {
@@ -27,7 +28,13 @@ async fn live() -> Live {
     let addr = listener.local_addr().unwrap();
     let fixture = common::fixture(addr, |_| {}).await;
     let app = fixture.router;
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    // The server loop `flowtrail serve` runs, with its default read timeouts.
+    tokio::spawn(serve(
+        listener,
+        app,
+        ReadTimeouts::default(),
+        std::future::pending(),
+    ));
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     tokio::spawn(processor::run(
         fixture.services.clone(),
@@ -919,4 +926,82 @@ async fn the_cli_evaluates_the_alert_rules_now() {
             "run {run}: {report}"
         );
     }
+}
+
+/// What a raw client reads from `addr` after sending `request` and then nothing more: the
+/// bytes until the server closes the connection (or 10 s pass), and how long that took.
+fn stall(addr: std::net::SocketAddr, request: &[u8]) -> (String, Duration) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    // A reset after the answer counts as closed too.
+    let _ = stream.read_to_end(&mut answer);
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
+}
+
+/// Slow HTTP (OWASP: slowloris, slow POST): a request head that never ends gets its
+/// connection closed once the head timeout passes, and a body that stalls is answered 400
+/// `malformed_json` once the body timeout passes — neither holds a connection for ever,
+/// and the server keeps answering others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stalls_its_request_is_cut_off() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fixture = common::fixture(addr, |_| {}).await;
+    let timeouts = ReadTimeouts {
+        head: Duration::from_secs(1),
+        body_idle: Duration::from_secs(1),
+    };
+    tokio::spawn(serve(
+        listener,
+        fixture.router,
+        timeouts,
+        std::future::pending(),
+    ));
+    let key = fixture.key.clone();
+    let (head, body, healthy) = tokio::task::spawn_blocking(move || {
+        let head = stall(
+            addr,
+            b"GET /healthz HTTP/1.1\r\nHost: flowtrail\r\nX-Slow: 1",
+        );
+        let body = stall(
+            addr,
+            format!(
+                "POST /api/v1/flows HTTP/1.1\r\nHost: flowtrail\r\nAuthorization: Bearer {key}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{{\"id\": "
+            )
+            .as_bytes(),
+        );
+        let healthy = stall(
+            addr,
+            b"GET /healthz HTTP/1.1\r\nHost: flowtrail\r\nConnection: close\r\n\r\n",
+        );
+        (head, body, healthy)
+    })
+    .await
+    .unwrap();
+    assert!(
+        head.1 >= Duration::from_millis(900) && head.1 < Duration::from_secs(8),
+        "the unfinished head was cut off after {:?}: {:?}",
+        head.1,
+        head.0
+    );
+    assert!(!head.0.contains("200 OK"), "{:?}", head.0);
+    assert!(
+        body.1 >= Duration::from_millis(900) && body.1 < Duration::from_secs(8),
+        "the stalled body was cut off after {:?}: {:?}",
+        body.1,
+        body.0
+    );
+    assert!(body.0.starts_with("HTTP/1.1 400"), "{:?}", body.0);
+    assert!(body.0.contains("malformed_json"), "{:?}", body.0);
+    assert!(healthy.0.starts_with("HTTP/1.1 200"), "{:?}", healthy.0);
 }

@@ -12,6 +12,7 @@ pub mod health;
 pub mod ingest;
 pub mod openapi;
 pub mod query;
+pub mod serve;
 
 use axum::Router;
 use axum::middleware;
