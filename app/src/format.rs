@@ -226,9 +226,56 @@ pub fn encode(value: &str) -> String {
         .collect()
 }
 
+/// A URL query string (with or without its `?`) split into its pairs, each name and value
+/// percent-decoded **once** (`+` a space) — bytes that are not UTF-8 replaced by U+FFFD, for
+/// showing in a form only: what is parsed is the raw string, by
+/// [`flowtrail_types::filters::decode_query`], which refuses them. (The router's own query
+/// map decodes a value twice: `a%252Fb` would read as `a/b`.)
+pub fn query_pairs(raw: &str) -> Vec<(String, String)> {
+    let raw = raw.strip_prefix('?').unwrap_or(raw);
+    let decode = |part: &str| {
+        percent_encoding::percent_decode_str(&part.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    raw.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(name), decode(value))
+        })
+        .collect()
+}
+
+/// The first non-blank value of `name` among `pairs` ([`query_pairs`]).
+pub fn first_value(pairs: &[(String, String)], name: &str) -> Option<String> {
+    pairs
+        .iter()
+        .find(|(n, v)| n == name && !v.trim().is_empty())
+        .map(|(_, v)| v.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_query_is_decoded_once() {
+        assert_eq!(
+            query_pairs("?pipeline=a%252Fb&step=s+p%25ace%2F%C3%A9&tag=env:%2541&x&bad=%FF"),
+            vec![
+                ("pipeline".to_string(), "a%2Fb".to_string()),
+                ("step".to_string(), "s p%ace/é".to_string()),
+                ("tag".to_string(), "env:%41".to_string()),
+                ("x".to_string(), String::new()),
+                ("bad".to_string(), "\u{FFFD}".to_string()),
+            ]
+        );
+        let pairs = query_pairs("q=&q=%20&q=b&q=c");
+        assert_eq!(first_value(&pairs, "q").as_deref(), Some("b"));
+        assert_eq!(first_value(&pairs, "none"), None);
+        assert_eq!(encode("a%2Fb"), "a%252Fb");
+    }
     use flowtrail_types::{Capture, StepKind, StepStatus};
     use std::collections::BTreeMap;
 

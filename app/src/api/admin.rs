@@ -236,14 +236,23 @@ pub async fn team_usage(
     let until = date("Until", until)?.unwrap_or_else(|| OffsetDateTime::now_utc().date());
     let since = match date("Since", since)? {
         Some(since) => since,
-        None => until - time::Duration::days(DEFAULT_USAGE_DAYS - 1),
+        None => until
+            .checked_sub(time::Duration::days(DEFAULT_USAGE_DAYS - 1))
+            .unwrap_or(time::Date::MIN),
     };
+    // Both days included: the range ends at the midnight after `until` — which the last
+    // representable day does not have (refused, rather than overflowed).
+    let end = until.next_day().ok_or_else(|| {
+        ssr::refuse(
+            http::StatusCode::UNPROCESSABLE_ENTITY,
+            "Until is the last day a date can name; give an earlier one.".to_string(),
+        )
+    })?;
     ssr::services()?
         .usage(
             team,
             since.midnight().assume_utc(),
-            // Both days included: the range ends at the midnight after `until`.
-            (until.midnight() + time::Duration::days(1)).assume_utc(),
+            end.midnight().assume_utc(),
         )
         .await
         .map_err(ssr::domain)

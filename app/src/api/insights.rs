@@ -46,6 +46,25 @@ impl InsightParams {
         "since", "until", "bucket", "tag", "vs_since", "vs_until", "vs_tag",
     ];
 
+    /// The parameters of the page address's query string `raw` (with or without its `?`):
+    /// the first non-blank value of each name, decoded once
+    /// ([`crate::format::query_pairs`]), and `raw` itself as [`InsightParams::query`].
+    pub fn from_query(raw: &str) -> InsightParams {
+        let raw = raw.strip_prefix('?').unwrap_or(raw);
+        let pairs = crate::format::query_pairs(raw);
+        let first = |name: &str| crate::format::first_value(&pairs, name);
+        InsightParams {
+            since: first("since"),
+            until: first("until"),
+            bucket: first("bucket"),
+            tag: first("tag"),
+            vs_since: first("vs_since"),
+            vs_until: first("vs_until"),
+            vs_tag: first("vs_tag"),
+            query: Some(raw.to_string()),
+        }
+    }
+
     /// The non-blank parameters, in URL order.
     pub fn pairs(&self) -> Vec<(&'static str, &str)> {
         [
@@ -129,7 +148,9 @@ pub async fn pipeline_html(name: String, params: InsightParams) -> Result<String
     };
     let since = match get("since") {
         Some(text) => time("since", text)?,
-        None => until - Duration::days(DEFAULT_RANGE_DAYS),
+        None => until
+            .checked_sub(Duration::days(DEFAULT_RANGE_DAYS))
+            .ok_or_else(|| unprocessable("until is too early to count 7 days back from.".into()))?,
     };
     if since >= until {
         return Err(unprocessable("since must be before until.".into()));
@@ -160,7 +181,14 @@ pub async fn pipeline_html(name: String, params: InsightParams) -> Result<String
             let vs_since = time("vs_since", a)?;
             let vs_until = match b {
                 Some(b) => time("vs_until", b)?,
-                None => vs_since + length,
+                // A range past the last representable time is refused, not overflowed.
+                None => vs_since.checked_add(length).ok_or_else(|| {
+                    unprocessable(
+                        "vs_since plus the range's length is past the last time a range may \
+                         end; give vs_until."
+                            .into(),
+                    )
+                })?,
             };
             if vs_since >= vs_until {
                 return Err(unprocessable("vs_since must be before vs_until.".into()));

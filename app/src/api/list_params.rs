@@ -24,6 +24,8 @@ pub struct ListParams {
     /// A reason code some step counted.
     pub reason: Option<String>,
     pub cursor: Option<String>,
+    /// Flows per page (1–500), kept on the next page's address.
+    pub limit: Option<String>,
     /// The page address's whole query string as sent (`pipeline=a&tag=env:prod`), when the
     /// list is read from an address: then it alone is parsed, by the API's own
     /// [`flowtrail_types::FlowFilters::from_query`], so a filter given twice or a value that
@@ -33,6 +35,34 @@ pub struct ListParams {
 }
 
 impl ListParams {
+    /// The parameters of the page address's query string `raw` (with or without its `?`):
+    /// the first non-blank value of each name, every `tag`, each decoded once
+    /// ([`crate::format::query_pairs`]), and `raw` itself as [`ListParams::query`].
+    pub fn from_query(raw: &str) -> ListParams {
+        let raw = raw.strip_prefix('?').unwrap_or(raw);
+        let pairs = crate::format::query_pairs(raw);
+        let first = |name: &str| crate::format::first_value(&pairs, name);
+        ListParams {
+            pipeline: first("pipeline"),
+            status: first("status"),
+            tags: pairs
+                .iter()
+                .filter(|(name, value)| name == "tag" && !value.trim().is_empty())
+                .map(|(_, value)| value.clone())
+                .collect(),
+            since: first("since"),
+            until: first("until"),
+            q: first("q"),
+            step_kind: first("step_kind"),
+            min_eliminated: first("min_eliminated"),
+            step: first("step"),
+            reason: first("reason"),
+            cursor: first("cursor"),
+            limit: first("limit"),
+            query: Some(raw.to_string()),
+        }
+    }
+
     /// The named, non-empty parameters in URL order (tags repeated).
     fn pairs(&self) -> Vec<(&'static str, &str)> {
         let mut pairs = Vec::new();
@@ -53,6 +83,9 @@ impl ListParams {
         }
         for tag in self.tags.iter().filter(|t| !t.trim().is_empty()) {
             pairs.push(("tag", tag.as_str()));
+        }
+        if let Some(limit) = self.limit.as_deref().filter(|v| !v.trim().is_empty()) {
+            pairs.push(("limit", limit));
         }
         if let Some(cursor) = self.cursor.as_deref().filter(|v| !v.trim().is_empty()) {
             pairs.push(("cursor", cursor));

@@ -3,7 +3,7 @@
 
 use flowtrail_types::{FlowPage, FlowStatus, FlowSummary, StepKind};
 use leptos::prelude::*;
-use leptos_router::hooks::{use_location, use_query_map};
+use leptos_router::hooks::use_location;
 
 use super::{LoadError, error_text};
 use crate::api::{ListParams, list_flows};
@@ -15,34 +15,11 @@ const MAX_LIVE: usize = 200;
 
 #[component]
 pub fn FlowsPage() -> impl IntoView {
-    let query = use_query_map();
+    // Read from the raw address, each value decoded once (the router's query map decodes
+    // twice). The server's address has no `?`, the browser's has: `from_query` drops it, so
+    // both build the same value and hydrating does not fetch again.
     let search = use_location().search;
-    let filters = Memo::new(move |_| {
-        let query = query.read();
-        let param = |name: &str| query.get(name).filter(|v| !v.trim().is_empty());
-        let tags = query
-            .get_all("tag")
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|t| !t.trim().is_empty())
-            .collect::<Vec<_>>();
-        ListParams {
-            pipeline: param("pipeline"),
-            status: param("status"),
-            tags,
-            since: param("since"),
-            until: param("until"),
-            q: param("q"),
-            step_kind: param("step_kind"),
-            min_eliminated: param("min_eliminated"),
-            step: param("step"),
-            reason: param("reason"),
-            cursor: param("cursor"),
-            // The server's address has no `?`, the browser's has: the same value on both,
-            // so hydrating does not fetch again.
-            query: Some(search.with(|s| s.strip_prefix('?').unwrap_or(s).to_string())),
-        }
-    });
+    let filters = Memo::new(move |_| search.with(|raw| ListParams::from_query(raw)));
     let flows = Resource::new(move || filters.get(), list_flows);
     let refresh = Callback::new(move |()| flows.refetch());
     let value = move |f: fn(&ListParams) -> &Option<String>| {

@@ -8,7 +8,7 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::{use_location, use_query_map};
+use leptos_router::hooks::use_location;
 
 use super::{LoadError, error_text};
 use crate::api::insights::{InsightParams, pipeline_html, pipelines_html};
@@ -48,23 +48,8 @@ pub fn PipelinePage() -> impl IntoView {
             .decode_utf8_lossy()
             .into_owned()
     };
-    let query = use_query_map();
-    let args = move || {
-        let query = query.read();
-        let params = InsightParams {
-            since: query.get("since"),
-            until: query.get("until"),
-            bucket: query.get("bucket"),
-            tag: query.get("tag"),
-            vs_since: query.get("vs_since"),
-            vs_until: query.get("vs_until"),
-            vs_tag: query.get("vs_tag"),
-            // The server's address has no `?`, the browser's has: the same value on both,
-            // so hydrating does not fetch again.
-            query: Some(search.with(|s| s.strip_prefix('?').unwrap_or(s).to_string())),
-        };
-        (name(), params)
-    };
+    // Each value decoded once, from the raw address (see `InsightParams::from_query`).
+    let args = move || (name(), search.with(|raw| InsightParams::from_query(raw)));
     let page = Resource::new(args, |(name, params)| pipeline_html(name, params));
     let title = move || format!("{} · Pipelines · Flow Trail", name());
     view! {
@@ -542,7 +527,10 @@ pub mod render {
         bucket: StatsBucket,
         (step, code): (&str, &str),
     ) -> String {
-        let end = start + time::Duration::milliseconds(bucket.millis());
+        // The range ends at or before 9999-12-31T23:59:59.999999999Z; its last bucket may not.
+        let end = start
+            .checked_add(time::Duration::milliseconds(bucket.millis()))
+            .unwrap_or(range.until);
         flows_href(&[
             ("pipeline", pipeline.to_string()),
             ("since", rfc3339(start.max(range.since))),

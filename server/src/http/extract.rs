@@ -19,7 +19,8 @@ pub struct ApiPath<T>(pub T);
 /// [`axum::extract::Query`]; a query string that does not fit answers 422
 /// `validation_failed` with field `query`, as the hand-parsed query strings do, and a value
 /// that is not UTF-8 once percent-decoded names its parameter (never decoded lossily:
-/// [`flowtrail_types::filters::decode_query`]).
+/// [`flowtrail_types::filters::decode_query`]), as does a parameter given twice (each of
+/// these queries' parameters has one value).
 #[derive(Debug)]
 pub struct ApiQuery<T>(pub T);
 
@@ -30,8 +31,17 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Api
         parts: &mut axum::http::request::Parts,
         _state: &S,
     ) -> Result<Self, ApiError> {
-        if let Err(e) = flowtrail_types::filters::decode_query(parts.uri.query().unwrap_or("")) {
-            return Err(ApiError::invalid(e.parameter, e.message));
+        let pairs = flowtrail_types::filters::decode_query(parts.uri.query().unwrap_or(""))
+            .map_err(|e| ApiError::invalid(e.parameter, e.message))?;
+        // Every parameter of these queries has one value: given twice, it is ambiguous, and
+        // refused naming it (as the flows list refuses it).
+        for (i, (name, _)) in pairs.iter().enumerate() {
+            if pairs[..i].iter().any(|(earlier, _)| earlier == name) {
+                return Err(ApiError::invalid(
+                    name.clone(),
+                    format!("{name} is given more than once"),
+                ));
+            }
         }
         let axum::extract::Query(value) = axum::extract::Query::try_from_uri(&parts.uri)?;
         Ok(ApiQuery(value))

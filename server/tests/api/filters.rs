@@ -174,6 +174,10 @@ async fn the_api_and_the_dashboard_accept_and_refuse_the_same_list_filters() {
             "{query:?}: the dashboard says {refused:?}, the API {message:?}"
         );
     }
+    // The event stream's filter too: a pipeline given twice is refused, naming it.
+    let (status, error) = app.get_json("/api/v1/events?pipeline=a&pipeline=b").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(error["error"]["field"], "pipeline", "{error}");
 }
 
 /// Stored times are whole milliseconds; a bound finer than that still splits them exactly:

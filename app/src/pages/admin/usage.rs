@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use flowtrail_types::admin::{Usage, UsageRow};
 use leptos::prelude::*;
-use leptos_router::hooks::use_query_map;
+use leptos_router::hooks::use_location;
 
 use super::AdminGuard;
 use crate::api::admin::team_usage;
@@ -16,10 +16,16 @@ use crate::pages::{LoadError, error_text};
 
 #[component]
 pub fn UsagePage() -> impl IntoView {
-    let query = use_query_map();
+    // Decoded once from the raw address (the router's query map decodes twice).
+    let search = use_location().search;
     let range = move || {
-        let query = query.read();
-        (query.get("since"), query.get("until"))
+        search.with(|raw| {
+            let pairs = crate::format::query_pairs(raw);
+            (
+                crate::format::first_value(&pairs, "since"),
+                crate::format::first_value(&pairs, "until"),
+            )
+        })
     };
     let usage = Resource::new(range, |(since, until)| team_usage(since, until));
     view! {

@@ -9,7 +9,7 @@ use flowtrail_observations::filter::{ObservationFilter, Sort, SortKey};
 use flowtrail_observations::protocol::{FromWorker, Source, ToWorker, observations_url, step_key};
 use flowtrail_types::{Capture, Observation, StepSummary};
 use leptos::prelude::*;
-use leptos_router::hooks::use_query_map;
+use leptos_router::hooks::use_location;
 
 use super::filters::ObservationFilters;
 use super::journey::Journey;
@@ -70,7 +70,10 @@ pub(super) fn Observations(
     // survives a reload. It opens once the page is live (effects run only in the browser), so
     // the server's HTML and the hydrated page agree.
     let journey = RwSignal::new(None::<String>);
-    let linked = use_query_map().get_untracked().get("candidate");
+    // Decoded once from the raw address (a candidate id may hold `%`).
+    let linked = use_location().search.with_untracked(|raw| {
+        crate::format::first_value(&crate::format::query_pairs(raw), "candidate")
+    });
     Effect::new(move |_| {
         if let Some(candidate) = linked.clone() {
             journey.set(Some(candidate));
