@@ -401,6 +401,27 @@ impl AlertRuleInput {
                     "webhook_url is an http:// or https:// URL of at most 2048 characters",
                 ));
             }
+            // Parsed as the delivery parses it (WHATWG URL Standard): a URL that could never
+            // be delivered to (no host, a port past 65535) is refused now, not at each attempt.
+            let parsed = url::Url::parse(url).map_err(|e| {
+                refuse(
+                    "webhook_url",
+                    format!("webhook_url is not a URL a delivery can be sent to: {e}"),
+                )
+            })?;
+            if parsed.host_str().is_none_or(str::is_empty) {
+                return Err(refuse("webhook_url", "webhook_url names no host"));
+            }
+            // Rules are listed to every admin and on the page: a URL must not carry a
+            // password (OWASP: no credentials in URLs). Deliveries are authenticated by the
+            // signature.
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                return Err(refuse(
+                    "webhook_url",
+                    "webhook_url must not hold a user name or password (every admin sees it); \
+                     the receiver checks X-Flowtrail-Signature instead",
+                ));
+            }
             match &self.secret {
                 None => {
                     return Err(refuse(

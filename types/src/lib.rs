@@ -45,6 +45,10 @@ pub struct StepsPush {
     /// Grows with every push of the same flow; the flow's own fields of the highest version
     /// win, steps are merged whatever the order of arrival.
     #[serde(default = "default_version")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 1, maximum = 4294967295_u64, format = Int64)
+    )]
     pub version: u32,
     pub pipeline: String,
     #[serde(with = "crate::rfc3339")]
@@ -90,7 +94,11 @@ pub struct FlowRecord {
     pub id: Uuid,
     /// Grows with every re-send of the same flow; the highest version wins. From 1.
     #[serde(default = "default_version")]
-    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    // An unsigned 32-bit number: OpenAPI's `int32` is signed and would stop at 2^31 − 1.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 1, maximum = 4294967295_u64, format = Int64)
+    )]
     pub version: u32,
     /// The kind of flow within the team, e.g. `competitor_selection`: a name (1 to 256
     /// bytes, not only white space).

@@ -19,12 +19,12 @@ pub mod store;
 
 use std::time::Duration;
 
+use flowtrail_types::FlowStatus;
 use flowtrail_types::alerts::{
     Alert, AlertComparison, AlertDelivery, AlertEvaluation, AlertEvent, AlertMetric,
     AlertRuleInput, AlertState, AlertWebhook,
 };
 use flowtrail_types::filters::FlowFilters;
-use flowtrail_types::{Elimination, FlowStatus};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::sync::watch;
@@ -135,13 +135,14 @@ pub async fn measure(
                 .funnel_rows(team_id, &query, ELIMINATION_FLOW_CAP)
                 .await?;
             let mut flows = std::collections::BTreeSet::new();
+            // A flow counts when its step took candidates in (a 0 → 0 step has no share).
             let mut shares: Vec<f64> = rows
                 .iter()
                 .filter(|row| row.step == step)
-                .map(|row| {
+                .filter_map(|row| {
+                    let share = row.eliminated_share()?;
                     flows.insert(row.flow_id.as_str());
-                    Elimination::new(row.seq, "", row.kind, row.candidates_in, row.candidates_out)
-                        .share
+                    Some(share)
                 })
                 .collect();
             Ok(Measurement {
@@ -191,7 +192,10 @@ pub fn fires(
 }
 
 /// Up to three flows of the window that show what the rule watches, newest first: failed
-/// ones for `failed_share`, ones whose text holds the reason code for `reason_share`.
+/// ones for `failed_share`; for `reason_share`, ones whose watched step counted the reason
+/// (the flows list's exact `step` and `reason` filters, not a text search, which would also
+/// find the code in another step's reasoning); for `elimination_share`, ones that ran the
+/// watched step.
 async fn examples(
     services: &Services,
     team_id: i64,
@@ -202,7 +206,11 @@ async fn examples(
     let filters = FlowFilters {
         pipeline: Some(rule.pipeline.clone()),
         status: (rule.metric == AlertMetric::FailedShare).then_some(FlowStatus::Failed),
-        text: match rule.metric {
+        step: match rule.metric {
+            AlertMetric::ReasonShare | AlertMetric::EliminationShare => rule.step.clone(),
+            _ => None,
+        },
+        reason: match rule.metric {
             AlertMetric::ReasonShare => rule.reason.clone(),
             _ => None,
         },

@@ -11,7 +11,7 @@ use flowtrail_types::insights::{
     DayFlows, OVERVIEW_DAYS, PipelineInsight, PipelineSummary, PipelinesOverview, RangeInsight,
     ReasonMixBucket, SHARE_BINS, ShareDistribution, StepReasonMix, StepShift,
 };
-use flowtrail_types::{Elimination, Funnel, StatsBucket};
+use flowtrail_types::{Funnel, StatsBucket};
 use time::OffsetDateTime;
 
 use super::stats::{FUNNEL_FLOW_CAP, FunnelRow, StatsQuery, funnels};
@@ -322,12 +322,14 @@ fn reason_mix(
     }
 }
 
-/// Per step: flows per elimination-share bin, and flows counted.
+/// Per step: flows per elimination-share bin, and flows counted (those whose step took
+/// candidates in: [`FunnelRow::eliminated_share`]).
 fn share_distributions(rows: &[FunnelRow]) -> HashMap<String, (Vec<u64>, u64)> {
     let mut out: HashMap<String, (Vec<u64>, u64)> = HashMap::new();
     for row in rows {
-        let share =
-            Elimination::new(row.seq, "", row.kind, row.candidates_in, row.candidates_out).share;
+        let Some(share) = row.eliminated_share() else {
+            continue;
+        };
         let (bins, counted) = out
             .entry(row.step.clone())
             .or_insert_with(|| (vec![0; SHARE_BINS], 0));

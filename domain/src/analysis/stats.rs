@@ -50,6 +50,24 @@ pub struct FunnelRow {
     pub candidates_out: u64,
 }
 
+impl FunnelRow {
+    /// The share of its candidates the step eliminated (0–1), or `None` when it took none in
+    /// (`0 → 0` eliminated nothing of nothing: it is left out of every median, distribution
+    /// and alert metric of elimination shares rather than counted as 0 %).
+    pub fn eliminated_share(&self) -> Option<f64> {
+        (self.candidates_in > 0).then(|| {
+            Elimination::new(
+                self.seq,
+                "",
+                self.kind,
+                self.candidates_in,
+                self.candidates_out,
+            )
+            .share
+        })
+    }
+}
+
 /// Funnel medians come from at most this many of the newest flows per pipeline in the range.
 pub const FUNNEL_FLOW_CAP: u32 = 1_000;
 
@@ -137,6 +155,7 @@ pub fn funnels(funnel_rows: Vec<FunnelRow>) -> Vec<Funnel> {
     let mut funnels: BTreeMap<String, (BTreeSet<String>, BTreeMap<String, StepAcc>)> =
         BTreeMap::new();
     for row in funnel_rows {
+        let share = row.eliminated_share();
         let (flows, steps) = funnels.entry(row.pipeline.clone()).or_default();
         flows.insert(row.flow_id);
         let acc = steps
@@ -145,9 +164,9 @@ pub fn funnels(funnel_rows: Vec<FunnelRow>) -> Vec<Funnel> {
         acc.0 = acc.0.min(row.seq);
         acc.2.push(row.candidates_in);
         acc.3.push(row.candidates_out);
-        acc.4.push(
-            Elimination::new(row.seq, "", row.kind, row.candidates_in, row.candidates_out).share,
-        );
+        if let Some(share) = share {
+            acc.4.push(share);
+        }
     }
     funnels
         .into_iter()
@@ -179,6 +198,26 @@ pub fn funnels(funnel_rows: Vec<FunnelRow>) -> Vec<Funnel> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_that_took_no_candidates_has_no_elimination_share() {
+        let row = |flow: &str, candidates_in: u64, candidates_out: u64| FunnelRow {
+            pipeline: "p".into(),
+            flow_id: flow.into(),
+            seq: 1,
+            step: "s".into(),
+            kind: StepKind::Filter,
+            candidates_in,
+            candidates_out,
+        };
+        assert_eq!(row("a", 0, 0).eliminated_share(), None);
+        assert_eq!(row("a", 10, 5).eliminated_share(), Some(0.5));
+        // 10 → 5 and 0 → 0: the median share is that of the one run that had candidates.
+        let funnel = &funnels(vec![row("a", 10, 5), row("b", 0, 0)])[0];
+        assert_eq!(funnel.steps[0].runs, 2);
+        assert_eq!(funnel.steps[0].median_eliminated_share, 0.5);
+        assert_eq!(funnel.steps[0].median_in, 5.0);
+    }
 
     #[test]
     fn medians_of_odd_and_even_counts() {

@@ -127,6 +127,17 @@ async fn rules_are_refused_naming_their_field_and_never_show_their_secret() {
         (json!({"window_minutes": 0}), "window_minutes"),
         (json!({"secret": null}), "secret"),
         (json!({"webhook_url": "file:///etc/passwd"}), "webhook_url"),
+        // Never deliverable, or a password shown to every admin: refused when saved.
+        (json!({"webhook_url": "http://"}), "webhook_url"),
+        (json!({"webhook_url": "http://[::1]:99999/"}), "webhook_url"),
+        (
+            json!({"webhook_url": "https://user:pass@hooks.example/x"}),
+            "webhook_url",
+        ),
+        (
+            json!({"webhook_url": "https://token@hooks.example/x"}),
+            "webhook_url",
+        ),
         (json!({"min_flows": 0}), "min_flows"),
         (json!({"interval_minutes": 0}), "interval_minutes"),
         (json!({"interval_minutes": 1441}), "interval_minutes"),
@@ -234,10 +245,20 @@ async fn rules_are_refused_naming_their_field_and_never_show_their_secret() {
     let (status, list) = app.admin("GET", "/api/v1/admin/alert-rules", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["rules"], json!([]));
-    let (status, answer) = app
-        .admin("GET", "/api/v1/admin/alerts?state=closed", None)
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    for query in [
+        "state=closed",
+        "state=open&state=resolved",
+        "limit=5&limit=6",
+    ] {
+        let (status, answer) = app
+            .admin("GET", &format!("/api/v1/admin/alerts?{query}"), None)
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{query}: {answer}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -247,6 +268,25 @@ async fn a_seeded_shift_opens_one_alert_with_its_numbers_and_a_signed_webhook() 
     seed(&app, 30, 2 * 24 * 60, "v41", 10).await;
     // The last hour on v42: 60 %.
     let recent = seed(&app, 30, 10, "v42", 60).await;
+    // Decoys, the newest flows: their filter eliminated nothing and counted no reason; only
+    // its reasoning names the code. A text search would take them as the examples.
+    for _ in 0..3 {
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut flow = flow_json(&id);
+        flow["pipeline"] = json!("ranker");
+        flow["started_at"] = json!(at(1));
+        flow["ended_at"] = Value::Null;
+        flow["tags"] = json!({"version": "v42"});
+        let step = &mut flow["steps"][0];
+        step["name"] = json!("price_filter");
+        step["candidates_in"] = json!(130);
+        step["candidates_out"] = json!(130);
+        step["reasons"] = json!({});
+        step["reasoning"] = json!("price_out_of_range was not checked today");
+        let (status, _, answer) = app.send(&flow).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    }
+    app.drain_all().await;
     let (receiver, url) = Receiver::start(200).await;
     let secret = "whsec-0123456789abcdef";
     let shift = json!({
@@ -297,8 +337,9 @@ async fn a_seeded_shift_opens_one_alert_with_its_numbers_and_a_signed_webhook() 
     assert_eq!(alert["state"], "open");
     assert_eq!(alert["value"], 0.6);
     assert_eq!(alert["baseline"], 0.1);
-    assert_eq!(alert["flows"], 30);
+    assert_eq!(alert["flows"], 33);
     assert_eq!(alert["baseline_flows"], 30);
+    // The examples counted the reason at the watched step: none of the decoys.
     let examples = alert["example_flow_ids"].as_array().unwrap();
     assert_eq!(examples.len(), 3, "{alert}");
     for example in examples {
@@ -346,6 +387,41 @@ async fn a_seeded_shift_opens_one_alert_with_its_numbers_and_a_signed_webhook() 
         .await;
     assert_eq!(alerts["alerts"][0]["state"], "resolved", "{alerts}");
     assert!(alerts["alerts"][0]["resolved_at"].is_string());
+    // It still says what fired: the terms it opened under, not the rule's new ones.
+    assert_eq!(alerts["alerts"][0]["threshold"], 0.2, "{alerts}");
+    // Even after the rule is changed beyond recognition.
+    let (status, _) = app
+        .admin(
+            "PATCH",
+            &format!("/api/v1/admin/alert-rules/{id}"),
+            Some(
+                &json!({"metric": "flows_per_hour", "step": null, "reason": null,
+                         "comparison": "below", "threshold": 50}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, alerts) = app
+        .admin("GET", "/api/v1/admin/alerts?state=resolved", None)
+        .await;
+    let past = &alerts["alerts"][0];
+    assert_eq!(
+        (
+            &past["metric"],
+            &past["comparison"],
+            &past["threshold"],
+            &past["step"],
+            &past["reason"]
+        ),
+        (
+            &json!("reason_share"),
+            &json!("shift"),
+            &json!(0.2),
+            &json!("price_filter"),
+            &json!("price_out_of_range")
+        ),
+        "{alerts}"
+    );
     let (_, open) = app
         .admin("GET", "/api/v1/admin/alerts?state=open", None)
         .await;

@@ -53,11 +53,23 @@ pub mod render {
     fn cut_view(cut: EliminationCut, candidate: String, reasons: String) -> impl IntoView {
         let mut facts = Vec::new();
         if let (Some(score), Some(low)) = (cut.score, cut.lowest_kept_score) {
+            // A candidate may be cut with a score at or above the lowest kept (another
+            // reason, a rule, a tie): then it was not short of the cut.
+            let gap = cut.score_gap.unwrap_or(low - score);
+            let how_far = if gap > 0.0 {
+                format!("{} short", format::score(Some(gap)))
+            } else if gap == 0.0 {
+                "level with it: not cut by its score".to_string()
+            } else {
+                format!(
+                    "{} above it: not cut by its score",
+                    format::score(Some(-gap))
+                )
+            };
             facts.push(format!(
-                "score {} against {} for the lowest kept ({} short)",
+                "score {} against {} for the lowest kept ({how_far})",
                 format::score(Some(score)),
                 format::score(Some(low)),
-                format::score(cut.score_gap.map(f64::abs)),
             ));
         }
         if let Some(position) = cut.position {

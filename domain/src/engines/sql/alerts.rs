@@ -17,8 +17,10 @@ const RULE_COLUMNS: &str = "id, team_id, name, pipeline, step, metric, reason, c
      threshold, window_minutes, baseline_days, min_flows, webhook_url, secret, created_at, \
      updated_at, last_evaluated_at, interval_minutes";
 
-const ALERT_COLUMNS: &str = "a.id, a.team_id, a.rule_id, r.name, r.pipeline, r.step, r.metric, \
-     r.reason, r.comparison, r.threshold, a.state, a.opened_at, a.resolved_at, a.value, \
+/// An alert's columns: the rule's name as it is now, its terms as they were when the alert
+/// opened (migration `alert_terms`).
+const ALERT_COLUMNS: &str = "a.id, a.team_id, a.rule_id, r.name, a.pipeline, a.step, a.metric, \
+     a.reason, a.comparison, a.threshold, a.state, a.opened_at, a.resolved_at, a.value, \
      a.baseline, a.flows, a.baseline_flows, a.example_flow_ids";
 
 fn corrupt(what: &str) -> Error {
@@ -110,7 +112,7 @@ where
         Alert {
             id: row.try_get("id")?,
             rule_id: row.try_get("rule_id")?,
-            // Positional: both tables have these names.
+            // Positional: both tables have a `name`... and now the terms' names too.
             rule_name: row.try_get(3usize)?,
             pipeline: row.try_get("pipeline")?,
             step: row.try_get("step")?,
@@ -383,10 +385,14 @@ impl AlertStore for SqlMetadata {
         let examples =
             serde_json::to_string(examples).map_err(|e| Error::Internal(e.to_string()))?;
         on_pool!(&self.db, write, |pool| {
+            // The rule's terms are copied in: what the alert says stays what fired.
             Ok(sqlx::query_scalar(
                 "INSERT INTO alerts (team_id, rule_id, state, opened_at, value, baseline, \
-                 flows, baseline_flows, example_flow_ids, updated_at) \
-                 VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $8, $3) RETURNING id",
+                 flows, baseline_flows, example_flow_ids, updated_at, \
+                 pipeline, step, metric, reason, comparison, threshold) \
+                 SELECT $1, $2, 'open', $3, $4, $5, $6, $7, $8, $3, \
+                 r.pipeline, r.step, r.metric, r.reason, r.comparison, r.threshold \
+                 FROM alert_rules r WHERE r.id = $2 RETURNING id",
             )
             .bind(team_id)
             .bind(rule_id)
