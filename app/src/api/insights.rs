@@ -148,9 +148,11 @@ pub async fn pipeline_html(name: String, params: InsightParams) -> Result<String
     };
     let since = match get("since") {
         Some(text) => time("since", text)?,
+        // Kept in the years a time may be written in, as the statistics API keeps it.
         None => until
             .checked_sub(Duration::days(DEFAULT_RANGE_DAYS))
-            .ok_or_else(|| unprocessable("until is too early to count 7 days back from.".into()))?,
+            .unwrap_or(flowtrail_types::rfc3339::MIN)
+            .max(flowtrail_types::rfc3339::MIN),
     };
     if since >= until {
         return Err(unprocessable("since must be before until.".into()));

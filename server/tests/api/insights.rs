@@ -405,6 +405,14 @@ async fn a_pipeline_page_refuses_what_the_flows_list_refuses_and_hides_other_tea
             "buckets",
         ),
         (json!({"until": "10000-01-01T00:00:00Z"}), 422, "until"),
+        // A second range that would end past 9999: refused (it once panicked unanswered).
+        (json!({"vs_since": "9999-12-30T00:00:00Z"}), 422, "vs_until"),
+        // The default start is kept in the years a time may be written in.
+        (
+            json!({"until": "0000-01-03T00:00:00Z"}),
+            200,
+            "0000-01-01 00:00:00 UTC to 0000-01-03",
+        ),
         // The address's query string, as the page sends it, is what is read: a parameter
         // given twice is refused (as the flows list refuses it), not one of them picked.
         (

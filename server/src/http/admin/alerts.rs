@@ -106,14 +106,15 @@ pub(crate) async fn update_alert_rule(
     ApiBytes(body): ApiBytes,
 ) -> Result<Json<AlertRule>, ApiError> {
     let id = path_id(&id, "alert rule")?;
-    let patch: AlertRulePatch = json_body(&body)?;
     let not_found = || ApiError::NotFound(format!("the team has no alert rule {id}"));
+    // What is not there is 404 whatever the body (as for every resource).
     let stored = state
         .services
         .metadata
         .alert_rule(caller.team_id, id)
         .await?
         .ok_or_else(not_found)?;
+    let patch: AlertRulePatch = json_body(&body)?;
     let rule = patch.apply(stored.input).validated().map_err(refused)?;
     let updated = alerts::update_rule(
         &state.services,
