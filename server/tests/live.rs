@@ -947,8 +947,8 @@ fn stall(addr: std::net::SocketAddr, request: &[u8]) -> (String, Duration) {
     )
 }
 
-/// Slow HTTP (OWASP: slowloris, slow POST): a request head that never ends gets its
-/// connection closed once the head timeout passes, and a body that stalls is answered 400
+/// Slow HTTP (OWASP: slowloris, slow POST): a connection that sends nothing and a request
+/// head that never ends get their connection closed once the head timeout passes, and a body that stalls is answered 400
 /// `malformed_json` once the body timeout passes — neither holds a connection for ever,
 /// and the server keeps answering others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -967,7 +967,9 @@ async fn a_client_that_stalls_its_request_is_cut_off() {
         std::future::pending(),
     ));
     let key = fixture.key.clone();
-    let (head, body, healthy) = tokio::task::spawn_blocking(move || {
+    let (silent, head, body, healthy) = tokio::task::spawn_blocking(move || {
+        // A client that connects and sends nothing at all.
+        let silent = stall(addr, b"");
         let head = stall(
             addr,
             b"GET /healthz HTTP/1.1\r\nHost: flowtrail\r\nX-Slow: 1",
@@ -984,10 +986,16 @@ async fn a_client_that_stalls_its_request_is_cut_off() {
             addr,
             b"GET /healthz HTTP/1.1\r\nHost: flowtrail\r\nConnection: close\r\n\r\n",
         );
-        (head, body, healthy)
+        (silent, head, body, healthy)
     })
     .await
     .unwrap();
+    assert!(
+        silent.1 >= Duration::from_millis(900) && silent.1 < Duration::from_secs(8),
+        "the silent connection was cut off after {:?}: {:?}",
+        silent.1,
+        silent.0
+    );
     assert!(
         head.1 >= Duration::from_millis(900) && head.1 < Duration::from_secs(8),
         "the unfinished head was cut off after {:?}: {:?}",

@@ -409,13 +409,27 @@ impl AlertRuleInput {
                     format!("webhook_url is not a URL a delivery can be sent to: {e}"),
                 )
             })?;
-            if parsed.host_str().is_none_or(str::is_empty) {
+            // The authority as written (`http:///x` would be read with host `x`, `@h` with
+            // an empty user): what is saved is what was sent, so it is checked as sent.
+            let authority = url
+                .split_once("://")
+                .map_or("", |(_, rest)| rest)
+                .split(['/', '?', '#'])
+                .next()
+                .unwrap_or_default();
+            if authority.is_empty() || parsed.host_str().is_none_or(str::is_empty) {
                 return Err(refuse("webhook_url", "webhook_url names no host"));
+            }
+            if parsed.port() == Some(0) {
+                return Err(refuse("webhook_url", "webhook_url's port is 1 to 65535"));
             }
             // Rules are listed to every admin and on the page: a URL must not carry a
             // password (OWASP: no credentials in URLs). Deliveries are authenticated by the
             // signature.
-            if !parsed.username().is_empty() || parsed.password().is_some() {
+            if authority.contains('@')
+                || !parsed.username().is_empty()
+                || parsed.password().is_some()
+            {
                 return Err(refuse(
                     "webhook_url",
                     "webhook_url must not hold a user name or password (every admin sees it); \

@@ -61,8 +61,9 @@ pub struct EliminationCut {
     /// The lowest score among the candidates the step kept (or selected).
     pub lowest_kept_score: Option<f64>,
     /// `lowest_kept_score − score`: how much more it needed to reach the cut (≤ 0: it was
-    /// not cut by its score), rounded to 12 decimal places so a difference of decimal
-    /// scores reads as sent (0.7 − 0.48 is 0.22, not 0.21999999999999997).
+    /// not cut by its score), rounded to 12 significant digits of the larger score so a
+    /// difference of decimal scores reads as sent (0.7 − 0.48 is 0.22, not
+    /// 0.21999999999999997).
     pub score_gap: Option<f64>,
     /// Its place when the step's scored observations are ranked by score, best first (1 =
     /// the best; ties share the better place).
@@ -253,7 +254,7 @@ pub struct FunnelStep {
     pub runs: u64,
     pub median_in: f64,
     pub median_out: f64,
-    /// The median share of candidates eliminated, over the runs whose step took candidates
-    /// in (a `0 → 0` run has no share); 0 when none did.
-    pub median_eliminated_share: f64,
+    /// The median share of candidates eliminated (0–1), over the runs whose step took
+    /// candidates in (a `0 → 0` run has no share); `null` when none did.
+    pub median_eliminated_share: Option<f64>,
 }

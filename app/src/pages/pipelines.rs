@@ -41,17 +41,27 @@ pub fn PipelinePage() -> impl IntoView {
     let search = location.search;
     // The name from the path, percent-decoded once (the route's parameters decode it twice:
     // `x%2541` would read as `xA`). A path keeps `+` as is (it is a space only in a query).
-    let name = move || {
+    // Bytes that are not UTF-8 are refused, not replaced (`%FF` names no pipeline: a name
+    // is text), as the flows list refuses them in a query.
+    let name = move || -> Result<String, String> {
         let path = location.pathname.read();
         let raw = path.strip_prefix("/pipelines/").unwrap_or_default();
         percent_encoding::percent_decode_str(raw)
-            .decode_utf8_lossy()
-            .into_owned()
+            .decode_utf8()
+            .map(|name| name.into_owned())
+            .map_err(|_| {
+                "The pipeline's name in the address is not UTF-8 once percent-decoded.".to_string()
+            })
     };
     // Each value decoded once, from the raw address (see `InsightParams::from_query`).
     let args = move || (name(), search.with(|raw| InsightParams::from_query(raw)));
-    let page = Resource::new(args, |(name, params)| pipeline_html(name, params));
-    let title = move || format!("{} · Pipelines · Flow Trail", name());
+    let page = Resource::new(args, |(name, params)| async move {
+        match name {
+            Ok(name) => pipeline_html(name, params).await,
+            Err(message) => Err(ServerFnError::ServerError(message)),
+        }
+    });
+    let title = move || format!("{} · Pipelines · Flow Trail", name().unwrap_or_default());
     view! {
         <Title text=title/>
         <Suspense fallback=|| view! { <p class="loading" role="status">"Loading the pipeline…"</p> }>
@@ -108,6 +118,11 @@ pub mod render {
     fn rfc3339(at: OffsetDateTime) -> String {
         at.format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default()
+    }
+
+    /// A median elimination share, or a dash when no run took candidates in.
+    fn share_text(share: Option<f64>) -> String {
+        share.map(format::percent).unwrap_or_else(|| "—".into())
     }
 
     fn share_of(part: u64, all: u64) -> String {
@@ -407,8 +422,11 @@ pub mod render {
                 let cells = compared.then(|| {
                     let (share, change) = match before {
                         Some(b) => (
-                            format::percent(b.median_eliminated_share),
-                            points(s.median_eliminated_share - b.median_eliminated_share),
+                            share_text(b.median_eliminated_share),
+                            s.median_eliminated_share
+                                .zip(b.median_eliminated_share)
+                                .map(|(now, before)| points(now - before))
+                                .unwrap_or_else(|| "—".into()),
                         ),
                         None => ("—".into(), "—".into()),
                     };
@@ -425,7 +443,7 @@ pub mod render {
                         <td class="num">{format::count(s.runs)}</td>
                         <td class="num">{format::fixed(s.median_in, 1)}</td>
                         <td class="num">{format::fixed(s.median_out, 1)}</td>
-                        <td class="num">{format::percent(s.median_eliminated_share)}</td>
+                        <td class="num">{share_text(s.median_eliminated_share)}</td>
                         {cells}
                     </tr>
                 }
@@ -727,7 +745,7 @@ pub mod render {
             "Share of candidates eliminated at step {} per flow, over {of}: {}",
             mix.step,
             if words.is_empty() {
-                "no flow ran it".to_string()
+                "no run of it took candidates in".to_string()
             } else {
                 words
             }

@@ -126,19 +126,25 @@ pub async fn overview(
 pub fn mover(recent: Option<&Funnel>, baseline: Option<&Funnel>) -> Option<StepShift> {
     let (recent, baseline) = (recent?, baseline?);
     let mut best: Option<StepShift> = None;
+    // Only steps with a share on both sides (a step whose runs all took no candidates in
+    // has none): a missing share is not a move from or to 0 %.
     for step in recent.steps.iter().filter(|s| s.runs > 0) {
-        let Some(before) = baseline
+        let Some(recent_share) = step.median_eliminated_share else {
+            continue;
+        };
+        let Some((before, baseline_share)) = baseline
             .steps
             .iter()
-            .find(|b| b.name == step.name && b.runs > 0)
+            .filter(|b| b.name == step.name && b.runs > 0)
+            .find_map(|b| Some((b, b.median_eliminated_share?)))
         else {
             continue;
         };
         let shift = StepShift {
             step: step.name.clone(),
-            recent: step.median_eliminated_share,
+            recent: recent_share,
             recent_runs: step.runs,
-            baseline: before.median_eliminated_share,
+            baseline: baseline_share,
             baseline_runs: before.runs,
         };
         if best
@@ -363,7 +369,7 @@ mod tests {
                     runs: *runs,
                     median_in: 10.0,
                     median_out: 10.0 * (1.0 - share),
-                    median_eliminated_share: *share,
+                    median_eliminated_share: Some(*share),
                 })
                 .collect(),
         }

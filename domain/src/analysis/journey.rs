@@ -147,12 +147,20 @@ pub fn observed_anywhere(journey: &CandidateJourney) -> bool {
         .any(|s| s.presence == Presence::Observed)
 }
 
-/// `a − b` for two scores as sent in decimal, rounded to 12 decimal places: the binary
-/// difference of `0.7` and `0.48` is `0.21999999999999997`, which no one sent; scores carry
-/// far fewer places than that, so the rounding drops only the floating-point error.
+/// `a − b` for two scores as sent in decimal, rounded to 12 significant digits of the larger
+/// score: the binary difference of `0.7` and `0.48` is `0.21999999999999997`, which no one
+/// sent, while the error of a subtraction is below the larger operand's last digit (about
+/// 16 significant digits), so the rounding drops only that error — and keeps a difference of
+/// tiny scores (`4e-13 − 1e-13` is `3e-13`, not 0).
 fn score_difference(a: f64, b: f64) -> f64 {
     let difference = a - b;
-    let rounded = (difference * 1e12).round() / 1e12;
+    let magnitude = a.abs().max(b.abs());
+    if difference == 0.0 || !magnitude.is_normal() {
+        return difference;
+    }
+    let places = 12 - magnitude.log10().floor() as i32;
+    let factor = 10f64.powi(places.clamp(-300, 300));
+    let rounded = (difference * factor).round() / factor;
     if rounded.is_finite() {
         rounded
     } else {
@@ -197,6 +205,11 @@ mod tests {
         assert_eq!(cut.lowest_kept_score, Some(0.55));
         // 0.55 − 0.41 is 0.14000000000000007 in binary: the gap reads as sent, 0.14.
         assert_eq!(cut.score_gap, Some(0.14));
+        assert_eq!(score_difference(0.7, 0.48), 0.22);
+        assert_eq!(score_difference(4e-13, 1e-13), 3e-13);
+        assert_eq!(score_difference(1_000_000.7, 1_000_000.48), 0.22);
+        assert_eq!(score_difference(0.5, 0.5), 0.0);
+        assert!(score_difference(1e-300, -1e-300) > 0.0);
         assert_eq!((cut.position, cut.ranked, cut.kept), (Some(3), 5, Some(2)));
         assert_eq!(cut.nearest_kept.unwrap().candidate_id, "cut");
         assert!(cut.exact);

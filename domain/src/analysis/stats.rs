@@ -186,7 +186,8 @@ pub fn funnels(funnel_rows: Vec<FunnelRow>) -> Vec<Funnel> {
                             runs: ins.len() as u64,
                             median_in: median(&mut ins),
                             median_out: median(&mut outs),
-                            median_eliminated_share: median_f64(&mut shares),
+                            median_eliminated_share: (!shares.is_empty())
+                                .then(|| median_f64(&mut shares)),
                         },
                     )
                     .collect(),
@@ -215,8 +216,11 @@ mod tests {
         // 10 → 5 and 0 → 0: the median share is that of the one run that had candidates.
         let funnel = &funnels(vec![row("a", 10, 5), row("b", 0, 0)])[0];
         assert_eq!(funnel.steps[0].runs, 2);
-        assert_eq!(funnel.steps[0].median_eliminated_share, 0.5);
+        assert_eq!(funnel.steps[0].median_eliminated_share, Some(0.5));
         assert_eq!(funnel.steps[0].median_in, 5.0);
+        // Only 0 → 0 runs: no share at all, not 0 %.
+        let funnel = &funnels(vec![row("a", 0, 0), row("b", 0, 0)])[0];
+        assert_eq!(funnel.steps[0].median_eliminated_share, None);
     }
 
     #[test]

@@ -524,11 +524,7 @@ impl Plan {
                     runs: 1,
                     median_in: cin as f64,
                     median_out: cout as f64,
-                    median_eliminated_share: if cin == 0 {
-                        0.0
-                    } else {
-                        (cin - cout) as f64 / cin as f64
-                    },
+                    median_eliminated_share: (cin > 0).then(|| (cin - cout) as f64 / cin as f64),
                 })
             })
             .collect();

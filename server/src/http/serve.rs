@@ -21,9 +21,10 @@ use tower_http::timeout::TimeoutBody;
 /// How slowly a client may send a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadTimeouts {
-    /// The whole request head (request line and headers) of HTTP/1.1 must arrive within
-    /// this long, or the connection is closed without an answer (hyper's
-    /// `header_read_timeout`; an idle keep-alive connection is closed after it too).
+    /// A new connection's first byte, and then each whole request head (request line and
+    /// headers) of HTTP/1.1, must arrive within this long, or the connection is closed
+    /// without an answer (hyper's `header_read_timeout`; an idle keep-alive connection is
+    /// closed after it too).
     pub head: Duration,
     /// A request body may not stall longer than this between two of its chunks; a handler
     /// reading it then fails as for any unreadable body (400 `malformed_json`, "the request
@@ -82,12 +83,20 @@ pub async fn serve(
                 .insert(ConnectInfo::<SocketAddr>(peer));
             router.clone().oneshot(request)
         });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, watcher, head) = (builder.clone(), graceful.watcher(), timeouts.head);
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            // hyper's head timeout starts at a request's first byte: a client that connects
+            // and sends nothing would hold its connection for ever. It gets as long for its
+            // first byte.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(head, stream.peek(&mut first)).await {
+                Ok(Ok(read)) if read > 0 => {}
+                _ => return,
+            }
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%error, %peer, "connection closed");
             }
         });

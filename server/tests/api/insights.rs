@@ -463,6 +463,7 @@ async fn a_pipeline_page_refuses_what_the_flows_list_refuses_and_hides_other_tea
             "pipeline is given more than once",
         ),
         ("/?reason=%FF", "reason is not UTF-8"),
+        ("/pipelines/%FF", "not UTF-8 once percent-decoded"),
     ] {
         let request = Request::get(path)
             .header(header::COOKIE, &cookie)
