@@ -232,19 +232,7 @@ pub fn encode(value: &str) -> String {
 /// [`flowtrail_types::filters::decode_query`], which refuses them. (The router's own query
 /// map decodes a value twice: `a%252Fb` would read as `a/b`.)
 pub fn query_pairs(raw: &str) -> Vec<(String, String)> {
-    let raw = raw.strip_prefix('?').unwrap_or(raw);
-    let decode = |part: &str| {
-        percent_encoding::percent_decode_str(&part.replace('+', " "))
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    raw.split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(name), decode(value))
-        })
-        .collect()
+    flowtrail_types::filters::decode_query_lossy(raw)
 }
 
 /// The first non-blank value of `name` among `pairs` ([`query_pairs`]).

@@ -145,28 +145,66 @@ pub struct QueryError {
 /// refusing a name or value that is not UTF-8 once percent-decoded (`q=%FF`) rather than
 /// replacing its bytes with U+FFFD as lossy decoding would — a filter must be what was sent.
 pub fn decode_query(raw: &str) -> Result<Vec<(String, String)>, QueryError> {
-    let raw = raw.strip_prefix('?').unwrap_or(raw);
-    let decode = |part: &str| {
-        let spaced = part.replace('+', " ");
-        percent_encoding::percent_decode_str(&spaced)
-            .decode_utf8()
-            .map(|text| text.into_owned())
-    };
-    raw.split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let decoded_name = decode(name).map_err(|_| QueryError {
+    query_parts(raw)
+        .map(|(name, value)| {
+            let decoded_name = String::from_utf8(decode_part(name)).map_err(|_| QueryError {
                 parameter: "query".into(),
                 message: "a parameter name is not UTF-8 once percent-decoded".into(),
             })?;
-            let value = decode(value).map_err(|_| QueryError {
+            let value = String::from_utf8(decode_part(value)).map_err(|_| QueryError {
                 message: format!("{decoded_name} is not UTF-8 once percent-decoded"),
                 parameter: decoded_name.clone(),
             })?;
             Ok((decoded_name, value))
         })
         .collect()
+}
+
+/// [`decode_query`] for showing what was sent (a form's fields): bytes that are not UTF-8
+/// once percent-decoded are replaced by U+FFFD instead of refused. Never for filtering.
+pub fn decode_query_lossy(raw: &str) -> Vec<(String, String)> {
+    query_parts(raw)
+        .map(|(name, value)| {
+            (
+                String::from_utf8_lossy(&decode_part(name)).into_owned(),
+                String::from_utf8_lossy(&decode_part(value)).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The `(name, value)` parts of a query string, still encoded (without a leading `?`, empty
+/// parts skipped, a part without `=` an empty value).
+fn query_parts(raw: &str) -> impl Iterator<Item = (&str, &str)> {
+    raw.strip_prefix('?')
+        .unwrap_or(raw)
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+}
+
+/// One encoded part's bytes: `+` read as a space, then percent-decoded.
+fn decode_part(part: &str) -> Vec<u8> {
+    percent_encoding::percent_decode_str(&part.replace('+', " ")).collect()
+}
+
+/// The first of `names` given more than once among `pairs` (name, value), if any: a
+/// parameter with one value given twice is ambiguous, and is refused rather than one of its
+/// values picked — the rule of every query string of the API and the dashboard. `names`
+/// `None` checks every name.
+pub fn repeated<'a, N: AsRef<str>, V>(
+    pairs: &'a [(N, V)],
+    names: Option<&[&str]>,
+) -> Option<&'a str> {
+    pairs.iter().enumerate().find_map(|(i, (name, _))| {
+        let name = name.as_ref();
+        let counted = names.is_none_or(|names| names.contains(&name));
+        (counted
+            && pairs[..i]
+                .iter()
+                .any(|(earlier, _)| earlier.as_ref() == name))
+        .then_some(name)
+    })
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> FilterError {

@@ -136,10 +136,8 @@ pub async fn pipeline_html(name: String, params: InsightParams) -> Result<String
         .into_iter()
         .filter(|(name, _)| InsightParams::NAMES.contains(name))
         .collect();
-    for (i, (name, _)) in pairs.iter().enumerate() {
-        if pairs[..i].iter().any(|(earlier, _)| earlier == name) {
-            return Err(unprocessable(format!("{name} is given more than once.")));
-        }
+    if let Some(name) = flowtrail_types::filters::repeated(&pairs, None) {
+        return Err(unprocessable(format!("{name} is given more than once.")));
     }
     let get = |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
     let until = match get("until") {

@@ -35,13 +35,11 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Api
             .map_err(|e| ApiError::invalid(e.parameter, e.message))?;
         // Every parameter of these queries has one value: given twice, it is ambiguous, and
         // refused naming it (as the flows list refuses it).
-        for (i, (name, _)) in pairs.iter().enumerate() {
-            if pairs[..i].iter().any(|(earlier, _)| earlier == name) {
-                return Err(ApiError::invalid(
-                    name.clone(),
-                    format!("{name} is given more than once"),
-                ));
-            }
+        if let Some(name) = flowtrail_types::filters::repeated(&pairs, None) {
+            return Err(ApiError::invalid(
+                name,
+                format!("{name} is given more than once"),
+            ));
         }
         let axum::extract::Query(value) = axum::extract::Query::try_from_uri(&parts.uri)?;
         Ok(ApiQuery(value))

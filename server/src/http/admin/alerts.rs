@@ -183,18 +183,14 @@ pub(crate) async fn alerts(
 ) -> Result<Json<Alerts>, ApiError> {
     let mut wanted = None;
     let mut limit = 100;
-    let mut seen: Vec<String> = Vec::new();
-    for (name, value) in query_pairs(query.as_deref().unwrap_or_default())? {
-        // Given twice, a parameter is ambiguous: refused rather than one picked (as the
-        // flows list refuses it).
-        if (name == "state" || name == "limit") && seen.contains(&name) {
-            let field = if name == "state" { "state" } else { "limit" };
-            return Err(ApiError::invalid(
-                field,
-                format!("{field} is given more than once"),
-            ));
-        }
-        seen.push(name.clone());
+    let pairs = query_pairs(query.as_deref().unwrap_or_default())?;
+    if let Some(name) = flowtrail_types::filters::repeated(&pairs, Some(&["state", "limit"])) {
+        return Err(ApiError::invalid(
+            name,
+            format!("{name} is given more than once"),
+        ));
+    }
+    for (name, value) in pairs {
         match name.as_str() {
             "state" => {
                 wanted = Some(match value.as_str() {
